@@ -1,0 +1,50 @@
+from typing import Literal, overload
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_Reduction = Literal["mean", "sum", "none"]
+_FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+
+@overload
+def binary_cross_entropy(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    reduction: Literal["mean", "sum"] = "mean",
+    out: None = None,
+) -> float: ...
+@overload
+def binary_cross_entropy(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    reduction: Literal["none"],
+    out: _FloatArray | None = None,
+) -> _FloatArray: ...
+@overload
+def binary_cross_entropy_with_logits(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    pos_weight: npt.ArrayLike | None = None,
+    reduction: Literal["mean", "sum"] = "mean",
+    out: None = None,
+) -> float: ...
+@overload
+def binary_cross_entropy_with_logits(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    pos_weight: npt.ArrayLike | None = None,
+    reduction: Literal["none"],
+    out: _FloatArray | None = None,
+) -> _FloatArray: ...
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...

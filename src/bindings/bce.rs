@@ -1,0 +1,321 @@
+//! Python bindings of binary cross-entropy: parse, dispatch on dtypes, release the GIL, convert.
+//! The formulas live in [`crate::kernels::bce`].
+
+use numpy::{Element, PyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyFloat;
+
+use super::arrays::{dtype_name, is, ndarray, ndarray_as, shape_str, View, ViewMut};
+use super::reduction::Reduction;
+use super::threads::{DETACH_MIN, PARALLEL_MIN};
+use crate::kernels::bce::{self, Kind, Operands};
+use crate::kernels::float::{Bool, Float, Target};
+use crate::kernels::pool;
+use crate::kernels::reduce::flags;
+use crate::kernels::strided::{find_first, Layout, SendPtr};
+
+/// Binary cross-entropy between predicted probabilities and targets.
+///
+/// Each element's loss is ``-w * (y * max(log p, -100) + (1 - y) * max(log(1 - p), -100))``,
+/// exactly as :func:`torch.nn.functional.binary_cross_entropy` defines it (``log(1 - p)`` is
+/// computed as ``log1p(-p)``).
+///
+/// Parameters
+/// ----------
+/// input : array_like of float32 or float64
+///     Probabilities in [0, 1], any shape and layout (read in place, never copied).
+/// target : array_like
+///     Same shape as ``input``: probabilities in [0, 1] (float32/float64), or hard labels
+///     0/1 (bool, uint8, int8, int32, int64), read natively without conversion.
+/// weight : array_like, optional
+///     Per-element weight, broadcast to ``input``'s shape.
+/// reduction : {"mean", "sum", "none"}
+///     ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch);
+///     ``"sum"`` returns the sum (0.0 for empty input); ``"none"`` returns every element's loss.
+/// out : numpy.ndarray, optional
+///     With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
+///
+/// Returns
+/// -------
+/// float or numpy.ndarray
+///     A Python float (accumulated in float64, also for float32 input) for ``"mean"`` and
+///     ``"sum"``; an array of ``input``'s shape and dtype for ``"none"``.
+///
+/// Raises ``ValueError`` for a probability or target outside [0, 1] (naming the first
+/// position), mismatched shapes or an unknown reduction; ``TypeError`` for unsupported dtypes.
+/// NaN propagates into the result (torch raises instead).
+///
+/// Examples
+/// --------
+/// >>> import numpy as np, crossent
+/// >>> p = np.array([0.9, 0.2, 0.6], dtype=np.float32)
+/// >>> y = np.array([True, False, True])
+/// >>> round(crossent.binary_cross_entropy(p, y), 6)
+/// 0.279777
+/// >>> crossent.binary_cross_entropy(p, y, reduction="none").round(4)
+/// array([0.1054, 0.2231, 0.5108], dtype=float32)
+#[pyfunction]
+#[pyo3(signature = (input, target, *, weight=None, reduction="mean", out=None))]
+pub fn binary_cross_entropy<'py>(
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    reduction: &str,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let args = Args {
+        kind: Kind::Probabilities,
+        weight,
+        pos_weight: None,
+        reduction: Reduction::parse(reduction)?,
+        out,
+    };
+    dispatch_input(input, target, &args)
+}
+
+/// Binary cross-entropy between logits and targets, computed without overflow.
+///
+/// Each element's loss is ``w * ((1 - y) * x - (1 + (c - 1) * y) * log_sigmoid(x))`` with
+/// ``log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|))``, exactly as
+/// :func:`torch.nn.functional.binary_cross_entropy_with_logits` defines it.
+///
+/// Parameters
+/// ----------
+/// input : array_like of float32 or float64
+///     Logits, any shape and layout (read in place, never copied).
+/// target : array_like
+///     Same shape as ``input``: probabilities in [0, 1] (float32/float64), or hard labels
+///     0/1 (bool, uint8, int8, int32, int64).
+/// weight : array_like, optional
+///     Per-element weight ``w``, broadcast to ``input``'s shape.
+/// pos_weight : array_like, optional
+///     Weight ``c`` of the positive class, broadcast to ``input``'s shape (typically one
+///     value per class, along the last axis).
+/// reduction : {"mean", "sum", "none"}
+///     As in :func:`binary_cross_entropy`.
+/// out : numpy.ndarray, optional
+///     With ``reduction="none"``: the array to write into.
+///
+/// Examples
+/// --------
+/// >>> import numpy as np, crossent
+/// >>> x = np.array([2.0, -1.0, 0.5])
+/// >>> y = np.array([1, 0, 1], dtype=np.uint8)
+/// >>> round(crossent.binary_cross_entropy_with_logits(x, y), 6)
+/// 0.304756
+/// >>> round(crossent.binary_cross_entropy_with_logits(x, y, pos_weight=[2.0]), 6)
+/// 0.505091
+#[pyfunction]
+#[pyo3(signature = (input, target, *, weight=None, pos_weight=None, reduction="mean", out=None))]
+pub fn binary_cross_entropy_with_logits<'py>(
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    pos_weight: Option<&Bound<'py, PyAny>>,
+    reduction: &str,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let args = Args {
+        kind: Kind::Logits,
+        weight,
+        pos_weight,
+        reduction: Reduction::parse(reduction)?,
+        out,
+    };
+    dispatch_input(input, target, &args)
+}
+
+/// The arguments besides `input` and `target`.
+struct Args<'a, 'py> {
+    kind: Kind,
+    weight: Option<&'a Bound<'py, PyAny>>,
+    pos_weight: Option<&'a Bound<'py, PyAny>>,
+    reduction: Reduction,
+    out: Option<&'a Bound<'py, PyAny>>,
+}
+
+fn dispatch_input<'py>(
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    args: &Args<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let x = ndarray(input, "input")?;
+    if is::<f32>(&x) {
+        dispatch_target::<f32>(&x, target, args)
+    } else if is::<f64>(&x) {
+        dispatch_target::<f64>(&x, target, args)
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "'input' must be a float32 or float64 array, got dtype {}",
+            dtype_name(&x)
+        )))
+    }
+}
+
+fn dispatch_target<'py, T: Float + Element>(
+    x: &Bound<'py, PyUntypedArray>,
+    target: &Bound<'py, PyAny>,
+    args: &Args<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let y = ndarray(target, "target")?;
+    // (NumPy element type, the type the kernel reads it as)
+    macro_rules! try_dtypes {
+        ($($e:ty => $y:ty),*) => {$(
+            if is::<$e>(&y) {
+                return compute::<T, $e, $y>(x, &y, args);
+            }
+        )*};
+    }
+    try_dtypes!(f32 => f32, f64 => f64, bool => Bool, u8 => u8, i8 => i8, i32 => i32, i64 => i64);
+    Err(PyTypeError::new_err(format!(
+        "'target' must be a float32, float64, bool, uint8, int8, int32 or int64 array, \
+         got dtype {}",
+        dtype_name(&y)
+    )))
+}
+
+/// A parameter array (`weight`, `pos_weight`) read as `T` and broadcast to the input's shape.
+struct Parameter<'py, T: Element> {
+    /// Keeps the array borrowed while the kernel reads it (`None`: a constant 1).
+    _view: Option<View<'py, T>>,
+    ptr: *const T,
+    strides: Vec<isize>,
+}
+
+impl<'py, T: Float + Element> Parameter<'py, T> {
+    fn new(obj: Option<&Bound<'py, PyAny>>, arg: &str, shape: &[usize]) -> PyResult<Self> {
+        let Some(obj) = obj else {
+            return Ok(Parameter {
+                _view: None,
+                ptr: T::one_ref(),
+                strides: vec![0; shape.len()],
+            });
+        };
+        let view = View::<T>::new(&ndarray_as::<T>(obj, arg)?, arg)?;
+        Ok(Parameter {
+            ptr: view.ptr,
+            strides: view.broadcast_strides(shape, arg)?,
+            _view: Some(view),
+        })
+    }
+}
+
+/// Runs the kernel for input dtype `T` and target dtype `E` (read as `Y`).
+fn compute<'py, T: Float + Element, E: Element, Y: Target>(
+    x: &Bound<'py, PyUntypedArray>,
+    y: &Bound<'py, PyUntypedArray>,
+    args: &Args<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    const { assert!(std::mem::size_of::<E>() == std::mem::size_of::<Y>()) };
+    let py = x.py();
+    let xv = View::<T>::new(x, "input")?;
+    let yv = View::<E>::new(y, "target")?;
+    let shape = xv.shape.clone();
+    if yv.shape != shape {
+        return Err(PyValueError::new_err(format!(
+            "'target' must have the same shape as 'input' {}, got {}",
+            shape_str(&shape),
+            shape_str(&yv.shape)
+        )));
+    }
+    let w = Parameter::<T>::new(args.weight, "weight", &shape)?;
+    let pw = Parameter::<T>::new(args.pos_weight, "pos_weight", &shape)?;
+
+    let out_array: Option<Bound<'py, PyAny>> = match (args.reduction, args.out) {
+        (Reduction::None, Some(out)) => Some(out.clone()),
+        (Reduction::None, None) => {
+            let fortran = x.is_fortran_contiguous() && !x.is_c_contiguous();
+            // SAFETY: the array is uninitialised; the kernel writes every element before it
+            // is returned (or it is dropped on error).
+            let fresh = unsafe { PyArrayDyn::<T>::new(py, shape.as_slice(), fortran) };
+            Some(fresh.into_any())
+        }
+        (_, Some(_)) => {
+            return Err(PyValueError::new_err(
+                "'out' is only used with reduction='none'",
+            ))
+        }
+        (_, None) => None,
+    };
+    let out_view = match &out_array {
+        Some(out) => Some(ViewMut::<T>::new(out, &shape, T::NAME)?),
+        None => None,
+    };
+    let (out_ptr, out_strides) = match &out_view {
+        Some(v) => (v.ptr, v.strides.clone()),
+        None => (std::ptr::null_mut(), vec![0; shape.len()]),
+    };
+
+    let ops = Operands {
+        input: SendPtr::from_const(xv.ptr),
+        target: SendPtr::from_const(yv.ptr as *const Y),
+        weight: SendPtr::from_const(w.ptr),
+        pos_weight: SendPtr::from_const(pw.ptr),
+        out: SendPtr(out_ptr),
+        layout: Layout::new(
+            &shape,
+            [
+                &xv.strides,
+                &yv.strides,
+                &w.strides,
+                &pw.strides,
+                &out_strides,
+            ],
+        ),
+    };
+    let n = ops.layout.len();
+    let kind = args.kind;
+    let work = move || {
+        let pool = pool::pool_for(n, PARALLEL_MIN);
+        // SAFETY: every pointer comes from a view that is alive (and borrowed: no writer from
+        // Rust) until this function returns; the layout is built from those views' own shapes
+        // and strides; out was checked to be writeable, self-disjoint and not overlapping the
+        // inputs.
+        unsafe { bce::binary_cross_entropy(&ops, kind, pool.as_deref()) }
+    };
+    let part = if n < DETACH_MIN {
+        work()
+    } else {
+        py.detach(work)
+    };
+
+    if part.flags & flags::INPUT != 0 {
+        // SAFETY: the view is alive and describes valid elements.
+        let bad = unsafe {
+            find_first(xv.ptr, &shape, &xv.strides, |p: T| {
+                p < T::ZERO || p > T::ONE
+            })
+        };
+        return Err(domain_error("input", "probabilities in [0, 1]", bad));
+    }
+    if part.flags & flags::TARGET != 0 {
+        let bad = unsafe {
+            find_first(yv.ptr as *const Y, &shape, &yv.strides, |v: Y| {
+                !v.in_range()
+            })
+        };
+        let what = if Y::HARD {
+            "labels 0 or 1"
+        } else {
+            "values in [0, 1]"
+        };
+        return Err(domain_error("target", what, bad));
+    }
+    Ok(match args.reduction {
+        Reduction::None => out_array.expect("allocated above"),
+        Reduction::Sum => PyFloat::new(py, part.sum).into_any(),
+        Reduction::Mean => PyFloat::new(py, part.sum / part.count as f64).into_any(),
+    })
+}
+
+/// `ValueError: 'arg' must hold <what>; found <v> at index (i, j)`.
+fn domain_error<V: std::fmt::Debug>(arg: &str, what: &str, bad: Option<(Vec<usize>, V)>) -> PyErr {
+    match bad {
+        Some((index, v)) => PyValueError::new_err(format!(
+            "'{arg}' must hold {what}; found {v:?} at index {}",
+            shape_str(&index)
+        )),
+        None => PyValueError::new_err(format!("'{arg}' must hold {what}")),
+    }
+}

@@ -1,0 +1,63 @@
+//! `set_num_threads` / `get_num_threads`, and the thresholds that decide where work runs.
+
+use pyo3::exceptions::{PyRuntimeWarning, PyValueError};
+use pyo3::prelude::*;
+
+use crate::kernels::pool;
+
+/// Below this many elements the work stays on the calling thread: waking the pool costs more
+/// than it saves.
+pub const PARALLEL_MIN: usize = 1 << 16;
+
+/// Below this many elements the GIL is kept: releasing and re-taking it costs more than the
+/// work itself.
+pub const DETACH_MIN: usize = 1 << 12;
+
+/// Set the number of threads crossent computes with.
+///
+/// The default is the number of CPUs this process may use, or the ``CROSSENT_NUM_THREADS``
+/// environment variable when it is set at import. Results are bit-identical for every thread
+/// count. Safe to call while other threads compute: calls already running finish on the pool
+/// they started with.
+///
+/// >>> import crossent
+/// >>> crossent.set_num_threads(2)
+/// >>> crossent.get_num_threads()
+/// 2
+#[pyfunction]
+pub fn set_num_threads(n: i64) -> PyResult<()> {
+    if n < 1 {
+        return Err(PyValueError::new_err(format!(
+            "'n' must be a positive number of threads, got {n}"
+        )));
+    }
+    pool::set_num_threads(usize::try_from(n).unwrap_or(usize::MAX).min(1 << 16));
+    Ok(())
+}
+
+/// The number of threads crossent computes with (see :func:`set_num_threads`).
+///
+/// >>> import crossent
+/// >>> crossent.get_num_threads() >= 1
+/// True
+#[pyfunction]
+pub fn get_num_threads() -> usize {
+    pool::num_threads()
+}
+
+/// Reads `CROSSENT_NUM_THREADS` at import; warns (and uses the default) if it is not a
+/// positive integer.
+pub fn init_from_env(py: Python<'_>) -> PyResult<()> {
+    if let Ok(value) = std::env::var("CROSSENT_NUM_THREADS") {
+        if pool::parse_env(Some(&value)).is_none() {
+            let msg = format!(
+                "CROSSENT_NUM_THREADS={value:?} is not a positive integer; using {} threads",
+                pool::num_threads()
+            );
+            let category = py.get_type::<PyRuntimeWarning>();
+            PyErr::warn(py, &category, &std::ffi::CString::new(msg)?, 1)?;
+        }
+    }
+    pool::num_threads();
+    Ok(())
+}

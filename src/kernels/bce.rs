@@ -1,0 +1,379 @@
+//! Binary cross-entropy, on probabilities and on logits.
+//!
+//! With `p` the predicted probability, `x` the logit, `y` the target in `[0, 1]`, `w` the
+//! element weight and `c` the positive-class weight (`pos_weight`), each element's loss is,
+//! exactly as PyTorch defines it:
+//!
+//! ```text
+//! bce(p, y)            = -w · [ y · max(ln p, -100) + (1 - y) · max(ln(1 - p), -100) ]
+//! bce_with_logits(x, y) = w · [ (1 - y) · x - (1 + (c - 1) · y) · log_sigmoid(x) ]
+//! log_sigmoid(x)       = min(x, 0) - ln(1 + e^-|x|)          (never overflows)
+//! ```
+//!
+//! `ln(1 - p)` is evaluated as `ln_1p(-p)`, accurate for tiny `p`. Hard labels (integer or bool
+//! targets) take a path with one log per element. Conventions: a probability outside `[0, 1]`
+//! or a target outside `[0, 1]` (for integer labels: other than 0 or 1) is a domain error
+//! reported through [`Partial::flags`] (`INPUT` / `TARGET`) with its flat index; NaN is not an
+//! error and propagates into the result. Sums are accumulated in `f64` for `f32` input too.
+
+use rayon::ThreadPool;
+
+use super::float::{Float, Target};
+use super::reduce::{flags, reduce, Partial, BLOCK};
+use super::strided::{scatter, Layout, SendPtr, TileBuf, TILE};
+
+/// Which binary cross-entropy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `input` holds probabilities in `[0, 1]`.
+    Probabilities,
+    /// `input` holds logits (any real number).
+    Logits,
+}
+
+/// The operands of one binary cross-entropy call, in place in memory.
+///
+/// Operand order in the [`Layout`]: input, target, weight, pos_weight, out. A missing weight or
+/// pos_weight points at a single `1` with stride 0; `out` is null when nothing is written.
+pub struct Operands<T, Y> {
+    pub input: SendPtr<T>,
+    pub target: SendPtr<Y>,
+    pub weight: SendPtr<T>,
+    pub pos_weight: SendPtr<T>,
+    pub out: SendPtr<T>,
+    pub layout: Layout<5>,
+}
+
+/// Number of independent accumulators in a tile loop: enough to fill a 512-bit register of
+/// `f64` twice over, and to break the dependency chain of the additions.
+const LANES: usize = 16;
+
+/// Loss of one element on probabilities with a soft (probability) target.
+#[inline(always)]
+fn prob_soft<T: Float>(p: T, y: T) -> T {
+    let lp = p.ln().max_nan(T::LOG_CLAMP);
+    let lq = (-p).ln_1p().max_nan(T::LOG_CLAMP);
+    (y - T::ONE) * lq - y * lp
+}
+
+/// Loss of one element on probabilities with a hard target (`one` = label 1).
+#[inline(always)]
+fn prob_hard<T: Float>(p: T, one: bool) -> T {
+    -super::math::ln_p_or_1m_p(p, one).max_nan(T::LOG_CLAMP)
+}
+
+/// `log_sigmoid(x) = min(x, 0) - ln(1 + e^-|x|)`.
+#[inline(always)]
+fn log_sigmoid<T: Float>(x: T) -> T {
+    let m = if x < T::ZERO { x } else { T::ZERO };
+    m - (-x.abs()).exp().ln_1p()
+}
+
+/// Loss of one element on logits (before the element weight).
+#[inline(always)]
+fn logits_loss<T: Float>(x: T, y: T, pos_weight: T) -> T {
+    let log_weight = (pos_weight - T::ONE) * y + T::ONE;
+    (T::ONE - y) * x - log_weight * log_sigmoid(x)
+}
+
+/// True if `p` is a valid probability (NaN passes: it propagates instead).
+#[inline(always)]
+fn prob_in_range<T: Float>(p: T) -> bool {
+    // Written with comparisons rather than a range so that NaN passes.
+    #[allow(clippy::manual_range_contains)]
+    let out = p < T::ZERO || p > T::ONE;
+    !out
+}
+
+/// One tile: all slices have the same length `<= TILE`. Returns the tile's loss sum and the
+/// domain-error flags met.
+#[inline(always)]
+fn tile<T: Float, Y: Target>(
+    kind: Kind,
+    x: &[T],
+    y: &[Y],
+    w: &[T],
+    pw: &[T],
+    mut out: Option<&mut [T]>,
+) -> (f64, u32) {
+    let n = x.len();
+    let (y, w, pw) = (&y[..n], &w[..n], &pw[..n]);
+    // Float targets that are all exactly 0 or 1 take the hard-label path too.
+    let hard = Y::HARD || y.iter().all(|&t| t.prob::<T>() == T::ZERO || t.is_one());
+    let mut acc = [0f64; LANES];
+    let mut bad_x = false;
+    let mut bad_y = false;
+    for start in (0..n).step_by(LANES) {
+        let end = (start + LANES).min(n);
+        let mut loss = [T::ZERO; LANES];
+        for j in start..end {
+            let (xi, yi) = (x[j], y[j]);
+            bad_y |= !yi.in_range();
+            let l = match kind {
+                Kind::Probabilities => {
+                    bad_x |= !prob_in_range(xi);
+                    if hard {
+                        prob_hard(xi, yi.is_one())
+                    } else {
+                        prob_soft(xi, yi.prob())
+                    }
+                }
+                Kind::Logits => logits_loss(xi, yi.prob(), pw[j]),
+            };
+            loss[j - start] = l * w[j];
+        }
+        if let Some(out) = out.as_deref_mut() {
+            out[start..end].copy_from_slice(&loss[..end - start]);
+        }
+        for (a, l) in acc.iter_mut().zip(loss) {
+            *a += l.to_f64();
+        }
+    }
+    let sum = pairwise(&acc);
+    let flags = if bad_x { flags::INPUT } else { 0 } | if bad_y { flags::TARGET } else { 0 };
+    (sum, flags)
+}
+
+/// Sums the lane accumulators in a fixed tree order.
+#[inline(always)]
+fn pairwise(acc: &[f64; LANES]) -> f64 {
+    let mut v = *acc;
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            v[i] += v[i + width];
+        }
+    }
+    v[0]
+}
+
+/// The flat index (within a tile starting at `flat`) of the first domain error of `flag`.
+fn first_bad<T: Float, Y: Target>(kind: Kind, flat: usize, x: &[T], y: &[Y], flag: u32) -> u64 {
+    let pos = x.iter().zip(y).position(|(&xi, &yi)| {
+        (flag & flags::TARGET != 0 && !yi.in_range())
+            || (flag & flags::INPUT != 0 && kind == Kind::Probabilities && !prob_in_range(xi))
+    });
+    (flat + pos.unwrap_or(0)) as u64
+}
+
+/// Computes binary cross-entropy over all elements of `ops`: writes each element's loss to
+/// `ops.out` when it is not null, and returns the sum (with `count` = number of elements).
+///
+/// # Safety
+/// Every pointer of `ops`, stepped by its strides over `ops.layout`, must address valid,
+/// aligned elements that stay alive and unmodified (except `out`, written here) for the whole
+/// call; `out`, when not null, must not overlap any input nor itself.
+pub unsafe fn binary_cross_entropy<T: Float, Y: Target>(
+    ops: &Operands<T, Y>,
+    kind: Kind,
+    pool: Option<&ThreadPool>,
+) -> Partial {
+    let layout = &ops.layout;
+    reduce(layout.len(), BLOCK, pool, |range| {
+        let mut part = Partial::EMPTY;
+        part.count = range.len() as u64;
+        let mut bx = TileBuf::<T>::default();
+        let mut by = TileBuf::<Y>::default();
+        let mut bw = TileBuf::<T>::default();
+        let mut bpw = TileBuf::<T>::default();
+        let mut bout = TileBuf::<T>::default();
+        layout.for_each_run(range, |flat, len, off, st| {
+            let mut done = 0;
+            while done < len {
+                let n = TILE.min(len - done);
+                let at = |k: usize| off[k] + done as isize * st[k];
+                // SAFETY: the caller guarantees every element of the layout is valid; `at(k)`
+                // and the stride stay inside it for the n elements of this tile.
+                let (x, y, w, pw) = unsafe {
+                    (
+                        bx.view(ops.input.0.offset(at(0)), st[0], n),
+                        by.view(ops.target.0.offset(at(1)), st[1], n),
+                        bw.view(ops.weight.0.offset(at(2)), st[2], n),
+                        bpw.view(ops.pos_weight.0.offset(at(3)), st[3], n),
+                    )
+                };
+                let (sum, bad) = if ops.out.0.is_null() {
+                    tile(kind, x, y, w, pw, None)
+                } else {
+                    // SAFETY: out is valid and written by this block only (blocks partition the
+                    // flat index space and out does not overlap itself or the inputs).
+                    let dst = unsafe { ops.out.0.offset(at(4)) };
+                    if st[4] == 1 {
+                        let slice = unsafe { std::slice::from_raw_parts_mut(dst, n) };
+                        tile(kind, x, y, w, pw, Some(slice))
+                    } else {
+                        let scratch = bout.scratch(n);
+                        let r = tile(kind, x, y, w, pw, Some(scratch));
+                        unsafe { scatter(scratch, dst, st[4]) };
+                        r
+                    }
+                };
+                part.sum += sum;
+                if bad != 0 && part.flags & bad != bad {
+                    part.flag(bad, first_bad(kind, flat + done, x, y, bad));
+                }
+                done += n;
+            }
+        });
+        part
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::float::Bool;
+
+    static ONE32: f32 = 1.0;
+
+    /// Contiguous 1-D operands without weights.
+    fn flat<T: Float, Y: Target>(x: &[T], y: &[Y], one: &'static T, out: *mut T) -> Operands<T, Y> {
+        let n = x.len();
+        Operands {
+            input: SendPtr::from_const(x.as_ptr()),
+            target: SendPtr::from_const(y.as_ptr()),
+            weight: SendPtr::from_const(one),
+            pos_weight: SendPtr::from_const(one),
+            out: SendPtr(out),
+            layout: Layout::new(&[n], [&[1], &[1], &[0], &[0], &[1]]),
+        }
+    }
+
+    /// The PyTorch formulas in f64, one element at a time.
+    fn reference_prob(p: f64, y: f64) -> f64 {
+        (y - 1.0) * (-p).ln_1p().max(-100.0) - y * p.ln().max(-100.0)
+    }
+
+    fn reference_logits(x: f64, y: f64, c: f64) -> f64 {
+        let ls = x.min(0.0) - (-x.abs()).exp().ln_1p();
+        (1.0 - y) * x - (1.0 + (c - 1.0) * y) * ls
+    }
+
+    fn sample(n: usize) -> (Vec<f32>, Vec<f32>, Vec<Bool>) {
+        let p = (0..n)
+            .map(|i| ((i * 7919 % 1000) as f32 + 0.5) / 1000.0)
+            .collect();
+        let y = (0..n)
+            .map(|i| ((i * 104729 % 997) as f32) / 996.0)
+            .collect();
+        let b = (0..n)
+            .map(|i| Bool(((i * 31) % 3 == 0) as u8 * (1 + (i % 5) as u8)))
+            .collect();
+        (p, y, b)
+    }
+
+    #[test]
+    fn probabilities_match_reference_and_write_out() {
+        let (p, y, _) = sample(5000);
+        let mut out = vec![0f32; p.len()];
+        let ops = flat(&p, &y, &ONE32, out.as_mut_ptr());
+        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+        let exact: f64 = p
+            .iter()
+            .zip(&y)
+            .map(|(&p, &y)| reference_prob(p as f64, y as f64))
+            .sum();
+        assert!(
+            (part.sum - exact).abs() <= 1e-6 * exact.abs(),
+            "{} vs {exact}",
+            part.sum
+        );
+        assert_eq!(part.count, 5000);
+        assert_eq!(part.flags, 0);
+        for i in 0..p.len() {
+            let r = reference_prob(p[i] as f64, y[i] as f64);
+            assert!(
+                (out[i] as f64 - r).abs() <= 1e-6 * r.abs().max(1e-3),
+                "element {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn bool_targets_take_any_nonzero_byte_as_true() {
+        let (p, _, b) = sample(3000);
+        let ops = flat(&p, &b, &ONE32, std::ptr::null_mut());
+        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+        let exact: f64 = p
+            .iter()
+            .zip(&b)
+            .map(|(&p, &b)| reference_prob(p as f64, (b.0 != 0) as u8 as f64))
+            .sum();
+        assert!((part.sum - exact).abs() <= 1e-6 * exact.abs());
+    }
+
+    #[test]
+    fn logits_extremes_are_finite_and_exact() {
+        let x = [1e4f32, -1e4, 0.0, 88.0, -88.0, 20.0, -20.0, 1e-7];
+        let y = [0f32, 1.0, 0.5, 1.0, 0.0, 0.3, 0.7, 1.0];
+        let mut out = [0f32; 8];
+        let ops = flat(&x, &y, &ONE32, out.as_mut_ptr());
+        let part = unsafe { binary_cross_entropy(&ops, Kind::Logits, None) };
+        assert!(part.sum.is_finite());
+        for i in 0..8 {
+            let r = reference_logits(x[i] as f64, y[i] as f64, 1.0);
+            assert!(
+                (out[i] as f64 - r).abs() <= 1e-6 * r.abs().max(1e-6),
+                "{i}: {} vs {r}",
+                out[i]
+            );
+        }
+    }
+
+    #[test]
+    fn domain_errors_report_first_position() {
+        let mut p = vec![0.5f64; 70_000];
+        p[50_000] = 1.5;
+        p[60_000] = -0.1;
+        let y = vec![0u8; 70_000];
+        static ONE64: f64 = 1.0;
+        let ops = flat(&p, &y, &ONE64, std::ptr::null_mut());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, Some(&pool)) };
+        assert_eq!(part.flags, flags::INPUT);
+        assert_eq!(part.first_bad, 50_000);
+        let labels = [0i64, 1, 2, 1];
+        let ops = flat(&p[..4], &labels, &ONE64, std::ptr::null_mut());
+        let part = unsafe { binary_cross_entropy(&ops, Kind::Logits, None) };
+        assert_eq!((part.flags, part.first_bad), (flags::TARGET, 2));
+    }
+
+    #[test]
+    fn nan_propagates_without_flag() {
+        let p = [0.5f32, f32::NAN, 0.25];
+        let y = [1f32, 0.0, 1.0];
+        let ops = flat(&p, &y, &ONE32, std::ptr::null_mut());
+        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+        assert!(part.sum.is_nan());
+        assert_eq!(part.flags, 0);
+    }
+
+    #[test]
+    fn strided_broadcast_weight_matches_reference() {
+        // input (4, 300) read through a transposed view, weight (300,) broadcast along rows.
+        let (p, y, _) = sample(1200);
+        let w: Vec<f32> = (0..300).map(|j| 0.5 + j as f32 / 300.0).collect();
+        let ops = Operands {
+            input: SendPtr::from_const(p.as_ptr()),
+            target: SendPtr::from_const(y.as_ptr()),
+            weight: SendPtr::from_const(w.as_ptr()),
+            pos_weight: SendPtr::from_const(&ONE32),
+            out: SendPtr(std::ptr::null_mut()),
+            // logical (4, 300): element [i, j] at i + 4 j (a Fortran-ordered buffer).
+            layout: Layout::new(&[4, 300], [&[1, 4], &[1, 4], &[0, 1], &[0, 0], &[0, 0]]),
+        };
+        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+        let mut exact = 0.0;
+        for i in 0..4 {
+            for (j, &wj) in w.iter().enumerate() {
+                let k = i + 4 * j;
+                exact += wj as f64 * reference_prob(p[k] as f64, y[k] as f64);
+            }
+        }
+        assert!((part.sum - exact).abs() <= 1e-6 * exact.abs());
+    }
+}

@@ -1,0 +1,204 @@
+//! The element types the kernels are generic over.
+//!
+//! [`Float`] is implemented for `f32` and `f64`: every kernel is written once against it.
+//! [`Target`] is implemented for every dtype a target/label array may have, so that label
+//! arrays (`bool`, `uint8`, `int8`, `int32`, `int64`) are read where they lie, without a
+//! conversion pass.
+
+use std::fmt::Debug;
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+use super::math;
+
+/// A floating-point element type of an input array (`f32` or `f64`).
+///
+/// All methods are `#[inline(always)]` and branch-free so that loops over lane arrays of
+/// `Float`s vectorise; the transcendental functions come from [`math`].
+pub trait Float:
+    Copy
+    + Send
+    + Sync
+    + Debug
+    + PartialOrd
+    + Default
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+    /// PyTorch clamps each log term of binary cross-entropy at -100.
+    const LOG_CLAMP: Self;
+    /// NumPy's name for the dtype, for error messages.
+    const NAME: &'static str;
+
+    /// A `'static` one, for operands that default to 1 (read with stride 0).
+    fn one_ref() -> &'static Self;
+    fn from_f64(v: f64) -> Self;
+    fn to_f64(self) -> f64;
+    /// Natural logarithm (see [`math`] for the accuracy promise).
+    fn ln(self) -> Self;
+    /// `ln(1 + self)`, accurate for small `self`.
+    fn ln_1p(self) -> Self;
+    /// `e^self`.
+    fn exp(self) -> Self;
+    /// Maximum that propagates NaN from `self` (`self` is NaN → NaN).
+    fn max_nan(self, other: Self) -> Self;
+    /// Absolute value.
+    fn abs(self) -> Self;
+    fn is_nan(self) -> bool;
+    /// `self * a + b`, fused where the CPU has FMA.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+}
+
+macro_rules! impl_float {
+    ($t:ty, $name:literal, $ln:path, $ln1p:path, $exp:path) => {
+        impl Float for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const LOG_CLAMP: Self = -100.0;
+            const NAME: &'static str = $name;
+
+            fn one_ref() -> &'static Self {
+                static ONE: $t = 1.0;
+                &ONE
+            }
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline(always)]
+            fn ln(self) -> Self {
+                $ln(self)
+            }
+            #[inline(always)]
+            fn ln_1p(self) -> Self {
+                $ln1p(self)
+            }
+            #[inline(always)]
+            fn exp(self) -> Self {
+                $exp(self)
+            }
+            #[inline(always)]
+            fn max_nan(self, other: Self) -> Self {
+                // `a < b` is false when `a` is NaN, so NaN in `self` survives.
+                if self < other {
+                    other
+                } else {
+                    self
+                }
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            #[inline(always)]
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                self * a + b
+            }
+        }
+    };
+}
+
+impl_float!(f32, "float32", math::ln_f32, math::ln_1p_f32, math::exp_f32);
+impl_float!(f64, "float64", math::ln_f64, math::ln_1p_f64, math::exp_f64);
+
+/// The element type of a target array of binary cross-entropy.
+///
+/// Float targets are probabilities in `[0, 1]`; integer targets are hard labels that must be
+/// `0` or `1`; [`Bool`] targets are hard labels where any non-zero byte means true.
+pub trait Target: Copy + Send + Sync + Debug + Default + 'static {
+    /// Hard labels: every valid value is 0 or 1, so one log per element suffices.
+    const HARD: bool;
+    /// NumPy's name for the dtype, for error messages.
+    const NAME: &'static str;
+    /// The target as a probability (for hard labels: 0 or 1).
+    fn prob<T: Float>(self) -> T;
+    /// True if this value is a valid target (in `[0, 1]`; NaN counts as valid and propagates).
+    fn in_range(self) -> bool;
+    /// True if this is the label 1 (only meaningful for hard labels and exact 0/1 floats).
+    fn is_one(self) -> bool;
+}
+
+/// A NumPy `bool` element, read as its raw byte: NumPy arrays can hold bytes other than 0/1
+/// in a bool array (e.g. through `view`), and any non-zero byte means true, as in NumPy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Bool(pub u8);
+
+impl Target for Bool {
+    const HARD: bool = true;
+    const NAME: &'static str = "bool";
+    #[inline(always)]
+    fn prob<T: Float>(self) -> T {
+        if self.0 != 0 {
+            T::ONE
+        } else {
+            T::ZERO
+        }
+    }
+    #[inline(always)]
+    fn in_range(self) -> bool {
+        true
+    }
+    #[inline(always)]
+    fn is_one(self) -> bool {
+        self.0 != 0
+    }
+}
+
+macro_rules! impl_int_target {
+    ($($t:ty => $name:literal),*) => {$(
+        impl Target for $t {
+            const HARD: bool = true;
+            const NAME: &'static str = $name;
+            #[inline(always)]
+            fn prob<T: Float>(self) -> T {
+                if self == 1 { T::ONE } else { T::ZERO }
+            }
+            #[inline(always)]
+            fn in_range(self) -> bool {
+                self == 0 || self == 1
+            }
+            #[inline(always)]
+            fn is_one(self) -> bool {
+                self == 1
+            }
+        }
+    )*};
+}
+impl_int_target!(u8 => "uint8", i8 => "int8", i32 => "int32", i64 => "int64");
+
+macro_rules! impl_float_target {
+    ($($t:ty),*) => {$(
+        impl Target for $t {
+            const HARD: bool = false;
+            const NAME: &'static str = <$t as Float>::NAME;
+            #[inline(always)]
+            fn prob<T: Float>(self) -> T {
+                T::from_f64(self as f64)
+            }
+            #[inline(always)]
+            fn in_range(self) -> bool {
+                // NaN is let through: it propagates into the result instead.
+                self.is_nan() || (0.0..=1.0).contains(&self)
+            }
+            #[inline(always)]
+            fn is_one(self) -> bool {
+                self == 1.0
+            }
+        }
+    )*};
+}
+impl_float_target!(f32, f64);

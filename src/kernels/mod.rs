@@ -1,0 +1,15 @@
+//! The pure-Rust core: kernels over slices and strided views, with no Python types.
+//!
+//! - [`float`]: the element types kernels are generic over (`f32`/`f64`, label dtypes).
+//! - [`math`]: the scalar transcendental functions used inside lane loops.
+//! - [`strided`]: walking N-d strided, broadcast operands in place.
+//! - [`reduce`]: the deterministic block reduction engine and its partial state.
+//! - [`pool`]: the crate's fork-safe rayon pool.
+//! - [`bce`]: binary cross-entropy on probabilities and logits.
+
+pub mod bce;
+pub mod float;
+pub mod math;
+pub mod pool;
+pub mod reduce;
+pub mod strided;

@@ -1,0 +1,111 @@
+//! The crate's own rayon thread pool: sized by `CROSSENT_NUM_THREADS` or `set_num_threads`,
+//! and safe across `fork()`.
+//!
+//! Rayon's global pool is never touched (even `rayon::current_num_threads()` would build it).
+//! Threads do not survive `fork()`: a child that used the parent's pool would wait forever for
+//! workers that do not exist. The pool is therefore tagged with the id of the process that
+//! built it; a child sees a different id, leaks the parent's (unusable) pool without touching
+//! it and builds a fresh one.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+/// Requested thread count; 0 means "not set yet" (resolved from the environment on first use).
+static REQUESTED: AtomicUsize = AtomicUsize::new(0);
+
+struct Owned {
+    pid: u32,
+    threads: usize,
+    pool: Arc<ThreadPool>,
+}
+
+static POOL: Mutex<Option<Owned>> = Mutex::new(None);
+
+/// The thread count used when neither `set_num_threads` nor `CROSSENT_NUM_THREADS` says
+/// otherwise: the CPUs this process may run on.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Parses a `CROSSENT_NUM_THREADS` value: a positive integer, or `None` if absent/invalid.
+pub fn parse_env(value: Option<&str>) -> Option<usize> {
+    value?.trim().parse::<usize>().ok().filter(|&n| n > 0)
+}
+
+/// The number of threads crossent computes with.
+pub fn num_threads() -> usize {
+    match REQUESTED.load(Ordering::Relaxed) {
+        0 => {
+            let n = parse_env(std::env::var("CROSSENT_NUM_THREADS").ok().as_deref())
+                .unwrap_or_else(default_threads);
+            // Another thread may have set a value meanwhile: keep theirs.
+            match REQUESTED.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => n,
+                Err(current) => current,
+            }
+        }
+        n => n,
+    }
+}
+
+/// Sets the thread count for later calls (`n >= 1`). Calls already running keep the pool they
+/// started with.
+pub fn set_num_threads(n: usize) {
+    assert!(n > 0, "thread count must be positive");
+    REQUESTED.store(n, Ordering::Relaxed);
+}
+
+/// The pool to run `work_items` of parallel work on, or `None` when the work should stay on
+/// the calling thread (one thread configured, or too little work to repay waking the pool).
+pub fn pool_for(work_items: usize, threshold: usize) -> Option<Arc<ThreadPool>> {
+    let threads = num_threads();
+    if threads <= 1 || work_items < threshold {
+        return None;
+    }
+    let pid = std::process::id();
+    let mut guard = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match guard.as_ref() {
+        Some(owned) if owned.pid == pid && owned.threads == threads => {
+            return Some(Arc::clone(&owned.pool))
+        }
+        _ => {}
+    }
+    if let Some(stale) = guard.take() {
+        if stale.pid != pid {
+            // Forked child: the parent's worker threads do not exist here, and dropping the
+            // pool would try to talk to them. Leak it.
+            std::mem::forget(stale);
+        }
+        // Same process, other size: dropping our handle is fine; calls still running hold
+        // their own `Arc` and the pool winds down when the last one finishes.
+    }
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("crossent-{i}"))
+        .build()
+        .ok()?;
+    let pool = Arc::new(pool);
+    *guard = Some(Owned {
+        pid,
+        threads,
+        pool: Arc::clone(&pool),
+    });
+    Some(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_parsing() {
+        assert_eq!(parse_env(Some("4")), Some(4));
+        assert_eq!(parse_env(Some(" 2 ")), Some(2));
+        assert_eq!(parse_env(Some("0")), None);
+        assert_eq!(parse_env(Some("-1")), None);
+        assert_eq!(parse_env(Some("many")), None);
+        assert_eq!(parse_env(None), None);
+    }
+}

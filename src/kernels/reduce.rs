@@ -1,0 +1,170 @@
+//! The deterministic reduction engine shared by every loss.
+//!
+//! Work is cut into blocks of a fixed number of elements ([`BLOCK`]), a constant that never
+//! depends on the thread count. Each block is reduced on its own into a [`Partial`]; the
+//! partials are then merged strictly in block order. Rayon only decides *which thread* reduces
+//! a block, never *how* it is reduced or in which order results are combined, so the result has
+//! the same bits for 1 thread or 64. The serial path runs the very same blocks in the very same
+//! order.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+use rayon::ThreadPool;
+
+/// Elements per block of a flat reduction. Large enough that the per-block overhead (one
+/// `Partial`, one rayon task) is negligible, small enough to balance 2..64 threads at 10^6
+/// elements.
+pub const BLOCK: usize = 1 << 15;
+
+/// Bit flags a kernel raises when it meets a value outside its domain.
+pub mod flags {
+    /// A value of the first argument is outside its domain (e.g. a probability outside [0, 1]).
+    pub const INPUT: u32 = 1;
+    /// A value of the second argument (target / labels / `q`) is outside its domain.
+    pub const TARGET: u32 = 2;
+}
+
+/// The partial state of a reduction: what one block contributes.
+///
+/// `sum` is the loss sum (always accumulated in `f64`, also for `f32` input), `weight` the sum
+/// of the weights that form a weighted mean's denominator (where a loss has one), `count` the
+/// number of elements seen, `flags` the domain errors met (see [`flags`]) and `first_bad` the
+/// smallest flat index at which one was met (`u64::MAX` if none).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Partial {
+    pub sum: f64,
+    pub weight: f64,
+    pub count: u64,
+    pub flags: u32,
+    pub first_bad: u64,
+}
+
+impl Default for Partial {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl Partial {
+    pub const EMPTY: Partial = Partial {
+        sum: 0.0,
+        weight: 0.0,
+        count: 0,
+        flags: 0,
+        first_bad: u64::MAX,
+    };
+
+    /// Combines `self` (earlier elements) with `next` (later elements). Not commutative in
+    /// floating point: always merge in element order.
+    #[inline]
+    #[must_use]
+    pub fn merge(self, next: Partial) -> Partial {
+        Partial {
+            sum: self.sum + next.sum,
+            weight: self.weight + next.weight,
+            count: self.count + next.count,
+            flags: self.flags | next.flags,
+            first_bad: self.first_bad.min(next.first_bad),
+        }
+    }
+
+    /// Records a domain error of kind `flag` at flat index `index`.
+    #[inline]
+    pub fn flag(&mut self, flag: u32, index: u64) {
+        self.flags |= flag;
+        self.first_bad = self.first_bad.min(index);
+    }
+}
+
+/// Reduces `n` items in blocks of `block` items: `f(range)` reduces one block, and the
+/// partials are merged in block order. Runs on `pool` when one is given and there is more than
+/// one block, on the calling thread otherwise; the result is bit-identical either way.
+pub fn reduce<F>(n: usize, block: usize, pool: Option<&ThreadPool>, f: F) -> Partial
+where
+    F: Fn(Range<usize>) -> Partial + Sync,
+{
+    let blocks = n.div_ceil(block);
+    let range = |b: usize| b * block..((b + 1) * block).min(n);
+    match pool {
+        Some(pool) if blocks > 1 => {
+            let mut partials = Vec::with_capacity(blocks);
+            pool.install(|| {
+                (0..blocks)
+                    .into_par_iter()
+                    .map(|b| f(range(b)))
+                    .collect_into_vec(&mut partials)
+            });
+            partials.into_iter().fold(Partial::EMPTY, Partial::merge)
+        }
+        _ => (0..blocks).fold(Partial::EMPTY, |acc, b| acc.merge(f(range(b)))),
+    }
+}
+
+/// Runs `f` over `n` items in blocks of `block` items, for work without a reduced result
+/// (e.g. one output value per row). Parallel on `pool` when given.
+pub fn for_each_block<F>(n: usize, block: usize, pool: Option<&ThreadPool>, f: F)
+where
+    F: Fn(Range<usize>) + Sync,
+{
+    reduce(n, block, pool, |r| {
+        f(r);
+        Partial::EMPTY
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(threads: usize) -> ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
+    /// A sum whose value depends on the association order: it catches any engine that lets
+    /// the thread count change how partials are combined.
+    fn wild_sum(r: Range<usize>) -> Partial {
+        let mut p = Partial::EMPTY;
+        for i in r {
+            p.sum += ((i as f64) * 0.7).sin() * 10f64.powi((i % 17) as i32 - 8);
+            p.count += 1;
+        }
+        p
+    }
+
+    #[test]
+    fn same_bits_for_any_thread_count() {
+        let n = 1_000_003;
+        let serial = reduce(n, 4096, None, wild_sum);
+        assert_eq!(serial.count, n as u64);
+        for threads in [1, 2, 3, 7] {
+            let p = reduce(n, 4096, Some(&pool(threads)), wild_sum);
+            assert_eq!(p.sum.to_bits(), serial.sum.to_bits(), "{threads} threads");
+            assert_eq!(p.count, serial.count);
+        }
+    }
+
+    #[test]
+    fn flags_and_first_bad_merge() {
+        let p = reduce(100, 10, Some(&pool(3)), |r| {
+            let mut p = Partial::EMPTY;
+            for i in r {
+                if i == 42 || i == 77 {
+                    p.flag(flags::TARGET, i as u64);
+                }
+            }
+            p
+        });
+        assert_eq!(p.flags, flags::TARGET);
+        assert_eq!(p.first_bad, 42);
+    }
+
+    #[test]
+    fn empty_is_identity() {
+        let p = reduce(0, 8, Some(&pool(2)), wild_sum);
+        assert_eq!(p, Partial::EMPTY);
+    }
+}

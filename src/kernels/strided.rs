@@ -1,0 +1,333 @@
+//! Walking N-d strided operands in place: no copies, whatever the layout.
+//!
+//! Several operands (inputs, broadcast weights, an output) are described on one common
+//! iteration shape by their element strides (0 where an operand is broadcast). [`Layout`]
+//! drops unit dimensions, orders the rest so that the first operand is read in memory order,
+//! and merges dimensions that are contiguous for every operand, so a C- or Fortran-contiguous
+//! array becomes a single run. [`Layout::for_each_run`] then visits any range of the flat
+//! (logical) index space as 1-D runs, each with one inner stride per operand.
+//!
+//! Kernels consume runs in tiles of at most [`TILE`] elements: a run with unit stride is handed
+//! over as a slice of the array itself, anything else is gathered into a small stack buffer.
+
+use std::ops::Range;
+
+/// Elements per tile: small enough for the gather buffers to live in L1.
+pub const TILE: usize = 512;
+
+/// Common iteration space of `K` operands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout<const K: usize> {
+    /// Extents, outermost first; the last dimension is the inner (fastest) one.
+    shape: Vec<usize>,
+    /// `strides[d][k]`: element stride of operand `k` along dimension `d`.
+    strides: Vec<[isize; K]>,
+    len: usize,
+}
+
+impl<const K: usize> Layout<K> {
+    /// Builds the iteration space of `shape`, with `strides[k]` the element strides of operand
+    /// `k` (one per dimension of `shape`; 0 for broadcast dimensions).
+    pub fn new(shape: &[usize], strides: [&[isize]; K]) -> Self {
+        for s in &strides {
+            assert_eq!(s.len(), shape.len(), "one stride per dimension and operand");
+        }
+        let len = shape.iter().product();
+        // Keep the dimensions that matter, then order them by operand 0's stride magnitude,
+        // largest first (a stable sort keeps C order for ties, e.g. broadcast dimensions).
+        let mut dims: Vec<(usize, [isize; K])> = (0..shape.len())
+            .filter(|&d| shape[d] != 1)
+            .map(|d| (shape[d], std::array::from_fn(|k| strides[k][d])))
+            .collect();
+        if len == 0 {
+            dims.clear();
+        }
+        dims.sort_by_key(|&(_, s)| std::cmp::Reverse(s[0].unsigned_abs()));
+        // Merge dimension d into d+1 when, for every operand, stepping d is stepping d+1
+        // extent(d+1) times.
+        let mut merged: Vec<(usize, [isize; K])> = Vec::with_capacity(dims.len());
+        for (extent, s) in dims {
+            if let Some(last) = merged.last_mut() {
+                if (0..K).all(|k| last.1[k] == s[k] * extent as isize) {
+                    last.0 *= extent;
+                    last.1 = s;
+                    continue;
+                }
+            }
+            merged.push((extent, s));
+        }
+        if merged.is_empty() {
+            // 0-d or all-unit shape: one element (or none, if `len == 0`).
+            merged.push((len, [0; K]));
+        }
+        Layout {
+            shape: merged.iter().map(|d| d.0).collect(),
+            strides: merged.iter().map(|d| d.1).collect(),
+            len,
+        }
+    }
+
+    /// Number of elements in the iteration space.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The extents after merging (outermost first).
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Visits the flat indices `range` as runs along the inner dimension:
+    /// `f(flat_start, len, offsets, inner_strides)`, where `offsets[k]` is operand `k`'s
+    /// element offset of the run's first element and `inner_strides[k]` its step.
+    pub fn for_each_run(
+        &self,
+        range: Range<usize>,
+        mut f: impl FnMut(usize, usize, [isize; K], [isize; K]),
+    ) {
+        if range.is_empty() {
+            return;
+        }
+        let nd = self.shape.len();
+        let inner = self.shape[nd - 1];
+        let inner_strides = self.strides[nd - 1];
+        // Multi-index of range.start over the outer dimensions, and the running offsets.
+        let mut index = vec![0usize; nd];
+        let mut rest = range.start;
+        for d in (0..nd).rev() {
+            index[d] = rest % self.shape[d];
+            rest /= self.shape[d];
+        }
+        let mut offsets = [0isize; K];
+        for (i, strides) in index.iter().zip(&self.strides) {
+            for (o, s) in offsets.iter_mut().zip(strides) {
+                *o += *i as isize * s;
+            }
+        }
+        let mut flat = range.start;
+        while flat < range.end {
+            let len = (inner - index[nd - 1]).min(range.end - flat);
+            f(flat, len, offsets, inner_strides);
+            flat += len;
+            // Step the multi-index by `len` along the inner dimension, carrying outwards.
+            index[nd - 1] += len;
+            for (k, o) in offsets.iter_mut().enumerate() {
+                *o += len as isize * inner_strides[k];
+            }
+            let mut d = nd - 1;
+            while d > 0 && index[d] == self.shape[d] {
+                for (k, o) in offsets.iter_mut().enumerate() {
+                    *o -= self.shape[d] as isize * self.strides[d][k];
+                    *o += self.strides[d - 1][k];
+                }
+                index[d] = 0;
+                index[d - 1] += 1;
+                d -= 1;
+            }
+        }
+    }
+}
+
+/// A stack buffer for gathering one strided tile of an operand.
+pub struct TileBuf<E> {
+    data: [E; TILE],
+    /// The source of a broadcast (stride 0) fill still held in `data`, to skip refilling.
+    filled_from: *const E,
+    filled_len: usize,
+}
+
+impl<E: Copy + Default> Default for TileBuf<E> {
+    fn default() -> Self {
+        TileBuf {
+            data: [E::default(); TILE],
+            filled_from: std::ptr::null(),
+            filled_len: 0,
+        }
+    }
+}
+
+impl<E: Copy + Default> TileBuf<E> {
+    /// The `n <= TILE` elements at `ptr + i * stride`, as a slice: the array's own memory when
+    /// `stride == 1`, this buffer (gathered) otherwise.
+    ///
+    /// # Safety
+    /// `ptr + i * stride` must be a valid, aligned, initialised `E` for every `i < n`, and
+    /// nothing may write to those elements while the returned slice lives.
+    #[inline(always)]
+    pub unsafe fn view(&mut self, ptr: *const E, stride: isize, n: usize) -> &[E] {
+        debug_assert!(n <= TILE);
+        if stride == 1 {
+            // SAFETY: the caller guarantees n contiguous valid elements at ptr.
+            return unsafe { std::slice::from_raw_parts(ptr, n) };
+        }
+        if stride == 0 {
+            if self.filled_from != ptr || self.filled_len < n {
+                // SAFETY: the caller guarantees ptr is valid.
+                let v = unsafe { *ptr };
+                self.data[..n].fill(v);
+                self.filled_from = ptr;
+                self.filled_len = n;
+            }
+            return &self.data[..n];
+        }
+        self.filled_from = std::ptr::null();
+        for (i, slot) in self.data[..n].iter_mut().enumerate() {
+            // SAFETY: the caller guarantees ptr + i * stride is valid for i < n.
+            *slot = unsafe { *ptr.offset(i as isize * stride) };
+        }
+        &self.data[..n]
+    }
+
+    /// A scratch slice of `n <= TILE` elements for results that are scattered afterwards.
+    #[inline(always)]
+    pub fn scratch(&mut self, n: usize) -> &mut [E] {
+        self.filled_from = std::ptr::null();
+        &mut self.data[..n]
+    }
+}
+
+/// Writes `values` to `ptr + i * stride`.
+///
+/// # Safety
+/// Every `ptr + i * stride` for `i < values.len()` must be valid for writes, aligned, and not
+/// read or written by anyone else meanwhile.
+#[inline(always)]
+pub unsafe fn scatter<E: Copy>(values: &[E], ptr: *mut E, stride: isize) {
+    for (i, &v) in values.iter().enumerate() {
+        // SAFETY: guaranteed by the caller.
+        unsafe { *ptr.offset(i as isize * stride) = v };
+    }
+}
+
+/// The C-order multi-index and value of the first element for which `bad` holds: the cold
+/// path that turns a kernel's domain-error flag into a message naming the position.
+///
+/// # Safety
+/// `ptr` stepped by `strides` over `shape` must address valid, aligned, initialised elements.
+pub unsafe fn find_first<E: Copy>(
+    ptr: *const E,
+    shape: &[usize],
+    strides: &[isize],
+    bad: impl Fn(E) -> bool,
+) -> Option<(Vec<usize>, E)> {
+    let len: usize = shape.iter().product();
+    let mut index = vec![0usize; shape.len()];
+    for _ in 0..len {
+        let offset: isize = index
+            .iter()
+            .zip(strides)
+            .map(|(&i, &s)| i as isize * s)
+            .sum();
+        // SAFETY: index is inside shape, so the offset addresses a valid element.
+        let v = unsafe { *ptr.offset(offset) };
+        if bad(v) {
+            return Some((index, v));
+        }
+        for d in (0..shape.len()).rev() {
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    None
+}
+
+/// A raw pointer that may cross to rayon workers.
+///
+/// The owner of a `SendPtr` promises that the memory stays valid (and, for writes, that each
+/// element is written by at most one block) for as long as the parallel work runs.
+#[derive(Clone, Copy, Debug)]
+pub struct SendPtr<E>(pub *mut E);
+// SAFETY: a SendPtr is only an address; the code that dereferences it upholds the aliasing
+// and lifetime contract stated on the type.
+unsafe impl<E> Send for SendPtr<E> {}
+// SAFETY: as above.
+unsafe impl<E> Sync for SendPtr<E> {}
+
+impl<E> SendPtr<E> {
+    pub fn from_const(p: *const E) -> Self {
+        SendPtr(p as *mut E)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs<const K: usize>(l: &Layout<K>, r: Range<usize>) -> Vec<(usize, usize, [isize; K])> {
+        let mut v = vec![];
+        l.for_each_run(r, |flat, len, off, _| v.push((flat, len, off)));
+        v
+    }
+
+    #[test]
+    fn c_and_fortran_contiguous_merge_to_one_run() {
+        let c = Layout::new(&[3, 4, 5], [&[20, 5, 1]]);
+        assert_eq!(c.shape(), &[60]);
+        let f = Layout::new(&[3, 4, 5], [&[1, 3, 12]]);
+        assert_eq!(f.shape(), &[60]);
+    }
+
+    #[test]
+    fn broadcast_operand_keeps_dims_apart() {
+        // input (3, 4) C-contiguous, weight (4,) broadcast along rows.
+        let l = Layout::new(&[3, 4], [&[4, 1], &[0, 1]]);
+        assert_eq!(l.shape(), &[3, 4]);
+        assert_eq!(
+            runs(&l, 2..9),
+            vec![(2, 2, [2, 2]), (4, 4, [4, 0]), (8, 1, [8, 0])]
+        );
+    }
+
+    #[test]
+    fn runs_visit_every_offset_once_in_order() {
+        // A transposed, sliced view: shape (5, 3) with strides (2, 30), plus a C output.
+        let l = Layout::new(&[5, 3], [&[2, 30], &[3, 1]]);
+        let mut seen = vec![];
+        l.for_each_run(0..15, |_, len, off, st| {
+            for i in 0..len as isize {
+                seen.push((off[0] + i * st[0], off[1] + i * st[1]));
+            }
+        });
+        // Operand 0 is walked in memory order, and operand 1 follows it element by element.
+        let mut expected = vec![];
+        for j in 0..3 {
+            for i in 0..5 {
+                expected.push((2 * i + 30 * j, 3 * i + j));
+            }
+        }
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn zero_d_and_empty() {
+        let l = Layout::<1>::new(&[], [&[]]);
+        assert_eq!(l.len(), 1);
+        assert_eq!(runs(&l, 0..1), vec![(0, 1, [0])]);
+        let e = Layout::new(&[3, 0], [&[0, 1]]);
+        assert!(e.is_empty());
+        assert_eq!(runs(&e, 0..0), vec![]);
+    }
+
+    #[test]
+    fn find_first_is_in_c_order() {
+        // Fortran-ordered (2, 3): element [i, j] at i + 2 j; bad values at [0, 2] and [1, 0].
+        let data = [0, 9, 0, 0, 9, 0];
+        let hit = unsafe { find_first(data.as_ptr(), &[2, 3], &[1, 2], |v| v == 9) };
+        assert_eq!(hit, Some((vec![0, 2], 9)));
+        let none = unsafe { find_first(data.as_ptr(), &[2, 3], &[1, 2], |v| v > 9) };
+        assert_eq!(none, None);
+    }
+
+    #[test]
+    fn negative_strides() {
+        let l = Layout::new(&[4], [&[-1]]);
+        assert_eq!(runs(&l, 1..4), vec![(1, 3, [-1])]);
+    }
+}

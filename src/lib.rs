@@ -1,0 +1,27 @@
+//! crossent: information-theory losses over NumPy arrays, computed in place, in parallel and
+//! deterministically.
+//!
+//! [`kernels`] is the pure-Rust core (no Python types); [`bindings`] parses Python arguments,
+//! dispatches on dtypes, releases the GIL and converts results.
+
+pub mod bindings;
+pub mod kernels;
+
+use pyo3::prelude::*;
+
+/// The compiled core of crossent; import the functions from `crossent` itself.
+#[pymodule(gil_used = false)]
+mod _core {
+    #[pymodule_export]
+    use crate::bindings::bce::{binary_cross_entropy, binary_cross_entropy_with_logits};
+    #[pymodule_export]
+    use crate::bindings::threads::{get_num_threads, set_num_threads};
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        crate::bindings::threads::init_from_env(m.py())
+    }
+}
