@@ -3,6 +3,14 @@ from typing import Literal, overload
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "__version__",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "get_num_threads",
+    "set_num_threads",
+]
+
 __version__: str
 
 _Reduction = Literal["mean", "sum", "none"]
@@ -27,6 +35,15 @@ def binary_cross_entropy(
     out: _FloatArray | None = None,
 ) -> _FloatArray: ...
 @overload
+def binary_cross_entropy(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    reduction: str = "mean",
+    out: _FloatArray | None = None,
+) -> float | _FloatArray: ...
+@overload
 def binary_cross_entropy_with_logits(
     input: npt.ArrayLike,
     target: npt.ArrayLike,
@@ -46,5 +63,15 @@ def binary_cross_entropy_with_logits(
     reduction: Literal["none"],
     out: _FloatArray | None = None,
 ) -> _FloatArray: ...
+@overload
+def binary_cross_entropy_with_logits(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    pos_weight: npt.ArrayLike | None = None,
+    reduction: str = "mean",
+    out: _FloatArray | None = None,
+) -> float | _FloatArray: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
