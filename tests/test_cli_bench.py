@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import crossent
 import numpy as np
 import pytest
+
+import crossent
 from crossent import _bench, _cli
 from crossent.__main__ import main
 
