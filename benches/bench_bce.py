@@ -12,6 +12,7 @@ Sizes up to 10^8 by default (about 3 GB of RAM for NumPy's temporaries); set
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -21,8 +22,9 @@ import pytest
 
 import crossent
 
+torch: Any
 try:
-    import torch
+    torch = importlib.import_module("torch")
 except ImportError:  # torch is optional
     torch = None
 
