@@ -13,6 +13,10 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
+    use crate::bindings::accumulate::{
+        BinaryCrossEntropyAccumulator, BinaryCrossEntropyWithLogitsAccumulator,
+    };
+    #[pymodule_export]
     use crate::bindings::bce::{binary_cross_entropy, binary_cross_entropy_with_logits};
     #[pymodule_export]
     use crate::bindings::threads::{get_num_threads, set_num_threads};
@@ -22,6 +26,7 @@ mod _core {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("BLOCK", crate::kernels::reduce::BLOCK)?;
         crate::bindings::threads::init_from_env(m.py())
     }
 }

@@ -12,6 +12,9 @@ any thread count. Sums are accumulated in float64, also for float32 input.
 """
 
 from crossent._core import (
+    BLOCK,
+    BinaryCrossEntropyAccumulator,
+    BinaryCrossEntropyWithLogitsAccumulator,
     __version__,
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -20,6 +23,9 @@ from crossent._core import (
 )
 
 __all__ = [
+    "BLOCK",
+    "BinaryCrossEntropyAccumulator",
+    "BinaryCrossEntropyWithLogitsAccumulator",
     "__version__",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",

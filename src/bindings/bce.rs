@@ -12,7 +12,7 @@ use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::bce::{self, Kind, Operands};
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::pool;
-use crate::kernels::reduce::flags;
+use crate::kernels::reduce::{flags, Partial};
 use crate::kernels::strided::{find_first, Layout, SendPtr};
 
 /// Binary cross-entropy between predicted probabilities and targets.
@@ -70,8 +70,9 @@ pub fn binary_cross_entropy<'py>(
         pos_weight: None,
         reduction: Reduction::parse(reduction)?,
         out,
+        init: Partial::EMPTY,
     };
-    dispatch_input(input, target, &args)
+    dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
 }
 
 /// Binary cross-entropy between logits and targets, computed without overflow.
@@ -122,8 +123,48 @@ pub fn binary_cross_entropy_with_logits<'py>(
         pos_weight,
         reduction: Reduction::parse(reduction)?,
         out,
+        init: Partial::EMPTY,
     };
-    dispatch_input(input, target, &args)
+    dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
+}
+
+/// Folds the binary cross-entropy of one batch into `init`, the state of the batches before
+/// it (see [`crate::kernels::reduce::reduce_from`]). On a domain error the error is returned
+/// and nothing is folded.
+pub fn fold<'py>(
+    kind: Kind,
+    init: Partial,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    pos_weight: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Partial> {
+    let args = Args {
+        kind,
+        weight,
+        pos_weight,
+        reduction: Reduction::Sum,
+        out: None,
+        init,
+    };
+    Ok(dispatch_input(input, target, &args)?.part)
+}
+
+/// What one call computed: the reduction state, and the per-element array for
+/// `reduction="none"`.
+struct Computed<'py> {
+    part: Partial,
+    out: Option<Bound<'py, PyAny>>,
+}
+
+impl<'py> Computed<'py> {
+    fn finish(self, py: Python<'py>, reduction: Reduction) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match (reduction, self.out) {
+            (Reduction::None, Some(out)) => out,
+            (Reduction::Sum, _) => PyFloat::new(py, self.part.sum).into_any(),
+            _ => PyFloat::new(py, self.part.sum / self.part.count as f64).into_any(),
+        })
+    }
 }
 
 /// The arguments besides `input` and `target`.
@@ -133,13 +174,15 @@ struct Args<'a, 'py> {
     pos_weight: Option<&'a Bound<'py, PyAny>>,
     reduction: Reduction,
     out: Option<&'a Bound<'py, PyAny>>,
+    /// The state the reduction continues from ([`Partial::EMPTY`] for a plain call).
+    init: Partial,
 }
 
 fn dispatch_input<'py>(
     input: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     args: &Args<'_, 'py>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<Computed<'py>> {
     let x = ndarray(input, "input")?;
     if is::<f32>(&x) {
         dispatch_target::<f32>(&x, target, args)
@@ -157,7 +200,7 @@ fn dispatch_target<'py, T: Float + Element>(
     x: &Bound<'py, PyUntypedArray>,
     target: &Bound<'py, PyAny>,
     args: &Args<'_, 'py>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<Computed<'py>> {
     let y = ndarray(target, "target")?;
     // (NumPy element type, the type the kernel reads it as)
     macro_rules! try_dtypes {
@@ -206,7 +249,7 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
     x: &Bound<'py, PyUntypedArray>,
     y: &Bound<'py, PyUntypedArray>,
     args: &Args<'_, 'py>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<Computed<'py>> {
     const { assert!(std::mem::size_of::<E>() == std::mem::size_of::<Y>()) };
     let py = x.py();
     let xv = View::<T>::new(x, "input")?;
@@ -266,13 +309,14 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
     };
     let n = ops.layout.len();
     let kind = args.kind;
+    let init = args.init;
     let work = move || {
         let pool = pool::pool_for(n, PARALLEL_MIN);
         // SAFETY: every pointer comes from a view that is alive (and borrowed: no writer from
         // Rust) until this function returns; the layout is built from those views' own shapes
         // and strides; out was checked to be writeable, self-disjoint and not overlapping the
         // inputs.
-        unsafe { bce::binary_cross_entropy(&ops, kind, pool.as_deref()) }
+        unsafe { bce::binary_cross_entropy_from(init, &ops, kind, pool.as_deref()) }
     };
     let part = if n < DETACH_MIN {
         work()
@@ -302,10 +346,9 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
         };
         return Err(domain_error("target", what, bad));
     }
-    Ok(match args.reduction {
-        Reduction::None => out_array.expect("allocated above"),
-        Reduction::Sum => PyFloat::new(py, part.sum).into_any(),
-        Reduction::Mean => PyFloat::new(py, part.sum / part.count as f64).into_any(),
+    Ok(Computed {
+        part,
+        out: out_array,
     })
 }
 

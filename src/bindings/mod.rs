@@ -1,6 +1,7 @@
 //! The Python binding layer: parses arguments, checks and dispatches dtypes, releases the GIL
 //! around the kernels and converts results. No loss formula lives here.
 
+pub mod accumulate;
 pub mod arrays;
 pub mod bce;
 pub mod reduction;

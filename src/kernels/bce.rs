@@ -19,7 +19,7 @@
 use rayon::ThreadPool;
 
 use super::float::{Float, Target};
-use super::reduce::{flags, reduce, Partial, BLOCK};
+use super::reduce::{flags, reduce_from, Partial, BLOCK};
 use super::strided::{scatter, Layout, SendPtr, TileBuf, TILE};
 
 /// Which binary cross-entropy.
@@ -169,8 +169,23 @@ pub unsafe fn binary_cross_entropy<T: Float, Y: Target>(
     kind: Kind,
     pool: Option<&ThreadPool>,
 ) -> Partial {
+    // SAFETY: forwarded contract.
+    unsafe { binary_cross_entropy_from(Partial::EMPTY, ops, kind, pool) }
+}
+
+/// [`binary_cross_entropy`] continuing from `init`, the state of earlier elements (see
+/// [`reduce_from`]): what a streaming accumulator folds each batch into.
+///
+/// # Safety
+/// As for [`binary_cross_entropy`].
+pub unsafe fn binary_cross_entropy_from<T: Float, Y: Target>(
+    init: Partial,
+    ops: &Operands<T, Y>,
+    kind: Kind,
+    pool: Option<&ThreadPool>,
+) -> Partial {
     let layout = &ops.layout;
-    reduce(layout.len(), BLOCK, pool, |range| {
+    reduce_from(init, layout.len(), BLOCK, pool, |range| {
         let mut part = Partial::EMPTY;
         part.count = range.len() as u64;
         let mut bx = TileBuf::<T>::default();

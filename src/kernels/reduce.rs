@@ -84,6 +84,23 @@ pub fn reduce<F>(n: usize, block: usize, pool: Option<&ThreadPool>, f: F) -> Par
 where
     F: Fn(Range<usize>) -> Partial + Sync,
 {
+    reduce_from(Partial::EMPTY, n, block, pool, f)
+}
+
+/// [`reduce`], continuing from `init`, the state of the elements that come before these:
+/// the block partials are merged into `init` one by one, in block order. Streaming the
+/// elements of one array through successive calls, each call covering a whole number of
+/// blocks, therefore gives the very bits of one [`reduce`] over the whole array.
+pub fn reduce_from<F>(
+    init: Partial,
+    n: usize,
+    block: usize,
+    pool: Option<&ThreadPool>,
+    f: F,
+) -> Partial
+where
+    F: Fn(Range<usize>) -> Partial + Sync,
+{
     let blocks = n.div_ceil(block);
     let range = |b: usize| b * block..((b + 1) * block).min(n);
     match pool {
@@ -95,9 +112,9 @@ where
                     .map(|b| f(range(b)))
                     .collect_into_vec(&mut partials)
             });
-            partials.into_iter().fold(Partial::EMPTY, Partial::merge)
+            partials.into_iter().fold(init, Partial::merge)
         }
-        _ => (0..blocks).fold(Partial::EMPTY, |acc, b| acc.merge(f(range(b)))),
+        _ => (0..blocks).fold(init, |acc, b| acc.merge(f(range(b)))),
     }
 }
 
@@ -160,6 +177,29 @@ mod tests {
         });
         assert_eq!(p.flags, flags::TARGET);
         assert_eq!(p.first_bad, 42);
+    }
+
+    #[test]
+    fn streaming_whole_blocks_gives_the_same_bits() {
+        let n = 100_003;
+        let block = 1000;
+        let whole = reduce(n, block, Some(&pool(3)), wild_sum);
+        // The same elements in three calls cut at block boundaries, each continuing from the
+        // previous state (the closure shifts indices to the call's own range).
+        let mut state = Partial::EMPTY;
+        for (start, end) in [(0, 7000), (7000, 7000), (7000, 52_000), (52_000, n)] {
+            state = reduce_from(state, end - start, block, Some(&pool(2)), |r| {
+                wild_sum(r.start + start..r.end + start)
+            });
+        }
+        assert_eq!(state.sum.to_bits(), whole.sum.to_bits());
+        assert_eq!(state.count, whole.count);
+        // Cut inside a block, the association changes: close, not necessarily equal.
+        let a = reduce(500, block, None, wild_sum);
+        let b = reduce_from(a, n - 500, block, None, |r| {
+            wild_sum(r.start + 500..r.end + 500)
+        });
+        assert!((b.sum - whole.sum).abs() <= 1e-12 * whole.sum.abs().max(1.0));
     }
 
     #[test]
