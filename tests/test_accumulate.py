@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import pickle
 from typing import Any
 
@@ -64,7 +65,7 @@ def test_block_aligned_batches_give_identical_bits(
         acc_sum = cls(reduction="sum")
         # Irregular batch sizes, each a whole number of blocks (the last takes the rest).
         cuts = [0, BLOCK, BLOCK, 4 * BLOCK, 6 * BLOCK, n]
-        for a, b in zip(cuts, cuts[1:], strict=False):
+        for a, b in itertools.pairwise(cuts):
             acc.update(x[a:b], y[a:b], weight=w[a:b])
             acc_sum.update(x[a:b], y[a:b], weight=w[a:b])
     finally:
@@ -103,7 +104,7 @@ def test_any_cut_agrees_to_1e_12(cuts: list[int], logits: bool, dtype: Any, hard
     cls, fn = ACCUMULATORS[logits]
     acc = cls()
     edges = [0, *sorted(cuts), n]
-    for a, b in zip(edges, edges[1:], strict=False):
+    for a, b in itertools.pairwise(edges):
         acc.update(x[a:b], y[a:b])
     whole = fn(x, y)
     assert acc.count == n
@@ -180,9 +181,9 @@ def test_update_with_bad_batch_leaves_state_unchanged() -> None:
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="'reduction'"):
-        BinaryCrossEntropyAccumulator(reduction="none")
+        BinaryCrossEntropyAccumulator(reduction="none")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        BinaryCrossEntropyAccumulator("mean")  # type: ignore[misc]
+        BinaryCrossEntropyAccumulator("mean")  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="'pos_weight'"):
         BinaryCrossEntropyWithLogitsAccumulator(pos_weight=np.array(["a"]))
     acc = BinaryCrossEntropyAccumulator()

@@ -1,9 +1,12 @@
-from typing import Literal, overload
+from typing import Literal, Self, final, overload
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "BLOCK",
+    "BinaryCrossEntropyAccumulator",
+    "BinaryCrossEntropyWithLogitsAccumulator",
     "__version__",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
@@ -77,8 +80,9 @@ def binary_cross_entropy_with_logits(
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 
+@final
 class BinaryCrossEntropyAccumulator:
-    def __init__(self, *, reduction: Literal["mean", "sum"] = "mean") -> None: ...
+    def __new__(cls, *, reduction: Literal["mean", "sum"] = "mean") -> Self: ...
     def update(
         self,
         input: npt.ArrayLike,
@@ -98,13 +102,14 @@ class BinaryCrossEntropyAccumulator:
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(self, state: tuple[object, ...]) -> None: ...
 
+@final
 class BinaryCrossEntropyWithLogitsAccumulator:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         reduction: Literal["mean", "sum"] = "mean",
         pos_weight: npt.ArrayLike | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     def update(
         self,
         input: npt.ArrayLike,
