@@ -18,7 +18,11 @@ from crossent._core import (
     __version__,
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
+    cross_entropy,
+    entropy,
     get_num_threads,
+    jensen_shannon,
+    kl_divergence,
     set_num_threads,
 )
 
@@ -29,6 +33,10 @@ __all__ = [
     "__version__",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "entropy",
     "get_num_threads",
+    "jensen_shannon",
+    "kl_divergence",
     "set_num_threads",
 ]

@@ -10,7 +10,11 @@ __all__ = [
     "__version__",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "entropy",
     "get_num_threads",
+    "jensen_shannon",
+    "kl_divergence",
     "set_num_threads",
 ]
 
@@ -75,6 +79,41 @@ def binary_cross_entropy_with_logits(
     weight: npt.ArrayLike | None = None,
     pos_weight: npt.ArrayLike | None = None,
     reduction: str = "mean",
+    out: _FloatArray | None = None,
+) -> float | _FloatArray: ...
+def entropy(
+    p: npt.ArrayLike,
+    *,
+    axis: int | None = -1,
+    base: float | None = None,
+    normalize: bool = True,
+    out: _FloatArray | None = None,
+) -> float | _FloatArray: ...
+def cross_entropy(
+    p: npt.ArrayLike,
+    q: npt.ArrayLike,
+    *,
+    axis: int | None = -1,
+    base: float | None = None,
+    normalize: bool = True,
+    out: _FloatArray | None = None,
+) -> float | _FloatArray: ...
+def kl_divergence(
+    p: npt.ArrayLike,
+    q: npt.ArrayLike,
+    *,
+    axis: int | None = -1,
+    base: float | None = None,
+    normalize: bool = True,
+    out: _FloatArray | None = None,
+) -> float | _FloatArray: ...
+def jensen_shannon(
+    p: npt.ArrayLike,
+    q: npt.ArrayLike,
+    *,
+    axis: int | None = -1,
+    base: float | None = None,
+    normalize: bool = True,
     out: _FloatArray | None = None,
 ) -> float | _FloatArray: ...
 def set_num_threads(n: int) -> None: ...

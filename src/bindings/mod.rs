@@ -4,5 +4,6 @@
 pub mod accumulate;
 pub mod arrays;
 pub mod bce;
+pub mod divergence;
 pub mod reduction;
 pub mod threads;

@@ -8,8 +8,10 @@
 //! - [`bce`]: binary cross-entropy on probabilities and logits.
 
 pub mod bce;
+pub mod divergence;
 pub mod float;
 pub mod math;
 pub mod pool;
 pub mod reduce;
+pub mod rows;
 pub mod strided;

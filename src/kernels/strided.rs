@@ -81,6 +81,11 @@ impl<const K: usize> Layout<K> {
         &self.shape
     }
 
+    /// The element strides after merging: `strides()[d][k]` for operand `k` along dimension `d`.
+    pub fn strides(&self) -> &[[isize; K]] {
+        &self.strides
+    }
+
     /// Visits the flat indices `range` as runs along the inner dimension:
     /// `f(flat_start, len, offsets, inner_strides)`, where `offsets[k]` is operand `k`'s
     /// element offset of the run's first element and `inner_strides[k]` its step.

@@ -1,0 +1,478 @@
+//! Python bindings of entropy, cross-entropy, KL and Jensen-Shannon divergence: parse, convert
+//! dtypes, release the GIL, dispatch. The formulas live in [`crate::kernels::divergence`].
+
+use numpy::{Element, PyArrayDescrMethods, PyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyFloat;
+
+use super::arrays::{dtype_name, is, ndarray, shape_str, View, ViewMut};
+use super::threads::{DETACH_MIN, PARALLEL_MIN};
+use crate::kernels::divergence::{self, Kind};
+use crate::kernels::float::Float;
+use crate::kernels::pool;
+use crate::kernels::reduce::flags;
+use crate::kernels::rows::Rows;
+use crate::kernels::strided::find_first;
+
+/// Entropy of distributions along an axis, as :func:`scipy.stats.entropy` computes it.
+///
+/// Each distribution ``p`` (a row along ``axis``) is normalised to ``a = p / sum(p)`` and
+/// ``H = -sum(a * log(a))``, with ``0 * log(0) = 0``; divided by ``log(base)`` when ``base``
+/// is given. The normalisation happens in the same single pass as the logs:
+/// ``H = -sum(p * log(p)) / P + log(P)`` with ``P = sum(p)``.
+///
+/// Parameters
+/// ----------
+/// p : array_like
+///     Non-negative values (probabilities or counts). float32 and float64 arrays are read in
+///     place, whatever their layout; other real dtypes are converted to float64 first.
+/// axis : int or None, default -1
+///     The axis along which each distribution lies; ``None`` treats the whole array as one.
+/// base : float, optional
+///     Logarithm base (natural logarithm by default).
+/// normalize : bool, default True
+///     ``False`` uses each row as given: ``-sum(p * log(p))``.
+/// out : numpy.ndarray, optional
+///     Array of ``p``'s dtype and shape without ``axis`` to write the results into.
+///
+/// Returns
+/// -------
+/// float or numpy.ndarray
+///     One value per distribution: a Python float when there is one (1-D input or
+///     ``axis=None``), otherwise an array of ``p``'s shape without ``axis`` and ``p``'s dtype.
+///     Sums are accumulated in float64, also for float32 input.
+///
+/// Notes
+/// -----
+/// A row of zeros gives NaN (0/0, as SciPy); an empty row gives 0.0; NaN propagates to its
+/// row. A negative value raises ``ValueError`` naming its position (SciPy returns -inf).
+///
+/// Examples
+/// --------
+/// >>> import numpy as np, crossent
+/// >>> crossent.entropy([0.5, 0.25, 0.25], base=2)
+/// 1.5
+/// >>> crossent.entropy(np.array([[1.0, 1.0], [3.0, 0.0]])).round(6)
+/// array([0.693147, 0.      ])
+#[pyfunction]
+#[pyo3(
+    signature = (p, *, axis=Some(-1), base=None, normalize=true, out=None),
+    text_signature = "(p, *, axis=-1, base=None, normalize=True, out=None)"
+)]
+pub fn entropy<'py>(
+    p: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+    base: Option<f64>,
+    normalize: bool,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    compute_kind(Kind::Entropy, p, None, axis, base, normalize, out)
+}
+
+/// Cross-entropy of distribution ``q`` relative to ``p``, along an axis.
+///
+/// With ``a = p / sum(p)`` and ``b = q / sum(q)``: ``H(p, q) = -sum(a * log(b))``, with
+/// ``0 * log(b) = 0`` and ``+inf`` where ``p > 0`` meets ``q = 0``; divided by ``log(base)``
+/// when given. It follows :func:`scipy.stats.entropy`'s conventions, so that
+/// ``cross_entropy(p, q) == entropy(p) + kl_divergence(p, q)``. Normalisation happens in the
+/// same single pass as the logs.
+///
+/// Parameters
+/// ----------
+/// p, q : array_like
+///     Non-negative values, broadcast against each other. float32 and float64 arrays are
+///     read in place; mixed float32/float64 input, or other real dtypes, are converted.
+/// axis : int or None, default -1
+///     The axis along which each distribution lies; ``None`` treats the whole array as one.
+/// base : float, optional
+///     Logarithm base (natural logarithm by default).
+/// normalize : bool, default True
+///     ``False`` uses the rows as given: ``-sum(p * log(q))``.
+/// out : numpy.ndarray, optional
+///     Array of the input dtype and the broadcast shape without ``axis``, to write into.
+///
+/// Returns
+/// -------
+/// float or numpy.ndarray
+///     As :func:`entropy`.
+///
+/// Examples
+/// --------
+/// >>> import crossent
+/// >>> round(crossent.cross_entropy([1, 1], [1, 3], base=2), 6)
+/// 1.207519
+#[pyfunction]
+#[pyo3(
+    signature = (p, q, *, axis=Some(-1), base=None, normalize=true, out=None),
+    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None)"
+)]
+pub fn cross_entropy<'py>(
+    p: &Bound<'py, PyAny>,
+    q: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+    base: Option<f64>,
+    normalize: bool,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    compute_kind(Kind::CrossEntropy, p, Some(q), axis, base, normalize, out)
+}
+
+/// Kullback-Leibler divergence ``D(p || q)`` along an axis, as ``scipy.stats.entropy(p, q)``.
+///
+/// With ``a = p / sum(p)`` and ``b = q / sum(q)``: ``D = sum(a * log(a / b))``, term by term
+/// as :func:`scipy.special.rel_entr` (0 where ``p = 0``, ``+inf`` where ``p > 0`` and
+/// ``q = 0``); divided by ``log(base)`` when given. Computed in one pass over both arrays:
+/// ``D = sum(p * log(p / q)) / P + log(Q) - log(P)``.
+///
+/// Parameters
+/// ----------
+/// p, q : array_like
+///     Non-negative values, broadcast against each other (see :func:`cross_entropy`).
+/// axis : int or None, default -1
+///     The axis along which each distribution lies; ``None`` treats the whole array as one.
+/// base : float, optional
+///     Logarithm base (natural logarithm by default).
+/// normalize : bool, default True
+///     ``False`` uses the rows as given: ``sum(rel_entr(p, q))``.
+/// out : numpy.ndarray, optional
+///     Array of the input dtype and the broadcast shape without ``axis``, to write into.
+///
+/// Returns
+/// -------
+/// float or numpy.ndarray
+///     As :func:`entropy`. ``kl_divergence(p, p)`` is exactly 0.
+///
+/// Examples
+/// --------
+/// >>> import numpy as np, crossent
+/// >>> round(crossent.kl_divergence([0.5, 0.5], [0.9, 0.1]), 6)
+/// 0.510826
+/// >>> p = np.array([[0.2, 0.8], [0.5, 0.5]])
+/// >>> crossent.kl_divergence(p, p[::-1]).round(6)
+/// array([0.192745, 0.223144])
+#[pyfunction]
+#[pyo3(
+    signature = (p, q, *, axis=Some(-1), base=None, normalize=true, out=None),
+    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None)"
+)]
+pub fn kl_divergence<'py>(
+    p: &Bound<'py, PyAny>,
+    q: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+    base: Option<f64>,
+    normalize: bool,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    compute_kind(Kind::KlDivergence, p, Some(q), axis, base, normalize, out)
+}
+
+/// Jensen-Shannon divergence along an axis: the square of
+/// :func:`scipy.spatial.distance.jensenshannon`.
+///
+/// With ``a = p / sum(p)``, ``b = q / sum(q)`` and ``m = (a + b) / 2``:
+/// ``JS = (D(a || m) + D(b || m)) / 2``, divided by ``log(base)`` when given. Symmetric, and
+/// between 0 and ``log(2)`` (1 in base 2). Normalising needs both sums inside the logarithm,
+/// so each row is read twice: once for the sums, once for the logs.
+///
+/// Parameters
+/// ----------
+/// p, q : array_like
+///     Non-negative values, broadcast against each other (see :func:`cross_entropy`).
+/// axis : int or None, default -1
+///     The axis along which each distribution lies; ``None`` treats the whole array as one.
+/// base : float, optional
+///     Logarithm base (natural logarithm by default).
+/// normalize : bool, default True
+///     ``False`` uses the rows as given, with ``m = (p + q) / 2``.
+/// out : numpy.ndarray, optional
+///     Array of the input dtype and the broadcast shape without ``axis``, to write into.
+///
+/// Returns
+/// -------
+/// float or numpy.ndarray
+///     As :func:`entropy`.
+///
+/// Examples
+/// --------
+/// >>> import crossent
+/// >>> crossent.jensen_shannon([1.0, 0.0], [0.0, 1.0], base=2)
+/// 1.0
+/// >>> round(crossent.jensen_shannon([0.5, 0.5], [0.9, 0.1]), 6)
+/// 0.101749
+#[pyfunction]
+#[pyo3(
+    signature = (p, q, *, axis=Some(-1), base=None, normalize=true, out=None),
+    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None)"
+)]
+pub fn jensen_shannon<'py>(
+    p: &Bound<'py, PyAny>,
+    q: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+    base: Option<f64>,
+    normalize: bool,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    compute_kind(Kind::JensenShannon, p, Some(q), axis, base, normalize, out)
+}
+
+/// The floating-point type a real-valued array is computed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+/// float32 (and float16, widened) → F32; float64, bool and integers → F64; anything else is a
+/// `TypeError` naming `arg`.
+pub fn precision(arr: &Bound<'_, PyUntypedArray>, arg: &str) -> PyResult<Precision> {
+    let dtype = arr.dtype();
+    match (dtype.kind(), dtype.itemsize()) {
+        (b'f', 2 | 4) => Ok(Precision::F32),
+        (b'f', 8) | (b'b' | b'i' | b'u', _) => Ok(Precision::F64),
+        _ => Err(PyTypeError::new_err(format!(
+            "'{arg}' must be an array of real numbers (float32 and float64 are read in place), \
+             got dtype {}",
+            dtype_name(arr)
+        ))),
+    }
+}
+
+/// `arr` itself when it holds `T`, else a converted copy.
+pub fn as_float<'py, T: Element>(
+    arr: Bound<'py, PyUntypedArray>,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    if is::<T>(&arr) {
+        return Ok(arr);
+    }
+    let converted = arr.call_method1("astype", (numpy::dtype::<T>(arr.py()),))?;
+    Ok(converted.cast_into::<PyUntypedArray>()?)
+}
+
+/// The NumPy broadcast of two shapes, or `None` if they do not broadcast.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let nd = a.len().max(b.len());
+    let at = |s: &[usize], d: usize| {
+        let lead = nd - s.len();
+        if d < lead {
+            1
+        } else {
+            s[d - lead]
+        }
+    };
+    (0..nd)
+        .map(|d| match (at(a, d), at(b, d)) {
+            (x, y) if x == y => Some(x),
+            (1, y) => Some(y),
+            (x, 1) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `axis` as an index into `ndim` dimensions (negative counts from the end).
+pub fn normalize_axis(axis: isize, ndim: usize) -> PyResult<usize> {
+    let n = ndim as isize;
+    if (-n..n).contains(&axis) {
+        Ok(axis.rem_euclid(n) as usize)
+    } else {
+        Err(PyValueError::new_err(format!(
+            "'axis' {axis} is out of bounds for an array of dimension {ndim}"
+        )))
+    }
+}
+
+/// `ValueError: 'arg' must hold <what>; found <v> at index (i, j)`.
+pub fn domain_error<V: std::fmt::Debug>(
+    arg: &str,
+    what: &str,
+    bad: Option<(Vec<usize>, V)>,
+) -> PyErr {
+    match bad {
+        Some((index, v)) => PyValueError::new_err(format!(
+            "'{arg}' must hold {what}; found {v:?} at index {}",
+            shape_str(&index)
+        )),
+        None => PyValueError::new_err(format!("'{arg}' must hold {what}")),
+    }
+}
+
+fn compute_kind<'py>(
+    kind: Kind,
+    p: &Bound<'py, PyAny>,
+    q: Option<&Bound<'py, PyAny>>,
+    axis: Option<isize>,
+    base: Option<f64>,
+    normalize: bool,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let log_base = match base {
+        None => 1.0,
+        Some(b) if b > 0.0 && b.is_finite() && b != 1.0 => b.ln(),
+        Some(b) => {
+            return Err(PyValueError::new_err(format!(
+                "'base' must be a positive finite number other than 1, got {b}"
+            )))
+        }
+    };
+    let pa = ndarray(p, "p")?;
+    let qa = q.map(|q| ndarray(q, "q")).transpose()?;
+    let mut prec = precision(&pa, "p")?;
+    if let Some(qa) = &qa {
+        prec = prec.max(precision(qa, "q")?);
+    }
+    let args = Args {
+        kind,
+        axis,
+        log_base,
+        normalize,
+        out,
+    };
+    match prec {
+        Precision::F32 => compute::<f32>(
+            as_float::<f32>(pa)?,
+            qa.map(as_float::<f32>).transpose()?,
+            &args,
+        ),
+        Precision::F64 => compute::<f64>(
+            as_float::<f64>(pa)?,
+            qa.map(as_float::<f64>).transpose()?,
+            &args,
+        ),
+    }
+}
+
+struct Args<'a, 'py> {
+    kind: Kind,
+    axis: Option<isize>,
+    log_base: f64,
+    normalize: bool,
+    out: Option<&'a Bound<'py, PyAny>>,
+}
+
+fn compute<'py, T: Float + Element>(
+    pa: Bound<'py, PyUntypedArray>,
+    qa: Option<Bound<'py, PyUntypedArray>>,
+    args: &Args<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = pa.py();
+    let pv = View::<T>::new(&pa, "p")?;
+    let qv = qa.as_ref().map(|qa| View::<T>::new(qa, "q")).transpose()?;
+    let shape = match &qv {
+        None => pv.shape.clone(),
+        Some(qv) => broadcast_shape(&pv.shape, &qv.shape).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "'p' of shape {} and 'q' of shape {} cannot be broadcast together",
+                shape_str(&pv.shape),
+                shape_str(&qv.shape)
+            ))
+        })?,
+    };
+    let reduced: Vec<bool> = match args.axis {
+        None => vec![true; shape.len()],
+        Some(axis) => {
+            let a = normalize_axis(axis, shape.len())?;
+            (0..shape.len()).map(|d| d == a).collect()
+        }
+    };
+    let p_strides = pv.broadcast_strides(&shape, "p")?;
+    let (q_ptr, q_strides) = match &qv {
+        Some(qv) => (qv.ptr, qv.broadcast_strides(&shape, "q")?),
+        None => (pv.ptr, p_strides.clone()),
+    };
+    let out_shape: Vec<usize> = (0..shape.len())
+        .filter(|&d| !reduced[d])
+        .map(|d| shape[d])
+        .collect();
+
+    let out_array: Option<Bound<'py, PyAny>> = match args.out {
+        Some(out) => Some(out.clone()),
+        None if out_shape.is_empty() => None,
+        // SAFETY: uninitialised, but the kernel writes every element before it is returned
+        // (on error it is dropped unseen).
+        None => Some(unsafe { PyArrayDyn::<T>::new(py, out_shape.as_slice(), false) }.into_any()),
+    };
+    let out_view = out_array
+        .as_ref()
+        .map(|o| ViewMut::<T>::new(o, &out_shape, T::NAME))
+        .transpose()?;
+    let (out_ptr, out_strides) = match &out_view {
+        Some(v) => {
+            let mut it = v.strides.iter();
+            let full: Vec<isize> = reduced
+                .iter()
+                .map(|&r| {
+                    if r {
+                        0
+                    } else {
+                        *it.next().expect("one per kept dimension")
+                    }
+                })
+                .collect();
+            (v.ptr, full)
+        }
+        None => (std::ptr::null_mut(), vec![0; shape.len()]),
+    };
+
+    let rows = Rows::new(&shape, [&p_strides, &q_strides, &out_strides], &reduced);
+    let n = rows.rows() * rows.row_len();
+    let (kind, normalize, log_base) = (args.kind, args.normalize, args.log_base);
+    let (p_ptr, q_ptr, out_ptr) = (
+        crate::kernels::strided::SendPtr::from_const(pv.ptr),
+        crate::kernels::strided::SendPtr::from_const(q_ptr),
+        crate::kernels::strided::SendPtr(out_ptr),
+    );
+    let work = move || {
+        // Whole `SendPtr`s, not their raw fields, cross to the worker.
+        let (p_ptr, q_ptr, out_ptr) = (p_ptr, q_ptr, out_ptr);
+        let pool = pool::pool_for(n, PARALLEL_MIN);
+        // SAFETY: the pointers come from views that stay alive (and borrowed) until this
+        // function returns; `rows` is built from their own shapes and (broadcast) strides;
+        // `out` was checked to be writeable, self-disjoint and not overlapping the inputs.
+        unsafe {
+            divergence::divergence(
+                kind,
+                &rows,
+                p_ptr.0,
+                q_ptr.0,
+                out_ptr.0,
+                normalize,
+                log_base,
+                pool.as_deref(),
+            )
+        }
+    };
+    let part = if n < DETACH_MIN {
+        work()
+    } else {
+        py.detach(work)
+    };
+
+    if part.flags & flags::INPUT != 0 {
+        // SAFETY: the view is alive and describes valid elements.
+        let bad = unsafe { find_first(pv.ptr, &pv.shape, &pv.strides, |v: T| v < T::ZERO) };
+        return Err(domain_error("p", "non-negative values", bad));
+    }
+    if let (true, Some(qv)) = (part.flags & flags::TARGET != 0, &qv) {
+        // SAFETY: as above.
+        let bad = unsafe { find_first(qv.ptr, &qv.shape, &qv.strides, |v: T| v < T::ZERO) };
+        return Err(domain_error("q", "non-negative values", bad));
+    }
+    Ok(match out_array {
+        Some(out) => out,
+        None => PyFloat::new(py, part.sum).into_any(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_shapes() {
+        assert_eq!(broadcast_shape(&[3, 1], &[4]), Some(vec![3, 4]));
+        assert_eq!(broadcast_shape(&[], &[2, 2]), Some(vec![2, 2]));
+        assert_eq!(broadcast_shape(&[3], &[4]), None);
+        assert_eq!(broadcast_shape(&[0, 1], &[1, 5]), Some(vec![0, 5]));
+    }
+}

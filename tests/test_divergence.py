@@ -1,0 +1,325 @@
+"""entropy, cross_entropy, kl_divergence and jensen_shannon against SciPy (and PyTorch)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import crossent
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy.spatial.distance import jensenshannon
+
+PAIRWISE = ("cross_entropy", "kl_divergence", "jensen_shannon")
+ALL = ("entropy", *PAIRWISE)
+
+
+def scipy_reference(name, p, q, axis, base):
+    """The SciPy definition, in float64, of what crossent computes."""
+    p = np.asarray(p, dtype=np.float64)
+    q = None if q is None else np.asarray(q, dtype=np.float64)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        if name == "entropy":
+            return scipy.stats.entropy(p, base=base, axis=axis)
+        if name == "kl_divergence":
+            p, q = np.broadcast_arrays(p, q)
+            return scipy.stats.entropy(p, q, base=base, axis=axis)
+        if name == "cross_entropy":
+            p, q = np.broadcast_arrays(p, q)
+            a = p / p.sum(axis=axis, keepdims=True)
+            b = q / q.sum(axis=axis, keepdims=True)
+            terms = np.where(a == 0, 0.0, -a * np.log(b))
+            h = terms.sum(axis=axis)
+            return h / np.log(base) if base is not None else h
+        p, q = np.broadcast_arrays(p, q)
+        return jensenshannon(p, q, base=base, axis=axis) ** 2
+
+
+def call(name, p, q, **kw):
+    f = getattr(crossent, name)
+    return f(p, **kw) if name == "entropy" else f(p, q, **kw)
+
+
+def tolerances(dtype):
+    return (1e-10, 1e-12) if dtype == np.float64 else (2e-5, 2e-6)
+
+
+@st.composite
+def cases(draw):
+    """Probability-like arrays with zeros, one-hot rows and zero rows, in any layout."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=7))
+    size = int(np.prod(shape))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["dense", "sparse", "onehot", "tiny"]))
+    p = rng.random(size)
+    q = rng.random(size) + 1e-3
+    if kind == "sparse":
+        p[rng.random(size) < 0.4] = 0.0
+    elif kind == "onehot":
+        p = (rng.random(size) < 0.2).astype(np.float64)
+    elif kind == "tiny":
+        p *= 1e-30
+    p = p.reshape(shape).astype(dtype)
+    q = q.reshape(shape).astype(dtype)
+    layout = draw(st.sampled_from(["C", "F", "T", "step", "neg"]))
+    if layout == "F":
+        p, q = np.asfortranarray(p), np.asfortranarray(q)
+    elif layout == "T":
+        p, q = p.T, q.T
+    elif layout == "step":
+        p, q = np.repeat(p, 2, axis=0)[::2], np.repeat(q, 3, axis=-1)[..., ::3]
+    elif layout == "neg":
+        p, q = p[::-1], q[..., ::-1]
+    axis = draw(st.sampled_from([None, *range(-p.ndim, p.ndim)]))
+    base = draw(st.sampled_from([None, 2, 10.0, math.e]))
+    return p, q, axis, base
+
+
+@pytest.mark.parametrize("name", ALL)
+@settings(max_examples=80, deadline=None)
+@given(case=cases())
+def test_matches_scipy(name, case):
+    p, q, axis, base = case
+    got = call(name, p, q, axis=axis, base=base)
+    want = scipy_reference(name, p, q, axis, base)
+    rtol, atol = tolerances(p.dtype)
+    if np.ndim(want) == 0:
+        assert isinstance(got, float)
+    else:
+        assert isinstance(got, np.ndarray)
+        assert got.dtype == p.dtype
+        assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("name", ALL)
+@settings(max_examples=40, deadline=None)
+@given(case=cases())
+def test_layout_does_not_change_bits(name, case):
+    """Along one axis, a row gives the same bits whether it is contiguous or strided."""
+    p, q, axis, _ = case
+    if axis is None:
+        return
+    a = call(name, p, q, axis=axis)
+    b = call(name, np.ascontiguousarray(p), np.ascontiguousarray(q), axis=axis)
+    assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def test_rel_entr_terms_and_conventions():
+    p = np.array([0.0, 0.25, 0.75, 0.0])
+    q = np.array([0.0, 0.5, 0.5, 1.0])
+    want = scipy.special.rel_entr(p, q).sum()
+    assert crossent.kl_divergence(p, q, normalize=False) == pytest.approx(want, rel=1e-15)
+    # p > 0 where q = 0 is infinite; one-hot rows have zero entropy; empty rows give 0.
+    assert crossent.kl_divergence([0.5, 0.5], [1.0, 0.0]) == math.inf
+    assert crossent.cross_entropy([0.5, 0.5], [1.0, 0.0]) == math.inf
+    assert crossent.entropy([0.0, 1.0, 0.0]) == 0.0
+    assert crossent.entropy([7.0]) == 0.0
+    np.testing.assert_array_equal(crossent.entropy(np.zeros((3, 0))), [0.0, 0.0, 0.0])
+    assert crossent.entropy(np.zeros((0, 3))).shape == (0,)
+    # A row summing to zero is NaN (as SciPy); NaN stays in its row.
+    assert math.isnan(crossent.entropy([0.0, 0.0]))
+    rows = np.array([[0.5, np.nan], [0.5, 0.5]])
+    got = crossent.kl_divergence(rows, [[0.5, 0.5]])
+    assert math.isnan(got[0]) and got[1] == 0.0
+    # Integer counts are accepted (converted to float64), as in SciPy.
+    assert crossent.entropy([1, 2, 3]) == pytest.approx(scipy.stats.entropy([1, 2, 3]), rel=1e-15)
+    assert crossent.entropy(np.array([1, 1], dtype=np.float16)) == pytest.approx(math.log(2))
+
+
+def test_normalize_false_uses_rows_as_given():
+    rng = np.random.default_rng(1)
+    p, q = rng.random((4, 9)), rng.random((4, 9)) + 0.1
+    np.testing.assert_allclose(
+        crossent.entropy(p, normalize=False), scipy.special.entr(p).sum(-1), rtol=1e-13
+    )
+    np.testing.assert_allclose(
+        crossent.kl_divergence(p, q, normalize=False),
+        scipy.special.rel_entr(p, q).sum(-1),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        crossent.cross_entropy(p, q, normalize=False), -(p * np.log(q)).sum(-1), rtol=1e-13
+    )
+    m = (p + q) / 2
+    js = (scipy.special.rel_entr(p, m) + scipy.special.rel_entr(q, m)).sum(-1) / 2
+    np.testing.assert_allclose(crossent.jensen_shannon(p, q, normalize=False), js, rtol=1e-12)
+
+
+def test_matches_torch_kl_div():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(2)
+    for dtype in (np.float32, np.float64):
+        p = rng.random((50, 33)).astype(dtype)
+        q = rng.random((50, 33)).astype(dtype) + dtype(0.01)
+        p /= p.sum(-1, keepdims=True)
+        q /= q.sum(-1, keepdims=True)
+        want = F.kl_div(torch.from_numpy(np.log(q)), torch.from_numpy(p), reduction="none").sum(-1)
+        rtol = 1e-10 if dtype == np.float64 else 1e-4
+        np.testing.assert_allclose(
+            crossent.kl_divergence(p, q), want.numpy(), rtol=rtol, atol=rtol * 1e-2
+        )
+        total = F.kl_div(
+            torch.from_numpy(np.log(q)), torch.from_numpy(p), reduction="batchmean"
+        ).item()
+        assert crossent.kl_divergence(p, q).mean(dtype=np.float64) == pytest.approx(total, rel=rtol)
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=cases())
+def test_identities(case):
+    p, q, axis, _ = case
+    if p.size == 0:
+        return
+    h = np.asarray(crossent.entropy(p, axis=axis), dtype=np.float64)
+    ce = np.asarray(crossent.cross_entropy(p, q, axis=axis), dtype=np.float64)
+    kl = np.asarray(crossent.kl_divergence(p, q, axis=axis), dtype=np.float64)
+    rtol, atol = tolerances(p.dtype)
+    np.testing.assert_allclose(ce, h + kl, rtol=rtol, atol=atol * 10)
+    # KL(p || p) is exactly 0 wherever the row is a distribution.
+    self_kl = np.asarray(crossent.kl_divergence(p, p, axis=axis))
+    finite = ~np.isnan(self_kl)
+    assert (self_kl[finite] == 0).all()
+    # JS is symmetric to the bit and within [0, ln 2].
+    js = np.asarray(crossent.jensen_shannon(p, q, axis=axis))
+    np.testing.assert_array_equal(js, np.asarray(crossent.jensen_shannon(q, p, axis=axis)))
+    ok = js[~np.isnan(js)]
+    assert (ok >= -1e-6).all() and (ok <= math.log(2) + 1e-6).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [((1000, 1000), -1), ((1000, 1000), 0), ((3, 400_000), -1), ((2, 70_000, 3), 1)],
+)
+def test_same_bits_for_any_thread_count(name, shape, axis):
+    rng = np.random.default_rng(3)
+    p = rng.random(shape).astype(np.float32)
+    q = rng.random(shape).astype(np.float32) + np.float32(1e-3)
+    before = crossent.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3, 7):
+            crossent.set_num_threads(threads)
+            results.append((call(name, p, q, axis=axis), call(name, p, q, axis=None)))
+    finally:
+        crossent.set_num_threads(before)
+    first_rows, first_total = results[0]
+    for rows, total in results[1:]:
+        np.testing.assert_array_equal(rows.view(np.uint32), first_rows.view(np.uint32))
+        assert np.float64(total).tobytes() == np.float64(first_total).tobytes()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_out_is_written_in_place(name):
+    rng = np.random.default_rng(4)
+    p = rng.random((6, 5, 4))
+    q = rng.random((6, 5, 4)) + 0.1
+    out = np.full((4, 6), np.nan).T  # (6, 4), strided
+    got = call(name, p, q, axis=1, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, call(name, p, q, axis=1))
+    scalar = np.zeros(())
+    assert call(name, p[0, :, 0], q[0, :, 0], out=scalar) is scalar
+    assert scalar == call(name, p[0, :, 0].copy(), q[0, :, 0].copy())
+
+
+def test_broadcasting_q_against_p():
+    rng = np.random.default_rng(5)
+    p = rng.random((7, 5))
+    q = rng.random(5) + 0.1
+    np.testing.assert_allclose(
+        crossent.kl_divergence(p, q), scipy.stats.entropy(p, np.broadcast_to(q, p.shape), axis=-1)
+    )
+    # Mixed float32 / float64 computes in float64.
+    assert crossent.kl_divergence(p.astype(np.float32), q).dtype == np.float64
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bad_input(name):
+    good = np.full((2, 3), 1 / 3)
+    neg = good.copy()
+    neg[1, 2] = -0.25
+    with pytest.raises(
+        ValueError, match=r"'p' must hold non-negative values; found -0.25 at index \(1, 2\)"
+    ):
+        call(name, neg, good)
+    if name != "entropy":
+        with pytest.raises(ValueError, match=r"'q' .* at index \(1, 2\)"):
+            call(name, good, neg)
+        with pytest.raises(ValueError, match="'p' of shape \\(2, 3\\) and 'q' of shape \\(4,\\)"):
+            call(name, good, np.ones(4))
+        with pytest.raises(TypeError, match="'q'"):
+            call(name, good, good.astype(np.complex128))
+    with pytest.raises(TypeError, match="'p'"):
+        call(name, good.astype(np.complex128), good)
+    with pytest.raises(TypeError, match="'p'"):
+        call(name, np.array(["a", "b"]), np.array(["a", "b"]))
+    with pytest.raises(ValueError, match="'axis'"):
+        call(name, good, good, axis=2)
+    with pytest.raises(ValueError, match="'axis'"):
+        call(name, np.float64(1.0), np.float64(1.0))
+    for base in (0, -2, 1, math.inf, math.nan):
+        with pytest.raises(ValueError, match="'base'"):
+            call(name, good, good, base=base)
+    with pytest.raises(ValueError, match="'out' must have shape \\(2,\\)"):
+        call(name, good, good, out=np.zeros(3))
+    with pytest.raises(TypeError, match="'out' must have dtype float64"):
+        call(name, good, good, out=np.zeros(2, dtype=np.float32))
+    ro = np.zeros(2)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="'out' is read-only"):
+        call(name, good, good, out=ro)
+    with pytest.raises(ValueError, match="'out'"):
+        call(name, good, good, out=good[:, 0])
+    with pytest.raises(TypeError, match="'out'"):
+        call(name, good, good, out=[0.0, 0.0])
+
+
+def test_unusual_memory_is_read_correctly():
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    want = crossent.entropy(p)
+    assert crossent.entropy(p.astype(">f8")) == want
+    buf = np.zeros(4 * 8 + 1, dtype=np.uint8)
+    mis = np.frombuffer(buf.data, dtype=np.float64, count=4, offset=1)
+    assert not mis.flags.aligned
+    buf[1:] = p.view(np.uint8)
+    assert crossent.entropy(mis) == want
+    assert crossent.entropy(p.tolist()) == want
+
+
+def test_reductions_do_not_copy_the_input():
+    """Peak RSS grows by less than 1 MiB over a 10^7-element float32 input, in any layout."""
+    script = textwrap.dedent(
+        """
+        import resource, numpy as np, crossent
+        def peak():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        rng = np.random.default_rng(0)
+        p = rng.random((10_000, 1_000), dtype=np.float32)
+        q = rng.random((10_000, 1_000), dtype=np.float32)
+        out = np.zeros(10_000, dtype=np.float32)
+        crossent.entropy(p[:2], axis=-1)
+        before = peak()
+        crossent.entropy(p, axis=None)
+        crossent.kl_divergence(p, q, axis=-1, out=out)
+        crossent.jensen_shannon(p, q, axis=-1, out=out)
+        crossent.cross_entropy(p.T, q.T, axis=0, out=out)
+        crossent.entropy(p[::2], axis=0)
+        print(peak() - before)
+        """
+    )
+    grown = int(subprocess.check_output([sys.executable, "-c", script], text=True))
+    assert grown < 1 << 20, f"peak RSS grew by {grown} bytes"
