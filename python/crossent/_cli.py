@@ -84,18 +84,25 @@ class Progress:
 
 
 def _parser() -> _Parser:
-    from crossent import _bench
+    from crossent import _bench, _eval
 
     parser = _Parser(
         prog="crossent",
         description="crossent: fast, exact, deterministic information-theory losses.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{bench}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{bench,eval}", parser_class=_Parser)
     _bench.add_arguments(
         sub.add_parser(
             "bench",
             help="time crossent against NumPy, SciPy and PyTorch on generated data",
             description=_bench.DESCRIPTION,
+        )
+    )
+    _eval.add_arguments(
+        sub.add_parser(
+            "eval",
+            help="compute a loss over arrays stored in files",
+            description=_eval.DESCRIPTION,
         )
     )
     return parser
