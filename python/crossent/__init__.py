@@ -24,6 +24,7 @@ from crossent._core import (
     jensen_shannon,
     kl_divergence,
     set_num_threads,
+    softmax_cross_entropy,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "jensen_shannon",
     "kl_divergence",
     "set_num_threads",
+    "softmax_cross_entropy",
 ]

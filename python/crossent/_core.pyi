@@ -16,6 +16,7 @@ __all__ = [
     "jensen_shannon",
     "kl_divergence",
     "set_num_threads",
+    "softmax_cross_entropy",
 ]
 
 __version__: str
@@ -114,6 +115,42 @@ def jensen_shannon(
     axis: int | None = -1,
     base: float | None = None,
     normalize: bool = True,
+    out: _FloatArray | None = None,
+) -> float | _FloatArray: ...
+@overload
+def softmax_cross_entropy(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    axis: int = -1,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: Literal["mean", "sum"] = "mean",
+    out: None = None,
+) -> float: ...
+@overload
+def softmax_cross_entropy(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    axis: int = -1,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: Literal["none"],
+    out: _FloatArray | None = None,
+) -> _FloatArray: ...
+@overload
+def softmax_cross_entropy(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    axis: int = -1,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
     out: _FloatArray | None = None,
 ) -> float | _FloatArray: ...
 def set_num_threads(n: int) -> None: ...

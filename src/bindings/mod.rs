@@ -6,4 +6,5 @@ pub mod arrays;
 pub mod bce;
 pub mod divergence;
 pub mod reduction;
+pub mod softmax;
 pub mod threads;

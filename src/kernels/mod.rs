@@ -14,4 +14,5 @@ pub mod math;
 pub mod pool;
 pub mod reduce;
 pub mod rows;
+pub mod softmax;
 pub mod strided;

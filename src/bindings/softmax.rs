@@ -1,0 +1,338 @@
+//! Python binding of softmax cross-entropy: parse, dispatch on dtypes, release the GIL,
+//! convert. The formulas live in [`crate::kernels::softmax`].
+
+use numpy::{Element, PyArrayDescrMethods, PyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyFloat;
+
+use super::arrays::{dtype_name, is, ndarray, ndarray_as, shape_str, View, ViewMut};
+use super::divergence::{as_float, domain_error, normalize_axis, precision, Precision};
+use super::reduction::Reduction;
+use super::threads::{DETACH_MIN, PARALLEL_MIN};
+use crate::kernels::float::Float;
+use crate::kernels::pool;
+use crate::kernels::reduce::{flags, Partial};
+use crate::kernels::rows::{run, Rows};
+use crate::kernels::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
+use crate::kernels::strided::{find_first, SendPtr};
+
+/// Cross-entropy between the softmax of ``logits`` and ``target``, as
+/// :func:`torch.nn.functional.cross_entropy`.
+///
+/// With ``C`` classes along ``axis``, ``lse = log(sum(exp(x)))`` per row, class weights ``w``
+/// (1 when absent) and label smoothing ``eps``, each row's loss is
+/// ``(1 - eps) * w[y] * (lse - x[y]) + eps / C * sum(w * (lse - x))`` for a class index
+/// ``y``, and ``sum(w * t' * (lse - x))`` with ``t' = (1 - eps) * t + eps / C`` for class
+/// probabilities ``t``. The log-sum-exp is computed stably in one read of each row (online
+/// maximum), never materialising the softmax.
+///
+/// Parameters
+/// ----------
+/// logits : array_like of float32 or float64
+///     Unnormalised scores, any shape and layout (read in place, never copied).
+/// target : array_like
+///     Either class indices (int8, int16, int32, int64, uint8, uint16 or uint32) of
+///     ``logits``' shape without ``axis``, or class probabilities (float) of ``logits``' shape.
+/// axis : int, default -1
+///     The class axis (PyTorch's dimension 1).
+/// weight : array_like, optional
+///     One weight per class (shape ``(C,)``).
+/// ignore_index : int, default -100
+///     Rows whose class index equals it contribute nothing, not even to the mean's
+///     denominator (class indices only).
+/// label_smoothing : float, default 0.0
+///     ``eps`` in [0, 1].
+/// reduction : {"mean", "sum", "none"}
+///     ``"mean"`` is PyTorch's: for class indices the sum divided by the sum of ``w[y]`` over
+///     the rows not ignored (NaN if there are none), for probabilities the sum divided by the
+///     number of rows. ``"none"`` returns every row's loss.
+/// out : numpy.ndarray, optional
+///     With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
+///
+/// Returns
+/// -------
+/// float or numpy.ndarray
+///     A Python float (accumulated in float64) for ``"mean"`` and ``"sum"``; an array of the
+///     rows' shape and ``logits``' dtype for ``"none"``.
+///
+/// Notes
+/// -----
+/// A class index outside ``[0, C)`` (other than ``ignore_index``) raises ``ValueError`` naming
+/// its position; so does a negative target probability. NaN in a row's logits makes that
+/// row's loss NaN (and so the mean); ``+inf`` logits give NaN as in PyTorch, ``-inf`` logits
+/// are classes of probability 0.
+///
+/// Examples
+/// --------
+/// >>> import numpy as np, crossent
+/// >>> logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+/// >>> labels = np.array([0, 2])
+/// >>> round(crossent.softmax_cross_entropy(logits, labels), 6)
+/// 0.175456
+/// >>> crossent.softmax_cross_entropy(logits, labels, reduction="none").round(6)
+/// array([0.241311, 0.109601])
+/// >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
+/// 0.345456
+#[pyfunction]
+#[pyo3(signature = (
+    logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
+    reduction="mean", out=None
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_cross_entropy<'py>(
+    logits: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    axis: isize,
+    weight: Option<&Bound<'py, PyAny>>,
+    ignore_index: i64,
+    label_smoothing: f64,
+    reduction: &str,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let reduction = Reduction::parse(reduction)?;
+    if !(0.0..=1.0).contains(&label_smoothing) {
+        return Err(PyValueError::new_err(format!(
+            "'label_smoothing' must be between 0.0 and 1.0, got {label_smoothing}"
+        )));
+    }
+    if out.is_some() && reduction != Reduction::None {
+        return Err(PyValueError::new_err(
+            "'out' is only used with reduction='none'",
+        ));
+    }
+    let args = Args {
+        axis,
+        weight,
+        ignore_index,
+        smoothing: label_smoothing,
+        reduction,
+        out,
+    };
+    let x = ndarray(logits, "logits")?;
+    match precision(&x, "logits")? {
+        Precision::F32 => dispatch_target::<f32>(as_float::<f32>(x)?, target, &args),
+        Precision::F64 => dispatch_target::<f64>(as_float::<f64>(x)?, target, &args),
+    }
+}
+
+struct Args<'a, 'py> {
+    axis: isize,
+    weight: Option<&'a Bound<'py, PyAny>>,
+    ignore_index: i64,
+    smoothing: f64,
+    reduction: Reduction,
+    out: Option<&'a Bound<'py, PyAny>>,
+}
+
+fn dispatch_target<'py, T: Float + Element>(
+    x: Bound<'py, PyUntypedArray>,
+    target: &Bound<'py, PyAny>,
+    args: &Args<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let y = ndarray(target, "target")?;
+    macro_rules! try_labels {
+        ($($l:ty),*) => {$(
+            if is::<$l>(&y) {
+                return compute::<T, $l>(&x, Target::Labels(&y), args);
+            }
+        )*};
+    }
+    try_labels!(i64, i32, i16, i8, u8, u16, u32);
+    if y.dtype().kind() == b'f' {
+        let y = ndarray_as::<T>(&y, "target")?;
+        return compute::<T, i64>(&x, Target::Probabilities(&y), args);
+    }
+    Err(PyTypeError::new_err(format!(
+        "'target' must hold class indices (int8, int16, int32, int64, uint8, uint16, uint32) \
+         or class probabilities (float32, float64), got dtype {}",
+        dtype_name(&y)
+    )))
+}
+
+enum Target<'a, 'py> {
+    Labels(&'a Bound<'py, PyUntypedArray>),
+    Probabilities(&'a Bound<'py, PyUntypedArray>),
+}
+
+/// Runs the kernel for logits of type `T` and (when the target holds class indices) labels of
+/// type `L`.
+fn compute<'py, T: Float + Element, L: Label + Element>(
+    x: &Bound<'py, PyUntypedArray>,
+    target: Target<'_, 'py>,
+    args: &Args<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = x.py();
+    let xv = View::<T>::new(x, "logits")?;
+    let shape = xv.shape.clone();
+    let axis = normalize_axis(args.axis, shape.len())?;
+    let classes = shape[axis];
+    let reduced: Vec<bool> = (0..shape.len()).map(|d| d == axis).collect();
+    let rows_shape: Vec<usize> = (0..shape.len())
+        .filter(|&d| d != axis)
+        .map(|d| shape[d])
+        .collect();
+    // Strides of an array of the rows' shape, as strides over the logits' shape.
+    let widen = |strides: &[isize]| -> Vec<isize> {
+        let mut it = strides.iter();
+        reduced
+            .iter()
+            .map(|&r| {
+                if r {
+                    0
+                } else {
+                    *it.next().expect("one per row dimension")
+                }
+            })
+            .collect()
+    };
+
+    // Class weights: one per class, read along the class axis.
+    let weight_view = match args.weight {
+        Some(w) => {
+            let v = View::<T>::new(&ndarray_as::<T>(w, "weight")?, "weight")?;
+            if v.shape != [classes] {
+                return Err(PyValueError::new_err(format!(
+                    "'weight' must have shape ({classes},) (one weight per class), got {}",
+                    shape_str(&v.shape)
+                )));
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let (w_ptr, w_stride, weight_total) = match &weight_view {
+        Some(v) => {
+            // SAFETY: a 1-D view of `classes` valid elements.
+            let total: f64 = (0..classes as isize)
+                .map(|c| unsafe { *v.ptr.offset(c * v.strides[0]) }.to_f64())
+                .sum();
+            (v.ptr, v.strides[0], total)
+        }
+        None => (T::one_ref() as *const T, 0, classes as f64),
+    };
+    let mut w_strides = vec![0isize; shape.len()];
+    w_strides[axis] = w_stride;
+
+    let out_array: Option<Bound<'py, PyAny>> = match (args.reduction, args.out) {
+        (Reduction::None, Some(out)) => Some(out.clone()),
+        // SAFETY: uninitialised, but the kernel writes every element before it is returned
+        // (on error it is dropped unseen).
+        (Reduction::None, None) => {
+            Some(unsafe { PyArrayDyn::<T>::new(py, rows_shape.as_slice(), false) }.into_any())
+        }
+        _ => None,
+    };
+    let out_view = out_array
+        .as_ref()
+        .map(|o| ViewMut::<T>::new(o, &rows_shape, T::NAME))
+        .transpose()?;
+    let (out_ptr, out_strides) = match &out_view {
+        Some(v) => (v.ptr, widen(&v.strides)),
+        None => (std::ptr::null_mut(), vec![0; shape.len()]),
+    };
+    let class_info = Classes {
+        count: classes,
+        weight: SendPtr::from_const(w_ptr),
+        weight_total,
+        smoothing: args.smoothing,
+    };
+    let n = shape.iter().product::<usize>();
+
+    let part = match target {
+        Target::Labels(y) => {
+            let yv = View::<L>::new(y, "target")?;
+            if yv.shape != rows_shape {
+                return Err(PyValueError::new_err(format!(
+                    "'target' of class indices must have the shape of 'logits' {} without \
+                     axis {axis}, {}, got {}",
+                    shape_str(&shape),
+                    shape_str(&rows_shape),
+                    shape_str(&yv.shape)
+                )));
+            }
+            let rows = Rows::new(
+                &shape,
+                [&xv.strides, &widen(&yv.strides), &w_strides, &out_strides],
+                &reduced,
+            );
+            let op = SoftmaxLabels {
+                logits: SendPtr::from_const(xv.ptr),
+                logits_stride: xv.strides[axis],
+                labels: SendPtr::from_const(yv.ptr),
+                classes: class_info,
+                weight_stride: w_stride,
+                ignore_index: args.ignore_index,
+                out: SendPtr(out_ptr),
+            };
+            let part = run_detached(py, n, &rows, &op);
+            if part.flags & flags::TARGET != 0 {
+                let (ignore, c) = (args.ignore_index, classes as i64);
+                // SAFETY: the view is alive and describes valid elements.
+                let bad = unsafe {
+                    find_first(yv.ptr, &yv.shape, &yv.strides, |v: L| {
+                        let i = v.index();
+                        i != ignore && !(0..c).contains(&i)
+                    })
+                };
+                let what = format!("class indices in [0, {c}) or ignore_index ({ignore})");
+                return Err(domain_error("target", &what, bad));
+            }
+            part
+        }
+        Target::Probabilities(y) => {
+            let yv = View::<T>::new(y, "target")?;
+            if yv.shape != shape {
+                return Err(PyValueError::new_err(format!(
+                    "'target' of class probabilities must have the shape of 'logits' {}, got {}",
+                    shape_str(&shape),
+                    shape_str(&yv.shape)
+                )));
+            }
+            let rows = Rows::new(
+                &shape,
+                [&xv.strides, &yv.strides, &w_strides, &out_strides],
+                &reduced,
+            );
+            let op = SoftmaxProbs {
+                logits: SendPtr::from_const(xv.ptr),
+                target: SendPtr::from_const(yv.ptr),
+                classes: class_info,
+                out: SendPtr(out_ptr),
+            };
+            let part = run_detached(py, n, &rows, &op);
+            if part.flags & flags::TARGET != 0 {
+                // SAFETY: as above.
+                let bad = unsafe { find_first(yv.ptr, &yv.shape, &yv.strides, |v: T| v < T::ZERO) };
+                return Err(domain_error("target", "non-negative probabilities", bad));
+            }
+            part
+        }
+    };
+    Ok(match args.reduction {
+        Reduction::None => out_array.expect("allocated above"),
+        Reduction::Sum => PyFloat::new(py, part.sum).into_any(),
+        Reduction::Mean => PyFloat::new(py, part.sum / part.weight).into_any(),
+    })
+}
+
+/// Runs `op` over `rows` on the crate's pool, without the GIL unless the work is tiny.
+fn run_detached<O: crate::kernels::rows::RowOp<4>>(
+    py: Python<'_>,
+    n: usize,
+    rows: &Rows<4>,
+    op: &O,
+) -> Partial {
+    let work = || {
+        let pool = pool::pool_for(n, PARALLEL_MIN);
+        // SAFETY: every pointer of the op comes from a view that is alive (and borrowed) until
+        // the caller returns; `rows` is built from those views' shapes and strides; `out` was
+        // checked to be writeable, self-disjoint and not overlapping the inputs.
+        unsafe { run(rows, op, pool.as_deref()) }
+    };
+    if n < DETACH_MIN {
+        work()
+    } else {
+        py.detach(work)
+    }
+}

@@ -1,0 +1,478 @@
+//! Softmax cross-entropy of logits rows (see [`super::rows`]), as PyTorch's `cross_entropy`.
+//!
+//! With `x` a row of `C` logits, `w` the class weights (1 when absent), `ε` the label smoothing
+//! and `lse = ln Σ_c e^{x_c}`, a row's loss is
+//!
+//! ```text
+//! class index y:      (1 - ε) · w_y · (lse - x_y)  +  ε / C · Σ_c w_c · (lse - x_c)
+//! probabilities t:    Σ_c w_c · t'_c · (lse - x_c),      t'_c = (1 - ε) · t_c + ε / C
+//! ```
+//!
+//! exactly as `torch.nn.functional.cross_entropy` defines it. `lse` is computed in one read of
+//! the row, never materialising the softmax: each tile contributes its maximum `m` and
+//! `s = Σ e^{x - m}` (exponentials in the input's precision, sums in `f64`), and states merge
+//! as `(m, s) ⊕ (m', s') = (M, s·e^{m-M} + s'·e^{m'-M})` with `M = max(m, m')`. The other sums
+//! (`Σ w x`, `Σ w t'`, `Σ w t' x`) are taken in `f64` in the same pass, so the loss is
+//! `W · lse - Σ w x` (resp. `Σ w t' · lse - Σ w t' x`).
+//!
+//! Conventions: a row whose label equals `ignore_index` contributes 0 to the sum and to the
+//! mean's denominator; a label outside `[0, C)` is a domain error ([`flags::TARGET`]), as is a
+//! negative target probability. NaN anywhere in a row's logits makes that row's loss NaN;
+//! `+inf` logits give NaN (as PyTorch), `-inf` logits are classes of probability 0. The
+//! mean's denominator is the returned `weight`: `Σ w_y` over the rows not ignored for class
+//! indices (so PyTorch's weighted mean is `sum / weight`), the number of rows for
+//! probabilities.
+
+use super::float::Float;
+use super::reduce::{flags, Partial};
+use super::rows::{lane_sums, RowOp};
+use super::strided::{SendPtr, TileBuf};
+
+/// An integer class-label element type.
+pub trait Label: Copy + Send + Sync + std::fmt::Debug + 'static {
+    /// NumPy's name for the dtype, for error messages.
+    const NAME: &'static str;
+    /// The label as a class index (may be out of range; checked by the kernel).
+    fn index(self) -> i64;
+}
+
+macro_rules! impl_label {
+    ($($t:ty => $name:literal),*) => {$(
+        impl Label for $t {
+            const NAME: &'static str = $name;
+            #[inline(always)]
+            fn index(self) -> i64 {
+                self as i64
+            }
+        }
+    )*};
+}
+impl_label!(i8 => "int8", i16 => "int16", i32 => "int32", i64 => "int64",
+            u8 => "uint8", u16 => "uint16", u32 => "uint32");
+
+/// The running state of a row: the log-sum-exp pair `(m, s)` and the sums a loss needs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lse {
+    /// Largest logit seen (`-inf` for none); NaN logits are skipped here and poison `s`.
+    pub m: f64,
+    /// `Σ e^{x - m}`.
+    pub s: f64,
+    /// Class indices: `Σ w x` (with label smoothing). Probabilities: `Σ w t'`.
+    pub a: f64,
+    /// Probabilities: `Σ w t' x`.
+    pub b: f64,
+    pub flags: u32,
+}
+
+impl Lse {
+    const EMPTY: Lse = Lse {
+        m: f64::NEG_INFINITY,
+        s: 0.0,
+        a: 0.0,
+        b: 0.0,
+        flags: 0,
+    };
+
+    #[inline]
+    fn merge(self, o: Lse) -> Lse {
+        let (m, s) = if self.m == f64::NEG_INFINITY && self.s == 0.0 {
+            (o.m, o.s)
+        } else if o.m == f64::NEG_INFINITY && o.s == 0.0 {
+            (self.m, self.s)
+        } else {
+            let m = if o.m > self.m { o.m } else { self.m };
+            if m == f64::NEG_INFINITY {
+                (m, self.s + o.s)
+            } else {
+                (m, self.s * (self.m - m).exp() + o.s * (o.m - m).exp())
+            }
+        };
+        Lse {
+            m,
+            s,
+            a: self.a + o.a,
+            b: self.b + o.b,
+            flags: self.flags | o.flags,
+        }
+    }
+
+    /// `ln Σ e^x` of the row.
+    #[inline]
+    fn lse(&self) -> f64 {
+        self.m + self.s.ln()
+    }
+}
+
+/// The `(m, s)` pair of one tile of logits.
+#[inline(always)]
+fn tile_lse<T: Float>(x: &[T]) -> (f64, f64) {
+    let neg_inf = T::from_f64(f64::NEG_INFINITY);
+    let m = x.iter().fold(neg_inf, |m, &v| if v > m { v } else { m });
+    if m == neg_inf {
+        // All -inf (or NaN): nothing to scale by; NaN still poisons the sum.
+        let nan = x.iter().any(|v| v.is_nan());
+        return (f64::NEG_INFINITY, if nan { f64::NAN } else { 0.0 });
+    }
+    let [s] = lane_sums(x.len(), |i| [(x[i] - m).exp()]);
+    (m.to_f64(), s)
+}
+
+/// What the softmax kernels share: the class count, the class weights, label smoothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Classes<T> {
+    /// Number of classes `C` (the row length).
+    pub count: usize,
+    /// Class weights, read at `weight + base + c * weight_stride` (a single 1 with stride 0
+    /// when absent).
+    pub weight: SendPtr<T>,
+    /// `Σ_c w_c` (`C` without weights).
+    pub weight_total: f64,
+    /// Label smoothing `ε` in `[0, 1]`.
+    pub smoothing: f64,
+}
+
+/// Softmax cross-entropy against class indices, over rows of operands
+/// `[logits, labels, weight, out]` (labels, out: stride 0 along the class axis).
+pub struct SoftmaxLabels<T, L> {
+    pub logits: SendPtr<T>,
+    /// Element stride of the logits along the class axis (to read `x_y`).
+    pub logits_stride: isize,
+    pub labels: SendPtr<L>,
+    pub classes: Classes<T>,
+    /// Element stride of the weights along the class axis.
+    pub weight_stride: isize,
+    pub ignore_index: i64,
+    /// Per-row losses (null: not written).
+    pub out: SendPtr<T>,
+}
+
+impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
+    type State = Lse;
+    type Scratch = (TileBuf<T>, TileBuf<T>);
+
+    fn empty(&self) -> Lse {
+        Lse::EMPTY
+    }
+
+    #[inline]
+    unsafe fn tile(
+        &self,
+        (bx, bw): &mut Self::Scratch,
+        _row: usize,
+        at: [isize; 4],
+        st: [isize; 4],
+        n: usize,
+    ) -> Lse {
+        // SAFETY: the engine hands out offsets inside the operands.
+        let x = unsafe { bx.view(self.logits.0.offset(at[0]), st[0], n) };
+        let (m, s) = tile_lse(x);
+        let a = if self.classes.smoothing > 0.0 {
+            // SAFETY: as above.
+            let w = unsafe { bw.view(self.classes.weight.0.offset(at[2]), st[2], n) };
+            lane_sums(n, |i| [w[i].to_f64() * x[i].to_f64()])[0]
+        } else {
+            0.0
+        };
+        Lse {
+            m,
+            s,
+            a,
+            ..Lse::EMPTY
+        }
+    }
+
+    #[inline]
+    fn merge(&self, a: Lse, b: Lse) -> Lse {
+        a.merge(b)
+    }
+
+    unsafe fn finish(&self, _row: usize, base: [isize; 4], st: Lse) -> Partial {
+        // SAFETY: the row's label is at its base offset.
+        let y = unsafe { *self.labels.0.offset(base[1]) }.index();
+        let write = |loss: f64| {
+            if !self.out.0.is_null() {
+                // SAFETY: the output offset of the row is valid and written by this row only.
+                unsafe { *self.out.0.offset(base[3]) = T::from_f64(loss) };
+            }
+        };
+        if y == self.ignore_index {
+            write(0.0);
+            return Partial::EMPTY;
+        }
+        let classes = &self.classes;
+        if y < 0 || y as u64 >= classes.count as u64 {
+            return Partial {
+                flags: flags::TARGET,
+                ..Partial::EMPTY
+            };
+        }
+        let lse = st.lse();
+        // SAFETY: 0 <= y < C, so both offsets are inside the row.
+        let (xy, wy) = unsafe {
+            (
+                (*self
+                    .logits
+                    .0
+                    .offset(base[0] + y as isize * self.logits_stride))
+                .to_f64(),
+                (*classes
+                    .weight
+                    .0
+                    .offset(base[2] + y as isize * self.weight_stride))
+                .to_f64(),
+            )
+        };
+        let mut loss = wy * (lse - xy);
+        if classes.smoothing > 0.0 {
+            let eps = classes.smoothing;
+            let smooth = classes.weight_total * lse - st.a;
+            loss = (1.0 - eps) * loss + eps / classes.count as f64 * smooth;
+        }
+        write(loss);
+        Partial {
+            sum: loss,
+            weight: wy,
+            count: 1,
+            ..Partial::EMPTY
+        }
+    }
+}
+
+/// Softmax cross-entropy against class probabilities, over rows of operands
+/// `[logits, target, weight, out]` (target: the logits' shape; out: stride 0 along classes).
+pub struct SoftmaxProbs<T> {
+    pub logits: SendPtr<T>,
+    pub target: SendPtr<T>,
+    pub classes: Classes<T>,
+    pub out: SendPtr<T>,
+}
+
+impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
+    type State = Lse;
+    type Scratch = (TileBuf<T>, TileBuf<T>, TileBuf<T>);
+
+    fn empty(&self) -> Lse {
+        Lse::EMPTY
+    }
+
+    #[inline]
+    unsafe fn tile(
+        &self,
+        (bx, bt, bw): &mut Self::Scratch,
+        _row: usize,
+        at: [isize; 4],
+        st: [isize; 4],
+        n: usize,
+    ) -> Lse {
+        // SAFETY: the engine hands out offsets inside the operands.
+        let (x, t, w) = unsafe {
+            (
+                bx.view(self.logits.0.offset(at[0]), st[0], n),
+                bt.view(self.target.0.offset(at[1]), st[1], n),
+                bw.view(self.classes.weight.0.offset(at[2]), st[2], n),
+            )
+        };
+        let (m, s) = tile_lse(x);
+        let eps = self.classes.smoothing;
+        let (keep, spread) = (1.0 - eps, eps / self.classes.count as f64);
+        let [a, b] = lane_sums(n, |i| {
+            let wt = w[i].to_f64() * (t[i].to_f64() * keep + spread);
+            [wt, wt * x[i].to_f64()]
+        });
+        let negative = t.iter().fold(false, |bad, &v| bad | (v < T::ZERO));
+        Lse {
+            m,
+            s,
+            a,
+            b,
+            flags: if negative { flags::TARGET } else { 0 },
+        }
+    }
+
+    #[inline]
+    fn merge(&self, a: Lse, b: Lse) -> Lse {
+        a.merge(b)
+    }
+
+    unsafe fn finish(&self, _row: usize, base: [isize; 4], st: Lse) -> Partial {
+        let loss = st.a * st.lse() - st.b;
+        if !self.out.0.is_null() {
+            // SAFETY: the output offset of the row is valid and written by this row only.
+            unsafe { *self.out.0.offset(base[3]) = T::from_f64(loss) };
+        }
+        Partial {
+            sum: loss,
+            weight: 1.0,
+            count: 1,
+            flags: st.flags,
+            ..Partial::EMPTY
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::rows::{run, Rows};
+
+    /// PyTorch's definition in f64: log_softmax, then the weighted (smoothed) NLL.
+    fn reference(x: &[f64], target: &[f64], w: &[f64], eps: f64) -> f64 {
+        let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        let c = x.len() as f64;
+        x.iter()
+            .zip(target)
+            .zip(w)
+            .map(|((xi, ti), wi)| wi * (ti * (1.0 - eps) + eps / c) * (lse - xi))
+            .sum()
+    }
+
+    fn logits(rows: usize, c: usize) -> Vec<f64> {
+        (0..rows * c)
+            .map(|i| ((i as f64) * 0.731).sin() * 30.0 + if i % 7 == 0 { 1e4 } else { 0.0 })
+            .collect()
+    }
+
+    fn labels_loss(
+        x: &[f64],
+        labels: &[i64],
+        w: &[f64],
+        eps: f64,
+        c: usize,
+        threads: usize,
+    ) -> (Vec<f64>, Partial) {
+        let r = labels.len();
+        let mut out = vec![f64::NAN; r];
+        let ci = c as isize;
+        let rows = Rows::new(
+            &[r, c],
+            [&[ci, 1], &[1, 0], &[0, 1], &[1, 0]],
+            &[false, true],
+        );
+        let op = SoftmaxLabels {
+            logits: SendPtr::from_const(x.as_ptr()),
+            logits_stride: 1,
+            labels: SendPtr::from_const(labels.as_ptr()),
+            classes: Classes {
+                count: c,
+                weight: SendPtr::from_const(w.as_ptr()),
+                weight_total: w.iter().sum(),
+                smoothing: eps,
+            },
+            weight_stride: 1,
+            ignore_index: -100,
+            out: SendPtr(out.as_mut_ptr()),
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let part = unsafe { run(&rows, &op, (threads > 1).then_some(&pool)) };
+        (out, part)
+    }
+
+    #[test]
+    fn labels_match_reference_short_and_long_rows() {
+        for &(r, c) in &[(300, 10), (3, 100_000)] {
+            let x = logits(r, c);
+            let w: Vec<f64> = (0..c).map(|k| 0.5 + (k % 5) as f64 * 0.25).collect();
+            let labels: Vec<i64> = (0..r)
+                .map(|i| {
+                    if i % 11 == 3 {
+                        -100
+                    } else {
+                        ((i * 7) % c) as i64
+                    }
+                })
+                .collect();
+            for eps in [0.0, 0.1] {
+                let (out, part) = labels_loss(&x, &labels, &w, eps, c, 1);
+                let (mut sum, mut wsum) = (0.0, 0.0);
+                for i in 0..r {
+                    if labels[i] == -100 {
+                        assert_eq!(out[i], 0.0);
+                        continue;
+                    }
+                    let mut onehot = vec![0.0; c];
+                    onehot[labels[i] as usize] = 1.0;
+                    let row = &x[i * c..(i + 1) * c];
+                    let want = reference(row, &onehot, &w, eps);
+                    assert!(
+                        (out[i] - want).abs() <= 1e-9 * want.abs().max(1.0),
+                        "({r}, {c}) eps {eps} row {i}: {} vs {want}",
+                        out[i]
+                    );
+                    sum += want;
+                    wsum += w[labels[i] as usize];
+                }
+                assert!((part.sum - sum).abs() <= 1e-9 * sum.abs());
+                assert!((part.weight - wsum).abs() <= 1e-12 * wsum);
+                for threads in [2, 3, 7] {
+                    let (o, p) = labels_loss(&x, &labels, &w, eps, c, threads);
+                    assert_eq!(p.sum.to_bits(), part.sum.to_bits());
+                    assert!(o.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn probabilities_match_reference() {
+        let (r, c) = (40, 70_000);
+        let x = logits(r, c);
+        let t: Vec<f32> = (0..r * c)
+            .map(|i| ((i * 13) % 17) as f32 / 16.0 / c as f32)
+            .collect();
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let one = 1f32;
+        let mut out = vec![0f32; r];
+        let ci = c as isize;
+        let rows = Rows::new(
+            &[r, c],
+            [&[ci, 1], &[ci, 1], &[0, 0], &[1, 0]],
+            &[false, true],
+        );
+        let op = SoftmaxProbs {
+            logits: SendPtr::from_const(x32.as_ptr()),
+            target: SendPtr::from_const(t.as_ptr()),
+            classes: Classes {
+                count: c,
+                weight: SendPtr::from_const(&one),
+                weight_total: c as f64,
+                smoothing: 0.2,
+            },
+            out: SendPtr(out.as_mut_ptr()),
+        };
+        let part = unsafe { run(&rows, &op, None) };
+        assert_eq!(part.flags, 0);
+        let ones = vec![1.0; c];
+        for i in 0..r {
+            let row: Vec<f64> = x32[i * c..(i + 1) * c].iter().map(|&v| v as f64).collect();
+            let ti: Vec<f64> = t[i * c..(i + 1) * c].iter().map(|&v| v as f64).collect();
+            let want = reference(&row, &ti, &ones, 0.2);
+            assert!(
+                (out[i] as f64 - want).abs() <= 2e-6 * want.abs(),
+                "row {i}: {} vs {want}",
+                out[i]
+            );
+        }
+    }
+
+    #[test]
+    fn extremes_and_domain_errors() {
+        let inf = f64::INFINITY;
+        let w = [1.0; 3];
+        // -inf logits are impossible classes; the row's loss stays finite.
+        let (out, _) = labels_loss(&[-inf, 0.0, 0.0], &[1], &w, 0.0, 3, 1);
+        assert!((out[0] - std::f64::consts::LN_2).abs() < 1e-15);
+        // Logits of ±1e4 stay exact; NaN poisons only its own row.
+        let (out, _) = labels_loss(&[-1e4, 1e4, 0.0], &[0], &w, 0.0, 3, 1);
+        assert_eq!(out[0], 2e4);
+        let (out, _) = labels_loss(&[0.0, f64::NAN, 0.0, 1.0, 2.0, 3.0], &[0, 2], &w, 0.0, 3, 1);
+        assert!(out[0].is_nan() && out[1].is_finite());
+        let (_, part) = labels_loss(&[0.0; 6], &[1, 3], &w, 0.0, 3, 1);
+        assert_eq!((part.flags, part.first_bad), (flags::TARGET, 1));
+        let (_, part) = labels_loss(&[0.0; 6], &[-1, 0], &w, 0.0, 3, 1);
+        assert_eq!((part.flags, part.first_bad), (flags::TARGET, 0));
+    }
+}

@@ -1,0 +1,307 @@
+"""softmax_cross_entropy against a float64 NumPy reference of PyTorch's formulas, and torch."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import crossent
+
+LABEL_DTYPES = [np.int64, np.int32, np.int16, np.int8, np.uint8, np.uint16, np.uint32]
+
+
+def reference(
+    logits: Any,
+    target: Any,
+    axis: int,
+    weight: Any,
+    ignore_index: int,
+    eps: float,
+    reduction: str,
+) -> Any:
+    """torch.nn.functional.cross_entropy, written out in float64 NumPy."""
+    x = np.moveaxis(np.asarray(logits, dtype=np.float64), axis, -1)
+    c = x.shape[-1]
+    with np.errstate(all="ignore"):
+        m = np.max(x, axis=-1, keepdims=True, initial=-np.inf)
+        m = np.where(np.isfinite(m), m, 0.0)
+        logp = x - (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))
+        w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
+        if np.issubdtype(np.asarray(target).dtype, np.integer):
+            y = np.asarray(target).astype(np.int64)
+            ignored = y == ignore_index
+            yc = np.where(ignored, 0, y)
+            nll = -np.take_along_axis(logp, yc[..., None], -1)[..., 0] * w[yc]
+            loss = nll if eps == 0 else (1 - eps) * nll + eps / c * -(logp * w).sum(-1)
+            loss = np.where(ignored, 0.0, loss)
+            denominator = np.where(ignored, 0.0, w[yc]).sum()
+        else:
+            t = np.moveaxis(np.asarray(target, dtype=np.float64), axis, -1) * (1 - eps) + eps / c
+            loss = -(logp * t * w).sum(-1)
+            denominator = loss.size
+        if reduction == "none":
+            return loss
+        if reduction == "sum":
+            return loss.sum()
+        return loss.sum() / denominator
+
+
+def torch_reference(
+    logits: Any, target: Any, axis: int, weight: Any, ignore_index: int, eps: float, reduction: str
+) -> Any:
+    torch = pytest.importorskip("torch")
+    cls = min(1, logits.ndim - 1)
+    x = torch.from_numpy(np.moveaxis(logits, axis, cls).copy())
+    if np.issubdtype(target.dtype, np.integer):
+        t = torch.from_numpy(np.asarray(target).astype(np.int64))
+    else:
+        t = torch.from_numpy(np.moveaxis(target, axis, cls).copy())
+        ignore_index = -100  # torch refuses any other with probabilities (and ignores it)
+    w = None if weight is None else torch.from_numpy(np.asarray(weight, dtype=logits.dtype))
+    r = torch.nn.functional.cross_entropy(
+        x, t, weight=w, ignore_index=ignore_index, label_smoothing=eps, reduction=reduction
+    )
+    # torch's "none" shape (N, d1, ...) is the rows' shape: the others keep their order.
+    return r.numpy()
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> dict[str, Any]:
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    c = shape[axis]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scale = draw(st.sampled_from([1.0, 30.0, 1e4]))
+    logits = (rng.standard_normal(shape) * scale).astype(dtype)
+    layout = draw(st.sampled_from(["C", "F", "step", "neg"]))
+    if layout == "F":
+        logits = np.asfortranarray(logits)
+    elif layout == "step":
+        logits = np.repeat(logits, 2, axis=0)[::2]
+    elif layout == "neg":
+        logits = logits[..., ::-1]
+    rows_shape = tuple(n for d, n in enumerate(shape) if d != axis % len(shape))
+    ignore_index = draw(st.sampled_from([-100, 0, 3]))
+    if draw(st.booleans()):
+        label_dtype = draw(st.sampled_from(LABEL_DTYPES))
+        labels = rng.integers(0, c, size=rows_shape)
+        if ignore_index == -100 and label_dtype in (np.int64, np.int32, np.int16, np.int8):
+            labels[rng.random(rows_shape) < 0.2] = -100
+        target: Any = labels.astype(label_dtype)
+    else:
+        target = rng.random(shape).astype(dtype)
+        if draw(st.booleans()):
+            target /= target.sum(axis=axis, keepdims=True)
+    weight = None if draw(st.booleans()) else rng.random(c) + 0.1
+    return {
+        "logits": logits,
+        "target": target,
+        "axis": axis,
+        "weight": weight,
+        "ignore_index": ignore_index,
+        "eps": draw(st.sampled_from([0.0, 0.1, 1.0])),
+        "reduction": draw(st.sampled_from(["mean", "sum", "none"])),
+    }
+
+
+def run(case: dict[str, Any]) -> Any:
+    return crossent.softmax_cross_entropy(
+        case["logits"],
+        case["target"],
+        axis=case["axis"],
+        weight=case["weight"],
+        ignore_index=case["ignore_index"],
+        label_smoothing=case["eps"],
+        reduction=case["reduction"],
+    )
+
+
+def args(case: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        case[k] for k in ("logits", "target", "axis", "weight", "ignore_index", "eps", "reduction")
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=cases())
+def test_matches_reference(case: dict[str, Any]) -> None:
+    got = run(case)
+    want = reference(*args(case))
+    scale = float(np.abs(case["logits"]).max(initial=1.0))
+    rtol = 1e-12 if case["logits"].dtype == np.float64 else 1e-6
+    if case["reduction"] == "none":
+        assert isinstance(got, np.ndarray)
+        assert got.dtype == case["logits"].dtype and got.shape == want.shape
+    else:
+        assert isinstance(got, float)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale)
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=cases())
+def test_matches_torch(case: dict[str, Any]) -> None:
+    pytest.importorskip("torch")
+    if case["logits"].dtype == np.float32:
+        # torch computes float32 in float32: compare against its float64 result.
+        case = {**case, "logits": case["logits"].astype(np.float64)}
+        if not np.issubdtype(case["target"].dtype, np.integer):
+            case["target"] = case["target"].astype(np.float64)
+    got = run(case)
+    want = torch_reference(*args(case))
+    scale = float(np.abs(case["logits"]).max(initial=1.0))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * scale)
+
+
+def test_float32_against_torch_float32() -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1000, 37)).astype(np.float32) * 5
+    y = rng.integers(0, 37, 1000)
+    want = torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(y)).item()
+    assert crossent.softmax_cross_entropy(x, y) == pytest.approx(want, rel=1e-6)
+
+
+def test_edge_cases() -> None:
+    x = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]])
+    # Logits of ±1e4 stay exact: the true class has loss 0, the other 2e4.
+    np.testing.assert_array_equal(
+        crossent.softmax_cross_entropy(x, [0, 0], reduction="none"), [0.0, 2e4]
+    )
+    # One class: the loss is 0.
+    assert crossent.softmax_cross_entropy(np.ones((4, 1)), np.zeros(4, dtype=np.int64)) == 0.0
+    # Every row ignored: mean is NaN (as torch), sum is 0.
+    labels = np.full(2, -100)
+    assert math.isnan(crossent.softmax_cross_entropy(x, labels))
+    assert crossent.softmax_cross_entropy(x, labels, reduction="sum") == 0.0
+    # Empty input: mean NaN, sum 0, none empty.
+    e = np.zeros((0, 5))
+    assert math.isnan(crossent.softmax_cross_entropy(e, np.zeros(0, dtype=np.int64)))
+    assert crossent.softmax_cross_entropy(e, np.zeros(0, dtype=np.int64), reduction="sum") == 0.0
+    # NaN stays in its row; an ignored row is 0 even if its logits are NaN.
+    x = np.array([[0.0, np.nan], [1.0, 2.0], [np.nan, 0.0]])
+    got = crossent.softmax_cross_entropy(x, [0, 1, -100], reduction="none")
+    assert math.isnan(got[0]) and np.isfinite(got[1]) and got[2] == 0.0
+    # -inf logits are impossible classes; +inf gives NaN as in torch.
+    assert crossent.softmax_cross_entropy([-np.inf, 0.0, 0.0], np.int64(1)) == pytest.approx(
+        math.log(2), rel=1e-15
+    )
+    assert math.isnan(crossent.softmax_cross_entropy([np.inf, 0.0], np.int64(0)))
+    # 1-D logits with a scalar label; "none" gives a 0-d array.
+    one = crossent.softmax_cross_entropy([0.0, 0.0], 1, reduction="none")
+    assert isinstance(one, np.ndarray) and one.shape == ()
+
+
+def test_out_is_written_in_place() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 5, 6)).astype(np.float32)
+    y = rng.integers(0, 5, (4, 6))
+    out = np.zeros((6, 4), dtype=np.float32).T
+    assert crossent.softmax_cross_entropy(x, y, axis=1, reduction="none", out=out) is out
+    np.testing.assert_array_equal(
+        out, crossent.softmax_cross_entropy(np.ascontiguousarray(x), y, axis=1, reduction="none")
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "axis", "soft"),
+    [((100_000, 10), -1, False), ((1000, 1000), 0, True), ((3, 300_000), -1, False)],
+)
+def test_same_bits_for_any_thread_count(
+    shape: tuple[int, int], axis: int, soft: bool, threads: None
+) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(np.float32) * 4
+    rows = shape[1 - axis % 2]
+    c = shape[axis]
+    y: Any = rng.random(shape).astype(np.float32) if soft else rng.integers(0, c, rows)
+    w = rng.random(c) + 0.5
+    results = []
+    for n in (1, 2, 3, 7):
+        crossent.set_num_threads(n)
+        mean = crossent.softmax_cross_entropy(x, y, axis=axis, weight=w, label_smoothing=0.1)
+        none = crossent.softmax_cross_entropy(x, y, axis=axis, reduction="none")
+        results.append((np.float64(mean).tobytes(), none.tobytes()))
+    assert all(r == results[0] for r in results)
+
+
+def test_bad_input() -> None:
+    x = np.zeros((3, 4))
+    y = np.array([0, 1, 2])
+    f = crossent.softmax_cross_entropy
+    with pytest.raises(
+        ValueError, match=r"'target' must hold class indices in \[0, 4\) .* found 7 at index \(2,\)"
+    ):
+        f(x, np.array([0, 1, 7]))
+    with pytest.raises(ValueError, match=r"found -1 at index \(0,\)"):
+        f(x, np.array([-1, 1, 2]))
+    with pytest.raises(ValueError, match="'target' of class indices must have the shape"):
+        f(x, np.array([0, 1]))
+    with pytest.raises(ValueError, match="'target' of class probabilities must have the shape"):
+        f(x, np.zeros((3, 5)))
+    neg = np.full((3, 4), 0.25)
+    neg[1, 3] = -0.5
+    with pytest.raises(
+        ValueError,
+        match=r"'target' must hold non-negative probabilities; found -0.5 at index \(1, 3\)",
+    ):
+        f(x, neg)
+    with pytest.raises(TypeError, match="'target'"):
+        f(x, np.array([True, False, True]))
+    with pytest.raises(TypeError, match="'logits'"):
+        f(x.astype(np.complex64), y)
+    with pytest.raises(ValueError, match="'weight' must have shape \\(4,\\)"):
+        f(x, y, weight=np.ones(3))
+    with pytest.raises(TypeError, match="'weight'"):
+        f(x, y, weight=np.array(["a"] * 4))
+    for eps in (-0.1, 1.5, math.nan):
+        with pytest.raises(ValueError, match="'label_smoothing'"):
+            f(x, y, label_smoothing=eps)
+    with pytest.raises(ValueError, match="'reduction'"):
+        f(x, y, reduction="avg")
+    with pytest.raises(ValueError, match="'axis'"):
+        f(x, y, axis=2)
+    with pytest.raises(ValueError, match="'axis'"):
+        f(np.float64(1.0), 0)
+    with pytest.raises(ValueError, match="'out' is only used with reduction='none'"):
+        f(x, y, out=np.zeros(3))
+    with pytest.raises(ValueError, match="'out' must have shape \\(3,\\)"):
+        f(x, y, reduction="none", out=np.zeros(4))
+    with pytest.raises(TypeError, match="'out' must have dtype float64"):
+        f(x, y, reduction="none", out=np.zeros(3, dtype=np.float32))
+
+
+def test_does_not_copy_the_input() -> None:
+    """Peak RSS grows by less than 1 MiB over a 10^7-element float32 input, in any layout."""
+    script = textwrap.dedent(
+        """
+        import resource, numpy as np, crossent
+        def peak():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        rng = np.random.default_rng(0)
+        x = rng.random((10_000, 1_000), dtype=np.float32)
+        t = rng.random((10_000, 1_000), dtype=np.float32)
+        y = rng.integers(0, 1_000, 10_000)
+        yt = rng.integers(0, 10_000, 1_000)
+        out = np.zeros(10_000, dtype=np.float32)
+        crossent.softmax_cross_entropy(x[:2], y[:2])
+        before = peak()
+        crossent.softmax_cross_entropy(x, y)
+        crossent.softmax_cross_entropy(x, t, label_smoothing=0.1)
+        crossent.softmax_cross_entropy(x, y, reduction="none", out=out)
+        crossent.softmax_cross_entropy(x, yt, axis=0)
+        crossent.softmax_cross_entropy(x.T, y, axis=0)
+        print(peak() - before)
+        """
+    )
+    grown = int(subprocess.check_output([sys.executable, "-c", script], text=True))
+    assert grown < 1 << 20, f"peak RSS grew by {grown} bytes"
