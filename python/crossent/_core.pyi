@@ -10,6 +10,7 @@ __all__ = [
     "__version__",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_grad",
     "cross_entropy",
     "entropy",
     "get_num_threads",
@@ -206,3 +207,13 @@ class BinaryCrossEntropyWithLogitsAccumulator:
     def pos_weight(self) -> npt.NDArray[np.float64] | None: ...
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(self, state: tuple[object, ...]) -> None: ...
+
+def binary_cross_entropy_with_logits_grad(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    pos_weight: npt.ArrayLike | None = None,
+    reduction: Literal["sum", "mean"] = "sum",
+    out: tuple[_FloatArray, _FloatArray] | None = None,
+) -> tuple[_FloatArray, _FloatArray]: ...

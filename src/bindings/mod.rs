@@ -5,6 +5,7 @@ pub mod accumulate;
 pub mod arrays;
 pub mod bce;
 pub mod divergence;
+pub mod grad;
 pub mod reduction;
 pub mod softmax;
 pub mod threads;

@@ -6,10 +6,12 @@
 //! - [`reduce`]: the deterministic block reduction engine and its partial state.
 //! - [`pool`]: the crate's fork-safe rayon pool.
 //! - [`bce`]: binary cross-entropy on probabilities and logits.
+//! - [`grad`]: gradients and diagonal Hessians with respect to logits (boosting objectives).
 
 pub mod bce;
 pub mod divergence;
 pub mod float;
+pub mod grad;
 pub mod math;
 pub mod pool;
 pub mod reduce;
