@@ -59,7 +59,7 @@ fn prob_soft<T: Float>(p: T, y: T) -> T {
 /// Loss of one element on probabilities with a hard target (`one` = label 1).
 #[inline(always)]
 fn prob_hard<T: Float>(p: T, one: bool) -> T {
-    -super::math::ln_p_or_1m_p(p, one).max_nan(T::LOG_CLAMP)
+    -p.ln_p_or_1m_p_on::<super::isa::Generic>(one).max_nan(T::LOG_CLAMP)
 }
 
 /// `log_sigmoid(x) = min(x, 0) - ln(1 + e^-|x|)`.

@@ -8,12 +8,15 @@
 use std::fmt::Debug;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
+use super::isa::{Arch, Generic};
 use super::math;
 
 /// A floating-point element type of an input array (`f32` or `f64`).
 ///
-/// All methods are `#[inline(always)]` and branch-free so that loops over lane arrays of
-/// `Float`s vectorise; the transcendental functions come from [`math`].
+/// All methods are `#[inline(always)]` and branch-free so that loops over `Float`s vectorise;
+/// the transcendental functions come from [`math`]. The `*_on::<A>` forms take the
+/// instruction-set level of the enclosing kernel (see [`super::isa`]) and fuse multiply-adds
+/// where it has FMA; the plain forms are the portable (`Generic`) ones.
 pub trait Float:
     Copy
     + Send
@@ -39,23 +42,47 @@ pub trait Float:
     fn one_ref() -> &'static Self;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
-    /// Natural logarithm (see [`math`] for the accuracy promise).
-    fn ln(self) -> Self;
-    /// `ln(1 + self)`, accurate for small `self`.
-    fn ln_1p(self) -> Self;
-    /// `e^self`.
-    fn exp(self) -> Self;
+    /// Natural logarithm (see [`math`] for the accuracy promise), for instruction set `A`.
+    fn ln_on<A: Arch>(self) -> Self;
+    /// `ln(1 + self)`, accurate for small `self`, for instruction set `A`.
+    fn ln_1p_on<A: Arch>(self) -> Self;
+    /// `e^self`, for instruction set `A`.
+    fn exp_on<A: Arch>(self) -> Self;
+    /// `ln(self)` if `one`, else `ln(1 - self)`: one log, accurate for tiny `self` either way
+    /// (the hard-label term of binary cross-entropy), for instruction set `A`.
+    fn ln_p_or_1m_p_on<A: Arch>(self, one: bool) -> Self;
+    /// `self * a + b`: one fused instruction where `A` has FMA, a multiply and an add
+    /// otherwise (never a library call).
+    fn mul_add_on<A: Arch>(self, a: Self, b: Self) -> Self;
+    /// Natural logarithm, portable form of [`Float::ln_on`].
+    #[inline(always)]
+    fn ln(self) -> Self {
+        self.ln_on::<Generic>()
+    }
+    /// `ln(1 + self)`, portable form of [`Float::ln_1p_on`].
+    #[inline(always)]
+    fn ln_1p(self) -> Self {
+        self.ln_1p_on::<Generic>()
+    }
+    /// `e^self`, portable form of [`Float::exp_on`].
+    #[inline(always)]
+    fn exp(self) -> Self {
+        self.exp_on::<Generic>()
+    }
     /// Maximum that propagates NaN from `self` (`self` is NaN → NaN).
     fn max_nan(self, other: Self) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
     fn is_nan(self) -> bool;
-    /// `self * a + b`, fused where the CPU has FMA.
-    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// `self * a + b`, portable form of [`Float::mul_add_on`] (not fused).
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        self.mul_add_on::<Generic>(a, b)
+    }
 }
 
 macro_rules! impl_float {
-    ($t:ty, $name:literal, $ln:path, $ln1p:path, $exp:path) => {
+    ($t:ty, $name:literal, $ln:ident, $ln1p:ident, $exp:ident, $hard:ident) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -75,16 +102,28 @@ macro_rules! impl_float {
                 self as f64
             }
             #[inline(always)]
-            fn ln(self) -> Self {
-                $ln(self)
+            fn ln_on<A: Arch>(self) -> Self {
+                math::$ln::<A>(self)
             }
             #[inline(always)]
-            fn ln_1p(self) -> Self {
-                $ln1p(self)
+            fn ln_1p_on<A: Arch>(self) -> Self {
+                math::$ln1p::<A>(self)
             }
             #[inline(always)]
-            fn exp(self) -> Self {
-                $exp(self)
+            fn exp_on<A: Arch>(self) -> Self {
+                math::$exp::<A>(self)
+            }
+            #[inline(always)]
+            fn ln_p_or_1m_p_on<A: Arch>(self, one: bool) -> Self {
+                math::$hard::<A>(self, one)
+            }
+            #[inline(always)]
+            fn mul_add_on<A: Arch>(self, a: Self, b: Self) -> Self {
+                if A::FMA {
+                    <$t>::mul_add(self, a, b)
+                } else {
+                    self * a + b
+                }
             }
             #[inline(always)]
             fn max_nan(self, other: Self) -> Self {
@@ -103,16 +142,12 @@ macro_rules! impl_float {
             fn is_nan(self) -> bool {
                 <$t>::is_nan(self)
             }
-            #[inline(always)]
-            fn mul_add(self, a: Self, b: Self) -> Self {
-                self * a + b
-            }
         }
     };
 }
 
-impl_float!(f32, "float32", math::ln_f32, math::ln_1p_f32, math::exp_f32);
-impl_float!(f64, "float64", math::ln_f64, math::ln_1p_f64, math::exp_f64);
+impl_float!(f32, "float32", ln_f32, ln_1p_f32, exp_f32, ln_p_or_1m_p_f32);
+impl_float!(f64, "float64", ln_f64, ln_1p_f64, exp_f64, ln_p_or_1m_p_f64);
 
 /// The element type of a target array of binary cross-entropy.
 ///

@@ -1,7 +1,8 @@
 //! The pure-Rust core: kernels over slices and strided views, with no Python types.
 //!
 //! - [`float`]: the element types kernels are generic over (`f32`/`f64`, label dtypes).
-//! - [`math`]: the scalar transcendental functions used inside lane loops.
+//! - [`isa`]: runtime CPU dispatch; kernels compiled once per instruction set.
+//! - [`math`]: branch-free, vectorisable `ln`, `ln_1p`, `exp` and the hard-label log.
 //! - [`strided`]: walking N-d strided, broadcast operands in place.
 //! - [`reduce`]: the deterministic block reduction engine and its partial state.
 //! - [`pool`]: the crate's fork-safe rayon pool.
@@ -12,6 +13,7 @@ pub mod bce;
 pub mod divergence;
 pub mod float;
 pub mod grad;
+pub mod isa;
 pub mod math;
 pub mod pool;
 pub mod reduce;

@@ -1,0 +1,249 @@
+//! The one place that knows the CPU's instruction sets: runtime detection, the
+//! `CROSSENT_ISA` override, and the mechanism that compiles a kernel once per instruction set
+//! from one generic body.
+//!
+//! # Convention
+//!
+//! A kernel's hot loop is written once, as `#[inline(always)]` code generic over an [`Arch`]
+//! type, inside an implementation of [`Kernel`]. [`dispatch`] runs it through a wrapper marked
+//! `#[target_feature(enable = ...)]` for the active instruction set: the generic body is
+//! inlined into the wrapper and compiled there with AVX-512 or AVX2+FMA enabled, so that its
+//! lane loops vectorise to that width. Nothing is copied per instruction set or per dtype.
+//!
+//! - Everything the hot loop calls must be `#[inline(always)]` (or small enough that LLVM
+//!   inlines it anyway): a function that is not inlined is compiled for the baseline CPU.
+//!   Closures defined in the body count as calls too; prefer plain loops.
+//! - Fused multiply-add goes through [`Arch::FMA`] (see [`crate::kernels::float::Float`]'s
+//!   `mul_add_on`): fused where the wrapper enables FMA, `a * b + c` on the portable path,
+//!   where a fused `mul_add` would be a slow library call.
+//! - Dispatch at a granularity of hundreds of elements or more (a tile, a row): one dispatch
+//!   is an atomic load, a match and a call.
+//! - The instruction set may change the last bits of a result (FMA rounds once); the thread
+//!   count never does, because the instruction set is chosen once per process (or per call),
+//!   never per thread.
+//!
+//! The choice: the best of AVX-512 (F, VL, DQ, BW), AVX2 + FMA and the portable baseline the
+//! CPU supports, detected once with `is_x86_feature_detected!`. The environment variable
+//! `CROSSENT_ISA` (`avx512`, `avx2` or `generic`), read once, lowers it, so tests can exercise
+//! every path on one machine; a request above what the CPU supports is clamped to the best it
+//! has. Other architectures (aarch64, ...) always run the portable path, which LLVM still
+//! vectorises for the target's baseline (SSE2, NEON).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// An instruction-set level, ordered from the portable baseline up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Isa {
+    /// The compile target's baseline (SSE2 on x86-64), no FMA.
+    Generic = 0,
+    /// AVX2 with FMA (x86-64).
+    Avx2 = 1,
+    /// AVX-512 F, VL, DQ and BW, with AVX2 and FMA (x86-64).
+    Avx512 = 2,
+}
+
+impl Isa {
+    /// Every level, lowest first.
+    pub const ALL: [Isa; 3] = [Isa::Generic, Isa::Avx2, Isa::Avx512];
+
+    /// The name used by `CROSSENT_ISA`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Generic => "generic",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Parses a `CROSSENT_ISA` value (case and surrounding spaces ignored).
+    pub fn parse(value: &str) -> Option<Isa> {
+        let v = value.trim().to_ascii_lowercase();
+        Isa::ALL.into_iter().find(|isa| isa.name() == v)
+    }
+
+    fn from_u8(v: u8) -> Isa {
+        match v {
+            2 => Isa::Avx512,
+            1 => Isa::Avx2,
+            _ => Isa::Generic,
+        }
+    }
+}
+
+const UNSET: u8 = u8::MAX;
+static DETECTED: AtomicU8 = AtomicU8::new(UNSET);
+static ACTIVE: AtomicU8 = AtomicU8::new(UNSET);
+
+/// The best level this CPU supports (detected once).
+pub fn detected() -> Isa {
+    match DETECTED.load(Ordering::Relaxed) {
+        UNSET => {
+            let isa = detect();
+            DETECTED.store(isa as u8, Ordering::Relaxed);
+            isa
+        }
+        v => Isa::from_u8(v),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> Isa {
+    use std::arch::is_x86_feature_detected as has;
+    if has!("avx512f")
+        && has!("avx512vl")
+        && has!("avx512dq")
+        && has!("avx512bw")
+        && has!("avx2")
+        && has!("fma")
+    {
+        Isa::Avx512
+    } else if has!("avx2") && has!("fma") {
+        Isa::Avx2
+    } else {
+        Isa::Generic
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect() -> Isa {
+    Isa::Generic
+}
+
+/// The level kernels run with: the detected one, lowered by `CROSSENT_ISA` when that names a
+/// lower one. Chosen on first use and then fixed (see [`set_active`]).
+pub fn active() -> Isa {
+    match ACTIVE.load(Ordering::Relaxed) {
+        UNSET => {
+            let requested = std::env::var("CROSSENT_ISA")
+                .ok()
+                .and_then(|v| Isa::parse(&v));
+            let isa = requested.map_or(detected(), |r| r.min(detected()));
+            // Another thread may have chosen meanwhile: keep its choice.
+            match ACTIVE.compare_exchange(UNSET, isa as u8, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => isa,
+                Err(v) => Isa::from_u8(v),
+            }
+        }
+        v => Isa::from_u8(v),
+    }
+}
+
+/// Sets the level later calls run with, clamped to what the CPU supports; returns the level
+/// actually set. Calls already running keep theirs.
+pub fn set_active(isa: Isa) -> Isa {
+    let isa = isa.min(detected());
+    ACTIVE.store(isa as u8, Ordering::Relaxed);
+    isa
+}
+
+/// A compile-time instruction-set level: the type parameter of a kernel body.
+pub trait Arch: Copy + Send + Sync + 'static {
+    /// The level this type stands for.
+    const ISA: Isa;
+    /// True where fused multiply-add is a single instruction.
+    const FMA: bool;
+}
+
+/// The portable baseline.
+#[derive(Clone, Copy, Debug)]
+pub struct Generic;
+/// AVX2 + FMA.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2;
+/// AVX-512 F/VL/DQ/BW (+ AVX2, FMA).
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512;
+
+impl Arch for Generic {
+    const ISA: Isa = Isa::Generic;
+    const FMA: bool = false;
+}
+impl Arch for Avx2 {
+    const ISA: Isa = Isa::Avx2;
+    const FMA: bool = true;
+}
+impl Arch for Avx512 {
+    const ISA: Isa = Isa::Avx512;
+    const FMA: bool = true;
+}
+
+/// A kernel compiled once per instruction set from one generic body.
+///
+/// Implement `run` as `#[inline(always)]`; [`dispatch`] calls it monomorphised for the chosen
+/// [`Arch`] inside a `#[target_feature]` wrapper.
+pub trait Kernel {
+    type Output;
+    fn run<A: Arch>(self) -> Self::Output;
+}
+
+/// Runs `kernel` with the [`active`] level.
+#[inline]
+pub fn dispatch<K: Kernel>(kernel: K) -> K::Output {
+    dispatch_on(active(), kernel)
+}
+
+/// Runs `kernel` with `isa`, clamped to what the CPU supports (so never an illegal
+/// instruction).
+#[inline]
+pub fn dispatch_on<K: Kernel>(isa: Isa, kernel: K) -> K::Output {
+    match isa.min(detected()) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `detected()` confirmed the CPU has every feature the wrapper enables.
+        Isa::Avx512 => unsafe { run_avx512(kernel) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { run_avx2(kernel) },
+        _ => kernel.run::<Generic>(),
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX-512 F/VL/DQ/BW, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+unsafe fn run_avx512<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run::<Avx512>()
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+unsafe fn run_avx2<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run::<Avx2>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Which;
+    impl Kernel for Which {
+        type Output = (Isa, bool);
+        #[inline(always)]
+        fn run<A: Arch>(self) -> (Isa, bool) {
+            (A::ISA, A::FMA)
+        }
+    }
+
+    #[test]
+    fn parse_names() {
+        for isa in Isa::ALL {
+            assert_eq!(Isa::parse(isa.name()), Some(isa));
+        }
+        assert_eq!(Isa::parse(" AVX512 "), Some(Isa::Avx512));
+        assert_eq!(Isa::parse("sse9"), None);
+    }
+
+    #[test]
+    fn dispatch_runs_the_clamped_level() {
+        for isa in Isa::ALL {
+            let (ran, fma) = dispatch_on(isa, Which);
+            assert_eq!(ran, isa.min(detected()));
+            assert_eq!(fma, ran != Isa::Generic);
+        }
+        assert!(active() <= detected());
+    }
+}
