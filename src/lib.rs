@@ -29,10 +29,19 @@ mod _core {
 
     use pyo3::prelude::*;
 
+    /// The instruction set crossent's kernels run with: ``"avx512"``, ``"avx2"`` or
+    /// ``"generic"`` (the best the CPU has, lowered by ``CROSSENT_ISA`` at import). Private:
+    /// for tests and diagnostics.
+    #[pyfunction]
+    fn _isa() -> &'static str {
+        crate::kernels::isa::active().name()
+    }
+
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("BLOCK", crate::kernels::reduce::BLOCK)?;
+        crate::bindings::threads::isa_from_env(m.py())?;
         crate::bindings::threads::init_from_env(m.py())
     }
 }

@@ -61,3 +61,21 @@ pub fn init_from_env(py: Python<'_>) -> PyResult<()> {
     pool::num_threads();
     Ok(())
 }
+
+/// Reads `CROSSENT_ISA` at import (see [`crate::kernels::isa`]); warns if it names no known
+/// instruction set (the best the CPU has is used then).
+pub fn isa_from_env(py: Python<'_>) -> PyResult<()> {
+    use crate::kernels::isa::{self, Isa};
+    if let Ok(value) = std::env::var("CROSSENT_ISA") {
+        if Isa::parse(&value).is_none() {
+            let msg = format!(
+                "CROSSENT_ISA={value:?} is not one of 'avx512', 'avx2', 'generic'; using {:?}",
+                isa::active().name()
+            );
+            let category = py.get_type::<PyRuntimeWarning>();
+            PyErr::warn(py, &category, &std::ffi::CString::new(msg)?, 1)?;
+        }
+    }
+    isa::active();
+    Ok(())
+}

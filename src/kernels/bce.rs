@@ -10,8 +10,11 @@
 //! log_sigmoid(x)       = min(x, 0) - ln(1 + e^-|x|)          (never overflows)
 //! ```
 //!
-//! `ln(1 - p)` is evaluated as `ln_1p(-p)`, accurate for tiny `p`. Hard labels (integer or bool
-//! targets) take a path with one log per element. Conventions: a probability outside `[0, 1]`
+//! `ln(1 - p)` keeps full accuracy for tiny `p` (see [`super::math`]). Hard labels (integer or
+//! bool targets, and float targets that are all exactly 0 or 1 within a tile) take a path with
+//! one log per element, `ln(y ? p : 1 - p)`. Each tile is one fused pass (loss, domain checks,
+//! weights, sum) compiled per instruction set ([`super::isa`]); logs and exponentials are the
+//! vectorised ones of [`super::math`] (`f32` within 2 ulp, `f64` within about 1 ulp). Conventions: a probability outside `[0, 1]`
 //! or a target outside `[0, 1]` (for integer labels: other than 0 or 1) is a domain error
 //! reported through [`Partial::flags`] (`INPUT` / `TARGET`) with its flat index; NaN is not an
 //! error and propagates into the result. Sums are accumulated in `f64` for `f32` input too.
@@ -19,6 +22,7 @@
 use rayon::ThreadPool;
 
 use super::float::{Float, Target};
+use super::isa::{self, Arch, Kernel};
 use super::reduce::{flags, reduce_from, Partial, BLOCK};
 use super::strided::{scatter, Layout, SendPtr, TileBuf, TILE};
 
@@ -44,36 +48,36 @@ pub struct Operands<T, Y> {
     pub layout: Layout<5>,
 }
 
-/// Number of independent accumulators in a tile loop: enough to fill a 512-bit register of
-/// `f64` twice over, and to break the dependency chain of the additions.
+/// Number of independent `f64` accumulators of a tile's sum: two 512-bit registers, and
+/// enough to break the dependency chain of the additions.
 const LANES: usize = 16;
 
 /// Loss of one element on probabilities with a soft (probability) target.
 #[inline(always)]
-fn prob_soft<T: Float>(p: T, y: T) -> T {
-    let lp = p.ln().max_nan(T::LOG_CLAMP);
-    let lq = (-p).ln_1p().max_nan(T::LOG_CLAMP);
+fn prob_soft<A: Arch, T: Float>(p: T, y: T) -> T {
+    let lp = p.ln_on::<A>().max_nan(T::LOG_CLAMP);
+    let lq = p.ln_p_or_1m_p_on::<A>(false).max_nan(T::LOG_CLAMP);
     (y - T::ONE) * lq - y * lp
 }
 
-/// Loss of one element on probabilities with a hard target (`one` = label 1).
+/// Loss of one element on probabilities with a hard target (`one` = label 1): one log.
 #[inline(always)]
-fn prob_hard<T: Float>(p: T, one: bool) -> T {
-    -p.ln_p_or_1m_p_on::<super::isa::Generic>(one).max_nan(T::LOG_CLAMP)
+fn prob_hard<A: Arch, T: Float>(p: T, one: bool) -> T {
+    -p.ln_p_or_1m_p_on::<A>(one).max_nan(T::LOG_CLAMP)
 }
 
 /// `log_sigmoid(x) = min(x, 0) - ln(1 + e^-|x|)`.
 #[inline(always)]
-fn log_sigmoid<T: Float>(x: T) -> T {
+fn log_sigmoid<A: Arch, T: Float>(x: T) -> T {
     let m = if x < T::ZERO { x } else { T::ZERO };
-    m - (-x.abs()).exp().ln_1p()
+    m - (-x.abs()).exp_on::<A>().ln_1p_on::<A>()
 }
 
 /// Loss of one element on logits (before the element weight).
 #[inline(always)]
-fn logits_loss<T: Float>(x: T, y: T, pos_weight: T) -> T {
-    let log_weight = (pos_weight - T::ONE) * y + T::ONE;
-    (T::ONE - y) * x - log_weight * log_sigmoid(x)
+fn logits_loss<A: Arch, T: Float>(x: T, y: T, pos_weight: T) -> T {
+    let log_weight = (pos_weight - T::ONE).mul_add_on::<A>(y, T::ONE);
+    (T::ONE - y) * x - log_weight * log_sigmoid::<A, T>(x)
 }
 
 /// True if `p` is a valid probability (NaN passes: it propagates instead).
@@ -85,53 +89,89 @@ fn prob_in_range<T: Float>(p: T) -> bool {
     !out
 }
 
-/// One tile: all slices have the same length `<= TILE`. Returns the tile's loss sum and the
-/// domain-error flags met.
-#[inline(always)]
-fn tile<T: Float, Y: Target>(
+/// One tile of at most [`TILE`] elements, all slices of the same length: the unit of work
+/// that [`isa::dispatch_on`] compiles per instruction set.
+struct Tile<'a, T, Y> {
     kind: Kind,
-    x: &[T],
-    y: &[Y],
-    w: &[T],
-    pw: &[T],
-    mut out: Option<&mut [T]>,
-) -> (f64, u32) {
-    let n = x.len();
-    let (y, w, pw) = (&y[..n], &w[..n], &pw[..n]);
-    // Float targets that are all exactly 0 or 1 take the hard-label path too.
-    let hard = Y::HARD || y.iter().all(|&t| t.prob::<T>() == T::ZERO || t.is_one());
-    let mut acc = [0f64; LANES];
-    let mut bad_x = false;
-    let mut bad_y = false;
-    for start in (0..n).step_by(LANES) {
-        let end = (start + LANES).min(n);
-        let mut loss = [T::ZERO; LANES];
-        for j in start..end {
-            let (xi, yi) = (x[j], y[j]);
-            bad_y |= !yi.in_range();
-            let l = match kind {
-                Kind::Probabilities => {
-                    bad_x |= !prob_in_range(xi);
-                    if hard {
-                        prob_hard(xi, yi.is_one())
-                    } else {
-                        prob_soft(xi, yi.prob())
+    x: &'a [T],
+    y: &'a [Y],
+    /// `None`: every weight is 1 (no multiplication).
+    w: Option<&'a [T]>,
+    pw: &'a [T],
+    /// Where each element's loss goes, when requested.
+    out: Option<&'a mut [T]>,
+}
+
+impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
+    /// The tile's loss sum and the domain-error flags met.
+    type Output = (f64, u32);
+
+    /// One pass over the tile: each element's loss (one log per element for hard labels and
+    /// for float targets that are all 0/1 in this tile) with the domain checks fused in, into
+    /// `out` or a stack buffer; then the weights; then a 16-lane `f64` sum. Every loop is a
+    /// plain loop over zipped slices, so LLVM vectorises it to the width `A` enables.
+    #[inline(always)]
+    fn run<A: Arch>(self) -> (f64, u32) {
+        let n = self.x.len();
+        let (x, y, pw) = (self.x, &self.y[..n], &self.pw[..n]);
+        let mut buf = [T::ZERO; TILE];
+        let loss: &mut [T] = match self.out {
+            Some(out) => &mut out[..n],
+            None => &mut buf[..n],
+        };
+        let mut bad_x = false;
+        let mut bad_y = false;
+        match self.kind {
+            Kind::Probabilities => {
+                if Y::HARD || all_zero_or_one::<T, Y>(y) {
+                    for ((l, &p), &t) in loss.iter_mut().zip(x).zip(y) {
+                        bad_x |= !prob_in_range(p);
+                        bad_y |= !t.in_range();
+                        *l = prob_hard::<A, T>(p, t.is_one());
+                    }
+                } else {
+                    for ((l, &p), &t) in loss.iter_mut().zip(x).zip(y) {
+                        bad_x |= !prob_in_range(p);
+                        bad_y |= !t.in_range();
+                        *l = prob_soft::<A, T>(p, t.prob());
                     }
                 }
-                Kind::Logits => logits_loss(xi, yi.prob(), pw[j]),
-            };
-            loss[j - start] = l * w[j];
+            }
+            Kind::Logits => {
+                for (((l, &v), &t), &c) in loss.iter_mut().zip(x).zip(y).zip(pw) {
+                    bad_y |= !t.in_range();
+                    *l = logits_loss::<A, T>(v, t.prob(), c);
+                }
+            }
         }
-        if let Some(out) = out.as_deref_mut() {
-            out[start..end].copy_from_slice(&loss[..end - start]);
+        if let Some(w) = self.w {
+            for (l, &w) in loss.iter_mut().zip(&w[..n]) {
+                *l = *l * w;
+            }
         }
-        for (a, l) in acc.iter_mut().zip(loss) {
+        let mut acc = [0f64; LANES];
+        let mut chunks = loss.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (a, &l) in acc.iter_mut().zip(c) {
+                *a += l.to_f64();
+            }
+        }
+        for (a, &l) in acc.iter_mut().zip(chunks.remainder()) {
             *a += l.to_f64();
         }
+        let flags = if bad_x { flags::INPUT } else { 0 } | if bad_y { flags::TARGET } else { 0 };
+        (pairwise(&acc), flags)
     }
-    let sum = pairwise(&acc);
-    let flags = if bad_x { flags::INPUT } else { 0 } | if bad_y { flags::TARGET } else { 0 };
-    (sum, flags)
+}
+
+/// True if every target of the tile is exactly 0 or 1 (without early exit, so it vectorises).
+#[inline(always)]
+fn all_zero_or_one<T: Float, Y: Target>(y: &[Y]) -> bool {
+    let mut all = true;
+    for &t in y {
+        all &= (t.prob::<T>() == T::ZERO) | t.is_one();
+    }
+    all
 }
 
 /// Sums the lane accumulators in a fixed tree order.
@@ -184,7 +224,25 @@ pub unsafe fn binary_cross_entropy_from<T: Float, Y: Target>(
     kind: Kind,
     pool: Option<&ThreadPool>,
 ) -> Partial {
+    // One instruction set for the whole call: the bits never depend on which thread ran what.
+    // SAFETY: forwarded contract.
+    unsafe { binary_cross_entropy_on(init, ops, kind, pool, isa::active()) }
+}
+
+/// [`binary_cross_entropy_from`] with the instruction set `isa` (clamped to what the CPU
+/// has).
+///
+/// # Safety
+/// As for [`binary_cross_entropy`].
+pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
+    init: Partial,
+    ops: &Operands<T, Y>,
+    kind: Kind,
+    pool: Option<&ThreadPool>,
+    isa: isa::Isa,
+) -> Partial {
     let layout = &ops.layout;
+    let unweighted = std::ptr::eq(ops.weight.0, T::one_ref());
     reduce_from(init, layout.len(), BLOCK, pool, |range| {
         let mut part = Partial::EMPTY;
         part.count = range.len() as u64;
@@ -208,18 +266,26 @@ pub unsafe fn binary_cross_entropy_from<T: Float, Y: Target>(
                         bpw.view(ops.pos_weight.0.offset(at(3)), st[3], n),
                     )
                 };
+                let tile = |out| Tile {
+                    kind,
+                    x,
+                    y,
+                    w: if unweighted { None } else { Some(w) },
+                    pw,
+                    out,
+                };
                 let (sum, bad) = if ops.out.0.is_null() {
-                    tile(kind, x, y, w, pw, None)
+                    isa::dispatch_on(isa, tile(None))
                 } else {
                     // SAFETY: out is valid and written by this block only (blocks partition the
                     // flat index space and out does not overlap itself or the inputs).
                     let dst = unsafe { ops.out.0.offset(at(4)) };
                     if st[4] == 1 {
                         let slice = unsafe { std::slice::from_raw_parts_mut(dst, n) };
-                        tile(kind, x, y, w, pw, Some(slice))
+                        isa::dispatch_on(isa, tile(Some(slice)))
                     } else {
                         let scratch = bout.scratch(n);
-                        let r = tile(kind, x, y, w, pw, Some(scratch));
+                        let r = isa::dispatch_on(isa, tile(Some(&mut *scratch)));
                         unsafe { scatter(scratch, dst, st[4]) };
                         r
                     }
@@ -390,5 +456,96 @@ mod tests {
             }
         }
         assert!((part.sum - exact).abs() <= 1e-6 * exact.abs());
+    }
+
+    /// Every instruction set the CPU has gives the reference result (to f32 rounding), and the
+    /// same bits for any thread count.
+    #[test]
+    fn every_isa_matches_reference_and_is_thread_independent() {
+        let n = 200_003;
+        let (p, y, b) = sample(n);
+        let labels: Vec<f32> = b.iter().map(|b| (b.0 != 0) as u8 as f32).collect();
+        let logits: Vec<f32> = p.iter().map(|&p| (p - 0.5) * 40.0).collect();
+        let cases: [(&[f32], &[f32], Kind); 3] = [
+            (&p, &y, Kind::Probabilities),
+            (&p, &labels, Kind::Probabilities),
+            (&logits, &y, Kind::Logits),
+        ];
+        let pools: Vec<_> = [1, 2, 3]
+            .map(|t| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .unwrap()
+            })
+            .into();
+        for (x, t, kind) in cases {
+            let exact: f64 = x
+                .iter()
+                .zip(t)
+                .map(|(&x, &t)| match kind {
+                    Kind::Probabilities => reference_prob(x as f64, t as f64),
+                    Kind::Logits => reference_logits(x as f64, t as f64, 1.0),
+                })
+                .sum();
+            for isa in isa::Isa::ALL {
+                let ops = flat(x, t, &ONE32, std::ptr::null_mut());
+                let serial =
+                    unsafe { binary_cross_entropy_on(Partial::EMPTY, &ops, kind, None, isa) };
+                assert!(
+                    (serial.sum - exact).abs() <= 1e-6 * exact.abs(),
+                    "{isa:?} {kind:?}: {} vs {exact}",
+                    serial.sum
+                );
+                for pool in &pools {
+                    let par = unsafe {
+                        binary_cross_entropy_on(Partial::EMPTY, &ops, kind, Some(pool), isa)
+                    };
+                    assert_eq!(par.sum.to_bits(), serial.sum.to_bits(), "{isa:?} {kind:?}");
+                }
+            }
+        }
+    }
+
+    /// Float targets that are all 0/1 (the hard path) give the same bits as bool labels, and
+    /// tiny probabilities keep their exact logs on every instruction set.
+    #[test]
+    fn hard_path_is_exact_for_tiny_probabilities() {
+        let p = [
+            1e-45f32,
+            1e-30,
+            1e-8,
+            0.3,
+            0.5,
+            0.7,
+            1.0 - 1e-7,
+            1.0,
+            0.0,
+            2e-38,
+        ];
+        let b: Vec<Bool> = (0..p.len()).map(|i| Bool((i % 2) as u8)).collect();
+        let f: Vec<f32> = b.iter().map(|b| b.0 as f32).collect();
+        for isa in isa::Isa::ALL {
+            let mut out_b = [0f32; 10];
+            let mut out_f = [0f32; 10];
+            let ops = flat(&p, &b, &ONE32, out_b.as_mut_ptr());
+            unsafe {
+                binary_cross_entropy_on(Partial::EMPTY, &ops, Kind::Probabilities, None, isa)
+            };
+            let ops = flat(&p, &f, &ONE32, out_f.as_mut_ptr());
+            unsafe {
+                binary_cross_entropy_on(Partial::EMPTY, &ops, Kind::Probabilities, None, isa)
+            };
+            for i in 0..p.len() {
+                assert_eq!(out_b[i].to_bits(), out_f[i].to_bits(), "{isa:?} {i}");
+                let r = reference_prob(p[i] as f64, f[i] as f64);
+                let tol = 2.0 * f32::EPSILON as f64 * r.abs() + 1e-45;
+                assert!(
+                    (out_b[i] as f64 - r).abs() <= tol,
+                    "{isa:?} {i}: {} vs {r}",
+                    out_b[i]
+                );
+            }
+        }
     }
 }

@@ -120,8 +120,7 @@ pub fn active() -> Isa {
                 .and_then(|v| Isa::parse(&v));
             let isa = requested.map_or(detected(), |r| r.min(detected()));
             // Another thread may have chosen meanwhile: keep its choice.
-            match ACTIVE.compare_exchange(UNSET, isa as u8, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match ACTIVE.compare_exchange(UNSET, isa as u8, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => isa,
                 Err(v) => Isa::from_u8(v),
             }

@@ -82,8 +82,8 @@ fn sel64(c: bool, a: f64, b: f64) -> f64 {
 
 /// `ln 2` in two parts: 16 significant bits (so `k · LN2_HI_32` is exact for `|k| < 256`)
 /// and the rest.
-const LN2_HI_32: f32 = 0.693_145_751_953_125;
-const LN2_LO_32: f32 = 1.428_606_8e-6;
+const LN2_HI_32: f32 = f32::from_bits(0x3f31_7200);
+const LN2_LO_32: f32 = f32::from_bits(0x35bf_be8e);
 /// `Q(f) ≈ (ln(1+f) - f + f²/2) / f³` on `[-1/3, 1/3]`, lowest degree first.
 const LN_Q32: [f32; 8] = [
     0.333_333_2,
@@ -163,7 +163,7 @@ pub fn ln_p_or_1m_p_f32<A: Arch>(p: f32, one: bool) -> f32 {
     let (k, m) = reduce32(qs);
     let k = k as f32 - sel32(sub, 23.0, 0.0);
     // 1 - p with p ∈ [0, 1/2): q ∈ (1/2, 1], k ∈ {0, -1}, and f = 2^-k·(1 - p) - 1 is exact.
-    let exact = !one & (p >= 0.0) & (p < 0.5);
+    let exact = !one & (0.0..0.5).contains(&p);
     let s = 1.0 - k;
     let f = sel32(exact, (s - 1.0) - p * s, m - 1.0);
     ln_special32(q, ln_core32::<A>(k, f))
@@ -174,7 +174,13 @@ const LOG2E_32: f32 = std::f32::consts::LOG2_E;
 /// Rounds to an integer when added: 1.5 · 2^23.
 const SHIFT_32: f32 = 12_582_912.0;
 /// `P(r) ≈ (e^r - 1 - r) / r²` on `[-ln2/2, ln2/2]`, lowest degree first.
-const EXP_P32: [f32; 5] = [0.5, 0.166_665_76, 0.041_666_556, 0.008_363_19, 0.001_392_619_8];
+const EXP_P32: [f32; 5] = [
+    0.5,
+    0.166_665_76,
+    0.041_666_556,
+    0.008_363_19,
+    0.001_392_619_8,
+];
 
 /// `e^x`, `f32`.
 #[inline(always)]
@@ -204,8 +210,10 @@ pub fn exp_f32<A: Arch>(x: f32) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // f64
 
-const LN2_HI_64: f64 = 6.931_471_803_691_238_164_9e-1;
-const LN2_LO_64: f64 = 1.908_214_929_270_587_700_02e-10;
+/// `ln 2` in two parts: 32 significant bits (so `k · LN2_HI_64` is exact for `|k| < 2^21`)
+/// and the rest.
+const LN2_HI_64: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+const LN2_LO_64: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 /// `T(z) ≈ (2·atanh(s)/s - 2) / z`, `z = s² ∈ [0, 0.04]`, lowest degree first.
 const LN_T64: [f64; 8] = [
     0.666_666_666_666_666_6,
@@ -292,7 +300,7 @@ pub fn ln_p_or_1m_p_f64<A: Arch>(p: f64, one: bool) -> f64 {
     let qs = sel64(sub, q * 18_014_398_509_481_984.0, q);
     let (kb, m) = reduce64(qs);
     let k = k_to_f64(kb) - sel64(sub, 54.0, 0.0);
-    let exact = !one & (p >= 0.0) & (p < 0.5);
+    let exact = !one & (0.0..0.5).contains(&p);
     let s = 1.0 - k;
     let f = sel64(exact, (s - 1.0) - p * s, m - 1.0);
     ln_special64(q, ln_core64::<A>(k, f))
@@ -331,7 +339,10 @@ pub fn exp_f64<A: Arch>(x: f64) -> f64 {
     }
     let y = 1.0 + fma64::<A>(r * r, p, r);
     // n + 2048 ∈ [971, 3073]: split without signed 64-bit shifts.
-    let nb = t.to_bits().wrapping_sub(SHIFT_64.to_bits()).wrapping_add(2048);
+    let nb = t
+        .to_bits()
+        .wrapping_sub(SHIFT_64.to_bits())
+        .wrapping_add(2048);
     let n1b = nb >> 1; // n1 + 1024
     let n2b = nb.wrapping_sub(n1b); // n2 + 1024
     let s1 = f64::from_bits(n1b.wrapping_sub(1) << 52);
@@ -347,10 +358,18 @@ mod tests {
     /// Error of `got` against `exact`, in units of the last place of `f32` at `exact`.
     fn ulp32(got: f32, exact: f64) -> f64 {
         if got.is_nan() || exact.is_nan() {
-            return if got.is_nan() && exact.is_nan() { 0.0 } else { f64::INFINITY };
+            return if got.is_nan() && exact.is_nan() {
+                0.0
+            } else {
+                f64::INFINITY
+            };
         }
         if (exact as f32).is_infinite() {
-            return if got == exact as f32 { 0.0 } else { f64::INFINITY };
+            return if got == exact as f32 {
+                0.0
+            } else {
+                f64::INFINITY
+            };
         }
         let e = ((exact.abs().to_bits() >> 52) as i32 - 1023).max(-126);
         (got as f64 - exact) / 2f64.powi(e - 23)
@@ -359,7 +378,11 @@ mod tests {
     /// Error of `got` against `exact` in `f64` ulps.
     fn ulp64(got: f64, exact: f64) -> f64 {
         if got.is_nan() || exact.is_nan() {
-            return if got.is_nan() && exact.is_nan() { 0.0 } else { f64::INFINITY };
+            return if got.is_nan() && exact.is_nan() {
+                0.0
+            } else {
+                f64::INFINITY
+            };
         }
         if exact.is_infinite() {
             return if got == exact { 0.0 } else { f64::INFINITY };
@@ -592,7 +615,11 @@ mod tests {
             assert_eq!(o[1], f32::NEG_INFINITY);
             assert!(o[2].is_nan() && o[4].is_nan() && o[5].is_nan());
             assert_eq!(o[3], f32::INFINITY);
-            assert!((o[6] as f64 - (1e-45f32 as f64).ln()).abs() < 1e-5, "{}", o[6]);
+            assert!(
+                (o[6] as f64 - (1e-45f32 as f64).ln()).abs() < 1e-5,
+                "{}",
+                o[6]
+            );
             assert_eq!(o[7], 0.0);
             assert!((o[8] as f64 - (f32::MAX as f64).ln()).abs() < 1e-5);
 
@@ -606,7 +633,15 @@ mod tests {
             assert_eq!(o[4], f32::INFINITY);
             assert_eq!(o[6], 1e-40);
 
-            let xs = [f32::NEG_INFINITY, f32::INFINITY, f32::NAN, 89.0, -104.0, -100.0, 0.0];
+            let xs = [
+                f32::NEG_INFINITY,
+                f32::INFINITY,
+                f32::NAN,
+                89.0,
+                -104.0,
+                -100.0,
+                0.0,
+            ];
             let mut o = [0f32; 7];
             dispatch_on(isa, Eval32(Fun::Exp, &xs, &mut o));
             assert_eq!(&o[..2], &[0.0, f32::INFINITY]);
@@ -627,7 +662,16 @@ mod tests {
             assert_eq!(zero[2], -1e-45);
             assert!(one[3].is_nan() && zero[3].is_nan());
 
-            let xs64 = [0.0, -0.0, -1.0, f64::INFINITY, f64::NAN, 5e-324, 1.0, f64::MAX];
+            let xs64 = [
+                0.0,
+                -0.0,
+                -1.0,
+                f64::INFINITY,
+                f64::NAN,
+                5e-324,
+                1.0,
+                f64::MAX,
+            ];
             let mut o = [0f64; 8];
             dispatch_on(isa, Eval64(Fun::Ln, &xs64, &mut o));
             assert_eq!([o[0], o[1]], [f64::NEG_INFINITY; 2]);
@@ -637,7 +681,14 @@ mod tests {
             assert_eq!(o[6], 0.0);
             assert!(ulp64(o[7], f64::MAX.ln()).abs() <= 1.0);
 
-            let xs = [f64::NEG_INFINITY, f64::INFINITY, f64::NAN, 710.0, -746.0, -740.0];
+            let xs = [
+                f64::NEG_INFINITY,
+                f64::INFINITY,
+                f64::NAN,
+                710.0,
+                -746.0,
+                -740.0,
+            ];
             let mut o = [0f64; 6];
             dispatch_on(isa, Eval64(Fun::Exp, &xs, &mut o));
             assert_eq!(&o[..2], &[0.0, f64::INFINITY]);
@@ -660,8 +711,9 @@ mod tests {
                 (0u32..1 << 16)
                     .into_par_iter()
                     .map(|hi| {
-                        let xs: Vec<f32> =
-                            (0u32..1 << 16).map(|lo| f32::from_bits(hi << 16 | lo)).collect();
+                        let xs: Vec<f32> = (0u32..1 << 16)
+                            .map(|lo| f32::from_bits(hi << 16 | lo))
+                            .collect();
                         let mut out = vec![0f32; xs.len()];
                         dispatch_on(isa, Eval32(Fun::Ln, &xs, &mut out));
                         let (mut max, mut sum, mut n, mut worst) = (0f64, 0f64, 0u64, 0u32);
