@@ -55,22 +55,23 @@ const LANES: usize = 16;
 /// Loss of one element on probabilities with a soft (probability) target.
 #[inline(always)]
 fn prob_soft<A: Arch, T: Float>(p: T, y: T) -> T {
-    let lp = p.ln_on::<A>().max_nan(T::LOG_CLAMP);
-    let lq = p.ln_p_or_1m_p_on::<A>(false).max_nan(T::LOG_CLAMP);
+    let lp = p.bce_log_on::<A>(true);
+    let lq = p.bce_log_on::<A>(false);
     (y - T::ONE) * lq - y * lp
 }
 
 /// Loss of one element on probabilities with a hard target (`one` = label 1): one log.
 #[inline(always)]
 fn prob_hard<A: Arch, T: Float>(p: T, one: bool) -> T {
-    -p.ln_p_or_1m_p_on::<A>(one).max_nan(T::LOG_CLAMP)
+    // 0 - l rather than -l: a zero loss is +0, not -0.
+    T::ZERO - p.bce_log_on::<A>(one)
 }
 
 /// `log_sigmoid(x) = min(x, 0) - ln(1 + e^-|x|)`.
 #[inline(always)]
 fn log_sigmoid<A: Arch, T: Float>(x: T) -> T {
     let m = if x < T::ZERO { x } else { T::ZERO };
-    m - (-x.abs()).exp_on::<A>().ln_1p_on::<A>()
+    m - (-x.abs()).softplus_nonpos_on::<A>()
 }
 
 /// Loss of one element on logits (before the element weight).
@@ -83,10 +84,9 @@ fn logits_loss<A: Arch, T: Float>(x: T, y: T, pos_weight: T) -> T {
 /// True if `p` is a valid probability (NaN passes: it propagates instead).
 #[inline(always)]
 fn prob_in_range<T: Float>(p: T) -> bool {
-    // Written with comparisons rather than a range so that NaN passes.
-    #[allow(clippy::manual_range_contains)]
-    let out = p < T::ZERO || p > T::ONE;
-    !out
+    // Comparisons rather than a range so that NaN passes; `|`, not `||`, so that it stays
+    // branch-free in vector loops.
+    !((p < T::ZERO) | (p > T::ONE))
 }
 
 /// One tile of at most [`TILE`] elements, all slices of the same length: the unit of work
@@ -119,27 +119,29 @@ impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
             Some(out) => &mut out[..n],
             None => &mut buf[..n],
         };
-        let mut bad_x = false;
-        let mut bad_y = false;
+        // Domain errors as integer OR-reductions: LLVM vectorises those reliably.
+        let mut bad_x = 0u32;
+        let mut bad_y = 0u32;
         match self.kind {
             Kind::Probabilities => {
                 if Y::HARD || all_zero_or_one::<T, Y>(y) {
                     for ((l, &p), &t) in loss.iter_mut().zip(x).zip(y) {
-                        bad_x |= !prob_in_range(p);
-                        bad_y |= !t.in_range();
+                        bad_x |= u32::from(!prob_in_range(p));
+                        // (Float targets got here by being all 0 or 1: nothing to check.)
+                        bad_y |= u32::from(Y::HARD & !t.in_range());
                         *l = prob_hard::<A, T>(p, t.is_one());
                     }
                 } else {
                     for ((l, &p), &t) in loss.iter_mut().zip(x).zip(y) {
-                        bad_x |= !prob_in_range(p);
-                        bad_y |= !t.in_range();
+                        bad_x |= u32::from(!prob_in_range(p));
+                        bad_y |= u32::from(!t.in_range());
                         *l = prob_soft::<A, T>(p, t.prob());
                     }
                 }
             }
             Kind::Logits => {
                 for (((l, &v), &t), &c) in loss.iter_mut().zip(x).zip(y).zip(pw) {
-                    bad_y |= !t.in_range();
+                    bad_y |= u32::from(!t.in_range());
                     *l = logits_loss::<A, T>(v, t.prob(), c);
                 }
             }
@@ -159,7 +161,8 @@ impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
         for (a, &l) in acc.iter_mut().zip(chunks.remainder()) {
             *a += l.to_f64();
         }
-        let flags = if bad_x { flags::INPUT } else { 0 } | if bad_y { flags::TARGET } else { 0 };
+        let flags =
+            if bad_x != 0 { flags::INPUT } else { 0 } | if bad_y != 0 { flags::TARGET } else { 0 };
         (pairwise(&acc), flags)
     }
 }
@@ -167,11 +170,11 @@ impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
 /// True if every target of the tile is exactly 0 or 1 (without early exit, so it vectorises).
 #[inline(always)]
 fn all_zero_or_one<T: Float, Y: Target>(y: &[Y]) -> bool {
-    let mut all = true;
+    let mut soft = 0u32;
     for &t in y {
-        all &= (t.prob::<T>() == T::ZERO) | t.is_one();
+        soft |= u32::from(!((t.prob::<T>() == T::ZERO) | t.is_one()));
     }
-    all
+    soft == 0
 }
 
 /// Sums the lane accumulators in a fixed tree order.

@@ -51,6 +51,11 @@ pub trait Float:
     /// `ln(self)` if `one`, else `ln(1 - self)`: one log, accurate for tiny `self` either way
     /// (the hard-label term of binary cross-entropy), for instruction set `A`.
     fn ln_p_or_1m_p_on<A: Arch>(self, one: bool) -> Self;
+    /// `max(ln(one ? self : 1 - self), -100)`: the clamped log term of binary cross-entropy,
+    /// one log, for `self ∈ [0, 1]` (NaN gives NaN; other values a value of no meaning).
+    fn bce_log_on<A: Arch>(self, one: bool) -> Self;
+    /// `ln(1 + e^self)` for `self ≤ 0` (softplus; NaN gives NaN), for instruction set `A`.
+    fn softplus_nonpos_on<A: Arch>(self) -> Self;
     /// `self * a + b`: one fused instruction where `A` has FMA, a multiply and an add
     /// otherwise (never a library call).
     fn mul_add_on<A: Arch>(self, a: Self, b: Self) -> Self;
@@ -82,7 +87,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $name:literal, $ln:ident, $ln1p:ident, $exp:ident, $hard:ident) => {
+    ($t:ty, $name:literal, $ln:ident, $ln1p:ident, $exp:ident, $hard:ident, $bce:ident, $sp:ident) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -118,6 +123,14 @@ macro_rules! impl_float {
                 math::$hard::<A>(self, one)
             }
             #[inline(always)]
+            fn bce_log_on<A: Arch>(self, one: bool) -> Self {
+                math::$bce::<A>(self, one)
+            }
+            #[inline(always)]
+            fn softplus_nonpos_on<A: Arch>(self) -> Self {
+                math::$sp::<A>(self)
+            }
+            #[inline(always)]
             fn mul_add_on<A: Arch>(self, a: Self, b: Self) -> Self {
                 if A::FMA {
                     <$t>::mul_add(self, a, b)
@@ -146,8 +159,26 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, "float32", ln_f32, ln_1p_f32, exp_f32, ln_p_or_1m_p_f32);
-impl_float!(f64, "float64", ln_f64, ln_1p_f64, exp_f64, ln_p_or_1m_p_f64);
+impl_float!(
+    f32,
+    "float32",
+    ln_f32,
+    ln_1p_f32,
+    exp_f32,
+    ln_p_or_1m_p_f32,
+    bce_log_f32,
+    softplus_nonpos_f32
+);
+impl_float!(
+    f64,
+    "float64",
+    ln_f64,
+    ln_1p_f64,
+    exp_f64,
+    ln_p_or_1m_p_f64,
+    bce_log_f64,
+    softplus_nonpos_f64
+);
 
 /// The element type of a target array of binary cross-entropy.
 ///
@@ -204,7 +235,7 @@ macro_rules! impl_int_target {
             }
             #[inline(always)]
             fn in_range(self) -> bool {
-                self == 0 || self == 1
+                (self == 0) | (self == 1)
             }
             #[inline(always)]
             fn is_one(self) -> bool {
@@ -227,7 +258,10 @@ macro_rules! impl_float_target {
             #[inline(always)]
             fn in_range(self) -> bool {
                 // NaN is let through: it propagates into the result instead.
-                self.is_nan() || (0.0..=1.0).contains(&self)
+                // Branch-free (`|`), so that it vectorises; not `contains`, which rejects NaN.
+                #[allow(clippy::manual_range_contains)]
+                let outside = (self < 0.0) | (self > 1.0);
+                !outside
             }
             #[inline(always)]
             fn is_one(self) -> bool {

@@ -153,20 +153,56 @@ pub fn ln_1p_f32<A: Arch>(x: f32) -> f32 {
     sel32(x == 0.0, x, ln_special32(u, y))
 }
 
+/// The reduced argument `(q, k, f)` of the hard-label log: `q = one ? p : 1 - p` (rounded),
+/// `ln q = k·ln2 + ln(1 + f)`. For `p < 1/2` and label 0, `1 - p` may round, but `f` does not:
+/// `q ∈ (1/2, 1]`, `k ∈ {0, -1}`, and `f = 2^-k·(1 - p) - 1 = (s - 1) - p·s` with `s = 2^-k`
+/// is exact. Subnormal `q` is scaled first when `SUBNORMALS`.
+#[inline(always)]
+fn hard_arg32<const SUBNORMALS: bool>(p: f32, one: bool) -> (f32, f32, f32) {
+    let q = sel32(one, p, 1.0 - p);
+    let sub = SUBNORMALS & (q < f32::MIN_POSITIVE);
+    let qs = sel32(sub, q * 8_388_608.0, q);
+    let (k, m) = reduce32(qs);
+    let k = k as f32 - sel32(sub, 23.0, 0.0);
+    let exact = !one & (0.0..0.5).contains(&p);
+    let s = 1.0 - k;
+    let f = sel32(exact, (s - 1.0) - p * s, m - 1.0);
+    (q, k, f)
+}
+
 /// `ln(p)` if `one`, else `ln(1 - p)`, `f32`: one log, accurate for tiny `p` either way.
 /// Meant for `p ∈ [0, 1]`; outside it gives `ln` of the rounded `1 - p` (NaN below 0).
 #[inline(always)]
 pub fn ln_p_or_1m_p_f32<A: Arch>(p: f32, one: bool) -> f32 {
-    let q = sel32(one, p, 1.0 - p);
-    let sub = q < f32::MIN_POSITIVE;
-    let qs = sel32(sub, q * 8_388_608.0, q);
-    let (k, m) = reduce32(qs);
-    let k = k as f32 - sel32(sub, 23.0, 0.0);
-    // 1 - p with p ∈ [0, 1/2): q ∈ (1/2, 1], k ∈ {0, -1}, and f = 2^-k·(1 - p) - 1 is exact.
-    let exact = !one & (0.0..0.5).contains(&p);
-    let s = 1.0 - k;
-    let f = sel32(exact, (s - 1.0) - p * s, m - 1.0);
+    let (q, k, f) = hard_arg32::<true>(p, one);
     ln_special32(q, ln_core32::<A>(k, f))
+}
+
+/// `max(ln(one ? p : 1 - p), -100)`, `f32`: the clamped log term of binary cross-entropy
+/// (PyTorch's clamp), as accurate as [`ln_p_or_1m_p_f32`] for `p ∈ [0, 1]`; NaN gives NaN,
+/// other `p` a value of no meaning (callers report them as domain errors).
+///
+/// Cheaper than clamping the IEEE log: `q = 0` needs no special case (its reduction gives
+/// `k = -150`, a log of about -104, clamped), and NaN is carried by adding `q·0`.
+#[inline(always)]
+pub fn bce_log_f32<A: Arch>(p: f32, one: bool) -> f32 {
+    let (q, k, f) = hard_arg32::<true>(p, one);
+    let y = fma32::<A>(q, 0.0, ln_core32::<A>(k, f));
+    sel32(y < -100.0, -100.0, y)
+}
+
+/// `ln(1 + e^z)` for `z ≤ 0` (softplus; NaN gives NaN), `f32`: the log-sigmoid term of binary
+/// cross-entropy with logits, `log_sigmoid(x) = min(x, 0) - ln(1 + e^-|x|)`.
+///
+/// `e = e^z ∈ [0, 1]`, so `1 + e = 2^k·m` with `k ∈ {0, 1}` and `f = (s - 1) + e·s`, `s = 2^-k`,
+/// rebuilt from `e` so the rounding of `1 + e` is not lost; no special cases are needed.
+#[inline(always)]
+pub fn softplus_nonpos_f32<A: Arch>(z: f32) -> f32 {
+    let e = exp_f32::<A>(z);
+    let (k, _) = reduce32(1.0 + e);
+    let k = k as f32;
+    let s = fma32::<A>(k, -0.5, 1.0);
+    ln_core32::<A>(k, (s - 1.0) + e * s)
 }
 
 /// `e^x` in two parts: `ln2` with 16 significant bits and the rest (`n·LN2_HI_32` is exact).
@@ -292,18 +328,44 @@ pub fn ln_1p_f64<A: Arch>(x: f64) -> f64 {
     sel64(x == 0.0, x, ln_special64(u, y))
 }
 
-/// `ln(p)` if `one`, else `ln(1 - p)`, `f64`: one log, accurate for tiny `p` either way.
+/// The reduced argument `(q, k, f)` of the hard-label log, `f64` (see [`hard_arg32`]).
 #[inline(always)]
-pub fn ln_p_or_1m_p_f64<A: Arch>(p: f64, one: bool) -> f64 {
+fn hard_arg64<const SUBNORMALS: bool>(p: f64, one: bool) -> (f64, f64, f64) {
     let q = sel64(one, p, 1.0 - p);
-    let sub = q < f64::MIN_POSITIVE;
+    let sub = SUBNORMALS & (q < f64::MIN_POSITIVE);
     let qs = sel64(sub, q * 18_014_398_509_481_984.0, q);
     let (kb, m) = reduce64(qs);
     let k = k_to_f64(kb) - sel64(sub, 54.0, 0.0);
     let exact = !one & (0.0..0.5).contains(&p);
     let s = 1.0 - k;
     let f = sel64(exact, (s - 1.0) - p * s, m - 1.0);
+    (q, k, f)
+}
+
+/// `ln(p)` if `one`, else `ln(1 - p)`, `f64`: one log, accurate for tiny `p` either way.
+#[inline(always)]
+pub fn ln_p_or_1m_p_f64<A: Arch>(p: f64, one: bool) -> f64 {
+    let (q, k, f) = hard_arg64::<true>(p, one);
     ln_special64(q, ln_core64::<A>(k, f))
+}
+
+/// `max(ln(one ? p : 1 - p), -100)`, `f64` (see [`bce_log_f32`]). Subnormal `q` needs no
+/// scaling here: unscaled, its log still comes out below -700, and is clamped.
+#[inline(always)]
+pub fn bce_log_f64<A: Arch>(p: f64, one: bool) -> f64 {
+    let (q, k, f) = hard_arg64::<false>(p, one);
+    let y = fma64::<A>(q, 0.0, ln_core64::<A>(k, f));
+    sel64(y < -100.0, -100.0, y)
+}
+
+/// `ln(1 + e^z)` for `z ≤ 0` (NaN gives NaN), `f64` (see [`softplus_nonpos_f32`]).
+#[inline(always)]
+pub fn softplus_nonpos_f64<A: Arch>(z: f64) -> f64 {
+    let e = exp_f64::<A>(z);
+    let (kb, _) = reduce64(1.0 + e);
+    let k = k_to_f64(kb);
+    let s = fma64::<A>(k, -0.5, 1.0);
+    ln_core64::<A>(k, (s - 1.0) + e * s)
 }
 
 const LOG2E_64: f64 = std::f64::consts::LOG2_E;
@@ -400,6 +462,9 @@ mod tests {
         Exp,
         HardOne,
         HardZero,
+        BceOne,
+        BceZero,
+        Softplus,
     }
 
     struct Eval32<'a>(Fun, &'a [f32], &'a mut [f32]);
@@ -414,6 +479,9 @@ mod tests {
                     Fun::Exp => exp_f32::<A>(x),
                     Fun::HardOne => ln_p_or_1m_p_f32::<A>(x, true),
                     Fun::HardZero => ln_p_or_1m_p_f32::<A>(x, false),
+                    Fun::BceOne => bce_log_f32::<A>(x, true),
+                    Fun::BceZero => bce_log_f32::<A>(x, false),
+                    Fun::Softplus => softplus_nonpos_f32::<A>(x),
                 };
             }
         }
@@ -431,6 +499,9 @@ mod tests {
                     Fun::Exp => exp_f64::<A>(x),
                     Fun::HardOne => ln_p_or_1m_p_f64::<A>(x, true),
                     Fun::HardZero => ln_p_or_1m_p_f64::<A>(x, false),
+                    Fun::BceOne => bce_log_f64::<A>(x, true),
+                    Fun::BceZero => bce_log_f64::<A>(x, false),
+                    Fun::Softplus => softplus_nonpos_f64::<A>(x),
                 };
             }
         }
@@ -442,6 +513,9 @@ mod tests {
             Fun::Ln1p => x.ln_1p(),
             Fun::Exp => x.exp(),
             Fun::HardZero => (-x).ln_1p(),
+            Fun::BceOne => x.ln().max(-100.0),
+            Fun::BceZero => (-x).ln_1p().max(-100.0),
+            Fun::Softplus => x.exp().ln_1p(),
         }
     }
 
@@ -534,12 +608,15 @@ mod tests {
 
     #[test]
     fn f32_dense_accuracy() {
-        let cases: [(Fun, f32, f32, f64); 5] = [
+        let cases: [(Fun, f32, f32, f64); 8] = [
             (Fun::Ln, 0.0, f32::MAX, 2.0),
             (Fun::Ln1p, -1.0, f32::MAX, 2.0),
             (Fun::Exp, -104.0, 89.0, 2.0),
             (Fun::HardOne, 0.0, 1.0, 2.0),
             (Fun::HardZero, 0.0, 1.0, 2.0),
+            (Fun::BceOne, 0.0, 1.0, 2.0),
+            (Fun::BceZero, 0.0, 1.0, 2.0),
+            (Fun::Softplus, -120.0, 0.0, 2.0),
         ];
         for isa in isas() {
             for &(fun, lo, hi, bound) in &cases {
@@ -548,7 +625,13 @@ mod tests {
                     xs.extend(samples32(200_000, -1.0, 1.0));
                     xs.extend(samples32(100_000, -1e-3, 1e-3));
                 }
-                if matches!(fun, Fun::HardZero | Fun::HardOne) {
+                if matches!(fun, Fun::Softplus) {
+                    xs.extend(samples32(200_000, -2.0, 0.0));
+                }
+                if matches!(
+                    fun,
+                    Fun::HardZero | Fun::HardOne | Fun::BceOne | Fun::BceZero
+                ) {
                     xs.extend(samples32(200_000, 0.0, 1e-3));
                     xs.extend(samples32(200_000, 0.999, 1.0));
                 }
@@ -564,12 +647,15 @@ mod tests {
 
     #[test]
     fn f64_dense_accuracy() {
-        let cases: [(Fun, f64, f64); 5] = [
+        let cases: [(Fun, f64, f64); 8] = [
             (Fun::Ln, 0.0, f64::MAX),
             (Fun::Ln1p, -1.0, f64::MAX),
             (Fun::Exp, -746.0, 710.0),
             (Fun::HardOne, 0.0, 1.0),
             (Fun::HardZero, 0.0, 1.0),
+            (Fun::BceOne, 0.0, 1.0),
+            (Fun::BceZero, 0.0, 1.0),
+            (Fun::Softplus, -800.0, 0.0),
         ];
         for isa in isas() {
             for &(fun, lo, hi) in &cases {
@@ -581,7 +667,13 @@ mod tests {
                     xs.extend(samples64(200_000, -1.0, 1.0));
                     xs.extend(samples64(100_000, -1e-3, 1e-3));
                 }
-                if matches!(fun, Fun::HardZero | Fun::HardOne) {
+                if matches!(fun, Fun::Softplus) {
+                    xs.extend(samples64(200_000, -2.0, 0.0));
+                }
+                if matches!(
+                    fun,
+                    Fun::HardZero | Fun::HardOne | Fun::BceOne | Fun::BceZero
+                ) {
                     xs.extend(samples64(200_000, 0.0, 1e-3));
                     xs.extend(samples64(200_000, 0.999, 1.0));
                 }

@@ -1,0 +1,89 @@
+//! Single-thread throughput of the binary cross-entropy kernels on every instruction set the
+//! CPU has: `cargo run --release --example bce_speed [n]`. For profiling the kernels without
+//! Python in the way (`perf record`, `valgrind --tool=callgrind`).
+
+use std::time::Instant;
+
+use crossent::kernels::bce::{binary_cross_entropy_on, Kind, Operands};
+use crossent::kernels::float::{Bool, Float, Target};
+use crossent::kernels::isa::{detected, Isa};
+use crossent::kernels::reduce::Partial;
+use crossent::kernels::strided::{Layout, SendPtr};
+
+fn ops<T: Float, Y: Target>(x: &[T], y: &[Y]) -> Operands<T, Y> {
+    Operands {
+        input: SendPtr::from_const(x.as_ptr()),
+        target: SendPtr::from_const(y.as_ptr()),
+        weight: SendPtr::from_const(T::one_ref()),
+        pos_weight: SendPtr::from_const(T::one_ref()),
+        out: SendPtr(std::ptr::null_mut()),
+        layout: Layout::new(&[x.len()], [&[1], &[1], &[0], &[0], &[0]]),
+    }
+}
+
+fn time<T: Float, Y: Target>(name: &str, isa: Isa, kind: Kind, x: &[T], y: &[Y]) {
+    if let Ok(only) = std::env::var("CASE") {
+        if !format!("{} {name}", T::NAME).contains(&only) {
+            return;
+        }
+    }
+    let o = ops(x, y);
+    let mut best = f64::INFINITY;
+    let mut sum = 0.0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        // SAFETY: the operands are live slices of equal length.
+        sum = unsafe { binary_cross_entropy_on(Partial::EMPTY, &o, kind, None, isa) }.sum;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    println!(
+        "{:7} {:7} {name:22} {:7.0} Melem/s  (sum {sum:.6e})",
+        isa.name(),
+        T::NAME,
+        x.len() as f64 / best / 1e6
+    );
+}
+
+fn run<T: Float + Target>(n: usize, isa: Isa) {
+    let mut s = 0x1234_5678_u64;
+    let mut u = move || {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let p: Vec<T> = (0..n).map(|_| T::from_f64(u())).collect();
+    let soft: Vec<T> = (0..n).map(|_| T::from_f64(u())).collect();
+    let hard: Vec<T> = (0..n)
+        .map(|_| T::from_f64((u() < 0.5) as u8 as f64))
+        .collect();
+    let b: Vec<Bool> = hard
+        .iter()
+        .map(|&h| Bool((h.to_f64() != 0.0) as u8))
+        .collect();
+    let x: Vec<T> = p
+        .iter()
+        .map(|&v| T::from_f64((v.to_f64() - 0.5) * 16.0))
+        .collect();
+    time("bce soft", isa, Kind::Probabilities, &p, &soft);
+    time("bce hard (float 0/1)", isa, Kind::Probabilities, &p, &hard);
+    time("bce hard (bool)", isa, Kind::Probabilities, &p, &b);
+    time("logits soft", isa, Kind::Logits, &x, &soft);
+    time("logits hard (bool)", isa, Kind::Logits, &x, &b);
+}
+
+fn main() {
+    let n = std::env::args()
+        .nth(1)
+        .map_or(1 << 22, |a| a.parse::<f64>().expect("n") as usize);
+    let only = std::env::var("CROSSENT_ISA")
+        .ok()
+        .and_then(|v| Isa::parse(&v));
+    for isa in Isa::ALL.into_iter().rev().filter(|&i| i <= detected()) {
+        if only.is_some_and(|o| o != isa) {
+            continue;
+        }
+        run::<f32>(n, isa);
+        run::<f64>(n, isa);
+    }
+}
