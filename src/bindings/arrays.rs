@@ -9,7 +9,7 @@ use numpy::{
     Element, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn,
     PyReadwriteArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyException, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
@@ -29,9 +29,7 @@ pub fn ndarray<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, P
         Ok(a) => a.clone(),
         Err(_) => numpy_module(py)?
             .call_method1("asarray", (obj,))
-            .map_err(|e| {
-                PyTypeError::new_err(format!("'{arg}' could not be read as an array: {e}"))
-            })?
+            .map_err(|e| conversion_error(py, arg, e))?
             .cast_into::<PyUntypedArray>()?,
     };
     let dtype = arr.dtype();
@@ -45,6 +43,18 @@ pub fn ndarray<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, P
     let native_dtype = dtype.call_method1("newbyteorder", ("=",))?;
     let fresh = numpy_module(py)?.call_method1("array", (arr, native_dtype))?;
     Ok(fresh.cast_into::<PyUntypedArray>()?)
+}
+
+/// The error for an object NumPy cannot turn into an array: a `TypeError` naming the argument,
+/// chained to NumPy's own error. `MemoryError` and what is not an `Exception` (e.g.
+/// `KeyboardInterrupt` while a long list is converted) pass through unchanged.
+fn conversion_error(py: Python<'_>, arg: &str, e: PyErr) -> PyErr {
+    if !e.is_instance_of::<PyException>(py) || e.is_instance_of::<PyMemoryError>(py) {
+        return e;
+    }
+    let err = PyTypeError::new_err(format!("'{arg}' could not be read as an array: {e}"));
+    err.set_cause(py, Some(e));
+    err
 }
 
 /// `obj` as an ndarray of element type `T`, converting (copying) other real dtypes. For small
@@ -69,10 +79,16 @@ pub fn ndarray_as<'py, T: Element>(
     Ok(converted.cast_into::<PyUntypedArray>()?)
 }
 
-/// The dtype's name for error messages (`float16`, `complex128`, `<U3`, ...).
+/// The dtype's name for error messages (`float16`, `complex128`, `str96`, ...); for a
+/// non-native byte order its code instead (`>f8`), which says what is wrong with it.
 pub fn dtype_name(arr: &Bound<'_, PyUntypedArray>) -> String {
     let dtype = arr.dtype();
-    match dtype.getattr("name") {
+    let attr = if dtype.is_native_byteorder().unwrap_or(true) {
+        "name"
+    } else {
+        "str"
+    };
+    match dtype.getattr(attr) {
         Ok(name) => name.to_string(),
         Err(_) => "?".into(),
     }
@@ -98,6 +114,80 @@ pub fn shape_str(shape: &[usize]) -> String {
     }
 }
 
+/// A new, uninitialised output array of dtype `E` (Fortran order if `fortran`, C order
+/// otherwise). Allocated by NumPy so that a size it cannot allocate is a `MemoryError`
+/// (e.g. `reduction="none"` over a broadcast input of 2^45 elements), never a panic.
+pub fn new_output<'py, E: Element>(
+    py: Python<'py>,
+    shape: &[usize],
+    fortran: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let order = if fortran { "F" } else { "C" };
+    let shape = pyo3::types::PyTuple::new(py, shape)?;
+    numpy_module(py)?.call_method1("empty", (shape, numpy::dtype::<E>(py), order))
+}
+
+/// The bytes an array's elements occupy: `lo..hi`, addresses as integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub lo: usize,
+    pub hi: usize,
+}
+
+impl Span {
+    /// The span of the elements at `ptr + sum(i_d * strides_d)` (element strides) over
+    /// `shape`, each `itemsize` bytes; `None` for an empty array.
+    pub fn of(ptr: usize, shape: &[usize], strides: &[isize], itemsize: usize) -> Option<Span> {
+        if shape.contains(&0) {
+            return None;
+        }
+        // Offsets in bytes, saturating: an array NumPy built cannot reach the limits, and a
+        // saturated span only makes the overlap check more cautious.
+        let (mut below, mut above) = (0usize, 0usize);
+        for (&n, &s) in shape.iter().zip(strides) {
+            let reach = s
+                .unsigned_abs()
+                .saturating_mul(n - 1)
+                .saturating_mul(itemsize);
+            if s < 0 {
+                below = below.saturating_add(reach);
+            } else {
+                above = above.saturating_add(reach);
+            }
+        }
+        Some(Span {
+            lo: ptr.saturating_sub(below),
+            hi: ptr.saturating_add(above).saturating_add(itemsize),
+        })
+    }
+
+    pub fn intersects(self, other: Span) -> bool {
+        self.lo < other.hi && other.lo < self.hi
+    }
+}
+
+/// An array a call reads, as the overlap check on `out` sees it.
+pub struct Operand<'a, 'py> {
+    /// The argument's name, for the error message.
+    pub name: &'a str,
+    pub array: Bound<'py, PyAny>,
+    pub span: Option<Span>,
+}
+
+/// True if some element of `a` and some element of `b` share a byte, as NumPy's exact
+/// solver decides it (bounded; a problem too hard for the bound counts as shared).
+fn shares_memory(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = a.py();
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("max_work", 1 << 20)?;
+    match numpy_module(py)?.call_method("shares_memory", (a, b), Some(&kwargs)) {
+        Ok(shared) => shared.is_truthy(),
+        // numpy's TooHardError is a RuntimeError.
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyRuntimeError>(py) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 /// A read-only view of an array's elements where they lie. Holding it holds a shared borrow
 /// of the array, which keeps writers from Rust (e.g. an overlapping `out`) away.
 pub struct View<'py, E: Element> {
@@ -112,9 +202,12 @@ impl<'py, E: Element> View<'py, E> {
     /// Views `arr`, which must hold `E` elements (see [`is`]) and come from [`ndarray`].
     pub fn new(arr: &Bound<'py, PyUntypedArray>, arg: &str) -> PyResult<Self> {
         let typed = arr.cast::<PyArrayDyn<E>>()?;
-        let borrow = typed
-            .try_readonly()
-            .map_err(|e| PyValueError::new_err(format!("'{arg}' cannot be read: {e}")))?;
+        let borrow = typed.try_readonly().map_err(|_| {
+            PyValueError::new_err(format!(
+                "'{arg}' cannot be read: it shares memory with the 'out' of a call still \
+                 running"
+            ))
+        })?;
         let itemsize = std::mem::size_of::<E>() as isize;
         Ok(View {
             ptr: typed.data(),
@@ -122,6 +215,20 @@ impl<'py, E: Element> View<'py, E> {
             strides: arr.strides().iter().map(|s| s / itemsize).collect(),
             _borrow: borrow,
         })
+    }
+
+    /// This view as an operand of the overlap check on `out` (see [`ViewMut::new`]).
+    pub fn operand<'a>(&self, name: &'a str) -> Operand<'a, 'py> {
+        Operand {
+            name,
+            array: self._borrow.as_any().clone(),
+            span: Span::of(
+                self.ptr as usize,
+                &self.shape,
+                &self.strides,
+                std::mem::size_of::<E>(),
+            ),
+        }
     }
 
     /// The strides with which this array reads as an array of `shape`, broadcasting by the
@@ -160,8 +267,20 @@ pub struct ViewMut<'py, E: Element> {
 
 impl<'py, E: Element> ViewMut<'py, E> {
     /// Views `out` for writing: it must be an ndarray of dtype `E` and shape `shape`, writeable,
-    /// aligned, not overlapping itself nor any array currently viewed.
-    pub fn new(out: &Bound<'py, PyAny>, shape: &[usize], dtype_name_e: &str) -> PyResult<Self> {
+    /// aligned, not overlapping itself, nor any of `inputs` (the arrays this call reads), nor
+    /// any array another running call reads or writes.
+    ///
+    /// The check against `inputs` compares memory, not array objects: NumPy's borrow tracking
+    /// (the `numpy` crate's) keys arrays by their base object, so two arrays over the same
+    /// memory with different bases (`np.frombuffer(memoryview(x))`, `torch.from_numpy(x)
+    /// .numpy()`, two maps of one file) would otherwise both pass, and the kernel would read
+    /// elements it had already overwritten.
+    pub fn new(
+        out: &Bound<'py, PyAny>,
+        shape: &[usize],
+        dtype_name_e: &str,
+        inputs: &[Operand<'_, 'py>],
+    ) -> PyResult<Self> {
         let arr = out.cast::<PyUntypedArray>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "'out' must be a numpy.ndarray, got {}",
@@ -195,9 +314,24 @@ impl<'py, E: Element> ViewMut<'py, E> {
             ));
         }
         let typed = arr.cast::<PyArrayDyn<E>>()?;
+        let span = Span::of(typed.data() as usize, shape, &strides, itemsize as usize);
+        for input in inputs {
+            let overlap = match (span, input.span) {
+                (Some(a), Some(b)) => a.intersects(b),
+                _ => false,
+            };
+            if overlap && shares_memory(out, &input.array)? {
+                return Err(PyValueError::new_err(format!(
+                    "'out' must not share memory with '{}'",
+                    input.name
+                )));
+            }
+        }
         let borrow = typed.try_readwrite().map_err(|e| match e {
             numpy::BorrowError::NotWriteable => PyValueError::new_err("'out' is read-only"),
-            _ => PyValueError::new_err("'out' must not share memory with an input"),
+            _ => PyValueError::new_err(
+                "'out' shares memory with an array that a call still running reads or writes",
+            ),
         })?;
         Ok(ViewMut {
             ptr: typed.data(),
@@ -225,7 +359,8 @@ pub fn overlaps_itself(shape: &[usize], strides: &[isize]) -> bool {
         if stride <= span {
             return true;
         }
-        span += stride * (n - 1);
+        // Saturating: strides no real array has must not overflow (a panic in debug builds).
+        span = span.saturating_add(stride.saturating_mul(n - 1));
     }
     false
 }
@@ -243,6 +378,32 @@ mod tests {
         assert!(!overlaps_itself(&[1, 4], &[0, 1]));
         assert!(!overlaps_itself(&[0, 4], &[0, 1]));
         assert!(!overlaps_itself(&[5], &[-2]));
+        // Strides far beyond any allocation do not overflow.
+        assert!(!overlaps_itself(&[3, 3], &[isize::MAX, 1]));
+        assert!(overlaps_itself(
+            &[3, 3, 2],
+            &[isize::MAX, isize::MAX / 2 + 1, 1]
+        ));
+    }
+
+    #[test]
+    fn spans() {
+        assert_eq!(Span::of(1000, &[0, 4], &[4, 1], 8), None);
+        assert_eq!(
+            Span::of(1000, &[], &[], 8),
+            Some(Span { lo: 1000, hi: 1008 })
+        );
+        // (3, 4) C order, f64: 12 elements from 1000.
+        let c = Span::of(1000, &[3, 4], &[4, 1], 8).unwrap();
+        assert_eq!(c, Span { lo: 1000, hi: 1096 });
+        // Reversed view of the same: its pointer is the last element.
+        let r = Span::of(1088, &[3, 4], &[-4, -1], 8).unwrap();
+        assert_eq!(r, c);
+        assert!(c.intersects(Span { lo: 1095, hi: 1200 }));
+        assert!(!c.intersects(Span { lo: 1096, hi: 1200 }));
+        assert!(!c.intersects(Span { lo: 0, hi: 1000 }));
+        let huge = Span::of(1000, &[2], &[isize::MIN + 1], 8).unwrap();
+        assert_eq!(huge.lo, 0);
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Python bindings of binary cross-entropy: parse, dispatch on dtypes, release the GIL, convert.
 //! The formulas live in [`crate::kernels::bce`].
 
-use numpy::{Element, PyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{Element, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
-use super::arrays::{dtype_name, is, ndarray, ndarray_as, shape_str, View, ViewMut};
-use super::reduction::Reduction;
+use super::arrays::{dtype_name, is, ndarray, ndarray_as, new_output, shape_str, View, ViewMut};
+use super::reduction::{reduction_arg, Reduction};
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::bce::{self, Kind, Operands};
 use crate::kernels::float::{Bool, Float, Target};
@@ -61,7 +61,7 @@ pub fn binary_cross_entropy<'py>(
     input: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
-    reduction: &str,
+    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let args = Args {
@@ -114,7 +114,7 @@ pub fn binary_cross_entropy_with_logits<'py>(
     target: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
     pos_weight: Option<&Bound<'py, PyAny>>,
-    reduction: &str,
+    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let args = Args {
@@ -221,7 +221,7 @@ fn dispatch_target<'py, T: Float + Element>(
 /// A parameter array (`weight`, `pos_weight`) read as `T` and broadcast to the input's shape.
 struct Parameter<'py, T: Element> {
     /// Keeps the array borrowed while the kernel reads it (`None`: a constant 1).
-    _view: Option<View<'py, T>>,
+    view: Option<View<'py, T>>,
     ptr: *const T,
     strides: Vec<isize>,
 }
@@ -230,7 +230,7 @@ impl<'py, T: Float + Element> Parameter<'py, T> {
     fn new(obj: Option<&Bound<'py, PyAny>>, arg: &str, shape: &[usize]) -> PyResult<Self> {
         let Some(obj) = obj else {
             return Ok(Parameter {
-                _view: None,
+                view: None,
                 ptr: T::one_ref(),
                 strides: vec![0; shape.len()],
             });
@@ -239,7 +239,7 @@ impl<'py, T: Float + Element> Parameter<'py, T> {
         Ok(Parameter {
             ptr: view.ptr,
             strides: view.broadcast_strides(shape, arg)?,
-            _view: Some(view),
+            view: Some(view),
         })
     }
 }
@@ -269,10 +269,9 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
         (Reduction::None, Some(out)) => Some(out.clone()),
         (Reduction::None, None) => {
             let fortran = x.is_fortran_contiguous() && !x.is_c_contiguous();
-            // SAFETY: the array is uninitialised; the kernel writes every element before it
-            // is returned (or it is dropped on error).
-            let fresh = unsafe { PyArrayDyn::<T>::new(py, shape.as_slice(), fortran) };
-            Some(fresh.into_any())
+            // Uninitialised: the kernel writes every element before it is returned (it is
+            // dropped on error).
+            Some(new_output::<T>(py, &shape, fortran)?)
         }
         (_, Some(_)) => {
             return Err(PyValueError::new_err(
@@ -282,7 +281,20 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
         (_, None) => None,
     };
     let out_view = match &out_array {
-        Some(out) => Some(ViewMut::<T>::new(out, &shape, T::NAME)?),
+        Some(out) => {
+            // A fresh output cannot overlap anything; a given one must not overlap an input.
+            let mut inputs = Vec::new();
+            if args.out.is_some() {
+                inputs.push(xv.operand("input"));
+                inputs.push(yv.operand("target"));
+                for (p, name) in [(&w, "weight"), (&pw, "pos_weight")] {
+                    if let Some(v) = &p.view {
+                        inputs.push(v.operand(name));
+                    }
+                }
+            }
+            Some(ViewMut::<T>::new(out, &shape, T::NAME, &inputs)?)
+        }
         None => None,
     };
     let (out_ptr, out_strides) = match &out_view {

@@ -1,7 +1,8 @@
 //! The `reduction=` argument shared by the scalar-reducing losses.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 /// How per-element losses are combined, as in PyTorch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,6 +13,27 @@ pub enum Reduction {
     Sum,
     /// Sum divided by the number of elements (NaN for empty input, as in PyTorch).
     Mean,
+}
+
+/// Reads the `reduction=` argument: use as `#[pyo3(from_py_with = reduction_arg)]
+/// reduction: &str`. A value that is not a string is a `TypeError` whose message names the
+/// argument (PyO3's own extraction error does not), and one of the known strings comes back as
+/// a `'static` string so that the signature keeps its literal default (`reduction="mean"`).
+pub fn reduction_arg(obj: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+    let Ok(value) = obj.cast::<PyString>() else {
+        return Err(PyTypeError::new_err(format!(
+            "'reduction' must be 'mean', 'sum' or 'none', got {} of type {}",
+            obj.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+            obj.get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string()),
+        )));
+    };
+    Ok(match Reduction::parse(&value.to_cow()?)? {
+        Reduction::Mean => "mean",
+        Reduction::Sum => "sum",
+        Reduction::None => "none",
+    })
 }
 
 impl Reduction {

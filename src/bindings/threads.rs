@@ -1,6 +1,6 @@
 //! `set_num_threads` / `get_num_threads`, and the thresholds that decide where work runs.
 
-use pyo3::exceptions::{PyRuntimeWarning, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeWarning, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::kernels::pool;
@@ -16,23 +16,46 @@ pub const DETACH_MIN: usize = 1 << 12;
 /// Set the number of threads crossent computes with.
 ///
 /// The default is the number of CPUs this process may use, or the ``CROSSENT_NUM_THREADS``
-/// environment variable when it is set at import. Results are bit-identical for every thread
-/// count. Safe to call while other threads compute: calls already running finish on the pool
-/// they started with.
+/// environment variable when it is set at import; at most 1024 (larger counts are capped).
+/// Results are bit-identical for every thread count. Safe to call while other threads
+/// compute: calls already running finish on the pool they started with, later calls use the
+/// new count.
 ///
 /// >>> import crossent
 /// >>> crossent.set_num_threads(2)
 /// >>> crossent.get_num_threads()
 /// 2
 #[pyfunction]
-pub fn set_num_threads(n: i64) -> PyResult<()> {
-    if n < 1 {
-        return Err(PyValueError::new_err(format!(
-            "'n' must be a positive number of threads, got {n}"
-        )));
+pub fn set_num_threads(#[pyo3(from_py_with = thread_count)] n: usize) {
+    pool::set_num_threads(n);
+}
+
+/// Reads `n` of `set_num_threads`: a positive integer (or anything with `__index__`, such as
+/// a NumPy integer); counts beyond [`pool::MAX_THREADS`], however large, are capped there.
+fn thread_count(obj: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let positive = || {
+        PyValueError::new_err(format!(
+            "'n' must be a positive number of threads, got {obj}"
+        ))
+    };
+    match obj.extract::<i64>() {
+        Ok(n) if n >= 1 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        Ok(_) => Err(positive()),
+        Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
+            if obj.gt(0)? {
+                Ok(usize::MAX)
+            } else {
+                Err(positive())
+            }
+        }
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "'n' must be an integer number of threads, got {} of type {}",
+            obj.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+            obj.get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string()),
+        ))),
     }
-    pool::set_num_threads(usize::try_from(n).unwrap_or(usize::MAX).min(1 << 16));
-    Ok(())
 }
 
 /// The number of threads crossent computes with (see :func:`set_num_threads`).

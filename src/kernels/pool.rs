@@ -12,13 +12,20 @@ use std::sync::{Arc, Mutex};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
+/// The most threads crossent runs: larger requests are capped. Beyond a few per CPU, threads
+/// only add start-up and wake-up cost (1000 threads on 2 CPUs: 4 s to start the pool, 0.3 s per
+/// call), and tens of thousands exhaust the process's thread limit or memory.
+pub const MAX_THREADS: usize = 1024;
+
 /// Requested thread count; 0 means "not set yet" (resolved from the environment on first use).
 static REQUESTED: AtomicUsize = AtomicUsize::new(0);
 
 struct Owned {
     pid: u32,
     threads: usize,
-    pool: Arc<ThreadPool>,
+    /// `None`: building a pool of this size failed (e.g. no more threads could be started);
+    /// calls then run on their own thread instead of retrying on every call.
+    pool: Option<Arc<ThreadPool>>,
 }
 
 static POOL: Mutex<Option<Owned>> = Mutex::new(None);
@@ -31,7 +38,12 @@ fn default_threads() -> usize {
 
 /// Parses a `CROSSENT_NUM_THREADS` value: a positive integer, or `None` if absent/invalid.
 pub fn parse_env(value: Option<&str>) -> Option<usize> {
-    value?.trim().parse::<usize>().ok().filter(|&n| n > 0)
+    value?
+        .trim()
+        .parse::<u128>()
+        .ok()
+        .filter(|&n| n > 0)
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX).min(MAX_THREADS))
 }
 
 /// The number of threads crossent computes with.
@@ -50,11 +62,10 @@ pub fn num_threads() -> usize {
     }
 }
 
-/// Sets the thread count for later calls (`n >= 1`). Calls already running keep the pool they
-/// started with.
+/// Sets the thread count for later calls, capped at [`MAX_THREADS`]; 0 is taken as 1. Calls
+/// already running keep the pool they started with.
 pub fn set_num_threads(n: usize) {
-    assert!(n > 0, "thread count must be positive");
-    REQUESTED.store(n, Ordering::Relaxed);
+    REQUESTED.store(n.clamp(1, MAX_THREADS), Ordering::Relaxed);
 }
 
 /// The pool to run `work_items` of parallel work on, or `None` when the work should stay on
@@ -67,9 +78,7 @@ pub fn pool_for(work_items: usize, threshold: usize) -> Option<Arc<ThreadPool>> 
     let pid = std::process::id();
     let mut guard = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     match guard.as_ref() {
-        Some(owned) if owned.pid == pid && owned.threads == threads => {
-            return Some(Arc::clone(&owned.pool))
-        }
+        Some(owned) if owned.pid == pid && owned.threads == threads => return owned.pool.clone(),
         _ => {}
     }
     if let Some(stale) = guard.take() {
@@ -85,14 +94,14 @@ pub fn pool_for(work_items: usize, threshold: usize) -> Option<Arc<ThreadPool>> 
         .num_threads(threads)
         .thread_name(|i| format!("crossent-{i}"))
         .build()
-        .ok()?;
-    let pool = Arc::new(pool);
+        .ok()
+        .map(Arc::new);
     *guard = Some(Owned {
         pid,
         threads,
-        pool: Arc::clone(&pool),
+        pool: pool.clone(),
     });
-    Some(pool)
+    pool
 }
 
 #[cfg(test)]
@@ -107,5 +116,20 @@ mod tests {
         assert_eq!(parse_env(Some("-1")), None);
         assert_eq!(parse_env(Some("many")), None);
         assert_eq!(parse_env(None), None);
+        assert_eq!(parse_env(Some("100000")), Some(MAX_THREADS));
+        assert_eq!(
+            parse_env(Some("99999999999999999999999")),
+            Some(MAX_THREADS)
+        );
+    }
+
+    #[test]
+    fn thread_count_is_clamped() {
+        let before = num_threads();
+        set_num_threads(1 << 40);
+        assert_eq!(num_threads(), MAX_THREADS);
+        set_num_threads(0);
+        assert_eq!(num_threads(), 1);
+        set_num_threads(before);
     }
 }

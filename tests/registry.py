@@ -1,0 +1,182 @@
+"""Every public crossent function, described once for the robustness tests.
+
+Adding a function to crossent means adding one `Func` entry to `FUNCS`: the bad-input,
+concurrency, memory and fuzz tests then try it with every hostile argument they know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import reference
+
+import crossent
+
+Args = dict[str, Any]
+F64 = npt.NDArray[np.float64]
+
+FLOATS: tuple[type[np.floating[Any]], ...] = (np.float32, np.float64)
+
+# Dtypes no array argument accepts.
+NEVER = ("complex128", "object", "str", "datetime64[s]")
+
+
+@dataclass(frozen=True)
+class Func:
+    """One public function and what the tests need to know about it."""
+
+    name: str
+    func: Callable[..., Any]
+    # Positional array arguments, in order; the first one decides the dtype of the result.
+    positional: tuple[str, ...]
+    # make(rng, shape, dtype): valid arguments (positional ones by name) for arrays of `shape`.
+    make: Callable[[np.random.Generator, tuple[int, ...], Any], Args]
+    # reference(args): the float64 per-element (or per-distribution) result, as "none" gives.
+    reference: Callable[[Args], F64]
+    # Array arguments that must have exactly the shape of the first positional one.
+    same_shape: tuple[str, ...] = ()
+    # Optional array arguments broadcast against the first positional one.
+    broadcast: tuple[str, ...] = ()
+    # Per array argument: dtypes refused with TypeError (besides NEVER).
+    bad_dtypes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Per argument: values that are refused with ValueError (outside the function's domain).
+    domain: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    # Scalar keyword arguments: (bad value, exception type).
+    bad_params: dict[str, tuple[tuple[Any, type[Exception]], ...]] = field(default_factory=dict)
+    # Whether the function takes `reduction=` (else: `out` has the per-item shape always).
+    reduces: bool = True
+    # special[(argument, value)]: what one such value at one position gives, for the README:
+    # "nan", "inf", "ValueError" or "finite".
+    special: dict[tuple[str, float], str] = field(default_factory=dict)
+    # Per dtype, the relative tolerance against the float64 reference.
+    rtol: dict[Any, float] = field(default_factory=lambda: {np.float32: 2e-5, np.float64: 1e-12})
+
+    def call(self, args: Args, **extra: Any) -> Any:
+        """Calls the function on `args` (positional ones by position) plus `extra`."""
+        kwargs = {k: v for k, v in args.items() if k not in self.positional}
+        kwargs.update(extra)
+        return self.func(*(args[k] for k in self.positional), **kwargs)
+
+    def out_shape(self, args: Args) -> tuple[int, ...]:
+        shape: tuple[int, ...] = np.shape(args[self.positional[0]])
+        return shape
+
+    def none(self) -> dict[str, str]:
+        """The keyword that asks for one result per element / distribution."""
+        return {"reduction": "none"} if self.reduces else {}
+
+
+def _bce_args(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Args:
+    return {
+        "input": rng.uniform(0.02, 0.98, size=shape).astype(dtype),
+        "target": rng.uniform(0.0, 1.0, size=shape).astype(dtype),
+    }
+
+
+def _logits_args(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Args:
+    return {
+        "input": (rng.standard_normal(size=shape) * 3).astype(dtype),
+        "target": rng.uniform(0.0, 1.0, size=shape).astype(dtype),
+    }
+
+
+def _bce_ref(a: Args) -> F64:
+    return reference.bce(a["input"], a["target"], weight=a.get("weight"))
+
+
+def _logits_ref(a: Args) -> F64:
+    return reference.bce_with_logits(
+        a["input"], a["target"], weight=a.get("weight"), pos_weight=a.get("pos_weight")
+    )
+
+
+_BCE_TARGET_BAD = ("float16", "uint16", "int16", "uint64")
+_REDUCTION_BAD: tuple[tuple[Any, type[Exception]], ...] = (
+    ("avg", ValueError),
+    ("", ValueError),
+    ("MEAN", ValueError),
+    (3, TypeError),
+    (None, TypeError),
+    (b"mean", TypeError),
+)
+
+FUNCS: list[Func] = [
+    Func(
+        name="binary_cross_entropy",
+        func=crossent.binary_cross_entropy,
+        positional=("input", "target"),
+        make=_bce_args,
+        reference=_bce_ref,
+        same_shape=("target",),
+        broadcast=("weight",),
+        bad_dtypes={"input": ("float16", "int64", "bool"), "target": _BCE_TARGET_BAD},
+        domain={
+            "input": (1.5, -0.5, np.inf, -np.inf, 1 + 2.0**-23),
+            "target": (1.5, -1e-30, np.inf, -np.inf),
+        },
+        bad_params={"reduction": _REDUCTION_BAD},
+        special={
+            ("input", np.nan): "nan",
+            ("input", np.inf): "ValueError",
+            ("input", -np.inf): "ValueError",
+            ("target", np.nan): "nan",
+            ("target", np.inf): "ValueError",
+            ("target", -np.inf): "ValueError",
+            ("weight", np.nan): "nan",
+            ("weight", np.inf): "inf",
+            ("weight", -np.inf): "-inf",
+        },
+    ),
+    Func(
+        name="binary_cross_entropy_with_logits",
+        func=crossent.binary_cross_entropy_with_logits,
+        positional=("input", "target"),
+        make=_logits_args,
+        reference=_logits_ref,
+        same_shape=("target",),
+        broadcast=("weight", "pos_weight"),
+        bad_dtypes={"input": ("float16", "int64", "bool"), "target": _BCE_TARGET_BAD},
+        domain={"target": (1.5, -1e-30, np.inf, -np.inf)},
+        bad_params={"reduction": _REDUCTION_BAD},
+        special={
+            # As PyTorch: +inf gives inf for a target below 1; -inf gives NaN, since the
+            # formula's (1 - y) x and log_sigmoid(x) terms are both infinite.
+            ("input", np.nan): "nan",
+            ("input", np.inf): "inf",
+            ("input", -np.inf): "nan",
+            ("target", np.nan): "nan",
+            ("target", np.inf): "ValueError",
+            ("target", -np.inf): "ValueError",
+            ("weight", np.nan): "nan",
+            ("weight", np.inf): "inf",
+            ("weight", -np.inf): "-inf",
+            ("pos_weight", np.nan): "nan",
+            ("pos_weight", np.inf): "inf",
+            ("pos_weight", -np.inf): "-inf",
+        },
+    ),
+]
+
+BY_NAME = {f.name: f for f in FUNCS}
+
+
+def ids(funcs: Sequence[Func]) -> list[str]:
+    return [f.name for f in funcs]
+
+
+def array_args(f: Func) -> tuple[str, ...]:
+    """Every array argument of `f`: positional ones, then the broadcast parameters."""
+    return f.positional + f.broadcast
+
+
+def full_args(f: Func, rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Args:
+    """Valid arguments including every optional array parameter (broadcast along the last
+    axis, one value per column, as class weights are)."""
+    args = f.make(rng, shape, dtype)
+    for name in f.broadcast:
+        args[name] = rng.uniform(0.5, 2.0, size=shape[-1:]).astype(dtype)
+    return args

@@ -1,0 +1,418 @@
+"""Hostile input for every public function (see registry.py): each bad call raises a clear
+exception naming the argument; each odd-but-valid array reads correctly. No case may crash,
+hang or panic (a PanicException is a BaseException: `pytest.raises(ValueError)` lets it
+through and fails the test)."""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from registry import FLOATS, FUNCS, NEVER, Args, Func, array_args, full_args, ids
+
+import crossent
+
+SHAPE = (4, 5)
+
+
+def args_for(f: Func, dtype: Any = np.float64, shape: tuple[int, ...] = SHAPE) -> Args:
+    return full_args(f, np.random.default_rng(7), shape, dtype)
+
+
+def raises(exc: type[Exception], arg: str, call: Callable[..., Any], /, *a: Any, **kw: Any) -> str:
+    """`call(*a, **kw)` raises `exc` with a message that names `arg` (quoted, as every message
+    does); returns the message."""
+    with pytest.raises(exc) as info:
+        call(*a, **kw)
+    message = str(info.value)
+    assert f"'{arg}'" in message, message
+    return message
+
+
+def close(got: Any, expected: Any, dtype: Any) -> None:
+    """Same values as a reference result of the same function (NaN where it has NaN)."""
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol, equal_nan=True)
+
+
+def cases(*extra: Any) -> Any:
+    """Parametrises over FUNCS, or over (func, x) pairs for each x of extra[0](func)."""
+    if not extra:
+        return pytest.mark.parametrize("f", FUNCS, ids=ids(FUNCS))
+    (expand,) = extra
+    params = [pytest.param(f, *v, id=f"{f.name}-{v}") for f in FUNCS for v in expand(f)]
+    return params
+
+
+# --- dtypes --------------------------------------------------------------------------------
+
+
+def _bad_dtype_cases(f: Func) -> list[tuple[str, str]]:
+    return [(arg, dt) for arg in array_args(f) for dt in (*NEVER, *f.bad_dtypes.get(arg, ()))]
+
+
+@pytest.mark.parametrize(("f", "arg", "dtype"), cases(_bad_dtype_cases))
+def test_unsupported_dtype_is_a_type_error(f: Func, arg: str, dtype: str) -> None:
+    args = args_for(f)
+    value = args[arg]
+    if dtype.startswith("datetime"):
+        args[arg] = np.zeros(np.shape(value), dtype=dtype)
+    else:
+        args[arg] = np.asarray(value).astype(dtype)
+    message = raises(TypeError, arg, f.call, args)
+    assert dtype.split("[")[0].rstrip("0123456789") in message, message
+
+
+@pytest.mark.parametrize("f", FUNCS, ids=ids(FUNCS))
+def test_ragged_and_foreign_objects_name_the_argument(f: Func) -> None:
+    for arg in f.positional:
+        for bad in ([[0.5, 0.5], [0.5]], {"a": 1}, object()):
+            args = args_for(f)
+            args[arg] = bad
+            raises(TypeError, arg, f.call, args)
+
+
+# --- shapes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("f", FUNCS, ids=ids(FUNCS))
+def test_mismatched_shapes(f: Func) -> None:
+    for arg in f.same_shape:
+        for shape in [(4, 6), (3, 5), (5,), (4, 5, 1), (1, 5), ()]:
+            args = args_for(f)
+            args[arg] = np.resize(args[arg], shape)
+            raises(ValueError, arg, f.call, args)
+    for arg in f.broadcast:
+        for shape in [(4,), (6,), (2, 5), (3, 4, 5)]:
+            args = args_for(f)
+            args[arg] = np.ones(shape)
+            raises(ValueError, arg, f.call, args)
+
+
+# --- scalar parameters ---------------------------------------------------------------------
+
+
+def _bad_param_cases(f: Func) -> list[tuple[str, Any, type[Exception]]]:
+    return [(p, v, e) for p, bad in f.bad_params.items() for v, e in bad]
+
+
+@pytest.mark.parametrize(("f", "param", "value", "exc"), cases(_bad_param_cases))
+def test_bad_parameter(f: Func, param: str, value: Any, exc: type[Exception]) -> None:
+    raises(exc, param, f.call, args_for(f), **{param: value})
+
+
+# --- values outside the domain -------------------------------------------------------------
+
+
+def _domain_cases(f: Func) -> list[tuple[str, float]]:
+    return [(arg, v) for arg, values in f.domain.items() for v in values]
+
+
+@pytest.mark.parametrize(("f", "arg", "value"), cases(_domain_cases))
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_value_outside_domain_names_argument_and_position(
+    f: Func, arg: str, value: float, dtype: Any
+) -> None:
+    args = args_for(f, dtype)
+    bad = np.array(args[arg], copy=True)
+    bad[2, 3] = value
+    args[arg] = bad
+    message = raises(ValueError, arg, f.call, args)
+    assert "(2, 3)" in message, message
+
+
+def test_integer_labels_out_of_range() -> None:
+    for f in FUNCS:
+        if "target" not in f.same_shape:
+            continue
+        for dtype in ("uint8", "int8", "int32", "int64"):
+            args = args_for(f)
+            labels = np.zeros(SHAPE, dtype=dtype)
+            labels[1, 4] = 2 if dtype == "uint8" else -1
+            args["target"] = labels
+            message = raises(ValueError, "target", f.call, args)
+            assert "(1, 4)" in message
+
+
+# --- out -----------------------------------------------------------------------------------
+
+
+OUT_CASES: dict[str, tuple[type[Exception], Callable[[Func, Args], Any]]] = {
+    "list": (TypeError, lambda f, a: [0.0] * 20),
+    "wrong dtype": (TypeError, lambda f, a: np.empty(f.out_shape(a), np.float32)),
+    "int dtype": (TypeError, lambda f, a: np.empty(f.out_shape(a), np.int64)),
+    "byte-swapped": (TypeError, lambda f, a: np.empty(f.out_shape(a), ">f8")),
+    "wrong shape": (ValueError, lambda f, a: np.empty((*f.out_shape(a), 1))),
+    "transposed shape": (ValueError, lambda f, a: np.empty(f.out_shape(a)[::-1])),
+    "read-only": (ValueError, lambda f, a: _readonly(np.empty(f.out_shape(a)))),
+    "misaligned": (ValueError, lambda f, a: _misaligned(np.empty(f.out_shape(a)))),
+    "zero stride": (
+        ValueError,
+        lambda f, a: np.lib.stride_tricks.as_strided(
+            np.empty(1), f.out_shape(a), (0,) * len(f.out_shape(a))
+        ),
+    ),
+    "overlapping rows": (
+        ValueError,
+        lambda f, a: np.lib.stride_tricks.as_strided(np.empty(40), f.out_shape(a), (8, 8)),
+    ),
+}
+
+
+def _readonly(a: Any) -> Any:
+    a.setflags(write=False)
+    return a
+
+
+def _misaligned(a: Any) -> Any:
+    buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    return np.frombuffer(buf.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+
+
+@pytest.mark.parametrize(("f", "case"), cases(lambda f: [(c,) for c in OUT_CASES]))
+def test_bad_out(f: Func, case: str) -> None:
+    exc, make = OUT_CASES[case]
+    args = args_for(f)
+    out = make(f, args)
+    message = raises(exc, "out", f.call, args, out=out, **f.none())
+    if case == "byte-swapped":
+        assert ">f8" in message, message  # not "must be float64, got float64"
+
+
+REDUCING = [f for f in FUNCS if f.reduces]
+
+
+@pytest.mark.parametrize("f", REDUCING, ids=ids(REDUCING))
+def test_out_only_with_reduction_none(f: Func) -> None:
+    args = args_for(f)
+    for reduction in ("mean", "sum"):
+        raises(ValueError, "out", f.call, args, out=np.empty(SHAPE), reduction=reduction)
+
+
+@pytest.mark.parametrize("f", FUNCS, ids=ids(FUNCS))
+def test_out_overlapping_an_input_is_refused(f: Func) -> None:
+    """`out` sharing memory with any input is refused, whether it is the same array, a view of
+    it, or the same memory reached through another object (which NumPy's base-object tracking
+    alone would not see): the kernel would read elements it had already overwritten."""
+    for arg in array_args(f):
+        args = args_for(f)
+        x = args[arg]
+        if np.shape(x) != f.out_shape(args):
+            # A broadcast parameter: an `out` whose first row is that parameter.
+            big = np.empty(f.out_shape(args))
+            big[0] = x
+            args[arg] = big[0]
+            for out in (big, big[::-1]):
+                raises(ValueError, "out", f.call, args, out=out, **f.none())
+            continue
+        aliases = [
+            x,
+            x[:, :],
+            np.frombuffer(x.data, dtype=x.dtype).reshape(x.shape),
+        ]
+        for out in aliases:
+            message = raises(ValueError, "out", f.call, args, out=out, **f.none())
+            assert f"'{arg}'" in message, message
+        buf = np.empty(x.size + 1)
+        buf[1:] = x.ravel()
+        args[arg] = buf[1:].reshape(x.shape)
+        for shifted in (buf[:-1], np.frombuffer(buf.data, dtype=buf.dtype)[:-1]):
+            out = shifted.reshape(x.shape)
+            message = raises(ValueError, "out", f.call, args, out=out, **f.none())
+            assert f"'{arg}'" in message, message
+
+
+@pytest.mark.parametrize("f", FUNCS, ids=ids(FUNCS))
+def test_out_interleaved_with_an_input_is_fine(f: Func) -> None:
+    """Arrays that share a buffer but no element are not an overlap."""
+    args = args_for(f)
+    arg = f.positional[0]
+    buf = np.empty((*SHAPE, 2))
+    buf[..., 0] = args[arg]
+    args[arg] = buf[..., 0]
+    expected = f.call({**args, arg: np.ascontiguousarray(buf[..., 0])}, **f.none())
+    got = f.call(args, out=buf[..., 1], **f.none())
+    assert got is not None
+    close(buf[..., 1], expected, np.float64)
+    close(buf[..., 0], args[arg], np.float64)
+
+
+@pytest.mark.parametrize("f", FUNCS, ids=ids(FUNCS))
+def test_out_is_written_whatever_its_layout(f: Func) -> None:
+    args = args_for(f)
+    expected = f.call(args, **f.none())
+    for out in (
+        np.empty(SHAPE),
+        np.empty(SHAPE, order="F"),
+        np.empty((SHAPE[0] * 2, SHAPE[1] * 3))[::2, ::3],
+        np.empty(SHAPE)[::-1, ::-1],
+    ):
+        got = f.call(args, out=out, **f.none())
+        assert got is out
+        close(out, expected, np.float64)
+
+
+def test_out_too_large_to_allocate_is_a_memory_error() -> None:
+    """A broadcast input of 2^45 elements asks for a 256 TiB result: NumPy's MemoryError, not
+    a panic."""
+    for f in FUNCS:
+        args = args_for(f)
+        for k in f.positional:
+            args[k] = np.broadcast_to(np.asarray(args[k]).ravel()[0], (2**45,))
+        for k in f.broadcast:
+            del args[k]
+        with pytest.raises(MemoryError):
+            f.call(args, **f.none())
+
+
+# --- odd but valid arrays: read correctly, in place or through one conversion ---------------
+
+
+def _byteswapped(a: Any) -> Any:
+    return np.asarray(a).astype(np.asarray(a).dtype.newbyteorder())
+
+
+def _memmap(a: Any, tmp: Path) -> Any:
+    a = np.asarray(a)
+    m = np.memmap(tmp / f"m{id(a)}.bin", dtype=a.dtype, mode="w+", shape=a.shape)
+    m[...] = a
+    m.flush()
+    return np.memmap(tmp / f"m{id(a)}.bin", dtype=a.dtype, mode="r", shape=a.shape)
+
+
+def _huge_strides(a: Any) -> Any:
+    """The same values, 1 MiB apart in a 20 MiB buffer."""
+    a = np.asarray(a)
+    step = (1 << 20) // a.itemsize
+    big = np.zeros(a.size * step, dtype=a.dtype)
+    big[::step] = a.ravel()
+    return big[::step].reshape(a.shape)
+
+
+LAYOUTS: dict[str, Callable[[Any, Path], Any]] = {
+    "byte-swapped": lambda a, t: _byteswapped(a),
+    "misaligned": lambda a, t: _copy_into(_misaligned(np.asarray(a)), a),
+    "read-only": lambda a, t: _readonly(np.array(a)),
+    "memmap": _memmap,
+    "mmap-buffer": lambda a, t: _from_mmap(a),
+    "fortran": lambda a, t: np.asfortranarray(a),
+    "negative strides": lambda a, t: np.ascontiguousarray(np.asarray(a)[::-1, ::-1])[::-1, ::-1],
+    "huge strides": lambda a, t: _huge_strides(a),
+    "transposed": lambda a, t: np.ascontiguousarray(np.asarray(a).T).T,
+}
+
+
+def _copy_into(dst: Any, src: Any) -> Any:
+    dst[...] = src
+    return dst
+
+
+def _from_mmap(a: Any) -> Any:
+    a = np.asarray(a)
+    m = mmap.mmap(-1, a.nbytes)
+    view = np.frombuffer(m, dtype=a.dtype).reshape(a.shape)
+    view[...] = a
+    return view
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("f", FUNCS, ids=ids(FUNCS))
+def test_odd_layouts_read_correctly(f: Func, dtype: Any, layout: str, tmp_path: Path) -> None:
+    args = args_for(f, dtype)
+    expected_none = f.call(args, **f.none())
+    for arg in f.positional:
+        odd = dict(args)
+        value = np.asarray(args[arg])
+        odd[arg] = LAYOUTS[layout](value, tmp_path)
+        np.testing.assert_array_equal(odd[arg], value)
+        close(f.call(odd, **f.none()), expected_none, dtype)
+        if f.reduces:
+            for reduction in ("mean", "sum"):
+                close(f.call(odd, reduction=reduction), f.call(args, reduction=reduction), dtype)
+        np.testing.assert_array_equal(odd[arg], value)  # inputs are never written
+
+
+@pytest.mark.parametrize("f", FUNCS, ids=ids(FUNCS))
+def test_zero_length_axes_and_zero_d(f: Func) -> None:
+    for shape in [(0,), (0, 5), (5, 0), (3, 0, 2)]:
+        args = f.make(np.random.default_rng(0), shape, np.float64)
+        got = f.call(args, **f.none())
+        assert isinstance(got, np.ndarray)
+        assert got.shape == f.out_shape(args)
+        assert got.dtype == np.float64
+        if f.reduces:
+            assert f.call(args, reduction="sum") == 0.0
+            assert np.isnan(f.call(args, reduction="mean"))
+    args = f.make(np.random.default_rng(0), (), np.float64)
+    expected = f.reference(args)
+    got = f.call(args, **f.none())
+    assert isinstance(got, np.ndarray)
+    assert got.shape == ()
+    close(got, expected, np.float64)
+    if f.reduces:
+        close(f.call(args, reduction="sum"), expected, np.float64)
+
+
+@pytest.mark.parametrize("f", FUNCS, ids=ids(FUNCS))
+def test_broadcast_inputs_with_zero_strides(f: Func) -> None:
+    args = args_for(f)
+    wide = {k: (np.broadcast_to(v[:1], SHAPE) if k in f.positional else v) for k, v in args.items()}
+    dense = {k: (np.ascontiguousarray(v) if k in f.positional else v) for k, v in wide.items()}
+    close(f.call(wide, **f.none()), f.call(dense, **f.none()), np.float64)
+
+
+# --- NaN and infinities in each position ---------------------------------------------------
+
+
+def _special_cases(f: Func) -> list[tuple[str, float, str]]:
+    return [(arg, v, outcome) for (arg, v), outcome in f.special.items()]
+
+
+@pytest.mark.parametrize(("f", "arg", "value", "outcome"), cases(_special_cases))
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_nan_and_inf(f: Func, arg: str, value: float, outcome: str, dtype: Any) -> None:
+    """One special value at one position: the documented outcome there (and the float64
+    reference's value), the ordinary result everywhere else; NaN makes the mean NaN."""
+    args = args_for(f, dtype)
+    if arg in f.broadcast:
+        args[arg] = np.broadcast_to(args[arg], SHAPE).copy()
+    special = np.array(args[arg], copy=True)
+    special[2, 3] = value
+    args[arg] = special
+    if outcome == "ValueError":
+        raises(ValueError, arg, f.call, args)
+        return
+    got = np.asarray(f.call(args, **f.none()))
+    with np.errstate(all="ignore"):
+        expected = f.reference(args)
+    close(got, expected, dtype)
+    mask = np.zeros(got.shape, dtype=bool)
+    mask[2, 3] = True
+    assert np.isfinite(got[~mask]).all()
+    v = got[2, 3]
+    assert {"nan": np.isnan(v), "inf": v == np.inf, "-inf": v == -np.inf}[outcome], v
+    if f.reduces:
+        mean = f.call(args)
+        assert np.isnan(mean) if outcome == "nan" else mean == float(outcome)
+
+
+# --- threads API ---------------------------------------------------------------------------
+
+
+def test_set_num_threads_bad_values(threads: None) -> None:
+    for bad in (0, -1, -(10**30)):
+        raises(ValueError, "n", crossent.set_num_threads, bad)
+    for wrong in (1.5, 2.0, "2", None, [2]):
+        raises(TypeError, "n", crossent.set_num_threads, wrong)
+
+
+def test_set_num_threads_caps_huge_counts(threads: None) -> None:
+    crossent.set_num_threads(10**30)
+    assert crossent.get_num_threads() == 1024
+    crossent.set_num_threads(np.int64(3))  # type: ignore[arg-type]
+    assert crossent.get_num_threads() == 3
