@@ -37,8 +37,8 @@ class Func:
     make: Callable[[np.random.Generator, tuple[int, ...], Any], Args]
     # reference(args): the float64 per-element (or per-distribution) result, as "none" gives.
     reference: Callable[[Args], F64]
-    # Array arguments that must have exactly the shape of the first positional one.
-    same_shape: tuple[str, ...] = ()
+    # Per array argument: shapes (against the first positional one's (4, 5)) that do not fit.
+    mismatched: dict[str, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
     # Optional array arguments broadcast against the first positional one.
     broadcast: tuple[str, ...] = ()
     # Per array argument: dtypes refused with TypeError (besides NEVER).
@@ -49,6 +49,10 @@ class Func:
     bad_params: dict[str, tuple[tuple[Any, type[Exception]], ...]] = field(default_factory=dict)
     # Whether the function takes `reduction=` (else: `out` has the per-item shape always).
     reduces: bool = True
+    # Whether the result has one value per distribution along the last axis (not per element).
+    rows: bool = False
+    # Whether `target` may hold integer labels, which must be in range.
+    labels: bool = False
     # special[(argument, value)]: what one such value at one position gives, for the README:
     # "nan", "inf", "ValueError" or "finite".
     special: dict[tuple[str, float], str] = field(default_factory=dict)
@@ -62,8 +66,12 @@ class Func:
         return self.func(*(args[k] for k in self.positional), **kwargs)
 
     def out_shape(self, args: Args) -> tuple[int, ...]:
-        shape: tuple[int, ...] = np.shape(args[self.positional[0]])
-        return shape
+        shape: tuple[int, ...] = np.broadcast_shapes(*(np.shape(args[k]) for k in self.positional))
+        return shape[:-1] if self.rows else shape
+
+    def out_index(self, index: tuple[int, ...]) -> tuple[int, ...]:
+        """Where the result for the input element at `index` lies."""
+        return index[:-1] if self.rows else index
 
     def none(self) -> dict[str, str]:
         """The keyword that asks for one result per element / distribution."""
@@ -94,7 +102,103 @@ def _logits_ref(a: Args) -> F64:
     )
 
 
+def _dist_args(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Args:
+    return {
+        "p": rng.uniform(0.05, 1.0, size=shape).astype(dtype),
+        "q": rng.uniform(0.05, 1.0, size=shape).astype(dtype),
+    }
+
+
+def _entropy_args(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Args:
+    return {"p": _dist_args(rng, shape, dtype)["p"]}
+
+
+def _normalised(a: Any) -> F64:
+    a = np.asarray(a, dtype=np.float64)
+    return np.asarray(a / a.sum(axis=-1, keepdims=True))
+
+
+def _entropy_ref(a: Args) -> F64:
+    import scipy.stats
+
+    return np.asarray(scipy.stats.entropy(np.asarray(a["p"], np.float64), axis=-1))
+
+
+def _kl_ref(a: Args) -> F64:
+    import scipy.stats
+
+    p, q = (np.asarray(a[k], np.float64) for k in "pq")
+    return np.asarray(scipy.stats.entropy(p, q, axis=-1))
+
+
+def _cross_entropy_ref(a: Args) -> F64:
+    pn, qn = _normalised(a["p"]), _normalised(a["q"])
+    terms = np.where(pn == 0, 0.0, -pn * np.log(qn))
+    return np.asarray(terms.sum(axis=-1))
+
+
+def _js_ref(a: Args) -> F64:
+    import scipy.spatial.distance
+
+    p, q = (np.asarray(a[k], np.float64) for k in "pq")
+    return np.asarray(scipy.spatial.distance.jensenshannon(p, q, axis=-1) ** 2)
+
+
+_DIST_PARAMS: dict[str, tuple[tuple[Any, type[Exception]], ...]] = {
+    "axis": (
+        (2, ValueError),
+        (-3, ValueError),
+        (10**30, ValueError),
+        (1.0, TypeError),
+        ("0", TypeError),
+        ((0, 1), TypeError),
+        (True, TypeError),
+    ),
+    "base": (
+        (-2.0, ValueError),
+        (0, ValueError),
+        (1, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        ("2", TypeError),
+        (np.array([2.0, 3.0]), TypeError),
+        (True, TypeError),
+    ),
+    "normalize": ((1, TypeError), (None, TypeError), ("yes", TypeError)),
+}
+_DIST_SPECIAL = {
+    # Normalising by a sum that is NaN or infinite makes the whole distribution NaN, as SciPy.
+    ("p", np.nan): "nan",
+    ("p", np.inf): "nan",
+    ("p", -np.inf): "ValueError",
+}
+_PAIR_SPECIAL = {
+    **_DIST_SPECIAL,
+    ("q", np.nan): "nan",
+    ("q", np.inf): "nan",
+    ("q", -np.inf): "ValueError",
+}
+_Q_MISMATCH = ((4, 6), (3, 5), (2, 5), (6,), (3, 4, 6))
+
+
+def _pairwise(name: str, reference: Callable[[Args], F64]) -> Func:
+    return Func(
+        name=name,
+        func=getattr(crossent, name),
+        positional=("p", "q"),
+        make=_dist_args,
+        reference=reference,
+        mismatched={"q": _Q_MISMATCH},
+        domain={"p": (-0.5, -1e-30, -np.inf), "q": (-0.5, -1e-30, -np.inf)},
+        bad_params=_DIST_PARAMS,
+        reduces=False,
+        rows=True,
+        special=_PAIR_SPECIAL,
+    )
+
+
 _BCE_TARGET_BAD = ("float16", "uint16", "int16", "uint64")
+_TARGET_MISMATCH = ((4, 6), (3, 5), (5,), (4, 5, 1), (1, 5), ())
 _REDUCTION_BAD: tuple[tuple[Any, type[Exception]], ...] = (
     ("avg", ValueError),
     ("", ValueError),
@@ -111,7 +215,8 @@ FUNCS: list[Func] = [
         positional=("input", "target"),
         make=_bce_args,
         reference=_bce_ref,
-        same_shape=("target",),
+        mismatched={"target": _TARGET_MISMATCH},
+        labels=True,
         broadcast=("weight",),
         bad_dtypes={"input": ("float16", "int64", "bool"), "target": _BCE_TARGET_BAD},
         domain={
@@ -137,7 +242,8 @@ FUNCS: list[Func] = [
         positional=("input", "target"),
         make=_logits_args,
         reference=_logits_ref,
-        same_shape=("target",),
+        mismatched={"target": _TARGET_MISMATCH},
+        labels=True,
         broadcast=("weight", "pos_weight"),
         bad_dtypes={"input": ("float16", "int64", "bool"), "target": _BCE_TARGET_BAD},
         domain={"target": (1.5, -1e-30, np.inf, -np.inf)},
@@ -159,6 +265,24 @@ FUNCS: list[Func] = [
             ("pos_weight", -np.inf): "-inf",
         },
     ),
+]
+
+FUNCS += [
+    Func(
+        name="entropy",
+        func=crossent.entropy,
+        positional=("p",),
+        make=_entropy_args,
+        reference=_entropy_ref,
+        domain={"p": (-0.5, -1e-30, -np.inf)},
+        bad_params=_DIST_PARAMS,
+        reduces=False,
+        rows=True,
+        special=_DIST_SPECIAL,
+    ),
+    _pairwise("cross_entropy", _cross_entropy_ref),
+    _pairwise("kl_divergence", _kl_ref),
+    _pairwise("jensen_shannon", _js_ref),
 ]
 
 BY_NAME = {f.name: f for f in FUNCS}

@@ -1,12 +1,13 @@
 //! Python bindings of entropy, cross-entropy, KL and Jensen-Shannon divergence: parse, convert
 //! dtypes, release the GIL, dispatch. The formulas live in [`crate::kernels::divergence`].
 
-use numpy::{Element, PyArrayDescrMethods, PyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{Element, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
-use super::arrays::{dtype_name, is, ndarray, shape_str, View, ViewMut};
+use super::args;
+use super::arrays::{dtype_name, is, ndarray, new_output, shape_str, View, ViewMut};
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::divergence::{self, Kind};
 use crate::kernels::float::Float;
@@ -62,9 +63,9 @@ use crate::kernels::strided::find_first;
 )]
 pub fn entropy<'py>(
     p: &Bound<'py, PyAny>,
-    axis: Option<isize>,
-    base: Option<f64>,
-    normalize: bool,
+    #[pyo3(from_py_with = args::axis)] axis: Option<isize>,
+    #[pyo3(from_py_with = args::base)] base: Option<f64>,
+    #[pyo3(from_py_with = args::normalize)] normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     compute_kind(Kind::Entropy, p, None, axis, base, normalize, out)
@@ -110,9 +111,9 @@ pub fn entropy<'py>(
 pub fn cross_entropy<'py>(
     p: &Bound<'py, PyAny>,
     q: &Bound<'py, PyAny>,
-    axis: Option<isize>,
-    base: Option<f64>,
-    normalize: bool,
+    #[pyo3(from_py_with = args::axis)] axis: Option<isize>,
+    #[pyo3(from_py_with = args::base)] base: Option<f64>,
+    #[pyo3(from_py_with = args::normalize)] normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     compute_kind(Kind::CrossEntropy, p, Some(q), axis, base, normalize, out)
@@ -159,9 +160,9 @@ pub fn cross_entropy<'py>(
 pub fn kl_divergence<'py>(
     p: &Bound<'py, PyAny>,
     q: &Bound<'py, PyAny>,
-    axis: Option<isize>,
-    base: Option<f64>,
-    normalize: bool,
+    #[pyo3(from_py_with = args::axis)] axis: Option<isize>,
+    #[pyo3(from_py_with = args::base)] base: Option<f64>,
+    #[pyo3(from_py_with = args::normalize)] normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     compute_kind(Kind::KlDivergence, p, Some(q), axis, base, normalize, out)
@@ -208,9 +209,9 @@ pub fn kl_divergence<'py>(
 pub fn jensen_shannon<'py>(
     p: &Bound<'py, PyAny>,
     q: &Bound<'py, PyAny>,
-    axis: Option<isize>,
-    base: Option<f64>,
-    normalize: bool,
+    #[pyo3(from_py_with = args::axis)] axis: Option<isize>,
+    #[pyo3(from_py_with = args::base)] base: Option<f64>,
+    #[pyo3(from_py_with = args::normalize)] normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     compute_kind(Kind::JensenShannon, p, Some(q), axis, base, normalize, out)
@@ -388,13 +389,19 @@ fn compute<'py, T: Float + Element>(
     let out_array: Option<Bound<'py, PyAny>> = match args.out {
         Some(out) => Some(out.clone()),
         None if out_shape.is_empty() => None,
-        // SAFETY: uninitialised, but the kernel writes every element before it is returned
-        // (on error it is dropped unseen).
-        None => Some(unsafe { PyArrayDyn::<T>::new(py, out_shape.as_slice(), false) }.into_any()),
+        // Uninitialised, but the kernel writes every element before it is returned (on error
+        // it is dropped unseen).
+        None => Some(new_output::<T>(py, &out_shape, false)?),
     };
+    // A given `out` must not overlap `p` or `q` (a fresh one cannot).
+    let mut inputs = Vec::new();
+    if args.out.is_some() {
+        inputs.push(pv.operand("p"));
+        inputs.extend(qv.as_ref().map(|qv| qv.operand("q")));
+    }
     let out_view = out_array
         .as_ref()
-        .map(|o| ViewMut::<T>::new(o, &out_shape, T::NAME))
+        .map(|o| ViewMut::<T>::new(o, &out_shape, T::NAME, &inputs))
         .transpose()?;
     let (out_ptr, out_strides) = match &out_view {
         Some(v) => {

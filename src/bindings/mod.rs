@@ -2,6 +2,7 @@
 //! around the kernels and converts results. No loss formula lives here.
 
 pub mod accumulate;
+pub mod args;
 pub mod arrays;
 pub mod bce;
 pub mod divergence;
