@@ -53,6 +53,11 @@ class Func:
     rows: bool = False
     # Whether `target` may hold integer labels, which must be in range.
     labels: bool = False
+    # Whether `axis=None` (the whole array as one distribution) is accepted.
+    axis_none: bool = True
+    # Whether "mean" divides by the weight of the rows not ignored (class indices, as PyTorch)
+    # rather than by the number of elements / rows.
+    weighted_mean: bool = False
     # special[(argument, value)]: what one such value at one position gives, for the README:
     # "nan", "inf", "ValueError" or "finite".
     special: dict[tuple[str, float], str] = field(default_factory=dict)
@@ -66,7 +71,7 @@ class Func:
         return self.func(*(args[k] for k in self.positional), **kwargs)
 
     def out_shape(self, args: Args) -> tuple[int, ...]:
-        shape: tuple[int, ...] = np.broadcast_shapes(*(np.shape(args[k]) for k in self.positional))
+        shape: tuple[int, ...] = np.shape(args[self.positional[0]])
         return shape[:-1] if self.rows else shape
 
     def out_index(self, index: tuple[int, ...]) -> tuple[int, ...]:
@@ -283,6 +288,113 @@ FUNCS += [
     _pairwise("cross_entropy", _cross_entropy_ref),
     _pairwise("kl_divergence", _kl_ref),
     _pairwise("jensen_shannon", _js_ref),
+]
+
+
+def _labels_args(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Args:
+    # Row i's label is i mod C: never the last class, where the special-value tests write.
+    n = int(np.prod(shape[:-1]))
+    classes = shape[-1] if shape else 1
+    # With no classes at all, only ignore_index is a valid label.
+    labels = np.arange(n) % max(classes - 1, 1) if classes else np.full(n, -100)
+    return {
+        "logits": (rng.standard_normal(size=shape) * 3).astype(dtype),
+        "target": labels.reshape(shape[:-1]).astype(np.int64),
+    }
+
+
+def _softmax_probs_args(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Args:
+    t = rng.uniform(0.05, 1.0, size=shape)
+    t /= t.sum(axis=-1, keepdims=True) if t.ndim else t
+    return {
+        "logits": (rng.standard_normal(size=shape) * 3).astype(dtype),
+        "target": t.astype(dtype),
+    }
+
+
+def _softmax_ref(a: Args) -> F64:
+    """Per-row torch.nn.functional.cross_entropy (class dimension last), float64."""
+    import scipy.special
+
+    x = np.asarray(a["logits"], dtype=np.float64)
+    classes = x.shape[-1]
+    eps = float(a.get("label_smoothing", 0.0))
+    w = np.ones(classes) if a.get("weight") is None else np.asarray(a["weight"], np.float64)
+    with np.errstate(invalid="ignore"):
+        logp = x - scipy.special.logsumexp(x, axis=-1, keepdims=True)
+    # PyTorch's log_softmax is NaN across a row holding +inf (inf - inf).
+    logp = np.where(np.isposinf(x).any(axis=-1, keepdims=True), np.nan, logp)
+    t = np.asarray(a["target"])
+    if t.dtype.kind == "f":
+        soft = (1 - eps) * t.astype(np.float64) + eps / classes
+        return np.asarray(-(soft * w * logp).sum(axis=-1))
+    ignore = a.get("ignore_index", -100)
+    valid = t != ignore
+    idx = np.where(valid, t, 0)
+    nll = -np.take_along_axis(logp, idx[..., None], axis=-1)[..., 0] * w[idx]
+    loss = (1 - eps) * nll
+    if eps:
+        loss = loss - eps / classes * (logp * w).sum(axis=-1)
+    return np.asarray(np.where(valid, loss, 0.0))
+
+
+_SOFTMAX_PARAMS: dict[str, tuple[tuple[Any, type[Exception]], ...]] = {
+    "axis": ((2, ValueError), (-3, ValueError), (1.0, TypeError), (None, TypeError)),
+    "ignore_index": ((1.5, TypeError), ("x", TypeError), (None, TypeError)),
+    "label_smoothing": (
+        (-0.1, ValueError),
+        (1.5, ValueError),
+        (float("nan"), ValueError),
+        ("0.1", TypeError),
+        (None, TypeError),
+    ),
+    "reduction": _REDUCTION_BAD,
+}
+_SOFTMAX_LOGITS_SPECIAL = {
+    ("logits", np.nan): "nan",
+    # lse = log(sum(exp(x))) is inf, and inf - inf is NaN, as in PyTorch.
+    ("logits", np.inf): "nan",
+}
+
+FUNCS += [
+    Func(
+        name="softmax_cross_entropy",
+        func=crossent.softmax_cross_entropy,
+        positional=("logits", "target"),
+        make=_labels_args,
+        reference=_softmax_ref,
+        mismatched={"target": ((5,), (3,), (4, 1), (4, 2))},
+        broadcast=("weight",),
+        bad_dtypes={"target": ("uint64", "bool")},
+        domain={"target": (5, 99, -1, -99)},
+        bad_params=_SOFTMAX_PARAMS,
+        rows=True,
+        axis_none=False,
+        weighted_mean=True,
+        # A class of logit -inf has probability 0: finite unless it is the row's label.
+        special={**_SOFTMAX_LOGITS_SPECIAL, ("logits", -np.inf): "finite"},
+    ),
+    Func(
+        name="softmax_cross_entropy[probabilities]",
+        func=crossent.softmax_cross_entropy,
+        positional=("logits", "target"),
+        make=_softmax_probs_args,
+        reference=_softmax_ref,
+        mismatched={"target": ((4, 6), (3, 5), (5,), (4, 5, 1))},
+        broadcast=("weight",),
+        domain={"target": (-0.5, -1e-30, -np.inf)},
+        bad_params=_SOFTMAX_PARAMS,
+        rows=True,
+        axis_none=False,
+        special={
+            **_SOFTMAX_LOGITS_SPECIAL,
+            # Probability 0 for a class the target gives weight: the loss is inf.
+            ("logits", -np.inf): "inf",
+            ("target", np.nan): "nan",
+            ("target", np.inf): "inf",
+            ("target", -np.inf): "ValueError",
+        },
+    ),
 ]
 
 BY_NAME = {f.name: f for f in FUNCS}

@@ -57,6 +57,12 @@ pub fn axis(obj: &Bound<'_, PyAny>) -> PyResult<Option<isize>> {
     Ok(Some(isize::try_from(v).unwrap_or(isize::MAX)))
 }
 
+/// `axis=` where it must be an integer (no `None`).
+pub fn int_axis(obj: &Bound<'_, PyAny>) -> PyResult<isize> {
+    let v = int(obj, "axis")?;
+    Ok(isize::try_from(v).unwrap_or(isize::MAX))
+}
+
 /// A real number argument (int, float, NumPy scalar; not a bool, string or array).
 fn real(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<f64> {
     let wrong = || {

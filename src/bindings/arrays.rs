@@ -174,6 +174,33 @@ pub struct Operand<'a, 'py> {
     pub span: Option<Span>,
 }
 
+/// `arr` as an operand of the overlap check on `out`, for an input not (yet) viewed as typed
+/// elements.
+pub fn operand<'a, 'py>(arr: &Bound<'py, PyUntypedArray>, name: &'a str) -> Operand<'a, 'py> {
+    let itemsize = arr.dtype().itemsize().max(1);
+    // SAFETY: `arr` is a live ndarray, so its object pointer is valid to read `data` from.
+    let data = unsafe { (*arr.as_array_ptr()).data } as usize;
+    let strides: Vec<isize> = arr
+        .strides()
+        .iter()
+        .map(|s| s / itemsize as isize)
+        .collect();
+    let aligned = arr.strides().iter().all(|s| s % itemsize as isize == 0);
+    Operand {
+        name,
+        array: arr.as_any().clone(),
+        // Strides that are not whole elements: the span of every byte up to the farthest one.
+        span: if aligned {
+            Span::of(data, arr.shape(), &strides, itemsize)
+        } else {
+            Span::of(data, arr.shape(), arr.strides(), 1).map(|s| Span {
+                lo: s.lo,
+                hi: s.hi.saturating_add(itemsize),
+            })
+        },
+    }
+}
+
 /// True if some element of `a` and some element of `b` share a byte, as NumPy's exact
 /// solver decides it (bounded; a problem too hard for the bound counts as shared).
 fn shares_memory(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {

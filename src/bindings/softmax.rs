@@ -1,14 +1,17 @@
 //! Python binding of softmax cross-entropy: parse, dispatch on dtypes, release the GIL,
 //! convert. The formulas live in [`crate::kernels::softmax`].
 
-use numpy::{Element, PyArrayDescrMethods, PyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{Element, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
-use super::arrays::{dtype_name, is, ndarray, ndarray_as, shape_str, View, ViewMut};
+use super::args;
+use super::arrays::{
+    dtype_name, is, ndarray, ndarray_as, new_output, operand, shape_str, View, ViewMut,
+};
 use super::divergence::{as_float, domain_error, normalize_axis, precision, Precision};
-use super::reduction::Reduction;
+use super::reduction::{reduction_arg, Reduction};
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::float::Float;
 use crate::kernels::pool;
@@ -83,11 +86,11 @@ use crate::kernels::strided::{find_first, SendPtr};
 pub fn softmax_cross_entropy<'py>(
     logits: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
-    axis: isize,
+    #[pyo3(from_py_with = args::int_axis)] axis: isize,
     weight: Option<&Bound<'py, PyAny>>,
-    ignore_index: i64,
-    label_smoothing: f64,
-    reduction: &str,
+    #[pyo3(from_py_with = args::ignore_index)] ignore_index: i64,
+    #[pyo3(from_py_with = args::label_smoothing)] label_smoothing: f64,
+    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let reduction = Reduction::parse(reduction)?;
@@ -216,16 +219,23 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
 
     let out_array: Option<Bound<'py, PyAny>> = match (args.reduction, args.out) {
         (Reduction::None, Some(out)) => Some(out.clone()),
-        // SAFETY: uninitialised, but the kernel writes every element before it is returned
-        // (on error it is dropped unseen).
-        (Reduction::None, None) => {
-            Some(unsafe { PyArrayDyn::<T>::new(py, rows_shape.as_slice(), false) }.into_any())
-        }
+        // Uninitialised, but the kernel writes every element before it is returned (on error
+        // it is dropped unseen).
+        (Reduction::None, None) => Some(new_output::<T>(py, &rows_shape, false)?),
         _ => None,
     };
+    // A given `out` must not overlap an input (a fresh one cannot).
+    let mut inputs = Vec::new();
+    if args.out.is_some() {
+        inputs.push(xv.operand("logits"));
+        inputs.push(match &target {
+            Target::Labels(y) | Target::Probabilities(y) => operand(y, "target"),
+        });
+        inputs.extend(weight_view.as_ref().map(|w| w.operand("weight")));
+    }
     let out_view = out_array
         .as_ref()
-        .map(|o| ViewMut::<T>::new(o, &rows_shape, T::NAME))
+        .map(|o| ViewMut::<T>::new(o, &rows_shape, T::NAME, &inputs))
         .transpose()?;
     let (out_ptr, out_strides) = match &out_view {
         Some(v) => (v.ptr, widen(&v.strides)),

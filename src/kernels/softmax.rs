@@ -295,7 +295,12 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
     }
 
     unsafe fn finish(&self, _row: usize, base: [isize; 4], st: Lse) -> Partial {
-        let loss = st.a * st.lse() - st.b;
+        // No classes: an empty sum, 0 as in PyTorch (not `0 · lse = 0 · -inf = NaN`).
+        let loss = if self.classes.count == 0 {
+            0.0
+        } else {
+            st.a * st.lse() - st.b
+        };
         if !self.out.0.is_null() {
             // SAFETY: the output offset of the row is valid and written by this row only.
             unsafe { *self.out.0.offset(base[3]) = T::from_f64(loss) };
