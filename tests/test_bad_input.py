@@ -484,3 +484,31 @@ def test_set_num_threads_caps_huge_counts(threads: None) -> None:
     assert crossent.get_num_threads() == 1024
     crossent.set_num_threads(np.int64(3))  # type: ignore[arg-type]
     assert crossent.get_num_threads() == 3
+
+
+# --- the gradient: two outputs -------------------------------------------------------------
+
+
+def test_grad_outputs_must_not_overlap_inputs_or_each_other() -> None:
+    grad = crossent.binary_cross_entropy_with_logits_grad
+    x = np.random.default_rng(0).standard_normal(SHAPE)
+    y = np.full(SHAPE, 0.25)
+    g, h = np.empty(SHAPE), np.empty(SHAPE)
+    through_memoryview = np.frombuffer(x.data, dtype=np.float64).reshape(SHAPE)
+    message = raises(ValueError, "out", grad, x, y, out=(through_memoryview, h))
+    assert "'input'" in message, message
+    message = raises(ValueError, "out", grad, x, y, out=(g, through_memoryview))
+    assert "'input'" in message, message
+    message = raises(ValueError, "out", grad, x, y, out=(g, np.frombuffer(g.data).reshape(SHAPE)))
+    assert "'out[0]'" in message, message
+    raises(ValueError, "out", grad, x, y, out=(g, g))
+    raises(TypeError, "out", grad, x, y, out=[g, h])
+    raises(TypeError, "reduction", grad, x, y, reduction=1)
+    got_g, got_h = grad(x, y, out=(g, h))
+    assert got_g is g and got_h is h
+
+
+def test_grad_too_large_to_allocate_is_a_memory_error() -> None:
+    big = np.broadcast_to(0.5, (2**45,))
+    with pytest.raises(MemoryError):
+        crossent.binary_cross_entropy_with_logits_grad(big, big)

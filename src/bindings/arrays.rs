@@ -290,6 +290,7 @@ pub struct ViewMut<'py, E: Element> {
     _borrow: PyReadwriteArrayDyn<'py, E>,
     pub ptr: *mut E,
     pub strides: Vec<isize>,
+    shape: Vec<usize>,
 }
 
 impl<'py, E: Element> ViewMut<'py, E> {
@@ -363,8 +364,24 @@ impl<'py, E: Element> ViewMut<'py, E> {
         Ok(ViewMut {
             ptr: typed.data(),
             strides,
+            shape: shape.to_vec(),
             _borrow: borrow,
         })
+    }
+
+    /// This output as an operand of the overlap check of a second output (e.g. `hess`
+    /// against `grad`): two outputs must not share memory either.
+    pub fn operand<'a>(&self, name: &'a str) -> Operand<'a, 'py> {
+        Operand {
+            name,
+            array: self._borrow.as_any().clone(),
+            span: Span::of(
+                self.ptr as usize,
+                &self.shape,
+                &self.strides,
+                std::mem::size_of::<E>(),
+            ),
+        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! Python bindings of the gradient kernels ([`crate::kernels::grad`]).
 
-use numpy::{Element, PyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{Element, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::arrays::{dtype_name, is, ndarray, ndarray_as, shape_str, View, ViewMut};
+use super::arrays::{dtype_name, is, ndarray, ndarray_as, new_output, shape_str, View, ViewMut};
+use super::reduction::reduction_arg;
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::grad::{self, LogitsGrad};
@@ -68,7 +69,7 @@ pub fn binary_cross_entropy_with_logits_grad<'py>(
     target: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
     pos_weight: Option<&Bound<'py, PyAny>>,
-    reduction: &str,
+    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let mean = match reduction {
@@ -168,11 +169,11 @@ fn outputs<'py, T: Float + Element>(
         }
         None => {
             let fortran = x.is_fortran_contiguous() && !x.is_c_contiguous();
-            // SAFETY: the kernel writes every element before the arrays are returned (they
-            // are dropped on error).
-            let g = unsafe { PyArrayDyn::<T>::new(py, shape, fortran) };
-            let h = unsafe { PyArrayDyn::<T>::new(py, shape, fortran) };
-            Ok((g.into_any(), h.into_any()))
+            // Uninitialised: the kernel writes every element before the arrays are returned
+            // (they are dropped on error).
+            let g = new_output::<T>(py, shape, fortran)?;
+            let h = new_output::<T>(py, shape, fortran)?;
+            Ok((g, h))
         }
     }
 }
@@ -197,8 +198,19 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
     let (_w, w_ptr, w_strides) = param::<T>(args.weight, "weight", &shape)?;
     let (_pw, pw_ptr, pw_strides) = param::<T>(args.pos_weight, "pos_weight", &shape)?;
     let (g, h) = outputs::<T>(x, &shape, args.out)?;
-    let gv = ViewMut::<T>::new(&g, &shape, T::NAME)?;
-    let hv = ViewMut::<T>::new(&h, &shape, T::NAME)?;
+    // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
+    let mut inputs = Vec::new();
+    if args.out.is_some() {
+        inputs.push(xv.operand("input"));
+        inputs.push(yv.operand("target"));
+        inputs.extend(_w.as_ref().map(|v| v.operand("weight")));
+        inputs.extend(_pw.as_ref().map(|v| v.operand("pos_weight")));
+    }
+    let gv = ViewMut::<T>::new(&g, &shape, T::NAME, &inputs)?;
+    if args.out.is_some() {
+        inputs.push(gv.operand("out[0]"));
+    }
+    let hv = ViewMut::<T>::new(&h, &shape, T::NAME, &inputs)?;
     let n: usize = shape.iter().product();
     let scale = if args.mean {
         T::from_f64(1.0 / n as f64)
