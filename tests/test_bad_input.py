@@ -512,3 +512,13 @@ def test_grad_too_large_to_allocate_is_a_memory_error() -> None:
     big = np.broadcast_to(0.5, (2**45,))
     with pytest.raises(MemoryError):
         crossent.binary_cross_entropy_with_logits_grad(big, big)
+
+
+def test_class_index_equal_to_the_class_count_is_out_of_range() -> None:
+    logits = np.zeros((3, 5))
+    for dtype in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64"):
+        labels = np.array([0, 4, 5], dtype=dtype)
+        message = raises(ValueError, "target", crossent.softmax_cross_entropy, logits, labels)
+        assert "(2,)" in message, message
+        labels[2] = 4
+        assert np.isfinite(crossent.softmax_cross_entropy(logits, labels))
