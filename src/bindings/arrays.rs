@@ -27,6 +27,13 @@ pub fn ndarray<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, P
     let py = obj.py();
     let arr = match obj.cast::<PyUntypedArray>() {
         Ok(a) => a.clone(),
+        // Objects that speak only DLPack (no `__array__` / array interface): NumPy's
+        // `asarray` would wrap them in an object array; `from_dlpack` views CPU memory in
+        // place (and refuses other devices).
+        Err(_) if dlpack_only(obj)? => numpy_module(py)?
+            .call_method1("from_dlpack", (obj,))
+            .map_err(|e| conversion_error(py, arg, e))?
+            .cast_into::<PyUntypedArray>()?,
         Err(_) => numpy_module(py)?
             .call_method1("asarray", (obj,))
             .map_err(|e| conversion_error(py, arg, e))?
@@ -43,6 +50,14 @@ pub fn ndarray<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, P
     let native_dtype = dtype.call_method1("newbyteorder", ("=",))?;
     let fresh = numpy_module(py)?.call_method1("array", (arr, native_dtype))?;
     Ok(fresh.cast_into::<PyUntypedArray>()?)
+}
+
+/// True if `obj` offers `__dlpack__` but none of NumPy's own array protocols.
+fn dlpack_only(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Ok(obj.hasattr("__dlpack__")?
+        && !obj.hasattr("__array__")?
+        && !obj.hasattr("__array_interface__")?
+        && !obj.hasattr("__array_struct__")?)
 }
 
 /// The error for an object NumPy cannot turn into an array: a `TypeError` naming the argument,
