@@ -30,8 +30,9 @@
 //! survive that subtraction. In `f64` the result is accurate to a few ulp of `f32`.
 
 use super::float::Float;
+use super::isa::Arch;
 use super::reduce::{flags, Partial};
-use super::rows::{lane_sums, RowOp};
+use super::rows::{sum_lanes, view_rows, RowOp};
 use super::strided::{SendPtr, TileBuf};
 
 /// Which quantity of a row.
@@ -80,19 +81,38 @@ fn any_negative<T: Float>(x: &[T]) -> bool {
     x.iter().fold(false, |bad, &v| bad | (v < T::ZERO))
 }
 
-/// `x · ln(x / y)` with `0 · ln(0 / y) = 0`.
+/// `x · ln(x / y)` with `0 · ln(0 / y) = 0` (branch-free).
 #[inline(always)]
-fn rel_entr<T: Float>(x: T, y: T) -> T {
-    if x == T::ZERO {
-        T::ZERO
+fn rel_entr<A: Arch>(x: f64, y: f64) -> f64 {
+    let t = x * (x / y).ln_on::<A>();
+    if x == 0.0 {
+        0.0
     } else {
-        x * (x / y).ln()
+        t
+    }
+}
+
+/// `x · ln x` with `0 · ln 0 = 0` (branch-free).
+#[inline(always)]
+fn x_ln_x<A: Arch>(x: f64) -> f64 {
+    let t = x * x.ln_on::<A>();
+    if x == 0.0 {
+        0.0
+    } else {
+        t
     }
 }
 
 impl<T: Float> RowOp<3> for Divergence<T> {
     type State = Sums;
-    type Scratch = (TileBuf<T>, TileBuf<T>);
+    /// Gather buffers for `p` and `q`; the element terms; Jensen-Shannon's scale factors.
+    type Scratch = (
+        TileBuf<T>,
+        TileBuf<T>,
+        TileBuf<f64>,
+        TileBuf<f64>,
+        TileBuf<f64>,
+    );
 
     fn empty(&self) -> Sums {
         Sums {
@@ -101,63 +121,83 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         }
     }
 
-    #[inline]
-    unsafe fn tile(
+    #[inline(always)]
+    unsafe fn tile<A: Arch>(
         &self,
-        (bp, bq): &mut Self::Scratch,
-        row: usize,
+        (bp, bq, bt, bfa, bfb): &mut Self::Scratch,
+        first_row: usize,
         at: [isize; 3],
+        rs: [isize; 3],
         st: [isize; 3],
         n: usize,
-    ) -> Sums {
+        states: &mut [Sums],
+    ) {
+        let rows = states.len();
         // SAFETY: the engine hands out offsets inside the operands (the caller of `run`
         // guarantees them valid).
-        let p = unsafe { bp.view(self.p.0.offset(at[0]), st[0], n) };
-        let mut flags = if any_negative(p) { flags::INPUT } else { 0 };
+        let p = unsafe { view_rows(bp, self.p.0.offset(at[0]), rs[0], st[0], rows, n) };
+        let terms = bt.scratch(rows * n);
+        let seg = |r: usize| r * n..(r + 1) * n;
         if self.kind == Kind::Entropy {
-            let [sp, s] = lane_sums(n, |i| {
-                let x = p[i].to_f64();
-                [x, if x == 0.0 { 0.0 } else { x * x.ln() }]
-            });
-            return Sums {
-                v: [sp, s, 0.0],
-                flags,
-            };
+            for (t, &x) in terms.iter_mut().zip(p) {
+                *t = x_ln_x::<A>(x.to_f64());
+            }
+            for (r, s) in states.iter_mut().enumerate() {
+                let (p, t) = (&p[seg(r)], &terms[seg(r)]);
+                *s = Sums {
+                    v: [sum_lanes(p), sum_lanes(t), 0.0],
+                    flags: if any_negative(p) { flags::INPUT } else { 0 },
+                };
+            }
+            return;
         }
         // SAFETY: as above.
-        let q = unsafe { bq.view(self.q.0.offset(at[1]), st[1], n) };
-        if any_negative(q) {
-            flags |= flags::TARGET;
-        }
-        let v = match self.kind {
-            Kind::Entropy => unreachable!("handled above"),
-            Kind::CrossEntropy => lane_sums(n, |i| {
-                let (x, y) = (p[i].to_f64(), q[i].to_f64());
-                [x, y, if x == 0.0 { 0.0 } else { -(x * y.ln()) }]
-            }),
-            Kind::KlDivergence => lane_sums(n, |i| {
-                let (x, y) = (p[i].to_f64(), q[i].to_f64());
-                [x, y, rel_entr(x, y)]
-            }),
-            Kind::JensenShannonSums => {
-                let [sp, sq] = lane_sums(n, |i| [p[i].to_f64(), q[i].to_f64()]);
-                [sp, sq, 0.0]
+        let q = unsafe { view_rows(bq, self.q.0.offset(at[1]), rs[1], st[1], rows, n) };
+        match self.kind {
+            Kind::Entropy | Kind::JensenShannonSums => {}
+            Kind::CrossEntropy => {
+                for ((t, &x), &y) in terms.iter_mut().zip(p).zip(q) {
+                    let (x, y) = (x.to_f64(), y.to_f64());
+                    let l = -(x * y.ln_on::<A>());
+                    *t = if x == 0.0 { 0.0 } else { l };
+                }
+            }
+            Kind::KlDivergence => {
+                for ((t, &x), &y) in terms.iter_mut().zip(p).zip(q) {
+                    *t = rel_entr::<A>(x.to_f64(), y.to_f64());
+                }
             }
             Kind::JensenShannon => {
-                // SAFETY: the first pass stored one entry per row.
-                let [fa, fb] = unsafe { *self.norms.0.add(row) };
-                let [s] = lane_sums(n, |i| {
-                    let (a, b) = (p[i].to_f64() * fa, q[i].to_f64() * fb);
+                let (fa, fb) = (bfa.scratch(rows * n), bfb.scratch(rows * n));
+                for r in 0..rows {
+                    // SAFETY: the first pass stored one entry per row.
+                    let [a, b] = unsafe { *self.norms.0.add(first_row + r) };
+                    fa[seg(r)].fill(a);
+                    fb[seg(r)].fill(b);
+                }
+                for ((((t, &x), &y), &fa), &fb) in
+                    terms.iter_mut().zip(p).zip(q).zip(&*fa).zip(&*fb)
+                {
+                    let (a, b) = (x.to_f64() * fa, y.to_f64() * fb);
                     let m = (a + b) * 0.5;
-                    [rel_entr(a, m) + rel_entr(b, m)]
-                });
-                [s, 0.0, 0.0]
+                    *t = rel_entr::<A>(a, m) + rel_entr::<A>(b, m);
+                }
             }
-        };
-        Sums { v, flags }
+        }
+        for (r, s) in states.iter_mut().enumerate() {
+            let (p, q, t) = (&p[seg(r)], &q[seg(r)], &terms[seg(r)]);
+            let flags = if any_negative(p) { flags::INPUT } else { 0 }
+                | if any_negative(q) { flags::TARGET } else { 0 };
+            let v = match self.kind {
+                Kind::JensenShannonSums => [sum_lanes(p), sum_lanes(q), 0.0],
+                Kind::JensenShannon => [sum_lanes(t), 0.0, 0.0],
+                _ => [sum_lanes(p), sum_lanes(q), sum_lanes(t)],
+            };
+            *s = Sums { v, flags };
+        }
     }
 
-    #[inline]
+    #[inline(always)]
     fn merge(&self, a: Sums, b: Sums) -> Sums {
         Sums {
             v: std::array::from_fn(|k| a.v[k] + b.v[k]),
@@ -165,16 +205,17 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         }
     }
 
-    unsafe fn finish(&self, row: usize, base: [isize; 3], s: Sums) -> Partial {
+    #[inline(always)]
+    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; 3], s: Sums) -> Partial {
         let [sp, sq, sl] = s.v;
         let value = if self.len == 0 {
             0.0
         } else {
             match (self.kind, self.normalize) {
-                (Kind::Entropy, true) => -sq / sp + sp.ln(),
+                (Kind::Entropy, true) => -sq / sp + sp.ln_on::<A>(),
                 (Kind::Entropy, false) => -sq,
-                (Kind::CrossEntropy, true) => sl / sp + sq.ln(),
-                (Kind::KlDivergence, true) => sl / sp + sq.ln() - sp.ln(),
+                (Kind::CrossEntropy, true) => sl / sp + sq.ln_on::<A>(),
+                (Kind::KlDivergence, true) => sl / sp + sq.ln_on::<A>() - sp.ln_on::<A>(),
                 (Kind::CrossEntropy | Kind::KlDivergence, false) => sl,
                 (Kind::JensenShannonSums, normalize) => {
                     let norms = if normalize {

@@ -25,8 +25,10 @@ use std::ops::Range;
 use rayon::prelude::*;
 use rayon::ThreadPool;
 
+use super::float::Float;
+use super::isa::{self, Arch, Isa, Kernel};
 use super::reduce::{reduce, Partial, BLOCK};
-use super::strided::{Layout, TILE};
+use super::strided::{Layout, TileBuf, TILE};
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
 pub const CHUNK: usize = 1 << 15;
@@ -41,6 +43,10 @@ const _: () = assert!(CHUNK.is_multiple_of(TILE));
 /// `K` operands are addressed by element offsets: the engine hands the op the offsets of a
 /// tile's first element and the tile's element strides, one per operand; the op owns the
 /// pointers and reads (and, in [`RowOp::finish`], writes) through them.
+///
+/// [`RowOp::tile`] is compiled once per instruction set (see [`super::isa`]): the engine
+/// dispatches once per run of rows or per chunk, and everything below is inlined into that
+/// dispatch, so `tile` must be `#[inline(always)]` and made of plain loops.
 pub trait RowOp<const K: usize>: Sync {
     /// What a tile (or a merged run of tiles) of a row contributes.
     type State: Copy + Send + Sync;
@@ -50,19 +56,25 @@ pub trait RowOp<const K: usize>: Sync {
     /// The state of no elements.
     fn empty(&self) -> Self::State;
 
-    /// Reduces `n <= TILE` elements of row `row`: operand `k`'s elements lie at
-    /// `at[k] + i * st[k]` for `i < n`.
+    /// Reduces `states.len()` consecutive rows, `first_row` onwards, over `n` of their
+    /// elements each (`states.len() · n <= TILE`): element `i` of the `r`-th row lies at
+    /// `at[k] + r * rs[k] + i * st[k]` in operand `k`. `states[r]` receives that row's state,
+    /// which must not depend on how many rows are reduced together (the engine batches short
+    /// rows and cuts long ones into single-row tiles); [`view_rows`] reads such a batch.
     ///
     /// # Safety
     /// Those offsets must address valid, initialised elements of every operand the op reads.
-    unsafe fn tile(
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<A: Arch>(
         &self,
         scratch: &mut Self::Scratch,
-        row: usize,
+        first_row: usize,
         at: [isize; K],
+        rs: [isize; K],
         st: [isize; K],
         n: usize,
-    ) -> Self::State;
+        states: &mut [Self::State],
+    );
 
     /// Combines `a` (earlier elements of a row) with `b` (later elements).
     fn merge(&self, a: Self::State, b: Self::State) -> Self::State;
@@ -73,7 +85,48 @@ pub trait RowOp<const K: usize>: Sync {
     ///
     /// # Safety
     /// `base[k]` is operand `k`'s offset of the row's first element; it must be valid.
-    unsafe fn finish(&self, row: usize, base: [isize; K], state: Self::State) -> Partial;
+    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; K], state: Self::State) -> Partial;
+}
+
+/// The `rows × n` elements at `ptr + r * rs + i * st`, row after row: the array's own memory
+/// when they lie so, `buf` (gathered in memory order) otherwise. `rows · n <= TILE`.
+///
+/// # Safety
+/// Every such element must be valid, aligned and initialised, and not written while the slice
+/// lives.
+#[inline(always)]
+pub unsafe fn view_rows<E: Copy + Default>(
+    buf: &mut TileBuf<E>,
+    ptr: *const E,
+    rs: isize,
+    st: isize,
+    rows: usize,
+    n: usize,
+) -> &[E] {
+    let len = rows * n;
+    if rows <= 1 || rs == n as isize * st || (rs == 0 && st == 0) {
+        // One strided run (or one broadcast value).
+        // SAFETY: forwarded from the caller.
+        return unsafe { buf.view(ptr, st, len) };
+    }
+    let out = buf.scratch(len);
+    if rs.unsigned_abs() < st.unsigned_abs() {
+        // Neighbouring rows are closer in memory than neighbouring elements: read across rows.
+        for i in 0..n {
+            for r in 0..rows {
+                // SAFETY: forwarded from the caller.
+                out[r * n + i] = unsafe { *ptr.offset(r as isize * rs + i as isize * st) };
+            }
+        }
+    } else {
+        for (r, row) in out.chunks_exact_mut(n).enumerate() {
+            for (i, slot) in row.iter_mut().enumerate() {
+                // SAFETY: forwarded from the caller.
+                *slot = unsafe { *ptr.offset(r as isize * rs + i as isize * st) };
+            }
+        }
+    }
+    out
 }
 
 /// The iteration space of a row-wise operation: rows (outer) and elements within a row (inner).
@@ -81,6 +134,58 @@ pub trait RowOp<const K: usize>: Sync {
 pub struct Rows<const K: usize> {
     outer: Layout<K>,
     inner: Layout<K>,
+}
+
+/// The tiles of a range of one row: `(at, st, n)` with offsets relative to the row's first
+/// element. Tiles start at the range's start and every [`TILE`] elements after it, and again
+/// at every run of the inner layout (one run when the row is one strided dimension).
+pub struct Tiles<'a, const K: usize> {
+    inner: &'a Layout<K>,
+    /// Multi-index of the current position (only for an inner layout of several dimensions).
+    index: Vec<usize>,
+    off: [isize; K],
+    pos: usize,
+    end: usize,
+}
+
+impl<const K: usize> Iterator for Tiles<'_, K> {
+    type Item = ([isize; K], [isize; K], usize);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let shape = self.inner.shape();
+        let strides = self.inner.strides();
+        let nd = shape.len();
+        let st = strides[nd - 1];
+        let run_left = if nd == 1 {
+            self.end - self.pos
+        } else {
+            (shape[nd - 1] - self.index[nd - 1]).min(self.end - self.pos)
+        };
+        let n = TILE.min(run_left);
+        let item = (self.off, st, n);
+        self.pos += n;
+        for (o, s) in self.off.iter_mut().zip(st) {
+            *o += n as isize * s;
+        }
+        if nd > 1 {
+            // Carry the multi-index outwards past the end of the innermost run.
+            self.index[nd - 1] += n;
+            let mut d = nd - 1;
+            while d > 0 && self.index[d] == shape[d] {
+                for (k, o) in self.off.iter_mut().enumerate() {
+                    *o += strides[d - 1][k] - shape[d] as isize * strides[d][k];
+                }
+                self.index[d] = 0;
+                self.index[d - 1] += 1;
+                d -= 1;
+            }
+        }
+        Some(item)
+    }
 }
 
 impl<const K: usize> Rows<K> {
@@ -127,35 +232,34 @@ impl<const K: usize> Rows<K> {
         base
     }
 
-    /// Visits the elements `range` of a row as tiles: `f(at, st, n)` with offsets relative to
-    /// the row's first element.
+    /// The tiles of the elements `range` of a row.
     #[inline(always)]
-    fn tiles(&self, range: Range<usize>, mut f: impl FnMut([isize; K], [isize; K], usize)) {
-        if range.is_empty() {
-            return;
-        }
-        let tile_run = |f: &mut dyn FnMut([isize; K], [isize; K], usize),
-                        off: [isize; K],
-                        st: [isize; K],
-                        len: usize| {
-            let mut done = 0;
-            while done < len {
-                let n = TILE.min(len - done);
-                f(
-                    std::array::from_fn(|k| off[k] + done as isize * st[k]),
-                    st,
-                    n,
-                );
-                done += n;
+    pub fn tiles(&self, range: Range<usize>) -> Tiles<'_, K> {
+        let shape = self.inner.shape();
+        let strides = self.inner.strides();
+        let mut index = Vec::new();
+        let mut off = [0isize; K];
+        if shape.len() == 1 {
+            for (o, s) in off.iter_mut().zip(strides[0]) {
+                *o = range.start as isize * s;
             }
-        };
-        if let [st] = self.inner.strides() {
-            // One dimension (the usual case): no multi-index to carry.
-            let off = std::array::from_fn(|k| range.start as isize * st[k]);
-            tile_run(&mut f, off, *st, range.len());
-        } else {
-            self.inner
-                .for_each_run(range, |_, len, off, st| tile_run(&mut f, off, st, len));
+        } else if !range.is_empty() {
+            index = vec![0; shape.len()];
+            let mut rest = range.start;
+            for d in (0..shape.len()).rev() {
+                index[d] = rest % shape[d];
+                rest /= shape[d];
+                for (o, s) in off.iter_mut().zip(strides[d]) {
+                    *o += index[d] as isize * s;
+                }
+            }
+        }
+        Tiles {
+            inner: &self.inner,
+            index,
+            off,
+            pos: range.start,
+            end: range.end,
         }
     }
 
@@ -171,46 +275,196 @@ impl<const K: usize> Rows<K> {
     ///
     /// # Safety
     /// As [`run`].
-    unsafe fn block<O: RowOp<K>>(&self, op: &O, range: Range<usize>) -> Partial {
-        let n = self.row_len();
+    unsafe fn block<O: RowOp<K>>(&self, op: &O, range: Range<usize>, isa: Isa) -> Partial {
         let group = if self.interleave() { GROUP } else { 1 };
         let mut scratch = O::Scratch::default();
         let mut part = Partial::EMPTY;
         self.outer.for_each_run(range, |flat, count, off, ost| {
-            let mut i = 0;
-            while i < count {
-                let g = group.min(count - i);
-                let bases: [[isize; K]; GROUP] = std::array::from_fn(|j| {
-                    std::array::from_fn(|k| off[k] + (i + j) as isize * ost[k])
-                });
-                let mut states = [op.empty(); GROUP];
-                self.tiles(0..n, |at, st, m| {
-                    for j in 0..g {
-                        let at = std::array::from_fn(|k| bases[j][k] + at[k]);
-                        // SAFETY: the caller guarantees the layout addresses valid elements.
-                        let s = unsafe { op.tile(&mut scratch, flat + i + j, at, st, m) };
-                        states[j] = op.merge(states[j], s);
-                    }
-                });
-                for j in 0..g {
-                    let row = flat + i + j;
-                    // SAFETY: as above.
-                    let mut p = unsafe { op.finish(row, bases[j], states[j]) };
-                    if p.flags != 0 {
-                        p.first_bad = row as u64;
-                    }
-                    part = part.merge(p);
-                }
-                i += g;
-            }
+            let rows = RunOfRows {
+                rows: self,
+                op,
+                scratch: &mut scratch,
+                flat,
+                count,
+                off,
+                ost,
+                group,
+            };
+            part = part.merge(isa::dispatch_on(isa, rows));
         });
         part
     }
 }
 
+/// Whole rows `flat..flat + count`, the `i`-th at offsets `off + i * ost`: the unit of work
+/// compiled per instruction set when rows fit in one chunk.
+struct RunOfRows<'a, const K: usize, O: RowOp<K>> {
+    rows: &'a Rows<K>,
+    op: &'a O,
+    scratch: &'a mut O::Scratch,
+    flat: usize,
+    count: usize,
+    off: [isize; K],
+    ost: [isize; K],
+    group: usize,
+}
+
+impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
+    type Output = Partial;
+
+    #[inline(always)]
+    fn run<A: Arch>(self) -> Partial {
+        let (op, n) = (self.op, self.rows.row_len());
+        let mut part = Partial::EMPTY;
+        let base_of = |i: usize| -> [isize; K] {
+            std::array::from_fn(|k| self.off[k] + i as isize * self.ost[k])
+        };
+        let inner_strides = self.rows.inner.strides();
+        if n <= TILE / 2 && inner_strides.len() == 1 {
+            // Short rows: batches of whole rows, one tile each.
+            let st = inner_strides[0];
+            let batch = TILE / n.max(1);
+            let mut states = vec![op.empty(); batch.min(self.count)];
+            let mut i = 0;
+            while i < self.count {
+                let rows = batch.min(self.count - i);
+                let states = &mut states[..rows];
+                if n > 0 {
+                    // SAFETY: as above.
+                    unsafe {
+                        op.tile::<A>(
+                            self.scratch,
+                            self.flat + i,
+                            base_of(i),
+                            self.ost,
+                            st,
+                            n,
+                            states,
+                        )
+                    };
+                }
+                for (r, &state) in states.iter().enumerate() {
+                    let state = op.merge(op.empty(), if n > 0 { state } else { op.empty() });
+                    part = part.merge(finish_row::<A, K, O>(
+                        op,
+                        self.flat + i + r,
+                        base_of(i + r),
+                        state,
+                    ));
+                }
+                i += rows;
+            }
+            return part;
+        }
+        let mut i = 0;
+        while i < self.count {
+            let g = self.group.min(self.count - i);
+            let mut states = [op.empty(); GROUP];
+            for (at, st, m) in self.rows.tiles(0..n) {
+                for (j, state) in states[..g].iter_mut().enumerate() {
+                    let base = base_of(i + j);
+                    let at = std::array::from_fn(|k| base[k] + at[k]);
+                    let mut s = [op.empty()];
+                    // SAFETY: as above.
+                    unsafe {
+                        op.tile::<A>(self.scratch, self.flat + i + j, at, [0; K], st, m, &mut s)
+                    };
+                    *state = op.merge(*state, s[0]);
+                }
+            }
+            for (j, &state) in states[..g].iter().enumerate() {
+                part = part.merge(finish_row::<A, K, O>(
+                    op,
+                    self.flat + i + j,
+                    base_of(i + j),
+                    state,
+                ));
+            }
+            i += g;
+        }
+        part
+    }
+}
+
+/// Chunk `range` of the row at `base`: the unit of work compiled per instruction set when
+/// rows are cut into chunks.
+struct ChunkOfRow<'a, const K: usize, O: RowOp<K>> {
+    rows: &'a Rows<K>,
+    op: &'a O,
+    row: usize,
+    base: [isize; K],
+    range: Range<usize>,
+}
+
+impl<const K: usize, O: RowOp<K>> Kernel for ChunkOfRow<'_, K, O> {
+    type Output = O::State;
+
+    #[inline(always)]
+    fn run<A: Arch>(self) -> O::State {
+        let op = self.op;
+        let mut scratch = O::Scratch::default();
+        let mut state = op.empty();
+        for (at, st, m) in self.rows.tiles(self.range) {
+            let at = std::array::from_fn(|k| self.base[k] + at[k]);
+            let mut s = [op.empty()];
+            // SAFETY: the caller of `run` guarantees the layout addresses valid elements.
+            unsafe { op.tile::<A>(&mut scratch, self.row, at, [0; K], st, m, &mut s) };
+            state = op.merge(state, s[0]);
+        }
+        state
+    }
+}
+
+/// Merges the chunk states of rows `flat..flat + count` (the `i`-th at `off + i * ost`) and
+/// finishes them.
+struct FinishRows<'a, const K: usize, O: RowOp<K>> {
+    op: &'a O,
+    states: &'a [O::State],
+    chunks: usize,
+    flat: usize,
+    count: usize,
+    off: [isize; K],
+    ost: [isize; K],
+}
+
+impl<const K: usize, O: RowOp<K>> Kernel for FinishRows<'_, K, O> {
+    type Output = Partial;
+
+    #[inline(always)]
+    fn run<A: Arch>(self) -> Partial {
+        let (op, chunks) = (self.op, self.chunks);
+        let mut part = Partial::EMPTY;
+        for i in 0..self.count {
+            let row = self.flat + i;
+            let state = self.states[row * chunks..(row + 1) * chunks]
+                .iter()
+                .fold(op.empty(), |a, &b| op.merge(a, b));
+            let base = std::array::from_fn(|k| self.off[k] + i as isize * self.ost[k]);
+            part = part.merge(finish_row::<A, K, O>(op, row, base, state));
+        }
+        part
+    }
+}
+
+/// Finishes row `row` (at `base`), recording its index as the first bad one if it is.
+#[inline(always)]
+fn finish_row<A: Arch, const K: usize, O: RowOp<K>>(
+    op: &O,
+    row: usize,
+    base: [isize; K],
+    state: O::State,
+) -> Partial {
+    // SAFETY: the caller of `run` guarantees the layout addresses valid elements.
+    let mut p = unsafe { op.finish::<A>(row, base, state) };
+    if p.flags != 0 {
+        p.first_bad = row as u64;
+    }
+    p
+}
+
 /// Reduces every row of `rows` with `op` (writing each row's result through the op) and
 /// returns the merge, in row order, of what the rows contribute. Parallel on `pool` when given;
-/// the bits are the same for any thread count.
+/// the bits are the same for any thread count. Runs with the active instruction set.
 ///
 /// Row indices passed to the op are positions in the engine's row order (operand 0's memory
 /// order), the same in every call with the same `rows`.
@@ -223,27 +477,41 @@ pub unsafe fn run<const K: usize, O: RowOp<K>>(
     op: &O,
     pool: Option<&ThreadPool>,
 ) -> Partial {
+    // SAFETY: forwarded from the caller.
+    unsafe { run_on(rows, op, pool, isa::active()) }
+}
+
+/// [`run`] with the instruction set `isa` (clamped to what the CPU supports).
+///
+/// # Safety
+/// As [`run`].
+pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
+    rows: &Rows<K>,
+    op: &O,
+    pool: Option<&ThreadPool>,
+    isa: Isa,
+) -> Partial {
     let nrows = rows.rows();
     let n = rows.row_len();
     let chunks = rows.chunks();
     if chunks == 1 {
         let per_block = (BLOCK / n.max(1)).max(1);
         // SAFETY: forwarded from the caller.
-        return reduce(nrows, per_block, pool, |r| unsafe { rows.block(op, r) });
+        return reduce(nrows, per_block, pool, |r| unsafe {
+            rows.block(op, r, isa)
+        });
     }
     // Long rows: every (row, chunk) pair is one task, in row-major order.
     let item = |i: usize| {
         let (r, c) = (i / chunks, i % chunks);
-        let base = rows.base(r);
-        let mut scratch = O::Scratch::default();
-        let mut state = op.empty();
-        rows.tiles(c * CHUNK..((c + 1) * CHUNK).min(n), |at, st, m| {
-            let at = std::array::from_fn(|k| base[k] + at[k]);
-            // SAFETY: forwarded from the caller.
-            let s = unsafe { op.tile(&mut scratch, r, at, st, m) };
-            state = op.merge(state, s);
-        });
-        state
+        let chunk = ChunkOfRow {
+            rows,
+            op,
+            row: r,
+            base: rows.base(r),
+            range: c * CHUNK..((c + 1) * CHUNK).min(n),
+        };
+        isa::dispatch_on(isa, chunk)
     };
     let items = nrows * chunks;
     let mut states = Vec::with_capacity(items);
@@ -260,67 +528,48 @@ pub unsafe fn run<const K: usize, O: RowOp<K>>(
     let finish_rows = |range: Range<usize>| {
         let mut part = Partial::EMPTY;
         rows.outer.for_each_run(range, |flat, count, off, ost| {
-            for i in 0..count {
-                let row = flat + i;
-                let state = states[row * chunks..(row + 1) * chunks]
-                    .iter()
-                    .fold(op.empty(), |a, &b| op.merge(a, b));
-                let base = std::array::from_fn(|k| off[k] + i as isize * ost[k]);
-                // SAFETY: forwarded from the caller.
-                let mut p = unsafe { op.finish(row, base, state) };
-                if p.flags != 0 {
-                    p.first_bad = row as u64;
-                }
-                part = part.merge(p);
-            }
+            let run = FinishRows {
+                op,
+                states: &states,
+                chunks,
+                flat,
+                count,
+                off,
+                ost,
+            };
+            part = part.merge(isa::dispatch_on(isa, run));
         });
         part
     };
     reduce(nrows, 1024, pool, finish_rows)
 }
 
-/// Number of independent `f64` accumulators in a tile's lane loop: enough to fill two 512-bit
+/// Number of independent `f64` accumulators in a tile sum: enough to fill two 512-bit
 /// registers and to break the dependency chain of the additions.
 pub const LANES: usize = 16;
 
-/// Sums `N` per-element quantities `term(i)` for `i < n` in [`LANES`] `f64` accumulators,
-/// folded in a fixed tree order at the end: the tile reduction shared by the row-wise losses.
+/// `Σ x` in `f64`: [`LANES`] accumulators, folded in a fixed tree order. The tile sum shared by
+/// the row-wise losses (plain loops, so it vectorises to the enclosing instruction set).
 #[inline(always)]
-// Index loops over fixed-width lane arrays are the shape the vectoriser wants.
-#[allow(clippy::needless_range_loop)]
-pub fn lane_sums<T: super::float::Float, const N: usize>(
-    n: usize,
-    term: impl Fn(usize) -> [T; N],
-) -> [f64; N] {
-    let mut acc = [[0f64; LANES]; N];
-    let mut start = 0;
-    while start < n {
-        let width = LANES.min(n - start);
-        let mut v = [[T::ZERO; LANES]; N];
-        for j in 0..width {
-            let t = term(start + j);
-            for k in 0..N {
-                v[k][j] = t[k];
-            }
+pub fn sum_lanes<T: Float>(x: &[T]) -> f64 {
+    let mut acc = [0f64; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v.to_f64();
         }
-        for k in 0..N {
-            for j in 0..LANES {
-                acc[k][j] += v[k][j].to_f64();
-            }
-        }
-        start += width;
     }
-    std::array::from_fn(|k| {
-        let mut v = acc[k];
-        let mut width = LANES;
-        while width > 1 {
-            width /= 2;
-            for i in 0..width {
-                v[i] += v[i + width];
-            }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += v.to_f64();
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] += acc[i + width];
         }
-        v[0]
-    })
+    }
+    acc[0]
 }
 
 #[cfg(test)]
@@ -340,21 +589,28 @@ mod tests {
         fn empty(&self) -> f64 {
             0.0
         }
-        unsafe fn tile(
+        #[inline(always)]
+        unsafe fn tile<A: Arch>(
             &self,
             buf: &mut Self::Scratch,
-            _row: usize,
+            _first_row: usize,
             at: [isize; 2],
+            rs: [isize; 2],
             st: [isize; 2],
             n: usize,
-        ) -> f64 {
-            let x = unsafe { buf.view(self.x.0.offset(at[0]), st[0], n) };
-            lane_sums(n, |i| [x[i]])[0]
+            states: &mut [f64],
+        ) {
+            let x =
+                unsafe { view_rows(buf, self.x.0.offset(at[0]), rs[0], st[0], states.len(), n) };
+            for (s, row) in states.iter_mut().zip(x.chunks_exact(n)) {
+                *s = sum_lanes(row);
+            }
         }
         fn merge(&self, a: f64, b: f64) -> f64 {
             a + b
         }
-        unsafe fn finish(&self, _row: usize, base: [isize; 2], s: f64) -> Partial {
+        #[inline(always)]
+        unsafe fn finish<A: Arch>(&self, _row: usize, base: [isize; 2], s: f64) -> Partial {
             unsafe { *self.out.0.offset(base[1]) = s };
             Partial {
                 sum: s,
@@ -460,13 +716,44 @@ mod tests {
     }
 
     #[test]
-    fn lane_sums_handle_ragged_tiles() {
+    fn sums_handle_ragged_tiles() {
         let x = data(37);
-        let [s, c] = lane_sums(37, |i| [x[i], 1.0]);
-        assert_eq!(c, 37.0);
-        assert!(
-            (s - x.iter().sum::<f64>()).abs() <= 1e-12 * x.iter().map(|v| v.abs()).sum::<f64>()
-        );
-        assert_eq!(lane_sums::<f32, 1>(0, |_| [1.0]), [0.0]);
+        let total: f64 = x.iter().map(|v| v.abs()).sum();
+        assert!((sum_lanes(&x) - x.iter().sum::<f64>()).abs() <= 1e-12 * total);
+        assert_eq!(sum_lanes::<f32>(&[]), 0.0);
+        assert_eq!(sum_lanes(&[1f32; 37]), 37.0);
+    }
+
+    #[test]
+    fn every_instruction_set_gives_the_same_row_sums() {
+        // Sums without transcendental functions are exact in every instruction set here.
+        let x: Vec<f64> = (0..5000).map(|i| (i % 97) as f64).collect();
+        let mut outs = vec![];
+        for isa in Isa::ALL {
+            let mut out = vec![0.0; 50];
+            let rows = Rows::new(&[50, 100], [&[100, 1], &[1, 0]], &[false, true]);
+            let op = RowSum {
+                x: SendPtr::from_const(x.as_ptr()),
+                out: SendPtr(out.as_mut_ptr()),
+            };
+            unsafe { run_on(&rows, &op, None, isa) };
+            outs.push(out);
+        }
+        assert!(outs.iter().all(|o| o == &outs[0]));
+    }
+
+    #[test]
+    fn tiles_walk_multi_dimensional_rows() {
+        // A (3, 700) row stored with strides (1, 5): 700 runs of 3, with gaps between them.
+        let rows = Rows::<1>::new(&[3, 700], [&[1, 5]], &[true, true]);
+        let mut seen = vec![];
+        for (at, st, n) in rows.tiles(100..2100) {
+            for i in 0..n as isize {
+                seen.push(at[0] + i * st[0]);
+            }
+        }
+        // Layout::new orders by stride (memory order): flat f is at 5 (f / 3) + f % 3.
+        let want: Vec<isize> = (100..2100).map(|f| 5 * (f / 3) + f % 3).collect();
+        assert_eq!(seen, want);
     }
 }

@@ -24,8 +24,9 @@
 //! probabilities.
 
 use super::float::Float;
+use super::isa::Arch;
 use super::reduce::{flags, Partial};
-use super::rows::{lane_sums, RowOp};
+use super::rows::{sum_lanes, view_rows, RowOp};
 use super::strided::{SendPtr, TileBuf};
 
 /// An integer class-label element type.
@@ -73,7 +74,7 @@ impl Lse {
         flags: 0,
     };
 
-    #[inline]
+    #[inline(always)]
     fn merge(self, o: Lse) -> Lse {
         let (m, s) = if self.m == f64::NEG_INFINITY && self.s == 0.0 {
             (o.m, o.s)
@@ -97,24 +98,39 @@ impl Lse {
     }
 
     /// `ln Σ e^x` of the row.
-    #[inline]
-    fn lse(&self) -> f64 {
-        self.m + self.s.ln()
+    #[inline(always)]
+    fn lse<A: Arch>(&self) -> f64 {
+        self.m + self.s.ln_on::<A>()
     }
 }
 
-/// The `(m, s)` pair of one tile of logits.
+/// Sets `m` and `s` of each row's state from a batch of rows of `n` logits (`x`, row after
+/// row); `e` and `shift` are scratch space of `x`'s length. The exponentials run over the whole
+/// batch in one loop, each against its row's maximum.
 #[inline(always)]
-fn tile_lse<T: Float>(x: &[T]) -> (f64, f64) {
+fn batch_lse<A: Arch, T: Float>(
+    x: &[T],
+    n: usize,
+    e: &mut [T],
+    shift: &mut [T],
+    states: &mut [Lse],
+) {
     let neg_inf = T::from_f64(f64::NEG_INFINITY);
-    let m = x.iter().fold(neg_inf, |m, &v| if v > m { v } else { m });
-    if m == neg_inf {
-        // All -inf (or NaN): nothing to scale by; NaN still poisons the sum.
-        let nan = x.iter().any(|v| v.is_nan());
-        return (f64::NEG_INFINITY, if nan { f64::NAN } else { 0.0 });
+    for (r, state) in states.iter_mut().enumerate() {
+        let mut m = neg_inf;
+        for &v in &x[r * n..(r + 1) * n] {
+            m = if v > m { v } else { m };
+        }
+        // A row of -inf (and NaN) has nothing to scale by: e^{x - 0} is 0 (or NaN) there.
+        shift[r * n..(r + 1) * n].fill(if m == neg_inf { T::ZERO } else { m });
+        state.m = m.to_f64();
     }
-    let [s] = lane_sums(x.len(), |i| [(x[i] - m).exp()]);
-    (m.to_f64(), s)
+    for ((e, &v), &m) in e.iter_mut().zip(x).zip(&*shift) {
+        *e = (v - m).exp_on::<A>();
+    }
+    for (r, state) in states.iter_mut().enumerate() {
+        state.s = sum_lanes(&e[r * n..(r + 1) * n]);
+    }
 }
 
 /// What the softmax kernels share: the class count, the class weights, label smoothing.
@@ -148,45 +164,52 @@ pub struct SoftmaxLabels<T, L> {
 
 impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
     type State = Lse;
-    type Scratch = (TileBuf<T>, TileBuf<T>);
+    /// Gather buffers for logits and weights; the exponentials and their shifts; `w · x`.
+    type Scratch = (TileBuf<T>, TileBuf<T>, TileBuf<T>, TileBuf<T>, TileBuf<f64>);
 
     fn empty(&self) -> Lse {
         Lse::EMPTY
     }
 
-    #[inline]
-    unsafe fn tile(
+    #[inline(always)]
+    unsafe fn tile<A: Arch>(
         &self,
-        (bx, bw): &mut Self::Scratch,
-        _row: usize,
+        (bx, bw, be, bm, bt): &mut Self::Scratch,
+        _first_row: usize,
         at: [isize; 4],
+        rs: [isize; 4],
         st: [isize; 4],
         n: usize,
-    ) -> Lse {
+        states: &mut [Lse],
+    ) {
+        let rows = states.len();
         // SAFETY: the engine hands out offsets inside the operands.
-        let x = unsafe { bx.view(self.logits.0.offset(at[0]), st[0], n) };
-        let (m, s) = tile_lse(x);
-        let a = if self.classes.smoothing > 0.0 {
+        let x = unsafe { view_rows(bx, self.logits.0.offset(at[0]), rs[0], st[0], rows, n) };
+        for s in states.iter_mut() {
+            *s = Lse::EMPTY;
+        }
+        batch_lse::<A, T>(x, n, be.scratch(rows * n), bm.scratch(rows * n), states);
+        if self.classes.smoothing > 0.0 {
+            let w = self.classes.weight.0;
             // SAFETY: as above.
-            let w = unsafe { bw.view(self.classes.weight.0.offset(at[2]), st[2], n) };
-            lane_sums(n, |i| [w[i].to_f64() * x[i].to_f64()])[0]
-        } else {
-            0.0
-        };
-        Lse {
-            m,
-            s,
-            a,
-            ..Lse::EMPTY
+            let w = unsafe { view_rows(bw, w.offset(at[2]), rs[2], st[2], rows, n) };
+            let wx = bt.scratch(rows * n);
+            for ((t, &w), &x) in wx.iter_mut().zip(w).zip(x) {
+                *t = w.to_f64() * x.to_f64();
+            }
+            for (r, s) in states.iter_mut().enumerate() {
+                s.a = sum_lanes(&wx[r * n..(r + 1) * n]);
+            }
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn merge(&self, a: Lse, b: Lse) -> Lse {
         a.merge(b)
     }
 
-    unsafe fn finish(&self, _row: usize, base: [isize; 4], st: Lse) -> Partial {
+    #[inline(always)]
+    unsafe fn finish<A: Arch>(&self, _row: usize, base: [isize; 4], st: Lse) -> Partial {
         // SAFETY: the row's label is at its base offset.
         let y = unsafe { *self.labels.0.offset(base[1]) }.index();
         let write = |loss: f64| {
@@ -206,7 +229,7 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
                 ..Partial::EMPTY
             };
         }
-        let lse = st.lse();
+        let lse = st.lse::<A>();
         // SAFETY: 0 <= y < C, so both offsets are inside the row.
         let (xy, wy) = unsafe {
             (
@@ -249,57 +272,81 @@ pub struct SoftmaxProbs<T> {
 
 impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
     type State = Lse;
-    type Scratch = (TileBuf<T>, TileBuf<T>, TileBuf<T>);
+    /// Gather buffers for logits, targets and weights; the exponentials and their shifts;
+    /// `w t'` and `w t' x`.
+    type Scratch = (
+        TileBuf<T>,
+        TileBuf<T>,
+        TileBuf<T>,
+        TileBuf<T>,
+        TileBuf<T>,
+        TileBuf<f64>,
+        TileBuf<f64>,
+    );
 
     fn empty(&self) -> Lse {
         Lse::EMPTY
     }
 
-    #[inline]
-    unsafe fn tile(
+    #[inline(always)]
+    unsafe fn tile<A: Arch>(
         &self,
-        (bx, bt, bw): &mut Self::Scratch,
-        _row: usize,
+        (bx, bt, bw, be, bm, ba, bb): &mut Self::Scratch,
+        _first_row: usize,
         at: [isize; 4],
+        rs: [isize; 4],
         st: [isize; 4],
         n: usize,
-    ) -> Lse {
+        states: &mut [Lse],
+    ) {
+        let rows = states.len();
+        let len = rows * n;
         // SAFETY: the engine hands out offsets inside the operands.
         let (x, t, w) = unsafe {
             (
-                bx.view(self.logits.0.offset(at[0]), st[0], n),
-                bt.view(self.target.0.offset(at[1]), st[1], n),
-                bw.view(self.classes.weight.0.offset(at[2]), st[2], n),
+                view_rows(bx, self.logits.0.offset(at[0]), rs[0], st[0], rows, n),
+                view_rows(bt, self.target.0.offset(at[1]), rs[1], st[1], rows, n),
+                view_rows(
+                    bw,
+                    self.classes.weight.0.offset(at[2]),
+                    rs[2],
+                    st[2],
+                    rows,
+                    n,
+                ),
             )
         };
-        let (m, s) = tile_lse(x);
+        batch_lse::<A, T>(x, n, be.scratch(len), bm.scratch(len), states);
         let eps = self.classes.smoothing;
         let (keep, spread) = (1.0 - eps, eps / self.classes.count as f64);
-        let [a, b] = lane_sums(n, |i| {
-            let wt = w[i].to_f64() * (t[i].to_f64() * keep + spread);
-            [wt, wt * x[i].to_f64()]
-        });
-        let negative = t.iter().fold(false, |bad, &v| bad | (v < T::ZERO));
-        Lse {
-            m,
-            s,
-            a,
-            b,
-            flags: if negative { flags::TARGET } else { 0 },
+        let (wt, wtx) = (ba.scratch(len), bb.scratch(len));
+        for ((((a, b), &x), &t), &w) in wt.iter_mut().zip(wtx.iter_mut()).zip(x).zip(t).zip(w) {
+            *a = w.to_f64() * (t.to_f64() * keep + spread);
+            *b = *a * x.to_f64();
+        }
+        for (r, s) in states.iter_mut().enumerate() {
+            let seg = r * n..(r + 1) * n;
+            let negative = t[seg.clone()]
+                .iter()
+                .fold(false, |bad, &v| bad | (v < T::ZERO));
+            s.a = sum_lanes(&wt[seg.clone()]);
+            s.b = sum_lanes(&wtx[seg]);
+            s.flags = if negative { flags::TARGET } else { 0 };
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn merge(&self, a: Lse, b: Lse) -> Lse {
         a.merge(b)
     }
 
-    unsafe fn finish(&self, _row: usize, base: [isize; 4], st: Lse) -> Partial {
+    #[inline(always)]
+    unsafe fn finish<A: Arch>(&self, _row: usize, base: [isize; 4], st: Lse) -> Partial {
         // No classes: an empty sum, 0 as in PyTorch (not `0 · lse = 0 · -inf = NaN`).
         let loss = if self.classes.count == 0 {
             0.0
         } else {
-            st.a * st.lse() - st.b
+            st.a * st.lse::<A>() - st.b
         };
         if !self.out.0.is_null() {
             // SAFETY: the output offset of the row is valid and written by this row only.
