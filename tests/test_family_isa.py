@@ -60,8 +60,8 @@ def inputs(dtype: Any) -> dict[str, Any]:
 
 
 def references(d: dict[str, Any], shape: str) -> dict[str, Any]:
-    p, q, x, y, w = (np.asarray(d[f"{k}_{shape}"], dtype=np.float64) for k in "pqxyw")
-    y = y.astype(np.int64)
+    p, q, x, w = (np.asarray(d[f"{k}_{shape}"], dtype=np.float64) for k in "pqxw")
+    y = np.asarray(d[f"y_{shape}"], dtype=np.int64)
     m = x.max(-1, keepdims=True)
     logp = x - (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))
     nll = -np.take_along_axis(logp, y[:, None], -1)[:, 0]
