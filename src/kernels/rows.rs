@@ -36,6 +36,9 @@ pub const CHUNK: usize = 1 << 15;
 /// Rows interleaved tile by tile when the reduced axis is strided.
 pub const GROUP: usize = 8;
 
+/// Rows of at most `TILE / 2` elements are reduced in batches of at most this many rows.
+pub const BATCH_ROWS: usize = 128;
+
 const _: () = assert!(CHUNK.is_multiple_of(TILE));
 
 /// A reduction of each row to one value.
@@ -60,7 +63,9 @@ pub trait RowOp<const K: usize>: Sync {
     /// elements each (`states.len() · n <= TILE`): element `i` of the `r`-th row lies at
     /// `at[k] + r * rs[k] + i * st[k]` in operand `k`. `states[r]` receives that row's state,
     /// which must not depend on how many rows are reduced together (the engine batches short
-    /// rows and cuts long ones into single-row tiles); [`view_rows`] reads such a batch.
+    /// rows and cuts long ones into single-row tiles); [`view_rows`] reads such a batch and
+    /// [`row_sums`] reduces it. Domain-error flags may be raised on any row of the batch (the
+    /// caller locates the bad element itself), so `first_bad` is only a hint for row ops.
     ///
     /// # Safety
     /// Those offsets must address valid, initialised elements of every operand the op reads.
@@ -323,7 +328,7 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
         if n <= TILE / 2 && inner_strides.len() == 1 {
             // Short rows: batches of whole rows, one tile each.
             let st = inner_strides[0];
-            let batch = TILE / n.max(1);
+            let batch = (TILE / n.max(1)).min(BATCH_ROWS);
             let mut states = vec![op.empty(); batch.min(self.count)];
             let mut i = 0;
             while i < self.count {
@@ -542,6 +547,29 @@ pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
         part
     };
     reduce(nrows, 1024, pool, finish_rows)
+}
+
+/// The sum of each of the `out.len()` rows of `n` elements in `x` (row after row), in `f64`.
+///
+/// A tile of more than `TILE / 2` elements (one row) is summed by [`sum_lanes`]; shorter rows
+/// (a batch of whole rows, or the tail of a long row) are summed left to right, with the loop
+/// running across rows so that it vectorises. Either way a row's sum depends only on its
+/// elements and `n`, never on how many rows share the batch.
+#[inline(always)]
+pub fn row_sums<T: Float>(x: &[T], n: usize, out: &mut [f64]) {
+    let rows = out.len();
+    if n > TILE / 2 {
+        for (o, row) in out.iter_mut().zip(x.chunks_exact(n)) {
+            *o = sum_lanes(row);
+        }
+        return;
+    }
+    out.fill(0.0);
+    for i in 0..n {
+        for (r, o) in out.iter_mut().enumerate().take(rows) {
+            *o += x[r * n + i].to_f64();
+        }
+    }
 }
 
 /// Number of independent `f64` accumulators in a tile sum: enough to fill two 512-bit

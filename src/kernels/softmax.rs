@@ -26,7 +26,7 @@
 use super::float::Float;
 use super::isa::Arch;
 use super::reduce::{flags, Partial};
-use super::rows::{sum_lanes, view_rows, RowOp};
+use super::rows::{row_sums, view_rows, RowOp};
 use super::strided::{SendPtr, TileBuf};
 
 /// An integer class-label element type.
@@ -105,14 +105,15 @@ impl Lse {
 }
 
 /// Sets `m` and `s` of each row's state from a batch of rows of `n` logits (`x`, row after
-/// row); `e` and `shift` are scratch space of `x`'s length. The exponentials run over the whole
-/// batch in one loop, each against its row's maximum.
+/// row); `e` and `shift` are scratch space of `x`'s length, `sums` of one `f64` per row. The
+/// exponentials run over the whole batch in one loop, each against its row's maximum.
 #[inline(always)]
 fn batch_lse<A: Arch, T: Float>(
     x: &[T],
     n: usize,
     e: &mut [T],
     shift: &mut [T],
+    sums: &mut [f64],
     states: &mut [Lse],
 ) {
     let neg_inf = T::from_f64(f64::NEG_INFINITY);
@@ -128,8 +129,9 @@ fn batch_lse<A: Arch, T: Float>(
     for ((e, &v), &m) in e.iter_mut().zip(x).zip(&*shift) {
         *e = (v - m).exp_on::<A>();
     }
-    for (r, state) in states.iter_mut().enumerate() {
-        state.s = sum_lanes(&e[r * n..(r + 1) * n]);
+    row_sums(e, n, sums);
+    for (state, &s) in states.iter_mut().zip(&*sums) {
+        state.s = s;
     }
 }
 
@@ -164,8 +166,16 @@ pub struct SoftmaxLabels<T, L> {
 
 impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
     type State = Lse;
-    /// Gather buffers for logits and weights; the exponentials and their shifts; `w · x`.
-    type Scratch = (TileBuf<T>, TileBuf<T>, TileBuf<T>, TileBuf<T>, TileBuf<f64>);
+    /// Gather buffers for logits and weights; the exponentials and their shifts; `w · x`;
+    /// per-row sums.
+    type Scratch = (
+        TileBuf<T>,
+        TileBuf<T>,
+        TileBuf<T>,
+        TileBuf<T>,
+        TileBuf<f64>,
+        TileBuf<f64>,
+    );
 
     fn empty(&self) -> Lse {
         Lse::EMPTY
@@ -174,7 +184,7 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
     #[inline(always)]
     unsafe fn tile<A: Arch>(
         &self,
-        (bx, bw, be, bm, bt): &mut Self::Scratch,
+        (bx, bw, be, bm, bt, bs): &mut Self::Scratch,
         _first_row: usize,
         at: [isize; 4],
         rs: [isize; 4],
@@ -188,7 +198,15 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
         for s in states.iter_mut() {
             *s = Lse::EMPTY;
         }
-        batch_lse::<A, T>(x, n, be.scratch(rows * n), bm.scratch(rows * n), states);
+        let sums = bs.scratch(rows);
+        batch_lse::<A, T>(
+            x,
+            n,
+            be.scratch(rows * n),
+            bm.scratch(rows * n),
+            sums,
+            states,
+        );
         if self.classes.smoothing > 0.0 {
             let w = self.classes.weight.0;
             // SAFETY: as above.
@@ -197,8 +215,9 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
             for ((t, &w), &x) in wx.iter_mut().zip(w).zip(x) {
                 *t = w.to_f64() * x.to_f64();
             }
-            for (r, s) in states.iter_mut().enumerate() {
-                s.a = sum_lanes(&wx[r * n..(r + 1) * n]);
+            row_sums(wx, n, sums);
+            for (s, &a) in states.iter_mut().zip(&*sums) {
+                s.a = a;
             }
         }
     }
@@ -273,13 +292,14 @@ pub struct SoftmaxProbs<T> {
 impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
     type State = Lse;
     /// Gather buffers for logits, targets and weights; the exponentials and their shifts;
-    /// `w t'` and `w t' x`.
+    /// `w t'` and `w t' x`; per-row sums.
     type Scratch = (
         TileBuf<T>,
         TileBuf<T>,
         TileBuf<T>,
         TileBuf<T>,
         TileBuf<T>,
+        TileBuf<f64>,
         TileBuf<f64>,
         TileBuf<f64>,
     );
@@ -291,7 +311,7 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
     #[inline(always)]
     unsafe fn tile<A: Arch>(
         &self,
-        (bx, bt, bw, be, bm, ba, bb): &mut Self::Scratch,
+        (bx, bt, bw, be, bm, ba, bb, bs): &mut Self::Scratch,
         _first_row: usize,
         at: [isize; 4],
         rs: [isize; 4],
@@ -316,7 +336,15 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
                 ),
             )
         };
-        batch_lse::<A, T>(x, n, be.scratch(len), bm.scratch(len), states);
+        let sums = bs.scratch(2 * rows);
+        batch_lse::<A, T>(
+            x,
+            n,
+            be.scratch(len),
+            bm.scratch(len),
+            &mut sums[..rows],
+            states,
+        );
         let eps = self.classes.smoothing;
         let (keep, spread) = (1.0 - eps, eps / self.classes.count as f64);
         let (wt, wtx) = (ba.scratch(len), bb.scratch(len));
@@ -324,14 +352,15 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
             *a = w.to_f64() * (t.to_f64() * keep + spread);
             *b = *a * x.to_f64();
         }
+        // A negative target is flagged on the batch's first row (the caller locates it).
+        let negative = t.iter().fold(false, |bad, &v| bad | (v < T::ZERO));
+        let (sa, sb) = sums.split_at_mut(rows);
+        row_sums(wt, n, sa);
+        row_sums(wtx, n, sb);
         for (r, s) in states.iter_mut().enumerate() {
-            let seg = r * n..(r + 1) * n;
-            let negative = t[seg.clone()]
-                .iter()
-                .fold(false, |bad, &v| bad | (v < T::ZERO));
-            s.a = sum_lanes(&wt[seg.clone()]);
-            s.b = sum_lanes(&wtx[seg]);
-            s.flags = if negative { flags::TARGET } else { 0 };
+            s.a = sa[r];
+            s.b = sb[r];
+            s.flags = if negative && r == 0 { flags::TARGET } else { 0 };
         }
     }
 
