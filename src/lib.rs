@@ -21,7 +21,9 @@ mod _core {
     #[pymodule_export]
     use crate::bindings::divergence::{cross_entropy, entropy, jensen_shannon, kl_divergence};
     #[pymodule_export]
-    use crate::bindings::grad::binary_cross_entropy_with_logits_grad;
+    use crate::bindings::grad::{
+        binary_cross_entropy_with_logits_grad, softmax_cross_entropy_grad,
+    };
     #[pymodule_export]
     use crate::bindings::softmax::softmax_cross_entropy;
     #[pymodule_export]

@@ -237,3 +237,109 @@ def test_lightgbm_custom_objective_gives_the_builtin_model() -> None:
     p = 1 / (1 + np.exp(-raw))
     ll = -np.sum(w * (y * np.log(p) + (1 - y) * np.log1p(-p))) / np.sum(w)
     assert bce_logits(raw, y, weight=w, reduction="sum") / np.sum(w) == pytest.approx(ll, rel=1e-10)
+
+
+# --- softmax cross-entropy ---------------------------------------------------------------
+
+sce = crossent.softmax_cross_entropy
+sce_grad = crossent.softmax_cross_entropy_grad
+
+
+def _softmax_case(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((9, 5, 4)) * 2  # classes along axis 1
+    labels = rng.integers(0, 5, (9, 4))
+    labels[::4, 1] = -100
+    t = rng.random((9, 5, 4))
+    t /= t.sum(axis=1, keepdims=True)
+    w = rng.uniform(0.5, 2, 5)
+    return x, labels, t, w
+
+
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("eps", [0.0, 0.15])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_softmax_grad_matches_finite_differences(soft: bool, eps: float, reduction: str) -> None:
+    x, labels, t, w = _softmax_case()
+    target = t if soft else labels
+    kw: dict[str, Any] = {"axis": 1, "weight": w, "label_smoothing": eps}
+    g, h = sce_grad(x, target, reduction=reduction, **kw)  # type: ignore[arg-type]
+    d = 1e-5
+    fd_g = np.empty_like(x)
+    fd_h = np.empty_like(x)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = d
+        fd_g[idx] = (
+            sce(x + e, target, reduction=reduction, **kw)
+            - sce(x - e, target, reduction=reduction, **kw)
+        ) / (2 * d)
+        # The Hessian's diagonal: the derivative of each gradient element along its own logit.
+        gp = sce_grad(x + e, target, reduction=reduction, **kw)[0]  # type: ignore[arg-type]
+        gm = sce_grad(x - e, target, reduction=reduction, **kw)[0]  # type: ignore[arg-type]
+        fd_h[idx] = (gp[idx] - gm[idx]) / (2 * d)
+    np.testing.assert_allclose(g, fd_g, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(h, fd_h, rtol=1e-6, atol=1e-8)
+    if not soft:
+        assert np.all(g[::4, :, 1] == 0) and np.all(h[::4, :, 1] == 0)  # ignored rows
+
+
+def test_softmax_grad_matches_torch() -> None:
+    torch = pytest.importorskip("torch")
+    x, labels, t, w = _softmax_case(1)
+    for target in (labels, t):
+        for reduction in ("sum", "mean"):
+            xt = torch.tensor(x, requires_grad=True)
+            loss = torch.nn.functional.cross_entropy(
+                xt,
+                torch.tensor(target),
+                weight=torch.tensor(w),
+                label_smoothing=0.1,
+                reduction=reduction,
+            )
+            (gt,) = torch.autograd.grad(loss, xt)
+            g, h = sce_grad(x, target, axis=1, weight=w, label_smoothing=0.1, reduction=reduction)
+            np.testing.assert_allclose(g, gt.numpy(), rtol=1e-12, atol=1e-15)
+    # The Hessian's diagonal against torch's full Hessian of one small row set.
+    xs = torch.tensor(x[:2, :, 0].copy(), requires_grad=True)
+    full = torch.autograd.functional.hessian(
+        lambda v: torch.nn.functional.cross_entropy(
+            v, torch.tensor(labels[:2, 0]), weight=torch.tensor(w), reduction="sum"
+        ),
+        xs,
+    )
+    diag = np.array([[full[i, j, i, j].item() for j in range(5)] for i in range(2)])
+    h = sce_grad(x[:2, :, 0], labels[:2, 0], weight=w)[1]
+    np.testing.assert_allclose(h, diag, rtol=1e-12, atol=1e-15)
+
+
+def test_softmax_grad_layouts_threads_and_errors(threads: None) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3000, 40)).astype(np.float32)
+    labels = rng.integers(0, 40, 3000)
+    outs = []
+    for n in (1, 3):
+        crossent.set_num_threads(n)
+        outs.append(sce_grad(x, labels))
+    assert all(np.array_equal(a, b) for a, b in zip(outs[0], outs[1], strict=True))
+    g, h = outs[0]
+    assert g.dtype == np.float32 and g.shape == x.shape
+    # Each row's gradient sums to 0 without weights (softmax minus a one-hot).
+    np.testing.assert_allclose(g.sum(axis=1), 0, atol=1e-6)
+    gt, ht = sce_grad(np.ascontiguousarray(x.T), labels, axis=0)
+    np.testing.assert_allclose(gt.T, g, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ht.T, h, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match=r"'target'.*index \(7,\)"):
+        sce_grad(x, np.where(np.arange(3000) == 7, 40, labels))
+    with pytest.raises(ValueError, match="'target'"):
+        sce_grad(x, labels[:10])
+    with pytest.raises(ValueError, match="'weight'"):
+        sce_grad(x, labels, weight=np.ones(3))
+    with pytest.raises(ValueError, match="'axis'"):
+        sce_grad(x, labels, axis=2)
+    with pytest.raises(ValueError, match="'reduction'"):
+        sce_grad(x, labels, reduction="none")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'label_smoothing'"):
+        sce_grad(x, labels, label_smoothing=1.5)
+    with pytest.raises(TypeError, match="'logits'"):
+        sce_grad(x.astype(np.int32), labels)

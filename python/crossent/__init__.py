@@ -26,6 +26,7 @@ from crossent._core import (
     kl_divergence,
     set_num_threads,
     softmax_cross_entropy,
+    softmax_cross_entropy_grad,
 )
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "kl_divergence",
     "set_num_threads",
     "softmax_cross_entropy",
+    "softmax_cross_entropy_grad",
 ]

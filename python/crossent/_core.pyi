@@ -18,6 +18,7 @@ __all__ = [
     "kl_divergence",
     "set_num_threads",
     "softmax_cross_entropy",
+    "softmax_cross_entropy_grad",
 ]
 
 __version__: str
@@ -218,3 +219,14 @@ def binary_cross_entropy_with_logits_grad(
     out: tuple[_FloatArray, _FloatArray] | None = None,
 ) -> tuple[_FloatArray, _FloatArray]: ...
 def _isa() -> str: ...
+def softmax_cross_entropy_grad(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    axis: int = -1,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: Literal["sum", "mean"] = "sum",
+    out: tuple[_FloatArray, _FloatArray] | None = None,
+) -> tuple[_FloatArray, _FloatArray]: ...

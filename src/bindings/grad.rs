@@ -1,17 +1,19 @@
 //! Python bindings of the gradient kernels ([`crate::kernels::grad`]).
 
-use numpy::{Element, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{Element, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::arrays::{dtype_name, is, ndarray, ndarray_as, new_output, shape_str, View, ViewMut};
+use super::divergence::normalize_axis;
 use super::reduction::reduction_arg;
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::float::{Bool, Float, Target};
-use crate::kernels::grad::{self, LogitsGrad};
+use crate::kernels::grad::{self, ClassTarget, LogitsGrad, SoftmaxGrad};
 use crate::kernels::pool;
 use crate::kernels::reduce::flags;
+use crate::kernels::rows::Rows;
 use crate::kernels::strided::{find_first, Layout, SendPtr};
 
 /// Gradient and diagonal Hessian of binary cross-entropy with logits, per element.
@@ -260,6 +262,283 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
             "labels 0 or 1"
         } else {
             "values in [0, 1]"
+        };
+        return Err(match bad {
+            Some((index, v)) => PyValueError::new_err(format!(
+                "'target' must hold {what}; found {v:?} at index {}",
+                shape_str(&index)
+            )),
+            None => PyValueError::new_err(format!("'target' must hold {what}")),
+        });
+    }
+    drop((gv, hv));
+    PyTuple::new(py, [g, h])
+}
+
+/// Gradient and diagonal Hessian of softmax cross-entropy with respect to the logits.
+///
+/// The derivatives of :func:`softmax_cross_entropy` (same arguments, same PyTorch semantics)
+/// with respect to every logit. With ``p = softmax(logits)`` along ``axis``, class weights
+/// ``w`` (sum ``W``), ``C`` classes and label smoothing ``eps``:
+///
+///     class index y:  grad = A * p - (1 - eps) * w[y] * onehot(y) - eps / C * w,
+///                     A = (1 - eps) * w[y] + eps / C * W     (all 0 for an ignored row)
+///     probabilities:  grad = A * p - w * t',  t' = (1 - eps) * t + eps / C,  A = sum(w * t')
+///     both:           hess = A * p * (1 - p)      (the diagonal of the Hessian)
+///
+/// Arrays of ``logits``' shape and dtype: the shape XGBoost and LightGBM multi-class custom
+/// objectives take (``(n_rows, n_classes)``). Each row's log-sum-exp is computed in a first
+/// read of the row, the outputs in a second; the softmax is never stored.
+///
+/// Parameters
+/// ----------
+/// logits, target, axis, weight, ignore_index, label_smoothing
+///     As in :func:`softmax_cross_entropy`.
+/// reduction : {"sum", "mean"}
+///     Derivatives of the summed loss, or of PyTorch's mean (divided by ``sum(w[y])`` over
+///     the rows not ignored, or by the row count for probabilities).
+/// out : tuple of two numpy.ndarray, optional
+///     ``(grad, hess)`` arrays of ``logits``' dtype and shape to write into.
+///
+/// Examples
+/// --------
+/// >>> import numpy as np, crossent
+/// >>> logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+/// >>> grad, hess = crossent.softmax_cross_entropy_grad(logits, np.array([0, 2]))
+/// >>> grad.round(4)
+/// array([[-0.2144,  0.1753,  0.0391],
+///        [ 0.0493,  0.0545, -0.1038]])
+/// >>> hess.round(4)
+/// array([[0.1684, 0.1446, 0.0376],
+///        [0.0469, 0.0515, 0.093 ]])
+#[pyfunction]
+#[pyo3(signature = (
+    logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
+    reduction="sum", out=None
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_cross_entropy_grad<'py>(
+    logits: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    axis: isize,
+    weight: Option<&Bound<'py, PyAny>>,
+    ignore_index: i64,
+    label_smoothing: f64,
+    reduction: &str,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let mean = match reduction {
+        "sum" => false,
+        "mean" => true,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "'reduction' must be 'sum' or 'mean', got {other:?}"
+            )))
+        }
+    };
+    if !(0.0..=1.0).contains(&label_smoothing) {
+        return Err(PyValueError::new_err(format!(
+            "'label_smoothing' must be between 0.0 and 1.0, got {label_smoothing}"
+        )));
+    }
+    let args = SoftArgs {
+        axis,
+        weight,
+        ignore_index,
+        smoothing: label_smoothing,
+        mean,
+        out,
+    };
+    let x = ndarray(logits, "logits")?;
+    if is::<f32>(&x) {
+        softmax_target::<f32>(&x, target, &args)
+    } else if is::<f64>(&x) {
+        softmax_target::<f64>(&x, target, &args)
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "'logits' must be a float32 or float64 array, got dtype {}",
+            dtype_name(&x)
+        )))
+    }
+}
+
+struct SoftArgs<'a, 'py> {
+    axis: isize,
+    weight: Option<&'a Bound<'py, PyAny>>,
+    ignore_index: i64,
+    smoothing: f64,
+    mean: bool,
+    out: Option<&'a Bound<'py, PyAny>>,
+}
+
+fn softmax_target<'py, T: Float + Element + ClassTarget>(
+    x: &Bound<'py, PyUntypedArray>,
+    target: &Bound<'py, PyAny>,
+    args: &SoftArgs<'_, 'py>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let y = ndarray(target, "target")?;
+    macro_rules! try_targets {
+        ($($t:ty),*) => {$(
+            if is::<$t>(&y) {
+                return softmax_compute::<T, $t>(x, &y, args);
+            }
+        )*};
+    }
+    try_targets!(i64, i32, i16, i8, u8, u16, u32);
+    if y.dtype().kind() == b'f' {
+        let y = ndarray_as::<T>(&y, "target")?;
+        return softmax_compute::<T, T>(x, &y, args);
+    }
+    Err(PyTypeError::new_err(format!(
+        "'target' must hold class indices (int8, int16, int32, int64, uint8, uint16, uint32) \
+         or class probabilities (float32, float64), got dtype {}",
+        dtype_name(&y)
+    )))
+}
+
+fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
+    x: &Bound<'py, PyUntypedArray>,
+    y: &Bound<'py, PyUntypedArray>,
+    args: &SoftArgs<'_, 'py>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let py = x.py();
+    let xv = View::<T>::new(x, "logits")?;
+    let yv = View::<Y>::new(y, "target")?;
+    let shape = xv.shape.clone();
+    if shape.is_empty() {
+        return Err(PyValueError::new_err(
+            "'logits' must have at least one dimension (the classes)",
+        ));
+    }
+    let axis = normalize_axis(args.axis, shape.len())?;
+    let classes = shape[axis];
+    let reduced: Vec<bool> = (0..shape.len()).map(|d| d == axis).collect();
+    let rows_shape: Vec<usize> = (0..shape.len())
+        .filter(|&d| d != axis)
+        .map(|d| shape[d])
+        .collect();
+    let target_strides: Vec<isize> = if Y::HARD {
+        if yv.shape != rows_shape {
+            return Err(PyValueError::new_err(format!(
+                "'target' of class indices must have shape {} ('logits' without axis {axis}), \
+                 got {}",
+                shape_str(&rows_shape),
+                shape_str(&yv.shape)
+            )));
+        }
+        let mut it = yv.strides.iter();
+        reduced
+            .iter()
+            .map(|&r| if r { 0 } else { *it.next().unwrap_or(&0) })
+            .collect()
+    } else {
+        if yv.shape != shape {
+            return Err(PyValueError::new_err(format!(
+                "'target' of class probabilities must have the shape of 'logits' {}, got {}",
+                shape_str(&shape),
+                shape_str(&yv.shape)
+            )));
+        }
+        yv.strides.clone()
+    };
+    // Class weights along the class axis (a single 1 with stride 0 when absent).
+    let (_w, w_ptr, w_stride, w_total) = match args.weight {
+        None => (None, T::one_ref() as *const T, 0isize, classes as f64),
+        Some(obj) => {
+            let v = View::<T>::new(&ndarray_as::<T>(obj, "weight")?, "weight")?;
+            if v.shape != [classes] {
+                return Err(PyValueError::new_err(format!(
+                    "'weight' must have shape ({classes},) (one weight per class), got {}",
+                    shape_str(&v.shape)
+                )));
+            }
+            let stride = v.strides[0];
+            // SAFETY: the view addresses `classes` valid elements.
+            let total: f64 = (0..classes)
+                .map(|c| unsafe { *v.ptr.offset(c as isize * stride) }.to_f64())
+                .sum();
+            let ptr = v.ptr;
+            (Some(v), ptr, stride, total)
+        }
+    };
+    let weight_strides: Vec<isize> = reduced
+        .iter()
+        .map(|&r| if r { w_stride } else { 0 })
+        .collect();
+    let (g, h) = outputs::<T>(x, &shape, args.out)?;
+    // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
+    let mut inputs = Vec::new();
+    if args.out.is_some() {
+        inputs.push(xv.operand("logits"));
+        inputs.push(yv.operand("target"));
+        inputs.extend(_w.as_ref().map(|v| v.operand("weight")));
+    }
+    let gv = ViewMut::<T>::new(&g, &shape, T::NAME, &inputs)?;
+    if args.out.is_some() {
+        inputs.push(gv.operand("out[0]"));
+    }
+    let hv = ViewMut::<T>::new(&h, &shape, T::NAME, &inputs)?;
+    let rows = Rows::new(
+        &shape,
+        [
+            &xv.strides,
+            &target_strides,
+            &weight_strides,
+            &gv.strides,
+            &hv.strides,
+        ],
+        &reduced,
+    );
+    let nrows = rows.rows();
+    let mut info = vec![[0f64; 5]; nrows];
+    let mut op = SoftmaxGrad {
+        logits: SendPtr::from_const(xv.ptr),
+        target: SendPtr::from_const(yv.ptr),
+        weight: SendPtr::from_const(w_ptr),
+        weight_stride: w_stride,
+        weight_total: w_total,
+        grad: SendPtr(gv.ptr),
+        hess: SendPtr(hv.ptr),
+        classes,
+        smoothing: args.smoothing,
+        ignore_index: args.ignore_index,
+        scale: 1.0,
+        info: SendPtr(info.as_mut_ptr()),
+        write: false,
+    };
+    let n: usize = shape.iter().product();
+    let mean = args.mean;
+    let mut work = move || {
+        let pool = pool::pool_for(n, PARALLEL_MIN);
+        // SAFETY: the views are alive and borrowed until this function returns; the outputs
+        // are writeable and disjoint from each other and the inputs; `info` has one slot per
+        // row.
+        unsafe { grad::softmax_cross_entropy_grad(&rows, &mut op, mean, pool.as_deref()) }
+    };
+    let part = if n < DETACH_MIN {
+        work()
+    } else {
+        py.detach(work)
+    };
+    drop(info);
+    if part.flags & flags::TARGET != 0 {
+        let c = classes as i64;
+        let ignore = args.ignore_index;
+        // SAFETY: the view is alive and describes valid elements.
+        let bad = unsafe {
+            find_first(yv.ptr, &yv.shape, &yv.strides, |v: Y| {
+                if Y::HARD {
+                    let i = v.index();
+                    i != ignore && !(0..c).contains(&i)
+                } else {
+                    v.prob() < 0.0
+                }
+            })
+        };
+        let what = if Y::HARD {
+            format!("class indices in [0, {classes}) or ignore_index {ignore}")
+        } else {
+            "non-negative class probabilities".to_string()
         };
         return Err(match bad {
             Some((index, v)) => PyValueError::new_err(format!(

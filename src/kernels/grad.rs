@@ -202,3 +202,348 @@ mod tests {
         assert_eq!(part.first_bad, 40_000);
     }
 }
+
+/// A target of softmax cross-entropy: a class index (integer labels) or a class probability.
+pub trait ClassTarget: Copy + Send + Sync + std::fmt::Debug + Default + 'static {
+    /// True for class indices (one per row, stride 0 along the class axis).
+    const HARD: bool;
+    /// The class index (hard targets).
+    fn index(self) -> i64;
+    /// The probability (soft targets).
+    fn prob(self) -> f64;
+}
+
+macro_rules! impl_class_target {
+    (hard: $($t:ty),*) => {$(
+        impl ClassTarget for $t {
+            const HARD: bool = true;
+            #[inline(always)]
+            fn index(self) -> i64 {
+                self as i64
+            }
+            #[inline(always)]
+            fn prob(self) -> f64 {
+                0.0
+            }
+        }
+    )*};
+    (soft: $($t:ty),*) => {$(
+        impl ClassTarget for $t {
+            const HARD: bool = false;
+            #[inline(always)]
+            fn index(self) -> i64 {
+                -1
+            }
+            #[inline(always)]
+            fn prob(self) -> f64 {
+                self as f64
+            }
+        }
+    )*};
+}
+impl_class_target!(hard: i8, i16, i32, i64, u8, u16, u32);
+impl_class_target!(soft: f32, f64);
+
+/// What the first pass learns about a row: `[lse, coefficient, label, label weight, base]`
+/// (the label is -1 for soft targets and ignored rows; `base` is the logits offset of the
+/// row's first element).
+type RowInfo = [f64; 5];
+
+/// Gradient and diagonal Hessian of softmax cross-entropy (PyTorch's `cross_entropy`) with
+/// respect to the logits, over rows of operands `[logits, target, weight, grad, hess]`.
+///
+/// With `p = softmax(x)` over the `C` classes of a row, class weights `w` (sum `W`), label
+/// smoothing `ε`, and for a class index `y` the coefficient `A = (1-ε)·w_y + ε/C·W`:
+///
+/// ```text
+/// class index:   grad_j = A·p_j - (1-ε)·w_y·[j = y] - ε/C·w_j      (0 for an ignored row)
+/// probabilities: grad_j = A·p_j - w_j·t'_j,  t' = (1-ε)·t + ε/C,  A = Σ_c w_c·t'_c
+/// both:          hess_j = A·p_j·(1 - p_j)
+/// ```
+///
+/// each multiplied by `scale` (1 for a sum; for a mean, 1 over PyTorch's denominator, which the
+/// first pass returns in [`Partial::weight`]).
+pub struct SoftmaxGrad<T, Y> {
+    pub logits: SendPtr<T>,
+    pub target: SendPtr<Y>,
+    pub weight: SendPtr<T>,
+    /// Element stride of the weights along the class axis.
+    pub weight_stride: isize,
+    /// `W = Σ_c w_c`.
+    pub weight_total: f64,
+    pub grad: SendPtr<T>,
+    pub hess: SendPtr<T>,
+    pub classes: usize,
+    pub smoothing: f64,
+    pub ignore_index: i64,
+    pub scale: f64,
+    /// One [`RowInfo`] per row, written by the first pass, read by the second.
+    pub info: SendPtr<RowInfo>,
+    /// False: first pass (log-sum-exp and coefficients); true: second pass (write outputs).
+    pub write: bool,
+}
+
+/// The running log-sum-exp `(m, s)` of a row (`Σ e^{x-m}`) with the soft-target sum `a`.
+#[derive(Clone, Copy, Debug)]
+pub struct LseState {
+    m: f64,
+    s: f64,
+    a: f64,
+    flags: u32,
+}
+
+impl LseState {
+    const EMPTY: LseState = LseState {
+        m: f64::NEG_INFINITY,
+        s: 0.0,
+        a: 0.0,
+        flags: 0,
+    };
+}
+
+impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
+    /// `t'_c = (1-ε)·t_c + ε/C`.
+    #[inline(always)]
+    fn smoothed(&self, t: f64) -> f64 {
+        (1.0 - self.smoothing) * t + self.smoothing / self.classes as f64
+    }
+}
+
+impl<T: Float, Y: ClassTarget> super::rows::RowOp<5> for SoftmaxGrad<T, Y> {
+    type State = LseState;
+    type Scratch = (TileBuf<T>, TileBuf<Y>, TileBuf<T>, TileBuf<T>, TileBuf<T>);
+
+    fn empty(&self) -> LseState {
+        LseState::EMPTY
+    }
+
+    #[inline]
+    unsafe fn tile<A: super::isa::Arch>(
+        &self,
+        scratch: &mut Self::Scratch,
+        first_row: usize,
+        at: [isize; 5],
+        rs: [isize; 5],
+        st: [isize; 5],
+        n: usize,
+        states: &mut [LseState],
+    ) {
+        for (r, state) in states.iter_mut().enumerate() {
+            let at_r = std::array::from_fn(|k| at[k] + r as isize * rs[k]);
+            // SAFETY: forwarded: the engine hands out offsets inside the operands.
+            *state = unsafe { self.row_tile(scratch, first_row + r, at_r, st, n) };
+        }
+    }
+
+    fn merge(&self, a: LseState, b: LseState) -> LseState {
+        self.merge_states(a, b)
+    }
+
+    unsafe fn finish<A: super::isa::Arch>(
+        &self,
+        row: usize,
+        base: [isize; 5],
+        state: LseState,
+    ) -> Partial {
+        // SAFETY: forwarded.
+        unsafe { self.finish_row(row, base, state) }
+    }
+}
+
+impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
+    /// One tile of `n` elements of row `row` (operand `k`'s elements at `at[k] + i * st[k]`):
+    /// the first pass returns its log-sum-exp state, the second writes its outputs.
+    ///
+    /// # Safety
+    /// The offsets must address valid elements of every operand.
+    #[inline]
+    #[allow(clippy::type_complexity)]
+    unsafe fn row_tile(
+        &self,
+        (bx, by, bw, bg, bh): &mut (TileBuf<T>, TileBuf<Y>, TileBuf<T>, TileBuf<T>, TileBuf<T>),
+        row: usize,
+        at: [isize; 5],
+        st: [isize; 5],
+        n: usize,
+    ) -> LseState {
+        // SAFETY: the engine hands out offsets inside the operands.
+        let x = unsafe { bx.view(self.logits.0.offset(at[0]), st[0], n) };
+        let w = unsafe { bw.view(self.weight.0.offset(at[2]), st[2], n) };
+        if !self.write {
+            let mut m = f64::NEG_INFINITY;
+            for &v in x {
+                let v = v.to_f64();
+                if v > m {
+                    m = v;
+                }
+            }
+            let mut s = 0.0;
+            if m == f64::NEG_INFINITY {
+                if x.iter().any(|v| v.is_nan()) {
+                    s = f64::NAN;
+                }
+            } else {
+                for &v in x {
+                    s += (v.to_f64() - m).exp();
+                }
+            }
+            let mut a = 0.0;
+            let mut flags = 0;
+            if !Y::HARD {
+                // SAFETY: as above.
+                let t = unsafe { by.view(self.target.0.offset(at[1]), st[1], n) };
+                for i in 0..n {
+                    let ti = t[i].prob();
+                    if ti < 0.0 {
+                        flags |= flags::TARGET;
+                    }
+                    a += w[i].to_f64() * self.smoothed(ti);
+                }
+            }
+            return LseState { m, s, a, flags };
+        }
+        // Second pass: write this tile's gradient and Hessian.
+        // SAFETY: `info[row]` was written by the first pass for this row.
+        let [lse, coef, label, label_weight, base] = unsafe { *self.info.0.add(row) };
+        let g = bg.scratch(n);
+        let h = bh.scratch(n);
+        let eps_c = self.smoothing / self.classes as f64;
+        let ignored = Y::HARD && label < 0.0;
+        let first = if st[0] == 0 {
+            0
+        } else {
+            ((at[0] as f64 - base) / st[0] as f64) as i64
+        };
+        let t = if Y::HARD {
+            None
+        } else {
+            // SAFETY: as above.
+            Some(unsafe { by.view(self.target.0.offset(at[1]), st[1], n) })
+        };
+        for i in 0..n {
+            if ignored {
+                g[i] = T::ZERO;
+                h[i] = T::ZERO;
+                continue;
+            }
+            let p = (x[i].to_f64() - lse).exp();
+            let wi = w[i].to_f64();
+            let direct = match t {
+                Some(t) => wi * self.smoothed(t[i].prob()),
+                None => {
+                    let hit = if first + i as i64 == label as i64 {
+                        (1.0 - self.smoothing) * label_weight
+                    } else {
+                        0.0
+                    };
+                    hit + eps_c * wi
+                }
+            };
+            g[i] = T::from_f64(self.scale * (coef * p - direct));
+            h[i] = T::from_f64(self.scale * coef * p * (1.0 - p));
+        }
+        // SAFETY: each element of grad/hess belongs to exactly one row, handled by one task.
+        unsafe {
+            scatter(g, self.grad.0.offset(at[3]), st[3]);
+            scatter(h, self.hess.0.offset(at[4]), st[4]);
+        }
+        LseState::EMPTY
+    }
+
+    fn merge_states(&self, a: LseState, b: LseState) -> LseState {
+        let (m, s) = if a.m == f64::NEG_INFINITY && a.s == 0.0 {
+            (b.m, b.s)
+        } else if b.m == f64::NEG_INFINITY && b.s == 0.0 {
+            (a.m, a.s)
+        } else {
+            let m = if b.m > a.m { b.m } else { a.m };
+            if m == f64::NEG_INFINITY {
+                (m, a.s + b.s)
+            } else {
+                (m, a.s * (a.m - m).exp() + b.s * (b.m - m).exp())
+            }
+        };
+        LseState {
+            m,
+            s,
+            a: a.a + b.a,
+            flags: a.flags | b.flags,
+        }
+    }
+
+    /// The first pass's end of a row: stores its [`RowInfo`].
+    ///
+    /// # Safety
+    /// `base` must be the row's valid operand offsets; `info` must have a slot for `row`.
+    unsafe fn finish_row(&self, row: usize, base: [isize; 5], state: LseState) -> Partial {
+        if self.write {
+            return Partial {
+                count: 1,
+                ..Partial::EMPTY
+            };
+        }
+        let lse = state.m + state.s.ln();
+        let mut part = Partial {
+            count: 1,
+            flags: state.flags,
+            ..Partial::EMPTY
+        };
+        let mut info = [lse, state.a, -1.0, 0.0, base[0] as f64];
+        if Y::HARD {
+            // SAFETY: the label operand is valid at the row's base offset.
+            let y = unsafe { *self.target.0.offset(base[1]) }.index();
+            if y == self.ignore_index {
+                info[1] = 0.0;
+            } else if y < 0 || y >= self.classes as i64 {
+                part.flags |= flags::TARGET;
+            } else {
+                // SAFETY: 0 <= y < C addresses a class weight.
+                let wy = unsafe {
+                    *self
+                        .weight
+                        .0
+                        .offset(base[2] + y as isize * self.weight_stride)
+                }
+                .to_f64();
+                info = [
+                    lse,
+                    (1.0 - self.smoothing) * wy
+                        + self.smoothing / self.classes as f64 * self.weight_total,
+                    y as f64,
+                    wy,
+                    base[0] as f64,
+                ];
+                part.weight = wy;
+            }
+        } else {
+            part.weight = 1.0;
+        }
+        // SAFETY: one task finishes each row; the buffer has one slot per row.
+        unsafe { *self.info.0.add(row) = info };
+        part
+    }
+}
+
+/// Runs both passes of [`SoftmaxGrad`]: returns the first pass's merge (domain errors; the
+/// mean denominator in `weight`), after writing the outputs when it found no error.
+///
+/// # Safety
+/// As [`super::rows::run`]; `op.info` must hold one slot per row of `rows`.
+pub unsafe fn softmax_cross_entropy_grad<T: Float, Y: ClassTarget>(
+    rows: &super::rows::Rows<5>,
+    op: &mut SoftmaxGrad<T, Y>,
+    mean: bool,
+    pool: Option<&ThreadPool>,
+) -> Partial {
+    op.write = false;
+    // SAFETY: forwarded from the caller.
+    let first = unsafe { super::rows::run(rows, &*op, pool) };
+    if first.flags != 0 {
+        return first;
+    }
+    op.scale = if mean { 1.0 / first.weight } else { 1.0 };
+    op.write = true;
+    // SAFETY: forwarded from the caller.
+    unsafe { super::rows::run(rows, &*op, pool) };
+    first
+}
