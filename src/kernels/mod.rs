@@ -5,8 +5,11 @@
 //! - [`math`]: branch-free, vectorisable `ln`, `ln_1p`, `exp` and the hard-label log.
 //! - [`strided`]: walking N-d strided, broadcast operands in place.
 //! - [`reduce`]: the deterministic block reduction engine and its partial state.
+//! - [`rows`]: the row-wise engine (one result per distribution along an axis).
 //! - [`pool`]: the crate's fork-safe rayon pool.
 //! - [`bce`]: binary cross-entropy on probabilities and logits.
+//! - [`divergence`]: entropy, cross-entropy, KL and Jensen-Shannon divergence per row.
+//! - [`softmax`]: softmax cross-entropy against class indices or probabilities.
 //! - [`grad`]: gradients and diagonal Hessians with respect to logits (boosting objectives).
 
 pub mod bce;
