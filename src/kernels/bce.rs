@@ -22,7 +22,7 @@
 use rayon::ThreadPool;
 
 use super::float::{Float, Target};
-use super::isa::{self, Arch, Kernel};
+use super::isa::{self, Arch, Isa, Kernel};
 use super::reduce::{flags, reduce_from, Partial, BLOCK};
 use super::strided::{scatter, Layout, SendPtr, TileBuf, TILE};
 
@@ -48,23 +48,25 @@ pub struct Operands<T, Y> {
     pub layout: Layout<5>,
 }
 
-/// Number of independent `f64` accumulators of a tile's sum: two 512-bit registers, and
-/// enough to break the dependency chain of the additions.
+/// Elements per group of the tile loop (and independent `f64` accumulators of its sum) with
+/// AVX-512: one 512-bit register of `f32`. Narrower instruction sets use [`LANES_NARROW`],
+/// which keeps the loop's working set within their 16 vector registers.
 const LANES: usize = 16;
+const LANES_NARROW: usize = 8;
 
-/// Loss of one element on probabilities with a soft (probability) target.
+/// Loss of one element on probabilities with a soft (probability) target:
+/// `y·(-max(ln p, -100)) + (1 - y)·(-max(ln(1 - p), -100))`.
 #[inline(always)]
 fn prob_soft<A: Arch, T: Float>(p: T, y: T) -> T {
-    let lp = p.bce_log_on::<A>(true);
-    let lq = p.bce_log_on::<A>(false);
-    (y - T::ONE) * lq - y * lp
+    let lp = p.bce_nlog_on::<A>(true);
+    let lq = p.bce_nlog_on::<A>(false);
+    y.mul_add_on::<A>(lp, (T::ONE - y) * lq)
 }
 
 /// Loss of one element on probabilities with a hard target (`one` = label 1): one log.
 #[inline(always)]
 fn prob_hard<A: Arch, T: Float>(p: T, one: bool) -> T {
-    // 0 - l rather than -l: a zero loss is +0, not -0.
-    T::ZERO - p.bce_log_on::<A>(one)
+    p.bce_nlog_on::<A>(one)
 }
 
 /// `log_sigmoid(x) = min(x, 0) - ln(1 + e^-|x|)`.
@@ -74,18 +76,22 @@ fn log_sigmoid<A: Arch, T: Float>(x: T) -> T {
     m - (-x.abs()).softplus_nonpos_on::<A>()
 }
 
-/// Loss of one element on logits (before the element weight).
+/// Loss of one element on logits (before the element weight); `PW`: with a positive-class
+/// weight (otherwise `pos_weight` is 1 and not read).
 #[inline(always)]
-fn logits_loss<A: Arch, T: Float>(x: T, y: T, pos_weight: T) -> T {
-    let log_weight = (pos_weight - T::ONE).mul_add_on::<A>(y, T::ONE);
-    (T::ONE - y) * x - log_weight * log_sigmoid::<A, T>(x)
+fn logits_loss<A: Arch, T: Float, const PW: bool>(x: T, y: T, pos_weight: T) -> T {
+    let ls = log_sigmoid::<A, T>(x);
+    if PW {
+        let log_weight = (pos_weight - T::ONE).mul_add_on::<A>(y, T::ONE);
+        (T::ONE - y) * x - log_weight * ls
+    } else {
+        (T::ONE - y) * x - ls
+    }
 }
 
 /// True if `p` is a valid probability (NaN passes: it propagates instead).
 #[inline(always)]
 fn prob_in_range<T: Float>(p: T) -> bool {
-    // Comparisons rather than a range so that NaN passes; `|`, not `||`, so that it stays
-    // branch-free in vector loops.
     !((p < T::ZERO) | (p > T::ONE))
 }
 
@@ -97,7 +103,8 @@ struct Tile<'a, T, Y> {
     y: &'a [Y],
     /// `None`: every weight is 1 (no multiplication).
     w: Option<&'a [T]>,
-    pw: &'a [T],
+    /// `None`: every positive-class weight is 1.
+    pw: Option<&'a [T]>,
     /// Where each element's loss goes, when requested.
     out: Option<&'a mut [T]>,
 }
@@ -106,65 +113,184 @@ impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
     /// The tile's loss sum and the domain-error flags met.
     type Output = (f64, u32);
 
-    /// One pass over the tile: each element's loss (one log per element for hard labels and
-    /// for float targets that are all 0/1 in this tile) with the domain checks fused in, into
-    /// `out` or a stack buffer; then the weights; then a 16-lane `f64` sum. Every loop is a
-    /// plain loop over zipped slices, so LLVM vectorises it to the width `A` enables.
+    /// Chooses the element formula once per tile (hard labels, and float targets that are all
+    /// exactly 0 or 1 in this tile, take the one-log path), then runs [`lanes`].
     #[inline(always)]
     fn run<A: Arch>(self) -> (f64, u32) {
         let n = self.x.len();
-        let (x, y, pw) = (self.x, &self.y[..n], &self.pw[..n]);
-        let mut buf = [T::ZERO; TILE];
-        let loss: &mut [T] = match self.out {
-            Some(out) => &mut out[..n],
-            None => &mut buf[..n],
-        };
-        // Domain errors as integer OR-reductions: LLVM vectorises those reliably.
-        let mut bad_x = 0u32;
-        let mut bad_y = 0u32;
-        match self.kind {
-            Kind::Probabilities => {
-                if Y::HARD || all_zero_or_one::<T, Y>(y) {
-                    for ((l, &p), &t) in loss.iter_mut().zip(x).zip(y) {
-                        bad_x |= u32::from(!prob_in_range(p));
-                        // (Float targets got here by being all 0 or 1: nothing to check.)
-                        bad_y |= u32::from(Y::HARD & !t.in_range());
-                        *l = prob_hard::<A, T>(p, t.is_one());
+        let (x, y) = (self.x, &self.y[..n]);
+        let w = self.w.map(|w| &w[..n]);
+        let pw = self.pw.map(|pw| &pw[..n]);
+        let out = self.out.map(|o| &mut o[..n]);
+        // Absent operands are passed as `x` and never read (the const flags say so).
+        macro_rules! go {
+            ($mode:expr, $l:expr) => {
+                match (w, pw) {
+                    (None, None) => lanes::<A, T, Y, { $mode }, false, false, $l>(x, y, x, x, out),
+                    (Some(w), None) => {
+                        lanes::<A, T, Y, { $mode }, true, false, $l>(x, y, w, x, out)
                     }
+                    (None, Some(pw)) => {
+                        lanes::<A, T, Y, { $mode }, false, true, $l>(x, y, x, pw, out)
+                    }
+                    (Some(w), Some(pw)) => {
+                        lanes::<A, T, Y, { $mode }, true, true, $l>(x, y, w, pw, out)
+                    }
+                }
+            };
+            ($mode:expr) => {
+                if A::ISA == Isa::Avx512 {
+                    go!($mode, LANES)
                 } else {
-                    for ((l, &p), &t) in loss.iter_mut().zip(x).zip(y) {
-                        bad_x |= u32::from(!prob_in_range(p));
-                        bad_y |= u32::from(!t.in_range());
-                        *l = prob_soft::<A, T>(p, t.prob());
-                    }
+                    go!($mode, LANES_NARROW)
                 }
-            }
-            Kind::Logits => {
-                for (((l, &v), &t), &c) in loss.iter_mut().zip(x).zip(y).zip(pw) {
-                    bad_y |= u32::from(!t.in_range());
-                    *l = logits_loss::<A, T>(v, t.prob(), c);
-                }
-            }
+            };
         }
-        if let Some(w) = self.w {
-            for (l, &w) in loss.iter_mut().zip(&w[..n]) {
-                *l = *l * w;
-            }
+        match self.kind {
+            Kind::Probabilities if Y::HARD || all_zero_or_one::<T, Y>(y) => go!(HARD),
+            Kind::Probabilities => go!(SOFT),
+            Kind::Logits => go!(LOGITS),
         }
-        let mut acc = [0f64; LANES];
-        let mut chunks = loss.chunks_exact(LANES);
-        for c in &mut chunks {
-            for (a, &l) in acc.iter_mut().zip(c) {
-                *a += l.to_f64();
-            }
-        }
-        for (a, &l) in acc.iter_mut().zip(chunks.remainder()) {
-            *a += l.to_f64();
-        }
-        let flags =
-            if bad_x != 0 { flags::INPUT } else { 0 } | if bad_y != 0 { flags::TARGET } else { 0 };
-        (pairwise(&acc), flags)
     }
+}
+
+/// Element formulas of [`lanes`].
+const HARD: u8 = 0;
+const SOFT: u8 = 1;
+const LOGITS: u8 = 2;
+
+/// Per-lane state of [`lanes`]: everything is an array of `L` lanes, updated lane by lane, so
+/// that no loop carries a reduction the vectoriser would have to recognise.
+struct LaneState<T, Y, const L: usize> {
+    /// Loss sums, in `f64`.
+    acc: [f64; L],
+    /// Smallest and largest probability seen (NaN never enters: it is not an error).
+    lo: [T; L],
+    hi: [T; L],
+    /// Non-zero where a target outside its domain was seen (labels).
+    bad_y: [u32; L],
+    /// Smallest and largest target seen (float targets, see [`Target::BY_EXTREMES`]).
+    ylo: [Y; L],
+    yhi: [Y; L],
+}
+
+/// One group of `L` elements: loss, weight, domain checks and sums, all lane-wise.
+/// Returns the losses (weighted).
+#[inline(always)]
+fn group<
+    A: Arch,
+    T: Float,
+    Y: Target,
+    const MODE: u8,
+    const W: bool,
+    const PW: bool,
+    const L: usize,
+>(
+    st: &mut LaneState<T, Y, L>,
+    x: &[T; L],
+    y: &[Y; L],
+    w: &[T; L],
+    pw: &[T; L],
+) -> [T; L] {
+    let mut l = [T::ZERO; L];
+    for k in 0..L {
+        let (v, t) = (x[k], y[k]);
+        if MODE != LOGITS {
+            st.lo[k] = if v < st.lo[k] { v } else { st.lo[k] };
+            st.hi[k] = if v > st.hi[k] { v } else { st.hi[k] };
+        }
+        // Hard float targets got here by being all 0 or 1: nothing left to check.
+        if Y::BY_EXTREMES {
+            if MODE != HARD {
+                st.ylo[k] = t.lesser(st.ylo[k]);
+                st.yhi[k] = t.greater(st.yhi[k]);
+            }
+        } else if Y::HARD {
+            st.bad_y[k] |= u32::from(!t.in_range());
+        }
+        let loss = match MODE {
+            HARD => prob_hard::<A, T>(v, t.is_one()),
+            SOFT => prob_soft::<A, T>(v, t.prob()),
+            _ => logits_loss::<A, T, PW>(v, t.prob(), pw[k]),
+        };
+        l[k] = if W { loss * w[k] } else { loss };
+    }
+    l
+}
+
+/// The tile loop: groups of `L` elements through [`group`], the last, partial group
+/// padded with valid values (probability 1/2, target 0, weight 1) whose losses are dropped.
+/// `w` is only read when `W`. Returns the tile's sum and domain-error flags.
+#[inline(always)]
+fn lanes<
+    A: Arch,
+    T: Float,
+    Y: Target,
+    const MODE: u8,
+    const W: bool,
+    const PW: bool,
+    const L: usize,
+>(
+    x: &[T],
+    y: &[Y],
+    w: &[T],
+    pw: &[T],
+    mut out: Option<&mut [T]>,
+) -> (f64, u32) {
+    let n = x.len();
+    let half = T::from_f64(0.5);
+    let mut st = LaneState {
+        acc: [0.0; L],
+        lo: [half; L],
+        hi: [half; L],
+        bad_y: [0; L],
+        ylo: [Y::default(); L],
+        yhi: [Y::default(); L],
+    };
+    let full = n - n % L;
+    let arr = |s: &[T], i: usize| -> [T; L] { s[i..i + L].try_into().unwrap() };
+    let mut i = 0;
+    while i < full {
+        let ys: [Y; L] = y[i..i + L].try_into().unwrap();
+        let ws = if W { arr(w, i) } else { [T::ONE; L] };
+        let pws = if PW { arr(pw, i) } else { [T::ONE; L] };
+        let l = group::<A, T, Y, MODE, W, PW, L>(&mut st, &arr(x, i), &ys, &ws, &pws);
+        if let Some(out) = out.as_deref_mut() {
+            out[i..i + L].copy_from_slice(&l);
+        }
+        for (a, v) in st.acc.iter_mut().zip(l) {
+            *a += v.to_f64();
+        }
+        i += L;
+    }
+    let rest = n - full;
+    if rest > 0 {
+        let (mut xs, mut ys) = ([half; L], [Y::default(); L]);
+        let (mut ws, mut pws) = ([T::ONE; L], [T::ONE; L]);
+        xs[..rest].copy_from_slice(&x[full..]);
+        ys[..rest].copy_from_slice(&y[full..]);
+        if PW {
+            pws[..rest].copy_from_slice(&pw[full..]);
+        }
+        if W {
+            ws[..rest].copy_from_slice(&w[full..]);
+        }
+        let l = group::<A, T, Y, MODE, W, PW, L>(&mut st, &xs, &ys, &ws, &pws);
+        if let Some(out) = out {
+            out[full..].copy_from_slice(&l[..rest]);
+        }
+        for (a, v) in st.acc.iter_mut().zip(&l[..rest]) {
+            *a += v.to_f64();
+        }
+    }
+    let mut bad_x = false;
+    let mut bad_y = 0;
+    for k in 0..L {
+        bad_x |= (st.lo[k] < T::ZERO) | (st.hi[k] > T::ONE);
+        bad_y |= st.bad_y[k] | u32::from(!Y::extremes_in_range(st.ylo[k], st.yhi[k]));
+    }
+    let flags = if bad_x { flags::INPUT } else { 0 } | if bad_y != 0 { flags::TARGET } else { 0 };
+    (pairwise(st.acc), flags)
 }
 
 /// True if every target of the tile is exactly 0 or 1 (without early exit, so it vectorises).
@@ -179,9 +305,9 @@ fn all_zero_or_one<T: Float, Y: Target>(y: &[Y]) -> bool {
 
 /// Sums the lane accumulators in a fixed tree order.
 #[inline(always)]
-fn pairwise(acc: &[f64; LANES]) -> f64 {
-    let mut v = *acc;
-    let mut width = LANES;
+fn pairwise<const L: usize>(acc: [f64; L]) -> f64 {
+    let mut v = acc;
+    let mut width = L;
     while width > 1 {
         width /= 2;
         for i in 0..width {
@@ -246,6 +372,7 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
 ) -> Partial {
     let layout = &ops.layout;
     let unweighted = std::ptr::eq(ops.weight.0, T::one_ref());
+    let no_pos_weight = std::ptr::eq(ops.pos_weight.0, T::one_ref());
     reduce_from(init, layout.len(), BLOCK, pool, |range| {
         let mut part = Partial::EMPTY;
         part.count = range.len() as u64;
@@ -274,7 +401,7 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
                     x,
                     y,
                     w: if unweighted { None } else { Some(w) },
-                    pw,
+                    pw: if no_pos_weight { None } else { Some(pw) },
                     out,
                 };
                 let (sum, bad) = if ops.out.0.is_null() {

@@ -51,9 +51,10 @@ pub trait Float:
     /// `ln(self)` if `one`, else `ln(1 - self)`: one log, accurate for tiny `self` either way
     /// (the hard-label term of binary cross-entropy), for instruction set `A`.
     fn ln_p_or_1m_p_on<A: Arch>(self, one: bool) -> Self;
-    /// `max(ln(one ? self : 1 - self), -100)`: the clamped log term of binary cross-entropy,
-    /// one log, for `self ∈ [0, 1]` (NaN gives NaN; other values a value of no meaning).
-    fn bce_log_on<A: Arch>(self, one: bool) -> Self;
+    /// `min(-ln(one ? self : 1 - self), 100)`: the hard-label loss of binary cross-entropy
+    /// (the log clamped at -100), one log, for `self ∈ [0, 1]` (NaN gives NaN; other values a
+    /// value of no meaning).
+    fn bce_nlog_on<A: Arch>(self, one: bool) -> Self;
     /// `ln(1 + e^self)` for `self ≤ 0` (softplus; NaN gives NaN), for instruction set `A`.
     fn softplus_nonpos_on<A: Arch>(self) -> Self;
     /// `self * a + b`: one fused instruction where `A` has FMA, a multiply and an add
@@ -123,7 +124,7 @@ macro_rules! impl_float {
                 math::$hard::<A>(self, one)
             }
             #[inline(always)]
-            fn bce_log_on<A: Arch>(self, one: bool) -> Self {
+            fn bce_nlog_on<A: Arch>(self, one: bool) -> Self {
                 math::$bce::<A>(self, one)
             }
             #[inline(always)]
@@ -166,7 +167,7 @@ impl_float!(
     ln_1p_f32,
     exp_f32,
     ln_p_or_1m_p_f32,
-    bce_log_f32,
+    bce_nlog_f32,
     softplus_nonpos_f32
 );
 impl_float!(
@@ -176,7 +177,7 @@ impl_float!(
     ln_1p_f64,
     exp_f64,
     ln_p_or_1m_p_f64,
-    bce_log_f64,
+    bce_nlog_f64,
     softplus_nonpos_f64
 );
 
@@ -195,6 +196,25 @@ pub trait Target: Copy + Send + Sync + Debug + Default + 'static {
     fn in_range(self) -> bool;
     /// True if this is the label 1 (only meaningful for hard labels and exact 0/1 floats).
     fn is_one(self) -> bool;
+    /// Float targets are range-checked by their smallest and largest value over a tile
+    /// ([`Target::lesser`], [`Target::greater`], [`Target::extremes_in_range`]): two vector
+    /// instructions per group instead of a flag per element. Labels use [`Target::in_range`].
+    const BY_EXTREMES: bool = false;
+    /// The lesser of two values, ignoring NaN in `self` (a select, so it vectorises).
+    #[inline(always)]
+    fn lesser(self, _other: Self) -> Self {
+        self
+    }
+    /// The greater of two values, ignoring NaN in `self`.
+    #[inline(always)]
+    fn greater(self, _other: Self) -> Self {
+        self
+    }
+    /// True if every value between `lo` and `hi` is in range.
+    #[inline(always)]
+    fn extremes_in_range(lo: Self, hi: Self) -> bool {
+        lo.in_range() & hi.in_range()
+    }
 }
 
 /// A NumPy `bool` element, read as its raw byte: NumPy arrays can hold bytes other than 0/1
@@ -266,6 +286,15 @@ macro_rules! impl_float_target {
             #[inline(always)]
             fn is_one(self) -> bool {
                 self == 1.0
+            }
+            const BY_EXTREMES: bool = true;
+            #[inline(always)]
+            fn lesser(self, other: Self) -> Self {
+                if self < other { self } else { other }
+            }
+            #[inline(always)]
+            fn greater(self, other: Self) -> Self {
+                if self > other { self } else { other }
             }
         }
     )*};

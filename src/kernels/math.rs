@@ -122,6 +122,20 @@ fn ln_core32<A: Arch>(k: f32, f: f32) -> f32 {
     fma32::<A>(k, LN2_HI_32, f + lo)
 }
 
+/// `-(k·ln2 + ln(1 + f))`, rounded as [`ln_core32`] (the negation is folded into the
+/// constants, so it costs nothing).
+#[inline(always)]
+fn neg_ln_core32<A: Arch>(k: f32, f: f32) -> f32 {
+    let mut q = LN_Q32[7];
+    for &c in LN_Q32[..7].iter().rev() {
+        q = fma32::<A>(q, f, c);
+    }
+    let t = fma32::<A>(q, f, -0.5);
+    let f2 = f * f;
+    let neg_lo = fma32::<A>(-f2, t, k * -LN2_LO_32);
+    fma32::<A>(k, -LN2_HI_32, neg_lo - f)
+}
+
 /// The IEEE result of `ln` where `x` is not positive finite; `y` where it is.
 #[inline(always)]
 fn ln_special32(x: f32, y: f32) -> f32 {
@@ -178,31 +192,56 @@ pub fn ln_p_or_1m_p_f32<A: Arch>(p: f32, one: bool) -> f32 {
     ln_special32(q, ln_core32::<A>(k, f))
 }
 
-/// `max(ln(one ? p : 1 - p), -100)`, `f32`: the clamped log term of binary cross-entropy
-/// (PyTorch's clamp), as accurate as [`ln_p_or_1m_p_f32`] for `p ∈ [0, 1]`; NaN gives NaN,
-/// other `p` a value of no meaning (callers report them as domain errors).
+/// `min(-ln(one ? p : 1 - p), 100)`, `f32`: the hard-label loss of binary cross-entropy
+/// (with PyTorch's clamp of the log at -100), one log, as accurate as [`ln_p_or_1m_p_f32`]
+/// for `p ∈ [0, 1]`; NaN gives NaN, other `p` a value of no meaning (callers report them as
+/// domain errors).
 ///
 /// Cheaper than clamping the IEEE log: `q = 0` needs no special case (its reduction gives
-/// `k = -150`, a log of about -104, clamped), and NaN is carried by adding `q·0`.
+/// `k = -150`, a loss of about 104, clamped), NaN is carried by adding `q·0` (which also turns
+/// a zero loss into `+0`), the exact reduction of `1 - p` is `f = -p·s - k`, and the
+/// negation is folded into the constants.
 #[inline(always)]
-pub fn bce_log_f32<A: Arch>(p: f32, one: bool) -> f32 {
-    let (q, k, f) = hard_arg32::<true>(p, one);
-    let y = fma32::<A>(q, 0.0, ln_core32::<A>(k, f));
-    sel32(y < -100.0, -100.0, y)
+pub fn bce_nlog_f32<A: Arch>(p: f32, one: bool) -> f32 {
+    let q = sel32(one, p, 1.0 - p);
+    let sub = q < f32::MIN_POSITIVE;
+    let qs = sel32(sub, q * 8_388_608.0, q);
+    let (k, m) = reduce32(qs);
+    let k = k as f32 - sel32(sub, 23.0, 0.0);
+    // As in `hard_arg32`: with s = 2^-k, (s - 1) - p·s = -p·s - k for k ∈ {0, -1}.
+    let s = 1.0 - k;
+    let f = sel32(!one & (p < 0.5), fma32::<A>(-p, s, -k), m - 1.0);
+    let y = fma32::<A>(q, 0.0, neg_ln_core32::<A>(k, f));
+    sel32(y > 100.0, 100.0, y)
 }
 
 /// `ln(1 + e^z)` for `z ≤ 0` (softplus; NaN gives NaN), `f32`: the log-sigmoid term of binary
 /// cross-entropy with logits, `log_sigmoid(x) = min(x, 0) - ln(1 + e^-|x|)`.
 ///
-/// `e = e^z ∈ [0, 1]`, so `1 + e = 2^k·m` with `k ∈ {0, 1}` and `f = (s - 1) + e·s`, `s = 2^-k`,
-/// rebuilt from `e` so the rounding of `1 + e` is not lost; no special cases are needed.
+/// `e = e^z ∈ [0, 1]` is computed as in [`exp_f32`], but since `2^n ≤ 1` it is scaled once by
+/// the normal `2^(n+64)` and once by the constant `2^-64` (subnormal `e` still rounds once).
+/// Then `1 + e = 2^k·m` with `k ∈ {0, 1}`, and `f = (s - 1) + e·s`, `s = 2^-k`, is rebuilt
+/// from `e` so the rounding of `1 + e` is not lost; no special cases are needed.
 #[inline(always)]
 pub fn softplus_nonpos_f32<A: Arch>(z: f32) -> f32 {
-    let e = exp_f32::<A>(z);
+    let z = sel32(z < -104.0, -104.0, z);
+    let t = fma32::<A>(z, LOG2E_32, SHIFT_32);
+    let n = t - SHIFT_32;
+    let r = fma32::<A>(n, -LN2_HI_32, z);
+    let r = fma32::<A>(n, -LN2_LO_32, r);
+    let mut p = EXP_P32[4];
+    for &c in EXP_P32[..4].iter().rev() {
+        p = fma32::<A>(p, r, c);
+    }
+    let y = 1.0 + fma32::<A>(r * r, p, r);
+    // bits of 2^(n + 64): t's low bits hold n + 1.5·2^23; re-bias them (wrapping: NaN).
+    let bias = (127 + 64) - SHIFT_32.to_bits() as i32;
+    let scale = f32::from_bits(((t.to_bits() as i32).wrapping_add(bias) << 23) as u32);
+    let e = y * scale * f32::from_bits((127 - 64) << 23);
     let (k, _) = reduce32(1.0 + e);
     let k = k as f32;
     let s = fma32::<A>(k, -0.5, 1.0);
-    ln_core32::<A>(k, (s - 1.0) + e * s)
+    ln_core32::<A>(k, fma32::<A>(e, s, s - 1.0))
 }
 
 /// `e^x` in two parts: `ln2` with 16 significant bits and the rest (`n·LN2_HI_32` is exact).
@@ -299,6 +338,21 @@ fn ln_core64<A: Arch>(k: f64, f: f64) -> f64 {
     fma64::<A>(k, LN2_HI_64, f - (hfsq - lo))
 }
 
+/// `-(k·ln2 + ln(1 + f))`, rounded as [`ln_core64`].
+#[inline(always)]
+fn neg_ln_core64<A: Arch>(k: f64, f: f64) -> f64 {
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let mut t = LN_T64[7];
+    for &c in LN_T64[..7].iter().rev() {
+        t = fma64::<A>(t, z, c);
+    }
+    let r = z * t;
+    let hfsq = 0.5 * f * f;
+    let lo = fma64::<A>(s, hfsq + r, k * LN2_LO_64);
+    fma64::<A>(k, -LN2_HI_64, (hfsq - lo) - f)
+}
+
 #[inline(always)]
 fn ln_special64(x: f64, y: f64) -> f64 {
     let special = sel64(x == 0.0, f64::NEG_INFINITY, sel64(x < 0.0, f64::NAN, x));
@@ -349,23 +403,17 @@ pub fn ln_p_or_1m_p_f64<A: Arch>(p: f64, one: bool) -> f64 {
     ln_special64(q, ln_core64::<A>(k, f))
 }
 
-/// `max(ln(one ? p : 1 - p), -100)`, `f64` (see [`bce_log_f32`]). Subnormal `q` needs no
-/// scaling here: unscaled, its log still comes out below -700, and is clamped.
+/// `min(-ln(one ? p : 1 - p), 100)`, `f64` (see [`bce_nlog_f32`]). Subnormal `q` needs no
+/// scaling here: unscaled, its loss still comes out above 700, and is clamped.
 #[inline(always)]
-pub fn bce_log_f64<A: Arch>(p: f64, one: bool) -> f64 {
-    let (q, k, f) = hard_arg64::<false>(p, one);
-    let y = fma64::<A>(q, 0.0, ln_core64::<A>(k, f));
-    sel64(y < -100.0, -100.0, y)
-}
-
-/// `ln(1 + e^z)` for `z ≤ 0` (NaN gives NaN), `f64` (see [`softplus_nonpos_f32`]).
-#[inline(always)]
-pub fn softplus_nonpos_f64<A: Arch>(z: f64) -> f64 {
-    let e = exp_f64::<A>(z);
-    let (kb, _) = reduce64(1.0 + e);
+pub fn bce_nlog_f64<A: Arch>(p: f64, one: bool) -> f64 {
+    let q = sel64(one, p, 1.0 - p);
+    let (kb, m) = reduce64(q);
     let k = k_to_f64(kb);
-    let s = fma64::<A>(k, -0.5, 1.0);
-    ln_core64::<A>(k, (s - 1.0) + e * s)
+    let s = 1.0 - k;
+    let f = sel64(!one & (p < 0.5), fma64::<A>(-p, s, -k), m - 1.0);
+    let y = fma64::<A>(q, 0.0, neg_ln_core64::<A>(k, f));
+    sel64(y > 100.0, 100.0, y)
 }
 
 const LOG2E_64: f64 = std::f64::consts::LOG2_E;
@@ -410,6 +458,29 @@ pub fn exp_f64<A: Arch>(x: f64) -> f64 {
     let s1 = f64::from_bits(n1b.wrapping_sub(1) << 52);
     let s2 = f64::from_bits(n2b.wrapping_sub(1) << 52);
     y * s1 * s2
+}
+
+/// `ln(1 + e^z)` for `z ≤ 0` (NaN gives NaN), `f64` (see [`softplus_nonpos_f32`]; here the
+/// scale is `2^(n+600) · 2^-600`).
+#[inline(always)]
+pub fn softplus_nonpos_f64<A: Arch>(z: f64) -> f64 {
+    let z = sel64(z < -746.0, -746.0, z);
+    let t = fma64::<A>(z, LOG2E_64, SHIFT_64);
+    let n = t - SHIFT_64;
+    let r = fma64::<A>(n, -LN2_HI_64, z);
+    let r = fma64::<A>(n, -LN2_LO_64, r);
+    let mut p = EXP_P64[10];
+    for &c in EXP_P64[..10].iter().rev() {
+        p = fma64::<A>(p, r, c);
+    }
+    let y = 1.0 + fma64::<A>(r * r, p, r);
+    let bias = (1023 + 600_u64).wrapping_sub(SHIFT_64.to_bits());
+    let scale = f64::from_bits(t.to_bits().wrapping_add(bias) << 52);
+    let e = y * scale * f64::from_bits((1023 - 600) << 52);
+    let (kb, _) = reduce64(1.0 + e);
+    let k = k_to_f64(kb);
+    let s = fma64::<A>(k, -0.5, 1.0);
+    ln_core64::<A>(k, fma64::<A>(e, s, s - 1.0))
 }
 
 #[cfg(test)]
@@ -479,8 +550,8 @@ mod tests {
                     Fun::Exp => exp_f32::<A>(x),
                     Fun::HardOne => ln_p_or_1m_p_f32::<A>(x, true),
                     Fun::HardZero => ln_p_or_1m_p_f32::<A>(x, false),
-                    Fun::BceOne => bce_log_f32::<A>(x, true),
-                    Fun::BceZero => bce_log_f32::<A>(x, false),
+                    Fun::BceOne => bce_nlog_f32::<A>(x, true),
+                    Fun::BceZero => bce_nlog_f32::<A>(x, false),
                     Fun::Softplus => softplus_nonpos_f32::<A>(x),
                 };
             }
@@ -499,8 +570,8 @@ mod tests {
                     Fun::Exp => exp_f64::<A>(x),
                     Fun::HardOne => ln_p_or_1m_p_f64::<A>(x, true),
                     Fun::HardZero => ln_p_or_1m_p_f64::<A>(x, false),
-                    Fun::BceOne => bce_log_f64::<A>(x, true),
-                    Fun::BceZero => bce_log_f64::<A>(x, false),
+                    Fun::BceOne => bce_nlog_f64::<A>(x, true),
+                    Fun::BceZero => bce_nlog_f64::<A>(x, false),
                     Fun::Softplus => softplus_nonpos_f64::<A>(x),
                 };
             }
@@ -513,8 +584,8 @@ mod tests {
             Fun::Ln1p => x.ln_1p(),
             Fun::Exp => x.exp(),
             Fun::HardZero => (-x).ln_1p(),
-            Fun::BceOne => x.ln().max(-100.0),
-            Fun::BceZero => (-x).ln_1p().max(-100.0),
+            Fun::BceOne => -x.ln().max(-100.0),
+            Fun::BceZero => -(-x).ln_1p().max(-100.0),
             Fun::Softplus => x.exp().ln_1p(),
         }
     }
