@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -257,7 +258,7 @@ def test_reduction_mean_does_not_allocate_the_input_size() -> None:
 
 def test_num_threads_from_environment() -> None:
     code = "import crossent; print(crossent.get_num_threads())"
-    env = {"CROSSENT_NUM_THREADS": "3", "PATH": ""}
+    env = {**os.environ, "CROSSENT_NUM_THREADS": "3"}
     out = subprocess.check_output([sys.executable, "-c", code], text=True, env=env)
     assert out.strip() == "3"
 
