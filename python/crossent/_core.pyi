@@ -8,6 +8,7 @@ __all__ = [
     "BinaryCrossEntropyAccumulator",
     "BinaryCrossEntropyWithLogitsAccumulator",
     "__version__",
+    "_isa",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_grad",
