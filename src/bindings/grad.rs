@@ -5,6 +5,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+use super::args;
 use super::arrays::{dtype_name, is, ndarray, ndarray_as, new_output, shape_str, View, ViewMut};
 use super::divergence::normalize_axis;
 use super::reduction::reduction_arg;
@@ -312,19 +313,23 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
 /// array([[0.1684, 0.1446, 0.0376],
 ///        [0.0469, 0.0515, 0.093 ]])
 #[pyfunction]
-#[pyo3(signature = (
-    logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
-    reduction="sum", out=None
-))]
+#[pyo3(
+    signature = (
+        logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
+        reduction="sum", out=None
+    ),
+    text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, \
+                      label_smoothing=0.0, reduction=\"sum\", out=None)"
+)]
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_cross_entropy_grad<'py>(
     logits: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
-    axis: isize,
+    #[pyo3(from_py_with = args::int_axis)] axis: isize,
     weight: Option<&Bound<'py, PyAny>>,
-    ignore_index: i64,
-    label_smoothing: f64,
-    reduction: &str,
+    #[pyo3(from_py_with = args::ignore_index)] ignore_index: i64,
+    #[pyo3(from_py_with = args::label_smoothing)] label_smoothing: f64,
+    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let mean = match reduction {

@@ -78,10 +78,14 @@ use crate::kernels::strided::{find_first, SendPtr};
 /// >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
 /// 0.345456
 #[pyfunction]
-#[pyo3(signature = (
-    logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
-    reduction="mean", out=None
-))]
+#[pyo3(
+    signature = (
+        logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
+        reduction="mean", out=None
+    ),
+    text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, \
+                      label_smoothing=0.0, reduction=\"mean\", out=None)"
+)]
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_cross_entropy<'py>(
     logits: &Bound<'py, PyAny>,
