@@ -522,3 +522,23 @@ def test_class_index_equal_to_the_class_count_is_out_of_range() -> None:
         assert "(2,)" in message, message
         labels[2] = 4
         assert np.isfinite(crossent.softmax_cross_entropy(logits, labels))
+
+
+# --- accumulators --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [crossent.BinaryCrossEntropyAccumulator, crossent.BinaryCrossEntropyWithLogitsAccumulator],
+)
+def test_accumulators_name_bad_arguments_and_keep_their_state(cls: Any) -> None:
+    raises(TypeError, "reduction", cls, reduction=3)
+    raises(ValueError, "reduction", cls, reduction="none")
+    acc = cls()
+    acc.update(np.full(4, 0.5), np.zeros(4))
+    before = (acc.count, acc.sum)
+    raises(TypeError, "input", acc.update, np.zeros(4, complex), np.zeros(4))
+    raises(ValueError, "target", acc.update, np.full(4, 0.5), np.zeros(5))
+    raises(ValueError, "target", acc.update, np.full(4, 0.5), np.full(4, 2.0))
+    raises(TypeError, "other", acc.merge, 3)
+    assert (acc.count, acc.sum) == before  # a refused batch leaves no trace

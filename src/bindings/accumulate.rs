@@ -15,6 +15,7 @@ use pyo3::PyClass;
 
 use super::arrays::ndarray_as;
 use super::bce;
+use super::reduction::reduction_arg;
 use crate::kernels::bce::Kind;
 use crate::kernels::reduce::Partial;
 
@@ -262,7 +263,7 @@ accumulator_methods!(
     {
         #[new]
         #[pyo3(signature = (*, reduction="mean"))]
-        fn new(reduction: &str) -> PyResult<Self> {
+        fn new(#[pyo3(from_py_with = reduction_arg)] reduction: &str) -> PyResult<Self> {
             Ok(Self {
                 state: State::new(reduction)?,
             })
@@ -358,7 +359,10 @@ accumulator_methods!(
     {
         #[new]
         #[pyo3(signature = (*, reduction="mean", pos_weight=None))]
-        fn new(reduction: &str, pos_weight: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        fn new(
+            #[pyo3(from_py_with = reduction_arg)] reduction: &str,
+            pos_weight: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Self> {
             Ok(Self {
                 state: State::new(reduction)?,
                 pos_weight: pos_weight_array(pos_weight)?,

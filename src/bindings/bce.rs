@@ -346,6 +346,8 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
         return Err(domain_error("input", "probabilities in [0, 1]", bad));
     }
     if part.flags & flags::TARGET != 0 {
+        // SAFETY: the view is alive and describes valid elements; `Y` has `E`'s size and
+        // accepts every bit pattern of it (checked at compile time above, and by `Target`).
         let bad = unsafe {
             find_first(yv.ptr as *const Y, &shape, &yv.strides, |v: Y| {
                 !v.in_range()

@@ -411,11 +411,13 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
                     // flat index space and out does not overlap itself or the inputs).
                     let dst = unsafe { ops.out.0.offset(at(4)) };
                     if st[4] == 1 {
+                        // SAFETY: n contiguous elements of out from dst, as above.
                         let slice = unsafe { std::slice::from_raw_parts_mut(dst, n) };
                         isa::dispatch_on(isa, tile(Some(slice)))
                     } else {
                         let scratch = bout.scratch(n);
                         let r = isa::dispatch_on(isa, tile(Some(&mut *scratch)));
+                        // SAFETY: dst + i * st[4] for i < n are this block's out elements.
                         unsafe { scatter(scratch, dst, st[4]) };
                         r
                     }
