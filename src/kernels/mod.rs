@@ -23,3 +23,6 @@ pub mod reduce;
 pub mod rows;
 pub mod softmax;
 pub mod strided;
+
+#[cfg(test)]
+mod proptests;
