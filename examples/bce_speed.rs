@@ -21,6 +21,93 @@ fn ops<T: Float, Y: Target>(x: &[T], y: &[Y]) -> Operands<T, Y> {
     }
 }
 
+/// Best time of `reps` calls to `f`, in seconds.
+fn best(reps: usize, mut f: impl FnMut()) -> f64 {
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Thread scaling at size `n` (`THREADS=1,2,4,...`): BCE and BCE with logits on float32
+/// 0/1 targets (what `peerbench` measures), BCE on float64, and the time to read both inputs
+/// once (the memory floor), in Melem/s.
+fn scaling(n: usize, threads: &str) {
+    use rayon::prelude::*;
+    let mut s = 0x9e37_79b9_u64;
+    let mut u = move || {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let p: Vec<f32> = (0..n).map(|_| (u() * 0.999_998 + 1e-6) as f32).collect();
+    let y: Vec<f32> = (0..n).map(|_| (u() < 0.5) as u8 as f32).collect();
+    let x: Vec<f32> = p.iter().map(|&v| (v - 0.5) * 12.0).collect();
+    let p64: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+    let y64: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+    println!("threads | bce f32 | logits f32 | bce f64 | read floor f32 (p, y)");
+    for t in threads
+        .split(',')
+        .map(|t| t.trim().parse::<usize>().expect("THREADS"))
+    {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .unwrap();
+        let run = |o: &Operands<f32, f32>, kind| {
+            // SAFETY: the operands are live slices of equal length.
+            unsafe { binary_cross_entropy_on(Partial::EMPTY, o, kind, Some(&pool), detected()) }
+        };
+        let (op, ox) = (ops(&p, &y), ops(&x, &y));
+        let o64 = ops(&p64, &y64);
+        let reps = 7;
+        let bce = best(reps, || {
+            run(&op, Kind::Probabilities);
+        });
+        let logits = best(reps, || {
+            run(&ox, Kind::Logits);
+        });
+        let bce64 = best(reps, || unsafe {
+            binary_cross_entropy_on(
+                Partial::EMPTY,
+                &o64,
+                Kind::Probabilities,
+                Some(&pool),
+                detected(),
+            );
+        });
+        let floor = best(reps, || {
+            let s: f32 = pool.install(|| {
+                p.par_chunks(1 << 15)
+                    .zip(y.par_chunks(1 << 15))
+                    .map(|(a, b)| {
+                        let mut acc = [0f32; 16];
+                        for (ca, cb) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
+                            for k in 0..16 {
+                                acc[k] += ca[k] + cb[k];
+                            }
+                        }
+                        acc.iter().sum::<f32>()
+                    })
+                    .sum()
+            });
+            std::hint::black_box(s);
+        });
+        let m = |t: f64| n as f64 / t / 1e6;
+        println!(
+            "{t:7} | {:7.0} | {:10.0} | {:7.0} | {:7.0}",
+            m(bce),
+            m(logits),
+            m(bce64),
+            m(floor)
+        );
+    }
+}
+
 fn time<T: Float, Y: Target>(name: &str, isa: Isa, kind: Kind, x: &[T], y: &[Y]) {
     if let Ok(only) = std::env::var("CASE") {
         if !format!("{} {name}", T::NAME).contains(&only) {
@@ -78,6 +165,9 @@ fn main() {
     let n = std::env::args()
         .nth(1)
         .map_or(1 << 22, |a| a.parse::<f64>().expect("n") as usize);
+    if let Ok(threads) = std::env::var("THREADS") {
+        return scaling(n, &threads);
+    }
     let only = std::env::var("CROSSENT_ISA")
         .ok()
         .and_then(|v| Isa::parse(&v));
