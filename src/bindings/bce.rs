@@ -167,6 +167,32 @@ impl<'py> Computed<'py> {
     }
 }
 
+/// Evaluates `$call`, in which `E` names the NumPy element type of the binary target array
+/// `$y` and `Y` the type the kernels read it as, for each supported target dtype; a
+/// `TypeError` naming `'target'` for any other. Shared by the losses and their gradients.
+macro_rules! with_target_dtype {
+    ($y:expr, $call:expr) => {{
+        let y: &Bound<'_, PyUntypedArray> = $y;
+        with_target_dtype!(@try y, $call, f32 => f32, f64 => f64, bool => Bool, u8 => u8,
+                           i8 => i8, i32 => i32, i64 => i64);
+        Err(PyTypeError::new_err(format!(
+            "'target' must be a float32, float64, bool, uint8, int8, int32 or int64 array, \
+             got dtype {}",
+            dtype_name(y)
+        )))
+    }};
+    (@try $y:ident, $call:expr, $($e:ty => $k:ty),*) => {$(
+        if is::<$e>($y) {
+            #[allow(dead_code)]
+            type E = $e;
+            #[allow(dead_code)]
+            type Y = $k;
+            return $call;
+        }
+    )*};
+}
+pub(crate) use with_target_dtype;
+
 /// The arguments besides `input` and `target`.
 struct Args<'a, 'py> {
     kind: Kind,
@@ -202,20 +228,7 @@ fn dispatch_target<'py, T: Float + Element>(
     args: &Args<'_, 'py>,
 ) -> PyResult<Computed<'py>> {
     let y = ndarray(target, "target")?;
-    // (NumPy element type, the type the kernel reads it as)
-    macro_rules! try_dtypes {
-        ($($e:ty => $y:ty),*) => {$(
-            if is::<$e>(&y) {
-                return compute::<T, $e, $y>(x, &y, args);
-            }
-        )*};
-    }
-    try_dtypes!(f32 => f32, f64 => f64, bool => Bool, u8 => u8, i8 => i8, i32 => i32, i64 => i64);
-    Err(PyTypeError::new_err(format!(
-        "'target' must be a float32, float64, bool, uint8, int8, int32 or int64 array, \
-         got dtype {}",
-        dtype_name(&y)
-    )))
+    with_target_dtype!(&y, compute::<T, E, Y>(x, &y, args))
 }
 
 /// A parameter array (`weight`, `pos_weight`) read as `T` and broadcast to the input's shape.

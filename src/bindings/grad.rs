@@ -7,6 +7,7 @@ use pyo3::types::PyTuple;
 
 use super::args;
 use super::arrays::{dtype_name, is, ndarray, ndarray_as, new_output, shape_str, View, ViewMut};
+use super::bce::with_target_dtype;
 use super::divergence::normalize_axis;
 use super::reduction::reduction_arg;
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
@@ -116,19 +117,7 @@ fn dispatch_target<'py, T: Float + Element>(
     args: &Args<'_, 'py>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let y = ndarray(target, "target")?;
-    macro_rules! try_dtypes {
-        ($($e:ty => $y:ty),*) => {$(
-            if is::<$e>(&y) {
-                return compute::<T, $e, $y>(x, &y, args);
-            }
-        )*};
-    }
-    try_dtypes!(f32 => f32, f64 => f64, bool => Bool, u8 => u8, i8 => i8, i32 => i32, i64 => i64);
-    Err(PyTypeError::new_err(format!(
-        "'target' must be a float32, float64, bool, uint8, int8, int32 or int64 array, \
-         got dtype {}",
-        dtype_name(&y)
-    )))
+    with_target_dtype!(&y, compute::<T, E, Y>(x, &y, args))
 }
 
 /// A broadcast parameter (`weight`, `pos_weight`) read as `T`: (view keeping it borrowed,
