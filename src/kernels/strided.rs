@@ -10,6 +10,7 @@
 //! Kernels consume runs in tiles of at most [`TILE`] elements: a run with unit stride is handed
 //! over as a slice of the array itself, anything else is gathered into a small stack buffer.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Elements per tile: small enough for the gather buffers to live in L1.
@@ -138,8 +139,15 @@ impl<const K: usize> Layout<K> {
 }
 
 /// A stack buffer for gathering one strided tile of an operand.
+///
+/// The storage starts uninitialised and is initialised only as far as it is used (`init`
+/// grows, never shrinks): a kernel holds one buffer per operand, most of which are never
+/// touched when the operands are contiguous, and zeroing them all on every block is a
+/// measurable share of a small call.
 pub struct TileBuf<E> {
-    data: [E; TILE],
+    data: [MaybeUninit<E>; TILE],
+    /// `data[..init]` is initialised.
+    init: usize,
     /// The source of a broadcast (stride 0) fill still held in `data`, to skip refilling.
     filled_from: *const E,
     filled_len: usize,
@@ -148,7 +156,8 @@ pub struct TileBuf<E> {
 impl<E: Copy + Default> Default for TileBuf<E> {
     fn default() -> Self {
         TileBuf {
-            data: [E::default(); TILE],
+            data: [MaybeUninit::uninit(); TILE],
+            init: 0,
             filled_from: std::ptr::null(),
             filled_len: 0,
         }
@@ -156,6 +165,30 @@ impl<E: Copy + Default> Default for TileBuf<E> {
 }
 
 impl<E: Copy + Default> TileBuf<E> {
+    /// Sets the first `n <= TILE` slots to `value(i)`.
+    #[inline(always)]
+    fn write(&mut self, n: usize, value: impl Fn(usize) -> E) {
+        for (i, slot) in self.data[..n].iter_mut().enumerate() {
+            slot.write(value(i));
+        }
+        self.init = self.init.max(n);
+    }
+
+    /// The first `n <= TILE` slots, initialising (with `E::default()`) those never used yet.
+    #[inline(always)]
+    fn slots(&mut self, n: usize) -> &mut [E] {
+        assert!(n <= TILE);
+        if n > self.init {
+            for slot in &mut self.data[self.init..n] {
+                slot.write(E::default());
+            }
+            self.init = n;
+        }
+        // SAFETY: `data[..init]` is initialised and `n <= init`; `MaybeUninit<E>` has `E`'s
+        // layout.
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr().cast::<E>(), n) }
+    }
+
     /// The `n <= TILE` elements at `ptr + i * stride`, as a slice: the array's own memory when
     /// `stride == 1`, this buffer (gathered) otherwise.
     ///
@@ -173,25 +206,23 @@ impl<E: Copy + Default> TileBuf<E> {
             if self.filled_from != ptr || self.filled_len < n {
                 // SAFETY: the caller guarantees ptr is valid.
                 let v = unsafe { *ptr };
-                self.data[..n].fill(v);
+                self.write(n, |_| v);
                 self.filled_from = ptr;
                 self.filled_len = n;
             }
-            return &self.data[..n];
+            return self.slots(n);
         }
         self.filled_from = std::ptr::null();
-        for (i, slot) in self.data[..n].iter_mut().enumerate() {
-            // SAFETY: the caller guarantees ptr + i * stride is valid for i < n.
-            *slot = unsafe { *ptr.offset(i as isize * stride) };
-        }
-        &self.data[..n]
+        // SAFETY: the caller guarantees ptr + i * stride is valid for i < n.
+        self.write(n, |i| unsafe { *ptr.offset(i as isize * stride) });
+        self.slots(n)
     }
 
     /// A scratch slice of `n <= TILE` elements for results that are scattered afterwards.
     #[inline(always)]
     pub fn scratch(&mut self, n: usize) -> &mut [E] {
         self.filled_from = std::ptr::null();
-        &mut self.data[..n]
+        self.slots(n)
     }
 }
 
