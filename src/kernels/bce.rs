@@ -139,7 +139,7 @@ impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
                 }
             };
             ($mode:expr) => {
-                if A::ISA == Isa::Avx512 {
+                if A::ISA == Isa::Avx512 && std::mem::size_of::<T>() == 4 {
                     go!($mode, LANES)
                 } else {
                     go!($mode, LANES_NARROW)
