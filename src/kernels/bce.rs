@@ -49,8 +49,9 @@ pub struct Operands<T, Y> {
 }
 
 /// Elements per group of the tile loop (and independent `f64` accumulators of its sum) with
-/// AVX-512: one 512-bit register of `f32`. Narrower instruction sets use [`LANES_NARROW`],
-/// which keeps the loop's working set within their 16 vector registers.
+/// AVX-512 and `f32`: one 512-bit register. `f64`, and narrower instruction sets, use
+/// [`LANES_NARROW`], which keeps the loop's working set in registers (16 `f64` lanes would need
+/// two registers per value, and the logits loop spilled).
 const LANES: usize = 16;
 const LANES_NARROW: usize = 8;
 
