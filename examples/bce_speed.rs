@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crossent::kernels::bce::{binary_cross_entropy_on, Kind, Operands};
+use crossent::kernels::bce::{binary_cross_entropy_on, Inputs, Kind, Operands};
 use crossent::kernels::float::{Bool, Float, Target};
 use crossent::kernels::isa::{detected, Isa};
 use crossent::kernels::reduce::Partial;
@@ -12,10 +12,12 @@ use crossent::kernels::strided::{Layout, SendPtr};
 
 fn ops<T: Float, Y: Target>(x: &[T], y: &[Y]) -> Operands<T, Y> {
     Operands {
-        input: SendPtr::from_const(x.as_ptr()),
-        target: SendPtr::from_const(y.as_ptr()),
-        weight: SendPtr::from_const(T::one_ref()),
-        pos_weight: SendPtr::from_const(T::one_ref()),
+        inputs: Inputs {
+            input: SendPtr::from_const(x.as_ptr()),
+            target: SendPtr::from_const(y.as_ptr()),
+            weight: SendPtr::from_const(T::one_ref()),
+            pos_weight: SendPtr::from_const(T::one_ref()),
+        },
         out: SendPtr(std::ptr::null_mut()),
         layout: Layout::new(&[x.len()], [&[1], &[1], &[0], &[0], &[0]]),
     }

@@ -142,6 +142,15 @@ pub fn new_output<'py, E: Element>(
     numpy_module(py)?.call_method1("empty", (shape, numpy::dtype::<E>(py), order))
 }
 
+/// A new, uninitialised array of `like`'s shape and dtype `E`, in `like`'s memory order
+/// (Fortran order for a Fortran-ordered array, C order otherwise).
+pub fn new_output_like<'py, E: Element>(
+    like: &Bound<'py, PyUntypedArray>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let fortran = like.is_fortran_contiguous() && !like.is_c_contiguous();
+    new_output::<E>(like.py(), like.shape(), fortran)
+}
+
 /// The bytes an array's elements occupy: `lo..hi`, addresses as integers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {

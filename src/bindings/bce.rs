@@ -1,19 +1,20 @@
 //! Python bindings of binary cross-entropy: parse, dispatch on dtypes, release the GIL, convert.
 //! The formulas live in [`crate::kernels::bce`].
 
-use numpy::{Element, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{Element, PyUntypedArray};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
-use super::arrays::{dtype_name, is, ndarray, ndarray_as, new_output, shape_str, View, ViewMut};
+use super::arrays::{dtype_name, is, ndarray, new_output_like, ViewMut};
+use super::binary::{with_target_dtype, BinaryOperands};
 use super::reduction::{reduction_arg, Reduction};
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::bce::{self, Kind, Operands};
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::pool;
 use crate::kernels::reduce::{flags, Partial};
-use crate::kernels::strided::{find_first, Layout, SendPtr};
+use crate::kernels::strided::{Layout, SendPtr};
 
 /// Binary cross-entropy between predicted probabilities and targets.
 ///
@@ -167,32 +168,6 @@ impl<'py> Computed<'py> {
     }
 }
 
-/// Evaluates `$call`, in which `E` names the NumPy element type of the binary target array
-/// `$y` and `Y` the type the kernels read it as, for each supported target dtype; a
-/// `TypeError` naming `'target'` for any other. Shared by the losses and their gradients.
-macro_rules! with_target_dtype {
-    ($y:expr, $call:expr) => {{
-        let y: &Bound<'_, PyUntypedArray> = $y;
-        with_target_dtype!(@try y, $call, f32 => f32, f64 => f64, bool => Bool, u8 => u8,
-                           i8 => i8, i32 => i32, i64 => i64);
-        Err(PyTypeError::new_err(format!(
-            "'target' must be a float32, float64, bool, uint8, int8, int32 or int64 array, \
-             got dtype {}",
-            dtype_name(y)
-        )))
-    }};
-    (@try $y:ident, $call:expr, $($e:ty => $k:ty),*) => {$(
-        if is::<$e>($y) {
-            #[allow(dead_code)]
-            type E = $e;
-            #[allow(dead_code)]
-            type Y = $k;
-            return $call;
-        }
-    )*};
-}
-pub(crate) use with_target_dtype;
-
 /// The arguments besides `input` and `target`.
 struct Args<'a, 'py> {
     kind: Kind,
@@ -231,61 +206,20 @@ fn dispatch_target<'py, T: Float + Element>(
     with_target_dtype!(&y, compute::<T, E, Y>(x, &y, args))
 }
 
-/// A parameter array (`weight`, `pos_weight`) read as `T` and broadcast to the input's shape.
-struct Parameter<'py, T: Element> {
-    /// Keeps the array borrowed while the kernel reads it (`None`: a constant 1).
-    view: Option<View<'py, T>>,
-    ptr: *const T,
-    strides: Vec<isize>,
-}
-
-impl<'py, T: Float + Element> Parameter<'py, T> {
-    fn new(obj: Option<&Bound<'py, PyAny>>, arg: &str, shape: &[usize]) -> PyResult<Self> {
-        let Some(obj) = obj else {
-            return Ok(Parameter {
-                view: None,
-                ptr: T::one_ref(),
-                strides: vec![0; shape.len()],
-            });
-        };
-        let view = View::<T>::new(&ndarray_as::<T>(obj, arg)?, arg)?;
-        Ok(Parameter {
-            ptr: view.ptr,
-            strides: view.broadcast_strides(shape, arg)?,
-            view: Some(view),
-        })
-    }
-}
-
 /// Runs the kernel for input dtype `T` and target dtype `E` (read as `Y`).
 fn compute<'py, T: Float + Element, E: Element, Y: Target>(
     x: &Bound<'py, PyUntypedArray>,
     y: &Bound<'py, PyUntypedArray>,
     args: &Args<'_, 'py>,
 ) -> PyResult<Computed<'py>> {
-    const { assert!(std::mem::size_of::<E>() == std::mem::size_of::<Y>()) };
     let py = x.py();
-    let xv = View::<T>::new(x, "input")?;
-    let yv = View::<E>::new(y, "target")?;
-    let shape = xv.shape.clone();
-    if yv.shape != shape {
-        return Err(PyValueError::new_err(format!(
-            "'target' must have the same shape as 'input' {}, got {}",
-            shape_str(&shape),
-            shape_str(&yv.shape)
-        )));
-    }
-    let w = Parameter::<T>::new(args.weight, "weight", &shape)?;
-    let pw = Parameter::<T>::new(args.pos_weight, "pos_weight", &shape)?;
-
+    let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?;
+    let shape = ops.shape();
     let out_array: Option<Bound<'py, PyAny>> = match (args.reduction, args.out) {
         (Reduction::None, Some(out)) => Some(out.clone()),
-        (Reduction::None, None) => {
-            let fortran = x.is_fortran_contiguous() && !x.is_c_contiguous();
-            // Uninitialised: the kernel writes every element before it is returned (it is
-            // dropped on error).
-            Some(new_output::<T>(py, &shape, fortran)?)
-        }
+        // Uninitialised: the kernel writes every element before it is returned (it is dropped
+        // on error).
+        (Reduction::None, None) => Some(new_output_like::<T>(x)?),
         (_, Some(_)) => {
             return Err(PyValueError::new_err(
                 "'out' is only used with reduction='none'",
@@ -293,46 +227,27 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
         }
         (_, None) => None,
     };
+    // A fresh output cannot overlap anything; a given one must not overlap an input.
+    let inputs = if args.out.is_some() {
+        ops.operands()
+    } else {
+        Vec::new()
+    };
     let out_view = match &out_array {
-        Some(out) => {
-            // A fresh output cannot overlap anything; a given one must not overlap an input.
-            let mut inputs = Vec::new();
-            if args.out.is_some() {
-                inputs.push(xv.operand("input"));
-                inputs.push(yv.operand("target"));
-                for (p, name) in [(&w, "weight"), (&pw, "pos_weight")] {
-                    if let Some(v) = &p.view {
-                        inputs.push(v.operand(name));
-                    }
-                }
-            }
-            Some(ViewMut::<T>::new(out, &shape, T::NAME, &inputs)?)
-        }
+        Some(out) => Some(ViewMut::<T>::new(out, shape, T::NAME, &inputs)?),
         None => None,
     };
     let (out_ptr, out_strides) = match &out_view {
         Some(v) => (v.ptr, v.strides.clone()),
         None => (std::ptr::null_mut(), vec![0; shape.len()]),
     };
-
-    let ops = Operands {
-        input: SendPtr::from_const(xv.ptr),
-        target: SendPtr::from_const(yv.ptr as *const Y),
-        weight: SendPtr::from_const(w.ptr),
-        pos_weight: SendPtr::from_const(pw.ptr),
+    let [xs, ys, ws, pws] = ops.strides();
+    let kernel_ops = Operands {
+        inputs: ops.inputs::<Y>(),
         out: SendPtr(out_ptr),
-        layout: Layout::new(
-            &shape,
-            [
-                &xv.strides,
-                &yv.strides,
-                &w.strides,
-                &pw.strides,
-                &out_strides,
-            ],
-        ),
+        layout: Layout::new(shape, [xs, ys, ws, pws, &out_strides]),
     };
-    let n = ops.layout.len();
+    let n = kernel_ops.layout.len();
     let kind = args.kind;
     let init = args.init;
     let work = move || {
@@ -341,51 +256,21 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
         // Rust) until this function returns; the layout is built from those views' own shapes
         // and strides; out was checked to be writeable, self-disjoint and not overlapping the
         // inputs.
-        unsafe { bce::binary_cross_entropy_from(init, &ops, kind, pool.as_deref()) }
+        unsafe { bce::binary_cross_entropy_from(init, &kernel_ops, kind, pool.as_deref()) }
     };
     let part = if n < DETACH_MIN {
         work()
     } else {
         py.detach(work)
     };
-
     if part.flags & flags::INPUT != 0 {
-        // SAFETY: the view is alive and describes valid elements.
-        let bad = unsafe {
-            find_first(xv.ptr, &shape, &xv.strides, |p: T| {
-                p < T::ZERO || p > T::ONE
-            })
-        };
-        return Err(domain_error("input", "probabilities in [0, 1]", bad));
+        return Err(ops.probability_error());
     }
     if part.flags & flags::TARGET != 0 {
-        // SAFETY: the view is alive and describes valid elements; `Y` has `E`'s size and
-        // accepts every bit pattern of it (checked at compile time above, and by `Target`).
-        let bad = unsafe {
-            find_first(yv.ptr as *const Y, &shape, &yv.strides, |v: Y| {
-                !v.in_range()
-            })
-        };
-        let what = if Y::HARD {
-            "labels 0 or 1"
-        } else {
-            "values in [0, 1]"
-        };
-        return Err(domain_error("target", what, bad));
+        return Err(ops.target_error::<Y>());
     }
     Ok(Computed {
         part,
         out: out_array,
     })
-}
-
-/// `ValueError: 'arg' must hold <what>; found <v> at index (i, j)`.
-fn domain_error<V: std::fmt::Debug>(arg: &str, what: &str, bad: Option<(Vec<usize>, V)>) -> PyErr {
-    match bad {
-        Some((index, v)) => PyValueError::new_err(format!(
-            "'{arg}' must hold {what}; found {v:?} at index {}",
-            shape_str(&index)
-        )),
-        None => PyValueError::new_err(format!("'{arg}' must hold {what}")),
-    }
 }

@@ -6,8 +6,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::args;
-use super::arrays::{dtype_name, is, ndarray, ndarray_as, new_output, shape_str, View, ViewMut};
-use super::bce::with_target_dtype;
+use super::arrays::{
+    dtype_name, is, ndarray, ndarray_as, new_output_like, shape_str, View, ViewMut,
+};
+use super::binary::{with_target_dtype, BinaryOperands};
 use super::divergence::normalize_axis;
 use super::reduction::reduction_arg;
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
@@ -120,54 +122,22 @@ fn dispatch_target<'py, T: Float + Element>(
     with_target_dtype!(&y, compute::<T, E, Y>(x, &y, args))
 }
 
-/// A broadcast parameter (`weight`, `pos_weight`) read as `T`: (view keeping it borrowed,
-/// pointer, strides); a constant 1 when absent.
-type Param<'py, T> = (Option<View<'py, T>>, *const T, Vec<isize>);
-
-fn param<'py, T: Float + Element>(
-    obj: Option<&Bound<'py, PyAny>>,
-    arg: &str,
-    shape: &[usize],
-) -> PyResult<Param<'py, T>> {
-    match obj {
-        None => Ok((None, T::one_ref(), vec![0; shape.len()])),
-        Some(obj) => {
-            let view = View::<T>::new(&ndarray_as::<T>(obj, arg)?, arg)?;
-            let strides = view.broadcast_strides(shape, arg)?;
-            let ptr = view.ptr;
-            Ok((Some(view), ptr, strides))
-        }
-    }
-}
-
-/// The `(grad, hess)` output arrays: `out` when given (checked), fresh arrays otherwise.
-fn outputs<'py, T: Float + Element>(
+/// The `(grad, hess)` output arrays: `out` when given (checked to be a pair), fresh ones of
+/// `x`'s shape and memory order otherwise. Fresh ones are uninitialised: the kernels write every
+/// element before they are returned (they are dropped on error).
+fn outputs<'py, T: Element>(
     x: &Bound<'py, PyUntypedArray>,
-    shape: &[usize],
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let py = x.py();
-    match out {
-        Some(out) => {
-            let pair = out.cast::<PyTuple>().map_err(|_| {
-                PyTypeError::new_err("'out' must be a tuple (grad, hess) of two arrays")
-            })?;
-            if pair.len() != 2 {
-                return Err(PyTypeError::new_err(
-                    "'out' must be a tuple (grad, hess) of two arrays",
-                ));
-            }
-            Ok((pair.get_item(0)?, pair.get_item(1)?))
-        }
-        None => {
-            let fortran = x.is_fortran_contiguous() && !x.is_c_contiguous();
-            // Uninitialised: the kernel writes every element before the arrays are returned
-            // (they are dropped on error).
-            let g = new_output::<T>(py, shape, fortran)?;
-            let h = new_output::<T>(py, shape, fortran)?;
-            Ok((g, h))
-        }
+    let Some(out) = out else {
+        return Ok((new_output_like::<T>(x)?, new_output_like::<T>(x)?));
+    };
+    let bad = || PyTypeError::new_err("'out' must be a tuple (grad, hess) of two arrays");
+    let pair = out.cast::<PyTuple>().map_err(|_| bad())?;
+    if pair.len() != 2 {
+        return Err(bad());
     }
+    Ok((pair.get_item(0)?, pair.get_item(1)?))
 }
 
 fn compute<'py, T: Float + Element, E: Element, Y: Target>(
@@ -175,66 +145,41 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
     y: &Bound<'py, PyUntypedArray>,
     args: &Args<'_, 'py>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    const { assert!(std::mem::size_of::<E>() == std::mem::size_of::<Y>()) };
     let py = x.py();
-    let xv = View::<T>::new(x, "input")?;
-    let yv = View::<E>::new(y, "target")?;
-    let shape = xv.shape.clone();
-    if yv.shape != shape {
-        return Err(PyValueError::new_err(format!(
-            "'target' must have the same shape as 'input' {}, got {}",
-            shape_str(&shape),
-            shape_str(&yv.shape)
-        )));
-    }
-    let (_w, w_ptr, w_strides) = param::<T>(args.weight, "weight", &shape)?;
-    let (_pw, pw_ptr, pw_strides) = param::<T>(args.pos_weight, "pos_weight", &shape)?;
-    let (g, h) = outputs::<T>(x, &shape, args.out)?;
+    let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?;
+    let shape = ops.shape();
+    let (g, h) = outputs::<T>(x, args.out)?;
     // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
-    let mut inputs = Vec::new();
-    if args.out.is_some() {
-        inputs.push(xv.operand("input"));
-        inputs.push(yv.operand("target"));
-        inputs.extend(_w.as_ref().map(|v| v.operand("weight")));
-        inputs.extend(_pw.as_ref().map(|v| v.operand("pos_weight")));
-    }
-    let gv = ViewMut::<T>::new(&g, &shape, T::NAME, &inputs)?;
+    let mut inputs = if args.out.is_some() {
+        ops.operands()
+    } else {
+        Vec::new()
+    };
+    let gv = ViewMut::<T>::new(&g, shape, T::NAME, &inputs)?;
     if args.out.is_some() {
         inputs.push(gv.operand("out[0]"));
     }
-    let hv = ViewMut::<T>::new(&h, &shape, T::NAME, &inputs)?;
+    let hv = ViewMut::<T>::new(&h, shape, T::NAME, &inputs)?;
     let n: usize = shape.iter().product();
     let scale = if args.mean {
         T::from_f64(1.0 / n as f64)
     } else {
         T::ONE
     };
-    let ops = LogitsGrad {
-        input: SendPtr::from_const(xv.ptr),
-        target: SendPtr::from_const(yv.ptr as *const Y),
-        weight: SendPtr::from_const(w_ptr),
-        pos_weight: SendPtr::from_const(pw_ptr),
+    let [xs, ys, ws, pws] = ops.strides();
+    let kernel_ops = LogitsGrad {
+        inputs: ops.inputs::<Y>(),
         grad: SendPtr(gv.ptr),
         hess: SendPtr(hv.ptr),
         scale,
-        layout: Layout::new(
-            &shape,
-            [
-                &xv.strides,
-                &yv.strides,
-                &w_strides,
-                &pw_strides,
-                &gv.strides,
-                &hv.strides,
-            ],
-        ),
+        layout: Layout::new(shape, [xs, ys, ws, pws, &gv.strides, &hv.strides]),
     };
     let work = move || {
         let pool = pool::pool_for(n, PARALLEL_MIN);
         // SAFETY: every pointer comes from a view alive (and borrowed) until this function
         // returns; the outputs are writeable, self-disjoint and disjoint from each other and
         // from the inputs (their exclusive borrows were granted).
-        unsafe { grad::binary_cross_entropy_with_logits_grad(&ops, pool.as_deref()) }
+        unsafe { grad::binary_cross_entropy_with_logits_grad(&kernel_ops, pool.as_deref()) }
     };
     let part = if n < DETACH_MIN {
         work()
@@ -242,24 +187,7 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
         py.detach(work)
     };
     if part.flags & flags::TARGET != 0 {
-        // SAFETY: the view is alive and describes valid elements.
-        let bad = unsafe {
-            find_first(yv.ptr as *const Y, &shape, &yv.strides, |v: Y| {
-                !v.in_range()
-            })
-        };
-        let what = if Y::HARD {
-            "labels 0 or 1"
-        } else {
-            "values in [0, 1]"
-        };
-        return Err(match bad {
-            Some((index, v)) => PyValueError::new_err(format!(
-                "'target' must hold {what}; found {v:?} at index {}",
-                shape_str(&index)
-            )),
-            None => PyValueError::new_err(format!("'target' must hold {what}")),
-        });
+        return Err(ops.target_error::<Y>());
     }
     drop((gv, hv));
     PyTuple::new(py, [g, h])
@@ -459,7 +387,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
         .iter()
         .map(|&r| if r { w_stride } else { 0 })
         .collect();
-    let (g, h) = outputs::<T>(x, &shape, args.out)?;
+    let (g, h) = outputs::<T>(x, args.out)?;
     // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
     let mut inputs = Vec::new();
     if args.out.is_some() {

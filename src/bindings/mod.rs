@@ -5,6 +5,7 @@ pub mod accumulate;
 pub mod args;
 pub mod arrays;
 pub mod bce;
+pub mod binary;
 pub mod divergence;
 pub mod grad;
 pub mod reduction;

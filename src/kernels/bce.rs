@@ -24,7 +24,7 @@ use rayon::ThreadPool;
 use super::float::{Float, Target};
 use super::isa::{self, Arch, Isa, Kernel};
 use super::reduce::{flags, reduce_from, Partial, BLOCK};
-use super::strided::{scatter, Layout, SendPtr, TileBuf, TILE};
+use super::strided::{scatter, Layout, SendPtr, TileBuf};
 
 /// Which binary cross-entropy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,15 +35,78 @@ pub enum Kind {
     Logits,
 }
 
-/// The operands of one binary cross-entropy call, in place in memory.
-///
-/// Operand order in the [`Layout`]: input, target, weight, pos_weight, out. A missing weight or
-/// pos_weight points at a single `1` with stride 0; `out` is null when nothing is written.
-pub struct Operands<T, Y> {
+/// What every binary-target kernel reads, in place in memory: operands 0 to 3 of its
+/// [`Layout`] (input, target, weight, pos_weight). A missing weight or pos_weight points at a
+/// single `1` ([`Float::one_ref`]) with stride 0.
+pub struct Inputs<T, Y> {
     pub input: SendPtr<T>,
     pub target: SendPtr<Y>,
     pub weight: SendPtr<T>,
     pub pos_weight: SendPtr<T>,
+}
+
+impl<T: Float, Y: Target> Inputs<T, Y> {
+    /// True when there is no element weight (every weight is the constant 1).
+    pub fn unweighted(&self) -> bool {
+        std::ptr::eq(self.weight.0, T::one_ref())
+    }
+
+    /// True when there is no positive-class weight.
+    pub fn no_pos_weight(&self) -> bool {
+        std::ptr::eq(self.pos_weight.0, T::one_ref())
+    }
+}
+
+/// Gather buffers for one tile of each of the four [`Inputs`].
+pub struct InputTiles<T, Y> {
+    x: TileBuf<T>,
+    y: TileBuf<Y>,
+    w: TileBuf<T>,
+    pw: TileBuf<T>,
+}
+
+impl<T: Float, Y: Target> Default for InputTiles<T, Y> {
+    fn default() -> Self {
+        InputTiles {
+            x: TileBuf::default(),
+            y: TileBuf::default(),
+            w: TileBuf::default(),
+            pw: TileBuf::default(),
+        }
+    }
+}
+
+impl<T: Float, Y: Target> InputTiles<T, Y> {
+    /// The `n` elements of each input from the offsets `at` with steps `st` (layout operands
+    /// 0 to 3): `(input, target, weight, pos_weight)`, read in place when contiguous.
+    ///
+    /// # Safety
+    /// Those elements must be valid and unmodified while the slices live (see
+    /// [`TileBuf::view`]).
+    #[inline(always)]
+    pub unsafe fn view<'a>(
+        &'a mut self,
+        ins: &Inputs<T, Y>,
+        at: &[isize],
+        st: &[isize],
+        n: usize,
+    ) -> (&'a [T], &'a [Y], &'a [T], &'a [T]) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            (
+                self.x.view(ins.input.0.offset(at[0]), st[0], n),
+                self.y.view(ins.target.0.offset(at[1]), st[1], n),
+                self.w.view(ins.weight.0.offset(at[2]), st[2], n),
+                self.pw.view(ins.pos_weight.0.offset(at[3]), st[3], n),
+            )
+        }
+    }
+}
+
+/// The operands of one binary cross-entropy call: the [`Inputs`], and `out` (layout operand
+/// 4), null when nothing is written.
+pub struct Operands<T, Y> {
+    pub inputs: Inputs<T, Y>,
     pub out: SendPtr<T>,
     pub layout: Layout<5>,
 }
@@ -96,7 +159,7 @@ fn prob_in_range<T: Float>(p: T) -> bool {
     !((p < T::ZERO) | (p > T::ONE))
 }
 
-/// One tile of at most [`TILE`] elements, all slices of the same length: the unit of work
+/// One tile of at most [`TILE`](super::strided::TILE) elements, all slices of the same length: the unit of work
 /// that [`isa::dispatch_on`] compiles per instruction set.
 struct Tile<'a, T, Y> {
     kind: Kind,
@@ -371,63 +434,46 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
     pool: Option<&ThreadPool>,
     isa: isa::Isa,
 ) -> Partial {
-    let layout = &ops.layout;
-    let unweighted = std::ptr::eq(ops.weight.0, T::one_ref());
-    let no_pos_weight = std::ptr::eq(ops.pos_weight.0, T::one_ref());
-    reduce_from(init, layout.len(), BLOCK, pool, |range| {
+    let ins = &ops.inputs;
+    let (unweighted, no_pos_weight) = (ins.unweighted(), ins.no_pos_weight());
+    reduce_from(init, ops.layout.len(), BLOCK, pool, |range| {
         let mut part = Partial::EMPTY;
         part.count = range.len() as u64;
-        let mut bx = TileBuf::<T>::default();
-        let mut by = TileBuf::<Y>::default();
-        let mut bw = TileBuf::<T>::default();
-        let mut bpw = TileBuf::<T>::default();
+        let mut tiles = InputTiles::<T, Y>::default();
         let mut bout = TileBuf::<T>::default();
-        layout.for_each_run(range, |flat, len, off, st| {
-            let mut done = 0;
-            while done < len {
-                let n = TILE.min(len - done);
-                let at = |k: usize| off[k] + done as isize * st[k];
-                // SAFETY: the caller guarantees every element of the layout is valid; `at(k)`
-                // and the stride stay inside it for the n elements of this tile.
-                let (x, y, w, pw) = unsafe {
-                    (
-                        bx.view(ops.input.0.offset(at(0)), st[0], n),
-                        by.view(ops.target.0.offset(at(1)), st[1], n),
-                        bw.view(ops.weight.0.offset(at(2)), st[2], n),
-                        bpw.view(ops.pos_weight.0.offset(at(3)), st[3], n),
-                    )
-                };
-                let tile = |out| Tile {
-                    kind,
-                    x,
-                    y,
-                    w: if unweighted { None } else { Some(w) },
-                    pw: if no_pos_weight { None } else { Some(pw) },
-                    out,
-                };
-                let (sum, bad) = if ops.out.0.is_null() {
-                    isa::dispatch_on(isa, tile(None))
+        ops.layout.for_each_tile(range, |flat, n, at, st| {
+            // SAFETY: the caller guarantees every element of the layout is valid; `at` and
+            // `st` stay inside it for the n elements of this tile.
+            let (x, y, w, pw) = unsafe { tiles.view(ins, &at, &st, n) };
+            let tile = |out| Tile {
+                kind,
+                x,
+                y,
+                w: if unweighted { None } else { Some(w) },
+                pw: if no_pos_weight { None } else { Some(pw) },
+                out,
+            };
+            let (sum, bad) = if ops.out.0.is_null() {
+                isa::dispatch_on(isa, tile(None))
+            } else {
+                // SAFETY: out is valid and written by this block only (blocks partition the
+                // flat index space and out does not overlap itself or the inputs).
+                let dst = unsafe { ops.out.0.offset(at[4]) };
+                if st[4] == 1 {
+                    // SAFETY: n contiguous elements of out from dst, as above.
+                    let slice = unsafe { std::slice::from_raw_parts_mut(dst, n) };
+                    isa::dispatch_on(isa, tile(Some(slice)))
                 } else {
-                    // SAFETY: out is valid and written by this block only (blocks partition the
-                    // flat index space and out does not overlap itself or the inputs).
-                    let dst = unsafe { ops.out.0.offset(at(4)) };
-                    if st[4] == 1 {
-                        // SAFETY: n contiguous elements of out from dst, as above.
-                        let slice = unsafe { std::slice::from_raw_parts_mut(dst, n) };
-                        isa::dispatch_on(isa, tile(Some(slice)))
-                    } else {
-                        let scratch = bout.scratch(n);
-                        let r = isa::dispatch_on(isa, tile(Some(&mut *scratch)));
-                        // SAFETY: dst + i * st[4] for i < n are this block's out elements.
-                        unsafe { scatter(scratch, dst, st[4]) };
-                        r
-                    }
-                };
-                part.sum += sum;
-                if bad != 0 && part.flags & bad != bad {
-                    part.flag(bad, first_bad(kind, flat + done, x, y, bad));
+                    let scratch = bout.scratch(n);
+                    let r = isa::dispatch_on(isa, tile(Some(&mut *scratch)));
+                    // SAFETY: dst + i * st[4] for i < n are this block's out elements.
+                    unsafe { scatter(scratch, dst, st[4]) };
+                    r
                 }
-                done += n;
+            };
+            part.sum += sum;
+            if bad != 0 && part.flags & bad != bad {
+                part.flag(bad, first_bad(kind, flat, x, y, bad));
             }
         });
         part
@@ -445,10 +491,12 @@ mod tests {
     fn flat<T: Float, Y: Target>(x: &[T], y: &[Y], one: &'static T, out: *mut T) -> Operands<T, Y> {
         let n = x.len();
         Operands {
-            input: SendPtr::from_const(x.as_ptr()),
-            target: SendPtr::from_const(y.as_ptr()),
-            weight: SendPtr::from_const(one),
-            pos_weight: SendPtr::from_const(one),
+            inputs: Inputs {
+                input: SendPtr::from_const(x.as_ptr()),
+                target: SendPtr::from_const(y.as_ptr()),
+                weight: SendPtr::from_const(one),
+                pos_weight: SendPtr::from_const(one),
+            },
             out: SendPtr(out),
             layout: Layout::new(&[n], [&[1], &[1], &[0], &[0], &[1]]),
         }
@@ -572,10 +620,12 @@ mod tests {
         let (p, y, _) = sample(1200);
         let w: Vec<f32> = (0..300).map(|j| 0.5 + j as f32 / 300.0).collect();
         let ops = Operands {
-            input: SendPtr::from_const(p.as_ptr()),
-            target: SendPtr::from_const(y.as_ptr()),
-            weight: SendPtr::from_const(w.as_ptr()),
-            pos_weight: SendPtr::from_const(&ONE32),
+            inputs: Inputs {
+                input: SendPtr::from_const(p.as_ptr()),
+                target: SendPtr::from_const(y.as_ptr()),
+                weight: SendPtr::from_const(w.as_ptr()),
+                pos_weight: SendPtr::from_const(&ONE32),
+            },
             out: SendPtr(std::ptr::null_mut()),
             // logical (4, 300): element [i, j] at i + 4 j (a Fortran-ordered buffer).
             layout: Layout::new(&[4, 300], [&[1, 4], &[1, 4], &[0, 1], &[0, 0], &[0, 0]]),

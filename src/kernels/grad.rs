@@ -17,19 +17,16 @@
 
 use rayon::ThreadPool;
 
+use super::bce::{InputTiles, Inputs};
 use super::float::{Float, Target};
+use super::isa::{self, Arch, Kernel};
 use super::reduce::{flags, reduce, Partial, BLOCK};
-use super::strided::{scatter, Layout, SendPtr, TileBuf, TILE};
+use super::strided::{scatter, Layout, SendPtr, TileBuf};
 
-/// The operands of one gradient computation, in place in memory.
-///
-/// Operand order in the [`Layout`]: input, target, weight, pos_weight, grad, hess. A missing
-/// weight or pos_weight points at a single `1` with stride 0.
+/// The operands of one gradient computation, in place in memory: the [`Inputs`] (layout
+/// operands 0 to 3), then `grad` and `hess` (4 and 5; `hess` may be null).
 pub struct LogitsGrad<T, Y> {
-    pub input: SendPtr<T>,
-    pub target: SendPtr<Y>,
-    pub weight: SendPtr<T>,
-    pub pos_weight: SendPtr<T>,
+    pub inputs: Inputs<T, Y>,
     pub grad: SendPtr<T>,
     pub hess: SendPtr<T>,
     /// Multiplies gradient and Hessian: 1 for `reduction="sum"`, `1/n` for `"mean"`.
@@ -39,8 +36,8 @@ pub struct LogitsGrad<T, Y> {
 
 /// `(sigmoid(x), 1 - sigmoid(x))`, both to full relative accuracy.
 #[inline(always)]
-pub fn sigmoid_pair<T: Float>(x: T) -> (T, T) {
-    let e = (-x.abs()).exp();
+pub fn sigmoid_pair<A: Arch, T: Float>(x: T) -> (T, T) {
+    let e = (-x.abs()).exp_on::<A>();
     let big = T::ONE / (T::ONE + e);
     let small = e * big;
     if x >= T::ZERO {
@@ -52,10 +49,41 @@ pub fn sigmoid_pair<T: Float>(x: T) -> (T, T) {
 
 /// Gradient and Hessian of one element's loss.
 #[inline(always)]
-fn element<T: Float>(x: T, y: T, w: T, c: T) -> (T, T) {
-    let (s, one_minus_s) = sigmoid_pair(x);
-    let l = (c - T::ONE) * y + T::ONE;
+fn element<A: Arch, T: Float>(x: T, y: T, w: T, c: T) -> (T, T) {
+    let (s, one_minus_s) = sigmoid_pair::<A, T>(x);
+    let l = (c - T::ONE).mul_add_on::<A>(y, T::ONE);
     (w * (l * s - c * y), w * l * s * one_minus_s)
+}
+
+/// One tile of the binary gradient, all slices of the same length: the unit of work compiled
+/// per instruction set ([`isa::dispatch_on`]). Returns true if a target is out of range.
+struct GradTile<'a, T, Y> {
+    x: &'a [T],
+    y: &'a [Y],
+    w: &'a [T],
+    pw: &'a [T],
+    scale: T,
+    g: &'a mut [T],
+    h: &'a mut [T],
+}
+
+impl<T: Float, Y: Target> Kernel for GradTile<'_, T, Y> {
+    type Output = bool;
+
+    #[inline(always)]
+    fn run<A: Arch>(self) -> bool {
+        let n = self.x.len();
+        let (y, w, pw) = (&self.y[..n], &self.w[..n], &self.pw[..n]);
+        let (g, h) = (&mut self.g[..n], &mut self.h[..n]);
+        let mut bad = false;
+        for i in 0..n {
+            bad |= !y[i].in_range();
+            let (gi, hi) = element::<A, T>(self.x[i], y[i].prob(), w[i], pw[i]);
+            g[i] = gi * self.scale;
+            h[i] = hi * self.scale;
+        }
+        bad
+    }
 }
 
 /// Writes the gradient (and Hessian) of binary cross-entropy with logits for every element of
@@ -69,53 +97,53 @@ pub unsafe fn binary_cross_entropy_with_logits_grad<T: Float, Y: Target>(
     ops: &LogitsGrad<T, Y>,
     pool: Option<&ThreadPool>,
 ) -> Partial {
-    let layout = &ops.layout;
-    let scale = ops.scale;
-    reduce(layout.len(), BLOCK, pool, |range| {
+    // One instruction set for the whole call, as for the losses.
+    let isa = isa::active();
+    reduce(ops.layout.len(), BLOCK, pool, |range| {
         let mut part = Partial::EMPTY;
         part.count = range.len() as u64;
-        let mut bx = TileBuf::<T>::default();
-        let mut by = TileBuf::<Y>::default();
-        let mut bw = TileBuf::<T>::default();
-        let mut bpw = TileBuf::<T>::default();
+        let mut tiles = InputTiles::<T, Y>::default();
         let mut bg = TileBuf::<T>::default();
         let mut bh = TileBuf::<T>::default();
-        layout.for_each_run(range, |flat, len, off, st| {
-            let mut done = 0;
-            while done < len {
-                let n = TILE.min(len - done);
-                let at = |k: usize| off[k] + done as isize * st[k];
-                // SAFETY: the caller guarantees the layout addresses valid elements.
-                let (x, y, w, pw) = unsafe {
-                    (
-                        bx.view(ops.input.0.offset(at(0)), st[0], n),
-                        by.view(ops.target.0.offset(at(1)), st[1], n),
-                        bw.view(ops.weight.0.offset(at(2)), st[2], n),
-                        bpw.view(ops.pos_weight.0.offset(at(3)), st[3], n),
-                    )
-                };
-                let g = bg.scratch(n);
-                let h = bh.scratch(n);
-                let mut bad = false;
-                for i in 0..n {
-                    bad |= !y[i].in_range();
-                    let (gi, hi) = element(x[i], y[i].prob(), w[i], pw[i]);
-                    g[i] = gi * scale;
-                    h[i] = hi * scale;
+        ops.layout.for_each_tile(range, |flat, n, at, st| {
+            // SAFETY: the caller guarantees the layout addresses valid elements.
+            let (x, y, w, pw) = unsafe { tiles.view(&ops.inputs, &at, &st, n) };
+            // Contiguous outputs are written in place, others through a buffer.
+            let hess = (!ops.hess.0.is_null()).then_some(ops.hess.0);
+            let in_place = |ptr: Option<*mut T>, k: usize| -> Option<&mut [T]> {
+                // SAFETY: grad/hess are valid for writes along the layout, and each element
+                // is written by exactly one block (blocks partition the flat index space).
+                ptr.filter(|_| st[k] == 1)
+                    .map(|p| unsafe { std::slice::from_raw_parts_mut(p.offset(at[k]), n) })
+            };
+            let g_direct = in_place(Some(ops.grad.0), 4);
+            let h_direct = in_place(hess, 5);
+            let g_scattered = g_direct.is_none();
+            let h_scattered = hess.is_some() && h_direct.is_none();
+            let g = g_direct.unwrap_or_else(|| bg.scratch(n));
+            let h = h_direct.unwrap_or_else(|| bh.scratch(n));
+            let scale = ops.scale;
+            let tile = GradTile {
+                x,
+                y,
+                w,
+                pw,
+                scale,
+                g: &mut *g,
+                h: &mut *h,
+            };
+            if isa::dispatch_on(isa, tile) && part.flags & flags::TARGET == 0 {
+                let pos = y.iter().position(|v| !v.in_range()).unwrap_or(0);
+                part.flag(flags::TARGET, (flat + pos) as u64);
+            }
+            // SAFETY: as above.
+            unsafe {
+                if g_scattered {
+                    scatter(g, ops.grad.0.offset(at[4]), st[4]);
                 }
-                if bad && part.flags & flags::TARGET == 0 {
-                    let pos = y.iter().position(|v| !v.in_range()).unwrap_or(0);
-                    part.flag(flags::TARGET, (flat + done + pos) as u64);
+                if h_scattered {
+                    scatter(h, ops.hess.0.offset(at[5]), st[5]);
                 }
-                // SAFETY: grad/hess are valid for writes along the layout, and each element is
-                // written by exactly one block (blocks partition the flat index space).
-                unsafe {
-                    scatter(g, ops.grad.0.offset(at(4)), st[4]);
-                    if !ops.hess.0.is_null() {
-                        scatter(h, ops.hess.0.offset(at(5)), st[5]);
-                    }
-                }
-                done += n;
             }
         });
         part
@@ -139,10 +167,12 @@ mod tests {
         let mut h = vec![0.0; n];
         let cs = [c];
         let ops = LogitsGrad {
-            input: SendPtr::from_const(x.as_ptr()),
-            target: SendPtr::from_const(y.as_ptr()),
-            weight: SendPtr::from_const(&ONE),
-            pos_weight: SendPtr::from_const(cs.as_ptr()),
+            inputs: Inputs {
+                input: SendPtr::from_const(x.as_ptr()),
+                target: SendPtr::from_const(y.as_ptr()),
+                weight: SendPtr::from_const(&ONE),
+                pos_weight: SendPtr::from_const(cs.as_ptr()),
+            },
             grad: SendPtr(g.as_mut_ptr()),
             hess: SendPtr(h.as_mut_ptr()),
             scale,

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
-use super::bce::{self, Kind, Operands};
+use super::bce::{self, Inputs, Kind, Operands};
 use super::isa::Arch;
 use super::reduce::{reduce, reduce_from, Partial};
 use super::rows::{run, RowOp, Rows};
@@ -219,10 +219,12 @@ proptest! {
         let (start, step) = if reversed { (n as isize - 1, -1) } else { (0, 1) };
         let ops = |out: *mut f32| Operands {
             // SAFETY (of the offsets): start + i * step stays in 0..n for i < n.
-            input: SendPtr::from_const(p.as_ptr().wrapping_offset(start)),
-            target: SendPtr::from_const(y.as_ptr().wrapping_offset(start)),
-            weight: SendPtr::from_const(&one),
-            pos_weight: SendPtr::from_const(&one),
+            inputs: Inputs {
+                input: SendPtr::from_const(p.as_ptr().wrapping_offset(start)),
+                target: SendPtr::from_const(y.as_ptr().wrapping_offset(start)),
+                weight: SendPtr::from_const(&one),
+                pos_weight: SendPtr::from_const(&one),
+            },
             out: SendPtr(out),
             layout: Layout::new(&[n], [&[step], &[step], &[0], &[0], &[1]]),
         };

@@ -87,6 +87,25 @@ impl<const K: usize> Layout<K> {
         &self.strides
     }
 
+    /// Visits the flat indices `range` in tiles of at most [`TILE`] elements, each inside one
+    /// run of [`Layout::for_each_run`]: `f(flat_start, n, offsets, inner_strides)` with the
+    /// tile's first flat index, its length, and operand `k`'s element offset and step.
+    pub fn for_each_tile(
+        &self,
+        range: Range<usize>,
+        mut f: impl FnMut(usize, usize, [isize; K], [isize; K]),
+    ) {
+        self.for_each_run(range, |flat, len, off, st| {
+            let mut done = 0;
+            while done < len {
+                let n = TILE.min(len - done);
+                let at = std::array::from_fn(|k| off[k] + done as isize * st[k]);
+                f(flat + done, n, at, st);
+                done += n;
+            }
+        });
+    }
+
     /// Visits the flat indices `range` as runs along the inner dimension:
     /// `f(flat_start, len, offsets, inner_strides)`, where `offsets[k]` is operand `k`'s
     /// element offset of the run's first element and `inner_strides[k]` its step.
