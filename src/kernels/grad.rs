@@ -21,6 +21,7 @@ use super::bce::{InputTiles, Inputs};
 use super::float::{Float, Target};
 use super::isa::{self, Arch, Kernel};
 use super::reduce::{flags, reduce, Partial, BLOCK};
+use super::rows::{max_lanes, sum_lanes_of};
 use super::strided::{scatter, Layout, SendPtr, TileBuf};
 
 /// The operands of one gradient computation, in place in memory: the [`Inputs`] (layout
@@ -347,8 +348,8 @@ impl<T: Float, Y: ClassTarget> super::rows::RowOp<5> for SoftmaxGrad<T, Y> {
         LseState::EMPTY
     }
 
-    #[inline]
-    unsafe fn tile<A: super::isa::Arch>(
+    #[inline(always)]
+    unsafe fn tile<A: Arch>(
         &self,
         scratch: &mut Self::Scratch,
         first_row: usize,
@@ -361,7 +362,7 @@ impl<T: Float, Y: ClassTarget> super::rows::RowOp<5> for SoftmaxGrad<T, Y> {
         for (r, state) in states.iter_mut().enumerate() {
             let at_r = std::array::from_fn(|k| at[k] + r as isize * rs[k]);
             // SAFETY: forwarded: the engine hands out offsets inside the operands.
-            *state = unsafe { self.row_tile(scratch, first_row + r, at_r, st, n) };
+            *state = unsafe { self.row_tile::<A>(scratch, first_row + r, at_r, st, n) };
         }
     }
 
@@ -369,12 +370,7 @@ impl<T: Float, Y: ClassTarget> super::rows::RowOp<5> for SoftmaxGrad<T, Y> {
         self.merge_states(a, b)
     }
 
-    unsafe fn finish<A: super::isa::Arch>(
-        &self,
-        row: usize,
-        base: [isize; 5],
-        state: LseState,
-    ) -> Partial {
+    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; 5], state: LseState) -> Partial {
         // SAFETY: forwarded.
         unsafe { self.finish_row(row, base, state) }
     }
@@ -386,9 +382,9 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
     ///
     /// # Safety
     /// The offsets must address valid elements of every operand.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::type_complexity)]
-    unsafe fn row_tile(
+    unsafe fn row_tile<A: Arch>(
         &self,
         (bx, by, bw, bg, bh): &mut (TileBuf<T>, TileBuf<Y>, TileBuf<T>, TileBuf<T>, TileBuf<T>),
         row: usize,
@@ -400,23 +396,16 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
         let x = unsafe { bx.view(self.logits.0.offset(at[0]), st[0], n) };
         let w = unsafe { bw.view(self.weight.0.offset(at[2]), st[2], n) };
         if !self.write {
-            let mut m = f64::NEG_INFINITY;
-            for &v in x {
-                let v = v.to_f64();
-                if v > m {
-                    m = v;
-                }
-            }
-            let mut s = 0.0;
-            if m == f64::NEG_INFINITY {
+            let m = max_lanes(x).to_f64();
+            let s = if m == f64::NEG_INFINITY {
                 if x.iter().any(|v| v.is_nan()) {
-                    s = f64::NAN;
+                    f64::NAN
+                } else {
+                    0.0
                 }
             } else {
-                for &v in x {
-                    s += (v.to_f64() - m).exp();
-                }
-            }
+                sum_lanes_of(x, |v| (v.to_f64() - m).exp_on::<A>())
+            };
             let mut a = 0.0;
             let mut flags = 0;
             if !Y::HARD {
@@ -456,7 +445,7 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
                 h[i] = T::ZERO;
                 continue;
             }
-            let p = (x[i].to_f64() - lse).exp();
+            let p = (x[i].to_f64() - lse).exp_on::<A>();
             let wi = w[i].to_f64();
             let direct = match t {
                 Some(t) => wi * self.smoothed(t[i].prob()),

@@ -580,15 +580,22 @@ pub const LANES: usize = 16;
 /// the row-wise losses (plain loops, so it vectorises to the enclosing instruction set).
 #[inline(always)]
 pub fn sum_lanes<T: Float>(x: &[T]) -> f64 {
+    sum_lanes_of(x, T::to_f64)
+}
+
+/// `Σ f(x)` in `f64`, summed as [`sum_lanes`] sums. `f` must be branch-free for the loop to
+/// vectorise.
+#[inline(always)]
+pub fn sum_lanes_of<T: Float>(x: &[T], f: impl Fn(T) -> f64) -> f64 {
     let mut acc = [0f64; LANES];
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v.to_f64();
+            *a += f(v);
         }
     }
     for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a += v.to_f64();
+        *a += f(v);
     }
     let mut width = LANES;
     while width > 1 {
@@ -598,6 +605,31 @@ pub fn sum_lanes<T: Float>(x: &[T]) -> f64 {
         }
     }
     acc[0]
+}
+
+/// The largest element of `x`, NaN ignored (`-inf` when there is none). [`LANES`] running
+/// maxima folded at the end, so that it vectorises: one running maximum is a chain of
+/// dependent compares, a few cycles per element. The value is that of a left-to-right scan
+/// (up to the sign of a zero maximum).
+#[inline(always)]
+pub fn max_lanes<T: Float>(x: &[T]) -> T {
+    let neg_inf = T::from_f64(f64::NEG_INFINITY);
+    let max = |m: T, v: T| if v > m { v } else { m };
+    if x.len() <= LANES {
+        // Too short for the lanes to pay for their fold.
+        return x.iter().copied().fold(neg_inf, max);
+    }
+    let mut acc = [neg_inf; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = max(*a, v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = max(*a, v);
+    }
+    acc.into_iter().fold(neg_inf, max)
 }
 
 #[cfg(test)]
@@ -783,5 +815,24 @@ mod tests {
         // Layout::new orders by stride (memory order): flat f is at 5 (f / 3) + f % 3.
         let want: Vec<isize> = (100..2100).map(|f| 5 * (f / 3) + f % 3).collect();
         assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn max_lanes_is_the_scan_maximum_ignoring_nan() {
+        let scan = |x: &[f32]| {
+            x.iter()
+                .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+        };
+        assert_eq!(max_lanes::<f32>(&[]), f32::NEG_INFINITY);
+        assert_eq!(max_lanes(&[f32::NAN; 40]), f32::NEG_INFINITY);
+        for n in [1, 15, 16, 17, 100, 1000] {
+            let mut x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1013) as f32 - 500.0).collect();
+            assert_eq!(max_lanes(&x), scan(&x), "n = {n}");
+            x[n / 2] = f32::NAN;
+            x[n - 1] = 1e30;
+            assert_eq!(max_lanes(&x), 1e30, "n = {n}");
+            x[n - 1] = f32::INFINITY;
+            assert_eq!(max_lanes(&x), f32::INFINITY, "n = {n}");
+        }
     }
 }

@@ -26,7 +26,7 @@
 use super::float::Float;
 use super::isa::Arch;
 use super::reduce::{flags, Partial};
-use super::rows::{row_sums, view_rows, RowOp};
+use super::rows::{max_lanes, row_sums, view_rows, RowOp};
 use super::strided::{SendPtr, TileBuf};
 
 /// An integer class-label element type.
@@ -118,10 +118,7 @@ fn batch_lse<A: Arch, T: Float>(
 ) {
     let neg_inf = T::from_f64(f64::NEG_INFINITY);
     for (r, state) in states.iter_mut().enumerate() {
-        let mut m = neg_inf;
-        for &v in &x[r * n..(r + 1) * n] {
-            m = if v > m { v } else { m };
-        }
+        let m = max_lanes(&x[r * n..(r + 1) * n]);
         // A row of -inf (and NaN) has nothing to scale by: e^{x - 0} is 0 (or NaN) there.
         shift[r * n..(r + 1) * n].fill(if m == neg_inf { T::ZERO } else { m });
         state.m = m.to_f64();
