@@ -552,23 +552,22 @@ pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
 /// The sum of each of the `out.len()` rows of `n` elements in `x` (row after row), in `f64`.
 ///
 /// A tile of more than `TILE / 2` elements (one row) is summed by [`sum_lanes`]; shorter rows
-/// (a batch of whole rows, or the tail of a long row) are summed left to right, with the loop
-/// running across rows so that it vectorises. Either way a row's sum depends only on its
-/// elements and `n`, never on how many rows share the batch.
+/// (a batch of whole rows, or the tail of a long row) are summed left to right, each in a
+/// register. Either way a row's sum depends only on its elements and `n`, never on how many
+/// rows share the batch.
 #[inline(always)]
 pub fn row_sums<T: Float>(x: &[T], n: usize, out: &mut [f64]) {
-    let rows = out.len();
     if n > TILE / 2 {
         for (o, row) in out.iter_mut().zip(x.chunks_exact(n)) {
             *o = sum_lanes(row);
         }
         return;
     }
-    out.fill(0.0);
-    for i in 0..n {
-        for (r, o) in out.iter_mut().enumerate().take(rows) {
-            *o += x[r * n + i].to_f64();
-        }
+    for (o, row) in out.iter_mut().zip(x.chunks_exact(n.max(1))) {
+        *o = row.iter().fold(0.0, |s, &v| s + v.to_f64());
+    }
+    if n == 0 {
+        out.fill(0.0);
     }
 }
 
