@@ -10,8 +10,9 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use super::bce::{self, Inputs, Kind, Operands};
 use super::isa::Arch;
+use super::reduce::BLOCK;
 use super::reduce::{reduce, reduce_from, Partial};
-use super::rows::{run, RowOp, Rows};
+use super::rows::{run, run_from, RowOp, Rows};
 use super::strided::{Layout, SendPtr};
 
 /// Pools of 1 to 4 threads, built once for all cases.
@@ -278,5 +279,39 @@ proptest! {
             let exact: f64 = data[r * row_len..(r + 1) * row_len].iter().sum();
             prop_assert!((serial_out[r] - exact).abs() <= 1e-9 * exact.abs().max(1.0));
         }
+    }
+    #[test]
+    fn rows_streamed_in_whole_blocks_same_bits(
+        rows in 0usize..300,
+        row_len in prop_oneof![0usize..50, 200usize..2000, 30_000usize..40_000],
+        batches in prop::collection::vec(0usize..4, 0..5),
+        threads in 1usize..=4,
+    ) {
+        let rows = if row_len > 1000 { rows % 40 } else { rows };
+        let data: Vec<f64> = (0..rows * row_len).map(wild).collect();
+        let mut out = vec![0f64; rows];
+        let op_at = |r: usize, out: &mut Vec<f64>| RowSum {
+            data: SendPtr::from_const(data[r * row_len..].as_ptr()),
+            out: SendPtr(out[r..].as_mut_ptr()),
+        };
+        let layout = |n: usize| {
+            Rows::new(&[n, row_len], [&[row_len as isize, 1], &[1, 0]], &[false, true])
+        };
+        // SAFETY: the offsets stay inside data and out; each row writes its own element.
+        let whole = unsafe { run(&layout(rows), &op_at(0, &mut out), Some(pool(threads))) };
+        // Batches of whole blocks of max(1, BLOCK / row_len) rows, the last taking the rest.
+        let per_block = (BLOCK / row_len.max(1)).max(1);
+        let mut state = Partial::EMPTY;
+        let mut start = 0usize;
+        for blocks in batches.iter().copied().chain([usize::MAX]) {
+            let end = start.saturating_add(blocks.saturating_mul(per_block)).min(rows);
+            // SAFETY: as above, for the rows start..end.
+            state = unsafe {
+                run_from(state, &layout(end - start), &op_at(start, &mut out), Some(pool(threads)))
+            };
+            start = end;
+        }
+        prop_assert_eq!(state.sum.to_bits(), whole.sum.to_bits());
+        prop_assert_eq!(state.count, rows as u64);
     }
 }

@@ -27,15 +27,23 @@ pub mod flags {
 
 /// The partial state of a reduction: what one block contributes.
 ///
-/// `sum` is the loss sum (always accumulated in `f64`, also for `f32` input), `weight` the sum
-/// of the weights that form a weighted mean's denominator (where a loss has one), `count` the
-/// number of elements seen, `flags` the domain errors met (see [`flags`]) and `first_bad` the
-/// smallest flat index at which one was met (`u64::MAX` if none).
+/// One type serves the parallel kernels (a block's or a row's partial), the streaming
+/// accumulators (the state they fold batches into) and the Dask layer (a chunk's state):
+///
+/// - `sum`: the loss sum (always accumulated in `f64`, also for `f32` input);
+/// - `weight`: the sum of the weights that form a weighted mean's denominator, where a loss
+///   has one (softmax cross-entropy: PyTorch's `Σ w[y]`);
+/// - `count`: the number of elements (or rows) seen;
+/// - `mass`: the normalisation sums `[Σp, Σq]` of a divergence's distributions (see
+///   [`super::divergence`]), zero for the other losses;
+/// - `flags`: the domain errors met (see [`flags`]), and `first_bad` the smallest flat index
+///   at which one was met (`u64::MAX` if none).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Partial {
     pub sum: f64,
     pub weight: f64,
     pub count: u64,
+    pub mass: [f64; 2],
     pub flags: u32,
     pub first_bad: u64,
 }
@@ -51,6 +59,9 @@ impl Partial {
         sum: 0.0,
         weight: 0.0,
         count: 0,
+        // -0.0, the exact identity of addition (x + -0.0 == x for every x, -0.0 included), so
+        // that merging a state whose masses are EMPTY's folds away where they are constant.
+        mass: [-0.0; 2],
         flags: 0,
         first_bad: u64::MAX,
     };
@@ -64,6 +75,7 @@ impl Partial {
             sum: self.sum + next.sum,
             weight: self.weight + next.weight,
             count: self.count + next.count,
+            mass: [self.mass[0] + next.mass[0], self.mass[1] + next.mass[1]],
             flags: self.flags | next.flags,
             first_bad: self.first_bad.min(next.first_bad),
         }

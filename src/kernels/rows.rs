@@ -15,6 +15,12 @@
 //! - longer rows are cut into chunks that are reduced in parallel (few long rows still use
 //!   every thread), and each row's chunk states are merged in chunk order afterwards.
 //!
+//! What the rows contribute to a reduction over rows (a [`Partial`]) is merged in blocks of
+//! `max(1, BLOCK / row_len)` rows, in row order, for short and long rows alike; [`run_from`]
+//! continues that merge from a given state, so rows streamed in batches of whole blocks give
+//! the bits of one call. [`fold_row`] does the same within a single row (the whole array as
+//! one distribution): it continues a row's unfinished state chunk by chunk.
+//!
 //! When the reduced axis is not contiguous (e.g. `axis=0` of a C-ordered matrix), neighbouring
 //! rows are interleaved tile by tile in groups of [`GROUP`], so that every cache line fetched
 //! for one row is used by the next rows while it is still in L1. Each row's own sequence of
@@ -27,7 +33,7 @@ use rayon::ThreadPool;
 
 use super::float::Float;
 use super::isa::{self, Arch, Isa, Kernel};
-use super::reduce::{reduce, Partial, BLOCK};
+use super::reduce::{reduce_from, Partial, BLOCK};
 use super::strided::{Layout, TileBuf, TILE};
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
@@ -231,7 +237,7 @@ impl<const K: usize> Rows<K> {
     }
 
     /// The operand offsets of row `r`'s first element.
-    fn base(&self, r: usize) -> [isize; K] {
+    pub fn base(&self, r: usize) -> [isize; K] {
         let mut base = [0; K];
         self.outer.for_each_run(r..r + 1, |_, _, off, _| base = off);
         base
@@ -483,14 +489,34 @@ pub unsafe fn run<const K: usize, O: RowOp<K>>(
     pool: Option<&ThreadPool>,
 ) -> Partial {
     // SAFETY: forwarded from the caller.
-    unsafe { run_on(rows, op, pool, isa::active()) }
+    unsafe { run_from(Partial::EMPTY, rows, op, pool) }
 }
 
-/// [`run`] with the instruction set `isa` (clamped to what the CPU supports).
+/// [`run`], continuing from `init`, the state of the rows that come before these (a
+/// streaming accumulator's state): what the rows contribute is merged into `init` in blocks
+/// of `max(1, BLOCK / row_len)` rows, in row order, as [`reduce_from`] merges blocks. So
+/// streaming the rows of one array through successive calls, each but the last covering a
+/// whole number of such blocks (and laid out alike, e.g. C-contiguous), gives the very bits
+/// of one [`run`] over all the rows.
+///
+/// # Safety
+/// As [`run`].
+pub unsafe fn run_from<const K: usize, O: RowOp<K>>(
+    init: Partial,
+    rows: &Rows<K>,
+    op: &O,
+    pool: Option<&ThreadPool>,
+) -> Partial {
+    // SAFETY: forwarded from the caller.
+    unsafe { run_on(init, rows, op, pool, isa::active()) }
+}
+
+/// [`run_from`] with the instruction set `isa` (clamped to what the CPU supports).
 ///
 /// # Safety
 /// As [`run`].
 pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
+    init: Partial,
     rows: &Rows<K>,
     op: &O,
     pool: Option<&ThreadPool>,
@@ -498,38 +524,19 @@ pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
 ) -> Partial {
     let nrows = rows.rows();
     let n = rows.row_len();
-    let chunks = rows.chunks();
-    if chunks == 1 {
-        let per_block = (BLOCK / n.max(1)).max(1);
+    // Rows per block of the reduction over rows: the same rule for short and long rows.
+    let per_block = (BLOCK / n.max(1)).max(1);
+    if rows.chunks() == 1 {
         // SAFETY: forwarded from the caller.
-        return reduce(nrows, per_block, pool, |r| unsafe {
+        return reduce_from(init, nrows, per_block, pool, |r| unsafe {
             rows.block(op, r, isa)
         });
     }
-    // Long rows: every (row, chunk) pair is one task, in row-major order.
-    let item = |i: usize| {
-        let (r, c) = (i / chunks, i % chunks);
-        let chunk = ChunkOfRow {
-            rows,
-            op,
-            row: r,
-            base: rows.base(r),
-            range: c * CHUNK..((c + 1) * CHUNK).min(n),
-        };
-        isa::dispatch_on(isa, chunk)
-    };
-    let items = nrows * chunks;
-    let mut states = Vec::with_capacity(items);
-    match pool {
-        Some(pool) => pool.install(|| {
-            (0..items)
-                .into_par_iter()
-                .with_min_len(1)
-                .map(item)
-                .collect_into_vec(&mut states)
-        }),
-        None => states.extend((0..items).map(item)),
-    }
+    // Long rows: every (row, chunk) pair is one task; then each row's chunk states are merged
+    // and the row finished.
+    // SAFETY: forwarded from the caller.
+    let states = unsafe { chunk_states(rows, op, pool, isa) };
+    let chunks = rows.chunks();
     let finish_rows = |range: Range<usize>| {
         let mut part = Partial::EMPTY;
         rows.outer.for_each_run(range, |flat, count, off, ost| {
@@ -546,7 +553,71 @@ pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
         });
         part
     };
-    reduce(nrows, 1024, pool, finish_rows)
+    reduce_from(init, nrows, per_block, pool, finish_rows)
+}
+
+/// The state of every chunk of every row (chunks of [`CHUNK`] elements, at least one per row),
+/// row after row: one parallel task each on `pool`.
+///
+/// # Safety
+/// As [`run`].
+unsafe fn chunk_states<const K: usize, O: RowOp<K>>(
+    rows: &Rows<K>,
+    op: &O,
+    pool: Option<&ThreadPool>,
+    isa: Isa,
+) -> Vec<O::State> {
+    let (n, chunks) = (rows.row_len(), rows.chunks());
+    let item = |i: usize| {
+        let (r, c) = (i / chunks, i % chunks);
+        let chunk = ChunkOfRow {
+            rows,
+            op,
+            row: r,
+            base: rows.base(r),
+            range: c * CHUNK..((c + 1) * CHUNK).min(n),
+        };
+        isa::dispatch_on(isa, chunk)
+    };
+    let items = rows.rows() * chunks;
+    let mut states = Vec::with_capacity(items);
+    match pool {
+        Some(pool) => pool.install(|| {
+            (0..items)
+                .into_par_iter()
+                .with_min_len(1)
+                .map(item)
+                .collect_into_vec(&mut states)
+        }),
+        None => states.extend((0..items).map(item)),
+    }
+    states
+}
+
+/// The *unfinished* state of the single row of `rows` (every dimension reduced: the whole
+/// array as one distribution), continuing from `init`, the state of the elements that come
+/// before these: the row's chunks of [`CHUNK`] elements are reduced (in parallel on `pool`)
+/// and their states merged into `init` in chunk order, as the engine merges a row's chunks
+/// from `op.empty()` before finishing it. So streaming one array through successive calls,
+/// each but the last covering a whole number of chunks of its element order (and laid out
+/// alike, e.g. C-contiguous), gives the very state of one call over the whole array. From
+/// `op.empty()` it is the state [`run`] finishes for that row: the same tiles, merged in the
+/// same order.
+///
+/// Runs with the active instruction set.
+///
+/// # Safety
+/// As [`run`]; `rows` must hold exactly one row.
+pub unsafe fn fold_row<const K: usize, O: RowOp<K>>(
+    init: O::State,
+    rows: &Rows<K>,
+    op: &O,
+    pool: Option<&ThreadPool>,
+) -> O::State {
+    debug_assert_eq!(rows.rows(), 1, "fold_row folds a single row");
+    // SAFETY: forwarded from the caller.
+    let states = unsafe { chunk_states(rows, op, pool, isa::active()) };
+    states.into_iter().fold(init, |a, b| op.merge(a, b))
 }
 
 /// The sum of each of the `out.len()` rows of `n` elements in `x` (row after row), in `f64`.
@@ -757,6 +828,103 @@ mod tests {
         }
     }
 
+    /// The rows of the C-ordered `(rows, c)` matrix `x` reduced in batches cut before each
+    /// row index of `cuts`, each batch continuing the previous state.
+    fn streamed_rows(x: &[f64], [r, c]: [usize; 2], cuts: &[usize], threads: usize) -> Partial {
+        let p = pool(threads);
+        let mut out = vec![0.0; r];
+        let mut state = Partial::EMPTY;
+        let mut bounds = vec![0];
+        bounds.extend(cuts.iter().copied());
+        bounds.push(r);
+        for w in bounds.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let rows = Rows::new(&[b - a, c], [&[c as isize, 1], &[1, 0]], &[false, true]);
+            let op = RowSum {
+                x: SendPtr::from_const(x[a * c..].as_ptr()),
+                out: SendPtr(out[a..].as_mut_ptr()),
+            };
+            state = unsafe { run_from(state, &rows, &op, (threads > 1).then_some(&p)) };
+        }
+        state
+    }
+
+    #[test]
+    fn rows_streamed_in_whole_blocks_give_the_same_bits() {
+        for &(r, c) in &[(20_000, 7), (40, 33_000), (300, 1000), (50, 0)] {
+            let x = data(r * c);
+            let (_, whole) = row_sums(&x, [r, c], [c as isize, 1], 1, 2);
+            let per_block = (BLOCK / c.max(1)).max(1);
+            // Batches of whole blocks (one empty), any thread count: the very bits.
+            let aligned: Vec<usize> = [1, 1, 3, 4, 7, 11, 29]
+                .iter()
+                .map(|k| k * per_block)
+                .filter(|&k| k <= r)
+                .collect();
+            for threads in [1, 3] {
+                let s = streamed_rows(&x, [r, c], &aligned, threads);
+                assert_eq!(s.sum.to_bits(), whole.sum.to_bits(), "({r}, {c}) {threads}");
+                assert_eq!(s.count, r as u64);
+            }
+            // Cut inside blocks: the same sum up to the order of the additions.
+            let ragged: Vec<usize> = [1, r / 3, r / 3 + 1, r / 2]
+                .iter()
+                .copied()
+                .filter(|&k| k <= r)
+                .collect();
+            let s = streamed_rows(&x, [r, c], &ragged, 2);
+            let scale: f64 = x.iter().map(|v| v.abs()).sum();
+            assert!((s.sum - whole.sum).abs() <= 1e-12 * scale.max(1.0));
+            assert_eq!(s.count, r as u64);
+        }
+    }
+
+    #[test]
+    fn one_row_folded_in_pieces_continues_its_state() {
+        // The whole array (a (3, n) C-ordered block) as one distribution, in pieces.
+        let n = 3 * 23_457;
+        let x = data(n);
+        let fold = |cuts: &[usize], threads: usize| {
+            let p = pool(threads);
+            let mut bounds = vec![0];
+            bounds.extend(cuts.iter().copied());
+            bounds.push(n);
+            let mut out = [0.0];
+            bounds.windows(2).fold(0.0, |state, w| {
+                let len = w[1] - w[0];
+                let rows = Rows::new(&[len], [&[1], &[0]], &[true]);
+                let op = RowSum {
+                    x: SendPtr::from_const(x[w[0]..].as_ptr()),
+                    out: SendPtr(out.as_mut_ptr()),
+                };
+                unsafe { fold_row(state, &rows, &op, (threads > 1).then_some(&p)) }
+            })
+        };
+        // From empty, the state the engine finishes for that row.
+        let mut out = [0.0];
+        let rows = Rows::new(
+            &[3, n / 3],
+            [&[(n / 3) as isize, 1], &[0, 0]],
+            &[true, true],
+        );
+        let op = RowSum {
+            x: SendPtr::from_const(x.as_ptr()),
+            out: SendPtr(out.as_mut_ptr()),
+        };
+        unsafe { run(&rows, &op, Some(&pool(2))) };
+        let one = fold(&[], 1);
+        assert_eq!(one.to_bits(), out[0].to_bits());
+        // Pieces of whole chunks: the same bits, for any thread count.
+        for threads in [1, 2, 4] {
+            let pieces = fold(&[CHUNK, CHUNK, 2 * CHUNK], threads);
+            assert_eq!(pieces.to_bits(), one.to_bits(), "{threads} threads");
+        }
+        // Anywhere else: the order of additions changes, not the sum.
+        let ragged = fold(&[1, 1000, 40_000, 40_001], 2);
+        let scale: f64 = x.iter().map(|v| v.abs()).sum();
+        assert!((ragged - one).abs() <= 1e-12 * scale);
+    }
+
     #[test]
     fn whole_array_as_one_row() {
         // A (3, 4, 5) Fortran array reduced over all axes.
@@ -795,7 +963,7 @@ mod tests {
                 x: SendPtr::from_const(x.as_ptr()),
                 out: SendPtr(out.as_mut_ptr()),
             };
-            unsafe { run_on(&rows, &op, None, isa) };
+            unsafe { run_on(Partial::EMPTY, &rows, &op, None, isa) };
             outs.push(out);
         }
         assert!(outs.iter().all(|o| o == &outs[0]));
