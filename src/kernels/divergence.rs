@@ -16,7 +16,15 @@
 //! that sums the logs (`P`, `Q` and the log sum are reduced together, then corrected).
 //! Jensen-Shannon cannot be written that way (`m` needs `P` and `Q` inside the log), so it
 //! reads each row twice: once for `P` and `Q`, once for the logs. Without normalisation
-//! (`normalize=false`) the rows are used as given: `-Σ p ln p`, `-Σ p ln q`, `Σ p ln(p/q)`.
+//! (`normalize=false`) the rows are used as given: `-Σ p ln p`, `-Σ p ln q`, `Σ p ln(p/q)`,
+//! and Jensen-Shannon with `m = (p + q) / 2` takes one pass.
+//!
+//! A row's state is a [`Partial`]: `sum` is the sum of the element terms of the unnormalised
+//! quantity (`-p ln p`, `-p ln q`, `p ln(p/q)`, or Jensen-Shannon's two relative entropies),
+//! `mass` is `[P, Q]`, `count` the number of elements. States merge by adding, so the state of
+//! a whole array seen in pieces is the merge of the pieces' states ([`whole`] continues one),
+//! and [`Finish::value`] turns any such state into the result — for one row of a call, for
+//! `axis=None`, and for the streaming accumulators alike.
 //!
 //! Conventions (those of `scipy.special.entr`/`rel_entr`): a term with `p = 0` is 0 whatever
 //! `q` is (`0 · ln 0 = 0`); `p > 0` with `q = 0` gives `+inf` (KL, cross-entropy). An empty row
@@ -30,9 +38,9 @@
 //! survive that subtraction. In `f64` the result is accurate to a few ulp of `f32`.
 
 use super::float::Float;
-use super::isa::Arch;
+use super::isa::{self, Arch, Kernel};
 use super::reduce::{flags, Partial};
-use super::rows::{row_sums, view_rows, RowOp};
+use super::rows::{fold_row, row_sums, run, view_rows, RowOp, Rows};
 use super::strided::{SendPtr, TileBuf};
 
 /// Which quantity of a row.
@@ -44,18 +52,64 @@ pub enum Kind {
     CrossEntropy,
     /// `D(p‖q)`.
     KlDivergence,
-    /// First pass of Jensen-Shannon: stores each row's `(1/P, 1/Q)` (or `(1, 1)` without
-    /// normalisation) in [`Divergence::norms`]; writes no output.
+    /// First pass of Jensen-Shannon: stores each row's `(1/P, 1/Q)` in [`Divergence::norms`];
+    /// writes no output.
     JensenShannonSums,
-    /// Second pass of Jensen-Shannon, reading the factors the first pass stored.
+    /// Second pass of Jensen-Shannon, reading the factors stored in [`Divergence::norms`]
+    /// (`(1, 1)` without normalisation, which needs no first pass).
     JensenShannon,
 }
 
-/// The per-row state: up to three sums (in `f64`) and the domain errors met.
+/// How a state (see the module doc) becomes a value: which quantity, whether the
+/// distribution is normalised, and `ln(base)` (1 for natural logarithms).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Sums {
-    pub v: [f64; 3],
-    pub flags: u32,
+pub struct Finish {
+    pub kind: Kind,
+    pub normalize: bool,
+    pub log_base: f64,
+}
+
+impl Finish {
+    /// The value of the distribution whose state is `s`, `S = s.sum`, `[P, Q] = s.mass`:
+    ///
+    /// ```text
+    /// entropy         S / P + ln P             (normalised)    S    (as given)
+    /// cross-entropy   S / P + ln Q                             S
+    /// KL divergence   S / P + ln Q - ln P                      S
+    /// Jensen-Shannon  S / 2   (its terms are taken on normalised values already)
+    /// ```
+    ///
+    /// divided by `log_base`; 0 for a state of no elements. The pure function every result
+    /// comes from, with instruction set `A` (its `ln`).
+    #[inline(always)]
+    pub fn value_on<A: Arch>(&self, s: &Partial) -> f64 {
+        if s.count == 0 {
+            return 0.0;
+        }
+        let ([sp, sq], sum) = (s.mass, s.sum);
+        let value = match (self.kind, self.normalize) {
+            (Kind::Entropy, true) => sum / sp + sp.ln_on::<A>(),
+            (Kind::CrossEntropy, true) => sum / sp + sq.ln_on::<A>(),
+            (Kind::KlDivergence, true) => sum / sp + sq.ln_on::<A>() - sp.ln_on::<A>(),
+            (Kind::Entropy | Kind::CrossEntropy | Kind::KlDivergence, false) => sum,
+            (Kind::JensenShannon | Kind::JensenShannonSums, _) => 0.5 * sum,
+        };
+        value / self.log_base
+    }
+
+    /// [`Finish::value_on`] with the active instruction set, the one the row engine runs
+    /// with: a state finished here has the bits it has when a call finishes it.
+    pub fn value(&self, s: &Partial) -> f64 {
+        struct Value<'a>(&'a Finish, &'a Partial);
+        impl Kernel for Value<'_> {
+            type Output = f64;
+            #[inline(always)]
+            fn run<A: Arch>(self) -> f64 {
+                self.0.value_on::<A>(self.1)
+            }
+        }
+        isa::dispatch(Value(self, s))
+    }
 }
 
 /// One divergence over rows of operands `[p, q, out]` (see [`super::rows::Rows`]).
@@ -68,8 +122,6 @@ pub struct Divergence<T> {
     pub q: SendPtr<T>,
     pub out: SendPtr<T>,
     pub norms: SendPtr<[f64; 2]>,
-    /// Elements per row.
-    pub len: usize,
     pub normalize: bool,
     /// `ln(base)`, or 1 for natural logarithms.
     pub log_base: f64,
@@ -104,7 +156,7 @@ fn x_ln_x<A: Arch>(x: f64) -> f64 {
 }
 
 impl<T: Float> RowOp<3> for Divergence<T> {
-    type State = Sums;
+    type State = Partial;
     /// Gather buffers for `p` and `q`; the element terms; Jensen-Shannon's scale factors;
     /// the per-row sums.
     type Scratch = (
@@ -116,11 +168,8 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         TileBuf<f64>,
     );
 
-    fn empty(&self) -> Sums {
-        Sums {
-            v: [0.0; 3],
-            flags: 0,
-        }
+    fn empty(&self) -> Partial {
+        Partial::EMPTY
     }
 
     #[inline(always)]
@@ -132,7 +181,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         rs: [isize; 3],
         st: [isize; 3],
         n: usize,
-        states: &mut [Sums],
+        states: &mut [Partial],
     ) {
         let rows = states.len();
         // SAFETY: the engine hands out offsets inside the operands (the caller of `run`
@@ -152,9 +201,13 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             }
             row_sums(terms, n, sl);
             for (r, s) in states.iter_mut().enumerate() {
-                *s = Sums {
-                    v: [sp[r], sl[r], 0.0],
+                // The terms are `-p ln p`: the sum is negated once (exactly), not per element.
+                *s = Partial {
+                    sum: -sl[r],
+                    count: n as u64,
+                    mass: [sp[r], 0.0],
                     flags: if r == 0 { bad_p } else { 0 },
+                    ..Partial::EMPTY
                 };
             }
             return;
@@ -178,7 +231,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             Kind::JensenShannon => {
                 let (fa, fb) = (bfa.scratch(rows * n), bfb.scratch(rows * n));
                 for r in 0..rows {
-                    // SAFETY: the first pass stored one entry per row.
+                    // SAFETY: `norms` holds one entry per row.
                     let [a, b] = unsafe { *self.norms.0.add(first_row + r) };
                     fa[seg(r)].fill(a);
                     fb[seg(r)].fill(b);
@@ -195,60 +248,57 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         let bad = bad_p | if any_negative(q) { flags::TARGET } else { 0 };
         match self.kind {
             Kind::JensenShannonSums => row_sums(q, n, sq),
-            Kind::JensenShannon => row_sums(terms, n, sp),
+            Kind::JensenShannon => row_sums(terms, n, sl),
             _ => {
                 row_sums(q, n, sq);
                 row_sums(terms, n, sl);
             }
         }
         for (r, s) in states.iter_mut().enumerate() {
-            let v = match self.kind {
-                Kind::JensenShannonSums => [sp[r], sq[r], 0.0],
-                Kind::JensenShannon => [sp[r], 0.0, 0.0],
-                _ => [sp[r], sq[r], sl[r]],
+            // The first pass of Jensen-Shannon wants the masses only, the second its terms.
+            let (sum, mass) = match self.kind {
+                Kind::JensenShannonSums => (0.0, [sp[r], sq[r]]),
+                Kind::JensenShannon => (sl[r], [0.0; 2]),
+                _ => (sl[r], [sp[r], sq[r]]),
             };
-            let flags = if r == 0 { bad } else { 0 };
-            *s = Sums { v, flags };
+            *s = Partial {
+                sum,
+                count: n as u64,
+                mass,
+                flags: if r == 0 { bad } else { 0 },
+                ..Partial::EMPTY
+            };
         }
     }
 
     #[inline(always)]
-    fn merge(&self, a: Sums, b: Sums) -> Sums {
-        Sums {
-            v: std::array::from_fn(|k| a.v[k] + b.v[k]),
-            flags: a.flags | b.flags,
-        }
+    fn merge(&self, a: Partial, b: Partial) -> Partial {
+        a.merge(b)
     }
 
     #[inline(always)]
-    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; 3], s: Sums) -> Partial {
-        let [sp, sq, sl] = s.v;
-        let value = if self.len == 0 {
-            0.0
-        } else {
-            match (self.kind, self.normalize) {
-                (Kind::Entropy, true) => -sq / sp + sp.ln_on::<A>(),
-                (Kind::Entropy, false) => -sq,
-                (Kind::CrossEntropy, true) => sl / sp + sq.ln_on::<A>(),
-                (Kind::KlDivergence, true) => sl / sp + sq.ln_on::<A>() - sp.ln_on::<A>(),
-                (Kind::CrossEntropy | Kind::KlDivergence, false) => sl,
-                (Kind::JensenShannonSums, normalize) => {
-                    let norms = if normalize {
-                        [1.0 / sp, 1.0 / sq]
-                    } else {
-                        [1.0, 1.0]
-                    };
-                    // SAFETY: one entry per row, written by this row only.
-                    unsafe { *self.norms.0.add(row) = norms };
-                    return Partial {
-                        count: 1,
-                        flags: s.flags,
-                        ..Partial::EMPTY
-                    };
-                }
-                (Kind::JensenShannon, _) => 0.5 * sp,
-            }
-        } / self.log_base;
+    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; 3], s: Partial) -> Partial {
+        if self.kind == Kind::JensenShannonSums {
+            let [sp, sq] = s.mass;
+            let norms = if self.normalize {
+                [1.0 / sp, 1.0 / sq]
+            } else {
+                [1.0, 1.0]
+            };
+            // SAFETY: one entry per row, written by this row only.
+            unsafe { *self.norms.0.add(row) = norms };
+            return Partial {
+                count: 1,
+                flags: s.flags,
+                ..Partial::EMPTY
+            };
+        }
+        let finish = Finish {
+            kind: self.kind,
+            normalize: self.normalize,
+            log_base: self.log_base,
+        };
+        let value = finish.value_on::<A>(&s);
         if !self.out.0.is_null() {
             // SAFETY: the output row offset is valid and written by this row only.
             unsafe { *self.out.0.offset(base[2]) = T::from_f64(value) };
@@ -263,9 +313,12 @@ impl<T: Float> RowOp<3> for Divergence<T> {
 }
 
 /// Computes `kind` for every row of `rows` (operands `[p, q, out]`), writing each row's value
-/// to `out` when it is not null. Jensen-Shannon runs its two passes here. Returns the merged
-/// row contributions: `sum` is the sum of the row values (the value itself for one row),
-/// `flags` the domain errors met.
+/// to `out` when it is not null. Returns the merged row contributions: `sum` is the sum of
+/// the row values (the value itself for one row), `flags` the domain errors met.
+///
+/// A single row (e.g. `axis=None`) is reduced by [`whole`] and finished by [`Finish::value`]:
+/// the code of the streaming accumulators, so that they give the bits of this call.
+/// Normalised Jensen-Shannon runs its two passes here.
 ///
 /// # Safety
 /// `p`, `q` (and `out`, when not null) stepped over `rows` must address valid, aligned elements
@@ -273,7 +326,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn divergence<T: Float>(
     kind: Kind,
-    rows: &super::rows::Rows<3>,
+    rows: &Rows<3>,
     p: *const T,
     q: *const T,
     out: *mut T,
@@ -281,31 +334,91 @@ pub unsafe fn divergence<T: Float>(
     log_base: f64,
     pool: Option<&rayon::ThreadPool>,
 ) -> Partial {
+    let finish = Finish {
+        kind,
+        normalize,
+        log_base,
+    };
+    let js = matches!(kind, Kind::JensenShannon | Kind::JensenShannonSums);
+    if rows.rows() == 1 && !(js && normalize) {
+        // SAFETY: forwarded from the caller.
+        let state = unsafe { whole(kind, rows, p, q, Partial::EMPTY, pool) };
+        let value = finish.value(&state);
+        if !out.is_null() {
+            // SAFETY: the row's output offset is valid (caller's contract).
+            unsafe { *out.offset(rows.base(0)[2]) = T::from_f64(value) };
+        }
+        return Partial {
+            sum: value,
+            count: 1,
+            flags: state.flags,
+            first_bad: if state.flags != 0 { 0 } else { u64::MAX },
+            ..Partial::EMPTY
+        };
+    }
     let mut op = Divergence {
         kind,
         p: SendPtr::from_const(p),
         q: SendPtr::from_const(q),
         out: SendPtr(out),
         norms: SendPtr(std::ptr::null_mut()),
-        len: rows.row_len(),
         normalize,
         log_base,
     };
-    if kind != Kind::JensenShannon && kind != Kind::JensenShannonSums {
+    if !js {
         // SAFETY: forwarded from the caller.
-        return unsafe { super::rows::run(rows, &op, pool) };
+        return unsafe { run(rows, &op, pool) };
     }
-    let mut norms = vec![[0f64; 2]; rows.rows()];
+    // Without normalisation the factors are 1 and the first pass is not needed.
+    let mut norms = vec![[1f64; 2]; rows.rows()];
     op.norms = SendPtr(norms.as_mut_ptr());
-    op.kind = Kind::JensenShannonSums;
-    // SAFETY: forwarded from the caller; `norms` has one entry per row.
-    let sums = unsafe { super::rows::run(rows, &op, pool) };
-    if sums.flags != 0 {
-        return sums;
+    if normalize {
+        op.kind = Kind::JensenShannonSums;
+        // SAFETY: forwarded from the caller; `norms` has one entry per row.
+        let sums = unsafe { run(rows, &op, pool) };
+        if sums.flags != 0 {
+            return sums;
+        }
     }
     op.kind = Kind::JensenShannon;
     // SAFETY: as above.
-    unsafe { super::rows::run(rows, &op, pool) }
+    unsafe { run(rows, &op, pool) }
+}
+
+/// The *unfinished* state (see the module doc) of `kind` over the single row of `rows` (every
+/// dimension reduced: the whole array as one distribution), continuing from `init`, the state
+/// of the elements seen before: [`fold_row`] with this kernel. Streaming an array through
+/// calls that each cover a whole number of the engine's chunks gives the very state of one
+/// call; [`Finish::value`] then gives the result. For Jensen-Shannon the state of the
+/// unnormalised divergence (`m = (p + q) / 2`): the normalised one needs `P` and `Q` inside
+/// every logarithm, so no state of part of the data determines it.
+///
+/// # Safety
+/// As [`divergence`] (there is no output); `rows` must hold exactly one row.
+pub unsafe fn whole<T: Float>(
+    kind: Kind,
+    rows: &Rows<3>,
+    p: *const T,
+    q: *const T,
+    init: Partial,
+    pool: Option<&rayon::ThreadPool>,
+) -> Partial {
+    let mut norms = [[1f64; 2]];
+    let op = Divergence {
+        kind: if kind == Kind::JensenShannonSums {
+            Kind::JensenShannon
+        } else {
+            kind
+        },
+        p: SendPtr::from_const(p),
+        q: SendPtr::from_const(q),
+        out: SendPtr(std::ptr::null_mut()),
+        norms: SendPtr(norms.as_mut_ptr()),
+        normalize: false,
+        log_base: 1.0,
+    };
+    // SAFETY: forwarded from the caller; `norms` has the one row's entry.
+    unsafe { fold_row(init, rows, &op, pool) }
 }
 
 #[cfg(test)]
@@ -408,6 +521,125 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The whole-array state of `kind` over `p`, `q` fed in pieces cut before each index of
+    /// `cuts`, each continuing the previous state.
+    fn streamed(kind: Kind, p: &[f64], q: &[f64], cuts: &[usize], threads: usize) -> Partial {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut bounds = vec![0];
+        bounds.extend(cuts.iter().copied());
+        bounds.push(p.len());
+        bounds.windows(2).fold(Partial::EMPTY, |state, w| {
+            let rows = Rows::new(&[w[1] - w[0]], [&[1], &[1], &[0]], &[true]);
+            unsafe {
+                whole(
+                    kind,
+                    &rows,
+                    p[w[0]..].as_ptr(),
+                    q[w[0]..].as_ptr(),
+                    state,
+                    (threads > 1).then_some(&pool),
+                )
+            }
+        })
+    }
+
+    #[test]
+    fn whole_array_state_streams_and_finishes_as_one_call() {
+        use crate::kernels::rows::CHUNK;
+        let n = 3 * CHUNK + 1234;
+        let p = sample(n, 3);
+        let q: Vec<f64> = sample(n, 4).iter().map(|x| x + 0.01).collect();
+        let kinds = [
+            Kind::Entropy,
+            Kind::CrossEntropy,
+            Kind::KlDivergence,
+            Kind::JensenShannon,
+        ];
+        for kind in kinds {
+            let one = streamed(kind, &p, &q, &[], 2);
+            assert_eq!((one.count, one.flags), (n as u64, 0));
+            for normalize in [true, false] {
+                if kind == Kind::JensenShannon && normalize {
+                    continue;
+                }
+                let finish = Finish {
+                    kind,
+                    normalize,
+                    log_base: 2f64.ln(),
+                };
+                let value = finish.value(&one);
+                // The engine's own finish of the same row, in a call of two rows (the
+                // multi-row path): the same state, so the same bits.
+                let mut out = [0f64; 2];
+                let pp: Vec<f64> = p.iter().chain(&p).copied().collect();
+                let qq: Vec<f64> = q.iter().chain(&q).copied().collect();
+                let rows = Rows::new(
+                    &[2, n],
+                    [&[n as isize, 1], &[n as isize, 1], &[1, 0]],
+                    &[false, true],
+                );
+                let part = unsafe {
+                    divergence(
+                        kind,
+                        &rows,
+                        pp.as_ptr(),
+                        qq.as_ptr(),
+                        out.as_mut_ptr(),
+                        normalize,
+                        finish.log_base,
+                        None,
+                    )
+                };
+                assert_eq!(part.flags, 0);
+                assert_eq!(out[0].to_bits(), value.to_bits(), "{kind:?} {normalize}");
+                if normalize {
+                    let want = reference(kind, &p, &q) / finish.log_base;
+                    assert!(
+                        (value - want).abs() <= 1e-12 * want.abs(),
+                        "{value} vs {want}"
+                    );
+                }
+                // Pieces of whole chunks (one of them empty), any thread count: the very
+                // state; cut anywhere else, the same up to the order of the additions.
+                for threads in [1, 3] {
+                    let s = streamed(kind, &p, &q, &[CHUNK, CHUNK, 3 * CHUNK], threads);
+                    assert_eq!(finish.value(&s).to_bits(), value.to_bits());
+                    assert_eq!(s.mass.map(f64::to_bits), one.mass.map(f64::to_bits));
+                }
+                let s = streamed(kind, &p, &q, &[1, 777, 40_000, 90_001], 2);
+                assert_eq!(s.count, n as u64);
+                let got = finish.value(&s);
+                assert!(
+                    (got - value).abs() <= 1e-12 * value.abs(),
+                    "{got} vs {value}"
+                );
+            }
+        }
+        // Jensen-Shannon without normalisation is the normalised one of distributions that
+        // are normalised already.
+        let (sp, sq): (f64, f64) = (p.iter().sum(), q.iter().sum());
+        let a: Vec<f64> = p.iter().map(|x| x / sp).collect();
+        let b: Vec<f64> = q.iter().map(|x| x / sq).collect();
+        let js = Finish {
+            kind: Kind::JensenShannon,
+            normalize: false,
+            log_base: 1.0,
+        }
+        .value(&streamed(Kind::JensenShannon, &a, &b, &[CHUNK], 2));
+        let want = reference(Kind::JensenShannon, &p, &q);
+        assert!((js - want).abs() <= 1e-12 * want, "{js} vs {want}");
+        // Nothing seen: 0, as an empty row.
+        let none = Finish {
+            kind: Kind::KlDivergence,
+            normalize: true,
+            log_base: 1.0,
+        };
+        assert_eq!(none.value(&Partial::EMPTY), 0.0);
     }
 
     #[test]
