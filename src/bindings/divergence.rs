@@ -12,9 +12,9 @@ use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::divergence::{self, Kind};
 use crate::kernels::float::Float;
 use crate::kernels::pool;
-use crate::kernels::reduce::flags;
+use crate::kernels::reduce::{flags, Partial};
 use crate::kernels::rows::Rows;
-use crate::kernels::strided::find_first;
+use crate::kernels::strided::{find_first, SendPtr};
 
 /// Entropy of distributions along an axis, as :func:`scipy.stats.entropy` computes it.
 ///
@@ -298,6 +298,46 @@ pub fn domain_error<V: std::fmt::Debug>(
     }
 }
 
+/// `ln(base)`, or 1 for natural logarithms; a base that is not a positive finite number other
+/// than 1 is a `ValueError`.
+pub fn log_base(base: Option<f64>) -> PyResult<f64> {
+    match base {
+        None => Ok(1.0),
+        Some(b) if b > 0.0 && b.is_finite() && b != 1.0 => Ok(b.ln()),
+        Some(b) => Err(PyValueError::new_err(format!(
+            "'base' must be a positive finite number other than 1, got {b}"
+        ))),
+    }
+}
+
+/// `p` (and `q`) as arrays of one floating-point type: the wider of their precisions.
+type Inputs<'py> = (
+    Precision,
+    Bound<'py, PyUntypedArray>,
+    Option<Bound<'py, PyUntypedArray>>,
+);
+
+fn inputs<'py>(p: &Bound<'py, PyAny>, q: Option<&Bound<'py, PyAny>>) -> PyResult<Inputs<'py>> {
+    let pa = ndarray(p, "p")?;
+    let qa = q.map(|q| ndarray(q, "q")).transpose()?;
+    let mut prec = precision(&pa, "p")?;
+    if let Some(qa) = &qa {
+        prec = prec.max(precision(qa, "q")?);
+    }
+    Ok(match prec {
+        Precision::F32 => (
+            prec,
+            as_float::<f32>(pa)?,
+            qa.map(as_float::<f32>).transpose()?,
+        ),
+        Precision::F64 => (
+            prec,
+            as_float::<f64>(pa)?,
+            qa.map(as_float::<f64>).transpose()?,
+        ),
+    })
+}
+
 fn compute_kind<'py>(
     kind: Kind,
     p: &Bound<'py, PyAny>,
@@ -307,39 +347,74 @@ fn compute_kind<'py>(
     normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let log_base = match base {
-        None => 1.0,
-        Some(b) if b > 0.0 && b.is_finite() && b != 1.0 => b.ln(),
-        Some(b) => {
-            return Err(PyValueError::new_err(format!(
-                "'base' must be a positive finite number other than 1, got {b}"
-            )))
-        }
-    };
-    let pa = ndarray(p, "p")?;
-    let qa = q.map(|q| ndarray(q, "q")).transpose()?;
-    let mut prec = precision(&pa, "p")?;
-    if let Some(qa) = &qa {
-        prec = prec.max(precision(qa, "q")?);
-    }
     let args = Args {
         kind,
         axis,
-        log_base,
+        log_base: log_base(base)?,
         normalize,
         out,
     };
-    match prec {
-        Precision::F32 => compute::<f32>(
-            as_float::<f32>(pa)?,
-            qa.map(as_float::<f32>).transpose()?,
-            &args,
-        ),
-        Precision::F64 => compute::<f64>(
-            as_float::<f64>(pa)?,
-            qa.map(as_float::<f64>).transpose()?,
-            &args,
-        ),
+    match inputs(p, q)? {
+        (Precision::F32, pa, qa) => compute::<f32>(pa, qa, &args),
+        (Precision::F64, pa, qa) => compute::<f64>(pa, qa, &args),
+    }
+}
+
+/// Continues `init`, the state of everything seen before as one distribution (see
+/// [`divergence::whole`]), with `p` (and `q`, broadcast against it) — a batch of a divergence
+/// accumulator, reduced as `axis=None` reduces an array. A negative value raises `ValueError`
+/// naming its position, and `init` is not used.
+pub fn fold<'py>(
+    kind: Kind,
+    init: Partial,
+    p: &Bound<'py, PyAny>,
+    q: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Partial> {
+    match inputs(p, q)? {
+        (Precision::F32, pa, qa) => fold_typed::<f32>(kind, init, pa, qa),
+        (Precision::F64, pa, qa) => fold_typed::<f64>(kind, init, pa, qa),
+    }
+}
+
+fn fold_typed<'py, T: Float + Element>(
+    kind: Kind,
+    init: Partial,
+    pa: Bound<'py, PyUntypedArray>,
+    qa: Option<Bound<'py, PyUntypedArray>>,
+) -> PyResult<Partial> {
+    let ops = Operands::<T>::new(&pa, qa.as_ref())?;
+    let nd = ops.shape.len();
+    let rows = Rows::new(
+        &ops.shape,
+        [&ops.p_strides, &ops.q_strides, &vec![0; nd]],
+        &vec![true; nd],
+    );
+    let (p, q) = (
+        SendPtr::from_const(ops.pv.ptr),
+        SendPtr::from_const(ops.q_ptr),
+    );
+    let state = detached(pa.py(), rows.row_len(), move |pool| {
+        // Whole `SendPtr`s, not their raw fields, cross to the worker.
+        let (p, q) = (p, q);
+        // SAFETY: the pointers come from views that stay alive (and borrowed) until this
+        // function returns; `rows` is built from their own shapes and (broadcast) strides.
+        unsafe { divergence::whole(kind, &rows, p.0, q.0, init, pool) }
+    });
+    ops.check(state.flags)?;
+    Ok(state)
+}
+
+/// Runs `work` on the crate's pool for `n` elements, without the GIL unless the work is tiny.
+fn detached<R: Send>(
+    py: Python<'_>,
+    n: usize,
+    work: impl FnOnce(Option<&rayon::ThreadPool>) -> R + Send,
+) -> R {
+    let run = move || work(pool::pool_for(n, PARALLEL_MIN).as_deref());
+    if n < DETACH_MIN {
+        run()
+    } else {
+        py.detach(run)
     }
 }
 
@@ -351,35 +426,79 @@ struct Args<'a, 'py> {
     out: Option<&'a Bound<'py, PyAny>>,
 }
 
+/// `p` and `q` viewed where they lie and broadcast to one shape (`q` is `p` for entropy).
+struct Operands<'py, T: Element> {
+    pv: View<'py, T>,
+    qv: Option<View<'py, T>>,
+    shape: Vec<usize>,
+    p_strides: Vec<isize>,
+    q_ptr: *const T,
+    q_strides: Vec<isize>,
+}
+
+impl<'py, T: Float + Element> Operands<'py, T> {
+    fn new(
+        pa: &Bound<'py, PyUntypedArray>,
+        qa: Option<&Bound<'py, PyUntypedArray>>,
+    ) -> PyResult<Self> {
+        let pv = View::<T>::new(pa, "p")?;
+        let qv = qa.map(|qa| View::<T>::new(qa, "q")).transpose()?;
+        let shape = match &qv {
+            None => pv.shape.clone(),
+            Some(qv) => broadcast_shape(&pv.shape, &qv.shape).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "'p' of shape {} and 'q' of shape {} cannot be broadcast together",
+                    shape_str(&pv.shape),
+                    shape_str(&qv.shape)
+                ))
+            })?,
+        };
+        let p_strides = pv.broadcast_strides(&shape, "p")?;
+        let (q_ptr, q_strides) = match &qv {
+            Some(qv) => (qv.ptr, qv.broadcast_strides(&shape, "q")?),
+            None => (pv.ptr, p_strides.clone()),
+        };
+        Ok(Operands {
+            pv,
+            qv,
+            shape,
+            p_strides,
+            q_ptr,
+            q_strides,
+        })
+    }
+
+    /// The `ValueError` naming the first negative value, if the kernel flagged one.
+    fn check(&self, part_flags: u32) -> PyResult<()> {
+        let (pv, qv) = (&self.pv, &self.qv);
+        if part_flags & flags::INPUT != 0 {
+            // SAFETY: the view is alive and describes valid elements.
+            let bad = unsafe { find_first(pv.ptr, &pv.shape, &pv.strides, |v: T| v < T::ZERO) };
+            return Err(domain_error("p", "non-negative values", bad));
+        }
+        if let (true, Some(qv)) = (part_flags & flags::TARGET != 0, qv) {
+            // SAFETY: as above.
+            let bad = unsafe { find_first(qv.ptr, &qv.shape, &qv.strides, |v: T| v < T::ZERO) };
+            return Err(domain_error("q", "non-negative values", bad));
+        }
+        Ok(())
+    }
+}
+
 fn compute<'py, T: Float + Element>(
     pa: Bound<'py, PyUntypedArray>,
     qa: Option<Bound<'py, PyUntypedArray>>,
     args: &Args<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = pa.py();
-    let pv = View::<T>::new(&pa, "p")?;
-    let qv = qa.as_ref().map(|qa| View::<T>::new(qa, "q")).transpose()?;
-    let shape = match &qv {
-        None => pv.shape.clone(),
-        Some(qv) => broadcast_shape(&pv.shape, &qv.shape).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "'p' of shape {} and 'q' of shape {} cannot be broadcast together",
-                shape_str(&pv.shape),
-                shape_str(&qv.shape)
-            ))
-        })?,
-    };
+    let ops = Operands::<T>::new(&pa, qa.as_ref())?;
+    let shape = &ops.shape;
     let reduced: Vec<bool> = match args.axis {
         None => vec![true; shape.len()],
         Some(axis) => {
             let a = normalize_axis(axis, shape.len())?;
             (0..shape.len()).map(|d| d == a).collect()
         }
-    };
-    let p_strides = pv.broadcast_strides(&shape, "p")?;
-    let (q_ptr, q_strides) = match &qv {
-        Some(qv) => (qv.ptr, qv.broadcast_strides(&shape, "q")?),
-        None => (pv.ptr, p_strides.clone()),
     };
     let out_shape: Vec<usize> = (0..shape.len())
         .filter(|&d| !reduced[d])
@@ -396,8 +515,8 @@ fn compute<'py, T: Float + Element>(
     // A given `out` must not overlap `p` or `q` (a fresh one cannot).
     let mut inputs = Vec::new();
     if args.out.is_some() {
-        inputs.push(pv.operand("p"));
-        inputs.extend(qv.as_ref().map(|qv| qv.operand("q")));
+        inputs.push(ops.pv.operand("p"));
+        inputs.extend(ops.qv.as_ref().map(|qv| qv.operand("q")));
     }
     let out_view = out_array
         .as_ref()
@@ -421,50 +540,31 @@ fn compute<'py, T: Float + Element>(
         None => (std::ptr::null_mut(), vec![0; shape.len()]),
     };
 
-    let rows = Rows::new(&shape, [&p_strides, &q_strides, &out_strides], &reduced);
+    let rows = Rows::new(
+        shape,
+        [&ops.p_strides, &ops.q_strides, &out_strides],
+        &reduced,
+    );
     let n = rows.rows() * rows.row_len();
     let (kind, normalize, log_base) = (args.kind, args.normalize, args.log_base);
     let (p_ptr, q_ptr, out_ptr) = (
-        crate::kernels::strided::SendPtr::from_const(pv.ptr),
-        crate::kernels::strided::SendPtr::from_const(q_ptr),
-        crate::kernels::strided::SendPtr(out_ptr),
+        SendPtr::from_const(ops.pv.ptr),
+        SendPtr::from_const(ops.q_ptr),
+        SendPtr(out_ptr),
     );
-    let work = move || {
+    let part = detached(py, n, move |pool| {
         // Whole `SendPtr`s, not their raw fields, cross to the worker.
         let (p_ptr, q_ptr, out_ptr) = (p_ptr, q_ptr, out_ptr);
-        let pool = pool::pool_for(n, PARALLEL_MIN);
         // SAFETY: the pointers come from views that stay alive (and borrowed) until this
         // function returns; `rows` is built from their own shapes and (broadcast) strides;
         // `out` was checked to be writeable, self-disjoint and not overlapping the inputs.
         unsafe {
             divergence::divergence(
-                kind,
-                &rows,
-                p_ptr.0,
-                q_ptr.0,
-                out_ptr.0,
-                normalize,
-                log_base,
-                pool.as_deref(),
+                kind, &rows, p_ptr.0, q_ptr.0, out_ptr.0, normalize, log_base, pool,
             )
         }
-    };
-    let part = if n < DETACH_MIN {
-        work()
-    } else {
-        py.detach(work)
-    };
-
-    if part.flags & flags::INPUT != 0 {
-        // SAFETY: the view is alive and describes valid elements.
-        let bad = unsafe { find_first(pv.ptr, &pv.shape, &pv.strides, |v: T| v < T::ZERO) };
-        return Err(domain_error("p", "non-negative values", bad));
-    }
-    if let (true, Some(qv)) = (part.flags & flags::TARGET != 0, &qv) {
-        // SAFETY: as above.
-        let bad = unsafe { find_first(qv.ptr, &qv.shape, &qv.strides, |v: T| v < T::ZERO) };
-        return Err(domain_error("q", "non-negative values", bad));
-    }
+    });
+    ops.check(part.flags)?;
     Ok(match out_array {
         Some(out) => out,
         None => PyFloat::new(py, part.sum).into_any(),

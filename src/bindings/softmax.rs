@@ -16,7 +16,7 @@ use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::float::Float;
 use crate::kernels::pool;
 use crate::kernels::reduce::{flags, Partial};
-use crate::kernels::rows::{run, Rows};
+use crate::kernels::rows::{run_from, Rows};
 use crate::kernels::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
 use crate::kernels::strided::{find_first, SendPtr};
 
@@ -98,45 +98,100 @@ pub fn softmax_cross_entropy<'py>(
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let reduction = Reduction::parse(reduction)?;
-    if !(0.0..=1.0).contains(&label_smoothing) {
-        return Err(PyValueError::new_err(format!(
-            "'label_smoothing' must be between 0.0 and 1.0, got {label_smoothing}"
-        )));
-    }
+    check_smoothing(label_smoothing)?;
     if out.is_some() && reduction != Reduction::None {
         return Err(PyValueError::new_err(
             "'out' is only used with reduction='none'",
         ));
     }
     let args = Args {
-        axis,
-        weight,
-        ignore_index,
-        smoothing: label_smoothing,
+        params: Params {
+            axis,
+            weight,
+            ignore_index,
+            smoothing: label_smoothing,
+        },
         reduction,
         out,
+        init: Partial::EMPTY,
     };
+    let py = logits.py();
+    let (part, out) = dispatch_logits(logits, target, &args)?;
+    Ok(match reduction {
+        Reduction::None => out.expect("allocated for reduction='none'"),
+        Reduction::Sum => PyFloat::new(py, part.sum).into_any(),
+        Reduction::Mean => PyFloat::new(py, part.sum / part.weight).into_any(),
+    })
+}
+
+/// `label_smoothing` must lie in [0, 1] (NaN does not).
+pub fn check_smoothing(label_smoothing: f64) -> PyResult<()> {
+    if (0.0..=1.0).contains(&label_smoothing) {
+        Ok(())
+    } else {
+        Err(PyValueError::new_err(format!(
+            "'label_smoothing' must be between 0.0 and 1.0, got {label_smoothing}"
+        )))
+    }
+}
+
+/// The parameters of softmax cross-entropy besides the operands, fixed across the batches of
+/// an accumulator.
+pub struct Params<'a, 'py> {
+    pub axis: isize,
+    /// Class weights (any real dtype; read as the logits' dtype).
+    pub weight: Option<&'a Bound<'py, PyAny>>,
+    pub ignore_index: i64,
+    pub smoothing: f64,
+}
+
+/// Continues `init` with the rows of one batch: what [`softmax_cross_entropy`] with
+/// `reduction="sum"` reduces them to, merged into `init` in blocks of rows as one call merges
+/// its own blocks (see [`crate::kernels::rows::run_from`]). A batch with a bad value raises
+/// and `init` is not used.
+pub fn fold<'py>(
+    init: Partial,
+    logits: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    params: Params<'_, 'py>,
+) -> PyResult<Partial> {
+    let args = Args {
+        params,
+        reduction: Reduction::Sum,
+        out: None,
+        init,
+    };
+    Ok(dispatch_logits(logits, target, &args)?.0)
+}
+
+/// The reduced state, and the per-row array for `reduction="none"`.
+type Computed<'py> = (Partial, Option<Bound<'py, PyAny>>);
+
+fn dispatch_logits<'py>(
+    logits: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    args: &Args<'_, 'py>,
+) -> PyResult<Computed<'py>> {
     let x = ndarray(logits, "logits")?;
     match precision(&x, "logits")? {
-        Precision::F32 => dispatch_target::<f32>(as_float::<f32>(x)?, target, &args),
-        Precision::F64 => dispatch_target::<f64>(as_float::<f64>(x)?, target, &args),
+        Precision::F32 => dispatch_target::<f32>(as_float::<f32>(x)?, target, args),
+        Precision::F64 => dispatch_target::<f64>(as_float::<f64>(x)?, target, args),
     }
 }
 
 struct Args<'a, 'py> {
-    axis: isize,
-    weight: Option<&'a Bound<'py, PyAny>>,
-    ignore_index: i64,
-    smoothing: f64,
+    params: Params<'a, 'py>,
     reduction: Reduction,
     out: Option<&'a Bound<'py, PyAny>>,
+    /// The state the reduction continues from ([`Partial::EMPTY`] for a plain call).
+    init: Partial,
 }
 
 fn dispatch_target<'py, T: Float + Element>(
     x: Bound<'py, PyUntypedArray>,
     target: &Bound<'py, PyAny>,
     args: &Args<'_, 'py>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<Computed<'py>> {
     let y = ndarray(target, "target")?;
     macro_rules! try_labels {
         ($($l:ty),*) => {$(
@@ -168,11 +223,11 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
     x: &Bound<'py, PyUntypedArray>,
     target: Target<'_, 'py>,
     args: &Args<'_, 'py>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<Computed<'py>> {
     let py = x.py();
     let xv = View::<T>::new(x, "logits")?;
     let shape = xv.shape.clone();
-    let axis = normalize_axis(args.axis, shape.len())?;
+    let axis = normalize_axis(args.params.axis, shape.len())?;
     let classes = shape[axis];
     let reduced: Vec<bool> = (0..shape.len()).map(|d| d == axis).collect();
     let rows_shape: Vec<usize> = (0..shape.len())
@@ -195,7 +250,7 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
     };
 
     // Class weights: one per class, read along the class axis.
-    let weight_view = match args.weight {
+    let weight_view = match args.params.weight {
         Some(w) => {
             let v = View::<T>::new(&ndarray_as::<T>(w, "weight")?, "weight")?;
             if v.shape != [classes] {
@@ -249,7 +304,7 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
         count: classes,
         weight: SendPtr::from_const(w_ptr),
         weight_total,
-        smoothing: args.smoothing,
+        smoothing: args.params.smoothing,
     };
     let n = shape.iter().product::<usize>();
 
@@ -276,12 +331,12 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
                 labels: SendPtr::from_const(yv.ptr),
                 classes: class_info,
                 weight_stride: w_stride,
-                ignore_index: args.ignore_index,
+                ignore_index: args.params.ignore_index,
                 out: SendPtr(out_ptr),
             };
-            let part = run_detached(py, n, &rows, &op);
+            let part = run_detached(py, n, args.init, &rows, &op);
             if part.flags & flags::TARGET != 0 {
-                let (ignore, c) = (args.ignore_index, classes as i64);
+                let (ignore, c) = (args.params.ignore_index, classes as i64);
                 // SAFETY: the view is alive and describes valid elements.
                 let bad = unsafe {
                     find_first(yv.ptr, &yv.shape, &yv.strides, |v: L| {
@@ -314,7 +369,7 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
                 classes: class_info,
                 out: SendPtr(out_ptr),
             };
-            let part = run_detached(py, n, &rows, &op);
+            let part = run_detached(py, n, args.init, &rows, &op);
             if part.flags & flags::TARGET != 0 {
                 // SAFETY: as above.
                 let bad = unsafe { find_first(yv.ptr, &yv.shape, &yv.strides, |v: T| v < T::ZERO) };
@@ -323,17 +378,15 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
             part
         }
     };
-    Ok(match args.reduction {
-        Reduction::None => out_array.expect("allocated above"),
-        Reduction::Sum => PyFloat::new(py, part.sum).into_any(),
-        Reduction::Mean => PyFloat::new(py, part.sum / part.weight).into_any(),
-    })
+    Ok((part, out_array))
 }
 
-/// Runs `op` over `rows` on the crate's pool, without the GIL unless the work is tiny.
+/// Runs `op` over `rows` on the crate's pool, continuing `init`, without the GIL unless the
+/// work is tiny.
 fn run_detached<O: crate::kernels::rows::RowOp<4>>(
     py: Python<'_>,
     n: usize,
+    init: Partial,
     rows: &Rows<4>,
     op: &O,
 ) -> Partial {
@@ -342,7 +395,7 @@ fn run_detached<O: crate::kernels::rows::RowOp<4>>(
         // SAFETY: every pointer of the op comes from a view that is alive (and borrowed) until
         // the caller returns; `rows` is built from those views' shapes and strides; `out` was
         // checked to be writeable, self-disjoint and not overlapping the inputs.
-        unsafe { run(rows, op, pool.as_deref()) }
+        unsafe { run_from(init, rows, op, pool.as_deref()) }
     };
     if n < DETACH_MIN {
         work()
