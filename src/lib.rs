@@ -15,6 +15,8 @@ mod _core {
     #[pymodule_export]
     use crate::bindings::accumulate::{
         BinaryCrossEntropyAccumulator, BinaryCrossEntropyWithLogitsAccumulator,
+        CrossEntropyAccumulator, EntropyAccumulator, JensenShannonAccumulator,
+        KlDivergenceAccumulator, SoftmaxCrossEntropyAccumulator,
     };
     #[pymodule_export]
     use crate::bindings::bce::{binary_cross_entropy, binary_cross_entropy_with_logits};
@@ -43,6 +45,7 @@ mod _core {
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("BLOCK", crate::kernels::reduce::BLOCK)?;
+        m.add("CHUNK", crate::kernels::rows::CHUNK)?;
         crate::bindings::threads::isa_from_env(m.py())?;
         crate::bindings::threads::init_from_env(m.py())
     }

@@ -40,6 +40,39 @@ def bce_with_logits(
     return np.asarray(loss, dtype=np.float64)
 
 
+def softmax_cross_entropy(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+) -> F64:
+    """Per-row ``torch.nn.functional.cross_entropy`` (class dimension last) in float64:
+    class indices (0 for ignored rows) or class probabilities."""
+    import scipy.special
+
+    x = np.asarray(logits, dtype=np.float64)
+    classes = x.shape[-1]
+    eps = label_smoothing
+    w = np.ones(classes) if weight is None else np.asarray(weight, np.float64)
+    with np.errstate(invalid="ignore"):
+        logp = x - scipy.special.logsumexp(x, axis=-1, keepdims=True)
+    # PyTorch's log_softmax is NaN across a row holding +inf (inf - inf).
+    logp = np.where(np.isposinf(x).any(axis=-1, keepdims=True), np.nan, logp)
+    t = np.asarray(target)
+    if t.dtype.kind == "f":
+        soft = (1 - eps) * t.astype(np.float64) + (eps / classes if classes else 0.0)
+        return np.asarray(-(soft * w * logp).sum(axis=-1))
+    valid = t != ignore_index
+    idx = np.where(valid, t, 0)
+    nll = -np.take_along_axis(logp, idx[..., None], axis=-1)[..., 0] * w[idx]
+    loss = (1 - eps) * nll
+    if eps:
+        loss = loss - eps / classes * (logp * w).sum(axis=-1)
+    return np.asarray(np.where(valid, loss, 0.0))
+
+
 def reduce(loss: F64, reduction: str) -> float | F64:
     if reduction == "none":
         return loss

@@ -313,29 +313,13 @@ def _softmax_probs_args(rng: np.random.Generator, shape: tuple[int, ...], dtype:
 
 
 def _softmax_ref(a: Args) -> F64:
-    """Per-row torch.nn.functional.cross_entropy (class dimension last), float64."""
-    import scipy.special
-
-    x = np.asarray(a["logits"], dtype=np.float64)
-    classes = x.shape[-1]
-    eps = float(a.get("label_smoothing", 0.0))
-    w = np.ones(classes) if a.get("weight") is None else np.asarray(a["weight"], np.float64)
-    with np.errstate(invalid="ignore"):
-        logp = x - scipy.special.logsumexp(x, axis=-1, keepdims=True)
-    # PyTorch's log_softmax is NaN across a row holding +inf (inf - inf).
-    logp = np.where(np.isposinf(x).any(axis=-1, keepdims=True), np.nan, logp)
-    t = np.asarray(a["target"])
-    if t.dtype.kind == "f":
-        soft = (1 - eps) * t.astype(np.float64) + (eps / classes if classes else 0.0)
-        return np.asarray(-(soft * w * logp).sum(axis=-1))
-    ignore = a.get("ignore_index", -100)
-    valid = t != ignore
-    idx = np.where(valid, t, 0)
-    nll = -np.take_along_axis(logp, idx[..., None], axis=-1)[..., 0] * w[idx]
-    loss = (1 - eps) * nll
-    if eps:
-        loss = loss - eps / classes * (logp * w).sum(axis=-1)
-    return np.asarray(np.where(valid, loss, 0.0))
+    return reference.softmax_cross_entropy(
+        a["logits"],
+        a["target"],
+        weight=a.get("weight"),
+        ignore_index=a.get("ignore_index", -100),
+        label_smoothing=float(a.get("label_smoothing", 0.0)),
+    )
 
 
 _SOFTMAX_PARAMS: dict[str, tuple[tuple[Any, type[Exception]], ...]] = {

@@ -5,19 +5,32 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
+import reference as ref
+import scipy.spatial.distance
+import scipy.special
+import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import crossent
 from crossent import (
     BLOCK,
+    CHUNK,
     BinaryCrossEntropyAccumulator,
     BinaryCrossEntropyWithLogitsAccumulator,
+    CrossEntropyAccumulator,
+    EntropyAccumulator,
+    JensenShannonAccumulator,
+    KlDivergenceAccumulator,
+    SoftmaxCrossEntropyAccumulator,
 )
 
 ACCUMULATORS: list[tuple[type[Any], Any]] = [
@@ -191,12 +204,28 @@ def test_bad_arguments() -> None:
         acc.merge(BinaryCrossEntropyWithLogitsAccumulator())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="'other'"):
         acc.merge(1.0)  # type: ignore[arg-type]
-    for bad in [(), ("mean", 1.0, 0.0, 3), (("mean", 1.0, 0.0, -3), None), "x"]:
-        with pytest.raises(ValueError, match="state"):
+    acc.update([0.5, 0.25], [1, 0])
+    before = (acc.count, acc.sum)
+    for bad in [
+        (),
+        ("mean", 1.0, 0.0, 3),
+        (1.0, 0.0, -3, 0.0, 0.0),
+        (1.0, 0.0, 3.5, 0.0, 0.0),
+        ("1.0", 0.0, 3, 0.0, 0.0),
+        (1.0, 0.0, 3, 0.0, 0.0, 0.0),
+        [1.0, 0.0, 3, 0.0, 0.0],
+        "x",
+    ]:
+        with pytest.raises(ValueError, match="'state'"):
             acc.__setstate__(bad)  # type: ignore[arg-type]
+    assert (acc.count, acc.sum) == before
+    # The pickled parameters are the constructor's keyword arguments: unpickling validates
+    # them as a constructor call does.
+    reduced: Any = acc.__reduce__()
+    rebuild, (cls, args, params), state = reduced
+    assert params == {"reduction": "mean"} and state == (acc.sum, 0.0, 2, 0.0, 0.0)
     with pytest.raises(ValueError, match="'reduction'"):
-        acc.__setstate__((("median", 1.0, 0.0, 3), None))
-    assert acc.count == 0
+        rebuild(cls, args, {"reduction": "median"})
 
 
 def test_repr_names_the_state() -> None:
@@ -205,3 +234,328 @@ def test_repr_names_the_state() -> None:
     r = repr(acc)
     assert r.startswith("BinaryCrossEntropyWithLogitsAccumulator(reduction='mean'")
     assert "pos_weight=[2.0, 1.0]" in r and "count=2" in r
+
+
+# --- softmax cross-entropy, and the divergences of the whole array ---------------------------
+#
+# Where a call cuts its work (see crossent.BLOCK and crossent.CHUNK):
+# - softmax cross-entropy over rows of C classes merges the rows' losses in blocks of
+#   max(1, BLOCK // C) rows: batches of whole blocks give the bits of one call (with more
+#   than BLOCK classes a block is one row, so any cut between rows does);
+# - a divergence over the whole array (axis=None) reduces it in chunks of CHUNK elements of
+#   its C order: batches of whole chunks give the bits of one call.
+# Other cuts change the order of the additions only: 1e-12 relative.
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An accumulator fed batches cut along axis 0 of its arrays, and what it must equal."""
+
+    name: str
+    make: Callable[[], Any]
+    # data(rng, dtype): the whole arrays; batches are cut along their axis 0.
+    data: Callable[[np.random.Generator, Any], tuple[np.ndarray, ...]]
+    # One call on the whole arrays: the bits that batches of whole units give.
+    call: Callable[..., Any]
+    # The same value from an independent float64 formula (SciPy, NumPy).
+    reference: Callable[..., float]
+    # Items along axis 0 in one of the call's blocks (softmax) or chunks (divergences).
+    unit: int
+
+
+W10 = np.linspace(0.5, 2.0, 10)
+
+
+def _logits_and_labels(
+    rows: int, classes: int, ignore: int
+) -> Callable[[np.random.Generator, Any], tuple[np.ndarray, ...]]:
+    def data(rng: np.random.Generator, dtype: Any) -> tuple[np.ndarray, ...]:
+        x = (rng.standard_normal((rows, classes)) * 3).astype(dtype)
+        y = rng.integers(0, classes, rows)
+        y[3::7] = ignore
+        return x, y
+
+    return data
+
+
+def _logits_and_probabilities(rows: int, classes: int) -> Any:
+    def data(rng: np.random.Generator, dtype: Any) -> tuple[np.ndarray, ...]:
+        x = (rng.standard_normal((rows, classes)) * 3).astype(dtype)
+        t = rng.dirichlet(np.ones(classes), rows).astype(dtype)
+        return x, t
+
+    return data
+
+
+def _softmax_mean(weight: Any = None, ignore_index: int = -100, eps: float = 0.0) -> Any:
+    """PyTorch's mean from the float64 per-row reference: over sum(weight[y]) of the rows
+    not ignored (class indices), over the rows (probabilities)."""
+
+    def mean(x: np.ndarray, y: np.ndarray) -> float:
+        loss = ref.softmax_cross_entropy(
+            x, y, weight=weight, ignore_index=ignore_index, label_smoothing=eps
+        )
+        if y.dtype.kind == "f":
+            return float(loss.sum() / len(loss))
+        w = np.ones(x.shape[-1]) if weight is None else np.asarray(weight)
+        return float(loss.sum() / w[y[y != ignore_index]].sum())
+
+    return mean
+
+
+def _distribution(shape: tuple[int, ...], q: bool, normalised: bool = False) -> Any:
+    def data(rng: np.random.Generator, dtype: Any) -> tuple[np.ndarray, ...]:
+        arrays: list[np.ndarray] = []
+        for _ in range(2 if q else 1):
+            a = rng.uniform(0, 1, shape)
+            a[rng.uniform(0, 1, shape) < 0.05] = 0.0  # 0 ln 0 = 0
+            if q and arrays:
+                a += 1e-3  # q > 0 wherever p > 0: a finite divergence
+            arrays.append((a / a.sum() if normalised else a).astype(dtype))
+        return tuple(arrays)
+
+    return data
+
+
+def _f64(*arrays: np.ndarray) -> list[np.ndarray]:
+    return [np.asarray(a, dtype=np.float64).ravel() for a in arrays]
+
+
+def _scipy_entropy(p: np.ndarray) -> float:
+    return float(scipy.stats.entropy(*_f64(p), base=2))
+
+
+def _scipy_cross_entropy(p: np.ndarray, q: np.ndarray) -> float:
+    p64, q64 = _f64(p, q)
+    return float(scipy.stats.entropy(p64) + scipy.stats.entropy(p64, q64))
+
+
+def _scipy_kl(p: np.ndarray, q: np.ndarray) -> float:
+    return float(scipy.stats.entropy(*_f64(p, q)))
+
+
+def _rel_entr_sum(p: np.ndarray, q: np.ndarray) -> float:
+    return float(scipy.special.rel_entr(*_f64(p, q)).sum() / math.log(10))
+
+
+def _js_unnormalised(p: np.ndarray, q: np.ndarray) -> float:
+    p64, q64 = _f64(p, q)
+    m = (p64 + q64) / 2
+    return float((scipy.special.rel_entr(p64, m) + scipy.special.rel_entr(q64, m)).sum() / 2)
+
+
+STREAMS = [
+    Stream(
+        "softmax labels, C=10",
+        lambda: SoftmaxCrossEntropyAccumulator(weight=W10, ignore_index=-1, label_smoothing=0.1),
+        _logits_and_labels(5 * (BLOCK // 10) + 17, 10, ignore=-1),
+        lambda x, y: crossent.softmax_cross_entropy(
+            x, y, weight=W10, ignore_index=-1, label_smoothing=0.1
+        ),
+        _softmax_mean(W10, -1, 0.1),
+        BLOCK // 10,
+    ),
+    Stream(
+        "softmax probabilities, C=1000",
+        lambda: SoftmaxCrossEntropyAccumulator(label_smoothing=0.05),
+        _logits_and_probabilities(5 * (BLOCK // 1000) + 7, 1000),
+        lambda x, t: crossent.softmax_cross_entropy(x, t, label_smoothing=0.05),
+        _softmax_mean(eps=0.05),
+        BLOCK // 1000,
+    ),
+    Stream(
+        "softmax labels, more than BLOCK classes",
+        lambda: SoftmaxCrossEntropyAccumulator(),
+        _logits_and_labels(6, BLOCK + 7232, ignore=-100),
+        lambda x, y: crossent.softmax_cross_entropy(x, y),
+        _softmax_mean(),
+        1,
+    ),
+    Stream(
+        "entropy, 1-D",
+        lambda: EntropyAccumulator(base=2),
+        _distribution((3 * CHUNK + 1000,), q=False),
+        lambda p: crossent.entropy(p, axis=None, base=2),
+        _scipy_entropy,
+        CHUNK,
+    ),
+    Stream(
+        "cross_entropy, rows of 64",
+        lambda: CrossEntropyAccumulator(),
+        _distribution((3 * (CHUNK // 64) + 100, 64), q=True),
+        lambda p, q: crossent.cross_entropy(p, q, axis=None),
+        _scipy_cross_entropy,
+        CHUNK // 64,
+    ),
+    Stream(
+        "kl_divergence, 1-D",
+        lambda: KlDivergenceAccumulator(),
+        _distribution((3 * CHUNK + 1000,), q=True),
+        lambda p, q: crossent.kl_divergence(p, q, axis=None),
+        _scipy_kl,
+        CHUNK,
+    ),
+    Stream(
+        "kl_divergence unnormalised, 3-D",
+        lambda: KlDivergenceAccumulator(normalize=False, base=10),
+        _distribution((3 * (CHUNK // 128) + 50, 8, 16), q=True),
+        lambda p, q: crossent.kl_divergence(p, q, axis=None, normalize=False, base=10),
+        _rel_entr_sum,
+        CHUNK // 128,
+    ),
+    Stream(
+        "jensen_shannon unnormalised, 1-D",
+        lambda: JensenShannonAccumulator(normalize=False),
+        _distribution((3 * CHUNK + 1000,), q=True, normalised=True),
+        lambda p, q: crossent.jensen_shannon(p, q, axis=None, normalize=False),
+        _js_unnormalised,
+        CHUNK,
+    ),
+]
+STREAM_IDS = [c.name for c in STREAMS]
+
+
+def streamed(case: Stream, arrays: tuple[np.ndarray, ...], edges: list[int]) -> Any:
+    """A new accumulator fed the batches between consecutive `edges` (along axis 0)."""
+    acc = case.make()
+    for a, b in itertools.pairwise(edges):
+        acc.update(*(x[a:b] for x in arrays))
+    return acc
+
+
+def aligned_edges(case: Stream, n: int) -> list[int]:
+    """Cuts at whole units, one batch empty, the last batch taking the rest."""
+    return [k * case.unit for k in (0, 1, 1, 3, 4) if k * case.unit <= n] + [n]
+
+
+@pytest.mark.parametrize("case", STREAMS, ids=STREAM_IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_streams_cut_at_whole_units_give_identical_bits(
+    case: Stream, dtype: Any, n_threads: int, threads: None
+) -> None:
+    arrays = case.data(np.random.default_rng(5), dtype)
+    n = len(arrays[0])
+    crossent.set_num_threads(n_threads)
+    acc = streamed(case, arrays, aligned_edges(case, n))
+    whole = case.call(*arrays)
+    assert acc.result() == whole  # the very same bits
+    assert acc.count == streamed(case, arrays, [0, n]).count
+    # An independent float64 formula on the same values.
+    rtol = 2e-5 if dtype == np.float32 and case.name.startswith("softmax") else 1e-12
+    assert acc.result() == pytest.approx(case.reference(*arrays), rel=rtol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    case=st.sampled_from(STREAMS),
+    cuts=st.lists(st.floats(0, 1), max_size=6),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_streams_cut_anywhere_agree_to_1e_12(case: Stream, cuts: list[float], dtype: Any) -> None:
+    arrays = case.data(np.random.default_rng(len(cuts)), dtype)
+    n = len(arrays[0])
+    acc = streamed(case, arrays, [0, *sorted(int(c * n) for c in cuts), n])
+    whole = case.call(*arrays)
+    assert abs(acc.result() - whole) <= 1e-12 * abs(whole)
+
+
+@pytest.mark.parametrize("case", STREAMS, ids=STREAM_IDS)
+def test_streams_merge_pickle_and_reset(case: Stream) -> None:
+    arrays = case.data(np.random.default_rng(9), np.float64)
+    n = len(arrays[0])
+    whole = case.call(*arrays)
+    first, rest = n // 3, [x[n // 3 :] for x in arrays]
+    a, b = streamed(case, arrays, [0, first]), streamed(case, arrays, [first, n])
+    a.merge(b)
+    assert a.count == streamed(case, arrays, [0, n]).count
+    assert a.result() == pytest.approx(whole, rel=1e-12)
+    assert b.result() == case.call(*rest)  # `other` is left as it was
+    with pytest.raises(TypeError, match="'other'"):
+        a.merge(BinaryCrossEntropyAccumulator())
+
+    # A restored accumulator continues exactly where the original was.
+    cut = case.unit
+    acc = streamed(case, arrays, [0, cut])
+    for clone in (
+        *(pickle.loads(pickle.dumps(acc, protocol=p)) for p in range(pickle.HIGHEST_PROTOCOL + 1)),
+        copy.copy(acc),
+        copy.deepcopy(acc),
+    ):
+        assert type(clone) is type(acc) and repr(clone) == repr(acc)
+        assert (clone.count, clone.sum, clone.result()) == (acc.count, acc.sum, acc.result())
+        clone.update(*(x[cut:] for x in arrays))
+        assert clone.result() == whole
+    assert acc.count == streamed(case, arrays, [0, cut]).count  # the original is untouched
+
+    # Nothing seen: the result of a call on empty arrays (NaN mean, 0 divergence).
+    a.reset()
+    a.update(*(x[:0] for x in arrays))
+    assert (a.count, a.sum) == (0, 0.0)
+    np.testing.assert_equal(a.result(), case.call(*(x[:0] for x in arrays)))
+
+
+def test_softmax_sum_weight_sum_and_parameters() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((500, 10))
+    y = rng.integers(0, 10, 500)
+    y[::5] = -100
+    w = W10.copy()
+    acc = SoftmaxCrossEntropyAccumulator(weight=w, reduction="sum")
+    w[0] = 99.0  # the accumulator keeps its own copy
+    acc.update(x[:200], y[:200])
+    acc.update(x[200:], y[200:])
+    per_row = ref.softmax_cross_entropy(x, y, weight=W10)
+    assert acc.result() == pytest.approx(per_row.sum(), rel=1e-12)
+    assert acc.count == np.count_nonzero(y != -100)
+    assert acc.weight_sum == pytest.approx(W10[y[y != -100]].sum(), rel=1e-15)
+    assert acc.result() == pytest.approx(
+        crossent.softmax_cross_entropy(x, y, weight=W10, reduction="sum"), rel=1e-12
+    )
+    assert (acc.reduction, acc.axis, acc.ignore_index, acc.label_smoothing) == ("sum", -1, -100, 0)
+    fixed = acc.weight
+    assert fixed is not None
+    np.testing.assert_array_equal(fixed, W10)
+    with pytest.raises(ValueError, match="read-only"):
+        fixed[0] = 2.0
+    # The class axis anywhere: axis=0 of the transposed logits, read in place.
+    t = SoftmaxCrossEntropyAccumulator(axis=0)
+    t.update(x.T, np.where(y == -100, 0, y))
+    assert t.result() == crossent.softmax_cross_entropy(x, np.where(y == -100, 0, y))
+    assert "SoftmaxCrossEntropyAccumulator(reduction='sum', axis=-1, weight=[0.5," in repr(acc)
+
+
+def test_jensen_shannon_accumulates_only_without_normalisation() -> None:
+    with pytest.raises(ValueError, match="'normalize' must be False"):
+        JensenShannonAccumulator()  # the default, as for jensen_shannon
+    with pytest.raises(ValueError, match="'normalize' must be False"):
+        JensenShannonAccumulator(normalize=True)
+    rng = np.random.default_rng(4)
+    p, q = rng.dirichlet(np.ones(1000)), rng.dirichlet(np.ones(1000))
+    acc = JensenShannonAccumulator(base=2, normalize=False)
+    acc.update(p[:400], q[:400])
+    acc.update(p[400:], q[400:])
+    # For normalised distributions it is the Jensen-Shannon divergence.
+    expected = scipy.spatial.distance.jensenshannon(p, q, base=2) ** 2
+    assert acc.result() == pytest.approx(expected, rel=1e-12)
+    assert (acc.base, acc.normalize) == (2.0, False)
+
+
+def test_divergence_accumulators_broadcast_and_name_parameters() -> None:
+    p = np.array([[1.0, 2.0], [3.0, 4.0]])
+    q = np.array([0.5, 1.5])  # broadcast against p, as the functions do
+    acc = KlDivergenceAccumulator(base=2)
+    acc.update(p, q)
+    assert acc.result() == crossent.kl_divergence(p, q, axis=None, base=2)
+    assert acc.count == 4 and (acc.base, acc.normalize) == (2.0, True)
+    assert repr(acc) == (
+        f"KlDivergenceAccumulator(base=2.0, normalize=True) <count=4, sum={acc.sum!r}>"
+    )
+    entropy = EntropyAccumulator(normalize=False)
+    assert repr(entropy) == "EntropyAccumulator(normalize=False) <count=0, sum=0.0>"
+    with pytest.raises(ValueError, match="'base'"):
+        EntropyAccumulator(base=1.0)
+    with pytest.raises(TypeError, match="'normalize'"):
+        CrossEntropyAccumulator(normalize=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="'other'"):
+        entropy.merge(acc)  # type: ignore[arg-type]

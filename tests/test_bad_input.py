@@ -5,6 +5,7 @@ through and fails the test)."""
 
 from __future__ import annotations
 
+import inspect
 import mmap
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from registry import FLOATS, FUNCS, NEVER, Args, Func, array_args, full_args, ids
+from registry import BY_NAME, FLOATS, FUNCS, NEVER, Args, Func, array_args, full_args, ids
 
 import crossent
 
@@ -541,4 +542,80 @@ def test_accumulators_name_bad_arguments_and_keep_their_state(cls: Any) -> None:
     raises(ValueError, "target", acc.update, np.full(4, 0.5), np.zeros(5))
     raises(ValueError, "target", acc.update, np.full(4, 0.5), np.full(4, 2.0))
     raises(TypeError, "other", acc.merge, 3)
+    assert (acc.count, acc.sum) == before  # a refused batch leaves no trace
+
+
+# The accumulators of the row-wise losses, with the registry entry of their function: they
+# refuse (at construction or at the first update) every hostile value the function refuses,
+# and a refused batch leaves no trace.
+STREAMED: list[tuple[type[Any], str, dict[str, Any]]] = [
+    (crossent.SoftmaxCrossEntropyAccumulator, "softmax_cross_entropy", {}),
+    (crossent.SoftmaxCrossEntropyAccumulator, "softmax_cross_entropy[probabilities]", {}),
+    (crossent.EntropyAccumulator, "entropy", {}),
+    (crossent.CrossEntropyAccumulator, "cross_entropy", {}),
+    (crossent.KlDivergenceAccumulator, "kl_divergence", {}),
+    (crossent.JensenShannonAccumulator, "jensen_shannon", {"normalize": False}),
+]
+
+
+def refused(
+    exc: type[Exception], arg: str, make: Callable[..., Any], value: Any, batch: list[Any]
+) -> None:
+    """`make(arg=value)` raises `exc` naming `arg`, or else the accumulator it makes refuses
+    `batch`."""
+    try:
+        acc = make(**{arg: value})
+    except exc as e:
+        assert f"'{arg}'" in str(e), str(e)
+        return
+    raises(exc, arg, acc.update, *batch)
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "fixed"), STREAMED, ids=[f"{c.__name__}-{n}" for c, n, _ in STREAMED]
+)
+def test_streaming_accumulators_refuse_what_their_function_refuses(
+    cls: type[Any], name: str, fixed: dict[str, Any]
+) -> None:
+    f = BY_NAME[name]
+    args = args_for(f)
+    batch = [args[k] for k in f.positional]
+
+    def make(**overrides: Any) -> Any:
+        return cls(**{**fixed, **{k: args[k] for k in f.broadcast}, **overrides})
+
+    accepted = inspect.signature(cls).parameters
+    for param, value, exc in _bad_param_cases(f):
+        if param in accepted:
+            refused(exc, param, make, value, batch)
+    for arg in f.broadcast:
+        for shape in [(4,), (6,), (2, 5), (3, 4, 5)]:
+            refused(ValueError, arg, make, np.ones(shape), batch)
+
+    acc = make()
+    acc.update(*batch)
+    before = (acc.count, acc.sum)
+
+    def update_with(arg: str, value: Any) -> list[Any]:
+        return [value if k == arg else args[k] for k in f.positional]
+
+    for arg, dtype in _bad_dtype_cases(f):
+        if arg in f.positional:
+            value = np.asarray(args[arg])
+            bad = (
+                np.zeros(value.shape, dtype=dtype)
+                if dtype.startswith("datetime")
+                else value.astype(dtype)
+            )
+            raises(TypeError, arg, acc.update, *update_with(arg, bad))
+    for arg, shapes in f.mismatched.items():
+        for shape in shapes:
+            raises(ValueError, arg, acc.update, *update_with(arg, np.resize(args[arg], shape)))
+    for arg, value in _domain_cases(f):
+        bad = np.array(args[arg], copy=True)
+        at = (2, 3)[: bad.ndim]
+        bad[at] = value
+        message = raises(ValueError, arg, acc.update, *update_with(arg, bad))
+        assert str(at) in message, message
+    raises(TypeError, "other", acc.merge, crossent.BinaryCrossEntropyAccumulator())
     assert (acc.count, acc.sum) == before  # a refused batch leaves no trace

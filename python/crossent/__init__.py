@@ -13,8 +13,14 @@ any thread count. Sums are accumulated in float64, also for float32 input.
 
 from crossent._core import (
     BLOCK,
+    CHUNK,
     BinaryCrossEntropyAccumulator,
     BinaryCrossEntropyWithLogitsAccumulator,
+    CrossEntropyAccumulator,
+    EntropyAccumulator,
+    JensenShannonAccumulator,
+    KlDivergenceAccumulator,
+    SoftmaxCrossEntropyAccumulator,
     __version__,
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -31,8 +37,14 @@ from crossent._core import (
 
 __all__ = [
     "BLOCK",
+    "CHUNK",
     "BinaryCrossEntropyAccumulator",
     "BinaryCrossEntropyWithLogitsAccumulator",
+    "CrossEntropyAccumulator",
+    "EntropyAccumulator",
+    "JensenShannonAccumulator",
+    "KlDivergenceAccumulator",
+    "SoftmaxCrossEntropyAccumulator",
     "__version__",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
