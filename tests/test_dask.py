@@ -109,6 +109,32 @@ def test_single_chunk_is_the_in_memory_call() -> None:
     assert cd.binary_cross_entropy(p, y).compute() == crossent.binary_cross_entropy(P, Y)
 
 
+def test_single_chunk_softmax_and_divergences_are_the_in_memory_call() -> None:
+    # One chunk: one accumulator update, finished as one call finishes.
+    x, labels = da.from_array(X, chunks=X.shape), da.from_array(LABELS, chunks=LABELS.shape)
+    got = cd.softmax_cross_entropy(x, labels, weight=W, label_smoothing=0.1).compute()
+    assert got == crossent.softmax_cross_entropy(X, LABELS, weight=W, label_smoothing=0.1)
+    p, q = da.from_array(P, chunks=P.shape), da.from_array(Q, chunks=Q.shape)
+    assert cd.entropy(p, axis=None, base=2).compute() == crossent.entropy(P, axis=None, base=2)
+    for name in ("cross_entropy", "kl_divergence"):
+        got = getattr(cd, name)(p, q, axis=None).compute()
+        assert got == getattr(crossent, name)(P, Q, axis=None), name
+    got = cd.jensen_shannon(p, q, axis=None, normalize=False).compute()
+    assert got == crossent.jensen_shannon(P, Q, axis=None, normalize=False)
+
+
+def test_parameters_are_checked_when_the_graph_is_built() -> None:
+    x, p = da.from_array(X, chunks=100), da.from_array(P, chunks=100)
+    with pytest.raises(ValueError, match="'label_smoothing'"):
+        cd.softmax_cross_entropy(x, LABELS, label_smoothing=1.5)
+    with pytest.raises(ValueError, match="'base'"):
+        cd.entropy(p, axis=None, base=-2.0)
+    with pytest.raises(ValueError, match="'base'"):
+        cd.jensen_shannon(p, p, axis=None, base=1.0)
+    with pytest.raises(ValueError, match="'reduction'"):
+        cd.binary_cross_entropy_with_logits(x, Y, reduction="avg")
+
+
 def test_scalar_and_one_row_inputs() -> None:
     assert cd.binary_cross_entropy(da.asarray(0.25), da.asarray(1.0)).compute() == pytest.approx(
         -np.log(0.25), rel=1e-15

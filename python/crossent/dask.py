@@ -5,10 +5,12 @@ arrays and array-likes are wrapped), returns a lazy ``dask.array.Array`` and run
 scheduler with ``.compute()``.
 
 - Scalar reductions (``reduction="mean"``/``"sum"``, and ``axis=None`` for the divergences)
-  go through ``dask.array.reduction``: each chunk is reduced by crossent into a partial state
-  (for binary cross-entropy, a streaming accumulator: the very state the in-memory kernels
-  fold their blocks into), partial states are merged in chunk order (combine), and the last
-  one is turned into the result (aggregate). The result equals the in-memory one to about
+  go through ``dask.array.reduction``: each chunk is reduced by crossent's streaming
+  accumulator of the loss (:class:`crossent.BinaryCrossEntropyAccumulator`,
+  :class:`crossent.SoftmaxCrossEntropyAccumulator`, :class:`crossent.EntropyAccumulator`,
+  ...), whose state is the very partial state the in-memory kernels fold their blocks into;
+  the accumulators are merged in chunk order (combine), and the last one's ``result()`` is
+  the result (aggregate). The result equals the in-memory one to about
   1e-12 relative. For a given chunking it has the same bits on every scheduler (threads,
   processes, distributed) as long as the chunks have the same memory layout — true of chunks
   loaded from storage, which are contiguous; a chunk that is a strided view of a larger
@@ -26,9 +28,8 @@ scheduler with ``.compute()``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -99,6 +100,20 @@ def _reduce_states(
     )
 
 
+def _accumulated(factory: Callable[[], Any], states: da.Array) -> da.Array:
+    """Reduces an object array of per-chunk accumulators (made by ``factory``) to the result
+    over all chunks: they are merged in chunk order into fresh accumulators (the chunks'
+    own are left as they are), and the last one gives ``result()``."""
+
+    def merge(a: Any, b: Any) -> Any:
+        merged = factory()
+        merged.merge(a)
+        merged.merge(b)
+        return merged
+
+    return _reduce_states(states, merge, lambda acc: float(acc.result()))
+
+
 def _dask(a: Any, name: str) -> da.Array:
     if isinstance(a, da.Array):
         return a
@@ -163,8 +178,13 @@ def _bce(
 
     ndim = x.ndim
 
+    def factory() -> Any:
+        return cls(reduction=reduction, **fixed)
+
+    factory()  # invalid parameters raise now, not at compute time
+
     def state(xb: np.ndarray, yb: np.ndarray, *wb: np.ndarray) -> np.ndarray:
-        acc = cls(**fixed)
+        acc = factory()
         acc.update(xb, yb, **({"weight": wb[0]} if wb else {}))
         return _cell(acc, ndim)
 
@@ -177,17 +197,7 @@ def _bce(
         chunks=tuple((1,) * len(c) for c in x.chunks),
         meta=np.empty((0,) * ndim, dtype=object),
     )
-
-    def merge(a: Any, b: Any) -> Any:
-        merged = cls(**fixed)
-        merged.merge(a)
-        merged.merge(b)
-        return merged
-
-    def finish(acc: Any) -> float:
-        return float(acc.sum if reduction == "sum" else acc.sum / acc.count)
-
-    return _reduce_states(states, merge, finish)
+    return _accumulated(factory, states)
 
 
 def binary_cross_entropy(
@@ -279,9 +289,9 @@ def softmax_cross_entropy(
 ) -> da.Array:
     """:func:`crossent.softmax_cross_entropy` on Dask arrays (lazy).
 
-    The class axis is rechunked whole; each chunk of rows is reduced by crossent to its loss
-    sum and its share of PyTorch's mean denominator (``sum(weight[y])`` over rows not ignored
-    for class indices, the row count for probabilities), merged in chunk order.
+    The class axis is rechunked whole; each chunk of rows is reduced by a
+    :class:`crossent.SoftmaxCrossEntropyAccumulator` (its state: the loss sum and its share of
+    PyTorch's mean denominator), and the accumulators are merged in chunk order.
 
     >>> import numpy as np, dask.array as da, crossent.dask
     >>> logits = da.from_array(np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]), chunks=(1, 3))
@@ -330,16 +340,17 @@ def softmax_cross_entropy(
         )
 
     nrows_dims = len(rows_ind)
+    scalar: Literal["mean", "sum"] = "sum" if reduction == "sum" else "mean"
+
+    def factory() -> Any:
+        return crossent.SoftmaxCrossEntropyAccumulator(reduction=scalar, **kw)
+
+    factory()  # invalid parameters raise now, not at compute time
 
     def state(xb: np.ndarray, tb: np.ndarray) -> np.ndarray:
-        total = crossent.softmax_cross_entropy(xb, tb, reduction="sum", **kw)
-        if soft:
-            denom = float(math.prod(tb.shape[:ax] + tb.shape[ax + 1 :]))
-        else:
-            labels = np.asarray(tb).ravel()
-            kept = labels[labels != ignore_index]
-            denom = float(len(kept)) if w is None else float(np.sum(w[kept], dtype=np.float64))
-        return _cell(np.array([total, denom]), max(nrows_dims, 1))
+        acc = factory()
+        acc.update(xb, tb)
+        return _cell(acc, max(nrows_dims, 1))
 
     if nrows_dims == 0:
         # One row: a single state.
@@ -369,10 +380,7 @@ def softmax_cross_entropy(
             adjust_chunks={c: 1 for c in rows_ind},
         )
 
-    def finish(s: np.ndarray) -> float:
-        return float(s[0] if reduction == "sum" else s[0] / s[1])
-
-    return _reduce_states(states, lambda a, b: a + b, finish)
+    return _accumulated(factory, states)
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,35 +408,32 @@ def _divergence(
 
         return da.map_blocks(per_row, *ops, drop_axis=ax, dtype=np.result_type(a.dtype, np.float32))
 
-    # axis=None: the whole array is one distribution.
-    log_base = 1.0 if base is None else math.log(base)
-    if name == "jensen_shannon":
-        if normalize:
-            ops = [o / o.sum(dtype=np.float64) for o in ops]
+    # axis=None: the whole array is one distribution, accumulated chunk by chunk. Normalised
+    # Jensen-Shannon needs the totals inside every logarithm: a first pass normalises.
+    cls = _ACCUMULATORS[name]
+    if name == "jensen_shannon" and normalize:
+        ops = [o / o.sum(dtype=np.float64) for o in ops]
+        normalize = False
 
-        def js_state(*blocks: np.ndarray) -> np.ndarray:
-            return _cell(np.array([fn(*blocks, axis=None, normalize=False)]), blocks[0].ndim)
+    def factory() -> Any:
+        return cls(base=base, normalize=normalize)
 
-        states = _block_states(js_state, ops)
-        return _reduce_states(states, lambda s, t: s + t, lambda s: float(s[0] / log_base))
+    factory()  # invalid parameters raise now, not at compute time
 
-    def sums(*blocks: np.ndarray) -> np.ndarray:
-        s = fn(*blocks, axis=None, normalize=False)
-        tot = [float(np.sum(blk, dtype=np.float64)) for blk in blocks]
-        return _cell(np.array([s, *tot]), blocks[0].ndim)
+    def state(*blocks: np.ndarray) -> np.ndarray:
+        acc = factory()
+        acc.update(*blocks)
+        return _cell(acc, max(blocks[0].ndim, 1))
 
-    def finish(s: np.ndarray) -> float:
-        if not normalize:
-            return float(s[0] / log_base)
-        if name == "entropy":  # -(sum p ln p) / P + ln P
-            v = s[0] / s[1] + math.log(s[1]) if s[1] > 0 else math.nan
-        elif name == "cross_entropy":  # -(sum p ln q) / P + ln Q
-            v = s[0] / s[1] + math.log(s[2]) if s[1] > 0 and s[2] > 0 else math.nan
-        else:  # kl: (sum p ln(p/q)) / P + ln Q - ln P
-            v = s[0] / s[1] + math.log(s[2]) - math.log(s[1]) if s[1] > 0 and s[2] > 0 else math.nan
-        return float(v / log_base)
+    return _accumulated(factory, _block_states(state, ops))
 
-    return _reduce_states(_block_states(sums, ops), lambda s, t: s + t, finish)
+
+_ACCUMULATORS: dict[str, type[Any]] = {
+    "entropy": crossent.EntropyAccumulator,
+    "cross_entropy": crossent.CrossEntropyAccumulator,
+    "kl_divergence": crossent.KlDivergenceAccumulator,
+    "jensen_shannon": crossent.JensenShannonAccumulator,
+}
 
 
 def _block_states(f: Callable[..., np.ndarray], ops: list[da.Array]) -> da.Array:
@@ -449,8 +454,8 @@ def entropy(
     p: Any, *, axis: int | None = -1, base: float | None = None, normalize: bool = True
 ) -> da.Array:
     """:func:`crossent.entropy` on Dask arrays (lazy): per distribution along ``axis``
-    (rechunked whole), or over the whole array with ``axis=None`` (partial sums merged in chunk
-    order, normalised at the end).
+    (rechunked whole), or over the whole array with ``axis=None`` (each chunk reduced by a
+    :class:`crossent.EntropyAccumulator`, merged in chunk order, normalised at the end).
 
     >>> import numpy as np, dask.array as da, crossent.dask
     >>> p = da.from_array(np.array([1.0, 2.0, 3.0, 4.0]), chunks=2)
