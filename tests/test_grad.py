@@ -3,6 +3,7 @@ an independent float64 formula, torch.autograd, and a LightGBM model trained wit
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -234,6 +235,51 @@ def test_lightgbm_custom_objective_gives_the_builtin_model() -> None:
     )
     # And crossent's loss of the trained model equals LightGBM's own evaluation.
     raw = custom.predict(X, raw_score=True)
+    p = 1 / (1 + np.exp(-raw))
+    ll = -np.sum(w * (y * np.log(p) + (1 - y) * np.log1p(-p))) / np.sum(w)
+    assert bce_logits(raw, y, weight=w, reduction="sum") / np.sum(w) == pytest.approx(ll, rel=1e-10)
+
+
+def _xgboost_splits(model: Any) -> list[Any]:
+    """Each tree's splits (feature, threshold), leaves left out: the trees' structure."""
+
+    def walk(node: dict[str, Any]) -> Any:
+        if "leaf" in node:
+            return "leaf"
+        return (node["split"], node["split_condition"], *map(walk, node["children"]))
+
+    return [walk(json.loads(tree)) for tree in model.get_dump(dump_format="json")]
+
+
+def test_xgboost_custom_objective_gives_the_builtin_model() -> None:
+    xgb = pytest.importorskip("xgboost")
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((3000, 6))
+    logit = X @ np.array([1.0, -2.0, 0.5, 0.0, 1.5, -0.7]) + 0.3 * rng.standard_normal(3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-logit))).astype(np.float64)
+    w = rng.uniform(0.5, 2.0, 3000)
+    common = {"eta": 0.1, "max_depth": 4, "tree_method": "hist", "nthread": 1, "seed": 0}
+
+    def data() -> Any:
+        # Both models start from the margin 0: XGBoost's base score would otherwise be
+        # estimated for the built-in objective and taken as a margin for a custom one.
+        return xgb.DMatrix(X, label=y, weight=w, base_margin=np.zeros(len(y)))
+
+    def objective(preds: np.ndarray, dtrain: Any) -> tuple[np.ndarray, np.ndarray]:
+        return bce_grad(preds, dtrain.get_label(), weight=dtrain.get_weight())
+
+    builtin = xgb.train({**common, "objective": "binary:logistic"}, data(), num_boost_round=40)
+    custom = xgb.train(
+        {**common, "disable_default_eval_metric": True}, data(), num_boost_round=40, obj=objective
+    )
+    splits = _xgboost_splits(builtin)
+    assert len(splits) == 40 and splits == _xgboost_splits(custom)
+    # XGBoost keeps gradients and margins in float32.
+    raw = custom.predict(data(), output_margin=True).astype(np.float64)
+    np.testing.assert_allclose(
+        raw, builtin.predict(data(), output_margin=True), rtol=1e-6, atol=1e-6
+    )
+    # And crossent's loss of the trained model is the weighted log-loss of its margins.
     p = 1 / (1 + np.exp(-raw))
     ll = -np.sum(w * (y * np.log(p) + (1 - y) * np.log1p(-p))) / np.sum(w)
     assert bce_logits(raw, y, weight=w, reduction="sum") / np.sum(w) == pytest.approx(ll, rel=1e-10)
