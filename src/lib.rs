@@ -16,7 +16,7 @@ mod _core {
     use crate::bindings::accumulate::{
         BinaryCrossEntropyAccumulator, BinaryCrossEntropyWithLogitsAccumulator,
         CrossEntropyAccumulator, EntropyAccumulator, JensenShannonAccumulator,
-        KlDivergenceAccumulator, SoftmaxCrossEntropyAccumulator,
+        KLDivergenceAccumulator, SoftmaxCrossEntropyAccumulator,
     };
     #[pymodule_export]
     use crate::bindings::bce::{binary_cross_entropy, binary_cross_entropy_with_logits};

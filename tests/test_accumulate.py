@@ -29,7 +29,7 @@ from crossent import (
     CrossEntropyAccumulator,
     EntropyAccumulator,
     JensenShannonAccumulator,
-    KlDivergenceAccumulator,
+    KLDivergenceAccumulator,
     SoftmaxCrossEntropyAccumulator,
 )
 
@@ -389,7 +389,7 @@ STREAMS = [
     ),
     Stream(
         "kl_divergence, 1-D",
-        lambda: KlDivergenceAccumulator(),
+        lambda: KLDivergenceAccumulator(),
         _distribution((3 * CHUNK + 1000,), q=True),
         lambda p, q: crossent.kl_divergence(p, q, axis=None),
         _scipy_kl,
@@ -397,7 +397,7 @@ STREAMS = [
     ),
     Stream(
         "kl_divergence unnormalised, 3-D",
-        lambda: KlDivergenceAccumulator(normalize=False, base=10),
+        lambda: KLDivergenceAccumulator(normalize=False, base=10),
         _distribution((3 * (CHUNK // 128) + 50, 8, 16), q=True),
         lambda p, q: crossent.kl_divergence(p, q, axis=None, normalize=False, base=10),
         _rel_entr_sum,
@@ -544,12 +544,12 @@ def test_jensen_shannon_accumulates_only_without_normalisation() -> None:
 def test_divergence_accumulators_broadcast_and_name_parameters() -> None:
     p = np.array([[1.0, 2.0], [3.0, 4.0]])
     q = np.array([0.5, 1.5])  # broadcast against p, as the functions do
-    acc = KlDivergenceAccumulator(base=2)
+    acc = KLDivergenceAccumulator(base=2)
     acc.update(p, q)
     assert acc.result() == crossent.kl_divergence(p, q, axis=None, base=2)
     assert acc.count == 4 and (acc.base, acc.normalize) == (2.0, True)
     assert repr(acc) == (
-        f"KlDivergenceAccumulator(base=2.0, normalize=True) <count=4, sum={acc.sum!r}>"
+        f"KLDivergenceAccumulator(base=2.0, normalize=True) <count=4, sum={acc.sum!r}>"
     )
     entropy = EntropyAccumulator(normalize=False)
     assert repr(entropy) == "EntropyAccumulator(normalize=False) <count=0, sum=0.0>"

@@ -553,7 +553,7 @@ STREAMED: list[tuple[type[Any], str, dict[str, Any]]] = [
     (crossent.SoftmaxCrossEntropyAccumulator, "softmax_cross_entropy[probabilities]", {}),
     (crossent.EntropyAccumulator, "entropy", {}),
     (crossent.CrossEntropyAccumulator, "cross_entropy", {}),
-    (crossent.KlDivergenceAccumulator, "kl_divergence", {}),
+    (crossent.KLDivergenceAccumulator, "kl_divergence", {}),
     (crossent.JensenShannonAccumulator, "jensen_shannon", {"normalize": False}),
 ]
 

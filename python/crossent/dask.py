@@ -431,7 +431,7 @@ def _divergence(
 _ACCUMULATORS: dict[str, type[Any]] = {
     "entropy": crossent.EntropyAccumulator,
     "cross_entropy": crossent.CrossEntropyAccumulator,
-    "kl_divergence": crossent.KlDivergenceAccumulator,
+    "kl_divergence": crossent.KLDivergenceAccumulator,
     "jensen_shannon": crossent.JensenShannonAccumulator,
 }
 

@@ -800,14 +800,14 @@ divergence_accumulator!(
     /// >>> import numpy as np, crossent
     /// >>> p = np.array([1.0, 2.0, 3.0, 4.0])
     /// >>> q = np.array([4.0, 3.0, 2.0, 1.0])
-    /// >>> acc = crossent.KlDivergenceAccumulator()
+    /// >>> acc = crossent.KLDivergenceAccumulator()
     /// >>> for i in range(0, 4, 2):
     /// ...     acc.update(p[i:i + 2], q[i:i + 2])
     /// >>> acc.result() == crossent.kl_divergence(p, q, axis=None)
     /// True
     /// >>> round(acc.result(), 6)
     /// 0.456435
-    KlDivergenceAccumulator,
+    KLDivergenceAccumulator,
     Kind::KlDivergence,
     (p, q)
 );
