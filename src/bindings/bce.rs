@@ -27,8 +27,9 @@ use crate::kernels::strided::{Layout, SendPtr};
 /// input : array_like of float32 or float64
 ///     Probabilities in [0, 1], any shape and layout (read in place, never copied).
 /// target : array_like
-///     Same shape as ``input``: probabilities in [0, 1] (float32/float64), or hard labels
-///     0/1 (bool, uint8, int8, int32, int64), read natively without conversion.
+///     Same shape as ``input``: probabilities in [0, 1] (float32/float64, taken in
+///     ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64), read
+///     natively without conversion.
 /// weight : array_like, optional
 ///     Per-element weight, broadcast to ``input``'s shape.
 /// reduction : {"mean", "sum", "none"}
