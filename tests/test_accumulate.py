@@ -240,8 +240,8 @@ def test_repr_names_the_state() -> None:
 #
 # Where a call cuts its work (see crossent.BLOCK and crossent.CHUNK):
 # - softmax cross-entropy over rows of C classes merges the rows' losses in blocks of
-#   max(1, BLOCK // C) rows: batches of whole blocks give the bits of one call (with more
-#   than BLOCK classes a block is one row, so any cut between rows does);
+#   max(1, CHUNK // C) rows: batches of whole blocks give the bits of one call (with more
+#   than CHUNK classes a block is one row, so any cut between rows does);
 # - a divergence over the whole array (axis=None) reduces it in chunks of CHUNK elements of
 #   its C order: batches of whole chunks give the bits of one call.
 # Other cuts change the order of the additions only: 1e-12 relative.
@@ -348,25 +348,25 @@ STREAMS = [
     Stream(
         "softmax labels, C=10",
         lambda: SoftmaxCrossEntropyAccumulator(weight=W10, ignore_index=-1, label_smoothing=0.1),
-        _logits_and_labels(5 * (BLOCK // 10) + 17, 10, ignore=-1),
+        _logits_and_labels(5 * (CHUNK // 10) + 17, 10, ignore=-1),
         lambda x, y: crossent.softmax_cross_entropy(
             x, y, weight=W10, ignore_index=-1, label_smoothing=0.1
         ),
         _softmax_mean(W10, -1, 0.1),
-        BLOCK // 10,
+        CHUNK // 10,
     ),
     Stream(
         "softmax probabilities, C=1000",
         lambda: SoftmaxCrossEntropyAccumulator(label_smoothing=0.05),
-        _logits_and_probabilities(5 * (BLOCK // 1000) + 7, 1000),
+        _logits_and_probabilities(5 * (CHUNK // 1000) + 7, 1000),
         lambda x, t: crossent.softmax_cross_entropy(x, t, label_smoothing=0.05),
         _softmax_mean(eps=0.05),
-        BLOCK // 1000,
+        CHUNK // 1000,
     ),
     Stream(
-        "softmax labels, more than BLOCK classes",
+        "softmax labels, more than CHUNK classes",
         lambda: SoftmaxCrossEntropyAccumulator(),
-        _logits_and_labels(6, BLOCK + 7232, ignore=-100),
+        _logits_and_labels(6, CHUNK + 7232, ignore=-100),
         lambda x, y: crossent.softmax_cross_entropy(x, y),
         _softmax_mean(),
         1,

@@ -470,10 +470,10 @@ accumulator_methods!(
 /// The parameters are fixed for every batch, as in ``torch.nn.CrossEntropyLoss``.
 ///
 /// Exact bits: with ``C`` classes, a call reduces rows in blocks of
-/// ``max(1, crossent.BLOCK // C)`` rows. When every batch but the last is C-contiguous
+/// ``max(1, crossent.CHUNK // C)`` rows. When every batch but the last is C-contiguous
 /// (``logits`` and ``target``) and holds a multiple of that many rows, ``result()`` has exactly
 /// the bits of one call on the concatenated arrays, for any thread count (with more than
-/// ``crossent.BLOCK`` classes a block is one row: any cut between rows is exact). With other
+/// ``crossent.CHUNK`` classes a block is one row: any cut between rows is exact). With other
 /// cuts it agrees to about 1e-12 relative (only the order of additions differs).
 ///
 /// Parameters

@@ -10,9 +10,8 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use super::bce::{self, Inputs, Kind, Operands};
 use super::isa::Arch;
-use super::reduce::BLOCK;
 use super::reduce::{reduce, reduce_from, Partial};
-use super::rows::{run, run_from, RowOp, Rows};
+use super::rows::{run, run_from, RowOp, Rows, CHUNK};
 use super::strided::{Layout, SendPtr};
 
 /// Pools of 1 to 4 threads, built once for all cases.
@@ -299,8 +298,8 @@ proptest! {
         };
         // SAFETY: the offsets stay inside data and out; each row writes its own element.
         let whole = unsafe { run(&layout(rows), &op_at(0, &mut out), Some(pool(threads))) };
-        // Batches of whole blocks of max(1, BLOCK / row_len) rows, the last taking the rest.
-        let per_block = (BLOCK / row_len.max(1)).max(1);
+        // Batches of whole blocks of max(1, CHUNK / row_len) rows, the last taking the rest.
+        let per_block = (CHUNK / row_len.max(1)).max(1);
         let mut state = Partial::EMPTY;
         let mut start = 0usize;
         for blocks in batches.iter().copied().chain([usize::MAX]) {

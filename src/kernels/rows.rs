@@ -11,12 +11,12 @@
 //! length and layout — never on the thread count:
 //!
 //! - rows of at most [`CHUNK`] elements are processed whole, many rows per block of about
-//!   [`BLOCK`] elements, blocks in parallel;
+//!   [`CHUNK`] elements, blocks in parallel;
 //! - longer rows are cut into chunks that are reduced in parallel (few long rows still use
 //!   every thread), and each row's chunk states are merged in chunk order afterwards.
 //!
 //! What the rows contribute to a reduction over rows (a [`Partial`]) is merged in blocks of
-//! `max(1, BLOCK / row_len)` rows, in row order, for short and long rows alike; [`run_from`]
+//! `max(1, CHUNK / row_len)` rows, in row order, for short and long rows alike; [`run_from`]
 //! continues that merge from a given state, so rows streamed in batches of whole blocks give
 //! the bits of one call. [`fold_row`] does the same within a single row (the whole array as
 //! one distribution): it continues a row's unfinished state chunk by chunk.
@@ -33,7 +33,7 @@ use rayon::ThreadPool;
 
 use super::float::Float;
 use super::isa::{self, Arch, Isa, Kernel};
-use super::reduce::{reduce_from, Partial, BLOCK};
+use super::reduce::{reduce_from, Partial};
 use super::strided::{Layout, TileBuf, TILE};
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
@@ -494,7 +494,7 @@ pub unsafe fn run<const K: usize, O: RowOp<K>>(
 
 /// [`run`], continuing from `init`, the state of the rows that come before these (a
 /// streaming accumulator's state): what the rows contribute is merged into `init` in blocks
-/// of `max(1, BLOCK / row_len)` rows, in row order, as [`reduce_from`] merges blocks. So
+/// of `max(1, CHUNK / row_len)` rows, in row order, as [`reduce_from`] merges blocks. So
 /// streaming the rows of one array through successive calls, each but the last covering a
 /// whole number of such blocks (and laid out alike, e.g. C-contiguous), gives the very bits
 /// of one [`run`] over all the rows.
@@ -525,7 +525,7 @@ pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
     let nrows = rows.rows();
     let n = rows.row_len();
     // Rows per block of the reduction over rows: the same rule for short and long rows.
-    let per_block = (BLOCK / n.max(1)).max(1);
+    let per_block = (CHUNK / n.max(1)).max(1);
     if rows.chunks() == 1 {
         // SAFETY: forwarded from the caller.
         return reduce_from(init, nrows, per_block, pool, |r| unsafe {
@@ -854,7 +854,7 @@ mod tests {
         for &(r, c) in &[(20_000, 7), (40, 33_000), (300, 1000), (50, 0)] {
             let x = data(r * c);
             let (_, whole) = row_sums(&x, [r, c], [c as isize, 1], 1, 2);
-            let per_block = (BLOCK / c.max(1)).max(1);
+            let per_block = (CHUNK / c.max(1)).max(1);
             // Batches of whole blocks (one empty), any thread count: the very bits.
             let aligned: Vec<usize> = [1, 1, 3, 4, 7, 11, 29]
                 .iter()
