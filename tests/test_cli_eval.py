@@ -292,6 +292,67 @@ def test_bad_pos_weight_text(files: dict[str, Any], capsys: pytest.CaptureFixtur
     assert rc == 2 and "--pos-weight" in err
 
 
+@pytest.fixture
+def softmax_files(tmp_path: Path) -> dict[str, Any]:
+    """10-class logits over more rows than one batch of `small_batches` holds."""
+    rng = np.random.default_rng(11)
+    rows, classes = 3 * (crossent.CHUNK // 10) + 17, 10
+    arrays: dict[str, np.ndarray] = {
+        "logits": rng.standard_normal((rows, classes)).astype(np.float32) * 3,
+        "labels": rng.integers(0, classes, rows),
+        "probs": rng.dirichlet(np.ones(classes), rows),
+        "cw": rng.uniform(0.5, 2, classes),
+    }
+    for name, a in arrays.items():
+        np.save(tmp_path / f"{name}.npy", a)
+    return {"dir": tmp_path, **arrays}
+
+
+@pytest.mark.parametrize("target", ["labels", "probs"])
+def test_softmax_ce_streams_rows_with_the_bits_of_one_call(
+    softmax_files: dict[str, Any],
+    small_batches: None,
+    target: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    f = softmax_files
+    d = f["dir"]
+    args = ("--loss", "softmax_ce", "--input", d / "logits.npy", "--target", d / f"{target}.npy")
+    expected = crossent.softmax_cross_entropy(f["logits"], f[target])
+    assert value(capsys, *args) == expected
+    weighted = crossent.softmax_cross_entropy(f["logits"], f[target], weight=f["cw"])
+    assert value(capsys, *args, "--weight", d / "cw.npy") == weighted
+    assert value(capsys, *args, "--reduction", "sum") == crossent.softmax_cross_entropy(
+        f["logits"], f[target], reduction="sum"
+    )
+    # Per row, into a file: the function's own values.
+    out = d / "rows.npy"
+    rc, _, err = run(capsys, *args, "--reduction", "none", "--output", out, "--quiet")
+    assert rc == 0, err
+    np.testing.assert_array_equal(
+        np.load(out), crossent.softmax_cross_entropy(f["logits"], f[target], reduction="none")
+    )
+
+
+def test_softmax_ce_errors_are_one_line(
+    softmax_files: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = softmax_files
+    d = f["dir"]
+    bad = f["labels"].copy()
+    bad[2 * (crossent.CHUNK // 10) + 5] = 10
+    np.save(d / "bad.npy", bad)
+    np.save(d / "short.npy", f["labels"][:-3])
+    logits = ("--loss", "softmax_ce", "--input", d / "logits.npy")
+    rc, out, err = run(capsys, *logits, "--target", d / "bad.npy", "--quiet")
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert f"({2 * (crossent.CHUNK // 10) + 5},)" in err  # the row in the whole file
+    rc, _, err = run(capsys, *logits, "--target", d / "short.npy", "--quiet")
+    assert rc == 2 and "--target" in err and "shape" in err
+    rc, _, err = run(capsys, *logits, "--target", d / "labels.npy", "--weight", d / "labels.npy")
+    assert rc == 2 and "weight" in err
+
+
 def test_from_the_shell(files: dict[str, Any]) -> None:
     d = files["dir"]
     ok = subprocess.run(

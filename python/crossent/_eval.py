@@ -4,8 +4,10 @@ Operands are ``.npy`` files (memory-mapped), ``.npz`` members (``file.npz:key``;
 from the archive), or Parquet / CSV columns (``file.parquet:column``, ``file.csv:column``; read
 in record batches through pyarrow when it is installed). Data flow through the streaming
 accumulators in batches of whole blocks, so the result has the bits of one call on the whole
-arrays while memory stays bounded; ``--reduction none`` writes every element's loss to an
-``.npy`` file (``--output``) batch by batch.
+arrays while memory stays bounded; ``--reduction none`` writes every element's (every
+row's) loss to an ``.npy`` file (``--output``) batch by batch. ``--loss softmax_ce`` reads
+logits of shape ``(..., classes)`` and class indices of the leading shape (or probabilities of
+the logits' shape), in batches of whole rows.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Loss:
     function: str
     accumulator: str
     logits: bool
+    #: Rows of classes along the last axis (softmax), rather than one loss per element.
+    rows: bool = False
 
 
 LOSSES = {
@@ -44,11 +48,13 @@ LOSSES = {
     "bce_logits": Loss(
         "binary_cross_entropy_with_logits", "BinaryCrossEntropyWithLogitsAccumulator", True
     ),
+    "softmax_ce": Loss("softmax_cross_entropy", "SoftmaxCrossEntropyAccumulator", True, rows=True),
 }
 ALIASES = {
     "binary_cross_entropy": "bce",
     "bce_with_logits": "bce_logits",
     "binary_cross_entropy_with_logits": "bce_logits",
+    "softmax_cross_entropy": "softmax_ce",
 }
 
 # Target dtypes crossent reads natively; other real dtypes are converted batch by batch.
@@ -471,6 +477,94 @@ def evaluate(
     return float(acc.result()), done
 
 
+def evaluate_rows(
+    loss: Loss,
+    input: Source,
+    target: Source,
+    *,
+    class_weight: np.ndarray | None,
+    reduction: str,
+    output: str | None,
+    progress: Progress,
+) -> tuple[float | None, int]:
+    """Softmax cross-entropy over rows of classes (the input's last axis), streamed in batches
+    of whole rows (whole blocks of rows where that stays reasonable, so that the result has the
+    bits of one call); returns (value or None, row count)."""
+    import crossent
+
+    shape = input.shape
+    if not shape:
+        raise CliError(
+            f"--input {input.spec}: --loss {loss.function} needs logits of known shape "
+            "(rows, classes), as .npy or .npz"
+        )
+    classes = shape[-1]
+    rows_shape = tuple(shape[:-1])
+    soft = target.shape == shape
+    if target.shape is not None and not soft and math.prod(target.shape) != math.prod(rows_shape):
+        raise CliError(
+            f"--target {target.spec} has shape {_shape_str(target.shape)}: class indices of "
+            f"shape {_shape_str(rows_shape)} or probabilities of the logits' shape "
+            f"{_shape_str(shape)} expected"
+        )
+    nrows = math.prod(rows_shape)
+    per_block = max(1, crossent.CHUNK // max(classes, 1))
+    rows = per_block * max(1, BATCH // (per_block * max(classes, 1)))
+    progress.total = float(nrows) if nrows else 1.0
+    kwargs: dict[str, Any] = {} if class_weight is None else {"weight": class_weight}
+    out_flat: np.ndarray | None = None
+    out_mm: Any = None
+    acc: Any = None
+    if reduction == "none":
+        assert output is not None
+        try:
+            out_mm = np.lib.format.open_memmap(
+                output,
+                mode="w+",
+                dtype=_as_input(np.empty(0, input.dtype)).dtype,
+                shape=rows_shape,
+            )
+        except OSError as e:
+            raise CliError(f"--output {output}: cannot write ({_reason(e)})") from None
+        out_flat = out_mm.reshape(-1)
+    else:
+        try:
+            acc = getattr(crossent, loss.accumulator)(reduction=reduction, **kwargs)
+        except (ValueError, TypeError) as e:
+            raise CliError(f"--weight: {e}") from None
+    done = 0
+    while True:
+        x = input.take(rows * classes)
+        y = target.take(rows * classes if soft else rows)
+        r = x.size // classes if classes else 0
+        if y.size != (x.size if soft else r):
+            raise CliError(
+                f"the operands have different lengths: --input {input.spec} holds "
+                f"{done + r} rows or more, --target {target.spec} does not"
+            )
+        if not x.size:
+            if not (input.exhausted() and target.exhausted()):
+                raise CliError("the operands have different lengths")
+            break
+        xb = _as_input(x).reshape(r, classes)
+        yb = y.reshape(r, classes) if soft else y
+        try:
+            if out_flat is not None:
+                fn = getattr(crossent, loss.function)
+                fn(xb, yb, reduction="none", out=out_flat[done : done + r], **kwargs)
+            else:
+                acc.update(xb, yb)
+        except (ValueError, TypeError) as e:
+            raise CliError(_globalise(str(e), (r,), done, rows_shape)) from None
+        done += r
+        progress.update(done, f"{done:,} rows")
+    progress.close()
+    if out_flat is not None:
+        del out_flat, out_mm  # flushes the memory map
+        return None, done
+    return float(acc.result()), done
+
+
 def _pos_weight(text: str | None) -> np.ndarray | None:
     if text is None:
         return None
@@ -492,15 +586,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         choices=sorted(LOSSES) + sorted(ALIASES),
         metavar="LOSS",
-        help="bce (binary_cross_entropy on probabilities) or bce_logits "
-        "(binary_cross_entropy_with_logits)",
+        help="bce (binary_cross_entropy on probabilities), bce_logits "
+        "(binary_cross_entropy_with_logits) or softmax_ce (softmax_cross_entropy over the "
+        "input's last axis)",
     )
     p.add_argument("--input", required=True, metavar="FILE[:KEY]", help="predictions")
     p.add_argument("--target", required=True, metavar="FILE[:KEY]", help="targets / labels")
     p.add_argument(
         "--weight",
         metavar="FILE[:KEY]",
-        help="per-element weights (the input's shape, or one that broadcasts along axis 0)",
+        help="per-element weights (the input's shape, or one that broadcasts along axis 0); "
+        "for softmax_ce, one weight per class",
     )
     p.add_argument(
         "--pos-weight",
@@ -528,16 +624,27 @@ def main(args: argparse.Namespace) -> int:
     weight = open_source(args.weight, "weight") if args.weight else None
     pos_weight = _pos_weight(args.pos_weight)
     progress = Progress(1, label="eval", enabled=not args.quiet, delay=1.0)
-    value, count = evaluate(
-        loss,
-        input,
-        target,
-        weight=weight,
-        pos_weight=pos_weight,
-        reduction=args.reduction,
-        output=args.output,
-        progress=progress,
-    )
+    if loss.rows:
+        value, count = evaluate_rows(
+            loss,
+            input,
+            target,
+            class_weight=weight.whole() if weight is not None else None,
+            reduction=args.reduction,
+            output=args.output,
+            progress=progress,
+        )
+    else:
+        value, count = evaluate(
+            loss,
+            input,
+            target,
+            weight=weight,
+            pos_weight=pos_weight,
+            reduction=args.reduction,
+            output=args.output,
+            progress=progress,
+        )
     seconds = time.perf_counter() - start
     if args.json:
         record: dict[str, Any] = {
