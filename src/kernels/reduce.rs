@@ -8,8 +8,9 @@
 //! order.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
-use rayon::prelude::*;
 use rayon::ThreadPool;
 
 /// Elements per block of a flat reduction (binary cross-entropy and its gradient). Large enough
@@ -119,20 +120,38 @@ where
     let range = |b: usize| b * block..((b + 1) * block).min(n);
     match pool {
         Some(pool) if blocks > 1 => {
-            // A window of blocks at a time: its partials are reduced in parallel, then merged
-            // in order before the next window starts. The merge order is the serial one, and
-            // the memory held stays `WINDOW` partials however long the input.
-            let mut partials = Vec::with_capacity(WINDOW.min(blocks));
+            // A window of blocks at a time: its blocks are claimed one by one, by the calling
+            // thread and by the pool's threads as they wake, each partial stored in its
+            // block's slot; then the slots are merged in order before the next window starts.
+            // The merge order is the serial one, whoever reduced which block, and the memory
+            // held stays `WINDOW` partials however long the input. The caller works too, so a
+            // call is never slower than the serial path by more than the claiming: a pool
+            // thread that is slow to wake (an idle core, a virtual CPU the host parked) just
+            // finds fewer blocks left.
+            let helpers = pool.current_num_threads().saturating_sub(1);
             let mut acc = init;
             for start in (0..blocks).step_by(WINDOW) {
                 let end = (start + WINDOW).min(blocks);
-                pool.install(|| {
-                    (start..end)
-                        .into_par_iter()
-                        .map(|b| f(range(b)))
-                        .collect_into_vec(&mut partials)
+                let slots: Vec<OnceLock<Partial>> = (start..end).map(|_| OnceLock::new()).collect();
+                let next = AtomicUsize::new(start);
+                let work = || loop {
+                    let b = next.fetch_add(1, Ordering::Relaxed);
+                    if b >= end {
+                        break;
+                    }
+                    // Each block index is claimed exactly once, so each slot is set once.
+                    let _ = slots[b - start].set(f(range(b)));
+                };
+                pool.in_place_scope(|scope| {
+                    for _ in 0..helpers.min(end - start - 1) {
+                        scope.spawn(|_| work());
+                    }
+                    work();
                 });
-                acc = partials.iter().fold(acc, |a, &p| a.merge(p));
+                acc = slots
+                    .iter()
+                    .map(|slot| *slot.get().expect("every block of the window was reduced"))
+                    .fold(acc, Partial::merge);
             }
             acc
         }
