@@ -369,6 +369,17 @@ def _globalise(message: str, batch_shape: tuple[int, ...], offset: int, shape: A
     return message[: m.start()] + f"at index {text}" + message[m.end() :]
 
 
+def _open_output(output: str, input: Source, shape: tuple[int, ...]) -> Any:
+    """The ``.npy`` file ``--reduction none`` writes, memory-mapped: ``shape``, in the dtype
+    the losses of ``input`` come in."""
+    try:
+        return np.lib.format.open_memmap(
+            output, mode="w+", dtype=_as_input(np.empty(0, input.dtype)).dtype, shape=shape
+        )
+    except OSError as e:
+        raise CliError(f"--output {output}: cannot write ({_reason(e)})") from None
+
+
 def evaluate(
     loss: Loss,
     input: Source,
@@ -418,12 +429,7 @@ def evaluate(
         assert output is not None
         if shape is None:
             raise CliError("--reduction none needs operands of known shape (.npy, .npz, parquet)")
-        try:
-            out_mm = np.lib.format.open_memmap(
-                output, mode="w+", dtype=_as_input(np.empty(0, input.dtype)).dtype, shape=shape
-            )
-        except OSError as e:
-            raise CliError(f"--output {output}: cannot write ({_reason(e)})") from None
+        out_mm = _open_output(output, input, shape)
         out_flat = out_mm.reshape(-1)  # a view: C order
     else:
         acc = getattr(crossent, loss.accumulator)(reduction=reduction, **kwargs)
@@ -517,15 +523,7 @@ def evaluate_rows(
     acc: Any = None
     if reduction == "none":
         assert output is not None
-        try:
-            out_mm = np.lib.format.open_memmap(
-                output,
-                mode="w+",
-                dtype=_as_input(np.empty(0, input.dtype)).dtype,
-                shape=rows_shape,
-            )
-        except OSError as e:
-            raise CliError(f"--output {output}: cannot write ({_reason(e)})") from None
+        out_mm = _open_output(output, input, rows_shape)
         out_flat = out_mm.reshape(-1)
     else:
         try:
