@@ -145,6 +145,20 @@ def test_extreme_probabilities(dtype: Any) -> None:
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("target_dtype", [np.float32, np.bool_])
+def test_negative_zero_probability_is_zero(dtype: Any, target_dtype: Any) -> None:
+    # -0.0 is a valid probability (it equals 0), not a bit pattern to reduce: with label 1
+    # its loss is the clamp, 100, as torch gives; with label 0 it is +0.
+    p = np.array([-0.0, -0.0, 0.0, 0.0], dtype=dtype)
+    y = np.array([1, 0, 1, 0], dtype=target_dtype)
+    got = crossent.binary_cross_entropy(p, y, reduction="none")
+    np.testing.assert_array_equal(got, [100.0, 0.0, 100.0, 0.0])
+    assert not np.signbit(got).any()
+    soft = crossent.binary_cross_entropy(p, np.full(4, 0.25, dtype), reduction="none")
+    np.testing.assert_array_equal(soft, np.full(4, 25.0))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
 def test_extreme_logits(dtype: Any) -> None:
     x = np.array([1e4, -1e4, 88.0, -88.0, 710.0, -710.0, 0.0, 1e-30, -1e-30], dtype=dtype)
     for y in (np.zeros_like(x), np.ones_like(x), np.full_like(x, 0.3)):

@@ -197,21 +197,31 @@ pub fn ln_p_or_1m_p_f32<A: Arch>(p: f32, one: bool) -> f32 {
 /// for `p ∈ [0, 1]`; NaN gives NaN, other `p` a value of no meaning (callers report them as
 /// domain errors).
 ///
-/// Cheaper than clamping the IEEE log: `q = 0` needs no special case (its reduction gives
-/// `k = -150`, a loss of about 104, clamped), NaN is carried by adding `q·0` (which also turns
-/// a zero loss into `+0`), the exact reduction of `1 - p` is `f = -p·s - k`, and the
-/// negation is folded into the constants.
+/// Cheaper than clamping the IEEE log, with no select for subnormals and no special case:
+/// `q` is always scaled by `2^23` (exact: subnormals become normal, nothing overflows for
+/// `q ≤ 1`) and the 23 taken off `k`; `m - 1` is rebuilt as `q·2^23·2^-(k+23) - 1` by one
+/// fused multiply-add (exact: the scale is a power of two, and `m ∈ [2/3, 4/3)`), so a NaN
+/// `p` carries through to the result; `q = 0` reduces to `k = -150`, `f = -1`, a loss above
+/// 100, clamped; the exact reduction of `1 - p` is `f = -p·s - k`; and the negation is
+/// folded into the constants.
 #[inline(always)]
 pub fn bce_nlog_f32<A: Arch>(p: f32, one: bool) -> f32 {
     let q = sel32(one, p, 1.0 - p);
-    let sub = q < f32::MIN_POSITIVE;
-    let qs = sel32(sub, q * 8_388_608.0, q);
-    let (k, m) = reduce32(qs);
-    let k = k as f32 - sel32(sub, 23.0, 0.0);
+    // + 0 turns q = -0 into +0 (its bits would reduce to garbage), at no cost.
+    let ix = fma32::<A>(q, 8_388_608.0, 0.0).to_bits() as i32;
+    // As in `reduce32`, on q·2^23: t's top bits are (k + 23) << 23, so the bits of
+    // 2^-(k + 23) are 127 << 23 minus them.
+    let t = ix.wrapping_sub(TWO_THIRDS_32);
+    let scale = f32::from_bits((127i32 << 23).wrapping_sub(t & (0xff80_0000_u32 as i32)) as u32);
+    let k = (t >> 23) as f32 - 23.0;
     // As in `hard_arg32`: with s = 2^-k, (s - 1) - p·s = -p·s - k for k ∈ {0, -1}.
     let s = 1.0 - k;
-    let f = sel32(!one & (p < 0.5), fma32::<A>(-p, s, -k), m - 1.0);
-    let y = fma32::<A>(q, 0.0, neg_ln_core32::<A>(k, f));
+    let f = sel32(
+        !one & (p < 0.5),
+        fma32::<A>(-p, s, -k),
+        fma32::<A>(f32::from_bits(ix as u32), scale, -1.0),
+    );
+    let y = neg_ln_core32::<A>(k, f);
     sel32(y > 100.0, 100.0, y)
 }
 
@@ -407,7 +417,8 @@ pub fn ln_p_or_1m_p_f64<A: Arch>(p: f64, one: bool) -> f64 {
 /// scaling here: unscaled, its loss still comes out above 700, and is clamped.
 #[inline(always)]
 pub fn bce_nlog_f64<A: Arch>(p: f64, one: bool) -> f64 {
-    let q = sel64(one, p, 1.0 - p);
+    // + 0 turns q = -0 into +0, whose bits reduce like those of 0.
+    let q = sel64(one, p, 1.0 - p) + 0.0;
     let (kb, m) = reduce64(q);
     let k = k_to_f64(kb);
     let s = 1.0 - k;
@@ -825,6 +836,20 @@ mod tests {
             assert_eq!(zero[2], -1e-45);
             assert!(one[3].is_nan() && zero[3].is_nan());
 
+            // The clamped loss: zeros come out +0, subnormal p is exact, NaN carries.
+            let ps = [0.0f32, -0.0, 1.0, 1e-45, 1e-40, 0.5, f32::NAN];
+            let mut one = [0f32; 7];
+            let mut zero = [0f32; 7];
+            dispatch_on(isa, Eval32(Fun::BceOne, &ps, &mut one));
+            dispatch_on(isa, Eval32(Fun::BceZero, &ps, &mut zero));
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&one[..4]), bits(&[100.0, 100.0, 0.0, 100.0]));
+            assert!(ulp32(one[4], -(1e-40f32 as f64).ln()).abs() <= 1.0);
+            assert_eq!(one[5], zero[5]);
+            assert!(ulp32(one[5], 2f64.ln()).abs() <= 1.0);
+            assert_eq!(bits(&zero[..5]), bits(&[0.0, 0.0, 100.0, 1e-45, 1e-40]));
+            assert!(one[6].is_nan() && zero[6].is_nan());
+
             let xs64 = [
                 0.0,
                 -0.0,
@@ -858,6 +883,16 @@ mod tests {
             assert!(o[2].is_nan());
             assert_eq!([o[3], o[4]], [f64::INFINITY, 0.0]);
             assert!((o[5] - (-740f64).exp()).abs() <= 5e-324);
+
+            let ps = [0.0f64, -0.0, 1.0, 5e-324, 1e-300, f64::NAN];
+            let mut one = [0f64; 6];
+            let mut zero = [0f64; 6];
+            dispatch_on(isa, Eval64(Fun::BceOne, &ps, &mut one));
+            dispatch_on(isa, Eval64(Fun::BceZero, &ps, &mut zero));
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&one[..5]), bits(&[100.0, 100.0, 0.0, 100.0, 100.0]));
+            assert_eq!(bits(&zero[..5]), bits(&[0.0, 0.0, 100.0, 5e-324, 1e-300]));
+            assert!(one[5].is_nan() && zero[5].is_nan());
         }
     }
 
