@@ -177,31 +177,31 @@ impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
     /// The tile's loss sum and the domain-error flags met.
     type Output = (f64, u32);
 
-    /// Chooses the element formula once per tile (hard labels, and float targets that are all
-    /// exactly 0 or 1 in this tile, take the one-log path), then runs [`lanes`].
+    /// Chooses the element formula once per tile, then runs [`lanes`]: hard labels take the
+    /// one-log path; float targets take it too until one that is not exactly 0 or 1 shows
+    /// up, and then the tile is done again with the two-log formula.
     #[inline(always)]
     fn run<A: Arch>(self) -> (f64, u32) {
         let n = self.x.len();
         let (x, y) = (self.x, &self.y[..n]);
         let w = self.w.map(|w| &w[..n]);
         let pw = self.pw.map(|pw| &pw[..n]);
-        let out = self.out.map(|o| &mut o[..n]);
+        let mut out = self.out.map(|o| &mut o[..n]);
         // Absent operands are passed as `x` and never read (the const flags say so).
         macro_rules! go {
-            ($mode:expr, $l:expr) => {
+            ($mode:expr, $l:expr) => {{
+                let o = out.as_deref_mut();
                 match (w, pw) {
-                    (None, None) => lanes::<A, T, Y, { $mode }, false, false, $l>(x, y, x, x, out),
-                    (Some(w), None) => {
-                        lanes::<A, T, Y, { $mode }, true, false, $l>(x, y, w, x, out)
-                    }
+                    (None, None) => lanes::<A, T, Y, { $mode }, false, false, $l>(x, y, x, x, o),
+                    (Some(w), None) => lanes::<A, T, Y, { $mode }, true, false, $l>(x, y, w, x, o),
                     (None, Some(pw)) => {
-                        lanes::<A, T, Y, { $mode }, false, true, $l>(x, y, x, pw, out)
+                        lanes::<A, T, Y, { $mode }, false, true, $l>(x, y, x, pw, o)
                     }
                     (Some(w), Some(pw)) => {
-                        lanes::<A, T, Y, { $mode }, true, true, $l>(x, y, w, pw, out)
+                        lanes::<A, T, Y, { $mode }, true, true, $l>(x, y, w, pw, o)
                     }
                 }
-            };
+            }};
             ($mode:expr) => {
                 if A::ISA == Isa::Avx512 && std::mem::size_of::<T>() == 4 {
                     go!($mode, LANES)
@@ -210,18 +210,24 @@ impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
                 }
             };
         }
-        match self.kind {
-            Kind::Probabilities if Y::HARD || all_zero_or_one::<T, Y>(y) => go!(HARD),
-            Kind::Probabilities => go!(SOFT),
+        let first = match self.kind {
+            Kind::Probabilities if Y::HARD => go!(HARD),
+            Kind::Probabilities => go!(HARD_FLOAT),
             Kind::Logits => go!(LOGITS),
+        };
+        match first {
+            Some(done) => done,
+            None => go!(SOFT).expect("the two-log formula takes every target"),
         }
     }
 }
 
-/// Element formulas of [`lanes`].
+/// Element formulas of [`lanes`]. `HARD_FLOAT` is `HARD` for float targets: it also checks
+/// that each target is exactly 0 or 1, and gives up (see [`lanes`]) at the first that is not.
 const HARD: u8 = 0;
 const SOFT: u8 = 1;
 const LOGITS: u8 = 2;
+const HARD_FLOAT: u8 = 3;
 
 /// Per-lane state of [`lanes`]: everything is an array of `L` lanes, updated lane by lane, so
 /// that no loop carries a reduction the vectoriser would have to recognise.
@@ -233,6 +239,8 @@ struct LaneState<T, Y, const L: usize> {
     hi: [T; L],
     /// Non-zero where a target outside its domain was seen (labels).
     bad_y: [u32; L],
+    /// Non-zero where a float target other than 0 and 1 was seen (`HARD_FLOAT`).
+    soft: [u32; L],
     /// Smallest and largest target seen (float targets, see [`Target::BY_EXTREMES`]).
     ylo: [Y; L],
     yhi: [Y; L],
@@ -263,9 +271,11 @@ fn group<
             st.lo[k] = if v < st.lo[k] { v } else { st.lo[k] };
             st.hi[k] = if v > st.hi[k] { v } else { st.hi[k] };
         }
-        // Hard float targets got here by being all 0 or 1: nothing left to check.
         if Y::BY_EXTREMES {
-            if MODE != HARD {
+            // A float target of 0 or 1 is in its domain; any other ends `HARD_FLOAT`.
+            if MODE == HARD_FLOAT {
+                st.soft[k] |= u32::from(!((t.prob::<T>() == T::ZERO) | t.is_one()));
+            } else {
                 st.ylo[k] = t.lesser(st.ylo[k]);
                 st.yhi[k] = t.greater(st.yhi[k]);
             }
@@ -273,7 +283,7 @@ fn group<
             st.bad_y[k] |= u32::from(!t.in_range());
         }
         let loss = match MODE {
-            HARD => prob_hard::<A, T>(v, t.is_one()),
+            HARD | HARD_FLOAT => prob_hard::<A, T>(v, t.is_one()),
             SOFT => prob_soft::<A, T>(v, t.prob()),
             _ => logits_loss::<A, T, PW>(v, t.prob(), pw[k]),
         };
@@ -284,7 +294,8 @@ fn group<
 
 /// The tile loop: groups of `L` elements through [`group`], the last, partial group
 /// padded with valid values (probability 1/2, target 0, weight 1) whose losses are dropped.
-/// `w` is only read when `W`. Returns the tile's sum and domain-error flags.
+/// `w` is only read when `W`. Returns the tile's sum and domain-error flags; `None` (in
+/// `HARD_FLOAT` mode only) as soon as a group holds a float target other than 0 and 1.
 #[inline(always)]
 fn lanes<
     A: Arch,
@@ -300,7 +311,7 @@ fn lanes<
     w: &[T],
     pw: &[T],
     mut out: Option<&mut [T]>,
-) -> (f64, u32) {
+) -> Option<(f64, u32)> {
     let n = x.len();
     let half = T::from_f64(0.5);
     let mut st = LaneState {
@@ -308,6 +319,7 @@ fn lanes<
         lo: [half; L],
         hi: [half; L],
         bad_y: [0; L],
+        soft: [0; L],
         ylo: [Y::default(); L],
         yhi: [Y::default(); L],
     };
@@ -319,6 +331,9 @@ fn lanes<
         let ws = if W { arr(w, i) } else { [T::ONE; L] };
         let pws = if PW { arr(pw, i) } else { [T::ONE; L] };
         let l = group::<A, T, Y, MODE, W, PW, L>(&mut st, &arr(x, i), &ys, &ws, &pws);
+        if MODE == HARD_FLOAT && any_soft(&st.soft) {
+            return None;
+        }
         if let Some(out) = out.as_deref_mut() {
             out[i..i + L].copy_from_slice(&l);
         }
@@ -347,6 +362,9 @@ fn lanes<
             *a += v.to_f64();
         }
     }
+    if MODE == HARD_FLOAT && any_soft(&st.soft) {
+        return None;
+    }
     let mut bad_x = false;
     let mut bad_y = 0;
     for k in 0..L {
@@ -354,17 +372,13 @@ fn lanes<
         bad_y |= st.bad_y[k] | u32::from(!Y::extremes_in_range(st.ylo[k], st.yhi[k]));
     }
     let flags = if bad_x { flags::INPUT } else { 0 } | if bad_y != 0 { flags::TARGET } else { 0 };
-    (pairwise(st.acc), flags)
+    Some((pairwise(st.acc), flags))
 }
 
-/// True if every target of the tile is exactly 0 or 1 (without early exit, so it vectorises).
+/// True if any lane saw a soft target (no early exit, so it stays one vector test).
 #[inline(always)]
-fn all_zero_or_one<T: Float, Y: Target>(y: &[Y]) -> bool {
-    let mut soft = 0u32;
-    for &t in y {
-        soft |= u32::from(!((t.prob::<T>() == T::ZERO) | t.is_one()));
-    }
-    soft == 0
+fn any_soft<const L: usize>(soft: &[u32; L]) -> bool {
+    soft.iter().fold(0, |a, &s| a | s) != 0
 }
 
 /// Sums the lane accumulators in a fixed tree order.
@@ -580,6 +594,42 @@ mod tests {
                 "{i}: {} vs {r}",
                 out[i]
             );
+        }
+    }
+
+    /// Float targets start on the one-log path and leave it at the first that is not 0 or 1:
+    /// wherever in a tile (or its partial last group) that target is, every element comes
+    /// out as its formula gives it, and a target outside [0, 1] is still reported.
+    #[test]
+    fn one_soft_float_target_anywhere_takes_the_two_log_formula() {
+        let n = 1100;
+        let (p, _, _) = sample(n);
+        let hard: Vec<f32> = (0..n).map(|i| (i % 3 == 0) as u8 as f32).collect();
+        for at in [0, 15, 16, 511, 512, 1000, n - 1] {
+            for (soft, flag) in [(0.25f32, 0), (2.0, flags::TARGET)] {
+                let mut y = hard.clone();
+                y[at] = soft;
+                let mut out = vec![0f32; n];
+                let ops = flat(&p, &y, &ONE32, out.as_mut_ptr());
+                let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+                assert_eq!(part.flags, flag, "target {soft} at {at}");
+                if flag != 0 {
+                    assert_eq!(part.first_bad, at as u64);
+                    continue;
+                }
+                for i in 0..n {
+                    let r = reference_prob(p[i] as f64, y[i] as f64);
+                    assert!(
+                        (out[i] as f64 - r).abs() <= 1e-6 * r,
+                        "element {i}, soft target at {at}: {} vs {r}",
+                        out[i]
+                    );
+                }
+                let exact: f64 = (0..n)
+                    .map(|i| reference_prob(p[i] as f64, y[i] as f64))
+                    .sum();
+                assert!((part.sum - exact).abs() <= 1e-7 * exact);
+            }
         }
     }
 
