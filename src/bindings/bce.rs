@@ -6,7 +6,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
-use super::arrays::{dtype_name, is, ndarray, new_output_like, ViewMut};
+use super::arrays::{dtype_name, is, ndarray, new_output_like, with_input_dtype, ViewMut};
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::reduction::{reduction_arg, Reduction};
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
@@ -186,16 +186,7 @@ fn dispatch_input<'py>(
     args: &Args<'_, 'py>,
 ) -> PyResult<Computed<'py>> {
     let x = ndarray(input, "input")?;
-    if is::<f32>(&x) {
-        dispatch_target::<f32>(&x, target, args)
-    } else if is::<f64>(&x) {
-        dispatch_target::<f64>(&x, target, args)
-    } else {
-        Err(PyTypeError::new_err(format!(
-            "'input' must be a float32 or float64 array, got dtype {}",
-            dtype_name(&x)
-        )))
-    }
+    with_input_dtype!(&x, "input", dispatch_target::<T>(&x, target, args))
 }
 
 fn dispatch_target<'py, T: Float + Element>(

@@ -7,7 +7,8 @@ use pyo3::types::PyTuple;
 
 use super::args;
 use super::arrays::{
-    dtype_name, is, ndarray, ndarray_as, new_output_like, shape_str, View, ViewMut,
+    dtype_name, is, ndarray, ndarray_as, new_output_like, shape_str, with_input_dtype, View,
+    ViewMut,
 };
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::divergence::normalize_axis;
@@ -94,16 +95,7 @@ pub fn binary_cross_entropy_with_logits_grad<'py>(
         out,
     };
     let x = ndarray(input, "input")?;
-    if is::<f32>(&x) {
-        dispatch_target::<f32>(&x, target, &args)
-    } else if is::<f64>(&x) {
-        dispatch_target::<f64>(&x, target, &args)
-    } else {
-        Err(PyTypeError::new_err(format!(
-            "'input' must be a float32 or float64 array, got dtype {}",
-            dtype_name(&x)
-        )))
-    }
+    with_input_dtype!(&x, "input", dispatch_target::<T>(&x, target, &args))
 }
 
 struct Args<'a, 'py> {
@@ -272,16 +264,7 @@ pub fn softmax_cross_entropy_grad<'py>(
         out,
     };
     let x = ndarray(logits, "logits")?;
-    if is::<f32>(&x) {
-        softmax_target::<f32>(&x, target, &args)
-    } else if is::<f64>(&x) {
-        softmax_target::<f64>(&x, target, &args)
-    } else {
-        Err(PyTypeError::new_err(format!(
-            "'logits' must be a float32 or float64 array, got dtype {}",
-            dtype_name(&x)
-        )))
-    }
+    with_input_dtype!(&x, "logits", softmax_target::<T>(&x, target, &args))
 }
 
 struct SoftArgs<'a, 'py> {
