@@ -13,6 +13,7 @@ use super::arrays::{
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::divergence::normalize_axis;
 use super::reduction::reduction_arg;
+use super::softmax::ClassWeights;
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::grad::{self, ClassTarget, LogitsGrad, SoftmaxGrad};
@@ -347,28 +348,10 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
         yv.strides.clone()
     };
     // Class weights along the class axis (a single 1 with stride 0 when absent).
-    let (_w, w_ptr, w_stride, w_total) = match args.weight {
-        None => (None, T::one_ref() as *const T, 0isize, classes as f64),
-        Some(obj) => {
-            let v = View::<T>::new(&ndarray_as::<T>(obj, "weight")?, "weight")?;
-            if v.shape != [classes] {
-                return Err(PyValueError::new_err(format!(
-                    "'weight' must have shape ({classes},) (one weight per class), got {}",
-                    shape_str(&v.shape)
-                )));
-            }
-            let stride = v.strides[0];
-            // SAFETY: the view addresses `classes` valid elements.
-            let total: f64 = (0..classes)
-                .map(|c| unsafe { *v.ptr.offset(c as isize * stride) }.to_f64())
-                .sum();
-            let ptr = v.ptr;
-            (Some(v), ptr, stride, total)
-        }
-    };
+    let weights = ClassWeights::<T>::new(args.weight, classes)?;
     let weight_strides: Vec<isize> = reduced
         .iter()
-        .map(|&r| if r { w_stride } else { 0 })
+        .map(|&r| if r { weights.stride } else { 0 })
         .collect();
     let (g, h) = outputs::<T>(x, args.out)?;
     // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
@@ -376,7 +359,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
     if args.out.is_some() {
         inputs.push(xv.operand("logits"));
         inputs.push(yv.operand("target"));
-        inputs.extend(_w.as_ref().map(|v| v.operand("weight")));
+        inputs.extend(weights.operand());
     }
     let gv = ViewMut::<T>::new(&g, &shape, T::NAME, &inputs)?;
     if args.out.is_some() {
@@ -399,9 +382,9 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
     let mut op = SoftmaxGrad {
         logits: SendPtr::from_const(xv.ptr),
         target: SendPtr::from_const(yv.ptr),
-        weight: SendPtr::from_const(w_ptr),
-        weight_stride: w_stride,
-        weight_total: w_total,
+        weight: SendPtr::from_const(weights.ptr),
+        weight_stride: weights.stride,
+        weight_total: weights.total,
         grad: SendPtr(gv.ptr),
         hess: SendPtr(hv.ptr),
         classes,

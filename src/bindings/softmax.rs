@@ -8,7 +8,7 @@ use pyo3::types::PyFloat;
 
 use super::args;
 use super::arrays::{
-    dtype_name, is, ndarray, ndarray_as, new_output, operand, shape_str, View, ViewMut,
+    dtype_name, is, ndarray, ndarray_as, new_output, operand, shape_str, Operand, View, ViewMut,
 };
 use super::divergence::{as_float, domain_error, normalize_axis, precision, Precision};
 use super::reduction::{reduction_arg, Reduction};
@@ -145,6 +145,57 @@ pub struct Params<'a, 'py> {
     pub smoothing: f64,
 }
 
+/// The class weights (`weight=`) of softmax cross-entropy and its gradient: one per class,
+/// read as `T` where they lie, with their sum in float64. Without weights, a single 1 read
+/// with stride 0 (every class weighs 1; the sum is the class count).
+pub struct ClassWeights<'py, T: Element> {
+    /// Keeps the array borrowed while the kernel reads it (`None`: no weights given).
+    view: Option<View<'py, T>>,
+    pub ptr: *const T,
+    /// The element stride from one class's weight to the next.
+    pub stride: isize,
+    /// The sum of the weights, added in class order.
+    pub total: f64,
+}
+
+impl<'py, T: Float + Element> ClassWeights<'py, T> {
+    /// Reads `weight` (any real dtype, converted to `T`), which must have shape
+    /// `(classes,)`.
+    pub fn new(weight: Option<&Bound<'py, PyAny>>, classes: usize) -> PyResult<Self> {
+        let Some(obj) = weight else {
+            return Ok(ClassWeights {
+                view: None,
+                ptr: T::one_ref(),
+                stride: 0,
+                total: classes as f64,
+            });
+        };
+        let view = View::<T>::new(&ndarray_as::<T>(obj, "weight")?, "weight")?;
+        if view.shape != [classes] {
+            return Err(PyValueError::new_err(format!(
+                "'weight' must have shape ({classes},) (one weight per class), got {}",
+                shape_str(&view.shape)
+            )));
+        }
+        let stride = view.strides[0];
+        // SAFETY: a 1-D view of `classes` valid elements.
+        let total: f64 = (0..classes as isize)
+            .map(|c| unsafe { *view.ptr.offset(c * stride) }.to_f64())
+            .sum();
+        Ok(ClassWeights {
+            ptr: view.ptr,
+            stride,
+            total,
+            view: Some(view),
+        })
+    }
+
+    /// The weights as an operand of the overlap check on `out` (none without weights).
+    pub fn operand(&self) -> Option<Operand<'static, 'py>> {
+        self.view.as_ref().map(|v| v.operand("weight"))
+    }
+}
+
 /// Continues `init` with the rows of one batch: what [`softmax_cross_entropy`] with
 /// `reduction="sum"` reduces them to, merged into `init` in blocks of rows as one call merges
 /// its own blocks (see [`crate::kernels::rows::run_from`]). A batch with a bad value raises
@@ -250,31 +301,9 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
     };
 
     // Class weights: one per class, read along the class axis.
-    let weight_view = match args.params.weight {
-        Some(w) => {
-            let v = View::<T>::new(&ndarray_as::<T>(w, "weight")?, "weight")?;
-            if v.shape != [classes] {
-                return Err(PyValueError::new_err(format!(
-                    "'weight' must have shape ({classes},) (one weight per class), got {}",
-                    shape_str(&v.shape)
-                )));
-            }
-            Some(v)
-        }
-        None => None,
-    };
-    let (w_ptr, w_stride, weight_total) = match &weight_view {
-        Some(v) => {
-            // SAFETY: a 1-D view of `classes` valid elements.
-            let total: f64 = (0..classes as isize)
-                .map(|c| unsafe { *v.ptr.offset(c * v.strides[0]) }.to_f64())
-                .sum();
-            (v.ptr, v.strides[0], total)
-        }
-        None => (T::one_ref() as *const T, 0, classes as f64),
-    };
+    let weights = ClassWeights::<T>::new(args.params.weight, classes)?;
     let mut w_strides = vec![0isize; shape.len()];
-    w_strides[axis] = w_stride;
+    w_strides[axis] = weights.stride;
 
     let out_array: Option<Bound<'py, PyAny>> = match (args.reduction, args.out) {
         (Reduction::None, Some(out)) => Some(out.clone()),
@@ -290,7 +319,7 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
         inputs.push(match &target {
             Target::Labels(y) | Target::Probabilities(y) => operand(y, "target"),
         });
-        inputs.extend(weight_view.as_ref().map(|w| w.operand("weight")));
+        inputs.extend(weights.operand());
     }
     let out_view = out_array
         .as_ref()
@@ -302,8 +331,8 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
     };
     let class_info = Classes {
         count: classes,
-        weight: SendPtr::from_const(w_ptr),
-        weight_total,
+        weight: SendPtr::from_const(weights.ptr),
+        weight_total: weights.total,
         smoothing: args.params.smoothing,
     };
     let n = shape.iter().product::<usize>();
@@ -330,7 +359,7 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
                 logits_stride: xv.strides[axis],
                 labels: SendPtr::from_const(yv.ptr),
                 classes: class_info,
-                weight_stride: w_stride,
+                weight_stride: weights.stride,
                 ignore_index: args.params.ignore_index,
                 out: SendPtr(out_ptr),
             };
