@@ -7,6 +7,7 @@ import copy
 import itertools
 import math
 import pickle
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -559,3 +560,136 @@ def test_divergence_accumulators_broadcast_and_name_parameters() -> None:
         CrossEntropyAccumulator(normalize=1)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="'other'"):
         entropy.merge(acc)  # type: ignore[arg-type]
+
+
+# --- merge: only accumulators of one loss ------------------------------------------------------
+
+
+def _feed(acc: Any) -> Any:
+    """`acc` after one small batch of valid data for its class (and parameters)."""
+    if isinstance(acc, BinaryCrossEntropyAccumulator):
+        acc.update([0.9, 0.2], [1, 0])
+    elif isinstance(acc, BinaryCrossEntropyWithLogitsAccumulator):
+        acc.update([2.0, -1.0], [1, 0])
+    elif isinstance(acc, SoftmaxCrossEntropyAccumulator):
+        logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+        acc.update(logits if acc.axis == -1 else logits.T, [0, 2])
+    elif isinstance(acc, EntropyAccumulator):
+        acc.update([1.0, 2.0, 3.0])
+    else:
+        acc.update([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])
+    return acc
+
+
+# (class, this accumulator's parameters, other's parameters, the error message)
+MISMATCHED_MERGES: list[tuple[type[Any], dict[str, Any], dict[str, Any], str]] = [
+    (
+        BinaryCrossEntropyAccumulator,
+        {},
+        {"reduction": "sum"},
+        "'reduction' differs ('mean' here, 'sum' in 'other')",
+    ),
+    (
+        BinaryCrossEntropyWithLogitsAccumulator,
+        {"pos_weight": [2.0]},
+        {},
+        "'pos_weight' differs ([2.0] here, None in 'other')",
+    ),
+    (
+        BinaryCrossEntropyWithLogitsAccumulator,
+        {"pos_weight": [2.0, 1.0]},
+        {"pos_weight": [1.0, 2.0]},
+        "'pos_weight' differs ([2.0, 1.0] here, [1.0, 2.0] in 'other')",
+    ),
+    (
+        SoftmaxCrossEntropyAccumulator,
+        {"weight": [1.0, 2.0, 0.5]},
+        {"weight": [1.0, 2.0, 0.25]},
+        "'weight' differs ([1.0, 2.0, 0.5] here, [1.0, 2.0, 0.25] in 'other')",
+    ),
+    (
+        SoftmaxCrossEntropyAccumulator,
+        {"label_smoothing": 0.1},
+        {},
+        "'label_smoothing' differs (0.1 here, 0.0 in 'other')",
+    ),
+    (
+        SoftmaxCrossEntropyAccumulator,
+        {"ignore_index": -1},
+        {},
+        "'ignore_index' differs (-1 here, -100 in 'other')",
+    ),
+    (
+        SoftmaxCrossEntropyAccumulator,
+        {"axis": 0},
+        {},
+        "'axis' differs (0 here, -1 in 'other')",
+    ),
+    (
+        EntropyAccumulator,
+        {},
+        {"normalize": False},
+        "'normalize' differs (True here, False in 'other')",
+    ),
+    (
+        CrossEntropyAccumulator,
+        {"base": 2},
+        {"base": 10},
+        "'base' differs (2.0 here, 10.0 in 'other')",
+    ),
+    (
+        KLDivergenceAccumulator,
+        {"normalize": False},
+        {},
+        "'normalize' differs (False here, True in 'other')",
+    ),
+    (
+        JensenShannonAccumulator,
+        {"normalize": False},
+        {"normalize": False, "base": 2},
+        "'base' differs (None here, 2.0 in 'other')",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("cls", "mine", "theirs", "message"),
+    MISMATCHED_MERGES,
+    ids=[c.__name__ + "-" + m.split()[0].strip("'") for c, _, _, m in MISMATCHED_MERGES],
+)
+def test_merge_refuses_other_parameters(
+    cls: type[Any], mine: dict[str, Any], theirs: dict[str, Any], message: str
+) -> None:
+    a, b = _feed(cls(**mine)), _feed(cls(**theirs))
+    before = [(acc.count, acc.sum) for acc in (a, b)]
+    with pytest.raises(ValueError, match=re.escape(f"cannot merge: {message}")):
+        a.merge(b)
+    assert [(acc.count, acc.sum) for acc in (a, b)] == before  # neither has changed
+
+
+@pytest.mark.parametrize(
+    ("cls", "params", "same"),
+    [
+        (
+            BinaryCrossEntropyWithLogitsAccumulator,
+            {"pos_weight": [2, 1]},
+            {"pos_weight": [2.0, 1.0]},
+        ),
+        (
+            SoftmaxCrossEntropyAccumulator,
+            {"weight": np.array([1.0, np.nan, 0.5])},
+            {"weight": [1.0, np.nan, 0.5]},
+        ),
+        (SoftmaxCrossEntropyAccumulator, {"label_smoothing": 0}, {"label_smoothing": 0.0}),
+        (EntropyAccumulator, {"base": 2}, {"base": 2.0}),
+    ],
+)
+def test_merge_compares_parameters_by_value(
+    cls: type[Any], params: dict[str, Any], same: dict[str, Any]
+) -> None:
+    # Equal values from other objects, other dtypes, or a pickled copy are the same loss.
+    a = _feed(cls(**params))
+    for b in (_feed(cls(**same)), pickle.loads(pickle.dumps(_feed(cls(**params))))):
+        count, total = a.count, a.sum
+        a.merge(b)
+        assert (a.count, a.sum) == (count + b.count, total + b.sum)

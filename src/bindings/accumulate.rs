@@ -6,7 +6,8 @@
 //! are merged into the state one by one, as one call merges its own), so batches cut where a
 //! call's blocks are cut give the very bits of one call on the concatenated arrays; `merge`
 //! adds another accumulator's partial (partitions computed elsewhere: other processes, Dask
-//! chunks).
+//! chunks), after checking that its fixed parameters (the `params` pickling stores) are this
+//! one's.
 //!
 //! Pickling stores `(copyreg.__newobj_ex__, (class, (), params), partial)`: `params` are the
 //! constructor's own keyword arguments, so unpickling rebuilds (and validates) the fixed
@@ -148,8 +149,12 @@ pub trait AsState {
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>>;
 }
 
-/// The partial of `other`, which must be an accumulator of class `C`.
-fn part_of<C: PyClass + AsState>(other: &Bound<'_, PyAny>, class: &str) -> PyResult<Partial> {
+/// The partial and the constructor parameters of `other`, which must be an accumulator of
+/// class `C`.
+fn state_of<'py, C: PyClass + AsState>(
+    other: &Bound<'py, PyAny>,
+    class: &str,
+) -> PyResult<(Partial, Bound<'py, PyDict>)> {
     let other = other.cast::<C>().map_err(|_| {
         PyTypeError::new_err(format!(
             "'other' must be a {class}, got {}",
@@ -162,27 +167,63 @@ fn part_of<C: PyClass + AsState>(other: &Bound<'_, PyAny>, class: &str) -> PyRes
     let borrowed = other
         .try_borrow()
         .map_err(|_| PyValueError::new_err("'other' is being updated by another thread"))?;
-    Ok(borrowed.part())
+    Ok((borrowed.part(), borrowed.params(other.py())?))
+}
+
+/// `Ok` if another accumulator's constructor parameters `theirs` equal `mine`, else a
+/// `ValueError` naming the first parameter that differs: the two states were folded (or are
+/// finished) by different losses, and their sum would be neither's. Fixed arrays compare by
+/// shape and value (NaN equal to NaN).
+fn same_params(mine: &Bound<'_, PyDict>, theirs: &Bound<'_, PyDict>) -> PyResult<()> {
+    let py = mine.py();
+    for (key, a) in mine.iter() {
+        let b = theirs
+            .get_item(&key)?
+            .unwrap_or_else(|| py.None().into_bound(py));
+        let same = if a.is_none() || b.is_none() {
+            a.is_none() && b.is_none()
+        } else if a.hasattr("shape")? {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("equal_nan", true)?;
+            py.import("numpy")?
+                .call_method("array_equal", (&a, &b), Some(&kwargs))?
+                .is_truthy()?
+        } else {
+            a.eq(&b)?
+        };
+        if !same {
+            return Err(PyValueError::new_err(format!(
+                "cannot merge: '{key}' differs ({} here, {} in 'other')",
+                shown(&a)?,
+                shown(&b)?
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A parameter's value as `repr` and messages show it: its `repr`, an array's as a list.
+fn shown(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(if value.hasattr("tolist")? {
+        value.call_method0("tolist")?.repr()?.to_string()
+    } else {
+        value.repr()?.to_string()
+    })
 }
 
 /// `Class(param=value, ...) <count=..., sum=...>`, parameters that are `None` left out and
 /// arrays shown as lists.
 fn repr(class: &str, params: &Bound<'_, PyDict>, part: &Partial) -> PyResult<String> {
-    let mut shown = Vec::new();
+    let mut parts = Vec::new();
     for (key, value) in params.iter() {
         if value.is_none() {
             continue;
         }
-        let value = if value.hasattr("tolist")? {
-            value.call_method0("tolist")?
-        } else {
-            value
-        };
-        shown.push(format!("{key}={}", value.repr()?));
+        parts.push(format!("{key}={}", shown(&value)?));
     }
     Ok(format!(
         "{class}({}) <count={}, sum={:?}>",
-        shown.join(", "),
+        parts.join(", "),
         part.count,
         part.sum
     ))
@@ -224,11 +265,16 @@ macro_rules! accumulator_methods {
 
             /// Adds the state of ``other`` (an accumulator of the same class, e.g. one that
             /// saw another part of the data) to this one. ``other`` is left unchanged.
+            ///
+            /// ``other`` must have been built with the same parameters (every constructor
+            /// argument, arrays by value); otherwise ``ValueError`` names the first that
+            /// differs and neither accumulator changes.
             fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<()> {
-                let theirs = part_of::<$class>(other, stringify!($class))?;
+                let (theirs, their_params) = state_of::<$class>(other, stringify!($class))?;
                 let mut me = slf.try_borrow_mut().map_err(|_| {
                     PyValueError::new_err("the accumulator is being used by another thread")
                 })?;
+                same_params(&me.params(slf.py())?, &their_params)?;
                 me.state.part = me.state.part.merge(theirs);
                 Ok(())
             }
