@@ -39,8 +39,9 @@
 
 use super::float::Float;
 use super::isa::{self, Arch, Kernel};
+use super::math;
 use super::reduce::{flags, Partial};
-use super::rows::{fold_row, row_sums, run, view_rows, RowOp, Rows};
+use super::rows::{fold_row, row_sums, row_sums_with, run, view_rows, RowOp, Rows};
 use super::strided::{SendPtr, TileBuf};
 
 /// Which quantity of a row.
@@ -144,14 +145,13 @@ fn rel_entr<A: Arch>(x: f64, y: f64) -> f64 {
     }
 }
 
-/// `x · ln x` with `0 · ln 0 = 0` (branch-free).
+/// `x · ln x` with `0 · ln 0 = 0` (branch-free), for `x` read as a `T`.
 #[inline(always)]
-fn x_ln_x<A: Arch>(x: f64) -> f64 {
-    let t = x * x.ln_on::<A>();
-    if x == 0.0 {
-        0.0
+fn x_ln_x<A: Arch, T: Float>(x: T) -> f64 {
+    if std::mem::size_of::<T>() == 4 {
+        math::x_ln_x_f64::<A, false>(x.to_f64())
     } else {
-        t
+        math::x_ln_x_f64::<A, true>(x.to_f64())
     }
 }
 
@@ -187,19 +187,14 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         // SAFETY: the engine hands out offsets inside the operands (the caller of `run`
         // guarantees them valid).
         let p = unsafe { view_rows(bp, self.p.0.offset(at[0]), rs[0], st[0], rows, n) };
-        let terms = bt.scratch(rows * n);
-        let seg = |r: usize| r * n..(r + 1) * n;
         // Domain errors are flagged on the batch's first row (the caller locates them).
         let bad_p = if any_negative(p) { flags::INPUT } else { 0 };
         let sums = bs.scratch(3 * rows);
         let (sp, rest) = sums.split_at_mut(rows);
         let (sq, sl) = rest.split_at_mut(rows);
-        row_sums(p, n, sp);
         if self.kind == Kind::Entropy {
-            for (t, &x) in terms.iter_mut().zip(p) {
-                *t = x_ln_x::<A>(x.to_f64());
-            }
-            row_sums(terms, n, sl);
+            // P and Σ p ln p in one read, with no buffer of terms.
+            row_sums_with(p, n, x_ln_x::<A, T>, sp, sl);
             for (r, s) in states.iter_mut().enumerate() {
                 // The terms are `-p ln p`: the sum is negated once (exactly), not per element.
                 *s = Partial {
@@ -212,6 +207,9 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             }
             return;
         }
+        row_sums(p, n, sp);
+        let terms = bt.scratch(rows * n);
+        let seg = |r: usize| r * n..(r + 1) * n;
         // SAFETY: as above.
         let q = unsafe { view_rows(bq, self.q.0.offset(at[1]), rs[1], st[1], rows, n) };
         match self.kind {

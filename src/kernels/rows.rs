@@ -642,6 +642,36 @@ pub fn row_sums<T: Float>(x: &[T], n: usize, out: &mut [f64]) {
     }
 }
 
+/// [`row_sums`] of `x` into `sums` and of `f(x)` into `fsums`, in one read of `x`: each sum has
+/// the bits [`row_sums`] gives it. `f` must be branch-free for the loop to vectorise.
+#[inline(always)]
+pub fn row_sums_with<T: Float>(
+    x: &[T],
+    n: usize,
+    f: impl Fn(T) -> f64,
+    sums: &mut [f64],
+    fsums: &mut [f64],
+) {
+    let rows = x
+        .chunks_exact(n.max(1))
+        .zip(sums.iter_mut().zip(fsums.iter_mut()));
+    if n > TILE / 2 {
+        for (row, (s, fs)) in rows {
+            (*s, *fs) = sum_lanes_with(row, &f);
+        }
+        return;
+    }
+    for (row, (s, fs)) in rows {
+        (*s, *fs) = row
+            .iter()
+            .fold((0.0, 0.0), |(s, fs), &v| (s + v.to_f64(), fs + f(v)));
+    }
+    if n == 0 {
+        sums.fill(0.0);
+        fsums.fill(0.0);
+    }
+}
+
 /// Number of independent `f64` accumulators in a tile sum: enough to fill two 512-bit
 /// registers and to break the dependency chain of the additions.
 pub const LANES: usize = 16;
@@ -675,6 +705,33 @@ pub fn sum_lanes_of<T: Float>(x: &[T], f: impl Fn(T) -> f64) -> f64 {
         }
     }
     acc[0]
+}
+
+/// `(Σ x, Σ f(x))`, each summed as [`sum_lanes`] sums, in one read of `x`.
+#[inline(always)]
+pub fn sum_lanes_with<T: Float>(x: &[T], f: impl Fn(T) -> f64) -> (f64, f64) {
+    let mut acc = [0f64; LANES];
+    let mut facc = [0f64; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for ((a, fa), &v) in acc.iter_mut().zip(facc.iter_mut()).zip(c) {
+            *a += v.to_f64();
+            *fa += f(v);
+        }
+    }
+    for ((a, fa), &v) in acc.iter_mut().zip(facc.iter_mut()).zip(chunks.remainder()) {
+        *a += v.to_f64();
+        *fa += f(v);
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] += acc[i + width];
+            facc[i] += facc[i + width];
+        }
+    }
+    (acc[0], facc[0])
 }
 
 /// The largest element of `x`, NaN ignored (`-inf` when there is none). [`LANES`] running
