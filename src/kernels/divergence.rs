@@ -193,8 +193,8 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         let (sp, rest) = sums.split_at_mut(rows);
         let (sq, sl) = rest.split_at_mut(rows);
         if self.kind == Kind::Entropy {
-            // P and Σ p ln p in one read, with no buffer of terms.
-            row_sums_with(p, n, x_ln_x::<A, T>, sp, sl);
+            // P and Σ p ln p (in one read, for long rows).
+            row_sums_with(p, n, x_ln_x::<A, T>, bt.scratch(rows * n), sp, sl);
             for (r, s) in states.iter_mut().enumerate() {
                 // The terms are `-p ln p`: the sum is negated once (exactly), not per element.
                 *s = Partial {

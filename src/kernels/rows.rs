@@ -642,34 +642,31 @@ pub fn row_sums<T: Float>(x: &[T], n: usize, out: &mut [f64]) {
     }
 }
 
-/// [`row_sums`] of `x` into `sums` and of `f(x)` into `fsums`, in one read of `x`: each sum has
-/// the bits [`row_sums`] gives it. `f` must be branch-free for the loop to vectorise.
+/// [`row_sums`] of `x` into `sums` and of `f(x)` into `fsums`, with the bits [`row_sums`]
+/// gives each. A row of more than `TILE / 2` elements is read once for both sums; shorter rows
+/// get `f` over the whole batch in one loop, through `terms` (at least `x.len()` long), since
+/// `f` inside each row's left-to-right fold would not vectorise. `f` must be branch-free.
 #[inline(always)]
 pub fn row_sums_with<T: Float>(
     x: &[T],
     n: usize,
     f: impl Fn(T) -> f64,
+    terms: &mut [f64],
     sums: &mut [f64],
     fsums: &mut [f64],
 ) {
-    let rows = x
-        .chunks_exact(n.max(1))
-        .zip(sums.iter_mut().zip(fsums.iter_mut()));
     if n > TILE / 2 {
-        for (row, (s, fs)) in rows {
+        for (row, (s, fs)) in x.chunks_exact(n).zip(sums.iter_mut().zip(fsums.iter_mut())) {
             (*s, *fs) = sum_lanes_with(row, &f);
         }
         return;
     }
-    for (row, (s, fs)) in rows {
-        (*s, *fs) = row
-            .iter()
-            .fold((0.0, 0.0), |(s, fs), &v| (s + v.to_f64(), fs + f(v)));
+    let terms = &mut terms[..x.len()];
+    for (t, &v) in terms.iter_mut().zip(x) {
+        *t = f(v);
     }
-    if n == 0 {
-        sums.fill(0.0);
-        fsums.fill(0.0);
-    }
+    row_sums(x, n, sums);
+    row_sums(terms, n, fsums);
 }
 
 /// Number of independent `f64` accumulators in a tile sum: enough to fill two 512-bit
