@@ -232,7 +232,8 @@ pub fn bce_nlog_f32<A: Arch>(p: f32, one: bool) -> f32 {
 /// the normal `2^(n+64)` and once by the constant `2^-64` (subnormal `e` still rounds once).
 /// Then `ln(1 + e) = e + e²·Q(e)` by one polynomial over all of `[0, 1]`: no reduction of
 /// `1 + e`, whose rounding would be lost, and no special cases. Q's degree 8 keeps the
-/// approximation within 8e-9 relative; with rounding, about 1.2 ulp.
+/// approximation within 8e-9 relative, `ln(1 + e)` within about 1.2 ulp of `e`'s exact value,
+/// and with `e`'s own rounding the result within 1.5 ulp (dense sampling, FMA).
 #[inline(always)]
 pub fn softplus_nonpos_f32<A: Arch>(z: f32) -> f32 {
     let z = sel32(z < -104.0, -104.0, z);
