@@ -13,7 +13,7 @@ use super::arrays::{
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::divergence::normalize_axis;
 use super::reduction::reduction_arg;
-use super::softmax::ClassWeights;
+use super::softmax::{check_smoothing, ClassWeights};
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::grad::{self, ClassTarget, LogitsGrad, SoftmaxGrad};
@@ -80,15 +80,7 @@ pub fn binary_cross_entropy_with_logits_grad<'py>(
     #[pyo3(from_py_with = reduction_arg)] reduction: &str,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let mean = match reduction {
-        "sum" => false,
-        "mean" => true,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "'reduction' must be 'sum' or 'mean', got {other:?}"
-            )))
-        }
-    };
+    let mean = is_mean(reduction)?;
     let args = Args {
         weight,
         pos_weight,
@@ -104,6 +96,18 @@ struct Args<'a, 'py> {
     pos_weight: Option<&'a Bound<'py, PyAny>>,
     mean: bool,
     out: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// A gradient's `reduction`: `true` for `"mean"`, `false` for `"sum"` (a gradient has no
+/// `"none"`: it is elementwise already).
+fn is_mean(reduction: &str) -> PyResult<bool> {
+    match reduction {
+        "sum" => Ok(false),
+        "mean" => Ok(true),
+        other => Err(PyValueError::new_err(format!(
+            "'reduction' must be 'sum' or 'mean', got {other:?}"
+        ))),
+    }
 }
 
 fn dispatch_target<'py, T: Float + Element>(
@@ -242,20 +246,8 @@ pub fn softmax_cross_entropy_grad<'py>(
     #[pyo3(from_py_with = reduction_arg)] reduction: &str,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let mean = match reduction {
-        "sum" => false,
-        "mean" => true,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "'reduction' must be 'sum' or 'mean', got {other:?}"
-            )))
-        }
-    };
-    if !(0.0..=1.0).contains(&label_smoothing) {
-        return Err(PyValueError::new_err(format!(
-            "'label_smoothing' must be between 0.0 and 1.0, got {label_smoothing}"
-        )));
-    }
+    let mean = is_mean(reduction)?;
+    check_smoothing(label_smoothing)?;
     let args = SoftArgs {
         axis,
         weight,
