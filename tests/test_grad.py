@@ -377,6 +377,14 @@ def test_softmax_grad_layouts_threads_and_errors(threads: None) -> None:
     np.testing.assert_allclose(ht.T, h, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match=r"'target'.*index \(7,\)"):
         sce_grad(x, np.where(np.arange(3000) == 7, 40, labels))
+    # The loss and its gradient word a bad label alike.
+    bad = np.where(np.arange(3000) == 7, 40, labels)
+    with pytest.raises(ValueError) as loss_error:
+        crossent.softmax_cross_entropy(x, bad)
+    with pytest.raises(ValueError) as grad_error:
+        sce_grad(x, bad)
+    assert "or ignore_index (-100)" in str(loss_error.value)
+    assert "or ignore_index (-100)" in str(grad_error.value)
     with pytest.raises(ValueError, match="'target'"):
         sce_grad(x, labels[:10])
     with pytest.raises(ValueError, match="'weight'"):

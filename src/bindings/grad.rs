@@ -416,7 +416,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
             })
         };
         let what = if Y::HARD {
-            format!("class indices in [0, {classes}) or ignore_index {ignore}")
+            format!("class indices in [0, {classes}) or ignore_index ({ignore})")
         } else {
             "non-negative class probabilities".to_string()
         };
