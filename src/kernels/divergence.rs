@@ -145,6 +145,16 @@ fn rel_entr<A: Arch>(x: f64, y: f64) -> f64 {
     }
 }
 
+/// `ln x` for `x ≥ 0` computed from values read as `T` (see [`math::ln_nonneg_f64`]).
+#[inline(always)]
+fn ln_nonneg<A: Arch, T: Float>(x: f64) -> f64 {
+    if std::mem::size_of::<T>() == 4 {
+        math::ln_nonneg_f64::<A, false>(x)
+    } else {
+        math::ln_nonneg_f64::<A, true>(x)
+    }
+}
+
 /// `x · ln x` with `0 · ln 0 = 0` (branch-free), for `x` read as a `T`.
 #[inline(always)]
 fn x_ln_x<A: Arch, T: Float>(x: T) -> f64 {
@@ -217,13 +227,16 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             Kind::CrossEntropy => {
                 for ((t, &x), &y) in terms.iter_mut().zip(p).zip(q) {
                     let (x, y) = (x.to_f64(), y.to_f64());
-                    let l = -(x * y.ln_on::<A>());
+                    let l = -(x * ln_nonneg::<A, T>(y));
                     *t = if x == 0.0 { 0.0 } else { l };
                 }
             }
             Kind::KlDivergence => {
                 for ((t, &x), &y) in terms.iter_mut().zip(p).zip(q) {
-                    *t = rel_entr::<A>(x.to_f64(), y.to_f64());
+                    let (x, y) = (x.to_f64(), y.to_f64());
+                    // x / y of two f32 values is never subnormal in f64.
+                    let term = x * ln_nonneg::<A, T>(x / y);
+                    *t = if x == 0.0 { 0.0 } else { term };
                 }
             }
             Kind::JensenShannon => {

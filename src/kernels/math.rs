@@ -390,11 +390,32 @@ fn ln_special64(x: f64, y: f64) -> f64 {
 /// Natural logarithm, `f64`.
 #[inline(always)]
 pub fn ln_f64<A: Arch>(x: f64) -> f64 {
-    let sub = x < f64::MIN_POSITIVE;
+    ln_special64(x, ln_pos64::<A, true>(x))
+}
+
+/// `ln x` for positive finite `x`, `f64` (a finite value of no meaning otherwise); subnormal
+/// `x` is scaled first only when `SUBNORMALS`.
+#[inline(always)]
+fn ln_pos64<A: Arch, const SUBNORMALS: bool>(x: f64) -> f64 {
+    let sub = SUBNORMALS & (x < f64::MIN_POSITIVE);
     let xs = sel64(sub, x * 18_014_398_509_481_984.0, x);
     let (kb, m) = reduce64(xs);
     let k = k_to_f64(kb) - sel64(sub, 54.0, 0.0);
-    ln_special64(x, ln_core64::<A>(k, m - 1.0))
+    ln_core64::<A>(k, m - 1.0)
+}
+
+/// `ln x` for `x ≥ 0`, `f64`: [`ln_f64`] less what negative `x` needs (its value has no
+/// meaning here; callers report it as a domain error) and, unless `SUBNORMALS`, the scaling of
+/// subnormal `x` (never one when `x` comes from `f32` values). `ln 0 = -inf`, `+inf` and NaN
+/// are kept.
+#[inline(always)]
+pub fn ln_nonneg_f64<A: Arch, const SUBNORMALS: bool>(x: f64) -> f64 {
+    let y = ln_pos64::<A, SUBNORMALS>(x);
+    sel64(
+        (x > 0.0) & (x < f64::INFINITY),
+        y,
+        sel64(x == 0.0, f64::NEG_INFINITY, x),
+    )
 }
 
 /// `x·ln x` for `x ≥ 0`, with `0·ln 0 = 0`, `f64`: the entropy term. Cheaper than `x` times
@@ -404,11 +425,7 @@ pub fn ln_f64<A: Arch>(x: f64) -> f64 {
 /// `f32` widened to `f64` never is one.
 #[inline(always)]
 pub fn x_ln_x_f64<A: Arch, const SUBNORMALS: bool>(x: f64) -> f64 {
-    let sub = SUBNORMALS & (x < f64::MIN_POSITIVE);
-    let xs = sel64(sub, x * 18_014_398_509_481_984.0, x);
-    let (kb, m) = reduce64(xs);
-    let k = k_to_f64(kb) - sel64(sub, 54.0, 0.0);
-    let t = x * ln_core64::<A>(k, m - 1.0);
+    let t = x * ln_pos64::<A, SUBNORMALS>(x);
     sel64(x == 0.0, 0.0, t)
 }
 
@@ -967,6 +984,22 @@ mod tests {
                     o[i]
                 );
             }
+            // ln for x ≥ 0: the IEEE specials but for negative x, and ln_f64's bits elsewhere.
+            struct Logs<'a>(&'a [f64], &'a mut [f64], &'a mut [f64]);
+            impl Kernel for Logs<'_> {
+                type Output = ();
+                #[inline(always)]
+                fn run<A: Arch>(self) {
+                    for ((a, b), &x) in self.1.iter_mut().zip(self.2.iter_mut()).zip(self.0) {
+                        (*a, *b) = (ln_nonneg_f64::<A, true>(x), ln_f64::<A>(x));
+                    }
+                }
+            }
+            let (mut nonneg, mut ieee) = ([0f64; 9], [0f64; 9]);
+            dispatch_on(isa, Logs(&xs, &mut nonneg, &mut ieee));
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&nonneg), bits(&ieee), "{isa:?}");
+            assert_eq!(nonneg[1], f64::NEG_INFINITY);
             // Without subnormal scaling, every normal value is still exact.
             let mut o2 = [0f64; 9];
             dispatch_on(isa, Terms::<false>(&xs, &mut o2));
