@@ -134,10 +134,12 @@ fn any_negative<T: Float>(x: &[T]) -> bool {
     x.iter().fold(false, |bad, &v| bad | (v < T::ZERO))
 }
 
-/// `x · ln(x / y)` with `0 · ln(0 / y) = 0` (branch-free).
+/// `x · ln(x / y)` with `0 · ln(0 / y) = 0` (branch-free), for `x`, `y` computed from values
+/// read as `T`: from `f32` values (widened, scaled by a row's `1/P`, or averaged) the ratio is
+/// never subnormal in `f64`.
 #[inline(always)]
-fn rel_entr<A: Arch>(x: f64, y: f64) -> f64 {
-    let t = x * (x / y).ln_on::<A>();
+fn rel_entr<A: Arch, T: Float>(x: f64, y: f64) -> f64 {
+    let t = x * ln_nonneg::<A, T>(x / y);
     if x == 0.0 {
         0.0
     } else {
@@ -233,10 +235,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             }
             Kind::KlDivergence => {
                 for ((t, &x), &y) in terms.iter_mut().zip(p).zip(q) {
-                    let (x, y) = (x.to_f64(), y.to_f64());
-                    // x / y of two f32 values is never subnormal in f64.
-                    let term = x * ln_nonneg::<A, T>(x / y);
-                    *t = if x == 0.0 { 0.0 } else { term };
+                    *t = rel_entr::<A, T>(x.to_f64(), y.to_f64());
                 }
             }
             Kind::JensenShannon => {
@@ -252,7 +251,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
                 {
                     let (a, b) = (x.to_f64() * fa, y.to_f64() * fb);
                     let m = (a + b) * 0.5;
-                    *t = rel_entr::<A>(a, m) + rel_entr::<A>(b, m);
+                    *t = rel_entr::<A, T>(a, m) + rel_entr::<A, T>(b, m);
                 }
             }
         }
