@@ -37,12 +37,13 @@
 //! `1e-30`-scaled rows), and an `f32` logarithm's rounding (up to 4e-6 at `ln ≈ -68`) would
 //! survive that subtraction. In `f64` the result is accurate to a few ulp of `f32`.
 //!
-//! One exception is cheaper at the same `f32` accuracy: entropy rows written to an `f32`
-//! output take `ln p = k·ln2 + f + w` with `k·ln2 + f` in `f64` and only `w` (`|w| < 0.072`) in
-//! `f32` lanes ([`math::x_ln_x_f32`]), and the largest element's term exact where it could
-//! matter ([`exact_top_term`]): within 1 ulp of `f32` of SciPy's `f64` result on near one-hot,
-//! count, scaled and subnormal rows (the tests), at about 1.3x the speed. A result returned
-//! as a Python float (`axis=None`, the streaming accumulators) keeps `f64` terms.
+//! One exception is cheaper at the same `f32` accuracy: entropy and cross-entropy rows written
+//! to an `f32` output take `ln x = k·ln2 + f + w` with `k·ln2 + f` in `f64` and only `w`
+//! (`|w| < 0.072`) in `f32` lanes ([`math::ln_nonneg_f32_wide`]), and the log of the largest
+//! element in `f64` where it could matter ([`top_log_fix`]): within 1 ulp of `f32` of SciPy's
+//! `f64` result on near one-hot, count, scaled and subnormal rows (the tests). A result
+//! returned as a Python float (`axis=None`, the streaming accumulators) keeps `f64` terms. KL
+//! cannot take this route: its terms cancel when `p ≈ q`, so its logs of `p / q` need `f64`.
 
 use super::float::Float;
 use super::isa::{self, Arch, Kernel};
@@ -126,7 +127,8 @@ impl Finish {
 ///
 /// `out` (null for none) receives each row's result; `norms` (Jensen-Shannon only) holds one
 /// `[f64; 2]` per row, indexed by the engine's row index. Rows written to an `f32` `out` get
-/// entropy terms only as accurate as an `f32` result needs (see the module doc).
+/// entropy and cross-entropy logs only as accurate as an `f32` result needs (see the module
+/// doc).
 pub struct Divergence<T> {
     pub kind: Kind,
     pub p: SendPtr<T>,
@@ -178,30 +180,50 @@ fn x_ln_x<A: Arch, T: Float>(x: T) -> f64 {
 }
 
 /// `x · ln x` of an `f32` read as a `T`, as accurate as an `f32` result needs:
-/// [`math::x_ln_x_f32`], within `2e-8·x`, which [`exact_top_term`] completes.
+/// [`math::x_ln_x_f32`], within `2e-8·x`, which [`top_log_fix`] completes.
 #[inline(always)]
 fn x_ln_x_for_f32<A: Arch, T: Float>(x: T) -> f64 {
     math::x_ln_x_f32::<A>(x.to_f64() as f32)
 }
 
-/// What turns the sum of [`x_ln_x_for_f32`] over a row (or a piece of one) whose elements sum
-/// to `mass` into a sum whose error is small next to the entropy.
-///
-/// Entropy is `Σ a ln(1/a)` over shares `a = p / P`. A share `a ≤ 1/2` has `ln(1/a) ≥ ln 2`, so
-/// the term's absolute error `2e-8·p` is relatively small; only a share above one half, whose
-/// exact contribution can be as small as we like (a near one-hot row), needs its term to
-/// `f64` accuracy. There is at most one such element, the largest, and it is above half of
-/// every piece it lies in, since the piece's mass is at most the row's: each piece swaps its
-/// largest element's term for the exact one when it is above half of the piece's mass. The
-/// swap depends only on the piece, so the bits do not depend on how pieces are scheduled.
+/// `ln y` of an `f32` read as a `T`, as accurate as an `f32` result needs:
+/// [`math::ln_nonneg_f32_wide`], within 2e-8, which [`top_log_fix`] completes.
 #[inline(always)]
-fn exact_top_term<A: Arch, T: Float>(x: &[T], mass: f64) -> f64 {
-    let top = max_lanes(x);
-    if top.to_f64() > 0.5 * mass {
-        x_ln_x::<A, T>(top) - x_ln_x_for_f32::<A, T>(top)
-    } else {
-        0.0
+fn ln_for_f32<A: Arch, T: Float>(y: T) -> f64 {
+    math::ln_nonneg_f32_wide::<A>(y.to_f64() as f32)
+}
+
+/// The cross-entropy terms `-x ln y` (0 where `x = 0`) of `p`, `q` into `terms`.
+#[inline(always)]
+fn neg_x_ln_y<T: Float>(terms: &mut [f64], p: &[T], q: &[T], ln: impl Fn(T) -> f64) {
+    for ((t, &x), &y) in terms.iter_mut().zip(p).zip(q) {
+        let x = x.to_f64();
+        let l = -(x * ln(y));
+        *t = if x == 0.0 { 0.0 } else { l };
     }
+}
+
+/// What completes the `f32`-accurate logs ([`ln_for_f32`]) of a row (or a piece of one) `x`
+/// whose elements sum to `mass`, into sums whose error is small next to the result: for its
+/// largest element `top`, when that is above half of `mass`, `(top, ln top - ln_for_f32(top))`
+/// with the `f64` log. The caller adds its term's share of that difference.
+///
+/// Entropy is `Σ a ln(1/a)` over shares `a = p / P` (cross-entropy `Σ a ln(1/b)`, `b = q / Q`).
+/// A share `≤ 1/2` has `ln(1/a) ≥ ln 2`, so the log's absolute error 2e-8 is relatively small;
+/// only a share above one half, whose exact log can be as small as we like (a near one-hot
+/// row), needs its log to `f64` accuracy. There is at most one such element, the largest, and
+/// it is above half of every piece it lies in, since the piece's mass is at most the row's:
+/// each piece fixes its largest element's log when it is above half of the piece's mass. The
+/// fix depends only on the piece, so the bits do not depend on how pieces are scheduled.
+#[inline(always)]
+fn top_log_fix<A: Arch, T: Float>(x: &[T], mass: f64) -> Option<(T, f64)> {
+    let top = max_lanes(x);
+    (top.to_f64() > 0.5 * mass).then(|| {
+        (
+            top,
+            ln_nonneg::<A, T>(top.to_f64()) - ln_for_f32::<A, T>(top),
+        )
+    })
 }
 
 impl<T: Float> RowOp<3> for Divergence<T> {
@@ -242,15 +264,18 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         let (sp, rest) = sums.split_at_mut(rows);
         let (sq, sl) = rest.split_at_mut(rows);
         let seg = |r: usize| r * n..(r + 1) * n;
+        // Rows written as `f32` get logs as accurate as that needs, unless rows are so short
+        // that finding their largest element costs more than the cheaper logs save.
+        let f32_rows = std::mem::size_of::<T>() == 4 && !self.out.0.is_null() && n > LANES;
         if self.kind == Kind::Entropy {
-            // P and Σ p ln p (in one read, for long rows); for rows written as `f32`, with
-            // terms as accurate as that needs, unless rows are so short that finding their
-            // largest element costs more than the cheaper terms save.
+            // P and Σ p ln p (in one read, for long rows).
             let terms = bt.scratch(rows * n);
-            if std::mem::size_of::<T>() == 4 && !self.out.0.is_null() && n > LANES {
+            if f32_rows {
                 row_sums_with(p, n, x_ln_x_for_f32::<A, T>, terms, sp, sl);
                 for r in 0..rows {
-                    sl[r] += exact_top_term::<A, T>(&p[seg(r)], sp[r]);
+                    if let Some((top, fix)) = top_log_fix::<A, T>(&p[seg(r)], sp[r]) {
+                        sl[r] += top.to_f64() * fix;
+                    }
                 }
             } else {
                 row_sums_with(p, n, x_ln_x::<A, T>, terms, sp, sl);
@@ -273,13 +298,8 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         let q = unsafe { view_rows(bq, self.q.0.offset(at[1]), rs[1], st[1], rows, n) };
         match self.kind {
             Kind::Entropy | Kind::JensenShannonSums => {}
-            Kind::CrossEntropy => {
-                for ((t, &x), &y) in terms.iter_mut().zip(p).zip(q) {
-                    let (x, y) = (x.to_f64(), y.to_f64());
-                    let l = -(x * ln_nonneg::<A, T>(y));
-                    *t = if x == 0.0 { 0.0 } else { l };
-                }
-            }
+            Kind::CrossEntropy if f32_rows => neg_x_ln_y(terms, p, q, ln_for_f32::<A, T>),
+            Kind::CrossEntropy => neg_x_ln_y(terms, p, q, |y: T| ln_nonneg::<A, T>(y.to_f64())),
             Kind::KlDivergence => {
                 for ((t, &x), &y) in terms.iter_mut().zip(p).zip(q) {
                     *t = rel_entr::<A, T>(x.to_f64(), y.to_f64());
@@ -309,6 +329,20 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             _ => {
                 row_sums(q, n, sq);
                 row_sums(terms, n, sl);
+            }
+        }
+        if self.kind == Kind::CrossEntropy && f32_rows {
+            for r in 0..rows {
+                let (p, q) = (&p[seg(r)], &q[seg(r)]);
+                if let Some((top, fix)) = top_log_fix::<A, T>(q, sq[r]) {
+                    // The weight of the one element at `top` (above half the mass, so unique).
+                    let w: f64 = p
+                        .iter()
+                        .zip(q)
+                        .map(|(&x, &y)| if y == top { x.to_f64() } else { 0.0 })
+                        .sum();
+                    sl[r] -= w * fix;
+                }
             }
         }
         for (r, s) in states.iter_mut().enumerate() {

@@ -429,22 +429,19 @@ pub fn x_ln_x_f64<A: Arch, const SUBNORMALS: bool>(x: f64) -> f64 {
     sel64(x == 0.0, 0.0, t)
 }
 
-/// `x·ln x` for `x ≥ 0` given as `f32`, in `f64`, with `0·ln 0 = 0`: the entropy term of
-/// `f32` input at half the cost of [`x_ln_x_f64`] on the widened value, since the polynomial
-/// runs on twice as many `f32` lanes.
+/// `ln x` for positive finite `x` given as `f32`, in `f64`, at `f32` cost: within 2e-8
+/// *absolute* (1.6e-8 measured, unbiased; see the tests), a finite value of no meaning for
+/// other `x`.
 ///
 /// `x = 2^k·(1 + f)` is reduced as in [`ln_f32`] (subnormals scaled first), and
 /// `ln x = k·ln2 + f + w` with `w = f²·(Q(f)·f - 1/2)` from [`ln_f32`]'s polynomial. `k·ln2 + f`
 /// is formed in `f64` (`f` is exact), so only `w`, at most 0.072 in magnitude, carries `f32`
-/// rounding: the log is within 2e-8 *absolute* (1.6e-8 measured, unbiased; see the tests),
-/// the term within `2e-8·x`. In a distribution that is a relative error below 3e-8 for every
-/// share `a ≤ 1/2` (its `ln(1/a) ≥ ln 2`), but not for a share near 1, whose exact
-/// contribution is tiny: a caller that needs it relative to its size uses [`x_ln_x_f64`] for
-/// that one element (see `divergence`). `+inf`, NaN and
-/// `0` need no special case: their reduction is finite, and the product with `x` gives them
-/// back. Negative `x` gives a value of no meaning (callers report it as a domain error).
+/// rounding, and the polynomial runs on twice as many lanes as an `f64` one. In a distribution
+/// the error is relatively small, below 3e-8, for every share `a ≤ 1/2` (its `ln(1/a) ≥ ln 2`),
+/// but not for a share near 1, whose exact log is tiny: a caller that needs it relative to its
+/// size computes that one element in `f64` (see `divergence`).
 #[inline(always)]
-pub fn x_ln_x_f32<A: Arch>(x: f32) -> f64 {
+fn ln_pos_f32_wide<A: Arch>(x: f32) -> f64 {
     let sub = x < f32::MIN_POSITIVE;
     let xs = sel32(sub, x * 8_388_608.0, x);
     let (k, m) = reduce32(xs);
@@ -455,8 +452,30 @@ pub fn x_ln_x_f32<A: Arch>(x: f32) -> f64 {
         q = fma32::<A>(q, f, c);
     }
     let w = (f * f) * fma32::<A>(q, f, -0.5);
-    let ln = fma64::<A>(f64::from(k), std::f64::consts::LN_2, f64::from(f)) + f64::from(w);
-    f64::from(x) * ln
+    fma64::<A>(f64::from(k), std::f64::consts::LN_2, f64::from(f)) + f64::from(w)
+}
+
+/// `x·ln x` for `x ≥ 0` given as `f32`, in `f64`, with `0·ln 0 = 0`, from
+/// [`ln_pos_f32_wide`] (the term within `2e-8·x`): the entropy term of `f32` input. `+inf`, NaN
+/// and `0` need no special case: their reduction is finite, and the product with `x` gives
+/// them back. Negative `x` gives a value of no meaning (callers report it as a domain error).
+#[inline(always)]
+pub fn x_ln_x_f32<A: Arch>(x: f32) -> f64 {
+    f64::from(x) * ln_pos_f32_wide::<A>(x)
+}
+
+/// `ln x` for `x ≥ 0` given as `f32`, in `f64`, from [`ln_pos_f32_wide`] (within 2e-8
+/// absolute): the cross-entropy log of `f32` input. `ln 0 = -inf`, `+inf` and NaN are kept;
+/// negative `x` gives a value of no meaning (callers report it as a domain error).
+#[inline(always)]
+pub fn ln_nonneg_f32_wide<A: Arch>(x: f32) -> f64 {
+    let y = ln_pos_f32_wide::<A>(x);
+    let x = f64::from(x);
+    sel64(
+        (x > 0.0) & (x < f64::INFINITY),
+        y,
+        sel64(x == 0.0, f64::NEG_INFINITY, x),
+    )
 }
 
 /// `ln(1 + x)`, `f64`, accurate for small `|x|`.
@@ -1042,7 +1061,7 @@ mod tests {
 
     /// `x_ln_x_f32`: the log inside it within 2e-8 absolute (its term within `2e-8·x`) over
     /// all positive `f32` and densely on `[1/4, 4]`, unbiased, and the specials of
-    /// `x_ln_x_f64`.
+    /// `x_ln_x_f64`; `ln_nonneg_f32_wide`: that log, with the specials of `ln`.
     #[test]
     fn x_ln_x_f32_absolute_error() {
         struct Terms<'a>(&'a [f32], &'a mut [f64]);
@@ -1055,14 +1074,24 @@ mod tests {
                 }
             }
         }
+        struct Logs<'a>(&'a [f32], &'a mut [f64]);
+        impl Kernel for Logs<'_> {
+            type Output = ();
+            #[inline(always)]
+            fn run<A: Arch>(self) {
+                for (o, &x) in self.1.iter_mut().zip(self.0) {
+                    *o = ln_nonneg_f32_wide::<A>(x);
+                }
+            }
+        }
         let mut xs = samples32(400_000, 0.0, f32::MAX);
         xs.extend(samples32(400_000, 0.25, 4.0));
         xs.retain(|&x| x > 0.0);
         for isa in isas() {
-            let mut o = vec![0f64; xs.len()];
-            dispatch_on(isa, Terms(&xs, &mut o));
+            let mut o_all = vec![0f64; xs.len()];
+            dispatch_on(isa, Terms(&xs, &mut o_all));
             let (mut max, mut sum) = (0f64, 0f64);
-            for (&x, &t) in xs.iter().zip(&o) {
+            for (&x, &t) in xs.iter().zip(&o_all) {
                 let x = x as f64;
                 let e = (t - x * x.ln()) / x;
                 max = max.max(e.abs());
@@ -1079,6 +1108,19 @@ mod tests {
             dispatch_on(isa, Terms(&specials, &mut o));
             assert_eq!(&o[..4], &[0.0, 0.0, 0.0, f64::INFINITY], "{isa:?}");
             assert!(o[4].is_nan());
+            // ln_nonneg_f32_wide: the same log (x·ln x is x times it), with ln's specials.
+            let mut l = vec![0f64; xs.len()];
+            dispatch_on(isa, Logs(&xs, &mut l));
+            for ((&x, &t), &y) in xs.iter().zip(&o_all).zip(&l) {
+                assert_eq!((x as f64 * y).to_bits(), t.to_bits(), "{isa:?} {x:e}");
+            }
+            let mut l = [1f64; 5];
+            dispatch_on(isa, Logs(&specials, &mut l));
+            assert_eq!(
+                &l[..4],
+                &[f64::NEG_INFINITY, f64::NEG_INFINITY, 0.0, f64::INFINITY]
+            );
+            assert!(l[4].is_nan());
         }
     }
 
