@@ -396,4 +396,24 @@ def test_softmax_grad_layouts_threads_and_errors(threads: None) -> None:
     with pytest.raises(ValueError, match="'label_smoothing'"):
         sce_grad(x, labels, label_smoothing=1.5)
     with pytest.raises(TypeError, match="'logits'"):
-        sce_grad(x.astype(np.int32), labels)
+        sce_grad(x.astype(np.complex128), labels)
+
+
+def test_softmax_grad_converts_logits_as_the_loss_does() -> None:
+    """Integer and bool logits are taken as float64, float16 as float32: the loss's rule."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 5, 40)
+    conversions: list[tuple[Any, Any]] = [
+        (np.int32, np.float64),
+        (np.bool_, np.float64),
+        (np.float16, np.float32),
+    ]
+    for dtype, as_dtype in conversions:
+        x: Any = (rng.standard_normal((40, 5)) * 3).astype(dtype)
+        got = sce_grad(x, labels)
+        want = sce_grad(x.astype(as_dtype), labels)
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == as_dtype
+            assert g.tobytes() == w.tobytes()
+        loss = crossent.softmax_cross_entropy(x, labels, reduction="sum")
+        assert loss == crossent.softmax_cross_entropy(x.astype(as_dtype), labels, reduction="sum")

@@ -1,6 +1,6 @@
 //! Python bindings of the gradient kernels ([`crate::kernels::grad`]).
 
-use numpy::{Element, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{Element, PyUntypedArray};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -11,9 +11,9 @@ use super::arrays::{
     ViewMut,
 };
 use super::binary::{with_target_dtype, BinaryOperands};
-use super::divergence::normalize_axis;
+use super::divergence::{as_float, normalize_axis, precision, Precision};
 use super::reduction::reduction_arg;
-use super::softmax::{check_smoothing, ClassWeights};
+use super::softmax::{check_smoothing, with_class_target, ClassWeights};
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::grad::{self, ClassTarget, LogitsGrad, SoftmaxGrad};
@@ -201,7 +201,8 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
 ///     probabilities:  grad = A * p - w * t',  t' = (1 - eps) * t + eps / C,  A = sum(w * t')
 ///     both:           hess = A * p * (1 - p)      (the diagonal of the Hessian)
 ///
-/// Arrays of ``logits``' shape and dtype: the shape XGBoost and LightGBM multi-class custom
+/// Arrays of ``logits``' shape and float dtype (bool and integer logits are converted to
+/// float64, float16 to float32, as by the loss): the shape XGBoost and LightGBM multi-class custom
 /// objectives take (``(n_rows, n_classes)``). Each row's log-sum-exp is computed in a first
 /// read of the row, the outputs in a second; the softmax is never stored.
 ///
@@ -213,7 +214,8 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
 ///     Derivatives of the summed loss, or of PyTorch's mean (divided by ``sum(w[y])`` over
 ///     the rows not ignored, or by the row count for probabilities).
 /// out : tuple of two numpy.ndarray, optional
-///     ``(grad, hess)`` arrays of ``logits``' dtype and shape to write into.
+///     ``(grad, hess)`` arrays of ``logits``' dtype (float64 for bool and integer logits,
+///     float32 for float16) and shape to write into.
 ///
 /// Examples
 /// --------
@@ -256,8 +258,12 @@ pub fn softmax_cross_entropy_grad<'py>(
         mean,
         out,
     };
+    // Logits of other real dtypes are converted, as by the loss.
     let x = ndarray(logits, "logits")?;
-    with_input_dtype!(&x, "logits", softmax_target::<T>(&x, target, &args))
+    match precision(&x, "logits")? {
+        Precision::F32 => softmax_target::<f32>(&as_float::<f32>(x)?, target, &args),
+        Precision::F64 => softmax_target::<f64>(&as_float::<f64>(x)?, target, &args),
+    }
 }
 
 struct SoftArgs<'a, 'py> {
@@ -275,23 +281,10 @@ fn softmax_target<'py, T: Float + Element + ClassTarget>(
     args: &SoftArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let y = ndarray(target, "target")?;
-    macro_rules! try_targets {
-        ($($t:ty),*) => {$(
-            if is::<$t>(&y) {
-                return softmax_compute::<T, $t>(x, &y, args);
-            }
-        )*};
-    }
-    try_targets!(i64, i32, i16, i8, u8, u16, u32);
-    if y.dtype().kind() == b'f' {
+    with_class_target!(&y, L => softmax_compute::<T, L>(x, &y, args), {
         let y = ndarray_as::<T>(&y, "target")?;
-        return softmax_compute::<T, T>(x, &y, args);
-    }
-    Err(PyTypeError::new_err(format!(
-        "'target' must hold class indices (int8, int16, int32, int64, uint8, uint16, uint32) \
-         or class probabilities (float32, float64), got dtype {}",
-        dtype_name(&y)
-    )))
+        softmax_compute::<T, T>(x, &y, args)
+    })
 }
 
 fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(

@@ -1,15 +1,13 @@
 //! Python binding of softmax cross-entropy: parse, dispatch on dtypes, release the GIL,
 //! convert. The formulas live in [`crate::kernels::softmax`].
 
-use numpy::{Element, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use numpy::{Element, PyUntypedArray};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
 use super::args;
-use super::arrays::{
-    dtype_name, is, ndarray, ndarray_as, new_output, operand, shape_str, Operand, View, ViewMut,
-};
+use super::arrays::{ndarray, ndarray_as, new_output, operand, shape_str, Operand, View, ViewMut};
 use super::divergence::{as_float, domain_error, normalize_axis, precision, Precision};
 use super::reduction::{reduction_arg, Reduction};
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
@@ -238,29 +236,49 @@ struct Args<'a, 'py> {
     init: Partial,
 }
 
+/// Evaluates `$labels`, in which `$L` names the integer type of `$y` (the `target` array of
+/// softmax cross-entropy or its gradient, from [`ndarray`]), when `$y` holds class indices;
+/// `$probs` when it holds floats (class probabilities); a `TypeError` naming `target` for any
+/// other dtype.
+macro_rules! with_class_target {
+    ($y:expr, $L:ident => $labels:expr, $probs:expr) => {{
+        let y: &::pyo3::Bound<'_, ::numpy::PyUntypedArray> = $y;
+        with_class_target!(@try y, $L => $labels, $probs; i64, i32, i16, i8, u8, u16, u32)
+    }};
+    (@try $y:ident, $L:ident => $labels:expr, $probs:expr; $l:ty $(, $rest:ty)*) => {
+        if $crate::bindings::arrays::is::<$l>($y) {
+            type $L = $l;
+            $labels
+        } else {
+            with_class_target!(@try $y, $L => $labels, $probs; $($rest),*)
+        }
+    };
+    (@try $y:ident, $L:ident => $labels:expr, $probs:expr;) => {{
+        let dtype = ::numpy::PyUntypedArrayMethods::dtype($y);
+        if ::numpy::PyArrayDescrMethods::kind(&dtype) == b'f' {
+            $probs
+        } else {
+            Err(::pyo3::exceptions::PyTypeError::new_err(format!(
+                "'target' must hold class indices (int8, int16, int32, int64, uint8, uint16, \
+                 uint32) or class probabilities (float32, float64), got dtype {}",
+                $crate::bindings::arrays::dtype_name($y)
+            )))
+        }
+    }};
+}
+
+pub(crate) use with_class_target;
+
 fn dispatch_target<'py, T: Float + Element>(
     x: Bound<'py, PyUntypedArray>,
     target: &Bound<'py, PyAny>,
     args: &Args<'_, 'py>,
 ) -> PyResult<Computed<'py>> {
     let y = ndarray(target, "target")?;
-    macro_rules! try_labels {
-        ($($l:ty),*) => {$(
-            if is::<$l>(&y) {
-                return compute::<T, $l>(&x, Target::Labels(&y), args);
-            }
-        )*};
-    }
-    try_labels!(i64, i32, i16, i8, u8, u16, u32);
-    if y.dtype().kind() == b'f' {
+    with_class_target!(&y, L => compute::<T, L>(&x, Target::Labels(&y), args), {
         let y = ndarray_as::<T>(&y, "target")?;
-        return compute::<T, i64>(&x, Target::Probabilities(&y), args);
-    }
-    Err(PyTypeError::new_err(format!(
-        "'target' must hold class indices (int8, int16, int32, int64, uint8, uint16, uint32) \
-         or class probabilities (float32, float64), got dtype {}",
-        dtype_name(&y)
-    )))
+        compute::<T, i64>(&x, Target::Probabilities(&y), args)
+    })
 }
 
 enum Target<'a, 'py> {
