@@ -369,6 +369,15 @@ def _globalise(message: str, batch_shape: tuple[int, ...], offset: int, shape: A
     return message[: m.start()] + f"at index {text}" + message[m.end() :]
 
 
+def _stream_ended(x: np.ndarray, input: Source, target: Source) -> bool:
+    """True once a read of ``input`` came back empty, which must leave ``target`` used up too."""
+    if x.size:
+        return False
+    if not (input.exhausted() and target.exhausted()):
+        raise CliError("the operands have different lengths")
+    return True
+
+
 def _open_output(output: str, input: Source, shape: tuple[int, ...]) -> Any:
     """The ``.npy`` file ``--reduction none`` writes, memory-mapped: ``shape``, in the dtype
     the losses of ``input`` come in."""
@@ -446,9 +455,7 @@ def evaluate(
                 f"--target {target.spec} {'at least ' if y.size > x.size else ''}"
                 f"{done + y.size}"
             )
-        if not x.size:
-            if not (input.exhausted() and target.exhausted()):
-                raise CliError("the operands have different lengths")
+        if _stream_ended(x, input, target):
             break
         if row and x.size % row:
             raise CliError(f"--input {input.spec}: element count is not a whole number of rows")
@@ -540,9 +547,7 @@ def evaluate_rows(
                 f"the operands have different lengths: --input {input.spec} holds "
                 f"{done + r} rows or more, --target {target.spec} does not"
             )
-        if not x.size:
-            if not (input.exhausted() and target.exhausted()):
-                raise CliError("the operands have different lengths")
+        if _stream_ended(x, input, target):
             break
         xb = _as_input(x).reshape(r, classes)
         yb = y.reshape(r, classes) if soft else y
