@@ -203,7 +203,7 @@ impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
                 }
             }};
             ($mode:expr) => {
-                if A::ISA == Isa::Avx512 && std::mem::size_of::<T>() == 4 {
+                if A::ISA == Isa::Avx512 && T::NARROW {
                     go!($mode, LANES)
                 } else {
                     go!($mode, LANES_NARROW)

@@ -162,7 +162,7 @@ fn rel_entr<A: Arch, T: Float>(x: f64, y: f64) -> f64 {
 /// `ln x` for `x ≥ 0` computed from values read as `T` (see [`math::ln_nonneg_f64`]).
 #[inline(always)]
 fn ln_nonneg<A: Arch, T: Float>(x: f64) -> f64 {
-    if std::mem::size_of::<T>() == 4 {
+    if T::NARROW {
         math::ln_nonneg_f64::<A, false>(x)
     } else {
         math::ln_nonneg_f64::<A, true>(x)
@@ -172,7 +172,7 @@ fn ln_nonneg<A: Arch, T: Float>(x: f64) -> f64 {
 /// `x · ln x` with `0 · ln 0 = 0` (branch-free), for `x` read as a `T`.
 #[inline(always)]
 fn x_ln_x<A: Arch, T: Float>(x: T) -> f64 {
-    if std::mem::size_of::<T>() == 4 {
+    if T::NARROW {
         math::x_ln_x_f64::<A, false>(x.to_f64())
     } else {
         math::x_ln_x_f64::<A, true>(x.to_f64())
@@ -266,7 +266,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         let seg = |r: usize| r * n..(r + 1) * n;
         // Rows written as `f32` get logs as accurate as that needs, unless rows are so short
         // that finding their largest element costs more than the cheaper logs save.
-        let f32_rows = std::mem::size_of::<T>() == 4 && !self.out.0.is_null() && n > LANES;
+        let f32_rows = T::NARROW && !self.out.0.is_null() && n > LANES;
         if self.kind == Kind::Entropy {
             // P and Σ p ln p (in one read, for long rows).
             let terms = bt.scratch(rows * n);

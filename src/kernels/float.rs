@@ -37,6 +37,9 @@ pub trait Float:
     const LOG_CLAMP: Self;
     /// NumPy's name for the dtype, for error messages.
     const NAME: &'static str;
+    /// Narrower than `f64` (`f32`): its values widened to `f64` are never subnormal, a result
+    /// stored in it needs only its own accuracy, and twice as many fit in a vector register.
+    const NARROW: bool;
 
     /// A `'static` one, for operands that default to 1 (read with stride 0).
     fn one_ref() -> &'static Self;
@@ -94,6 +97,7 @@ macro_rules! impl_float {
             const ONE: Self = 1.0;
             const LOG_CLAMP: Self = -100.0;
             const NAME: &'static str = $name;
+            const NARROW: bool = std::mem::size_of::<$t>() < 8;
 
             fn one_ref() -> &'static Self {
                 static ONE: $t = 1.0;
