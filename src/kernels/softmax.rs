@@ -25,6 +25,7 @@
 
 use super::float::Float;
 use super::isa::Arch;
+use super::math;
 use super::reduce::{flags, Partial};
 use super::rows::{max_lanes, row_sums, view_rows, RowOp};
 use super::strided::{SendPtr, TileBuf};
@@ -97,10 +98,13 @@ impl Lse {
         }
     }
 
-    /// `ln Σ e^x` of the row.
+    /// `ln Σ e^x` of the row. `s` is at least 1 (the largest logit contributes `e^0`) unless
+    /// the row has no finite logit (0 for all `-inf`, NaN otherwise), so the logarithm needs
+    /// neither the subnormal scaling nor the negative-input select of [`Float::ln_on`]; 0,
+    /// `+inf` and NaN keep their IEEE logarithms.
     #[inline(always)]
     fn lse<A: Arch>(&self) -> f64 {
-        self.m + self.s.ln_on::<A>()
+        self.m + math::ln_nonneg_f64::<A, false>(self.s)
     }
 }
 
