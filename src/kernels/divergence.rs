@@ -180,10 +180,10 @@ fn x_ln_x<A: Arch, T: Float>(x: T) -> f64 {
 }
 
 /// `x · ln x` of an `f32` read as a `T`, as accurate as an `f32` result needs:
-/// [`math::x_ln_x_f32`], within `2e-8·x`, which [`top_log_fix`] completes.
+/// [`math::x_ln_x_f32_wide`], within `2e-8·x`, which [`top_log_fix`] completes.
 #[inline(always)]
 fn x_ln_x_for_f32<A: Arch, T: Float>(x: T) -> f64 {
-    math::x_ln_x_f32::<A>(x.to_f64() as f32)
+    math::x_ln_x_f32_wide::<A>(x.to_f64() as f32)
 }
 
 /// `ln y` of an `f32` read as a `T`, as accurate as an `f32` result needs:
