@@ -426,34 +426,21 @@ impl<const K: usize, O: RowOp<K>> Kernel for ChunkOfRow<'_, K, O> {
     }
 }
 
-/// Merges the chunk states of rows `flat..flat + count` (the `i`-th at `off + i * ost`) and
-/// finishes them.
-struct FinishRows<'a, const K: usize, O: RowOp<K>> {
+/// Finishes row `row` (at `base`) from its merged chunk states: the unit of work compiled
+/// per instruction set when rows are cut into chunks.
+struct FinishRow<'a, const K: usize, O: RowOp<K>> {
     op: &'a O,
-    states: &'a [O::State],
-    chunks: usize,
-    flat: usize,
-    count: usize,
-    off: [isize; K],
-    ost: [isize; K],
+    row: usize,
+    base: [isize; K],
+    state: O::State,
 }
 
-impl<const K: usize, O: RowOp<K>> Kernel for FinishRows<'_, K, O> {
+impl<const K: usize, O: RowOp<K>> Kernel for FinishRow<'_, K, O> {
     type Output = Partial;
 
     #[inline(always)]
     fn run<A: Arch>(self) -> Partial {
-        let (op, chunks) = (self.op, self.chunks);
-        let mut part = Partial::EMPTY;
-        for i in 0..self.count {
-            let row = self.flat + i;
-            let state = self.states[row * chunks..(row + 1) * chunks]
-                .iter()
-                .fold(op.empty(), |a, &b| op.merge(a, b));
-            let base = std::array::from_fn(|k| self.off[k] + i as isize * self.ost[k]);
-            part = part.merge(finish_row::<A, K, O>(op, row, base, state));
-        }
-        part
+        finish_row::<A, K, O>(self.op, self.row, self.base, self.state)
     }
 }
 
@@ -532,41 +519,50 @@ pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
             rows.block(op, r, isa)
         });
     }
-    // Long rows: every (row, chunk) pair is one task; then each row's chunk states are merged
-    // and the row finished.
-    // SAFETY: forwarded from the caller.
-    let states = unsafe { chunk_states(rows, op, pool, isa) };
+    // Long rows: every (row, chunk) pair is one task. A row is finished as soon as its last
+    // chunk's state is merged, and rows (one per block, as `per_block` is 1 here) are merged
+    // in row order, as `reduce_from` merges blocks.
     let chunks = rows.chunks();
-    let finish_rows = |range: Range<usize>| {
-        let mut part = Partial::EMPTY;
-        rows.outer.for_each_run(range, |flat, count, off, ost| {
-            let run = FinishRows {
-                op,
-                states: &states,
-                chunks,
-                flat,
-                count,
-                off,
-                ost,
-            };
-            part = part.merge(isa::dispatch_on(isa, run));
-        });
-        part
+    let (mut acc, mut row_state) = (init, op.empty());
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        for_chunk_states(rows, op, pool, isa, 0..nrows * chunks, |i, state| {
+            row_state = op.merge(row_state, state);
+            if (i + 1) % chunks == 0 {
+                let row = i / chunks;
+                let finish = FinishRow {
+                    op,
+                    row,
+                    base: rows.base(row),
+                    state: std::mem::replace(&mut row_state, op.empty()),
+                };
+                acc = acc.merge(isa::dispatch_on(isa, finish));
+            }
+        })
     };
-    reduce_from(init, nrows, per_block, pool, finish_rows)
+    acc
 }
 
-/// The state of every chunk of every row (chunks of [`CHUNK`] elements, at least one per row),
-/// row after row: one parallel task each on `pool`.
+/// Chunk states held at once by [`for_chunk_states`] (about 56 KiB of them): enough to keep
+/// many threads busy, few enough that memory does not grow with the input (a broadcast input
+/// can have billions of chunks).
+const STATE_WINDOW: usize = 1024;
+
+/// Hands `consume` the state of each chunk `items` (chunks of [`CHUNK`] elements, at least
+/// one per row, numbered row after row: item `i` is chunk `i % chunks` of row `i / chunks`),
+/// in that order. The chunks are reduced [`STATE_WINDOW`] at a time, each one parallel task on
+/// `pool`.
 ///
 /// # Safety
 /// As [`run`].
-unsafe fn chunk_states<const K: usize, O: RowOp<K>>(
+unsafe fn for_chunk_states<const K: usize, O: RowOp<K>>(
     rows: &Rows<K>,
     op: &O,
     pool: Option<&ThreadPool>,
     isa: Isa,
-) -> Vec<O::State> {
+    items: Range<usize>,
+    mut consume: impl FnMut(usize, O::State),
+) {
     let (n, chunks) = (rows.row_len(), rows.chunks());
     let item = |i: usize| {
         let (r, c) = (i / chunks, i % chunks);
@@ -579,19 +575,27 @@ unsafe fn chunk_states<const K: usize, O: RowOp<K>>(
         };
         isa::dispatch_on(isa, chunk)
     };
-    let items = rows.rows() * chunks;
-    let mut states = Vec::with_capacity(items);
-    match pool {
-        Some(pool) => pool.install(|| {
-            (0..items)
-                .into_par_iter()
-                .with_min_len(1)
-                .map(item)
-                .collect_into_vec(&mut states)
-        }),
-        None => states.extend((0..items).map(item)),
+    let mut states = Vec::with_capacity(STATE_WINDOW.min(items.len()));
+    for start in items.clone().step_by(STATE_WINDOW) {
+        let window = start..(start + STATE_WINDOW).min(items.end);
+        match pool {
+            Some(pool) => pool.install(|| {
+                window
+                    .clone()
+                    .into_par_iter()
+                    .with_min_len(1)
+                    .map(item)
+                    .collect_into_vec(&mut states)
+            }),
+            None => {
+                states.clear();
+                states.extend(window.clone().map(item));
+            }
+        }
+        for (i, &state) in window.zip(&states) {
+            consume(i, state);
+        }
     }
-    states
 }
 
 /// The *unfinished* state of the single row of `rows` (every dimension reduced: the whole
@@ -615,9 +619,14 @@ pub unsafe fn fold_row<const K: usize, O: RowOp<K>>(
     pool: Option<&ThreadPool>,
 ) -> O::State {
     debug_assert_eq!(rows.rows(), 1, "fold_row folds a single row");
+    let mut state = init;
     // SAFETY: forwarded from the caller.
-    let states = unsafe { chunk_states(rows, op, pool, isa::active()) };
-    states.into_iter().fold(init, |a, b| op.merge(a, b))
+    unsafe {
+        for_chunk_states(rows, op, pool, isa::active(), 0..rows.chunks(), |_, s| {
+            state = op.merge(state, s)
+        })
+    };
+    state
 }
 
 /// The sum of each of the `out.len()` rows of `n` elements in `x` (row after row), in `f64`.
@@ -879,6 +888,34 @@ mod tests {
                 let (f, _) = row_sums(&xt, [r, c], [1, r as isize], 1, threads);
                 assert_eq!(bits(&f), bits(&reference), "strided ({r}, {c}) {threads}");
             }
+        }
+    }
+
+    #[test]
+    fn long_rows_past_one_window_of_chunk_states() {
+        // Row `i` is `x[i..i + c]` (overlapping windows of one buffer): 2 chunks per row and
+        // more rows than fit in one window of chunk states, with distinct sums per row.
+        let (r, c) = (STATE_WINDOW / 2 + 90, CHUNK + 5);
+        let x = data(r + c);
+        let exact: Vec<f64> = (0..r).map(|i| x[i..i + c].iter().sum::<f64>()).collect();
+        let (reference, part) = row_sums(&x, [r, c], [1, 1], 1, 1);
+        for (a, b) in reference.iter().zip(&exact) {
+            assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        let total = reference.iter().fold(0.0, |s, v| s + v);
+        assert_eq!(
+            part.sum.to_bits(),
+            total.to_bits(),
+            "rows merged in row order"
+        );
+        assert_eq!(part.count, r as u64);
+        for threads in [2, 3] {
+            let (o, p) = row_sums(&x, [r, c], [1, 1], 1, threads);
+            assert!(o
+                .iter()
+                .zip(&reference)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert_eq!(p.sum.to_bits(), part.sum.to_bits(), "{threads} threads");
         }
     }
 
