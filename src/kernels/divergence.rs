@@ -14,10 +14,13 @@
 //!
 //! The right-hand forms let entropy, cross-entropy and KL normalise in the same single pass
 //! that sums the logs (`P`, `Q` and the log sum are reduced together, then corrected).
-//! Jensen-Shannon cannot be written that way (`m` needs `P` and `Q` inside the log), so it
-//! reads each row twice: once for `P` and `Q`, once for the logs. Without normalisation
-//! (`normalize=false`) the rows are used as given: `-Σ p ln p`, `-Σ p ln q`, `Σ p ln(p/q)`,
-//! and Jensen-Shannon with `m = (p + q) / 2` takes one pass.
+//! Jensen-Shannon cannot be written that way (`m` needs `P` and `Q` inside the log): a row
+//! that the engine hands over whole in one tile (at most `TILE / 2` elements) takes its sums
+//! and then its logs in that tile; a longer row is read twice, once for `P` and `Q`, once for
+//! the logs, with its factors `(1/P, 1/Q)` kept in between (16 bytes per row of more than 256
+//! elements). Without normalisation (`normalize=false`) the rows are used as given:
+//! `-Σ p ln p`, `-Σ p ln q`, `Σ p ln(p/q)`, and Jensen-Shannon with `m = (p + q) / 2` takes one
+//! pass.
 //!
 //! A row's state is a [`Partial`]: `sum` is the sum of the element terms of the unnormalised
 //! quantity (`-p ln p`, `-p ln q`, `p ln(p/q)`, or Jensen-Shannon's two relative entropies),
@@ -132,7 +135,9 @@ impl Finish {
 /// One divergence over rows of operands `[p, q, out]` (see [`super::rows::Rows`]).
 ///
 /// `out` (null for none) receives each row's result; `norms` (Jensen-Shannon only) holds one
-/// `[f64; 2]` per row, indexed by the engine's row index. Rows written to an `f32` `out` get
+/// `[f64; 2]` per row, indexed by the engine's row index, or is null: then each tile takes its
+/// rows' factors from its own sums (`1/P`, `1/Q`; the tiles must hold whole rows) or 1
+/// without normalisation. Rows written to an `f32` `out` get
 /// entropy and cross-entropy logs only as accurate as an `f32` result needs (see the module
 /// doc).
 pub struct Divergence<T> {
@@ -313,9 +318,20 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             }
             Kind::JensenShannon => {
                 let (fa, fb) = (bfa.scratch(rows * n), bfb.scratch(rows * n));
+                let own_sums = self.norms.0.is_null() && self.normalize;
+                if own_sums {
+                    row_sums(q, n, sq);
+                }
                 for r in 0..rows {
-                    // SAFETY: `norms` holds one entry per row.
-                    let [a, b] = unsafe { *self.norms.0.add(first_row + r) };
+                    let [a, b] = if !self.norms.0.is_null() {
+                        // SAFETY: `norms` holds one entry per row.
+                        unsafe { *self.norms.0.add(first_row + r) }
+                    } else if own_sums {
+                        // The factors the first pass would store for this (whole) row.
+                        [1.0 / sp[r], 1.0 / sq[r]]
+                    } else {
+                        [1.0, 1.0]
+                    };
                     fa[seg(r)].fill(a);
                     fb[seg(r)].fill(b);
                 }
@@ -415,7 +431,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
 ///
 /// A single row (e.g. `axis=None`) is reduced by [`whole`] and finished by [`Finish::value`]:
 /// the code of the streaming accumulators, so that they give the bits of this call.
-/// Normalised Jensen-Shannon runs its two passes here.
+/// Normalised Jensen-Shannon over rows longer than half a tile runs its two passes here.
 ///
 /// # Safety
 /// `p`, `q` (and `out`, when not null) stepped over `rows` must address valid, aligned elements
@@ -466,16 +482,20 @@ pub unsafe fn divergence<T: Float>(
         // SAFETY: forwarded from the caller.
         return unsafe { run(rows, &op, pool) };
     }
-    // Without normalisation the factors are 1 and the first pass is not needed.
-    let mut norms = vec![[1f64; 2]; rows.rows()];
+    op.kind = Kind::JensenShannon;
+    if !normalize || rows.whole_rows_per_tile() {
+        // One pass: the factors are 1, or each tile's own rows' sums.
+        // SAFETY: forwarded from the caller.
+        return unsafe { run(rows, &op, pool) };
+    }
+    // Rows longer than half a tile: a first pass stores each row's factors.
+    let mut norms = vec![[0f64; 2]; rows.rows()];
     op.norms = SendPtr(norms.as_mut_ptr());
-    if normalize {
-        op.kind = Kind::JensenShannonSums;
-        // SAFETY: forwarded from the caller; `norms` has one entry per row.
-        let sums = unsafe { run(rows, &op, pool) };
-        if sums.flags != 0 {
-            return sums;
-        }
+    op.kind = Kind::JensenShannonSums;
+    // SAFETY: forwarded from the caller; `norms` has one entry per row.
+    let sums = unsafe { run(rows, &op, pool) };
+    if sums.flags != 0 {
+        return sums;
     }
     op.kind = Kind::JensenShannon;
     // SAFETY: as above.

@@ -231,6 +231,13 @@ impl<const K: usize> Rows<K> {
         self.inner.len()
     }
 
+    /// True when every tile the engine hands a [`RowOp`] holds whole rows: rows of at most
+    /// `TILE / 2` elements along one (merged) dimension, reduced in batches of whole rows. An
+    /// op may then use a row's sums on the row's own elements within [`RowOp::tile`].
+    pub fn whole_rows_per_tile(&self) -> bool {
+        self.row_len() <= TILE / 2 && self.inner.strides().len() == 1
+    }
+
     /// Number of chunks each row is cut into (at least 1, also for empty rows).
     fn chunks(&self) -> usize {
         self.row_len().div_ceil(CHUNK).max(1)
@@ -330,10 +337,9 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
         let base_of = |i: usize| -> [isize; K] {
             std::array::from_fn(|k| self.off[k] + i as isize * self.ost[k])
         };
-        let inner_strides = self.rows.inner.strides();
-        if n <= TILE / 2 && inner_strides.len() == 1 {
+        if self.rows.whole_rows_per_tile() {
             // Short rows: batches of whole rows, one tile each.
-            let st = inner_strides[0];
+            let st = self.rows.inner.strides()[0];
             let batch = (TILE / n.max(1)).min(BATCH_ROWS);
             let mut states = vec![op.empty(); batch.min(self.count)];
             let mut i = 0;
