@@ -22,6 +22,7 @@ use super::float::{Float, Target};
 use super::isa::{self, Arch, Kernel};
 use super::reduce::{flags, reduce, Partial, BLOCK};
 use super::rows::{max_lanes, sum_lanes_of};
+use super::softmax::Label;
 use super::strided::{scatter, Layout, SendPtr, TileBuf};
 
 /// The operands of one gradient computation, in place in memory: the [`Inputs`] (layout
@@ -234,7 +235,8 @@ mod tests {
     }
 }
 
-/// A target of softmax cross-entropy: a class index (integer labels) or a class probability.
+/// A target of softmax cross-entropy: a class index (the integer [`Label`] types) or a class
+/// probability (`f32`, `f64`).
 pub trait ClassTarget: Copy + Send + Sync + std::fmt::Debug + Default + 'static {
     /// True for class indices (one per row, stride 0 along the class axis).
     const HARD: bool;
@@ -244,21 +246,20 @@ pub trait ClassTarget: Copy + Send + Sync + std::fmt::Debug + Default + 'static 
     fn prob(self) -> f64;
 }
 
-macro_rules! impl_class_target {
-    (hard: $($t:ty),*) => {$(
-        impl ClassTarget for $t {
-            const HARD: bool = true;
-            #[inline(always)]
-            fn index(self) -> i64 {
-                self as i64
-            }
-            #[inline(always)]
-            fn prob(self) -> f64 {
-                0.0
-            }
-        }
-    )*};
-    (soft: $($t:ty),*) => {$(
+impl<L: Label> ClassTarget for L {
+    const HARD: bool = true;
+    #[inline(always)]
+    fn index(self) -> i64 {
+        Label::index(self)
+    }
+    #[inline(always)]
+    fn prob(self) -> f64 {
+        0.0
+    }
+}
+
+macro_rules! impl_soft_target {
+    ($($t:ty),*) => {$(
         impl ClassTarget for $t {
             const HARD: bool = false;
             #[inline(always)]
@@ -272,8 +273,7 @@ macro_rules! impl_class_target {
         }
     )*};
 }
-impl_class_target!(hard: i8, i16, i32, i64, u8, u16, u32);
-impl_class_target!(soft: f32, f64);
+impl_soft_target!(f32, f64);
 
 /// What the first pass learns about a row: `[lse, coefficient, label, label weight, base]`
 /// (the label is -1 for soft targets and ignored rows; `base` is the logits offset of the

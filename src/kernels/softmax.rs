@@ -30,18 +30,16 @@ use super::reduce::{flags, Partial};
 use super::rows::{max_lanes, row_sums, view_rows, RowOp};
 use super::strided::{SendPtr, TileBuf};
 
-/// An integer class-label element type.
-pub trait Label: Copy + Send + Sync + std::fmt::Debug + 'static {
-    /// NumPy's name for the dtype, for error messages.
-    const NAME: &'static str;
+/// An integer class-label element type (the class-index targets of the loss and, through
+/// [`super::grad::ClassTarget`], of its gradient).
+pub trait Label: Copy + Send + Sync + std::fmt::Debug + Default + 'static {
     /// The label as a class index (may be out of range; checked by the kernel).
     fn index(self) -> i64;
 }
 
 macro_rules! impl_label {
-    ($($t:ty => $name:literal),*) => {$(
+    ($($t:ty),*) => {$(
         impl Label for $t {
-            const NAME: &'static str = $name;
             #[inline(always)]
             fn index(self) -> i64 {
                 self as i64
@@ -49,8 +47,7 @@ macro_rules! impl_label {
         }
     )*};
 }
-impl_label!(i8 => "int8", i16 => "int16", i32 => "int32", i64 => "int64",
-            u8 => "uint8", u16 => "uint16", u32 => "uint32");
+impl_label!(i8, i16, i32, i64, u8, u16, u32);
 
 /// The running state of a row: the log-sum-exp pair `(m, s)` and the sums a loss needs.
 #[derive(Clone, Copy, Debug, PartialEq)]
