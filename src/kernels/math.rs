@@ -359,9 +359,10 @@ fn k_to_f64(kb: u64) -> f64 {
     f64::from_bits(MAGIC_64.to_bits() | kb) - (MAGIC_64 + KBIAS_64 as f64)
 }
 
-/// `k·ln2 + ln(1 + f)` for `f ∈ [-1/3, 1/3]`.
+/// `hfsq - lo` of [`ln_core64`]: with `s = f / (2 + f)`, `ln(1 + f) = f - (hfsq - lo)` up to
+/// the `k·ln2` parts, `hfsq = f²/2`, `lo = s·(hfsq + R(s²)) + k·ln2_lo`.
 #[inline(always)]
-fn ln_core64<A: Arch>(k: f64, f: f64) -> f64 {
+fn ln_tail64<A: Arch>(k: f64, f: f64) -> f64 {
     let s = f / (2.0 + f);
     let z = s * s;
     let mut t = LN_T64[7];
@@ -371,22 +372,19 @@ fn ln_core64<A: Arch>(k: f64, f: f64) -> f64 {
     let r = z * t;
     let hfsq = 0.5 * f * f;
     let lo = fma64::<A>(s, hfsq + r, k * LN2_LO_64);
-    fma64::<A>(k, LN2_HI_64, f - (hfsq - lo))
+    hfsq - lo
+}
+
+/// `k·ln2 + ln(1 + f)` for `f ∈ [-1/3, 1/3]`.
+#[inline(always)]
+fn ln_core64<A: Arch>(k: f64, f: f64) -> f64 {
+    fma64::<A>(k, LN2_HI_64, f - ln_tail64::<A>(k, f))
 }
 
 /// `-(k·ln2 + ln(1 + f))`, rounded as [`ln_core64`].
 #[inline(always)]
 fn neg_ln_core64<A: Arch>(k: f64, f: f64) -> f64 {
-    let s = f / (2.0 + f);
-    let z = s * s;
-    let mut t = LN_T64[7];
-    for &c in LN_T64[..7].iter().rev() {
-        t = fma64::<A>(t, z, c);
-    }
-    let r = z * t;
-    let hfsq = 0.5 * f * f;
-    let lo = fma64::<A>(s, hfsq + r, k * LN2_LO_64);
-    fma64::<A>(k, -LN2_HI_64, (hfsq - lo) - f)
+    fma64::<A>(k, -LN2_HI_64, ln_tail64::<A>(k, f) - f)
 }
 
 #[inline(always)]
