@@ -239,7 +239,7 @@ struct LaneState<T, Y, const L: usize> {
     hi: [T; L],
     /// Non-zero where a target outside its domain was seen (labels).
     bad_y: [u32; L],
-    /// Non-zero where a float target other than 0 and 1 was seen (`HARD_FLOAT`).
+    /// Non-zero (all ones) where a float target other than 0 and 1 was seen (`HARD_FLOAT`).
     soft: [u32; L],
     /// Smallest and largest target seen (float targets, see [`Target::BY_EXTREMES`]).
     ylo: [Y; L],
@@ -274,7 +274,10 @@ fn group<
         if Y::BY_EXTREMES {
             // A float target of 0 or 1 is in its domain; any other ends `HARD_FLOAT`.
             if MODE == HARD_FLOAT {
-                st.soft[k] |= u32::from(!((t.prob::<T>() == T::ZERO) | t.is_one()));
+                // A select, not `|= u32::from(..)`: two compares and one masked move, where
+                // the widened flag took seven vector instructions per group.
+                let soft = (t.prob::<T>() != T::ZERO) & !t.is_one();
+                st.soft[k] = if soft { u32::MAX } else { st.soft[k] };
             } else {
                 st.ylo[k] = t.lesser(st.ylo[k]);
                 st.yhi[k] = t.greater(st.yhi[k]);
