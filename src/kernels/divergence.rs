@@ -16,11 +16,11 @@
 //! that sums the logs (`P`, `Q` and the log sum are reduced together, then corrected).
 //! Jensen-Shannon cannot be written that way (`m` needs `P` and `Q` inside the log): a row
 //! that the engine hands over whole in one tile (at most `TILE / 2` elements) takes its sums
-//! and then its logs in that tile; a longer row is read twice, once for `P` and `Q`, once for
-//! the logs, with its factors `(1/P, 1/Q)` kept in between (16 bytes per row of more than 256
-//! elements). Without normalisation (`normalize=false`) the rows are used as given:
-//! `-Σ p ln p`, `-Σ p ln q`, `Σ p ln(p/q)`, and Jensen-Shannon with `m = (p + q) / 2` takes one
-//! pass.
+//! and then its logs in that tile; any other row (longer, or laid out over several
+//! dimensions that do not merge) is read twice, once for `P` and `Q`, once for the logs, with
+//! its factors `(1/P, 1/Q)` kept in between (16 bytes per row). Without normalisation
+//! (`normalize=false`) the rows are used as given: `-Σ p ln p`, `-Σ p ln q`, `Σ p ln(p/q)`, and
+//! Jensen-Shannon with `m = (p + q) / 2` takes one pass.
 //!
 //! A row's state is a [`Partial`]: `sum` is the sum of the element terms of the unnormalised
 //! quantity (`-p ln p`, `-p ln q`, `p ln(p/q)`, or Jensen-Shannon's two relative entropies),
