@@ -385,8 +385,13 @@ def test_softmax_grad_layouts_threads_and_errors(threads: None) -> None:
         sce_grad(x, bad)
     assert "or ignore_index (-100)" in str(loss_error.value)
     assert "or ignore_index (-100)" in str(grad_error.value)
-    with pytest.raises(ValueError, match="'target'"):
+    # ... and labels of the wrong shape.
+    with pytest.raises(ValueError) as loss_error:
+        crossent.softmax_cross_entropy(x, labels[:10])
+    with pytest.raises(ValueError) as grad_error:
         sce_grad(x, labels[:10])
+    assert str(grad_error.value) == str(loss_error.value)
+    assert "'target' of class indices must have the shape of 'logits'" in str(grad_error.value)
     with pytest.raises(ValueError, match="'weight'"):
         sce_grad(x, labels, weight=np.ones(3))
     with pytest.raises(ValueError, match="'axis'"):

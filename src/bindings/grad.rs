@@ -13,7 +13,7 @@ use super::arrays::{
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::divergence::{as_float, normalize_axis, precision, Precision};
 use super::reduction::reduction_arg;
-use super::softmax::{check_smoothing, with_class_target, ClassWeights};
+use super::softmax::{check_smoothing, labels_shape_error, with_class_target, ClassWeights};
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::grad::{self, ClassTarget, LogitsGrad, SoftmaxGrad};
@@ -310,12 +310,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
         .collect();
     let target_strides: Vec<isize> = if Y::HARD {
         if yv.shape != rows_shape {
-            return Err(PyValueError::new_err(format!(
-                "'target' of class indices must have shape {} ('logits' without axis {axis}), \
-                 got {}",
-                shape_str(&rows_shape),
-                shape_str(&yv.shape)
-            )));
+            return Err(labels_shape_error(&shape, axis, &rows_shape, &yv.shape));
         }
         let mut it = yv.strides.iter();
         reduced

@@ -286,6 +286,18 @@ enum Target<'a, 'py> {
     Probabilities(&'a Bound<'py, PyUntypedArray>),
 }
 
+/// The error for class indices whose shape is not that of the logits without the class axis,
+/// worded alike for the loss and its gradient.
+pub fn labels_shape_error(logits: &[usize], axis: usize, rows: &[usize], got: &[usize]) -> PyErr {
+    PyValueError::new_err(format!(
+        "'target' of class indices must have the shape of 'logits' {} without axis {axis}, {}, \
+         got {}",
+        shape_str(logits),
+        shape_str(rows),
+        shape_str(got)
+    ))
+}
+
 /// Runs the kernel for logits of type `T` and (when the target holds class indices) labels of
 /// type `L`.
 fn compute<'py, T: Float + Element, L: Label + Element>(
@@ -359,13 +371,7 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
         Target::Labels(y) => {
             let yv = View::<L>::new(y, "target")?;
             if yv.shape != rows_shape {
-                return Err(PyValueError::new_err(format!(
-                    "'target' of class indices must have the shape of 'logits' {} without \
-                     axis {axis}, {}, got {}",
-                    shape_str(&shape),
-                    shape_str(&rows_shape),
-                    shape_str(&yv.shape)
-                )));
+                return Err(labels_shape_error(&shape, axis, &rows_shape, &yv.shape));
             }
             let rows = Rows::new(
                 &shape,
