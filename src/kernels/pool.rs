@@ -6,9 +6,17 @@
 //! workers that do not exist. The pool is therefore tagged with the id of the process that
 //! built it; a child sees a different id, leaks the parent's (unusable) pool without touching
 //! it and builds a fresh one.
+//!
+//! The lock around the pool must not be held across a `fork()` either: a child would inherit
+//! it locked by a thread that does not exist there, and hang on its first parallel call
+//! (another thread of the parent only has to be looking up the pool at that moment). So the
+//! lock is a spin lock that `pthread_atfork` handlers take before the fork and release on both
+//! sides of it: the child gets the pool state whole and the lock free.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::cell::UnsafeCell;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
@@ -28,7 +36,97 @@ struct Owned {
     pool: Option<Arc<ThreadPool>>,
 }
 
-static POOL: Mutex<Option<Owned>> = Mutex::new(None);
+/// The pool state, behind a lock that `fork()` cannot leave held in the child (module doc).
+struct Slot {
+    locked: AtomicBool,
+    owned: UnsafeCell<Option<Owned>>,
+}
+
+// SAFETY: `owned` is only read or written through a `SlotGuard`, i.e. with `locked` held.
+unsafe impl Sync for Slot {}
+
+static POOL: Slot = Slot {
+    locked: AtomicBool::new(false),
+    owned: UnsafeCell::new(None),
+};
+
+impl Slot {
+    /// Takes the lock (held briefly: a lookup, or building a pool), registering the fork
+    /// handlers first on Unix.
+    fn lock(&self) -> SlotGuard<'_> {
+        #[cfg(unix)]
+        fork::register();
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::thread::yield_now();
+        }
+        SlotGuard(self)
+    }
+}
+
+/// The pool state while the lock is held; dropping it releases the lock.
+struct SlotGuard<'a>(&'a Slot);
+
+impl Deref for SlotGuard<'_> {
+    type Target = Option<Owned>;
+    fn deref(&self) -> &Option<Owned> {
+        // SAFETY: the lock is held for the guard's lifetime.
+        unsafe { &*self.0.owned.get() }
+    }
+}
+
+impl DerefMut for SlotGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Option<Owned> {
+        // SAFETY: the lock is held for the guard's lifetime, by this guard only.
+        unsafe { &mut *self.0.owned.get() }
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.0.locked.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(unix)]
+mod fork {
+    use std::ffi::c_int;
+    use std::sync::atomic::Ordering;
+    use std::sync::Once;
+
+    use super::POOL;
+
+    extern "C" {
+        fn pthread_atfork(
+            prepare: Option<extern "C" fn()>,
+            parent: Option<extern "C" fn()>,
+            child: Option<extern "C" fn()>,
+        ) -> c_int;
+    }
+
+    /// Before `fork()`: wait until no thread is inside the lock, and keep it.
+    extern "C" fn prepare() {
+        std::mem::forget(POOL.lock());
+    }
+
+    /// After `fork()`, in the parent and in the child: release it.
+    extern "C" fn release() {
+        POOL.locked.store(false, Ordering::Release);
+    }
+
+    /// Registers the handlers, once per process (a child inherits them).
+    pub fn register() {
+        static ONCE: Once = Once::new();
+        // SAFETY: the handlers only take and release the spin lock. Registration fails only
+        // for lack of memory, and then a fork may race as it would without the handlers.
+        ONCE.call_once(|| unsafe {
+            pthread_atfork(Some(prepare), Some(release), Some(release));
+        });
+    }
+}
 
 /// The thread count used when neither `set_num_threads` nor `CROSSENT_NUM_THREADS` says
 /// otherwise: the CPUs this process may run on.
@@ -76,7 +174,7 @@ pub fn pool_for(work_items: usize, threshold: usize) -> Option<Arc<ThreadPool>> 
         return None;
     }
     let pid = std::process::id();
-    let mut guard = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = POOL.lock();
     match guard.as_ref() {
         Some(owned) if owned.pid == pid && owned.threads == threads => return owned.pool.clone(),
         _ => {}
