@@ -4,10 +4,11 @@ other threads compute."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,41 @@ def test_set_num_threads_while_computing(threads: None) -> None:
     run_concurrently(calls, expected, seconds=2.0, also=toggle)
 
 
+def _forked_result(target: Callable[[Any], None], timeout: float, label: str = "") -> Any:
+    """Runs `target(queue)` in a fork()ed child and returns what it put on the queue; fails
+    the test if the child hangs or does not exit cleanly."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=target, args=(queue,))
+    child.start()
+    child.join(timeout=timeout)
+    if child.is_alive():
+        child.kill()
+        pytest.fail(f"the forked child hangs{label}")
+    assert child.exitcode == 0
+    return queue.get(timeout=5)
+
+
+@contextlib.contextmanager
+def _computing_threads(x: np.ndarray, y: np.ndarray) -> Iterator[None]:
+    """Three threads calling crossent on `(x, y)` over and over while the block runs."""
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            crossent.binary_cross_entropy_with_logits(x, y, reduction="none")
+
+    workers = [threading.Thread(target=busy) for _ in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+
+
 def _child(queue: Any) -> None:
     x = np.linspace(-3, 3, 300_000)
     y = (np.arange(300_000) % 2).astype(np.uint8)
@@ -114,17 +150,8 @@ def test_forked_child_computes_after_the_parent_used_its_pool(threads: None) -> 
         crossent.binary_cross_entropy_with_logits(x, y),  # the parent's pool now exists
         float(np.sum(crossent.entropy(np.abs(x).reshape(300, 1000)))),
     )
-    ctx = multiprocessing.get_context("fork")
     for _ in range(3):
-        queue = ctx.Queue()
-        child = ctx.Process(target=_child, args=(queue,))
-        child.start()
-        child.join(timeout=60)
-        if child.is_alive():
-            child.kill()
-            pytest.fail("the forked child hangs")
-        assert child.exitcode == 0
-        assert queue.get(timeout=5) == expected
+        assert _forked_result(_child, timeout=60) == expected
 
 
 @pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")
@@ -134,31 +161,9 @@ def test_fork_while_other_threads_compute(threads: None) -> None:
     crossent.set_num_threads(2)
     x = np.linspace(-3, 3, 300_000)
     y = (np.arange(300_000) % 2).astype(np.uint8)
-    stop = threading.Event()
-
-    def busy() -> None:
-        while not stop.is_set():
-            crossent.binary_cross_entropy_with_logits(x, y, reduction="none")
-
-    workers = [threading.Thread(target=busy) for _ in range(3)]
-    for w in workers:
-        w.start()
-    try:
-        ctx = multiprocessing.get_context("fork")
+    with _computing_threads(x, y):
         for _ in range(3):
-            queue = ctx.Queue()
-            child = ctx.Process(target=_child, args=(queue,))
-            child.start()
-            child.join(timeout=60)
-            if child.is_alive():
-                child.kill()
-                pytest.fail("the forked child hangs")
-            assert child.exitcode == 0
-            queue.get(timeout=5)
-    finally:
-        stop.set()
-        for w in workers:
-            w.join()
+            _forked_result(_child, timeout=60)
 
 
 def _small_child(queue: Any) -> None:
@@ -173,29 +178,7 @@ def test_fork_while_a_pool_is_being_built(threads: None) -> None:
     held. Before it was fork-safe, about 1 fork in 130 of this loop left the child hanging."""
     x = np.linspace(-3, 3, 100_000)
     y = (x > 0).astype(np.uint8)
-    ctx = multiprocessing.get_context("fork")
     for i in range(200):
         crossent.set_num_threads(2 + i % 2)  # the next parallel call builds a pool
-        stop = threading.Event()
-
-        def busy(stop: threading.Event = stop) -> None:
-            while not stop.is_set():
-                crossent.binary_cross_entropy_with_logits(x, y, reduction="none")
-
-        workers = [threading.Thread(target=busy) for _ in range(3)]
-        for w in workers:
-            w.start()
-        try:
-            queue = ctx.Queue()
-            child = ctx.Process(target=_small_child, args=(queue,))
-            child.start()
-            child.join(timeout=10)
-            if child.is_alive():
-                child.kill()
-                pytest.fail(f"the forked child hangs (fork {i})")
-            assert child.exitcode == 0
-            queue.get(timeout=5)
-        finally:
-            stop.set()
-            for w in workers:
-                w.join()
+        with _computing_threads(x, y):
+            _forked_result(_small_child, timeout=10, label=f" (fork {i})")
