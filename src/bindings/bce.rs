@@ -9,10 +9,9 @@ use pyo3::types::PyFloat;
 use super::arrays::{dtype_name, is, ndarray, new_output_like, with_input_dtype, ViewMut};
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::reduction::{reduction_arg, Reduction};
-use super::threads::{DETACH_MIN, PARALLEL_MIN};
+use super::threads::run_detached;
 use crate::kernels::bce::{self, Kind, Operands};
 use crate::kernels::float::{Bool, Float, Target};
-use crate::kernels::pool;
 use crate::kernels::reduce::{flags, Partial};
 use crate::kernels::strided::{Layout, SendPtr};
 
@@ -242,19 +241,13 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
     let n = kernel_ops.layout.len();
     let kind = args.kind;
     let init = args.init;
-    let work = move || {
-        let pool = pool::pool_for(n, PARALLEL_MIN);
+    let part = run_detached(py, n, move |pool| {
         // SAFETY: every pointer comes from a view that is alive (and borrowed: no writer from
         // Rust) until this function returns; the layout is built from those views' own shapes
         // and strides; out was checked to be writeable, self-disjoint and not overlapping the
         // inputs.
-        unsafe { bce::binary_cross_entropy_from(init, &kernel_ops, kind, pool.as_deref()) }
-    };
-    let part = if n < DETACH_MIN {
-        work()
-    } else {
-        py.detach(work)
-    };
+        unsafe { bce::binary_cross_entropy_from(init, &kernel_ops, kind, pool) }
+    })?;
     if part.flags & flags::INPUT != 0 {
         return Err(ops.probability_error());
     }

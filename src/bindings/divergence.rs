@@ -8,10 +8,9 @@ use pyo3::types::PyFloat;
 
 use super::args;
 use super::arrays::{dtype_name, is, ndarray, new_output, shape_str, View, ViewMut};
-use super::threads::{DETACH_MIN, PARALLEL_MIN};
+use super::threads::run_detached;
 use crate::kernels::divergence::{self, Kind};
 use crate::kernels::float::Float;
-use crate::kernels::pool;
 use crate::kernels::reduce::{flags, Partial};
 use crate::kernels::rows::Rows;
 use crate::kernels::strided::{find_first, SendPtr};
@@ -393,29 +392,15 @@ fn fold_typed<'py, T: Float + Element>(
         SendPtr::from_const(ops.pv.ptr),
         SendPtr::from_const(ops.q_ptr),
     );
-    let state = detached(pa.py(), rows.row_len(), move |pool| {
+    let state = run_detached(pa.py(), rows.row_len(), move |pool| {
         // Whole `SendPtr`s, not their raw fields, cross to the worker.
         let (p, q) = (p, q);
         // SAFETY: the pointers come from views that stay alive (and borrowed) until this
         // function returns; `rows` is built from their own shapes and (broadcast) strides.
         unsafe { divergence::whole(kind, &rows, p.0, q.0, init, pool) }
-    });
+    })?;
     ops.check(state.flags)?;
     Ok(state)
-}
-
-/// Runs `work` on the crate's pool for `n` elements, without the GIL unless the work is tiny.
-fn detached<R: Send>(
-    py: Python<'_>,
-    n: usize,
-    work: impl FnOnce(Option<&rayon::ThreadPool>) -> R + Send,
-) -> R {
-    let run = move || work(pool::pool_for(n, PARALLEL_MIN).as_deref());
-    if n < DETACH_MIN {
-        run()
-    } else {
-        py.detach(run)
-    }
 }
 
 struct Args<'a, 'py> {
@@ -552,7 +537,7 @@ fn compute<'py, T: Float + Element>(
         SendPtr::from_const(ops.q_ptr),
         SendPtr(out_ptr),
     );
-    let part = detached(py, n, move |pool| {
+    let part = run_detached(py, n, move |pool| {
         // Whole `SendPtr`s, not their raw fields, cross to the worker.
         let (p_ptr, q_ptr, out_ptr) = (p_ptr, q_ptr, out_ptr);
         // SAFETY: the pointers come from views that stay alive (and borrowed) until this
@@ -563,7 +548,7 @@ fn compute<'py, T: Float + Element>(
                 kind, &rows, p_ptr.0, q_ptr.0, out_ptr.0, normalize, log_base, pool,
             )
         }
-    });
+    })?;
     ops.check(part.flags)?;
     Ok(match out_array {
         Some(out) => out,

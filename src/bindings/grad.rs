@@ -14,10 +14,9 @@ use super::binary::{with_target_dtype, BinaryOperands};
 use super::divergence::{as_float, normalize_axis, precision, Precision};
 use super::reduction::reduction_arg;
 use super::softmax::{check_smoothing, labels_shape_error, with_class_target, ClassWeights};
-use super::threads::{DETACH_MIN, PARALLEL_MIN};
+use super::threads::run_detached;
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::grad::{self, ClassTarget, LogitsGrad, SoftmaxGrad};
-use crate::kernels::pool;
 use crate::kernels::reduce::flags;
 use crate::kernels::rows::Rows;
 use crate::kernels::strided::{find_first, Layout, SendPtr};
@@ -171,18 +170,12 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
         scale,
         layout: Layout::new(shape, [xs, ys, ws, pws, &gv.strides, &hv.strides]),
     };
-    let work = move || {
-        let pool = pool::pool_for(n, PARALLEL_MIN);
+    let part = run_detached(py, n, move |pool| {
         // SAFETY: every pointer comes from a view alive (and borrowed) until this function
         // returns; the outputs are writeable, self-disjoint and disjoint from each other and
         // from the inputs (their exclusive borrows were granted).
-        unsafe { grad::binary_cross_entropy_with_logits_grad(&kernel_ops, pool.as_deref()) }
-    };
-    let part = if n < DETACH_MIN {
-        work()
-    } else {
-        py.detach(work)
-    };
+        unsafe { grad::binary_cross_entropy_with_logits_grad(&kernel_ops, pool) }
+    })?;
     if part.flags & flags::TARGET != 0 {
         return Err(ops.target_error::<Y>());
     }
@@ -376,18 +369,12 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
     };
     let n: usize = shape.iter().product();
     let mean = args.mean;
-    let mut work = move || {
-        let pool = pool::pool_for(n, PARALLEL_MIN);
+    let part = run_detached(py, n, move |pool| {
         // SAFETY: the views are alive and borrowed until this function returns; the outputs
         // are writeable and disjoint from each other and the inputs; `info` has one slot per
         // row.
-        unsafe { grad::softmax_cross_entropy_grad(&rows, &mut op, mean, pool.as_deref()) }
-    };
-    let part = if n < DETACH_MIN {
-        work()
-    } else {
-        py.detach(work)
-    };
+        unsafe { grad::softmax_cross_entropy_grad(&rows, &mut op, mean, pool) }
+    })?;
     drop(info);
     if part.flags & flags::TARGET != 0 {
         let c = classes as i64;

@@ -10,9 +10,8 @@ use super::args;
 use super::arrays::{ndarray, ndarray_as, new_output, operand, shape_str, Operand, View, ViewMut};
 use super::divergence::{as_float, domain_error, normalize_axis, precision, Precision};
 use super::reduction::{reduction_arg, Reduction};
-use super::threads::{DETACH_MIN, PARALLEL_MIN};
+use super::threads;
 use crate::kernels::float::Float;
-use crate::kernels::pool;
 use crate::kernels::reduce::{flags, Partial};
 use crate::kernels::rows::{run_from, Rows};
 use crate::kernels::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
@@ -387,7 +386,7 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
                 ignore_index: args.params.ignore_index,
                 out: SendPtr(out_ptr),
             };
-            let part = run_detached(py, n, args.init, &rows, &op);
+            let part = run_detached(py, n, args.init, &rows, &op)?;
             if part.flags & flags::TARGET != 0 {
                 let (ignore, c) = (args.params.ignore_index, classes as i64);
                 // SAFETY: the view is alive and describes valid elements.
@@ -422,7 +421,7 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
                 classes: class_info,
                 out: SendPtr(out_ptr),
             };
-            let part = run_detached(py, n, args.init, &rows, &op);
+            let part = run_detached(py, n, args.init, &rows, &op)?;
             if part.flags & flags::TARGET != 0 {
                 // SAFETY: as above.
                 let bad = unsafe { find_first(yv.ptr, &yv.shape, &yv.strides, |v: T| v < T::ZERO) };
@@ -434,25 +433,19 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
     Ok((part, out_array))
 }
 
-/// Runs `op` over `rows` on the crate's pool, continuing `init`, without the GIL unless the
-/// work is tiny.
+/// Runs `op` over `rows` on the crate's pool, continuing `init` (see
+/// [`threads::run_detached`]).
 fn run_detached<O: crate::kernels::rows::RowOp<4>>(
     py: Python<'_>,
     n: usize,
     init: Partial,
     rows: &Rows<4>,
     op: &O,
-) -> Partial {
-    let work = || {
-        let pool = pool::pool_for(n, PARALLEL_MIN);
+) -> PyResult<Partial> {
+    threads::run_detached(py, n, |pool| {
         // SAFETY: every pointer of the op comes from a view that is alive (and borrowed) until
         // the caller returns; `rows` is built from those views' shapes and strides; `out` was
         // checked to be writeable, self-disjoint and not overlapping the inputs.
-        unsafe { run_from(init, rows, op, pool.as_deref()) }
-    };
-    if n < DETACH_MIN {
-        work()
-    } else {
-        py.detach(work)
-    }
+        unsafe { run_from(init, rows, op, pool) }
+    })
 }

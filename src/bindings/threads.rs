@@ -1,9 +1,16 @@
-//! `set_num_threads` / `get_num_threads`, and the thresholds that decide where work runs.
+//! `set_num_threads` / `get_num_threads`, the thresholds that decide where work runs, and
+//! [`run_detached`], through which every binding runs its kernels.
+
+use std::cell::Cell;
+use std::ffi::c_ulong;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use pyo3::exceptions::{PyOverflowError, PyRuntimeWarning, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use rayon::ThreadPool;
 
-use crate::kernels::pool;
+use crate::kernels::{cancel, pool};
 
 /// Below this many elements the work stays on the calling thread: waking the pool costs more
 /// than it saves.
@@ -12,6 +19,87 @@ pub const PARALLEL_MIN: usize = 1 << 16;
 /// Below this many elements the GIL is kept: releasing and re-taking it costs more than the
 /// work itself.
 pub const DETACH_MIN: usize = 1 << 12;
+
+/// Runs `work`, the kernels of one call over `n` elements, on the crate's pool (when `n` is
+/// worth it, [`PARALLEL_MIN`]): with the GIL held when the work is tiny ([`DETACH_MIN`]),
+/// otherwise without it, and interruptible.
+///
+/// Interruptible: on the main thread (the only one Python delivers signals to), the engines
+/// poll a cancellation hook ([`cancel`]) that re-attaches to the interpreter every
+/// [`cancel::INTERVAL`] of the call to run its signal handlers (`Python::check_signals`). When
+/// a handler raises (`KeyboardInterrupt` for Ctrl-C), the call's remaining blocks are skipped
+/// and that exception is returned; outputs (`out=`) are then partly written. Other threads
+/// never re-attach: a signal handler cannot run there, and waiting for the GIL would only
+/// slow the call.
+pub fn run_detached<R: Send>(
+    py: Python<'_>,
+    n: usize,
+    work: impl FnOnce(Option<&ThreadPool>) -> R + Send,
+) -> PyResult<R> {
+    if n < DETACH_MIN {
+        return Ok(work(pool::pool_for(n, PARALLEL_MIN).as_deref()));
+    }
+    let interruptible = on_main_thread(py);
+    let (result, raised) = py.detach(move || {
+        let pool = pool::pool_for(n, PARALLEL_MIN);
+        if !interruptible {
+            return (work(pool.as_deref()), None);
+        }
+        let raised: Rc<Cell<Option<PyErr>>> = Rc::default();
+        let sink = raised.clone();
+        // `try_attach`: an interpreter shutting down cannot be attached to (nor signalled).
+        let check = move || {
+            Python::try_attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(e) => {
+                    sink.set(Some(e));
+                    true
+                }
+            })
+            .unwrap_or(false)
+        };
+        let result = cancel::with_hook(Box::new(check), || work(pool.as_deref()));
+        (result, raised.take())
+    });
+    match raised {
+        Some(e) => Err(e),
+        None => Ok(result),
+    }
+}
+
+extern "C" {
+    /// CPython's identifier of the calling thread (`threading.get_ident()`); part of the
+    /// stable ABI.
+    fn PyThread_get_thread_ident() -> c_ulong;
+}
+
+/// True if this is Python's main thread, the one that runs signal handlers. The main
+/// thread's identifier is looked up once per process (a `fork()`ed child has its own).
+fn on_main_thread(py: Python<'_>) -> bool {
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static MAIN: AtomicU64 = AtomicU64::new(0);
+    // SAFETY: a plain query of the calling thread's identifier, with the GIL held.
+    // (`c_ulong` is 32 bits wide on Windows, where the conversion is not the identity.)
+    #[allow(clippy::useless_conversion)]
+    let me = u64::from(unsafe { PyThread_get_thread_ident() });
+    let pid = std::process::id();
+    if PID.load(Ordering::Acquire) != pid {
+        let main = py.import("threading").and_then(|t| {
+            t.call_method0("main_thread")?
+                .getattr("ident")?
+                .extract::<u64>()
+        });
+        let Ok(main) = main else {
+            // Not knowable (e.g. while the interpreter shuts down): check signals anyway;
+            // on another thread that does nothing.
+            return true;
+        };
+        MAIN.store(main, Ordering::Relaxed);
+        PID.store(pid, Ordering::Release);
+        return me == main;
+    }
+    me == MAIN.load(Ordering::Relaxed)
+}
 
 /// Set the number of threads crossent computes with.
 ///

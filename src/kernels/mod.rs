@@ -7,12 +7,14 @@
 //! - [`reduce`]: the deterministic block reduction engine and its partial state.
 //! - [`rows`]: the row-wise engine (one result per distribution along an axis).
 //! - [`pool`]: the crate's fork-safe rayon pool.
+//! - [`cancel`]: the cancellation hook the engines poll (Ctrl-C in a long call).
 //! - [`bce`]: binary cross-entropy on probabilities and logits.
 //! - [`divergence`]: entropy, cross-entropy, KL and Jensen-Shannon divergence per row.
 //! - [`softmax`]: softmax cross-entropy against class indices or probabilities.
 //! - [`grad`]: gradients and diagonal Hessians with respect to logits (boosting objectives).
 
 pub mod bce;
+pub mod cancel;
 pub mod divergence;
 pub mod float;
 pub mod grad;

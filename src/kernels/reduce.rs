@@ -8,10 +8,12 @@
 //! order.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use rayon::ThreadPool;
+
+use super::cancel;
 
 /// Elements per block of a flat reduction (binary cross-entropy and its gradient). Large enough
 /// that the per-block overhead (one `Partial`, one rayon task) stays small, small enough that
@@ -26,6 +28,8 @@ pub mod flags {
     pub const INPUT: u32 = 1;
     /// A value of the second argument (target / labels / `q`) is outside its domain.
     pub const TARGET: u32 = 2;
+    /// The call was cancelled ([`super::super::cancel`]): the state is incomplete.
+    pub const CANCELLED: u32 = 4;
 }
 
 /// The partial state of a reduction: what one block contributes.
@@ -84,6 +88,13 @@ impl Partial {
         }
     }
 
+    /// `self`, flagged as the incomplete state of a cancelled call.
+    #[must_use]
+    pub fn cancelled(mut self) -> Partial {
+        self.flags |= flags::CANCELLED;
+        self
+    }
+
     /// Records a domain error of kind `flag` at flat index `index`.
     #[inline]
     pub fn flag(&mut self, flag: u32, index: u64) {
@@ -95,6 +106,9 @@ impl Partial {
 /// Reduces `n` items in blocks of `block` items: `f(range)` reduces one block, and the
 /// partials are merged in block order. Runs on `pool` when one is given and there is more than
 /// one block, on the calling thread otherwise; the result is bit-identical either way.
+///
+/// Cancellable ([`super::cancel`]): when the call is cancelled, the blocks not yet claimed are
+/// skipped and the result is flagged [`flags::CANCELLED`].
 pub fn reduce<F>(n: usize, block: usize, pool: Option<&ThreadPool>, f: F) -> Partial
 where
     F: Fn(Range<usize>) -> Partial + Sync,
@@ -118,45 +132,82 @@ where
 {
     let blocks = n.div_ceil(block);
     let range = |b: usize| b * block..((b + 1) * block).min(n);
+    let mut acc = init;
     match pool {
         Some(pool) if blocks > 1 => {
-            // A window of blocks at a time: its blocks are claimed one by one, by the calling
-            // thread and by the pool's threads as they wake, each partial stored in its
-            // block's slot; then the slots are merged in order before the next window starts.
-            // The merge order is the serial one, whoever reduced which block, and the memory
-            // held stays `WINDOW` partials however long the input. The caller works too, so a
-            // call is never slower than the serial path by more than the claiming: a pool
-            // thread that is slow to wake (an idle core, a virtual CPU the host parked) just
-            // finds fewer blocks left.
-            let helpers = pool.current_num_threads().saturating_sub(1);
-            let mut acc = init;
+            // A window of blocks at a time, reduced in parallel (see [`window`]), whose
+            // partials are merged in order before the next window starts. The merge order is
+            // the serial one, whoever reduced which block, and the memory held stays
+            // `WINDOW` partials however long the input.
             for start in (0..blocks).step_by(WINDOW) {
                 let end = (start + WINDOW).min(blocks);
-                let slots: Vec<OnceLock<Partial>> = (start..end).map(|_| OnceLock::new()).collect();
-                let next = AtomicUsize::new(start);
-                let work = || loop {
-                    let b = next.fetch_add(1, Ordering::Relaxed);
-                    if b >= end {
-                        break;
-                    }
-                    // Each block index is claimed exactly once, so each slot is set once.
-                    let _ = slots[b - start].set(f(range(b)));
-                };
-                pool.in_place_scope(|scope| {
-                    for _ in 0..helpers.min(end - start - 1) {
-                        scope.spawn(|_| work());
-                    }
-                    work();
-                });
-                acc = slots
-                    .iter()
-                    .map(|slot| *slot.get().expect("every block of the window was reduced"))
-                    .fold(acc, Partial::merge);
+                match window(pool, start..end, |b| f(range(b))) {
+                    Some(parts) => acc = parts.fold(acc, Partial::merge),
+                    None => return acc.cancelled(),
+                }
             }
-            acc
         }
-        _ => (0..blocks).fold(init, |acc, b| acc.merge(f(range(b)))),
+        _ => {
+            for b in 0..blocks {
+                if cancel::poll() {
+                    return acc.cancelled();
+                }
+                acc = acc.merge(f(range(b)));
+            }
+        }
     }
+    acc
+}
+
+/// The results of `f(i)` for every `i` of `items`, in index order, computed on `pool`; `None`
+/// if the call was cancelled meanwhile ([`super::cancel`]).
+///
+/// The items are claimed one by one, by the calling thread and by the pool's threads as they
+/// wake, each result stored in its item's slot. The caller works too, so a call is never
+/// slower than the serial path by more than the claiming: a pool thread that is slow to wake
+/// (an idle core, a virtual CPU the host parked) just finds fewer items left. After each item
+/// it computes, the calling thread polls for cancellation; once cancelled, no thread claims
+/// another item, and every thread has finished its last one when this returns.
+pub fn window<R, F>(pool: &ThreadPool, items: Range<usize>, f: F) -> Option<impl Iterator<Item = R>>
+where
+    R: Send + Sync,
+    F: Fn(usize) -> R + Sync,
+{
+    if cancel::cancelled() {
+        return None;
+    }
+    let (start, end) = (items.start, items.end);
+    let helpers = pool.current_num_threads().saturating_sub(1);
+    let slots: Vec<OnceLock<R>> = items.map(|_| OnceLock::new()).collect();
+    let next = AtomicUsize::new(start);
+    let stop = AtomicBool::new(false);
+    let work = |caller: bool| {
+        while !stop.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= end {
+                break;
+            }
+            // Each index is claimed exactly once, so each slot is set once.
+            let _ = slots[i - start].set(f(i));
+            if caller && cancel::poll() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+    };
+    pool.in_place_scope(|scope| {
+        for _ in 0..helpers.min(end.saturating_sub(start + 1)) {
+            scope.spawn(|_| work(false));
+        }
+        work(true);
+    });
+    // `in_place_scope` has waited for every helper: the stop flag is final.
+    if stop.into_inner() {
+        return None;
+    }
+    Some(slots.into_iter().map(|slot| {
+        slot.into_inner()
+            .expect("every item of the window was computed")
+    }))
 }
 
 /// Blocks reduced in parallel before their partials are merged (see [`reduce_from`]): enough
@@ -258,6 +309,57 @@ mod tests {
             assert_eq!(p.sum.to_bits(), serial.sum.to_bits(), "{threads} threads");
             assert_eq!(p.count, n as u64);
         }
+    }
+
+    #[test]
+    fn cancelled_calls_stop_claiming_blocks_and_leave_the_pool_usable() {
+        use std::sync::atomic::AtomicUsize;
+        use std::time::Duration;
+        for threads in [1, 3] {
+            let p = pool(threads);
+            let pool = (threads > 1).then_some(&p);
+            let done = AtomicUsize::new(0);
+            // 10^5 blocks of a millisecond each: minutes, unless cancelled.
+            let slow = |r: Range<usize>| {
+                std::thread::sleep(Duration::from_millis(1));
+                done.fetch_add(1, Ordering::SeqCst);
+                wild_sum(r)
+            };
+            let part = cancel::with_hook(Box::new(|| true), || {
+                let part = reduce(100_000 * 8, 8, pool, slow);
+                // Later runs of a cancelled call stop before their first block.
+                let before = done.load(Ordering::SeqCst);
+                let again = reduce(100_000 * 8, 8, pool, slow);
+                assert_ne!(again.flags & flags::CANCELLED, 0);
+                assert_eq!(done.load(Ordering::SeqCst), before);
+                part
+            });
+            assert_ne!(part.flags & flags::CANCELLED, 0, "{threads} threads");
+            // The hook is first called after `INTERVAL` (20 ms): a few dozen blocks per thread.
+            let stopped = done.load(Ordering::SeqCst);
+            assert!(stopped < 2000, "{stopped} blocks with {threads} threads");
+            // No thread still works on the call once it has returned.
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(done.load(Ordering::SeqCst), stopped);
+            // The pool (and the engine, without a hook) works on.
+            let full = reduce(100_003, 64, pool, wild_sum);
+            assert_eq!(full.count, 100_003);
+            assert_eq!(full.flags, 0);
+        }
+    }
+
+    #[test]
+    fn a_hook_that_never_stops_changes_nothing() {
+        let n = 2 * WINDOW * 8 + 77;
+        let plain = reduce(n, 8, Some(&pool(3)), wild_sum);
+        let polled = cancel::with_hook(Box::new(|| false), || {
+            reduce(n, 8, Some(&pool(3)), |r| {
+                // Slow enough that the hook is called a few times.
+                std::thread::sleep(std::time::Duration::from_micros(20));
+                wild_sum(r)
+            })
+        });
+        assert_eq!(polled, plain);
     }
 
     #[test]

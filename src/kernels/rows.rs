@@ -28,12 +28,12 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
 use rayon::ThreadPool;
 
+use super::cancel;
 use super::float::Float;
 use super::isa::{self, Arch, Isa, Kernel};
-use super::reduce::{reduce_from, Partial};
+use super::reduce::{reduce_from, window, Partial};
 use super::strided::{Layout, TileBuf, TILE};
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
@@ -469,6 +469,8 @@ fn finish_row<A: Arch, const K: usize, O: RowOp<K>>(
 /// Reduces every row of `rows` with `op` (writing each row's result through the op) and
 /// returns the merge, in row order, of what the rows contribute. Parallel on `pool` when given;
 /// the bits are the same for any thread count. Runs with the active instruction set.
+/// Cancellable ([`super::cancel`]): a cancelled run returns a state flagged
+/// [`CANCELLED`](super::reduce::flags::CANCELLED), with only some rows finished.
 ///
 /// Row indices passed to the op are positions in the engine's row order (operand 0's memory
 /// order), the same in every call with the same `rows`.
@@ -531,7 +533,7 @@ pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
     let chunks = rows.chunks();
     let (mut acc, mut row_state) = (init, op.empty());
     // SAFETY: forwarded from the caller.
-    unsafe {
+    let done = unsafe {
         for_chunk_states(rows, op, pool, isa, 0..nrows * chunks, |i, state| {
             row_state = op.merge(row_state, state);
             if (i + 1) % chunks == 0 {
@@ -546,7 +548,11 @@ pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
             }
         })
     };
-    acc
+    if done {
+        acc
+    } else {
+        acc.cancelled()
+    }
 }
 
 /// Chunk states held at once by [`for_chunk_states`] (about 56 KiB of them): enough to keep
@@ -556,8 +562,9 @@ const STATE_WINDOW: usize = 1024;
 
 /// Hands `consume` the state of each chunk `items` (chunks of [`CHUNK`] elements, at least
 /// one per row, numbered row after row: item `i` is chunk `i % chunks` of row `i / chunks`),
-/// in that order. The chunks are reduced [`STATE_WINDOW`] at a time, each one parallel task on
-/// `pool`.
+/// in that order. The chunks are reduced [`STATE_WINDOW`] at a time, in parallel on `pool`
+/// (see [`window`]). Returns false if the call was cancelled ([`super::cancel`]): the chunks
+/// from some window on were then not consumed.
 ///
 /// # Safety
 /// As [`run`].
@@ -568,7 +575,7 @@ unsafe fn for_chunk_states<const K: usize, O: RowOp<K>>(
     isa: Isa,
     items: Range<usize>,
     mut consume: impl FnMut(usize, O::State),
-) {
+) -> bool {
     let (n, chunks) = (rows.row_len(), rows.chunks());
     let item = |i: usize| {
         let (r, c) = (i / chunks, i % chunks);
@@ -581,27 +588,28 @@ unsafe fn for_chunk_states<const K: usize, O: RowOp<K>>(
         };
         isa::dispatch_on(isa, chunk)
     };
-    let mut states = Vec::with_capacity(STATE_WINDOW.min(items.len()));
     for start in items.clone().step_by(STATE_WINDOW) {
-        let window = start..(start + STATE_WINDOW).min(items.end);
+        let end = (start + STATE_WINDOW).min(items.end);
         match pool {
-            Some(pool) => pool.install(|| {
-                window
-                    .clone()
-                    .into_par_iter()
-                    .with_min_len(1)
-                    .map(item)
-                    .collect_into_vec(&mut states)
-            }),
+            Some(pool) => match window(pool, start..end, &item) {
+                Some(states) => {
+                    for (i, state) in (start..end).zip(states) {
+                        consume(i, state);
+                    }
+                }
+                None => return false,
+            },
             None => {
-                states.clear();
-                states.extend(window.clone().map(item));
+                for i in start..end {
+                    if cancel::poll() {
+                        return false;
+                    }
+                    consume(i, item(i));
+                }
             }
         }
-        for (i, &state) in window.zip(&states) {
-            consume(i, state);
-        }
     }
+    true
 }
 
 /// The *unfinished* state of the single row of `rows` (every dimension reduced: the whole
@@ -632,6 +640,7 @@ pub unsafe fn fold_row<const K: usize, O: RowOp<K>>(
             state = op.merge(state, s)
         })
     };
+    // Cancelled: incomplete, as `cancel::cancelled()` tells the caller.
     state
 }
 
@@ -1020,6 +1029,47 @@ mod tests {
         let ragged = fold(&[1, 1000, 40_000, 40_001], 2);
         let scale: f64 = x.iter().map(|v| v.abs()).sum();
         assert!((ragged - one).abs() <= 1e-12 * scale);
+    }
+
+    /// Runs `f` with a hook that cancels at its first call, and checks that it stops within a
+    /// second (uncancelled, each call below runs for minutes).
+    fn cancelled_within_a_second<R>(f: impl FnOnce() -> R) -> R {
+        let start = std::time::Instant::now();
+        let r = crate::kernels::cancel::with_hook(Box::new(|| true), f);
+        assert!(start.elapsed().as_secs_f64() < 1.0, "{:?}", start.elapsed());
+        r
+    }
+
+    #[test]
+    fn cancelled_runs_stop_for_short_and_long_rows_and_one_row() {
+        use crate::kernels::reduce::flags::CANCELLED;
+        // One value broadcast to 10^11 elements (stride 0), in rows of each kind.
+        let x = [0.5f64];
+        for threads in [1, 2] {
+            let p = pool(threads);
+            let pool = (threads > 1).then_some(&p);
+            for (r, c) in [(5_000_000, 20_000), (1_000_000, 3 * CHUNK + 5)] {
+                let mut out = vec![0.0; r];
+                let rows = Rows::new(&[r, c], [&[0, 0], &[1, 0]], &[false, true]);
+                let op = RowSum {
+                    x: SendPtr::from_const(x.as_ptr()),
+                    out: SendPtr(out.as_mut_ptr()),
+                };
+                let part = cancelled_within_a_second(|| unsafe { run(&rows, &op, pool) });
+                assert_ne!(part.flags & CANCELLED, 0, "({r}, {c}) {threads}");
+                assert!(part.count < r as u64);
+            }
+            let rows = Rows::new(&[1 << 20, 100_000], [&[0, 0], &[0, 0]], &[true, true]);
+            let mut out = [0.0];
+            let op = RowSum {
+                x: SendPtr::from_const(x.as_ptr()),
+                out: SendPtr(out.as_mut_ptr()),
+            };
+            cancelled_within_a_second(|| {
+                unsafe { fold_row(0.0, &rows, &op, pool) };
+                assert!(crate::kernels::cancel::cancelled());
+            });
+        }
     }
 
     #[test]
