@@ -8,15 +8,15 @@ use crossent::kernels::bce::{binary_cross_entropy_on, Inputs, Kind, Operands};
 use crossent::kernels::float::{Bool, Float, Target};
 use crossent::kernels::isa::{detected, Isa};
 use crossent::kernels::reduce::Partial;
-use crossent::kernels::strided::{Layout, SendPtr};
+use crossent::kernels::strided::{Layout, SendPtr, Src};
 
 fn ops<T: Float, Y: Target>(x: &[T], y: &[Y]) -> Operands<T, Y> {
     Operands {
         inputs: Inputs {
             input: SendPtr::from_const(x.as_ptr()),
             target: SendPtr::from_const(y.as_ptr()),
-            weight: SendPtr::from_const(T::one_ref()),
-            pos_weight: SendPtr::from_const(T::one_ref()),
+            weight: Src::native(T::one_ref()),
+            pos_weight: Src::native(T::one_ref()),
         },
         out: SendPtr(std::ptr::null_mut()),
         layout: Layout::new(&[x.len()], [&[1], &[1], &[0], &[0], &[0]]),

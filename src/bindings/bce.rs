@@ -30,7 +30,8 @@ use crate::kernels::strided::{Layout, SendPtr};
 ///     ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64), read
 ///     natively without conversion.
 /// weight : array_like, optional
-///     Per-element weight, broadcast to ``input``'s shape.
+///     Per-element weight, broadcast to ``input``'s shape (float32/float64 read in place, in
+///     ``input``'s precision).
 /// reduction : {"mean", "sum", "none"}
 ///     ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch);
 ///     ``"sum"`` returns the sum (0.0 for empty input); ``"none"`` returns every element's loss.

@@ -6,10 +6,11 @@ use numpy::{Element, PyUntypedArray};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::arrays::{ndarray_as, shape_str, Operand, View};
+use super::arrays::{ndarray, shape_str, Operand, View};
+use super::operand::LoadView;
 use crate::kernels::bce::Inputs;
 use crate::kernels::float::{Float, Target};
-use crate::kernels::strided::{find_first, SendPtr};
+use crate::kernels::strided::{find_first, SendPtr, Src};
 
 /// Evaluates `$call`, in which `E` names the NumPy element type of the binary target array
 /// `$y` and `Y` the type the kernels read it as, for each supported target dtype; a
@@ -40,11 +41,12 @@ macro_rules! with_target_dtype {
 
 pub(crate) use with_target_dtype;
 
-/// A parameter array (`weight`, `pos_weight`) read as `T` and broadcast to the input's shape.
+/// A parameter array (`weight`, `pos_weight`) read as `T` and broadcast to the input's shape:
+/// float32 and float64 in place, other real dtypes converted to `T`.
 pub struct Parameter<'py, T: Element> {
     /// Keeps the array borrowed while the kernel reads it (`None`: a constant 1).
-    view: Option<View<'py, T>>,
-    ptr: *const T,
+    view: Option<LoadView<'py, T>>,
+    src: Src<T>,
     strides: Vec<isize>,
 }
 
@@ -53,13 +55,13 @@ impl<'py, T: Float + Element> Parameter<'py, T> {
         let Some(obj) = obj else {
             return Ok(Parameter {
                 view: None,
-                ptr: T::one_ref(),
+                src: Src::native(T::one_ref()),
                 strides: vec![0; shape.len()],
             });
         };
-        let view = View::<T>::new(&ndarray_as::<T>(obj, arg)?, arg)?;
+        let view = LoadView::<T>::new(&ndarray(obj, arg)?, arg)?;
         Ok(Parameter {
-            ptr: view.ptr,
+            src: view.src(),
             strides: view.broadcast_strides(shape, arg)?,
             view: Some(view),
         })
@@ -122,8 +124,8 @@ impl<'py, T: Float + Element, E: Element> BinaryOperands<'py, T, E> {
         Inputs {
             input: SendPtr::from_const(self.x.ptr),
             target: SendPtr::from_const(self.y.ptr as *const Y),
-            weight: SendPtr::from_const(self.w.ptr),
-            pos_weight: SendPtr::from_const(self.pw.ptr),
+            weight: self.w.src,
+            pos_weight: self.pw.src,
         }
     }
 

@@ -7,13 +7,14 @@ use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
 use super::args;
-use super::arrays::{dtype_name, is, ndarray, new_output, shape_str, View, ViewMut};
+use super::arrays::{dtype_name, is, ndarray, new_output, shape_str, ViewMut};
+use super::operand::LoadView;
 use super::threads::run_detached;
 use crate::kernels::divergence::{self, Kind};
 use crate::kernels::float::Float;
 use crate::kernels::reduce::{flags, Partial};
 use crate::kernels::rows::Rows;
-use crate::kernels::strided::{find_first, SendPtr};
+use crate::kernels::strided::{SendPtr, Src};
 
 /// Entropy of distributions along an axis, as :func:`scipy.stats.entropy` computes it.
 ///
@@ -82,7 +83,8 @@ pub fn entropy<'py>(
 /// ----------
 /// p, q : array_like
 ///     Non-negative values, broadcast against each other. float32 and float64 arrays are
-///     read in place; mixed float32/float64 input, or other real dtypes, are converted.
+///     read in place, also one of each (computed in float64 then); other real dtypes are
+///     converted.
 /// axis : int or None, default -1
 ///     The axis along which each distribution lies; ``None`` treats the whole array as one.
 /// base : float, optional
@@ -309,7 +311,9 @@ pub fn log_base(base: Option<f64>) -> PyResult<f64> {
     }
 }
 
-/// `p` (and `q`) as arrays of one floating-point type: the wider of their precisions.
+/// `p` (and `q`) as arrays, and the floating-point type they are computed in: the wider of
+/// their precisions, as NumPy promotes them. Each is read in its own dtype when that is
+/// float32 or float64 (see [`Operands`]).
 type Inputs<'py> = (
     Precision,
     Bound<'py, PyUntypedArray>,
@@ -323,18 +327,7 @@ fn inputs<'py>(p: &Bound<'py, PyAny>, q: Option<&Bound<'py, PyAny>>) -> PyResult
     if let Some(qa) = &qa {
         prec = prec.max(precision(qa, "q")?);
     }
-    Ok(match prec {
-        Precision::F32 => (
-            prec,
-            as_float::<f32>(pa)?,
-            qa.map(as_float::<f32>).transpose()?,
-        ),
-        Precision::F64 => (
-            prec,
-            as_float::<f64>(pa)?,
-            qa.map(as_float::<f64>).transpose()?,
-        ),
-    })
+    Ok((prec, pa, qa))
 }
 
 fn compute_kind<'py>(
@@ -388,16 +381,11 @@ fn fold_typed<'py, T: Float + Element>(
         [&ops.p_strides, &ops.q_strides, &vec![0; nd]],
         &vec![true; nd],
     );
-    let (p, q) = (
-        SendPtr::from_const(ops.pv.ptr),
-        SendPtr::from_const(ops.q_ptr),
-    );
+    let (p, q) = (ops.pv.src(), ops.q);
     let state = run_detached(pa.py(), rows.row_len(), move |pool| {
-        // Whole `SendPtr`s, not their raw fields, cross to the worker.
-        let (p, q) = (p, q);
         // SAFETY: the pointers come from views that stay alive (and borrowed) until this
         // function returns; `rows` is built from their own shapes and (broadcast) strides.
-        unsafe { divergence::whole(kind, &rows, p.0, q.0, init, pool) }
+        unsafe { divergence::whole(kind, &rows, p, q, init, pool) }
     })?;
     ops.check(state.flags)?;
     Ok(state)
@@ -411,13 +399,14 @@ struct Args<'a, 'py> {
     out: Option<&'a Bound<'py, PyAny>>,
 }
 
-/// `p` and `q` viewed where they lie and broadcast to one shape (`q` is `p` for entropy).
+/// `p` and `q` viewed where they lie, read as `T` whatever float type each is stored in, and
+/// broadcast to one shape (`q` is `p` for entropy).
 struct Operands<'py, T: Element> {
-    pv: View<'py, T>,
-    qv: Option<View<'py, T>>,
+    pv: LoadView<'py, T>,
+    qv: Option<LoadView<'py, T>>,
     shape: Vec<usize>,
     p_strides: Vec<isize>,
-    q_ptr: *const T,
+    q: Src<T>,
     q_strides: Vec<isize>,
 }
 
@@ -426,8 +415,8 @@ impl<'py, T: Float + Element> Operands<'py, T> {
         pa: &Bound<'py, PyUntypedArray>,
         qa: Option<&Bound<'py, PyUntypedArray>>,
     ) -> PyResult<Self> {
-        let pv = View::<T>::new(pa, "p")?;
-        let qv = qa.map(|qa| View::<T>::new(qa, "q")).transpose()?;
+        let pv = LoadView::<T>::new(pa, "p")?;
+        let qv = qa.map(|qa| LoadView::<T>::new(qa, "q")).transpose()?;
         let shape = match &qv {
             None => pv.shape.clone(),
             Some(qv) => broadcast_shape(&pv.shape, &qv.shape).ok_or_else(|| {
@@ -439,16 +428,16 @@ impl<'py, T: Float + Element> Operands<'py, T> {
             })?,
         };
         let p_strides = pv.broadcast_strides(&shape, "p")?;
-        let (q_ptr, q_strides) = match &qv {
-            Some(qv) => (qv.ptr, qv.broadcast_strides(&shape, "q")?),
-            None => (pv.ptr, p_strides.clone()),
+        let (q, q_strides) = match &qv {
+            Some(qv) => (qv.src(), qv.broadcast_strides(&shape, "q")?),
+            None => (pv.src(), p_strides.clone()),
         };
         Ok(Operands {
             pv,
             qv,
             shape,
             p_strides,
-            q_ptr,
+            q,
             q_strides,
         })
     }
@@ -457,13 +446,11 @@ impl<'py, T: Float + Element> Operands<'py, T> {
     fn check(&self, part_flags: u32) -> PyResult<()> {
         let (pv, qv) = (&self.pv, &self.qv);
         if part_flags & flags::INPUT != 0 {
-            // SAFETY: the view is alive and describes valid elements.
-            let bad = unsafe { find_first(pv.ptr, &pv.shape, &pv.strides, |v: T| v < T::ZERO) };
+            let bad = pv.first_bad(|v: T| v < T::ZERO);
             return Err(domain_error("p", "non-negative values", bad));
         }
         if let (true, Some(qv)) = (part_flags & flags::TARGET != 0, qv) {
-            // SAFETY: as above.
-            let bad = unsafe { find_first(qv.ptr, &qv.shape, &qv.strides, |v: T| v < T::ZERO) };
+            let bad = qv.first_bad(|v: T| v < T::ZERO);
             return Err(domain_error("q", "non-negative values", bad));
         }
         Ok(())
@@ -532,22 +519,14 @@ fn compute<'py, T: Float + Element>(
     );
     let n = rows.rows() * rows.row_len();
     let (kind, normalize, log_base) = (args.kind, args.normalize, args.log_base);
-    let (p_ptr, q_ptr, out_ptr) = (
-        SendPtr::from_const(ops.pv.ptr),
-        SendPtr::from_const(ops.q_ptr),
-        SendPtr(out_ptr),
-    );
+    let (p, q, out_ptr) = (ops.pv.src(), ops.q, SendPtr(out_ptr));
     let part = run_detached(py, n, move |pool| {
-        // Whole `SendPtr`s, not their raw fields, cross to the worker.
-        let (p_ptr, q_ptr, out_ptr) = (p_ptr, q_ptr, out_ptr);
+        // The whole `SendPtr`, not its raw field, crosses to the worker.
+        let out_ptr = out_ptr;
         // SAFETY: the pointers come from views that stay alive (and borrowed) until this
         // function returns; `rows` is built from their own shapes and (broadcast) strides;
         // `out` was checked to be writeable, self-disjoint and not overlapping the inputs.
-        unsafe {
-            divergence::divergence(
-                kind, &rows, p_ptr.0, q_ptr.0, out_ptr.0, normalize, log_base, pool,
-            )
-        }
+        unsafe { divergence::divergence(kind, &rows, p, q, out_ptr.0, normalize, log_base, pool) }
     })?;
     ops.check(part.flags)?;
     Ok(match out_array {

@@ -7,11 +7,11 @@ use pyo3::types::PyTuple;
 
 use super::args;
 use super::arrays::{
-    dtype_name, is, ndarray, ndarray_as, new_output_like, shape_str, with_input_dtype, View,
-    ViewMut,
+    dtype_name, is, ndarray, new_output_like, shape_str, with_input_dtype, View, ViewMut,
 };
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::divergence::{as_float, normalize_axis, precision, Precision};
+use super::operand::LoadView;
 use super::reduction::reduction_arg;
 use super::softmax::{check_smoothing, labels_shape_error, with_class_target, ClassWeights};
 use super::threads::run_detached;
@@ -19,7 +19,7 @@ use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::grad::{self, ClassTarget, LogitsGrad, SoftmaxGrad};
 use crate::kernels::reduce::flags;
 use crate::kernels::rows::Rows;
-use crate::kernels::strided::{find_first, Layout, SendPtr};
+use crate::kernels::strided::{Layout, SendPtr};
 
 /// Gradient and diagonal Hessian of binary cross-entropy with logits, per element.
 ///
@@ -274,8 +274,8 @@ fn softmax_target<'py, T: Float + Element + ClassTarget>(
     args: &SoftArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let y = ndarray(target, "target")?;
+    // Probabilities are read as `T` where they lie, in their own float dtype.
     with_class_target!(&y, L => softmax_compute::<T, L>(x, &y, args), {
-        let y = ndarray_as::<T>(&y, "target")?;
         softmax_compute::<T, T>(x, &y, args)
     })
 }
@@ -287,7 +287,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let py = x.py();
     let xv = View::<T>::new(x, "logits")?;
-    let yv = View::<Y>::new(y, "target")?;
+    let yv = LoadView::<Y>::new(y, "target")?;
     let shape = xv.shape.clone();
     if shape.is_empty() {
         return Err(PyValueError::new_err(
@@ -354,8 +354,8 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
     let mut info = vec![[0f64; 5]; nrows];
     let mut op = SoftmaxGrad {
         logits: SendPtr::from_const(xv.ptr),
-        target: SendPtr::from_const(yv.ptr),
-        weight: SendPtr::from_const(weights.ptr),
+        target: yv.src(),
+        weight: weights.src,
         weight_stride: weights.stride,
         weight_total: weights.total,
         grad: SendPtr(gv.ptr),
@@ -379,17 +379,14 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
     if part.flags & flags::TARGET != 0 {
         let c = classes as i64;
         let ignore = args.ignore_index;
-        // SAFETY: the view is alive and describes valid elements.
-        let bad = unsafe {
-            find_first(yv.ptr, &yv.shape, &yv.strides, |v: Y| {
-                if Y::HARD {
-                    let i = v.index();
-                    i != ignore && !(0..c).contains(&i)
-                } else {
-                    v.prob() < 0.0
-                }
-            })
-        };
+        let bad = yv.first_bad(|v: Y| {
+            if Y::HARD {
+                let i = v.index();
+                i != ignore && !(0..c).contains(&i)
+            } else {
+                v.prob() < 0.0
+            }
+        });
         let what = if Y::HARD {
             format!("class indices in [0, {classes}) or ignore_index ({ignore})")
         } else {

@@ -8,6 +8,7 @@ pub mod bce;
 pub mod binary;
 pub mod divergence;
 pub mod grad;
+pub mod operand;
 pub mod reduction;
 pub mod softmax;
 pub mod threads;

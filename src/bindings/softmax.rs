@@ -7,15 +7,16 @@ use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
 use super::args;
-use super::arrays::{ndarray, ndarray_as, new_output, operand, shape_str, Operand, View, ViewMut};
+use super::arrays::{ndarray, new_output, operand, shape_str, Operand, View, ViewMut};
 use super::divergence::{as_float, domain_error, normalize_axis, precision, Precision};
+use super::operand::LoadView;
 use super::reduction::{reduction_arg, Reduction};
 use super::threads;
 use crate::kernels::float::Float;
 use crate::kernels::reduce::{flags, Partial};
 use crate::kernels::rows::{run_from, Rows};
 use crate::kernels::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
-use crate::kernels::strided::{find_first, SendPtr};
+use crate::kernels::strided::{find_first, SendPtr, Src};
 
 /// Cross-entropy between the softmax of ``logits`` and ``target``, as
 /// :func:`torch.nn.functional.cross_entropy`.
@@ -33,7 +34,8 @@ use crate::kernels::strided::{find_first, SendPtr};
 ///     Unnormalised scores, any shape and layout (read in place, never copied).
 /// target : array_like
 ///     Either class indices (int8, int16, int32, int64, uint8, uint16 or uint32) of
-///     ``logits``' shape without ``axis``, or class probabilities (float) of ``logits``' shape.
+///     ``logits``' shape without ``axis``, or class probabilities (float) of ``logits``' shape,
+///     read in place in ``logits``' precision.
 /// axis : int, default -1
 ///     The class axis (PyTorch's dimension 1).
 /// weight : array_like, optional
@@ -143,12 +145,13 @@ pub struct Params<'a, 'py> {
 }
 
 /// The class weights (`weight=`) of softmax cross-entropy and its gradient: one per class,
-/// read as `T` where they lie, with their sum in float64. Without weights, a single 1 read
-/// with stride 0 (every class weighs 1; the sum is the class count).
+/// read as `T` where they lie (float32 or float64; other real dtypes converted to `T`), with
+/// their sum in float64. Without weights, a single 1 read with stride 0 (every class weighs 1;
+/// the sum is the class count).
 pub struct ClassWeights<'py, T: Element> {
     /// Keeps the array borrowed while the kernel reads it (`None`: no weights given).
-    view: Option<View<'py, T>>,
-    pub ptr: *const T,
+    view: Option<LoadView<'py, T>>,
+    pub src: Src<T>,
     /// The element stride from one class's weight to the next.
     pub stride: isize,
     /// The sum of the weights, added in class order.
@@ -162,25 +165,25 @@ impl<'py, T: Float + Element> ClassWeights<'py, T> {
         let Some(obj) = weight else {
             return Ok(ClassWeights {
                 view: None,
-                ptr: T::one_ref(),
+                src: Src::native(T::one_ref()),
                 stride: 0,
                 total: classes as f64,
             });
         };
-        let view = View::<T>::new(&ndarray_as::<T>(obj, "weight")?, "weight")?;
+        let view = LoadView::<T>::new(&ndarray(obj, "weight")?, "weight")?;
         if view.shape != [classes] {
             return Err(PyValueError::new_err(format!(
                 "'weight' must have shape ({classes},) (one weight per class), got {}",
                 shape_str(&view.shape)
             )));
         }
-        let stride = view.strides[0];
+        let (src, stride) = (view.src(), view.strides[0]);
         // SAFETY: a 1-D view of `classes` valid elements.
         let total: f64 = (0..classes as isize)
-            .map(|c| unsafe { *view.ptr.offset(c * stride) }.to_f64())
+            .map(|c| unsafe { src.read(c * stride) }.to_f64())
             .sum();
         Ok(ClassWeights {
-            ptr: view.ptr,
+            src,
             stride,
             total,
             view: Some(view),
@@ -275,7 +278,6 @@ fn dispatch_target<'py, T: Float + Element>(
 ) -> PyResult<Computed<'py>> {
     let y = ndarray(target, "target")?;
     with_class_target!(&y, L => compute::<T, L>(&x, Target::Labels(&y), args), {
-        let y = ndarray_as::<T>(&y, "target")?;
         compute::<T, i64>(&x, Target::Probabilities(&y), args)
     })
 }
@@ -360,7 +362,7 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
     };
     let class_info = Classes {
         count: classes,
-        weight: SendPtr::from_const(weights.ptr),
+        weight: weights.src,
         weight_total: weights.total,
         smoothing: args.params.smoothing,
     };
@@ -402,7 +404,8 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
             part
         }
         Target::Probabilities(y) => {
-            let yv = View::<T>::new(y, "target")?;
+            // Read as `T` where it lies, in its own float dtype.
+            let yv = LoadView::<T>::new(y, "target")?;
             if yv.shape != shape {
                 return Err(PyValueError::new_err(format!(
                     "'target' of class probabilities must have the shape of 'logits' {}, got {}",
@@ -417,14 +420,13 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
             );
             let op = SoftmaxProbs {
                 logits: SendPtr::from_const(xv.ptr),
-                target: SendPtr::from_const(yv.ptr),
+                target: yv.src(),
                 classes: class_info,
                 out: SendPtr(out_ptr),
             };
             let part = run_detached(py, n, args.init, &rows, &op)?;
             if part.flags & flags::TARGET != 0 {
-                // SAFETY: as above.
-                let bad = unsafe { find_first(yv.ptr, &yv.shape, &yv.strides, |v: T| v < T::ZERO) };
+                let bad = yv.first_bad(|v: T| v < T::ZERO);
                 return Err(domain_error("target", "non-negative probabilities", bad));
             }
             part

@@ -24,7 +24,7 @@ use rayon::ThreadPool;
 use super::float::{Float, Target};
 use super::isa::{self, Arch, Isa, Kernel};
 use super::reduce::{flags, reduce_from, Partial, BLOCK};
-use super::strided::{scatter, Layout, SendPtr, TileBuf};
+use super::strided::{scatter, Layout, SendPtr, Src, TileBuf};
 
 /// Which binary cross-entropy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,23 +37,24 @@ pub enum Kind {
 
 /// What every binary-target kernel reads, in place in memory: operands 0 to 3 of its
 /// [`Layout`] (input, target, weight, pos_weight). A missing weight or pos_weight points at a
-/// single `1` ([`Float::one_ref`]) with stride 0.
+/// single `1` ([`Float::one_ref`]) with stride 0. The weights are read as `T` whatever float
+/// type they are stored in ([`Src`]), as targets are ([`Target::prob`]).
 pub struct Inputs<T, Y> {
     pub input: SendPtr<T>,
     pub target: SendPtr<Y>,
-    pub weight: SendPtr<T>,
-    pub pos_weight: SendPtr<T>,
+    pub weight: Src<T>,
+    pub pos_weight: Src<T>,
 }
 
 impl<T: Float, Y: Target> Inputs<T, Y> {
     /// True when there is no element weight (every weight is the constant 1).
     pub fn unweighted(&self) -> bool {
-        std::ptr::eq(self.weight.0, T::one_ref())
+        self.weight.is(T::one_ref())
     }
 
     /// True when there is no positive-class weight.
     pub fn no_pos_weight(&self) -> bool {
-        std::ptr::eq(self.pos_weight.0, T::one_ref())
+        self.pos_weight.is(T::one_ref())
     }
 }
 
@@ -96,8 +97,8 @@ impl<T: Float, Y: Target> InputTiles<T, Y> {
             (
                 self.x.view(ins.input.0.offset(at[0]), st[0], n),
                 self.y.view(ins.target.0.offset(at[1]), st[1], n),
-                self.w.view(ins.weight.0.offset(at[2]), st[2], n),
-                self.pw.view(ins.pos_weight.0.offset(at[3]), st[3], n),
+                self.w.view_src(ins.weight.offset(at[2]), st[2], n),
+                self.pw.view_src(ins.pos_weight.offset(at[3]), st[3], n),
             )
         }
     }
@@ -511,8 +512,8 @@ mod tests {
             inputs: Inputs {
                 input: SendPtr::from_const(x.as_ptr()),
                 target: SendPtr::from_const(y.as_ptr()),
-                weight: SendPtr::from_const(one),
-                pos_weight: SendPtr::from_const(one),
+                weight: Src::native(one),
+                pos_weight: Src::native(one),
             },
             out: SendPtr(out),
             layout: Layout::new(&[n], [&[1], &[1], &[0], &[0], &[1]]),
@@ -676,8 +677,8 @@ mod tests {
             inputs: Inputs {
                 input: SendPtr::from_const(p.as_ptr()),
                 target: SendPtr::from_const(y.as_ptr()),
-                weight: SendPtr::from_const(w.as_ptr()),
-                pos_weight: SendPtr::from_const(&ONE32),
+                weight: Src::native(w.as_ptr()),
+                pos_weight: Src::native(&ONE32),
             },
             out: SendPtr(std::ptr::null_mut()),
             // logical (4, 300): element [i, j] at i + 4 j (a Fortran-ordered buffer).

@@ -55,7 +55,7 @@ use super::reduce::{flags, Partial};
 use super::rows::{
     fold_row, max_lanes, row_sums, row_sums_with, run, view_rows, RowOp, Rows, LANES,
 };
-use super::strided::{SendPtr, TileBuf};
+use super::strided::{SendPtr, Src, TileBuf};
 
 /// Which quantity of a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,11 +139,12 @@ impl Finish {
 /// rows' factors from its own sums (`1/P`, `1/Q`; the tiles must hold whole rows) or 1
 /// without normalisation. Rows written to an `f32` `out` get
 /// entropy and cross-entropy logs only as accurate as an `f32` result needs (see the module
-/// doc).
+/// doc). `p` and `q` are read as `T` where they lie, whatever float type each is stored in
+/// ([`Src`]).
 pub struct Divergence<T> {
     pub kind: Kind,
-    pub p: SendPtr<T>,
-    pub q: SendPtr<T>,
+    pub p: Src<T>,
+    pub q: Src<T>,
     pub out: SendPtr<T>,
     pub norms: SendPtr<[f64; 2]>,
     pub normalize: bool,
@@ -268,7 +269,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         let rows = states.len();
         // SAFETY: the engine hands out offsets inside the operands (the caller of `run`
         // guarantees them valid).
-        let p = unsafe { view_rows(bp, self.p.0.offset(at[0]), rs[0], st[0], rows, n) };
+        let p = unsafe { view_rows(bp, self.p.offset(at[0]), rs[0], st[0], rows, n) };
         // Domain errors are flagged on the batch's first row (the caller locates them).
         let bad_p = if any_negative(p) { flags::INPUT } else { 0 };
         let sums = bs.scratch(3 * rows);
@@ -306,7 +307,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         row_sums(p, n, sp);
         let terms = bt.scratch(rows * n);
         // SAFETY: as above.
-        let q = unsafe { view_rows(bq, self.q.0.offset(at[1]), rs[1], st[1], rows, n) };
+        let q = unsafe { view_rows(bq, self.q.offset(at[1]), rs[1], st[1], rows, n) };
         match self.kind {
             Kind::Entropy | Kind::JensenShannonSums => {}
             Kind::CrossEntropy if f32_rows => neg_x_ln_y(terms, p, q, ln_for_f32::<A, T>),
@@ -440,8 +441,8 @@ impl<T: Float> RowOp<3> for Divergence<T> {
 pub unsafe fn divergence<T: Float>(
     kind: Kind,
     rows: &Rows<3>,
-    p: *const T,
-    q: *const T,
+    p: impl Into<Src<T>>,
+    q: impl Into<Src<T>>,
     out: *mut T,
     normalize: bool,
     log_base: f64,
@@ -471,8 +472,8 @@ pub unsafe fn divergence<T: Float>(
     }
     let mut op = Divergence {
         kind,
-        p: SendPtr::from_const(p),
-        q: SendPtr::from_const(q),
+        p: p.into(),
+        q: q.into(),
         out: SendPtr(out),
         norms: SendPtr(std::ptr::null_mut()),
         normalize,
@@ -515,8 +516,8 @@ pub unsafe fn divergence<T: Float>(
 pub unsafe fn whole<T: Float>(
     kind: Kind,
     rows: &Rows<3>,
-    p: *const T,
-    q: *const T,
+    p: impl Into<Src<T>>,
+    q: impl Into<Src<T>>,
     init: Partial,
     pool: Option<&rayon::ThreadPool>,
 ) -> Partial {
@@ -527,8 +528,8 @@ pub unsafe fn whole<T: Float>(
         } else {
             kind
         },
-        p: SendPtr::from_const(p),
-        q: SendPtr::from_const(q),
+        p: p.into(),
+        q: q.into(),
         out: SendPtr(std::ptr::null_mut()),
         norms: SendPtr(norms.as_mut_ptr()),
         normalize: false,

@@ -23,7 +23,7 @@ use super::isa::{self, Arch, Kernel};
 use super::reduce::{flags, reduce, Partial, BLOCK};
 use super::rows::{max_lanes, sum_lanes_of};
 use super::softmax::Label;
-use super::strided::{scatter, Layout, SendPtr, TileBuf};
+use super::strided::{scatter, Layout, Load, SendPtr, Src, TileBuf};
 
 /// The operands of one gradient computation, in place in memory: the [`Inputs`] (layout
 /// operands 0 to 3), then `grad` and `hess` (4 and 5; `hess` may be null).
@@ -172,8 +172,8 @@ mod tests {
             inputs: Inputs {
                 input: SendPtr::from_const(x.as_ptr()),
                 target: SendPtr::from_const(y.as_ptr()),
-                weight: SendPtr::from_const(&ONE),
-                pos_weight: SendPtr::from_const(cs.as_ptr()),
+                weight: Src::native(&ONE),
+                pos_weight: Src::native(cs.as_ptr()),
             },
             grad: SendPtr(g.as_mut_ptr()),
             hess: SendPtr(h.as_mut_ptr()),
@@ -237,7 +237,7 @@ mod tests {
 
 /// A target of softmax cross-entropy: a class index (the integer [`Label`] types) or a class
 /// probability (`f32`, `f64`).
-pub trait ClassTarget: Copy + Send + Sync + std::fmt::Debug + Default + 'static {
+pub trait ClassTarget: Load + Copy + Send + Sync + std::fmt::Debug + Default + 'static {
     /// True for class indices (one per row, stride 0 along the class axis).
     const HARD: bool;
     /// The class index (hard targets).
@@ -246,7 +246,7 @@ pub trait ClassTarget: Copy + Send + Sync + std::fmt::Debug + Default + 'static 
     fn prob(self) -> f64;
 }
 
-impl<L: Label> ClassTarget for L {
+impl<L: Label + Load> ClassTarget for L {
     const HARD: bool = true;
     #[inline(always)]
     fn index(self) -> i64 {
@@ -296,8 +296,10 @@ type RowInfo = [f64; 5];
 /// first pass returns in [`Partial::weight`]).
 pub struct SoftmaxGrad<T, Y> {
     pub logits: SendPtr<T>,
-    pub target: SendPtr<Y>,
-    pub weight: SendPtr<T>,
+    /// Class indices, or probabilities read as `T` whatever float type they are stored in
+    /// ([`Src`]); so are the class weights.
+    pub target: Src<Y>,
+    pub weight: Src<T>,
     /// Element stride of the weights along the class axis.
     pub weight_stride: isize,
     /// `W = Σ_c w_c`.
@@ -394,7 +396,7 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
     ) -> LseState {
         // SAFETY: the engine hands out offsets inside the operands.
         let x = unsafe { bx.view(self.logits.0.offset(at[0]), st[0], n) };
-        let w = unsafe { bw.view(self.weight.0.offset(at[2]), st[2], n) };
+        let w = unsafe { bw.view_src(self.weight.offset(at[2]), st[2], n) };
         if !self.write {
             let m = max_lanes(x).to_f64();
             let s = if m == f64::NEG_INFINITY {
@@ -410,7 +412,7 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
             let mut flags = 0;
             if !Y::HARD {
                 // SAFETY: as above.
-                let t = unsafe { by.view(self.target.0.offset(at[1]), st[1], n) };
+                let t = unsafe { by.view_src(self.target.offset(at[1]), st[1], n) };
                 for i in 0..n {
                     let ti = t[i].prob();
                     if ti < 0.0 {
@@ -437,7 +439,7 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
             None
         } else {
             // SAFETY: as above.
-            Some(unsafe { by.view(self.target.0.offset(at[1]), st[1], n) })
+            Some(unsafe { by.view_src(self.target.offset(at[1]), st[1], n) })
         };
         for i in 0..n {
             if ignored {
@@ -510,20 +512,15 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
         let mut info = [lse, state.a, -1.0, 0.0, base[0] as f64];
         if Y::HARD {
             // SAFETY: the label operand is valid at the row's base offset.
-            let y = unsafe { *self.target.0.offset(base[1]) }.index();
+            let y = unsafe { self.target.read(base[1]) }.index();
             if y == self.ignore_index {
                 info[1] = 0.0;
             } else if y < 0 || y >= self.classes as i64 {
                 part.flags |= flags::TARGET;
             } else {
                 // SAFETY: 0 <= y < C addresses a class weight.
-                let wy = unsafe {
-                    *self
-                        .weight
-                        .0
-                        .offset(base[2] + y as isize * self.weight_stride)
-                }
-                .to_f64();
+                let wy =
+                    unsafe { self.weight.read(base[2] + y as isize * self.weight_stride) }.to_f64();
                 info = [
                     lse,
                     (1.0 - self.smoothing) * wy

@@ -12,7 +12,7 @@ use super::bce::{self, Inputs, Kind, Operands};
 use super::isa::Arch;
 use super::reduce::{reduce, reduce_from, Partial};
 use super::rows::{run, run_from, RowOp, Rows, CHUNK};
-use super::strided::{Layout, SendPtr};
+use super::strided::{Layout, SendPtr, Src};
 
 /// Pools of 1 to 4 threads, built once for all cases.
 fn pool(threads: usize) -> &'static ThreadPool {
@@ -237,8 +237,8 @@ proptest! {
             inputs: Inputs {
                 input: SendPtr::from_const(p.as_ptr().wrapping_offset(start)),
                 target: SendPtr::from_const(y.as_ptr().wrapping_offset(start)),
-                weight: SendPtr::from_const(&one),
-                pos_weight: SendPtr::from_const(&one),
+                weight: Src::native(&one),
+                pos_weight: Src::native(&one),
             },
             out: SendPtr(out),
             layout: Layout::new(&[n], [&[step], &[step], &[0], &[0], &[1]]),

@@ -34,7 +34,7 @@ use super::cancel;
 use super::float::Float;
 use super::isa::{self, Arch, Isa, Kernel};
 use super::reduce::{reduce_from, window, Partial};
-use super::strided::{Layout, TileBuf, TILE};
+use super::strided::{with_load, Layout, Load, Src, Stored, TileBuf, TILE};
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
 pub const CHUNK: usize = 1 << 15;
@@ -99,44 +99,48 @@ pub trait RowOp<const K: usize>: Sync {
     unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; K], state: Self::State) -> Partial;
 }
 
-/// The `rows × n` elements at `ptr + r * rs + i * st`, row after row: the array's own memory
-/// when they lie so, `buf` (gathered in memory order) otherwise. `rows · n <= TILE`.
+/// The `rows × n` elements at `src + r * rs + i * st`, row after row, read as `E`: the array's
+/// own memory when they lie so (and are stored as `E`), `buf` (gathered in memory order, and
+/// converted, see [`Src`]) otherwise. `rows · n <= TILE`.
 ///
 /// # Safety
 /// Every such element must be valid, aligned and initialised, and not written while the slice
 /// lives.
 #[inline(always)]
-pub unsafe fn view_rows<E: Copy + Default>(
+pub unsafe fn view_rows<E: Load>(
     buf: &mut TileBuf<E>,
-    ptr: *const E,
+    src: impl Into<Src<E>>,
     rs: isize,
     st: isize,
     rows: usize,
     n: usize,
 ) -> &[E] {
+    let src = src.into();
     let len = rows * n;
     if rows <= 1 || rs == n as isize * st || (rs == 0 && st == 0) {
         // One strided run (or one broadcast value).
         // SAFETY: forwarded from the caller.
-        return unsafe { buf.view(ptr, st, len) };
+        return unsafe { buf.view_src(src, st, len) };
     }
     let out = buf.scratch(len);
-    if rs.unsigned_abs() < st.unsigned_abs() {
-        // Neighbouring rows are closer in memory than neighbouring elements: read across rows.
-        for i in 0..n {
-            for r in 0..rows {
-                // SAFETY: forwarded from the caller.
-                out[r * n + i] = unsafe { *ptr.offset(r as isize * rs + i as isize * st) };
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_load!(src, |load| if rs.unsigned_abs() < st.unsigned_abs() {
+            // Neighbouring rows are closer in memory than neighbouring elements: read across
+            // rows.
+            for i in 0..n {
+                for r in 0..rows {
+                    out[r * n + i] = load(r as isize * rs + i as isize * st);
+                }
             }
-        }
-    } else {
-        for (r, row) in out.chunks_exact_mut(n).enumerate() {
-            for (i, slot) in row.iter_mut().enumerate() {
-                // SAFETY: forwarded from the caller.
-                *slot = unsafe { *ptr.offset(r as isize * rs + i as isize * st) };
+        } else {
+            for (r, row) in out.chunks_exact_mut(n).enumerate() {
+                for (i, slot) in row.iter_mut().enumerate() {
+                    *slot = load(r as isize * rs + i as isize * st);
+                }
             }
-        }
-    }
+        })
+    };
     out
 }
 
@@ -1029,6 +1033,23 @@ mod tests {
         let ragged = fold(&[1, 1000, 40_000, 40_001], 2);
         let scale: f64 = x.iter().map(|v| v.abs()).sum();
         assert!((ragged - one).abs() <= 1e-12 * scale);
+    }
+
+    #[test]
+    fn rows_gathered_from_the_other_float_type_are_converted() {
+        // A (6, 5) block of a (6, 9) f32 matrix, read as f64 in batches of rows, both ways
+        // round (rows apart more than elements, and the transpose).
+        let x: Vec<f32> = (0..54).map(|i| (i as f32).sqrt()).collect();
+        for (rs, st) in [(9isize, 1isize), (1, 9)] {
+            let (rows, n) = if rs == 9 { (6, 5) } else { (5, 6) };
+            let mut buf = TileBuf::<f64>::default();
+            let got = unsafe { view_rows(&mut buf, Src::<f64>::f32(x.as_ptr()), rs, st, rows, n) }
+                .to_vec();
+            let want: Vec<f64> = (0..rows * n)
+                .map(|k| f64::from(x[(k / n) * rs as usize + (k % n) * st as usize]))
+                .collect();
+            assert_eq!(got, want, "rs {rs} st {st}");
+        }
     }
 
     /// Runs `f` with a hook that cancels at its first call, and checks that it stops within a

@@ -28,7 +28,7 @@ use super::isa::Arch;
 use super::math;
 use super::reduce::{flags, Partial};
 use super::rows::{max_lanes, row_sums, view_rows, RowOp};
-use super::strided::{SendPtr, TileBuf};
+use super::strided::{SendPtr, Src, TileBuf};
 
 /// An integer class-label element type (the class-index targets of the loss and, through
 /// [`super::grad::ClassTarget`], of its gradient).
@@ -139,8 +139,8 @@ pub struct Classes<T> {
     /// Number of classes `C` (the row length).
     pub count: usize,
     /// Class weights, read at `weight + base + c * weight_stride` (a single 1 with stride 0
-    /// when absent).
-    pub weight: SendPtr<T>,
+    /// when absent), as `T` whatever float type they are stored in ([`Src`]).
+    pub weight: Src<T>,
     /// `Σ_c w_c` (`C` without weights).
     pub weight_total: f64,
     /// Label smoothing `ε` in `[0, 1]`.
@@ -206,9 +206,9 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
             states,
         );
         if self.classes.smoothing > 0.0 {
-            let w = self.classes.weight.0;
             // SAFETY: as above.
-            let w = unsafe { view_rows(bw, w.offset(at[2]), rs[2], st[2], rows, n) };
+            let w =
+                unsafe { view_rows(bw, self.classes.weight.offset(at[2]), rs[2], st[2], rows, n) };
             let wx = bt.scratch(rows * n);
             for ((t, &w), &x) in wx.iter_mut().zip(w).zip(x) {
                 *t = w.to_f64() * x.to_f64();
@@ -255,11 +255,10 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
                     .0
                     .offset(base[0] + y as isize * self.logits_stride))
                 .to_f64(),
-                (*classes
+                classes
                     .weight
-                    .0
-                    .offset(base[2] + y as isize * self.weight_stride))
-                .to_f64(),
+                    .read(base[2] + y as isize * self.weight_stride)
+                    .to_f64(),
             )
         };
         let mut loss = wy * (lse - xy);
@@ -282,7 +281,8 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
 /// `[logits, target, weight, out]` (target: the logits' shape; out: stride 0 along classes).
 pub struct SoftmaxProbs<T> {
     pub logits: SendPtr<T>,
-    pub target: SendPtr<T>,
+    /// Read as `T` whatever float type it is stored in ([`Src`]).
+    pub target: Src<T>,
     pub classes: Classes<T>,
     pub out: SendPtr<T>,
 }
@@ -323,15 +323,8 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
         let (x, t, w) = unsafe {
             (
                 view_rows(bx, self.logits.0.offset(at[0]), rs[0], st[0], rows, n),
-                view_rows(bt, self.target.0.offset(at[1]), rs[1], st[1], rows, n),
-                view_rows(
-                    bw,
-                    self.classes.weight.0.offset(at[2]),
-                    rs[2],
-                    st[2],
-                    rows,
-                    n,
-                ),
+                view_rows(bt, self.target.offset(at[1]), rs[1], st[1], rows, n),
+                view_rows(bw, self.classes.weight.offset(at[2]), rs[2], st[2], rows, n),
             )
         };
         let sums = bs.scratch(2 * rows);
@@ -434,7 +427,7 @@ mod tests {
             labels: SendPtr::from_const(labels.as_ptr()),
             classes: Classes {
                 count: c,
-                weight: SendPtr::from_const(w.as_ptr()),
+                weight: Src::native(w.as_ptr()),
                 weight_total: w.iter().sum(),
                 smoothing: eps,
             },
@@ -513,10 +506,10 @@ mod tests {
         );
         let op = SoftmaxProbs {
             logits: SendPtr::from_const(x32.as_ptr()),
-            target: SendPtr::from_const(t.as_ptr()),
+            target: Src::native(t.as_ptr()),
             classes: Classes {
                 count: c,
-                weight: SendPtr::from_const(&one),
+                weight: Src::native(&one),
                 weight_total: c as f64,
                 smoothing: 0.2,
             },

@@ -9,9 +9,17 @@
 //!
 //! Kernels consume runs in tiles of at most [`TILE`] elements: a run with unit stride is handed
 //! over as a slice of the array itself, anything else is gathered into a small stack buffer.
+//!
+//! An operand may be stored in another floating-point type than the one a kernel computes in
+//! (a float32 `p` with a float64 `q`, a float64 weight of float32 logits): [`Src`] says how it
+//! is stored, and [`TileBuf::view_src`] converts it element by element as it gathers a tile,
+//! never the whole array. One compiled kernel thus serves every mix of float32 and float64
+//! operands; only the gather loop exists per stored type.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
+
+use super::float::Float;
 
 /// Elements per tile: small enough for the gather buffers to live in L1.
 pub const TILE: usize = 512;
@@ -157,6 +165,197 @@ impl<const K: usize> Layout<K> {
     }
 }
 
+/// How an operand's elements are stored, relative to the type `E` a kernel reads them as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// As `E` itself: read in place.
+    Native,
+    /// As `f32`, converted to `E` on load.
+    F32,
+    /// As `f64`, converted to `E` on load.
+    F64,
+}
+
+/// An element type that operands stored as `f32` or `f64` can be read as (see [`Src`]).
+pub trait Load: Copy + Default + Send + Sync + 'static {
+    /// How an operand of this very type is stored (`Native` for types nothing converts to).
+    const STORED: Stored;
+    /// `v` as this type: exact for `f32` and `f64`; rounded to nearest for `f64` to `f32`,
+    /// as NumPy's `astype` rounds.
+    fn from_f32(v: f32) -> Self;
+    /// As [`Load::from_f32`].
+    fn from_f64(v: f64) -> Self;
+}
+
+/// `f32` and `f64`.
+impl<T: Float> Load for T {
+    const STORED: Stored = if T::NARROW { Stored::F32 } else { Stored::F64 };
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        T::from_f64(f64::from(v))
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        T::from_f64(v)
+    }
+}
+
+/// Class labels are always read as stored (their `Src`s are `Native`); the conversions exist
+/// for the trait only.
+macro_rules! impl_load_native {
+    ($($t:ty),*) => {$(
+        impl Load for $t {
+            const STORED: Stored = Stored::Native;
+            #[inline(always)]
+            fn from_f32(v: f32) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+        }
+    )*};
+}
+impl_load_native!(i8, i16, i32, i64, u8, u16, u32);
+
+/// Where an operand read as `E` lies, and how it is stored ([`Stored`]): a pointer a kernel
+/// offsets and reads like a `*const E`, converting on load when the operand is stored as the
+/// other floating-point type. May cross to rayon workers, with [`SendPtr`]'s contract.
+#[derive(Clone, Copy, Debug)]
+pub struct Src<E> {
+    /// The first element; of type `E` only when `stored` is `Native`.
+    ptr: SendPtr<E>,
+    stored: Stored,
+}
+
+impl<E: Load> From<*const E> for Src<E> {
+    fn from(ptr: *const E) -> Self {
+        Src::native(ptr)
+    }
+}
+
+impl<E: Load> From<*mut E> for Src<E> {
+    fn from(ptr: *mut E) -> Self {
+        Src::native(ptr)
+    }
+}
+
+impl<E: Load> Src<E> {
+    /// Elements of type `E` at `ptr`.
+    pub fn native(ptr: *const E) -> Self {
+        Src {
+            ptr: SendPtr::from_const(ptr),
+            stored: Stored::Native,
+        }
+    }
+
+    /// `f32` elements at `ptr`, read as `E`.
+    pub fn f32(ptr: *const f32) -> Self {
+        Self::stored_as(ptr.cast(), Stored::F32)
+    }
+
+    /// `f64` elements at `ptr`, read as `E`.
+    pub fn f64(ptr: *const f64) -> Self {
+        Self::stored_as(ptr.cast(), Stored::F64)
+    }
+
+    fn stored_as(ptr: *const E, stored: Stored) -> Self {
+        debug_assert!(E::STORED != Stored::Native, "only floats are converted");
+        Src {
+            ptr: SendPtr::from_const(ptr),
+            stored: if stored == E::STORED {
+                Stored::Native
+            } else {
+                stored
+            },
+        }
+    }
+
+    /// How the elements are stored.
+    #[inline(always)]
+    pub fn stored(self) -> Stored {
+        self.stored
+    }
+
+    /// The first element's address (of an `E` only when stored `Native`).
+    #[inline(always)]
+    pub fn raw(self) -> *const E {
+        self.ptr.0
+    }
+
+    /// True if this points at `ptr` (e.g. a constant operand such as [`Float::one_ref`]).
+    ///
+    /// [`Float::one_ref`]: super::float::Float::one_ref
+    pub fn is(self, ptr: *const E) -> bool {
+        std::ptr::eq(self.ptr.0, ptr)
+    }
+
+    /// The element `count` elements on, as `ptr.offset(count)` for a `*const E`.
+    ///
+    /// # Safety
+    /// As [`pointer::offset`]: the result must lie within the operand.
+    #[inline(always)]
+    #[must_use]
+    pub unsafe fn offset(self, count: isize) -> Self {
+        let size = match self.stored {
+            Stored::Native => std::mem::size_of::<E>(),
+            Stored::F32 => 4,
+            Stored::F64 => 8,
+        } as isize;
+        // SAFETY: forwarded from the caller.
+        let ptr = unsafe { self.ptr.0.cast::<u8>().offset(count * size) };
+        Src {
+            ptr: SendPtr(ptr.cast()),
+            stored: self.stored,
+        }
+    }
+
+    /// The element `count` elements on, read as `E`.
+    ///
+    /// # Safety
+    /// That element must be valid, aligned and initialised.
+    #[inline(always)]
+    pub unsafe fn read(self, count: isize) -> E {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match self.stored {
+                Stored::F32 => E::from_f32(*self.ptr.0.cast::<f32>().offset(count)),
+                Stored::F64 => E::from_f64(*self.ptr.0.cast::<f64>().offset(count)),
+                Stored::Native => *self.ptr.0.offset(count),
+            }
+        }
+    }
+}
+
+/// Runs `$body` with `$load` bound to a function from an element offset of `$src` to its
+/// value as `E` (a closure with the stored type fixed, so that the loop in `$body` is compiled
+/// once per stored type with no test inside), in `unsafe` context. The arms of a conversion
+/// `E` never needs (from its own type, or for labels) are compiled out.
+macro_rules! with_load {
+    ($src:expr, |$load:ident| $body:expr) => {{
+        let src = $src;
+        let ptr = src.raw();
+        match src.stored() {
+            Stored::F32 if E::STORED == Stored::F64 => {
+                let p = ptr.cast::<f32>();
+                let $load = |o: isize| E::from_f32(*p.offset(o));
+                $body
+            }
+            Stored::F64 if E::STORED == Stored::F32 => {
+                let p = ptr.cast::<f64>();
+                let $load = |o: isize| E::from_f64(*p.offset(o));
+                $body
+            }
+            _ => {
+                let $load = |o: isize| *ptr.offset(o);
+                $body
+            }
+        }
+    }};
+}
+pub(crate) use with_load;
+
 /// A stack buffer for gathering one strided tile of an operand.
 ///
 /// The storage starts uninitialised and is initialised only as far as it is used (`init`
@@ -234,6 +433,38 @@ impl<E: Copy + Default> TileBuf<E> {
         self.filled_from = std::ptr::null();
         // SAFETY: the caller guarantees ptr + i * stride is valid for i < n.
         self.write(n, |i| unsafe { *ptr.offset(i as isize * stride) });
+        self.slots(n)
+    }
+
+    /// [`TileBuf::view`] of an operand that may be stored as another type ([`Src`]): read in
+    /// place when stored as `E` with `stride == 1`, gathered otherwise, each element converted
+    /// as it is gathered.
+    ///
+    /// # Safety
+    /// As [`TileBuf::view`], for the elements as stored.
+    #[inline(always)]
+    pub unsafe fn view_src(&mut self, src: Src<E>, stride: isize, n: usize) -> &[E]
+    where
+        E: Load,
+    {
+        debug_assert!(n <= TILE);
+        if src.stored == Stored::Native {
+            // SAFETY: forwarded contract.
+            return unsafe { self.view(src.ptr.0, stride, n) };
+        }
+        if stride == 0 {
+            if self.filled_from != src.ptr.0.cast_const() || self.filled_len < n {
+                // SAFETY: the caller guarantees the element is valid.
+                let v = unsafe { src.read(0) };
+                self.write(n, |_| v);
+                self.filled_from = src.ptr.0;
+                self.filled_len = n;
+            }
+            return self.slots(n);
+        }
+        self.filled_from = std::ptr::null();
+        // SAFETY: the caller guarantees src + i * stride is valid for i < n.
+        unsafe { with_load!(src, |load| self.write(n, |i| load(i as isize * stride))) };
         self.slots(n)
     }
 
@@ -378,6 +609,44 @@ mod tests {
         assert_eq!(hit, Some((vec![0, 2], 9)));
         let none = unsafe { find_first(data.as_ptr(), &[2, 3], &[1, 2], |v| v > 9) };
         assert_eq!(none, None);
+    }
+
+    #[test]
+    fn sources_stored_as_the_other_float_are_converted_on_load() {
+        let x64: Vec<f64> = (0..40).map(|i| 1.0 / (i as f64 + 3.0)).collect();
+        let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+        // (first element, stride, count): contiguous, strided, broadcast, reversed.
+        for (start, stride, n) in [
+            (0usize, 1isize, 40usize),
+            (1, 3, 13),
+            (5, 0, 9),
+            (39, -2, 10),
+        ] {
+            let at = |i: usize| (start as isize + i as isize * stride) as usize;
+            let mut b32 = TileBuf::<f32>::default();
+            let src = unsafe { Src::<f32>::f64(x64.as_ptr()).offset(start as isize) };
+            assert_eq!(src.stored(), Stored::F64);
+            let got = unsafe { b32.view_src(src, stride, n) }.to_vec();
+            let want: Vec<f32> = (0..n).map(|i| x64[at(i)] as f32).collect();
+            assert_eq!(got, want, "f64 as f32, stride {stride}");
+            let mut b64 = TileBuf::<f64>::default();
+            let src = unsafe { Src::<f64>::f32(x32.as_ptr()).offset(start as isize) };
+            let got = unsafe { b64.view_src(src, stride, n) }.to_vec();
+            let want: Vec<f64> = (0..n).map(|i| f64::from(x32[at(i)])).collect();
+            assert_eq!(got, want, "f32 as f64, stride {stride}");
+            assert_eq!(unsafe { src.read(2 * stride) }, want[2]);
+        }
+        // Stored as read: in place, the `Native` source whichever constructor made it.
+        let src = Src::<f64>::f64(x64.as_ptr());
+        assert_eq!(src.stored(), Stored::Native);
+        let mut b = TileBuf::<f64>::default();
+        let view = unsafe { b.view_src(src, 1, 40) };
+        assert!(std::ptr::eq(view.as_ptr(), x64.as_ptr()));
+        // A broadcast value is refilled when the source moves.
+        let mut b32 = TileBuf::<f32>::default();
+        let first = unsafe { b32.view_src(Src::f64(x64.as_ptr()), 0, 4) }.to_vec();
+        let second = unsafe { b32.view_src(Src::f64(x64[1..].as_ptr()), 0, 4) }.to_vec();
+        assert_eq!((first[3], second[3]), (x64[0] as f32, x64[1] as f32));
     }
 
     #[test]
