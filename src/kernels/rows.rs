@@ -34,7 +34,7 @@ use super::cancel;
 use super::float::Float;
 use super::isa::{self, Arch, Isa, Kernel};
 use super::reduce::{reduce_from, window, Partial};
-use super::strided::{with_load, Layout, Load, Src, Stored, TileBuf, TILE};
+use super::strided::{gather_converted, Layout, Load, Src, Stored, TileBuf, TILE};
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
 pub const CHUNK: usize = 1 << 15;
@@ -123,24 +123,28 @@ pub unsafe fn view_rows<E: Load>(
         return unsafe { buf.view_src(src, st, len) };
     }
     let out = buf.scratch(len);
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        with_load!(src, |load| if rs.unsigned_abs() < st.unsigned_abs() {
-            // Neighbouring rows are closer in memory than neighbouring elements: read across
-            // rows.
-            for i in 0..n {
-                for r in 0..rows {
-                    out[r * n + i] = load(r as isize * rs + i as isize * st);
-                }
+    if src.stored() != Stored::Native {
+        // SAFETY: forwarded from the caller.
+        unsafe { gather_converted(out, src, rows, n, rs, st) };
+        return out;
+    }
+    let ptr = src.raw();
+    if rs.unsigned_abs() < st.unsigned_abs() {
+        // Neighbouring rows are closer in memory than neighbouring elements: read across rows.
+        for i in 0..n {
+            for r in 0..rows {
+                // SAFETY: forwarded from the caller.
+                out[r * n + i] = unsafe { *ptr.offset(r as isize * rs + i as isize * st) };
             }
-        } else {
-            for (r, row) in out.chunks_exact_mut(n).enumerate() {
-                for (i, slot) in row.iter_mut().enumerate() {
-                    *slot = load(r as isize * rs + i as isize * st);
-                }
+        }
+    } else {
+        for (r, row) in out.chunks_exact_mut(n).enumerate() {
+            for (i, slot) in row.iter_mut().enumerate() {
+                // SAFETY: forwarded from the caller.
+                *slot = unsafe { *ptr.offset(r as isize * rs + i as isize * st) };
             }
-        })
-    };
+        }
+    }
     out
 }
 

@@ -328,33 +328,67 @@ impl<E: Load> Src<E> {
     }
 }
 
-/// Runs `$body` with `$load` bound to a function from an element offset of `$src` to its
-/// value as `E` (a closure with the stored type fixed, so that the loop in `$body` is compiled
-/// once per stored type with no test inside), in `unsafe` context. The arms of a conversion
-/// `E` never needs (from its own type, or for labels) are compiled out.
-macro_rules! with_load {
-    ($src:expr, |$load:ident| $body:expr) => {{
-        let src = $src;
-        let ptr = src.raw();
-        match src.stored() {
-            Stored::F32 if E::STORED == Stored::F64 => {
-                let p = ptr.cast::<f32>();
-                let $load = |o: isize| E::from_f32(*p.offset(o));
-                $body
-            }
-            Stored::F64 if E::STORED == Stored::F32 => {
-                let p = ptr.cast::<f64>();
-                let $load = |o: isize| E::from_f64(*p.offset(o));
-                $body
-            }
-            _ => {
-                let $load = |o: isize| *ptr.offset(o);
-                $body
+/// Gathers the `rows × n` elements at `src + r * rs + i * st`, row after row, into `out`,
+/// converting each to `E`: the path of operands stored as another type than the one read.
+///
+/// Out of line on purpose: one copy per element type and stored type, whatever instruction
+/// set the calling kernel is compiled for (a conversion loop vectorises on the baseline too),
+/// so that reading mixed dtypes adds almost nothing to the size of the kernels.
+///
+/// # Safety
+/// Every such element must be valid, aligned and initialised; `out.len() == rows * n`.
+#[inline(never)]
+pub unsafe fn gather_converted<E: Load>(
+    out: &mut [E],
+    src: Src<E>,
+    rows: usize,
+    n: usize,
+    rs: isize,
+    st: isize,
+) {
+    debug_assert_eq!(out.len(), rows * n);
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match src.stored {
+            Stored::F32 => gather(out, src.ptr.0.cast::<f32>(), rows, n, rs, st, E::from_f32),
+            Stored::F64 => gather(out, src.ptr.0.cast::<f64>(), rows, n, rs, st, E::from_f64),
+            Stored::Native => gather(out, src.ptr.0, rows, n, rs, st, |v| v),
+        }
+    }
+}
+
+/// [`gather_converted`] for one stored type `S`: in memory order, across rows when
+/// neighbouring rows are closer in memory than neighbouring elements.
+///
+/// # Safety
+/// As [`gather_converted`].
+#[inline(always)]
+unsafe fn gather<S: Copy, E>(
+    out: &mut [E],
+    ptr: *const S,
+    rows: usize,
+    n: usize,
+    rs: isize,
+    st: isize,
+    convert: impl Fn(S) -> E,
+) {
+    // SAFETY: forwarded from the caller.
+    let at =
+        |r: usize, i: usize| convert(unsafe { *ptr.offset(r as isize * rs + i as isize * st) });
+    if rows > 1 && rs.unsigned_abs() < st.unsigned_abs() {
+        for i in 0..n {
+            for r in 0..rows {
+                out[r * n + i] = at(r, i);
             }
         }
-    }};
+    } else {
+        for (r, row) in out.chunks_exact_mut(n.max(1)).enumerate() {
+            for (i, slot) in row.iter_mut().enumerate() {
+                *slot = at(r, i);
+            }
+        }
+    }
 }
-pub(crate) use with_load;
 
 /// A stack buffer for gathering one strided tile of an operand.
 ///
@@ -463,9 +497,10 @@ impl<E: Copy + Default> TileBuf<E> {
             return self.slots(n);
         }
         self.filled_from = std::ptr::null();
+        let out = self.slots(n);
         // SAFETY: the caller guarantees src + i * stride is valid for i < n.
-        unsafe { with_load!(src, |load| self.write(n, |i| load(i as isize * stride))) };
-        self.slots(n)
+        unsafe { gather_converted(out, src, 1, n, 0, stride) };
+        out
     }
 
     /// A scratch slice of `n <= TILE` elements for results that are scattered afterwards.
