@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from crossent._cli import CliError, Progress
+from crossent._cli import CliError, Progress, atomic_output, check_output
 
 DESCRIPTION = __doc__.split("\n\n")[0] if __doc__ else ""
 
@@ -424,7 +424,13 @@ def run(
     for case, dt, n in jobs:
         dtype = np.dtype(dt)
         shape = _shape(case, n, classes)
-        data = case.make(rng, shape, dtype)
+        try:
+            data = case.make(rng, shape, dtype)
+        except MemoryError:
+            raise CliError(
+                f"not enough memory for the {dt} data of {case.name} at size {n:.3g} "
+                f"({_fmt_size(shape)} elements): choose smaller --sizes"
+            ) from None
         thunks: dict[str, Thunk] = {}
         mismatch: set[str] = set()
         reference: Any = None
@@ -432,7 +438,13 @@ def run(
             thunk = case.impls[lib](data, crossent if lib == "crossent" else mods[lib])
             if thunk is None:
                 continue
-            result = thunk()
+            try:
+                result = thunk()
+            except MemoryError:
+                raise CliError(
+                    f"not enough memory for {lib}'s {case.name} on {dt} data at size {n:.3g}: "
+                    "choose smaller --sizes, or leave that peer out (--peers)"
+                ) from None
             if lib == "crossent":
                 reference = result
             elif not _agree(result, reference, dtype):
@@ -535,9 +547,9 @@ def table(rows: list[Row], peers: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[Row], peers: list[str], path: str) -> None:
+def plot(rows: list[Row], peers: list[str], path: str, fmt: str | None = None) -> None:
     """Throughput against array size, log axes, one panel per function, one line per library
-    and dtype."""
+    and dtype; ``fmt`` (png, svg, pdf, ...) defaults to what ``path``'s extension says."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -569,7 +581,7 @@ def plot(rows: list[Row], peers: list[str], path: str) -> None:
     for ax in list(axes.flat)[len(functions) :]:
         ax.set_visible(False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format=fmt)
     plt.close(fig)
 
 
@@ -681,6 +693,11 @@ def main(args: argparse.Namespace) -> int:
             raise CliError(
                 "--plot needs matplotlib, which is not installed (pip install matplotlib)"
             ) from None
+        # Checked before the (long) run, not after it.
+        check_output("--plot", args.plot, [])
+        folder = os.path.dirname(os.path.realpath(args.plot))
+        if not os.path.isdir(folder):
+            raise CliError(f"--plot {args.plot}: no such directory {folder}")
     if args.min_time is not None and not (0 <= args.min_time <= 600):
         raise CliError(f"--min-time must be between 0 and 600 seconds, got {args.min_time}")
     if args.threads is not None:
@@ -718,8 +735,11 @@ def main(args: argparse.Namespace) -> int:
     )
     out.flush()
     if args.plot is not None:
+        # Drawn under a temporary name beside the destination, renamed over it once complete.
+        fmt = os.path.splitext(args.plot)[1][1:].lower() or "png"
         try:
-            plot(rows, peers, args.plot)
+            with atomic_output("--plot", args.plot) as tmp:
+                plot(rows, peers, tmp, fmt)
         except OSError as e:
             raise CliError(f"cannot write --plot {args.plot}: {e.strerror or e}") from None
         sys.stderr.write(f"plot written to {args.plot}\n")

@@ -3,17 +3,113 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import stat
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Iterator, Sequence
 from typing import NoReturn, TextIO
 
-#: Exit status for usage errors, unreadable input and mismatched shapes.
+#: Exit status for usage errors, unreadable input, mismatched shapes and every other failure
+#: the command reports (one line on stderr, never a traceback).
 EXIT_USAGE = 2
+
+#: Exceptions a run can meet on bad files, bad arguments or too little memory: reported as
+#: one line on stderr with exit status 2, as :class:`CliError` is.
+EXPECTED = (
+    OSError,
+    ValueError,
+    TypeError,
+    MemoryError,
+    OverflowError,
+    EOFError,
+    zipfile.BadZipFile,
+)
 
 
 class CliError(Exception):
     """An error reported as one line on stderr with exit status 2 (never a traceback)."""
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: its lines joined, runs of white space collapsed."""
+    return " ".join(text.split())
+
+
+def describe(e: BaseException) -> str:
+    """One line saying what went wrong, for an error the command did not word itself."""
+    if isinstance(e, CliError):
+        return one_line(str(e))
+    if isinstance(e, MemoryError):
+        detail = one_line(str(e))
+        return "out of memory" + (f" ({detail})" if detail else "")
+    if isinstance(e, OSError) and e.strerror:
+        where = f"{e.filename}: " if e.filename is not None else ""
+        return one_line(f"{where}{e.strerror}")
+    detail = one_line(str(e))
+    return detail or type(e).__name__
+
+
+def same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    """Whether two ``os.stat`` results (links followed) describe one file: same device and
+    inode, which also holds for two hard links and for two paths through symbolic links."""
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def check_output(option: str, path: str, operands: Sequence[tuple[str, str, str]]) -> None:
+    """Refuses an output ``path`` that is a directory or the same file as an operand:
+    ``operands`` holds (option, spec, file path) triples. Files are compared by identity
+    (device and inode after following links), not by name."""
+    try:
+        out = os.stat(path)
+    except FileNotFoundError:
+        return  # a new file (or a link to one) cannot be an operand
+    except OSError as e:
+        raise CliError(f"{option} {path}: cannot write ({e.strerror or e})") from None
+    if stat.S_ISDIR(out.st_mode):
+        raise CliError(f"{option} {path}: is a directory")
+    for arg, spec, file in operands:
+        try:
+            st = os.stat(file)
+        except OSError:
+            continue
+        if same_file(st, out):
+            raise CliError(
+                f"{option} {path} is the same file as {arg} {spec}; writing it would destroy "
+                "the input: choose another output path"
+            )
+
+
+@contextlib.contextmanager
+def atomic_output(option: str, path: str) -> Iterator[str]:
+    """A temporary path beside ``path`` (in the directory of the file it names, links
+    followed) to write the output to. When the block ends without an exception the temporary
+    file is renamed over ``path`` (atomically, keeping an existing file's permissions); on any
+    exception, ``KeyboardInterrupt`` included, it is removed and ``path`` is left untouched."""
+    dest = os.path.realpath(path)
+    folder, name = os.path.split(dest)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder or ".")
+    except OSError as e:
+        raise CliError(f"{option} {path}: cannot write ({e.strerror or e})") from None
+    os.close(fd)
+    try:
+        yield tmp
+        try:
+            mode = stat.S_IMODE(os.stat(dest).st_mode)
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,14 +215,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         sys.stderr.write("crossent: error: choose a subcommand (see --help)\n")
         return EXIT_USAGE
+    # The one place where failures become one line on stderr and an exit status: no
+    # traceback reaches the user. Set CROSSENT_TRACEBACK=1 to see one (for a bug report).
     try:
         status: int = args.run(args)
-    except CliError as e:
-        sys.stderr.write(f"crossent {args.command}: error: {e}\n")
-        return EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("\ncrossent: interrupted\n")
         return 130
     except BrokenPipeError:
         return 0
+    except (CliError, *EXPECTED) as e:
+        if os.environ.get("CROSSENT_TRACEBACK"):
+            raise
+        sys.stderr.write(f"crossent {args.command}: error: {describe(e)}\n")
+        return EXIT_USAGE
+    except Exception as e:
+        if os.environ.get("CROSSENT_TRACEBACK"):
+            raise
+        sys.stderr.write(
+            f"crossent {args.command}: internal error: {type(e).__name__}: {describe(e)} "
+            "(please report it; CROSSENT_TRACEBACK=1 shows where)\n"
+        )
+        return EXIT_USAGE
     return status
