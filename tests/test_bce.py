@@ -377,28 +377,3 @@ def test_random_shapes_and_strides(data: Any, shape: Any, dtype: Any, kind: str)
         xs, ys = xs.T, ys.T
     for reduction in REDUCTIONS:
         compare(kind, xs, ys, reduction)
-
-
-# --- torch, where installed -------------------------------------------------------------
-
-
-@pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_matches_torch(dtype: Any, reduction: str) -> None:
-    torch = pytest.importorskip("torch")
-    functional = torch.nn.functional
-    p, y = make((64, 10), dtype, dtype, seed=7)
-    w = np.random.default_rng(8).uniform(0.5, 2, size=(10,)).astype(dtype)
-    tp, ty, tw = (torch.from_numpy(a) for a in (p, y, w))
-    expected = functional.binary_cross_entropy(tp, ty, weight=tw, reduction=reduction)
-    got = crossent.binary_cross_entropy(p, y, weight=w, reduction=reduction)
-    np.testing.assert_allclose(got, expected.double().numpy(), rtol=RTOL[dtype] * 5)
-    x = (p - dtype(0.5)) * dtype(30)
-    tx = torch.from_numpy(x)
-    expected = functional.binary_cross_entropy_with_logits(
-        tx, ty, weight=tw, pos_weight=tw, reduction=reduction
-    )
-    got = crossent.binary_cross_entropy_with_logits(
-        x, y, weight=w, pos_weight=w, reduction=reduction
-    )
-    np.testing.assert_allclose(got, expected.double().numpy(), rtol=RTOL[dtype] * 5)

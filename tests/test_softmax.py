@@ -150,6 +150,8 @@ def test_matches_reference(case: dict[str, Any]) -> None:
 @settings(max_examples=150, deadline=None)
 @given(case=cases())
 def test_matches_torch(case: dict[str, Any]) -> None:
+    # Random exploration where torch is installed; tests/test_golden.py checks a fixed sample
+    # of the same space (tests/golden/cases.py) in every run.
     pytest.importorskip("torch")
     if case["logits"].dtype == np.float32:
         # torch computes float32 in float32: compare against its float64 result.
@@ -160,15 +162,6 @@ def test_matches_torch(case: dict[str, Any]) -> None:
     want = torch_reference(*args(case))
     scale = float(np.abs(case["logits"]).max(initial=1.0))
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * scale)
-
-
-def test_float32_against_torch_float32() -> None:
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((1000, 37)).astype(np.float32) * 5
-    y = rng.integers(0, 37, 1000)
-    want = torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(y)).item()
-    assert crossent.softmax_cross_entropy(x, y) == pytest.approx(want, rel=1e-6)
 
 
 def test_edge_cases() -> None:
