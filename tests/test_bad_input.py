@@ -619,3 +619,54 @@ def test_streaming_accumulators_refuse_what_their_function_refuses(
         assert str(at) in message, message
     raises(TypeError, "other", acc.merge, crossent.BinaryCrossEntropyAccumulator())
     assert (acc.count, acc.sum) == before  # a refused batch leaves no trace
+
+
+# --- integer arguments refuse bools ----------------------------------------------------------
+
+# A valid call of every public callable that takes an integer argument, by keyword.
+_SOFT_X = np.zeros((3, 4))
+_VALID_CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
+    "set_num_threads": ((), {"n": 2}),
+    "entropy": ((np.full((3, 4), 0.25),), {}),
+    "cross_entropy": ((np.full((3, 4), 0.25), np.full((3, 4), 0.25)), {}),
+    "kl_divergence": ((np.full((3, 4), 0.25), np.full((3, 4), 0.25)), {}),
+    "jensen_shannon": ((np.full((3, 4), 0.25), np.full((3, 4), 0.25)), {}),
+    "softmax_cross_entropy": ((_SOFT_X, np.zeros(3, dtype=np.int64)), {}),
+    "softmax_cross_entropy_grad": ((_SOFT_X, np.zeros(3, dtype=np.int64)), {}),
+    "SoftmaxCrossEntropyAccumulator": ((), {}),
+}
+
+
+def _integer_parameters() -> list[tuple[str, str]]:
+    """(public callable, parameter) for every parameter of the API documented as an integer:
+    found from the signatures, so a new one is covered as soon as it exists."""
+    found = []
+    for name in crossent.__all__:
+        obj = getattr(crossent, name)
+        if not callable(obj):
+            continue
+        try:
+            signature = inspect.signature(obj)
+        except (TypeError, ValueError):
+            continue
+        for param in signature.parameters:
+            if param in ("axis", "ignore_index", "n"):
+                found.append((name, param))
+    return found
+
+
+def test_every_integer_argument_refuses_bools(threads: None) -> None:
+    """`True` is 1 to Python, but a bool passed as a count, an axis or a class index is a
+    mistake: every integer argument refuses it (and NumPy's bool), naming the argument."""
+    found = _integer_parameters()
+    assert {("set_num_threads", "n"), ("softmax_cross_entropy_grad", "ignore_index")} <= set(
+        found
+    ), found
+    assert {name for name, _ in found} == set(_VALID_CALLS), found
+    for name, param in found:
+        func = getattr(crossent, name)
+        args, kwargs = _VALID_CALLS[name]
+        func(*args, **kwargs)  # valid as given
+        for flag in (True, False, np.True_):
+            raises(TypeError, param, func, *args, **{**kwargs, param: flag})
+    assert crossent.get_num_threads() == 2
