@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import reference
 from registry import BY_NAME, FLOATS, FUNCS, NEVER, Args, Func, array_args, full_args, ids
 
 import crossent
@@ -453,10 +454,13 @@ def test_nan_and_inf(f: Func, arg: str, value: float, outcome: str, dtype: Any) 
     got = np.asarray(f.call(args, **f.none()))
     with np.errstate(all="ignore"):
         expected = f.reference(args)
-    close(got, expected, dtype)
     at = f.out_index((2, 3))
     mask = np.zeros(got.shape, dtype=bool)
     mask[at] = True
+    if outcome == "nonfinite":
+        close(got[~mask], expected[~mask], dtype)
+    else:
+        close(got, expected, dtype)
     assert np.isfinite(got[~mask]).all()
     v = got[at]
     outcomes: dict[str, Callable[[Any], Any]] = {
@@ -464,6 +468,7 @@ def test_nan_and_inf(f: Func, arg: str, value: float, outcome: str, dtype: Any) 
         "inf": np.isposinf,
         "-inf": np.isneginf,
         "finite": np.isfinite,
+        "nonfinite": lambda v: not np.isfinite(v),
     }
     assert outcomes[outcome](v), v
     if f.reduces:
@@ -540,7 +545,8 @@ def test_accumulators_name_bad_arguments_and_keep_their_state(cls: Any) -> None:
     before = (acc.count, acc.sum)
     raises(TypeError, "input", acc.update, np.zeros(4, complex), np.zeros(4))
     raises(ValueError, "target", acc.update, np.full(4, 0.5), np.zeros(5))
-    raises(ValueError, "target", acc.update, np.full(4, 0.5), np.full(4, 2.0))
+    # (A label other than 0/1: BCE with logits takes any real float target, as PyTorch.)
+    raises(ValueError, "target", acc.update, np.full(4, 0.5), np.full(4, 2, dtype=np.int8))
     raises(TypeError, "other", acc.merge, 3)
     assert (acc.count, acc.sum) == before  # a refused batch leaves no trace
 
@@ -670,3 +676,75 @@ def test_every_integer_argument_refuses_bools(threads: None) -> None:
         for flag in (True, False, np.True_):
             raises(TypeError, param, func, *args, **{**kwargs, param: flag})
     assert crossent.get_num_threads() == 2
+
+
+# --- targets of BCE with logits; ignore_index with class probabilities -----------------------
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_bce_with_logits_takes_any_real_target_as_pytorch(dtype: Any) -> None:
+    """PyTorch computes BCE with logits for any real target (its own tests draw them from a
+    normal distribution): so do the loss, its gradient and the accumulator, matching the
+    float64 formula; integer labels other than 0/1, and BCE on probabilities, still raise."""
+    rng = np.random.default_rng(16)
+    x = (rng.standard_normal((50, 7)) * 3).astype(dtype)
+    y = (rng.standard_normal((50, 7)) * 2).astype(dtype)
+    y[0, :3] = (-1e-30, 1 + 2.0**-20, 5.0)
+    w = rng.uniform(0.5, 2.0, (50, 7)).astype(dtype)
+    pw = rng.uniform(0.5, 2.0, 7).astype(dtype)
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    loss = reference.bce_with_logits(x, y, w, pw)
+    for weight, pos_weight in ((None, None), (w, None), (w, pw)):
+        expected = reference.bce_with_logits(x, y, weight, pos_weight)
+        got = crossent.binary_cross_entropy_with_logits(
+            x, y, weight=weight, pos_weight=pos_weight, reduction="none"
+        )
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+        mean = crossent.binary_cross_entropy_with_logits(x, y, weight=weight, pos_weight=pos_weight)
+        assert mean == pytest.approx(expected.mean(), rel=rtol)
+        acc = crossent.BinaryCrossEntropyWithLogitsAccumulator(pos_weight=pos_weight)
+        acc.update(x, y, weight=weight)
+        assert acc.result() == pytest.approx(expected.mean(), rel=rtol)
+    # Gradient: w * ((1 + (c - 1) y) s - c y).
+    x64, y64, w64, c = (a.astype(np.float64) for a in (x, y, w, pw))
+    s = 1 / (1 + np.exp(-x64))
+    grad, hess = crossent.binary_cross_entropy_with_logits_grad(x, y, weight=w, pos_weight=pw)
+    expected_g = w64 * ((1 + (c - 1) * y64) * s - c * y64)
+    expected_h = w64 * (1 + (c - 1) * y64) * s * (1 - s)
+    np.testing.assert_allclose(grad, expected_g, rtol=rtol, atol=rtol * np.abs(expected_g).max())
+    np.testing.assert_allclose(hess, expected_h, rtol=rtol, atol=rtol * np.abs(expected_h).max())
+    assert np.isfinite(loss).all()
+    # Hard labels keep their domain; so does BCE on probabilities.
+    labels = (y > 0).astype(np.int8)
+    labels[3, 4] = 2
+    raises(ValueError, "target", crossent.binary_cross_entropy_with_logits, x, labels)
+    raises(ValueError, "target", crossent.binary_cross_entropy_with_logits_grad, x, labels)
+    p = np.full(x.shape, 0.5, dtype=dtype)
+    raises(ValueError, "target", crossent.binary_cross_entropy, p, y)
+
+
+def test_ignore_index_with_class_probabilities_is_refused() -> None:
+    """A class index to ignore means nothing for probability targets; PyTorch raises
+    ("ignore_index is not supported for floating point target"): so do the loss, its
+    gradient and the accumulator for any ignore_index that could name a class (>= 0). The
+    negative values that name no class (the default -100) are accepted, as in PyTorch."""
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((6, 4))
+    probs = rng.dirichlet(np.ones(4), 6)
+    loss = crossent.softmax_cross_entropy
+    grad = crossent.softmax_cross_entropy_grad
+    for ignore in (0, 3, 7, 2**40):
+        for func in (loss, grad):
+            message = raises(ValueError, "ignore_index", func, logits, probs, ignore_index=ignore)
+            assert str(ignore) in message, message
+        acc = crossent.SoftmaxCrossEntropyAccumulator(ignore_index=ignore)
+        raises(ValueError, "ignore_index", acc.update, logits, probs)
+        assert acc.count == 0
+        acc.update(logits, np.array([0, 1, 2, 3, 0, 1]))  # class indices: fine
+    expected = loss(logits, probs)
+    for ignore in (-1, -100, -(2**40)):
+        assert loss(logits, probs, ignore_index=ignore) == expected
+        grad(logits, probs, ignore_index=ignore)
+        acc = crossent.SoftmaxCrossEntropyAccumulator(ignore_index=ignore)
+        acc.update(logits, probs)
+        assert acc.result() == expected

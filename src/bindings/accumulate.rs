@@ -530,7 +530,8 @@ accumulator_methods!(
 ///     One weight per class (kept as a read-only float64 copy; read in each batch's dtype).
 /// ignore_index : int, default -100
 ///     Rows whose class index equals it contribute nothing, not even to the mean's
-///     denominator.
+///     denominator. A batch of class probabilities raises ``ValueError`` when it is >= 0
+///     (no row has a class index to ignore), as in PyTorch.
 /// label_smoothing : float, default 0.0
 ///     In [0, 1].
 /// reduction : {"mean", "sum"}

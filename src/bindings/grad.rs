@@ -13,7 +13,9 @@ use super::arrays::{
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::divergence::{as_float, normalize_axis, precision, Precision};
 use super::reduction::reduction_arg;
-use super::softmax::{check_smoothing, labels_shape_error, with_class_target, ClassWeights};
+use super::softmax::{
+    check_ignore_index_unused, check_smoothing, labels_shape_error, with_class_target, ClassWeights,
+};
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::grad::{self, ClassTarget, LogitsGrad, SoftmaxGrad};
@@ -41,8 +43,8 @@ use crate::kernels::strided::{find_first, Layout, SendPtr};
 /// input : array_like of float32 or float64
 ///     Logits (raw margins), any shape and layout (read in place).
 /// target : array_like
-///     Same shape: probabilities in [0, 1] or labels 0/1 (float32/float64, bool, uint8, int8,
-///     int32, int64).
+///     Same shape: probabilities (float32/float64, any real value as for the loss) or labels
+///     0/1 (bool, uint8, int8, int32, int64).
 /// weight, pos_weight : array_like, optional
 ///     As in :func:`binary_cross_entropy_with_logits`, broadcast to ``input``'s shape.
 /// reduction : {"sum", "mean"}
@@ -183,7 +185,8 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
     } else {
         py.detach(work)
     };
-    if part.flags & flags::TARGET != 0 {
+    // Float targets may be any real number, as for the loss; labels must be 0 or 1.
+    if part.flags & flags::TARGET != 0 && Y::HARD {
         return Err(ops.target_error::<Y>());
     }
     drop((gv, hv));
@@ -282,6 +285,7 @@ fn softmax_target<'py, T: Float + Element + ClassTarget>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let y = ndarray(target, "target")?;
     with_class_target!(&y, L => softmax_compute::<T, L>(x, &y, args), {
+        check_ignore_index_unused(args.ignore_index)?;
         let y = ndarray_as::<T>(&y, "target")?;
         softmax_compute::<T, T>(x, &y, args)
     })
