@@ -9,7 +9,7 @@ import inspect
 import mmap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -246,6 +246,146 @@ def test_out_overlapping_an_input_is_refused(f: Func) -> None:
             out = shifted.reshape(shape)
             message = raises(ValueError, "out", f.call, args, out=out, **f.none())
             assert f"'{arg}'" in message, message
+
+
+# Where an input's bytes start in its file: out may start before it, too.
+_PAD = 64
+
+
+_Mode = Literal["r", "r+", "c"]
+_INPUT_MODES: tuple[_Mode, ...] = ("r+", "r", "c")
+
+
+def _two_maps(
+    path: Path, data: Any, via: str, input_mode: _Mode, out_mode: _Mode
+) -> tuple[Any, Any]:
+    """Writes `data` at byte `_PAD` of a file, with room after it, and maps the file twice:
+    returns (`data` read through the first map, the whole file as bytes through the second).
+    The two maps have different addresses: no address comparison can tell they alias."""
+    data = np.ascontiguousarray(data)
+    size = _PAD + data.nbytes + 64 * 8 + 8 * data.size
+    raw = np.zeros(size, dtype=np.uint8)
+    raw[_PAD : _PAD + data.nbytes] = data.view(np.uint8).ravel()
+    raw.tofile(path)
+    if via == "memmap":
+        return (
+            np.memmap(path, dtype=data.dtype, mode=input_mode, offset=_PAD, shape=data.shape),
+            np.memmap(path, dtype=np.uint8, mode=out_mode),
+        )
+    access = {"r": mmap.ACCESS_READ, "r+": mmap.ACCESS_WRITE, "c": mmap.ACCESS_COPY}
+    with open(path, "r+b") as fh:
+        m1 = mmap.mmap(fh.fileno(), 0, access=access[input_mode])
+        m2 = mmap.mmap(fh.fileno(), 0, access=access[out_mode])
+    return (
+        np.frombuffer(m1, dtype=data.dtype, count=data.size, offset=_PAD).reshape(data.shape),
+        np.frombuffer(m2, dtype=np.uint8),
+    )
+
+
+def _out_in(raw: Any, byte: int, shape: tuple[int, ...], dtype: Any = np.float64) -> Any:
+    """An array of `shape` in `raw` (a map's bytes) from `byte` on."""
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return raw[byte : byte + n].view(dtype).reshape(shape)
+
+
+# Where `out` starts relative to the input's first byte, in float64 elements: on it, one or
+# several elements before or after (every element of the kernel's walk would read one
+# already written, or write one not yet read).
+_SHIFTS = (0, 1, 3, -1, -3)
+
+
+def _overlapping(shifts: tuple[int, ...], data: Any) -> list[int]:
+    """The shifts at which `out` (at least 4 elements long) still meets `data`'s bytes."""
+    return [k for k in shifts if 8 * k < np.asarray(data).nbytes]
+
+
+@pytest.mark.parametrize("via", ["memmap", "mmap"])
+@pytest.mark.parametrize("f", FUNCS, ids=ids(FUNCS))
+def test_out_mapping_the_same_file_as_an_input_is_refused(
+    f: Func, via: str, tmp_path: Path
+) -> None:
+    """`out` in a second shared map of the file an input is mapped from, over the same bytes
+    (shifted by 0, 1 or several elements): refused naming that input, for every array
+    argument, whatever the input's map (shared, read-only, copy-on-write). Beyond the input's
+    bytes it computes the right values, and the input's bytes stay untouched."""
+    for arg in array_args(f):
+        args = args_for(f)
+        expected = f.call(args, **f.none())
+        shape = f.out_shape(args)
+        original = np.array(args[arg])
+        for input_mode in _INPUT_MODES:
+            path = tmp_path / f"{arg}-{input_mode}.bin"
+            mapped, raw = _two_maps(path, original, via, input_mode, "r+")
+            args[arg] = mapped
+            for shift in _overlapping(_SHIFTS, original):
+                out = _out_in(raw, _PAD + 8 * shift, shape)
+                message = raises(ValueError, "out", f.call, args, out=out, **f.none())
+                assert f"'{arg}'" in message, (shift, message)
+                assert "file" in message, message
+            beyond = _out_in(raw, _PAD + 8 * ((original.nbytes + 7) // 8), shape)
+            got = f.call(args, out=beyond, **f.none())
+            assert got is beyond
+            close(beyond, expected, np.float64)
+            np.testing.assert_array_equal(np.asarray(mapped), original)
+            args[arg] = original
+
+
+@pytest.mark.parametrize("via", ["memmap", "mmap"])
+@pytest.mark.parametrize("f", FUNCS, ids=ids(FUNCS))
+def test_out_in_a_copy_on_write_map_of_an_input_file_is_fine(
+    f: Func, via: str, tmp_path: Path
+) -> None:
+    """Writes through a copy-on-write (private) map stay in that map: they reach neither the
+    file nor another map of it, so such an `out` over an input's bytes computes the right
+    values and leaves the input as it was."""
+    args = args_for(f)
+    arg = f.positional[0]
+    expected = f.call(args, **f.none())
+    original = np.array(args[arg])
+    mapped, raw = _two_maps(tmp_path / "in.bin", original, via, "r+", "c")
+    args[arg] = mapped
+    out = _out_in(raw, _PAD + 8, f.out_shape(args))
+    got = f.call(args, out=out, **f.none())
+    assert got is out
+    close(out, expected, np.float64)
+    np.testing.assert_array_equal(np.asarray(mapped), original)
+
+
+@pytest.mark.parametrize("via", ["memmap", "mmap"])
+def test_grad_outputs_mapping_the_same_file_as_an_input_are_refused(
+    via: str, tmp_path: Path
+) -> None:
+    """Both outputs of both gradients, against every array argument, through a second map."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(SHAPE)
+    cases: list[tuple[Callable[..., Any], Args]] = [
+        (
+            crossent.binary_cross_entropy_with_logits_grad,
+            {
+                "input": x,
+                "target": rng.uniform(size=SHAPE),
+                "weight": rng.uniform(0.5, 2, SHAPE[-1:]),
+                "pos_weight": rng.uniform(0.5, 2, SHAPE[-1:]),
+            },
+        ),
+        (
+            crossent.softmax_cross_entropy_grad,
+            {"logits": x, "target": rng.integers(0, 5, SHAPE[:1]), "weight": rng.uniform(size=5)},
+        ),
+    ]
+    for grad, base in cases:
+        names = list(base)
+        for arg in names:
+            args = dict(base)
+            mapped, raw = _two_maps(tmp_path / f"{arg}.bin", base[arg], via, "r+", "r+")
+            args[arg] = mapped
+            positional = [args.pop(names[0]), args.pop(names[1])]
+            for which in (0, 1):
+                for shift in _overlapping(_SHIFTS, base[arg]):
+                    outs = [np.empty(SHAPE), np.empty(SHAPE)]
+                    outs[which] = _out_in(raw, _PAD + 8 * shift, SHAPE)
+                    message = raises(ValueError, "out", grad, *positional, **args, out=tuple(outs))
+                    assert f"'{arg}'" in message, message
 
 
 @pytest.mark.parametrize("f", FUNCS, ids=ids(FUNCS))
