@@ -314,3 +314,54 @@ def test_input_of_a_running_call_is_not_written_through_any_alias(
     finally:
         thread.join()
     assert still_running, "the long call ended before the checks did"
+
+
+def _use_in_child(out: np.ndarray, acc: Any) -> Callable[[Any], None]:
+    def child(queue: Any) -> None:
+        n = out.size
+        written = crossent.binary_cross_entropy(
+            np.full(n, 0.5), np.zeros(n), reduction="none", out=out
+        )
+        before = acc.count
+        acc.update(np.full(4, 0.5), np.zeros(4))
+        queue.put((float(written.sum()), float(_read(out)), before, acc.count, acc.result()))
+
+    return child
+
+
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")
+def test_fork_while_a_thread_writes_out_and_updates_an_accumulator(
+    threads: None, tmp_path: Path
+) -> None:
+    """A child forked while one thread writes an array as `out` and another updates an
+    accumulator: the threads do not exist in the child, nor do their claims. The child uses
+    that array as `out` and as input, and the accumulator (which holds the state from before
+    the interrupted update)."""
+    crossent.set_num_threads(2)
+    long = _LongCall(tmp_path / "out.bin")
+    out = np.empty(long.out.size)
+    n = 1 << 31
+    acc = crossent.BinaryCrossEntropyAccumulator()
+    acc.update(np.full(6, 0.5), np.zeros(6))
+    updating = threading.Thread(
+        target=acc.update,
+        args=(np.broadcast_to(np.float64(0.5), (n,)), np.broadcast_to(np.float64(0.0), (n,))),
+        daemon=True,
+    )
+    writing = threading.Thread(target=long._call, args=(out.size, out), daemon=True)
+    writing.start()
+    updating.start()
+    time.sleep(0.1)
+    try:
+        still_running = writing.is_alive() and updating.is_alive()
+        got = _forked_result(_use_in_child(out, acc), timeout=60)
+    finally:
+        writing.join()
+        updating.join()
+    assert still_running, "the calls ended before the fork"
+    written, entropy, before, after, result = got
+    assert written == pytest.approx(out.size * np.log(2))
+    assert entropy == pytest.approx(np.log(out.size))
+    assert (before, after) == (6, 10)
+    assert result == pytest.approx(np.log(2))
+    assert acc.count == 6 + n
