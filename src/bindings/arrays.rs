@@ -211,6 +211,32 @@ fn region_of(arr: &Bound<'_, PyUntypedArray>) -> Option<Region> {
     Region::of(data, arr.shape(), arr.strides(), arr.dtype().itemsize())
 }
 
+/// True if `arr`'s memory was allocated by NumPy for an array (the array, or the ndarray at
+/// the end of its chain of `base` ndarrays, owns its data): the process's heap, never a
+/// mapping of a file, so there is no second mapping to look for. (Only an allocator that maps
+/// files, installed through NumPy's `PyDataMem_SetHandler`, would break this.) Spares the
+/// common `out=np.empty(...)` the system call of [`memory::file_pieces`].
+fn numpy_allocated(arr: &Bound<'_, PyUntypedArray>) -> bool {
+    let py = arr.py();
+    let mut ptr = arr.as_array_ptr();
+    // A chain of views is short; the bound only guards against a cycle no NumPy builds.
+    for _ in 0..64 {
+        // SAFETY: `ptr` is a live ndarray: `arr` itself, or an ndarray base that the arrays
+        // before it keep alive.
+        let fields = unsafe { &*ptr };
+        if fields.flags & npyffi::NPY_ARRAY_OWNDATA != 0 {
+            return true;
+        }
+        let base = fields.base;
+        // SAFETY: a non-null base is a live object (a reference the array holds).
+        if base.is_null() || unsafe { npyffi::PyArray_Check(py, base) } == 0 {
+            return false;
+        }
+        ptr = base.cast();
+    }
+    false
+}
+
 /// An array a call reads, as the overlap check on `out` sees it.
 pub struct Operand<'a, 'py> {
     /// The argument's name, for the error message.
@@ -401,8 +427,8 @@ impl<'py, E: Element> ViewMut<'py, E> {
             }
         }
         // Through a second mapping of a file that `out` maps shared: only looked up when `out`
-        // was given (a fresh array is no file's).
-        let files = match (region, inputs.is_empty()) {
+        // was given (a fresh array is no file's) and its memory is not NumPy's own.
+        let files = match (region, inputs.is_empty() || numpy_allocated(arr)) {
             (Some(r), false) => memory::file_pieces(&r),
             _ => Vec::new(),
         };
