@@ -783,12 +783,30 @@ _VALID_CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
 }
 
 
+def _dask_calls() -> dict[str, tuple[tuple[Any, ...], dict[str, Any]]]:
+    """The same valid calls for the functions of `crossent.dask`, on Dask arrays."""
+    import dask.array as da
+
+    def lazy(a: Any) -> Any:
+        return da.from_array(np.asarray(a), chunks=2)
+
+    return {
+        f"dask.{name}": (tuple(lazy(a) for a in args), kwargs)
+        for name, (args, kwargs) in _VALID_CALLS.items()
+        if hasattr(crossent.dask, name)
+    }
+
+
 def _integer_parameters() -> list[tuple[str, str]]:
-    """(public callable, parameter) for every parameter of the API documented as an integer:
-    found from the signatures, so a new one is covered as soon as it exists."""
+    """(public callable, parameter) for every parameter of the API documented as an integer,
+    in `crossent` and `crossent.dask`: found from the signatures, so a new one is covered as
+    soon as it exists."""
+    import crossent.dask
+
     found = []
-    for name in crossent.__all__:
-        obj = getattr(crossent, name)
+    public = [(name, getattr(crossent, name)) for name in crossent.__all__]
+    public += [(f"dask.{name}", getattr(crossent.dask, name)) for name in crossent.dask.__all__]
+    for name, obj in public:
         if not callable(obj):
             continue
         try:
@@ -803,18 +821,29 @@ def _integer_parameters() -> list[tuple[str, str]]:
 
 def test_every_integer_argument_refuses_bools(threads: None) -> None:
     """`True` is 1 to Python, but a bool passed as a count, an axis or a class index is a
-    mistake: every integer argument refuses it (and NumPy's bool), naming the argument."""
+    mistake: every integer argument refuses it (and NumPy's bool), naming the argument, in
+    memory and on Dask arrays."""
+    import crossent.dask
+
+    calls = {**_VALID_CALLS, **_dask_calls()}
     found = _integer_parameters()
     assert {("set_num_threads", "n"), ("softmax_cross_entropy_grad", "ignore_index")} <= set(
         found
     ), found
-    assert {name for name, _ in found} == set(_VALID_CALLS), found
+    assert ("dask.entropy", "axis") in found, found
+    assert {name for name, _ in found} == set(calls), found
+
+    def computed(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        result = func(*args, **kwargs)
+        return result.compute() if hasattr(result, "compute") else result
+
     for name, param in found:
-        func = getattr(crossent, name)
-        args, kwargs = _VALID_CALLS[name]
-        func(*args, **kwargs)  # valid as given
+        module = crossent.dask if name.startswith("dask.") else crossent
+        func = getattr(module, name.removeprefix("dask."))
+        args, kwargs = calls[name]
+        computed(func, *args, **kwargs)  # valid as given
         for flag in (True, False, np.True_):
-            raises(TypeError, param, func, *args, **{**kwargs, param: flag})
+            raises(TypeError, param, computed, func, *args, **{**kwargs, param: flag})
     assert crossent.get_num_threads() == 2
 
 

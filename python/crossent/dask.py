@@ -29,6 +29,7 @@ scheduler with ``.compute()``.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -358,6 +359,11 @@ def binary_cross_entropy_with_logits(
 
 
 def _axis(axis: int, ndim: int) -> int:
+    """`axis` checked as the in-memory functions check it: an integer (anything with
+    `__index__`, not a bool), within the array's dimensions."""
+    if isinstance(axis, (bool, np.bool_)) or not hasattr(axis, "__index__"):
+        raise TypeError(f"'axis' must be an integer, got {axis!r} of type {type(axis).__name__}")
+    axis = operator.index(axis)
     if not -ndim <= axis < ndim:
         raise ValueError(f"'axis' {axis} is out of bounds for an array of dimension {ndim}")
     return axis % ndim
