@@ -996,7 +996,9 @@ POSITION_CASES = _position_cases()
         (case, fmt)
         for case, (_, bad, arrays, _) in POSITION_CASES.items()
         for fmt in ("npy", "npz", "csv")
-        if fmt != "csv" or arrays[bad].ndim == 1  # a CSV column is one-dimensional
+        # A CSV column is one-dimensional, and holds floats: a label of 2 read as 2.0 is a
+        # valid target of BCE with logits (any real number, as PyTorch), not a bad label.
+        if fmt != "csv" or (arrays[bad].ndim == 1 and not case.startswith("bce_logits label"))
     ],
 )
 def test_bad_value_is_reported_at_its_position_in_the_whole_operand(
