@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Sequence
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 #: Exit status for usage errors, unreadable input and mismatched shapes.
 EXIT_USAGE = 2
@@ -16,8 +17,29 @@ class CliError(Exception):
     """An error reported as one line on stderr with exit status 2 (never a traceback)."""
 
 
+def plain(text: str) -> str:
+    """``text`` without reStructuredText markup: the module docstrings that describe the
+    subcommands are written for Sphinx, the terminal shows them as plain text."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)  # :func:`name` -> name
+    return text.replace("``", "")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help text as plain text (see :func:`plain`)."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain(super()._expand_help(action))
+
+
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line on stderr, exit status 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
@@ -84,12 +106,15 @@ class Progress:
 
 
 def _parser() -> _Parser:
+    import crossent
     from crossent import _bench, _eval
 
     parser = _Parser(
         prog="crossent",
         description="crossent: fast, exact, deterministic information-theory losses.",
+        epilog="Run 'crossent SUBCOMMAND --help' for a subcommand's options.",
     )
+    parser.add_argument("--version", action="version", version=f"crossent {crossent.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{bench,eval}", parser_class=_Parser)
     _bench.add_arguments(
         sub.add_parser(
@@ -116,9 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already reported)
         return int(e.code or 0) if not isinstance(e.code, str) else EXIT_USAGE
-    if args.command is None:
-        sys.stderr.write("crossent: error: choose a subcommand (see --help)\n")
-        return EXIT_USAGE
+    if args.command is None:  # a bare `crossent`: what it can do
+        parser.print_help()
+        return 0
     try:
         status: int = args.run(args)
     except CliError as e:
