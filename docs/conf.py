@@ -58,4 +58,3 @@ doctest_test_doctest_blocks = "default"
 
 html_theme = "furo"
 html_title = f"crossent {release}"
-html_static_path = ["_static"]
