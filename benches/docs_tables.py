@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
     min_time = args.min_time if args.min_time is not None else (0.01 if args.quick else 0.3)
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows, peers = _bench.run(
         functions=list(_bench.CASE_NAMES),
         sizes=sizes,
@@ -117,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         "crossent's in the same run (above 1: crossent is faster); `!` marks a peer whose "
         "result disagreed with crossent's.",
     ]
+    if load_before is not None:
+        intro += [
+            "",
+            f"Load average (1 min) at the start of the run: {load_before:.1f}, at its end: "
+            f"{os.getloadavg()[0]:.1f}, on {os.cpu_count()} logical CPUs. On a shared machine "
+            "the absolute figures vary from run to run; the ratios, timed round-robin in one "
+            "run, much less.",
+        ]
     if skipped:
         intro += ["", f"Not installed, so not measured: {', '.join(NAMES[p] for p in skipped)}."]
     (args.out_dir / "tables.md").write_text(
