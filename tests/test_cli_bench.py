@@ -117,7 +117,6 @@ def test_plot_without_matplotlib_is_a_clear_error(
 @pytest.mark.parametrize(
     "args",
     [
-        [],
         ["frobnicate"],
         ["bench", "--sizes", "abc"],
         ["bench", "--sizes", "0"],

@@ -13,10 +13,12 @@ import crossent
 
 PUBLIC = [name for name in crossent.__all__ if not name.startswith("_")]
 # Functions and classes carry their docstrings; constants (plain ints) cannot, and
-# inspect.getdoc of one returns int's own docstring: they are checked against the README.
+# inspect.getdoc of one returns int's own docstring: they are checked against the docs.
 DOCUMENTED = [name for name in PUBLIC if callable(getattr(crossent, name))]
 CONSTANTS = [name for name in PUBLIC if name not in DOCUMENTED]
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+# The user's documentation: the README and the pages of docs/.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def run_examples(name: str, doc: str) -> doctest.TestResults:
@@ -43,12 +45,12 @@ def test_constants_are_the_public_ints() -> None:
         assert type(value) is int and value > 0, name
 
 
-@pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests")
+@pytest.mark.skipif(not (ROOT / "docs").is_dir(), reason="docs/ is not beside the tests")
 @pytest.mark.parametrize("name", CONSTANTS)
 def test_constants_are_documented_with_their_values(name: str) -> None:
-    # The README states each constant's value where it first names it: `crossent.BLOCK`
-    # (8192). The value it states must be the module's.
-    text = README.read_text(encoding="utf-8")
+    # The docs state each constant's value where they first name it: `crossent.BLOCK`
+    # (8192). Every value they state must be the module's.
+    text = "\n".join(p.read_text(encoding="utf-8") for p in PAGES if p.exists())
     stated = re.findall(rf"`crossent\.{name}` \((\d+)\)", text)
-    assert stated, f"README.md does not state the value of crossent.{name}"
+    assert stated, f"the docs do not state the value of crossent.{name}"
     assert {int(v) for v in stated} == {getattr(crossent, name)}

@@ -31,11 +31,11 @@ import numpy as np
 import pytest
 from golden import cases as golden_cases
 from golden.cases import AT, POSITIONAL, Call
+from registry import FUNCS
 
 import crossent
 
 GOLDEN = Path(__file__).parent / "golden"
-README = Path(__file__).parents[1] / "README.md"
 Arrays = dict[str, np.ndarray]
 
 
@@ -329,7 +329,7 @@ def _accumulates(meta: dict[str, Any]) -> bool:
     return call.params["reduction"] in ("sum", "mean")
 
 
-# (The README's cells are about special values, which the functions' tests cover.)
+# (The edge table's cells are about special values, which the functions' tests cover.)
 ACC_ITEMS = [p for p in ITEMS if p.values[0] != "readme_cells" and _accumulates(p.values[2])]
 
 
@@ -460,36 +460,25 @@ def test_files_are_small() -> None:
     assert total < 400 * 1024, total
 
 
-# --- README.md's table of NaN and infinities: a golden case for every cell -----------------
+# --- the NaN/infinities table of the docs: a golden case for every cell ----------------------
 
 
-def readme_table() -> list[tuple[str, str, str]]:
-    """(function, argument, value) for every cell of the README's NaN / infinities table."""
-    text = README.read_text(encoding="utf-8")
-    start = text.index("**NaN and infinities**")
+def edge_table() -> list[tuple[str, str, str]]:
+    """(function, argument, value) for every cell of the NaN / infinities table that
+    docs/errors.md renders from ``tests/registry.py`` (``Func.special``)."""
     cells: list[tuple[str, str, str]] = []
-    function = ""
-    for line in text[start:].splitlines()[1:]:
-        line = line.strip()
-        if not line.startswith("|"):
-            if cells:
-                break
-            continue
-        cols = [c.strip() for c in line.strip("|").split("|")]
-        if cols[0] == "function" or (cols[0] and set(cols[0]) <= {"-"}):
-            continue
-        function = cols[0] or function
-        for f in re.findall(r"`(\w+)`", function):
-            for arg, kind in re.findall(r"`(\w+)`( \(\w+\))?", cols[1]):
-                if arg not in (*POSITIONAL[f], "weight", "pos_weight"):
-                    continue  # (a row for several functions: `q` is not entropy's)
-                for value in ("nan", "+inf", "-inf"):
-                    cells.append((f, arg + kind, value))
+    for f in FUNCS:
+        name, _, variant = f.name.partition("[")
+        # "softmax_cross_entropy[probabilities]": the target argument of that kind.
+        kind = f" ({variant.rstrip(']')})" if variant else ""
+        for arg, value in f.special:
+            text = "nan" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
+            cells.append((name, arg + (kind if arg == "target" else ""), text))
     return cells
 
 
-def test_every_readme_cell_has_a_golden_case() -> None:
-    table = readme_table()
+def test_every_edge_table_cell_has_a_golden_case() -> None:
+    table = edge_table()
     assert len(table) >= 30, table
     have = {(c.function, c.argument, c.value) for c, _ in golden_cases.readme_cells()}
     missing = [cell for cell in table if cell not in have]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import stat
 import sys
 import tempfile
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 #: Exit status for usage errors, unreadable input, mismatched shapes and every other failure
 #: the command reports (one line on stderr, never a traceback).
@@ -112,8 +113,29 @@ def atomic_output(option: str, path: str) -> Iterator[str]:
         raise
 
 
+def plain(text: str) -> str:
+    """``text`` without reStructuredText markup: the module docstrings that describe the
+    subcommands are written for Sphinx, the terminal shows them as plain text."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)  # :func:`name` -> name
+    return text.replace("``", "")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help text as plain text (see :func:`plain`)."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain(super()._expand_help(action))
+
+
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line on stderr, exit status 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
@@ -180,12 +202,15 @@ class Progress:
 
 
 def _parser() -> _Parser:
+    import crossent
     from crossent import _bench, _eval
 
     parser = _Parser(
         prog="crossent",
         description="crossent: fast, exact, deterministic information-theory losses.",
+        epilog="Run 'crossent SUBCOMMAND --help' for a subcommand's options.",
     )
+    parser.add_argument("--version", action="version", version=f"crossent {crossent.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{bench,eval}", parser_class=_Parser)
     _bench.add_arguments(
         sub.add_parser(
@@ -212,9 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already reported)
         return int(e.code or 0) if not isinstance(e.code, str) else EXIT_USAGE
-    if args.command is None:
-        sys.stderr.write("crossent: error: choose a subcommand (see --help)\n")
-        return EXIT_USAGE
+    if args.command is None:  # a bare `crossent`: what it can do
+        parser.print_help()
+        return 0
     # The one place where failures become one line on stderr and an exit status: no
     # traceback reaches the user. Set CROSSENT_TRACEBACK=1 to see one (for a bug report).
     try:

@@ -197,7 +197,7 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
 ///
 /// The derivatives of :func:`softmax_cross_entropy` (same arguments, same PyTorch semantics)
 /// with respect to every logit. With ``p = softmax(logits)`` along ``axis``, class weights
-/// ``w`` (sum ``W``), ``C`` classes and label smoothing ``eps``:
+/// ``w`` (sum ``W``), ``C`` classes and label smoothing ``eps``::
 ///
 ///     class index y:  grad = A * p - (1 - eps) * w[y] * onehot(y) - eps / C * w,
 ///                     A = (1 - eps) * w[y] + eps / C * W     (all 0 for an ignored row)
