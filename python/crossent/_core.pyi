@@ -212,8 +212,9 @@ def binary_cross_entropy_with_logits(
     input : array_like of float32 or float64
         Logits, any shape and layout (read in place, never copied).
     target : array_like
-        Same shape as ``input``: probabilities in [0, 1] (float32/float64), or hard labels
-        0/1 (bool, uint8, int8, int32, int64).
+        Same shape as ``input``: probabilities (float32/float64; like PyTorch, any real value
+        is accepted, the loss being linear in ``y``), or hard labels 0/1 (bool, uint8, int8,
+        int32, int64).
     weight : array_like, optional
         Per-element weight ``w``, broadcast to ``input``'s shape.
     pos_weight : array_like, optional
@@ -256,8 +257,9 @@ def binary_cross_entropy_with_logits(
     input : array_like of float32 or float64
         Logits, any shape and layout (read in place, never copied).
     target : array_like
-        Same shape as ``input``: probabilities in [0, 1] (float32/float64), or hard labels
-        0/1 (bool, uint8, int8, int32, int64).
+        Same shape as ``input``: probabilities (float32/float64; like PyTorch, any real value
+        is accepted, the loss being linear in ``y``), or hard labels 0/1 (bool, uint8, int8,
+        int32, int64).
     weight : array_like, optional
         Per-element weight ``w``, broadcast to ``input``'s shape.
     pos_weight : array_like, optional
@@ -300,8 +302,9 @@ def binary_cross_entropy_with_logits(
     input : array_like of float32 or float64
         Logits, any shape and layout (read in place, never copied).
     target : array_like
-        Same shape as ``input``: probabilities in [0, 1] (float32/float64), or hard labels
-        0/1 (bool, uint8, int8, int32, int64).
+        Same shape as ``input``: probabilities (float32/float64; like PyTorch, any real value
+        is accepted, the loss being linear in ``y``), or hard labels 0/1 (bool, uint8, int8,
+        int32, int64).
     weight : array_like, optional
         Per-element weight ``w``, broadcast to ``input``'s shape.
     pos_weight : array_like, optional
@@ -539,7 +542,8 @@ def softmax_cross_entropy(
         One weight per class (shape ``(C,)``).
     ignore_index : int, default -100
         Rows whose class index equals it contribute nothing, not even to the mean's
-        denominator (class indices only).
+        denominator. Class indices only: with class probabilities a value >= 0 raises
+        ``ValueError``, as in PyTorch.
     label_smoothing : float, default 0.0
         ``eps`` in [0, 1].
     reduction : {"mean", "sum", "none"}
@@ -610,7 +614,8 @@ def softmax_cross_entropy(
         One weight per class (shape ``(C,)``).
     ignore_index : int, default -100
         Rows whose class index equals it contribute nothing, not even to the mean's
-        denominator (class indices only).
+        denominator. Class indices only: with class probabilities a value >= 0 raises
+        ``ValueError``, as in PyTorch.
     label_smoothing : float, default 0.0
         ``eps`` in [0, 1].
     reduction : {"mean", "sum", "none"}
@@ -681,7 +686,8 @@ def softmax_cross_entropy(
         One weight per class (shape ``(C,)``).
     ignore_index : int, default -100
         Rows whose class index equals it contribute nothing, not even to the mean's
-        denominator (class indices only).
+        denominator. Class indices only: with class probabilities a value >= 0 raises
+        ``ValueError``, as in PyTorch.
     label_smoothing : float, default 0.0
         ``eps`` in [0, 1].
     reduction : {"mean", "sum", "none"}
@@ -752,6 +758,10 @@ class BinaryCrossEntropyAccumulator:
     additions differs). ``merge(other)`` adds another accumulator's state, ``reset()`` starts
     over; accumulators pickle and copy exactly.
 
+    One accumulator may be shared by threads: its methods take turns on an internal lock
+    (``update`` computes without holding the GIL while the others wait), so its state is
+    always that of the calls in some serial order.
+
     Parameters
     ----------
     reduction : {"mean", "sum"}
@@ -819,6 +829,10 @@ class BinaryCrossEntropyWithLogitsAccumulator:
     As :class:`BinaryCrossEntropyAccumulator`, on logits. ``pos_weight`` (the weight of the
     positive class, typically one value per class along the last axis) is fixed for every
     batch, as in ``torch.nn.BCEWithLogitsLoss``; per-element ``weight`` goes with each batch.
+
+    One accumulator may be shared by threads: its methods take turns on an internal lock
+    (``update`` computes without holding the GIL while the others wait), so its state is
+    always that of the calls in some serial order.
 
     Parameters
     ----------
@@ -905,6 +919,10 @@ class SoftmaxCrossEntropyAccumulator:
     ``crossent.CHUNK`` classes a block is one row: any cut between rows is exact). With other
     cuts it agrees to about 1e-12 relative (only the order of additions differs).
 
+    One accumulator may be shared by threads: its methods take turns on an internal lock
+    (``update`` computes without holding the GIL while the others wait), so its state is
+    always that of the calls in some serial order.
+
     Parameters
     ----------
     axis : int, default -1
@@ -913,7 +931,8 @@ class SoftmaxCrossEntropyAccumulator:
         One weight per class (kept as a read-only float64 copy; read in each batch's dtype).
     ignore_index : int, default -100
         Rows whose class index equals it contribute nothing, not even to the mean's
-        denominator.
+        denominator. A batch of class probabilities raises ``ValueError`` when it is >= 0
+        (no row has a class index to ignore), as in PyTorch.
     label_smoothing : float, default 0.0
         In [0, 1].
     reduction : {"mean", "sum"}
@@ -1009,6 +1028,10 @@ class EntropyAccumulator:
     ``crossent.entropy(everything, axis=None)`` on the concatenation, for any thread
     count; with other cuts it agrees to about 1e-12 relative.
 
+    One accumulator may be shared by threads: its methods take turns on an internal lock
+    (``update`` computes without holding the GIL while the others wait), so its state is
+    always that of the calls in some serial order.
+
     Parameters
     ----------
     base : float, optional
@@ -1076,6 +1099,10 @@ class CrossEntropyAccumulator:
     :class:`EntropyAccumulator`: batches of whole ``crossent.CHUNK`` elements
     (C-contiguous) give the bits of ``crossent.cross_entropy(p, q, axis=None)`` on the
     concatenation; other cuts agree to about 1e-12 relative.
+
+    One accumulator may be shared by threads: its methods take turns on an internal lock
+    (``update`` computes without holding the GIL while the others wait), so its state is
+    always that of the calls in some serial order.
 
     Parameters
     ----------
@@ -1145,6 +1172,10 @@ class KLDivergenceAccumulator:
     :class:`EntropyAccumulator`: batches of whole ``crossent.CHUNK`` elements
     (C-contiguous) give the bits of ``crossent.kl_divergence(p, q, axis=None)`` on the
     concatenation; other cuts agree to about 1e-12 relative.
+
+    One accumulator may be shared by threads: its methods take turns on an internal lock
+    (``update`` computes without holding the GIL while the others wait), so its state is
+    always that of the calls in some serial order.
 
     Parameters
     ----------
@@ -1220,6 +1251,10 @@ class JensenShannonAccumulator:
     state of part of the data determines the result. Normalise first (with the totals of
     a first pass), or use :func:`crossent.jensen_shannon` on the whole data;
     :func:`crossent.dask.jensen_shannon` takes the two passes over chunked data.
+
+    One accumulator may be shared by threads: its methods take turns on an internal lock
+    (``update`` computes without holding the GIL while the others wait), so its state is
+    always that of the calls in some serial order.
 
     Parameters
     ----------
@@ -1308,8 +1343,8 @@ def binary_cross_entropy_with_logits_grad(
     input : array_like of float32 or float64
         Logits (raw margins), any shape and layout (read in place).
     target : array_like
-        Same shape: probabilities in [0, 1] or labels 0/1 (float32/float64, bool, uint8, int8,
-        int32, int64).
+        Same shape: probabilities (float32/float64, any real value as for the loss) or labels
+        0/1 (bool, uint8, int8, int32, int64).
     weight, pos_weight : array_like, optional
         As in :func:`binary_cross_entropy_with_logits`, broadcast to ``input``'s shape.
     reduction : {"sum", "mean"}
