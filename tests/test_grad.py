@@ -84,8 +84,11 @@ def test_extreme_logits() -> None:
     y = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
     g, h = bce_grad(x, y)
     assert np.all(np.isfinite(g)) and np.all(np.isfinite(h))
-    # e^-745 is the smallest subnormal: the gradient keeps it.
-    np.testing.assert_array_equal(g, [0.0, 0.0, 1.0, -1.0, 0.0, np.exp(-745.0)])
+    # e^-745 is the smallest subnormal: the gradient keeps it. With y = 1 at x = 700 the
+    # gradient is -(1 - sigmoid(700)) = -e^-700, not the 0 of a rounded sigmoid minus 1.
+    np.testing.assert_allclose(
+        g, [0.0, 0.0, 1.0, -1.0, -np.exp(-700.0), np.exp(-745.0)], rtol=1e-15, atol=0
+    )
     assert g[5] > 0
     # sigmoid(40) (1 - sigmoid(40)) = e^-40 (to 1e-17): kept, not rounded to 0.
     assert h[2] == pytest.approx(np.exp(-40.0), rel=1e-14)

@@ -10,6 +10,11 @@
 //! d²/dx² = w · (1 + (c - 1) · y) · s · (1 - s)
 //! ```
 //!
+//! evaluated as `(1 - y) - L·(1 - s)` for `x ≥ 0` and `L·s - c·y` for `x < 0`, with
+//! `L = (1 - y) + c·y`: for `y ∈ [0, 1]`, `c ≥ 0` the only subtraction left is the one whose
+//! result is the gradient itself (within a few ulp of `|1 - y| + L·(1 - s)`, resp.
+//! `L·s + c·y`).
+//!
 //! `s` and `1 - s` are both evaluated from `e^-|x|`, so neither overflows nor loses its
 //! relative accuracy for large `|x|`. Both are scaled by `scale` (1 for the gradient of a sum,
 //! `1/n` for a mean). A target outside `[0, 1]` is a domain error (`flags::TARGET`); NaN
@@ -50,11 +55,22 @@ pub fn sigmoid_pair<A: Arch, T: Float>(x: T) -> (T, T) {
 }
 
 /// Gradient and Hessian of one element's loss.
+///
+/// `L = 1 + (c - 1)·y` is formed as `(1 - y) + c·y` (no cancellation for small `c` and `y`
+/// near 1), and the gradient `L·s - c·y` as `(1 - y) - L·(1 - s)` for `x ≥ 0`, where `s` is
+/// near 1 and `L·s` and `c·y` would cancel (`x` large, `y` near 1: `s - y` from a rounded `s`).
 #[inline(always)]
 fn element<A: Arch, T: Float>(x: T, y: T, w: T, c: T) -> (T, T) {
     let (s, one_minus_s) = sigmoid_pair::<A, T>(x);
-    let l = (c - T::ONE).mul_add_on::<A>(y, T::ONE);
-    (w * (l * s - c * y), w * l * s * one_minus_s)
+    let keep = T::ONE - y;
+    let cy = c * y;
+    let l = keep + cy;
+    let g = if x >= T::ZERO {
+        (-l).mul_add_on::<A>(one_minus_s, keep)
+    } else {
+        l.mul_add_on::<A>(s, -cy)
+    };
+    (w * g, w * l * s * one_minus_s)
 }
 
 /// One tile of the binary gradient, all slices of the same length: the unit of work compiled
