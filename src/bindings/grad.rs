@@ -18,7 +18,7 @@ use super::softmax::{
 };
 use super::threads::{DETACH_MIN, PARALLEL_MIN};
 use crate::kernels::float::{Bool, Float, Target};
-use crate::kernels::grad::{self, ClassTarget, LogitsGrad, SoftmaxGrad};
+use crate::kernels::grad::{self, ClassTarget, LogitsGrad, RowInfo, SoftmaxGrad};
 use crate::kernels::pool;
 use crate::kernels::reduce::flags;
 use crate::kernels::rows::Rows;
@@ -362,7 +362,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
         &reduced,
     );
     let nrows = rows.rows();
-    let mut info = vec![[0f64; 5]; nrows];
+    let mut info = vec![RowInfo::default(); nrows];
     let mut op = SoftmaxGrad {
         logits: SendPtr::from_const(xv.ptr),
         target: SendPtr::from_const(yv.ptr),

@@ -499,6 +499,18 @@ pub fn ln_1p_f64<A: Arch>(x: f64) -> f64 {
     sel64(x == 0.0, x, ln_special64(u, y))
 }
 
+/// `ln(1 + t)` for `t ≥ 0`, `f64`, as accurate as [`ln_1p_f64`] for such `t` and cheaper: where
+/// `1 + t < 4/3` the reduced argument is `t` itself (exact), elsewhere `1 + t` is reduced as
+/// [`ln_f64`] reduces (its rounding costs at most `eps/2` relative, and `ln(1 + t) ≥ 0.28`).
+/// `-1` gives `-inf`, NaN gives NaN; other negative `t` a value of no meaning.
+#[inline(always)]
+pub fn ln_1p_nonneg_f64<A: Arch>(t: f64) -> f64 {
+    let u = 1.0 + t;
+    let (kb, m) = reduce64(u);
+    let f = sel64(kb == KBIAS_64, t, m - 1.0);
+    ln_nonneg_special64(u, ln_core64::<A>(k_to_f64(kb), f))
+}
+
 /// The reduced argument `(q, k, f)` of the hard-label log, `f64` (see [`hard_arg32`]).
 #[inline(always)]
 fn hard_arg64<const SUBNORMALS: bool>(p: f64, one: bool) -> (f64, f64, f64) {
