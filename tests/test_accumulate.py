@@ -692,9 +692,12 @@ def test_merge_compares_parameters_by_value(
     # Equal values from other objects, other dtypes, or a pickled copy are the same loss.
     a = _feed(cls(**params))
     for b in (_feed(cls(**same)), pickle.loads(pickle.dumps(_feed(cls(**params))))):
-        count, total = a.count, a.sum
+        # The folded partial (as pickling stores it: the sum first): merging adds another
+        # accumulator's, which saw the same data (a divergence's terms are taken against the
+        # same reference exponent then).
+        count, total = a.count, a.__reduce__()[2][0]
         a.merge(b)
-        assert (a.count, a.sum) == (count + b.count, total + b.sum)
+        assert (a.count, a.__reduce__()[2][0]) == (count + b.count, total + b.__reduce__()[2][0])
 
 
 # --- threads -------------------------------------------------------------------------------

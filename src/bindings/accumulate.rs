@@ -39,7 +39,7 @@ use super::divergence::{self, log_base};
 use super::reduction::reduction_arg;
 use super::softmax::{self, check_smoothing};
 use crate::kernels::bce::Kind as BceKind;
-use crate::kernels::divergence::{Finish, Kind};
+use crate::kernels::divergence::{self as divergence_kernel, Finish, Kind};
 use crate::kernels::pool;
 use crate::kernels::reduce::Partial;
 
@@ -81,6 +81,16 @@ pub enum MeanOver {
 /// How `result()` turns the folded partial into the loss.
 pub trait Rule: Copy {
     fn result(&self, part: &Partial) -> f64;
+
+    /// The partial of `a`'s elements followed by `b`'s.
+    fn merge(&self, a: Partial, b: Partial) -> Partial {
+        a.merge(b)
+    }
+
+    /// The `sum` getter: the loss sum (for a divergence, the sum of its element terms).
+    fn sum(&self, part: &Partial) -> f64 {
+        part.sum
+    }
 }
 
 /// The losses that reduce per-element (per-row) losses: their mean or their sum.
@@ -106,6 +116,15 @@ impl Rule for Finish {
     /// The divergence of everything seen as one distribution: the kernel's own finish.
     fn result(&self, part: &Partial) -> f64 {
         self.value(part)
+    }
+
+    /// The kernel's merge: the two sums are taken against one reference exponent.
+    fn merge(&self, a: Partial, b: Partial) -> Partial {
+        divergence_kernel::merge_states(self.kind, a, b)
+    }
+
+    fn sum(&self, part: &Partial) -> f64 {
+        self.terms_sum(part)
     }
 }
 
@@ -398,7 +417,7 @@ macro_rules! accumulator_methods {
                 let (theirs, their_params) = state_of::<$class>(other, stringify!($class))?;
                 same_params(&self.params(py)?, &their_params)?;
                 let mut part = self.state.part.lock(py, stringify!($class))?;
-                *part = part.merge(theirs);
+                *part = self.state.rule.merge(*part, theirs);
                 Ok(())
             }
 
@@ -425,7 +444,8 @@ macro_rules! accumulator_methods {
             /// its element terms, before normalisation).
             #[getter]
             fn sum(&self, py: Python<'_>) -> PyResult<f64> {
-                Ok(self.state.part.lock(py, stringify!($class))?.sum)
+                let part = *self.state.part.lock(py, stringify!($class))?;
+                Ok(self.state.rule.sum(&part))
             }
 
             /// Pickles as ``(copyreg.__newobj_ex__, (class, (), parameters), partial state)``.
@@ -446,6 +466,10 @@ macro_rules! accumulator_methods {
 
             fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
                 let part = *self.state.part.lock(py, stringify!($class))?;
+                let part = Partial {
+                    sum: self.state.rule.sum(&part),
+                    ..part
+                };
                 repr(stringify!($class), &self.params(py)?, &part)
             }
         }
