@@ -435,3 +435,17 @@ def test_errors_give_the_position_in_the_whole_array(case: int) -> None:
         graph.compute(scheduler="sync")
     assert _where(caught.value) == expected
     assert f"found {value} " in str(caught.value)  # the value as given, not as normalised
+
+
+@pytest.mark.parametrize("arg", ["p", "q"])
+def test_normalised_jensen_shannon_refuses_an_all_negative_distribution(arg: str) -> None:
+    """The whole-array normalised Jensen-Shannon normalises in the graph: values that are all
+    negative have a negative total, and dividing by it made them positive, so nothing was
+    refused. The user's own values are checked, as in memory."""
+    good = np.full(12, 0.5)
+    p, q = (-good, good) if arg == "p" else (good, -good)
+    with pytest.raises(ValueError, match=f"'{arg}'"):
+        crossent.jensen_shannon(p, q, axis=None)
+    expr = cd.jensen_shannon(da.from_array(p, chunks=5), da.from_array(q, chunks=5), axis=None)
+    with pytest.raises(ValueError, match=rf"'{arg}' must hold non-negative values; found -0\.5"):
+        expr.compute(scheduler="sync")

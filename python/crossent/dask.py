@@ -530,6 +530,10 @@ def _divergence(
         acc = factory()
         given = blocks[len(ops) :]
         try:
+            if any(np.any(b < 0) for b in given):
+                # Values that are all negative have a negative total, which would make the
+                # normalised ones positive: the user's own values are checked.
+                factory().update(*given)
             acc.update(*blocks[: len(ops)])
         except ValueError as e:
             error = e
