@@ -479,11 +479,12 @@ def test_nan_and_infinity_table(dtype: Any) -> None:
     out = bcel(a(NAN, INF, INF, -INF, -INF), a(0.5, 0.5, 1.0, 0.0, 0.5), reduction="none")
     assert np.isnan(out[0]) and out[1] == INF and np.isnan(out[2])
     assert np.isnan(out[3]) and np.isnan(out[4])
-    # with logits, target: NaN -> NaN; +-inf -> ValueError.
+    # with logits, target: NaN -> NaN; +-inf (any real target is taken, as PyTorch): the loss
+    # is linear in the target with slope -x, so -x * (+-inf), and NaN (0 * inf) for x = 0.
     assert np.isnan(bcel(a(1.0), a(NAN), reduction="none")[0])
     for v in (INF, -INF):
-        with pytest.raises(ValueError, match="target"):
-            bcel(a(1.0), a(v))
+        out = bcel(a(1.0, -1.0, 0.0), a(v, v, v), reduction="none")
+        assert out[0] == -v and out[1] == v and np.isnan(out[2])
     # with logits, weight and pos_weight: NaN -> NaN, +inf -> +inf, -inf -> -inf (pos_weight:
     # NaN for a target of 0, inf * 0, as PyTorch).
     x, y = a(1.0, -1.0, 1.0), a(0.5, 0.5, 0.0)
