@@ -44,6 +44,7 @@ mod _core {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        crate::kernels::pool::register_fork_handlers();
         m.add("BLOCK", crate::kernels::reduce::BLOCK)?;
         m.add("CHUNK", crate::kernels::rows::CHUNK)?;
         crate::bindings::threads::isa_from_env(m.py())?;

@@ -59,7 +59,8 @@ class Func:
     # rather than by the number of elements / rows.
     weighted_mean: bool = False
     # special[(argument, value)]: what one such value at one position gives, for the README:
-    # "nan", "inf", "ValueError" or "finite".
+    # "nan", "inf", "ValueError", "finite" or "nonfinite" (inf, -inf or NaN, not compared
+    # with the reference).
     special: dict[tuple[str, float], str] = field(default_factory=dict)
     # Per dtype, the relative tolerance against the float64 reference.
     rtol: dict[Any, float] = field(default_factory=lambda: {np.float32: 2e-5, np.float64: 1e-12})
@@ -251,7 +252,8 @@ FUNCS: list[Func] = [
         labels=True,
         broadcast=("weight", "pos_weight"),
         bad_dtypes={"input": ("float16", "int64", "bool"), "target": _BCE_TARGET_BAD},
-        domain={"target": (1.5, -1e-30, np.inf, -np.inf)},
+        # Float targets may be any real number, as in PyTorch (integer labels must be 0/1).
+        domain={},
         bad_params={"reduction": _REDUCTION_BAD},
         special={
             # As PyTorch: +inf gives inf for a target below 1; -inf gives NaN, since the
@@ -260,8 +262,10 @@ FUNCS: list[Func] = [
             ("input", np.inf): "inf",
             ("input", -np.inf): "nan",
             ("target", np.nan): "nan",
-            ("target", np.inf): "ValueError",
-            ("target", -np.inf): "ValueError",
+            # The loss is linear in the target with non-zero slope: infinite (of either sign)
+            # or NaN where two infinite terms meet.
+            ("target", np.inf): "nonfinite",
+            ("target", -np.inf): "nonfinite",
             ("weight", np.nan): "nan",
             ("weight", np.inf): "inf",
             ("weight", -np.inf): "-inf",

@@ -8,6 +8,8 @@ import itertools
 import math
 import pickle
 import re
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -690,6 +692,214 @@ def test_merge_compares_parameters_by_value(
     # Equal values from other objects, other dtypes, or a pickled copy are the same loss.
     a = _feed(cls(**params))
     for b in (_feed(cls(**same)), pickle.loads(pickle.dumps(_feed(cls(**params))))):
-        count, total = a.count, a.sum
+        # The folded partial (as pickling stores it: the sum first): merging adds another
+        # accumulator's, which saw the same data (a divergence's terms are taken against the
+        # same reference exponent then).
+        count, total = a.count, a.__reduce__()[2][0]
         a.merge(b)
-        assert (a.count, a.sum) == (count + b.count, total + b.sum)
+        assert (a.count, a.__reduce__()[2][0]) == (count + b.count, total + b.__reduce__()[2][0])
+
+
+# --- threads -------------------------------------------------------------------------------
+
+
+def _bce_case(logits: bool) -> Stream:
+    cls = BinaryCrossEntropyWithLogitsAccumulator if logits else BinaryCrossEntropyAccumulator
+    fn = crossent.binary_cross_entropy_with_logits if logits else crossent.binary_cross_entropy
+    name = cls.__name__
+    return Stream(
+        name,
+        cls,
+        lambda rng, dtype: data(12 * BLOCK + 77, dtype, logits, seed=int(rng.integers(99))),
+        fn,
+        lambda x, y: float(reference(x, y, logits).mean()),
+        BLOCK,
+    )
+
+
+# Every accumulator class, with batches large enough that `update` releases the GIL.
+SHARED_CASES = [_bce_case(False), _bce_case(True), *STREAMS]
+
+
+@pytest.mark.parametrize("case", SHARED_CASES, ids=[c.name for c in SHARED_CASES])
+def test_one_accumulator_shared_by_many_threads(case: Stream, threads: None) -> None:
+    """Threads hammer one accumulator with update, merge, result, count, sum, repr, pickling
+    and copies while others update and reset a second one: nothing raises, and the shared
+    one ends with every batch counted once (the result of one call on everything, to
+    1e-12: only the order of the batches differs)."""
+    crossent.set_num_threads(2)
+    arrays = case.data(np.random.default_rng(11), np.float64)
+    n = len(arrays[0])
+    edges = np.linspace(0, n, 13).astype(int).tolist()
+    batches = [tuple(x[a:b] for x in arrays) for a, b in itertools.pairwise(edges)]
+    shared, scratch = case.make(), case.make()
+    errors: list[BaseException] = []
+    done = [False]
+
+    def run(body: Callable[[], None]) -> None:
+        try:
+            body()
+        except BaseException as e:
+            errors.append(e)
+
+    def feeder(k: int) -> None:
+        for i in range(k, len(batches), 4):
+            if i % 2:
+                part = case.make()
+                part.update(*batches[i])
+                shared.merge(part)
+            else:
+                shared.update(*batches[i])
+            shared.result()
+            pickle.loads(pickle.dumps(shared))
+            copy.deepcopy(shared)
+
+    def reader() -> None:
+        while not done[0]:
+            assert 0 <= shared.count <= ref_count
+            shared.sum  # noqa: B018 - reading is the test
+            repr(shared)
+            shared.result()
+
+    def churner() -> None:
+        while not done[0]:
+            scratch.update(*batches[0])
+            scratch.result()
+            scratch.reset()
+            scratch.merge(scratch)
+
+    ref_count = streamed(case, arrays, [0, n]).count
+    feeders = [
+        threading.Thread(target=run, args=(lambda k=k: feeder(k),), daemon=True) for k in range(4)
+    ]
+    others = [
+        threading.Thread(target=run, args=(body,), daemon=True)
+        for body in (reader, churner, reader)
+    ]
+    for t in feeders + others:
+        t.start()
+    for t in feeders:
+        t.join(timeout=120)
+    done[0] = True
+    for t in others:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in feeders + others), "a thread hangs"
+    assert not errors, [f"{type(e).__name__}: {e}" for e in errors[:3]]
+    whole = case.call(*arrays)
+    assert shared.count == ref_count
+    assert abs(shared.result() - whole) <= 1e-12 * abs(whole)
+    # The scratch accumulator is whole too: reset, then one batch, gives that batch's bits.
+    scratch.reset()
+    scratch.update(*batches[1])
+    assert scratch.result() == streamed(case, arrays, [edges[1], edges[2]]).result()
+
+
+def test_accumulator_used_from_inside_its_own_update_names_itself() -> None:
+    """A batch whose conversion calls back into the accumulator being updated (an
+    `__array__` method): a RuntimeError naming the class (not a hang), and the state is
+    unchanged."""
+    acc = BinaryCrossEntropyAccumulator()
+    acc.update(np.full(3, 0.5), np.zeros(3))
+
+    class Sneaky:
+        def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+            acc.result()
+            return np.full(3, 0.5)
+
+    # The RuntimeError reaches the caller as the cause of the conversion's TypeError.
+    with pytest.raises(TypeError, match="'input'") as info:
+        acc.update(Sneaky(), np.zeros(3))
+    cause = info.value.__cause__
+    assert isinstance(cause, RuntimeError), cause
+    assert "BinaryCrossEntropyAccumulator" in str(cause), cause
+    assert acc.count == 3
+    assert acc.result() == pytest.approx(math.log(2))
+
+
+def test_result_waits_for_a_running_update(threads: None) -> None:
+    """`result()` while another thread's long `update` runs waits for it (it does not raise,
+    nor see half a batch), and other Python threads keep running meanwhile (the wait does
+    not hold the GIL)."""
+    crossent.set_num_threads(2)
+    n = 2**30
+    x = np.broadcast_to(np.float64(0.25), (n,))
+    y = np.broadcast_to(np.float64(1.0), (n,))
+    acc = BinaryCrossEntropyAccumulator(reduction="sum")
+    acc.update(x[:10], y[:10])
+    worker = threading.Thread(target=acc.update, args=(x, y), daemon=True)
+    ticks = [0]
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.is_set():
+            ticks[0] += 1
+            time.sleep(0.001)
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    worker.start()
+    try:
+        time.sleep(0.05)
+        seen = [acc.result() for _ in range(3)]
+    finally:
+        worker.join()
+        stop.set()
+        ticker.join()
+    per = -math.log(0.25)
+    # (2^30 equal terms summed in float64 blocks: about 1e-12 relative.)
+    before, after = pytest.approx(10 * per, rel=1e-9), pytest.approx((n + 10) * per, rel=1e-9)
+    assert all(s == before or s == after for s in seen), seen
+    assert acc.count == n + 10
+    assert ticks[0] > 0
+
+
+class _SlowArray:
+    """An array-like whose conversion signals `converting`, then takes `seconds` (releasing
+    the GIL): an `update` given it is certainly in progress meanwhile."""
+
+    def __init__(self, a: np.ndarray, seconds: float = 0.2) -> None:
+        self.a, self.seconds = a, seconds
+        self.converting = threading.Event()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        self.converting.set()
+        time.sleep(self.seconds)
+        return self.a
+
+
+@pytest.mark.parametrize("case", SHARED_CASES, ids=[c.name for c in SHARED_CASES])
+def test_every_method_waits_for_an_update_in_progress(case: Stream) -> None:
+    """While one thread is inside `update`, every method called from another thread waits
+    for it instead of raising, and then sees the whole batch: `result`, `count`, `sum`,
+    `repr`, pickling, `merge` (both ways), another `update`, and `reset`."""
+    arrays = case.data(np.random.default_rng(12), np.float64)
+    n = len(arrays[0])
+    third = [tuple(x[a:b] for x in arrays) for a, b in ((0, n // 3), (n // 3, n // 2), (n // 2, n))]
+    acc, other = case.make(), case.make()
+    other.update(*third[2])
+
+    def in_update(body: Callable[[], Any]) -> Any:
+        slow = _SlowArray(third[0][0])
+        worker = threading.Thread(target=acc.update, args=(slow, *third[0][1:]), daemon=True)
+        worker.start()
+        try:
+            assert slow.converting.wait(10)
+            return body()
+        finally:
+            worker.join()
+
+    # Each in_update adds the first third to `acc` before `body` can run.
+    first = streamed(case, arrays, [0, n // 3])
+    c0, c2 = first.count, streamed(case, arrays, [n // 2, n]).count
+    assert in_update(acc.result) == first.result()
+    assert in_update(lambda: acc.count) == 2 * c0
+    assert in_update(lambda: acc.sum) == pytest.approx(3 * first.sum, rel=1e-12)
+    assert f"count={4 * c0}" in in_update(lambda: repr(acc))
+    assert pickle.loads(in_update(lambda: pickle.dumps(acc))).count == 5 * c0
+    in_update(lambda: acc.merge(other))
+    assert acc.count == 6 * c0 + c2
+    in_update(lambda: other.merge(acc))
+    assert other.count == 7 * c0 + 2 * c2
+    in_update(lambda: acc.update(*third[1]))
+    in_update(acc.reset)
+    assert acc.count == 0

@@ -307,7 +307,6 @@ def test_bad_input(kind: str) -> None:
         (TypeError, "'input'", lambda: func(np.array(["a", "b"]), np.zeros(2))),
         (TypeError, "'target'", lambda: func(p, y.astype(np.complex64))),
         (TypeError, "'target'", lambda: func(p, y.astype(np.uint16))),
-        (ValueError, "'target'", lambda: func(p, np.full((4, 3), 1.5))),
         (ValueError, "'target'", lambda: func(p, np.full((4, 3), 2, dtype=np.int32))),
         (TypeError, "'out'", lambda: func(p, y, reduction="none", out=[0.0] * 12)),
         (TypeError, "'out'", lambda: func(p, y, reduction="none", out=np.empty((4, 3), "f4"))),
@@ -317,6 +316,8 @@ def test_bad_input(kind: str) -> None:
         (ValueError, "'out'", lambda: func(p, y, reduction="none", out=p)),
     ]
     if kind == "probabilities":
+        # With logits a float target may be any real number, as in PyTorch.
+        cases.append((ValueError, "'target'", lambda: func(p, np.full((4, 3), 1.5))))
         cases.append((ValueError, "'input'", lambda: func(np.full((4, 3), 1.0001), y)))
         cases.append((ValueError, "'input'", lambda: func(np.full((4, 3), -0.0001), y)))
     for exc, arg, call in cases:
@@ -379,26 +380,116 @@ def test_random_shapes_and_strides(data: Any, shape: Any, dtype: Any, kind: str)
         compare(kind, xs, ys, reduction)
 
 
-# --- torch, where installed -------------------------------------------------------------
+# --------------------------------------------------------------------------------------------
+# Accuracy of the logits loss and its gradient against 100-digit references
+# --------------------------------------------------------------------------------------------
+
+LOGIT_GRID = np.concatenate(
+    [np.linspace(-100.0, 100.0, 81), [-50.0, -20.5, -1e-3, -1e-7, 1e-7, 1e-3, 0.75, 20.5, 50.0]]
+)
+TARGET_GRID = [0.0, 1e-8, 1e-4, 1e-3, 0.1, 0.5, 0.9, 1 - 1e-3, 1 - 2.0**-20, 1 - 2.0**-24, 1.0]
+POS_WEIGHTS = [None, 1e-6, 0.01, 0.5, 3.0, 1e4]
 
 
-@pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_matches_torch(dtype: Any, reduction: str) -> None:
-    torch = pytest.importorskip("torch")
-    functional = torch.nn.functional
-    p, y = make((64, 10), dtype, dtype, seed=7)
-    w = np.random.default_rng(8).uniform(0.5, 2, size=(10,)).astype(dtype)
-    tp, ty, tw = (torch.from_numpy(a) for a in (p, y, w))
-    expected = functional.binary_cross_entropy(tp, ty, weight=tw, reduction=reduction)
-    got = crossent.binary_cross_entropy(p, y, weight=w, reduction=reduction)
-    np.testing.assert_allclose(got, expected.double().numpy(), rtol=RTOL[dtype] * 5)
-    x = (p - dtype(0.5)) * dtype(30)
-    tx = torch.from_numpy(x)
-    expected = functional.binary_cross_entropy_with_logits(
-        tx, ty, weight=tw, pos_weight=tw, reduction=reduction
-    )
-    got = crossent.binary_cross_entropy_with_logits(
-        x, y, weight=w, pos_weight=w, reduction=reduction
-    )
-    np.testing.assert_allclose(got, expected.double().numpy(), rtol=RTOL[dtype] * 5)
+def _exact_logits(x: Any, y: Any, c: Any) -> tuple[list[Any], list[Any], list[Any]]:
+    """For each element (the given values, exactly): the loss `(1-y)x - (1+(c-1)y) log_sigmoid(x)`,
+    its derivative `L s - c y` and the size of the terms the gradient is formed from
+    (`|1-y| + L (1-s)` for x >= 0, `L s + c y` otherwise), in 100-digit arithmetic (the
+    formula cancels 46 digits at x = -100)."""
+    mpmath = pytest.importorskip("mpmath")
+    loss, grad, scale = [], [], []
+    with mpmath.workdps(100):
+        for xi, yi, ci in zip(x.tolist(), y.tolist(), c.tolist(), strict=True):
+            xm, ym, cm = mpmath.mpf(xi), mpmath.mpf(yi), mpmath.mpf(ci)
+            e = mpmath.exp(-abs(xm))
+            log_sig = (xm if xm < 0 else 0) - mpmath.log1p(e)
+            s = 1 / (1 + e) if xm >= 0 else e / (1 + e)
+            big_l = 1 + (cm - 1) * ym
+            loss.append((1 - ym) * xm - big_l * log_sig)
+            grad.append(big_l * s - cm * ym)
+            scale.append(abs(1 - ym) + big_l * (1 - s) if xm >= 0 else big_l * s + cm * ym)
+    return loss, grad, scale
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pos_weight", POS_WEIGHTS)
+def test_logits_loss_and_gradient_within_few_ulp_of_exact(dtype: Any, pos_weight: Any) -> None:
+    """Every element of the loss is within 4 ulp of the exact loss of its inputs, for targets
+    in [0, 1] (near 0 and 1 included), logits in [-100, 100], any pos_weight, with and without
+    an element weight: PyTorch's formula subtracts terms of size |x| (x = -50, small y) and
+    its factor 1 + (c-1) y cancels for small c and y near 1. The gradient is within 8 eps of
+    the size of the terms it is formed from."""
+    x, y = (a.ravel().astype(dtype) for a in np.meshgrid(LOGIT_GRID, TARGET_GRID))
+    c = np.full(x.shape, 1.0 if pos_weight is None else pos_weight, dtype=dtype)
+    loss, grad, scale = _exact_logits(x, y, c)
+    pw = None if pos_weight is None else np.asarray([pos_weight], dtype=dtype)
+    eps = float(np.finfo(dtype).eps)
+    for w in (None, dtype(0.3)):
+        weight = None if w is None else np.full(x.shape, w, dtype=dtype)
+        factor = 1.0 if w is None else float(w)
+        got = crossent.binary_cross_entropy_with_logits(
+            x, y, weight=weight, pos_weight=pw, reduction="none"
+        )
+        want = np.array([float(v * factor) for v in loss])
+        # Below the normal range the softplus term itself is subnormal: its spacing, times the
+        # factors it is multiplied by, bounds the error there.
+        tiny = float(np.finfo(dtype).smallest_subnormal) * factor * max(1.0, float(c[0]))
+        ulp = np.spacing(np.abs(want).astype(dtype)).astype(np.float64)
+        err = np.maximum(np.abs(got.astype(np.float64) - want) - tiny, 0.0) / ulp
+        worst = int(np.argmax(err))
+        assert err[worst] <= 4, (
+            f"{err[worst]:.1f} ulp at x={x[worst]}, y={y[worst]}, pos_weight={pos_weight}, "
+            f"weight={w}: {got[worst]!r} vs {want[worst]!r}"
+        )
+        g, _ = crossent.binary_cross_entropy_with_logits_grad(
+            x, y, weight=weight, pos_weight=pw, reduction="sum"
+        )
+        want_g = np.array([float(v * factor) for v in grad])
+        tol = 8 * eps * np.array([float(v * factor) for v in scale]) + 4 * tiny
+        bad = np.abs(g.astype(np.float64) - want_g) > tol
+        assert not bad.any(), (
+            f"gradient at x={x[bad][0]}, y={y[bad][0]}: {g[bad][0]!r} vs {want_g[bad][0]!r}"
+        )
+
+
+# The README's table of NaN and infinities, rows of binary cross-entropy: each cell, as
+# PyTorch gives it.
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_and_infinity_table(dtype: Any) -> None:
+    def a(*v: float) -> Any:
+        return np.array(v, dtype=dtype)
+
+    bce, bcel = crossent.binary_cross_entropy, crossent.binary_cross_entropy_with_logits
+    # binary_cross_entropy: input, target NaN -> NaN, +-inf -> ValueError.
+    assert np.isnan(bce(a(NAN, 0.5), a(0.5, 0.5), reduction="none")[0])
+    assert np.isnan(bce(a(0.5, 0.5), a(NAN, 0.5), reduction="none")[0])
+    for v in (INF, -INF):
+        with pytest.raises(ValueError, match="input"):
+            bce(a(v, 0.5), a(0.5, 0.5))
+        with pytest.raises(ValueError, match="target"):
+            bce(a(0.5, 0.5), a(v, 0.5))
+    # binary_cross_entropy: weight NaN -> NaN, +inf -> +inf, -inf -> -inf.
+    for v, check in ((NAN, np.isnan), (INF, lambda r: r == INF), (-INF, lambda r: r == -INF)):
+        assert check(bce(a(0.3, 0.5), a(0.5, 0.5), weight=a(v, 1.0), reduction="none")[0])
+    # with logits, input: NaN -> NaN; +inf -> +inf for a target below 1, NaN for a target of
+    # 1 (0 * inf); -inf -> NaN (inf - inf), as PyTorch.
+    out = bcel(a(NAN, INF, INF, -INF, -INF), a(0.5, 0.5, 1.0, 0.0, 0.5), reduction="none")
+    assert np.isnan(out[0]) and out[1] == INF and np.isnan(out[2])
+    assert np.isnan(out[3]) and np.isnan(out[4])
+    # with logits, target: NaN -> NaN; +-inf (any real target is taken, as PyTorch): the loss
+    # is linear in the target with slope -x, so -x * (+-inf), and NaN (0 * inf) for x = 0.
+    assert np.isnan(bcel(a(1.0), a(NAN), reduction="none")[0])
+    for v in (INF, -INF):
+        out = bcel(a(1.0, -1.0, 0.0), a(v, v, v), reduction="none")
+        assert out[0] == -v and out[1] == v and np.isnan(out[2])
+    # with logits, weight and pos_weight: NaN -> NaN, +inf -> +inf, -inf -> -inf (pos_weight:
+    # NaN for a target of 0, inf * 0, as PyTorch).
+    x, y = a(1.0, -1.0, 1.0), a(0.5, 0.5, 0.0)
+    for v, check in ((NAN, np.isnan), (INF, lambda r: r == INF), (-INF, lambda r: r == -INF)):
+        w = bcel(x, y, weight=a(v, v, v), reduction="none")
+        assert all(check(r) for r in w)
+        pw = bcel(x, y, pos_weight=a(v), reduction="none")
+        assert check(pw[0]) and check(pw[1]) and np.isnan(pw[2])

@@ -90,6 +90,20 @@ def test_plot_writes_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_failed_plot_leaves_an_existing_file_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "bench.nosuchformat"
+    out.write_bytes(b"precious")
+    args = [*QUICK, "--sizes", "1e3", "--peers", "numpy", "--functions", "bce"]
+    assert main([*args, "--plot", str(out)]) == 2  # matplotlib has no such format
+    _, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "nosuchformat" in err
+    assert out.read_bytes() == b"precious"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left
+
+
 def test_plot_without_matplotlib_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -103,7 +117,6 @@ def test_plot_without_matplotlib_is_a_clear_error(
 @pytest.mark.parametrize(
     "args",
     [
-        [],
         ["frobnicate"],
         ["bench", "--sizes", "abc"],
         ["bench", "--sizes", "0"],
@@ -116,6 +129,11 @@ def test_plot_without_matplotlib_is_a_clear_error(
         ["bench", "--min-time", "-1", "--quiet"],
         ["bench", "--min-time", "nan", "--quiet"],
         ["bench", "--bogus"],
+        ["bench", "--sizes", "1e11"],
+        ["bench", "--threads", "0"],
+        ["bench", "--classes", "1e12"],
+        ["bench", "--plot", "/nonexistent-dir/b.png", "--quiet"],
+        ["bench", "--plot", "/", "--quiet"],
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(
@@ -125,6 +143,35 @@ def test_bad_arguments_exit_2_with_one_line(
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and "error" in err and "Traceback" not in err
+    assert "internal error" not in err
+
+
+def _limit_memory() -> None:
+    import resource
+
+    limit = 3 << 30  # bytes of address space: too few for the data of the size asked for
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="address-space limit (RLIMIT_AS) of Linux")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("function", ["bce", "softmax_ce", "kl"])
+def test_sizes_beyond_memory_exit_2_with_one_line(function: str, dtype: str) -> None:
+    # The case, `--sizes 1e10`, in a process that cannot allocate its arrays.
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "crossent", "bench", "--sizes", "1e10", "--quiet"),
+            *("--functions", function, "--dtypes", dtype, "--peers", "numpy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_memory,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "not enough memory" in proc.stderr and "--sizes" in proc.stderr
 
 
 def test_bad_arguments_exit_2_from_the_shell() -> None:

@@ -4,6 +4,7 @@ accumulators; one-line errors with exit status 2."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -393,3 +394,634 @@ def test_from_the_shell(files: dict[str, Any]) -> None:
     )
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "no such file" in bad.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# --output never destroys an operand, and is written whole or not at all
+# --------------------------------------------------------------------------------------------
+
+
+def _write_operand(d: Path, name: str, fmt: str, a: np.ndarray) -> str:
+    """``a`` stored in format ``fmt`` under ``d``; returns the operand spec."""
+    if fmt == "npy":
+        np.save(d / f"{name}.npy", a)
+        return str(d / f"{name}.npy")
+    if fmt == "npz":
+        np.savez(d / f"{name}.npz", v=a)
+        return f"{d / name}.npz:v"
+    if fmt == "parquet":
+        pa = pytest.importorskip("pyarrow")
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"v": a}), d / f"{name}.parquet")
+        return f"{d / name}.parquet:v"
+    assert fmt == "csv"
+    with open(d / f"{name}.csv", "w", encoding="utf-8") as f:
+        f.write("v\n" + "".join(f"{float(v)!r}\n" for v in a))
+    return f"{d / name}.csv:v"
+
+
+OPERAND_FORMATS = ("npy", "npz", "parquet", "csv")
+LINKS = ("same path", "another spelling", "symbolic link", "hard link")
+
+
+def _alias(path: Path, how: str, d: Path) -> Path:
+    """Another name for the file at ``path``, made the way ``how`` says."""
+    if how == "same path":
+        return path
+    if how == "another spelling":
+        return path.parent / ".." / path.parent.name / "." / path.name
+    alias = d / "elsewhere" / "out.npy"
+    alias.parent.mkdir(exist_ok=True)
+    if how == "symbolic link":
+        # A link to a link: identity is decided after following every link.
+        (d / "hop.npy").symlink_to(path)
+        alias.symlink_to(d / "hop.npy")
+    else:
+        os.link(path, alias)
+    return alias
+
+
+def _listing(d: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(d)): (p.read_bytes() if p.is_file() else b"")
+        for p in sorted(d.rglob("*"))
+    }
+
+
+OUTPUT_CASES = [
+    (loss, operand, fmt)
+    for loss, operands in (
+        ("bce_logits", ("input", "target", "weight", "pos-weight")),
+        ("softmax_ce", ("input", "target", "weight")),
+    )
+    for operand in operands
+    for fmt in OPERAND_FORMATS
+    # Logits are read with their shape: .npy or .npz.
+    if not (loss == "softmax_ce" and operand == "input" and fmt in ("parquet", "csv"))
+]
+
+
+@pytest.mark.parametrize("how", LINKS)
+@pytest.mark.parametrize(("loss", "operand", "fmt"), OUTPUT_CASES)
+def test_output_that_is_an_operand_is_refused_and_nothing_is_touched(
+    tmp_path: Path,
+    loss: str,
+    operand: str,
+    fmt: str,
+    how: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    d = tmp_path
+    rng = np.random.default_rng(5)
+    n, classes = 400, 4
+    if loss == "bce_logits":
+        arrays = {
+            "input": rng.standard_normal(n),
+            "target": (rng.random(n) < 0.5).astype(np.float64),
+            "weight": rng.uniform(0.5, 2, n),
+            "pos-weight": np.array([2.0]),
+        }
+    else:
+        arrays = {
+            "input": rng.standard_normal((n, classes)),
+            "target": rng.integers(0, classes, n).astype(np.int64),
+            "weight": rng.uniform(0.5, 2, classes),
+        }
+    specs = {
+        name: _write_operand(d, name, fmt if name == operand else "npy", a)
+        for name, a in arrays.items()
+    }
+    victim = Path(specs[operand].rsplit(":", 1)[0] if fmt != "npy" else specs[operand])
+    output = _alias(victim, how, d)
+    before = _listing(d)
+    args = [a for name, spec in specs.items() for a in (f"--{name}", spec)]
+    rc, out, err = run(
+        capsys, "--loss", loss, *args, "--reduction", "none", "--output", output, "--quiet"
+    )
+    assert rc == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"is the same file as --{operand}" in err
+    assert _listing(d) == before  # every file byte-identical, no file added
+
+
+def test_output_through_a_link_replaces_the_linked_file_and_keeps_the_link(
+    files: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, o = files["dir"], tmp_path / "o"
+    o.mkdir()
+    real = o / "real.npy"
+    real.write_bytes(b"old contents")
+    os.chmod(real, 0o640)
+    link = o / "link.npy"
+    link.symlink_to(real)
+    rc, _, err = run(
+        capsys,
+        *("--loss", "bce", "--input", d / "p.npy", "--target", d / "y.npy"),
+        *("--reduction", "none", "--output", link, "--quiet"),
+    )
+    assert rc == 0, err
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    np.testing.assert_array_equal(
+        np.load(real), crossent.binary_cross_entropy(files["p"], files["y"], reduction="none")
+    )
+    assert os.stat(real).st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in o.iterdir()) == ["link.npy", "real.npy"]
+
+
+@pytest.mark.parametrize("loss", ["bce", "softmax_ce"])
+@pytest.mark.parametrize("failure", ["bad value", "interrupt", "short operand"])
+@pytest.mark.parametrize("existing", [True, False])
+def test_failed_run_leaves_no_output_and_the_old_one_untouched(
+    softmax_files: dict[str, Any],
+    small_batches: None,
+    monkeypatch: pytest.MonkeyPatch,
+    loss: str,
+    failure: str,
+    existing: bool,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    f = softmax_files
+    d = f["dir"]
+    rows, classes = f["logits"].shape
+    if loss == "bce":
+        inp = 1 / (1 + np.exp(-f["logits"].astype(np.float64)))
+        target = f["probs"].copy()
+        at = (2 * rows // 3, 5)  # in a later batch
+        if failure == "bad value":
+            target[at] = 1.5
+    else:
+        inp, target = f["logits"], f["labels"].copy()
+        if failure == "bad value":
+            target[2 * rows // 3] = classes
+    np.save(d / "i.npy", inp)
+    input_spec = str(d / "i.npy")
+    if failure == "short operand":
+        # A CSV column, of a length found only when its end is reached, after batches were
+        # written: one row short.
+        target_spec = _write_operand(d, "t", "csv", target.reshape(-1)[: -target[0].size])
+    else:
+        np.save(d / "t.npy", target)
+        target_spec = str(d / "t.npy")
+    if failure == "interrupt":
+        calls = []
+
+        def interrupt(self: Any, done: float, note: str = "") -> None:
+            calls.append(done)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(_cli.Progress, "update", interrupt)
+    out_dir = d / "out"
+    out_dir.mkdir()
+    output = out_dir / "losses.npy"
+    if existing:
+        output.write_bytes(b"precious")
+    rc, stdout, err = run(
+        capsys,
+        *("--loss", loss, "--input", input_spec, "--target", target_spec),
+        *("--reduction", "none", "--output", output, "--quiet"),
+    )
+    assert rc == (130 if failure == "interrupt" else 2) and stdout == ""
+    assert "Traceback" not in err
+    assert {"bad value": "must hold", "short operand": "different lengths"}.get(
+        failure, "interrupted"
+    ) in err
+    assert [p.name for p in out_dir.iterdir()] == (["losses.npy"] if existing else [])
+    if existing:
+        assert output.read_bytes() == b"precious"
+    if failure == "interrupt":
+        assert len(calls) == 2  # interrupted mid-stream, after a batch had been written
+
+
+# --------------------------------------------------------------------------------------------
+# Malformed files and arguments: one line, exit status 2, never a traceback
+# --------------------------------------------------------------------------------------------
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def _npy_header(shape: tuple[int, ...], descr: str = "<f8", version: bytes = b"\x01\x00") -> bytes:
+    text = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode()
+    text += b" " * (-(len(text) + 11) % 64) + b"\n"
+    return b"\x93NUMPY" + version + len(text).to_bytes(2, "little") + text
+
+
+def malformed(d: Path) -> dict[str, list[Any]]:
+    """Command lines (after ``eval --loss bce``) naming malformed files or arguments."""
+    import zipfile
+
+    y = d / "y.npy"
+    (d / "empty.npy").write_bytes(b"")
+    (d / "devnull.npy").symlink_to(os.devnull)
+    os.mkfifo(d / "fifo.npy")  # would block a reader that opened it
+    (d / "text.npy").write_text("p,y\n0.5,1\n")
+    (d / "truncated.npy").write_bytes(_npy_bytes(np.zeros(N))[:-8])
+    (d / "lying.npy").write_bytes(_npy_header((2**62,)) + b"\0" * 64)
+    (d / "garbled.npy").write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': <<<<\n")
+    (d / "v9.npy").write_bytes(_npy_header((1,), version=b"\x09\x00") + b"\0" * 8)
+    (d / "huge_dims.npy").write_bytes(_npy_header((2**40, 2**40)) + b"\0" * 64)
+    np.save(d / "objects.npy", np.array([None, 1], dtype=object), allow_pickle=True)
+    (d / "empty.npz").write_bytes(b"")
+    (d / "text.npz").write_text("hello")
+    with zipfile.ZipFile(d / "lying.npz", "w") as z:
+        z.writestr("p.npy", _npy_header((2**62,)) + b"\0" * 64)
+    with zipfile.ZipFile(d / "notnpy.npz", "w") as z:
+        z.writestr("p.npy", b"just text")
+    # A stored (uncompressed) member whose data no longer match its CRC: found on reading.
+    p = np.linspace(0.1, 0.9, N)
+    good = _npy_bytes(p)
+    with zipfile.ZipFile(d / "crc.npz", "w") as z:
+        z.writestr("p.npy", good)
+    raw = bytearray((d / "crc.npz").read_bytes())
+    at = raw.index(good[-64:])
+    raw[at] ^= 0xFF
+    (d / "crc.npz").write_bytes(bytes(raw))
+    (d / "garbage.parquet").write_bytes(b"PAR1 not really")
+    (d / "empty.csv").write_bytes(b"")
+    (d / "binary.csv").write_bytes(b"p\n\xff\xfe\x00\x81\n")
+    (d / "ragged.csv").write_text("p,q\n0.5,1\n0.5\n")
+    (d / "word.csv").write_text("p\n0.5\nhalf\n")
+    (d / "hole.csv").write_text("p\n0.5\n\n \n")
+    np.save(d / "p_ok.npy", p)
+    out = ["--reduction", "none", "--output"]
+    return {
+        "empty npy": ["--input", d / "empty.npy", "--target", y],
+        "link to /dev/null": ["--input", d / "devnull.npy", "--target", y],
+        "fifo": ["--input", d / "fifo.npy", "--target", y],
+        "text named .npy": ["--input", d / "text.npy", "--target", y],
+        "truncated npy": ["--input", d / "truncated.npy", "--target", y],
+        "npy header of 2**62 elements": ["--input", d / "lying.npy", "--target", y],
+        "npy header of 2**80 elements": ["--input", d / "huge_dims.npy", "--target", y],
+        "garbled npy header": ["--input", d / "garbled.npy", "--target", y],
+        "npy version 9": ["--input", d / "v9.npy", "--target", y],
+        "object npy": ["--input", d / "objects.npy", "--target", y],
+        "empty npz": ["--input", f"{d / 'empty.npz'}:p", "--target", y],
+        "text npz": ["--input", f"{d / 'text.npz'}:p", "--target", y],
+        "npz member of 2**62 elements, per element": [
+            *("--input", f"{d / 'lying.npz'}:p", "--target", f"{d / 'lying.npz'}:p"),
+            *(*out, d / "o.npy"),
+        ],
+        "npz member that is not .npy": ["--input", f"{d / 'notnpy.npz'}:p", "--target", y],
+        "npz member with a bad CRC": ["--input", f"{d / 'crc.npz'}:p", "--target", y],
+        "garbage parquet": ["--input", f"{d / 'garbage.parquet'}:p", "--target", y],
+        "empty csv": ["--input", f"{d / 'empty.csv'}:p", "--target", y],
+        "csv not in UTF-8": ["--input", f"{d / 'binary.csv'}:p", "--target", y],
+        "csv with a short row": ["--input", f"{d / 'ragged.csv'}:p", "--target", y],
+        "csv with a word": ["--input", f"{d / 'word.csv'}:p", "--target", y],
+        "csv with a missing value": ["--input", f"{d / 'hole.csv'}:p", "--target", y],
+        "output is a directory": ["--input", d / "p_ok.npy", "--target", y, *out, d],
+        "output in a missing directory": [
+            *("--input", d / "p_ok.npy", "--target", y, *out, d / "no" / "o.npy"),
+        ],
+        "weight of 2**62 elements": [
+            *("--input", d / "p_ok.npy", "--target", y, "--weight", d / "lying.npy"),
+        ],
+    }
+
+
+@pytest.fixture
+def malformed_cases(files: dict[str, Any]) -> dict[str, list[Any]]:
+    return malformed(files["dir"])
+
+
+MALFORMED_NAMES = [
+    "empty npy",
+    "link to /dev/null",
+    "fifo",
+    "text named .npy",
+    "truncated npy",
+    "npy header of 2**62 elements",
+    "npy header of 2**80 elements",
+    "garbled npy header",
+    "npy version 9",
+    "object npy",
+    "empty npz",
+    "text npz",
+    "npz member of 2**62 elements, per element",
+    "npz member that is not .npy",
+    "npz member with a bad CRC",
+    "garbage parquet",
+    "empty csv",
+    "csv not in UTF-8",
+    "csv with a short row",
+    "csv with a word",
+    "csv with a missing value",
+    "output is a directory",
+    "output in a missing directory",
+    "weight of 2**62 elements",
+]
+
+
+@pytest.mark.parametrize("pyarrow", ["with pyarrow", "without pyarrow"])
+@pytest.mark.parametrize("case", MALFORMED_NAMES)
+def test_malformed_files_exit_2_with_one_line(
+    malformed_cases: dict[str, list[Any]],
+    case: str,
+    pyarrow: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert set(malformed_cases) == set(MALFORMED_NAMES)
+    if pyarrow == "without pyarrow":
+        monkeypatch.setitem(sys.modules, "pyarrow", None)
+    elif "parquet" in case or "csv" in case:
+        pytest.importorskip("pyarrow")
+    rc, out, err = run(capsys, "--loss", "bce", *malformed_cases[case], "--quiet")
+    assert rc == 2, err
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("crossent eval: error: ")
+    assert "Traceback" not in err and "internal error" not in err
+    if case == "text named .npy":
+        assert "not a .npy file" in err and "pickle" not in err
+
+
+# --------------------------------------------------------------------------------------------
+# CSV: one behaviour with and without pyarrow
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_csv(text: str) -> dict[str, np.ndarray]:
+    """An independent reading of a well-formed CSV text: columns by stripped name, values by
+    Python's float()."""
+    import csv
+    import io
+
+    rows = [r for r in csv.reader(io.StringIO(text.lstrip("\ufeff"))) if r]
+    names = [n.strip() for n in rows[0]]
+    return {
+        name: np.array([float(r[i]) for r in rows[1:]], dtype=np.float64)
+        for i, name in enumerate(names)
+    }
+
+
+def _csv_body(rng: np.random.Generator, n: int) -> str:
+    p = rng.uniform(0.01, 0.99, n)
+    y = (rng.random(n) < p).astype(int)
+    w = rng.uniform(0.5, 2, n)
+    return "".join(f"{float(a)!r}, {b},\t{c:.6e}\n" for a, b, c in zip(p, y, w, strict=True))
+
+
+# (CSV text, operands by column, expected error fragment or None). Every text is written to
+# f.csv; the runs read it with pyarrow and without, in batches of a few rows or blocks.
+_RNG = np.random.default_rng(17)
+_BODY = _csv_body(_RNG, 300)
+CSV_CASES: dict[str, tuple[str, dict[str, str], str | None]] = {
+    "header with spaces, weight column": (
+        "p, y, w\n" + _BODY,
+        {"input": "p", "target": "y", "weight": "w"},
+        None,
+    ),
+    "quoted names, CRLF, byte-order mark": (
+        '\ufeff"p","y","w"\r\n' + _BODY.replace("\n", "\r\n"),
+        {"input": "p", "target": "y", "weight": "w"},
+        None,
+    ),
+    "NaN, inf and signs": (
+        "p,y,w\n0.5,1,1\nNaN,0,1\n0.25,+1,inf\n.5,-0,1.\n0.75,1E+00,nan\n0.5,1,-Infinity\n",
+        {"input": "p", "target": "y", "weight": "w"},
+        None,
+    ),
+    "blank lines": (
+        "p,y,w\n\n" + _BODY + "\n\n",
+        {"input": "p", "target": "y", "weight": "w"},
+        None,
+    ),
+    "a word in a later batch": (
+        "p,y,w\n" + _BODY + "0.5,yes,1\n",
+        {"input": "p", "target": "y"},
+        "column 'y' holds 'yes' at row 300, not a number",
+    ),
+    "a missing value in a later batch": (
+        "p,y,w\n" + _BODY + "0.5,,1\n",
+        {"input": "p", "target": "y"},
+        "column 'y' has a missing value at row 300",
+    ),
+    "underscores are not numbers": (
+        "p,y,w\n" + _BODY + "0.5,1,1_0\n",
+        {"input": "p", "target": "y", "weight": "w"},
+        "column 'w' holds '1_0' at row 300, not a number",
+    ),
+    "a short row in a later batch": (
+        "p,y,w\n" + _BODY + "0.5,1\n",
+        {"input": "p", "target": "y"},
+        "row 300 has 2 fields, the header 3 fields",
+    ),
+    "a name given twice": (
+        "p,y,p\n0.5,1,0.5\n",
+        {"input": "p", "target": "y"},
+        "the header names column 'p' more than once",
+    ),
+    "a column that is not there": ("p, y\n0.5,1\n", {"input": "p", "target": "z"}, "no column 'z'"),
+    "a bad value at its row": (
+        "p,y,w\n" + _BODY + "1.5,1,1\n",
+        {"input": "p", "target": "y"},
+        "found 1.5 at index (300,)",
+    ),
+}
+
+
+def _run_csv(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    pyarrow: bool,
+    *args: Any,
+) -> tuple[int, str, str]:
+    with monkeypatch.context() as m:
+        m.setattr(_eval, "_CSV_ROWS", 7)
+        m.setattr(_eval, "_CSV_BLOCK", 1 << 10)
+        m.setattr(_eval, "BATCH", 2 * crossent.BLOCK)
+        if not pyarrow:
+            m.setitem(sys.modules, "pyarrow", None)
+        return run(capsys, *args, "--quiet")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("case", list(CSV_CASES))
+def test_csv_reads_the_same_with_and_without_pyarrow(
+    tmp_path: Path,
+    case: str,
+    reduction: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("pyarrow")
+    text, columns, error = CSV_CASES[case]
+    f = tmp_path / "f.csv"
+    f.write_bytes(text.encode("utf-8"))
+    args = [a for arg, col in columns.items() for a in (f"--{arg}", f"{f}:{col}")]
+    results = {}
+    for pyarrow in (True, False):
+        out = tmp_path / f"out-{pyarrow}.npy"
+        extra = ["--reduction", "none", "--output", out] if reduction == "none" else []
+        rc, stdout, err = _run_csv(capsys, monkeypatch, pyarrow, "--loss", "bce", *args, *extra)
+        saved = np.load(out) if reduction == "none" and rc == 0 else None
+        results[pyarrow] = (rc, stdout.replace(str(out), "OUT"), err, saved)
+    with_arrow, without = results[True], results[False]
+    assert with_arrow[:3] == without[:3]
+    rc, stdout, err, saved = without
+    if error is not None:
+        assert rc == 2 and error in err and err.count("\n") == 1
+        return
+    assert rc == 0, err
+    cols = _parse_csv(text)
+    kw = {"weight": cols[columns["weight"]]} if "weight" in columns else {}
+    want = crossent.binary_cross_entropy(
+        cols[columns["input"]], cols[columns["target"]], reduction=reduction, **kw
+    )
+    if reduction == "none":
+        assert with_arrow[3] is not None and saved is not None
+        np.testing.assert_array_equal(with_arrow[3], saved)
+        np.testing.assert_array_equal(saved, want)
+    else:
+        # The same bits as one in-memory call (NaN where a NaN is read).
+        assert np.array_equal(float(stdout), want, equal_nan=True)
+
+
+@pytest.mark.parametrize("pyarrow", [True, False])
+def test_csv_class_indices_for_softmax(
+    softmax_files: dict[str, Any],
+    pyarrow: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if pyarrow:
+        pytest.importorskip("pyarrow")
+    f = softmax_files
+    d = f["dir"]
+    labels = f["labels"].copy()
+    labels[::13] = -100
+    (d / "labels.csv").write_text("label\n" + "".join(f" {v}\n" for v in labels))
+    logits = ("--loss", "softmax_ce", "--input", d / "logits.npy")
+    rc, out, err = _run_csv(
+        capsys, monkeypatch, pyarrow, *logits, "--target", f"{d}/labels.csv:label"
+    )
+    assert rc == 0, err
+    assert float(out) == pytest.approx(
+        crossent.softmax_cross_entropy(f["logits"], labels), rel=1e-12
+    )
+    with open(d / "labels.csv", "a", encoding="utf-8") as fh:
+        fh.write("2.5\n")
+    bad = np.concatenate([f["logits"], f["logits"][:1]])
+    np.save(d / "more.npy", bad)
+    rc, _, err = _run_csv(
+        capsys,
+        monkeypatch,
+        pyarrow,
+        *("--loss", "softmax_ce", "--input", d / "more.npy", "--target", f"{d}/labels.csv:label"),
+    )
+    assert rc == 2 and f"class index 2.5 at index ({len(labels)},) is not a whole number" in err
+
+
+# --------------------------------------------------------------------------------------------
+# Positions in errors are those of the whole operand, for every loss
+# --------------------------------------------------------------------------------------------
+
+
+def _position_cases() -> dict[str, tuple[str, str, dict[str, np.ndarray], Any]]:
+    """(loss, operand holding the bad value, arrays by option, in-memory call) per case; the
+    bad value lies in a later batch than the first (with `small_batches`)."""
+    rng = np.random.default_rng(23)
+    cases: dict[str, tuple[str, str, dict[str, np.ndarray], Any]] = {}
+    for shape in [(N,), (N // 7, 7), (41, 29, 37)]:
+        late = tuple(int(v) for v in np.unravel_index(4 * N // 5, shape))
+        p = rng.uniform(0.01, 0.99, shape)
+        soft = rng.uniform(0, 1, shape)
+        hard = (rng.random(shape) < 0.5).astype(np.uint8)
+        x = rng.standard_normal(shape)
+        bad_p, bad_soft, bad_hard = p.copy(), soft.copy(), hard.copy()
+        bad_p[late], bad_soft[late], bad_hard[late] = 1.5, -0.25, 2
+        cases[f"bce input {shape}"] = (
+            "bce",
+            "input",
+            {"input": bad_p, "target": hard},
+            lambda a: crossent.binary_cross_entropy(a["input"], a["target"]),
+        )
+        cases[f"bce soft target {shape}"] = (
+            "bce",
+            "target",
+            {"input": p, "target": bad_soft},
+            lambda a: crossent.binary_cross_entropy(a["input"], a["target"]),
+        )
+        cases[f"bce label {shape}"] = (
+            "bce",
+            "target",
+            {"input": p, "target": bad_hard, "weight": soft},
+            lambda a: crossent.binary_cross_entropy(a["input"], a["target"], weight=a["weight"]),
+        )
+        cases[f"bce_logits label {shape}"] = (
+            "bce_logits",
+            "target",
+            {"input": x, "target": bad_hard},
+            lambda a: crossent.binary_cross_entropy_with_logits(a["input"], a["target"]),
+        )
+        if len(shape) == 1:
+            continue
+        # Softmax cross-entropy: rows of classes along the last axis.
+        rows = shape[:-1]
+        labels = rng.integers(0, shape[-1], rows)
+        bad_labels = labels.copy()
+        bad_labels[late[:-1]] = shape[-1]
+        probs = soft / soft.sum(axis=-1, keepdims=True)
+        bad_probs = probs.copy()
+        bad_probs[late] = -0.25
+        cases[f"softmax_ce labels {shape}"] = (
+            "softmax_ce",
+            "target",
+            {"input": x, "target": bad_labels},
+            lambda a: crossent.softmax_cross_entropy(a["input"], a["target"]),
+        )
+        cases[f"softmax_ce probabilities {shape}"] = (
+            "softmax_ce",
+            "target",
+            {"input": x, "target": bad_probs},
+            lambda a: crossent.softmax_cross_entropy(a["input"], a["target"]),
+        )
+    return cases
+
+
+POSITION_CASES = _position_cases()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize(
+    ("case", "fmt"),
+    [
+        (case, fmt)
+        for case, (_, bad, arrays, _) in POSITION_CASES.items()
+        for fmt in ("npy", "npz", "csv")
+        # A CSV column is one-dimensional, and holds floats: a label of 2 read as 2.0 is a
+        # valid target of BCE with logits (any real number, as PyTorch), not a bad label.
+        if fmt != "csv" or (arrays[bad].ndim == 1 and not case.startswith("bce_logits label"))
+    ],
+)
+def test_bad_value_is_reported_at_its_position_in_the_whole_operand(
+    tmp_path: Path,
+    small_batches: None,
+    case: str,
+    reduction: str,
+    fmt: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    loss, bad, arrays, call = POSITION_CASES[case]
+    if fmt == "csv" and loss != "softmax_ce":
+        arrays = {**arrays, bad: arrays[bad].astype(np.float64)}  # as a CSV column is read
+    with pytest.raises(ValueError) as caught:
+        call(arrays)
+    # The in-memory call on the whole arrays is the reference: its message, position included.
+    specs = {
+        name: _write_operand(tmp_path, name, fmt if name == bad else "npy", a)
+        for name, a in arrays.items()
+    }
+    args: list[Any] = [a for name, spec in specs.items() for a in (f"--{name}", spec)]
+    if reduction == "none":
+        args += ["--reduction", "none", "--output", tmp_path / "out.npy"]
+    rc, out, err = run(capsys, "--loss", loss, *args, "--quiet")
+    assert rc == 2 and out == ""
+    assert err == f"crossent eval: error: --{bad} {specs[bad]}: {caught.value}\n"

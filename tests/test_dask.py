@@ -4,7 +4,8 @@ dask.distributed LocalCluster with worker processes."""
 from __future__ import annotations
 
 import doctest
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -194,3 +195,257 @@ def test_local_cluster_with_worker_processes(cluster_client: Any) -> None:
             raise AssertionError(name) from e
         # The same bits as the local threaded scheduler: merges run in chunk order.
         assert np.array_equal(g, loc), name
+
+
+# --------------------------------------------------------------------------------------------
+# Arguments of every shape, as in memory
+# --------------------------------------------------------------------------------------------
+
+S = (12, 6)
+_r = np.random.default_rng(29)
+SP = _r.uniform(0.05, 0.95, S)
+SY = (_r.random(S) < 0.5).astype(np.float64)
+SX = _r.standard_normal(S)
+SQ = _r.uniform(0.05, 0.95, S)
+# Shapes a broadcast operand of S may have, and some it may not.
+SHAPES = [(), (1,), (6,), (1, 1), (1, 6), (12, 1), (12, 6), (12,), (2, 6), (1, 12, 6), (5,)]
+
+
+def _value(shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(len(shape) * 31 + sum(shape)).uniform(0.5, 2.0, shape)
+
+
+def _as_dask(a: Any, chunks: Any) -> Any:
+    return da.from_array(a, chunks=chunks) if isinstance(a, np.ndarray) and a.ndim else a
+
+
+def _shape_cases() -> Iterator[tuple[str, Any, Any]]:
+    """(name, in-memory call, Dask call) for scalars and broadcast operands of every shape."""
+    for red in ("mean", "sum", "none"):
+        for scalar in (0.25, np.float64(0.25), np.array(0.25)):
+            for kind in ("python", "dask"):
+
+                def wrap(v: Any, kind: str = kind) -> Any:
+                    return da.asarray(v) if kind == "dask" else v
+
+                yield (
+                    f"bce {type(scalar).__name__} {kind} {red}",
+                    lambda s=scalar, r=red: crossent.binary_cross_entropy(s, 1.0, reduction=r),
+                    lambda s=scalar, r=red, w=wrap: cd.binary_cross_entropy(
+                        w(s), w(1.0), reduction=r
+                    ),
+                )
+                yield (
+                    f"bce_logits {type(scalar).__name__} {kind} {red}",
+                    lambda s=scalar, r=red: crossent.binary_cross_entropy_with_logits(
+                        s, 0, weight=2.0, pos_weight=3.0, reduction=r
+                    ),
+                    lambda s=scalar, r=red, w=wrap: cd.binary_cross_entropy_with_logits(
+                        w(s), w(0), weight=w(2.0), pos_weight=3.0, reduction=r
+                    ),
+                )
+        for shape in SHAPES:
+            v = _value(shape)
+            yield (
+                f"bce weight {shape} {red}",
+                lambda v=v, r=red: crossent.binary_cross_entropy(SP, SY, weight=v, reduction=r),
+                lambda v=v, r=red: cd.binary_cross_entropy(
+                    da.from_array(SP, chunks=(5, 4)), SY, weight=_as_dask(v, 1), reduction=r
+                ),
+            )
+            yield (
+                f"bce_logits pos_weight {shape} {red}",
+                lambda v=v, r=red: crossent.binary_cross_entropy_with_logits(
+                    SX, SY, pos_weight=v, reduction=r
+                ),
+                lambda v=v, r=red: cd.binary_cross_entropy_with_logits(
+                    da.from_array(SX, chunks=(5, 4)), SY, pos_weight=v, reduction=r
+                ),
+            )
+    for name in ("cross_entropy", "kl_divergence", "jensen_shannon"):
+        for shape in SHAPES:
+            q = _value(shape)
+            for axis in (0, -1, None):
+                yield (
+                    f"{name} q {shape} axis={axis}",
+                    lambda n=name, q=q, a=axis: getattr(crossent, n)(SP, q, axis=a),
+                    lambda n=name, q=q, a=axis: getattr(cd, n)(
+                        da.from_array(SP, chunks=(5, 4)), _as_dask(q, 1), axis=a
+                    ),
+                )
+
+
+SHAPE_CASES = list(_shape_cases())
+
+
+@pytest.mark.parametrize("case", range(len(SHAPE_CASES)), ids=[c[0] for c in SHAPE_CASES])
+def test_argument_shapes_match_in_memory(case: int) -> None:
+    _, eager, lazy = SHAPE_CASES[case]
+    try:
+        want = eager()
+    except (ValueError, TypeError) as e:
+        # Refused in memory: refused when the graph is built, with the same kind of error.
+        with pytest.raises(type(e)):
+            lazy()
+        return
+    got = lazy()  # builds the graph
+    assert isinstance(got, da.Array)
+    value = got.compute(scheduler="sync")
+    assert np.shape(value) == np.shape(want)
+    close(value, want)
+
+
+def test_unknown_chunk_sizes_are_refused_when_the_graph_is_built() -> None:
+    def unknown(a: np.ndarray) -> Any:
+        """``a``'s first column where P's is above 0.5: chunks of unknown size."""
+        keep = da.from_array(P[:, 0], chunks=100) > 0.5
+        return da.from_array(a[:, 0], chunks=100)[keep]
+
+    def known(a: np.ndarray) -> Any:
+        return unknown(a).compute_chunk_sizes()
+
+    assert any(np.isnan(c) for c in unknown(P).chunks[0])
+    assert not any(np.isnan(c) for c in known(P).chunks[0])
+    calls: dict[str, Callable[[], Any]] = {
+        "input": lambda: cd.binary_cross_entropy(unknown(P), known(Y)),
+        "target": lambda: cd.binary_cross_entropy_with_logits(known(X), unknown(Y)),
+        "weight": lambda: cd.binary_cross_entropy(known(P), known(Y), weight=unknown(Q)),
+        "logits": lambda: cd.softmax_cross_entropy(unknown(X), np.int64(0)),
+        "p": lambda: cd.entropy(unknown(P), axis=None),
+        "q": lambda: cd.jensen_shannon(known(P), unknown(Q), axis=None),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=f"'{name}' has chunks of unknown size.*compute_chunk"):
+            call()
+    # With the sizes computed, the result is the in-memory one.
+    pk, qk = known(P), known(Q)
+    close(
+        cd.jensen_shannon(pk, qk, axis=None).compute(),
+        crossent.jensen_shannon(pk.compute(), qk.compute(), axis=None),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Errors name the position in the whole array, as in memory
+# --------------------------------------------------------------------------------------------
+
+_INDEX = re.compile(r"^'(\w+)'.*at index (\([\d, ]*\))$")
+
+
+def _where(e: BaseException) -> tuple[str, str]:
+    m = _INDEX.match(str(e))
+    assert m, str(e)
+    return m.group(1), m.group(2)
+
+
+def _position_cases() -> Iterator[tuple[str, Any, Any, str]]:
+    """(name, in-memory call, Dask call, the bad value as given) with a bad value in a later
+    chunk than the first along both axes."""
+    chunks = (128, 7)
+    at = (450, 17)
+    bad_p, bad_y, bad_soft = P.copy(), Y.copy(), P.copy()
+    bad_p[at], bad_y[at], bad_soft[at] = 1.5, 2, -0.5
+    bad_labels = LABELS.copy()
+    bad_labels[at[0]] = 23
+
+    def d(a: np.ndarray) -> Any:
+        return stored(a, chunks if a.ndim == 2 else chunks[0])
+
+    for red in ("mean", "sum", "none"):
+        yield (
+            f"bce input {red}",
+            lambda r=red: crossent.binary_cross_entropy(bad_p, Y, reduction=r),
+            lambda r=red: cd.binary_cross_entropy(d(bad_p), d(Y), reduction=r),
+            "1.5",
+        )
+        yield (
+            f"bce target {red}",
+            lambda r=red: crossent.binary_cross_entropy(P, bad_y, weight=W, reduction=r),
+            lambda r=red: cd.binary_cross_entropy(d(P), d(bad_y), weight=W, reduction=r),
+            "2",
+        )
+        yield (
+            f"bce_logits target {red}",
+            lambda r=red: crossent.binary_cross_entropy_with_logits(
+                X, bad_y, pos_weight=W, reduction=r
+            ),
+            lambda r=red: cd.binary_cross_entropy_with_logits(
+                d(X), d(bad_y), pos_weight=W, reduction=r
+            ),
+            "2",
+        )
+        for ax, labels in ((-1, bad_labels), (0, bad_labels[:23])):
+            xs = X if ax == -1 else X[:, :23]
+            yield (
+                f"softmax labels axis={ax} {red}",
+                lambda r=red, a=ax, x=xs, t=labels: crossent.softmax_cross_entropy(
+                    x, t, axis=a, reduction=r
+                ),
+                lambda r=red, a=ax, x=xs, t=labels: cd.softmax_cross_entropy(
+                    stored(x, chunks), stored(t, 5), axis=a, reduction=r
+                ),
+                "23",
+            )
+        for ax in (0, -1):
+            yield (
+                f"softmax probabilities axis={ax} {red}",
+                lambda r=red, a=ax: crossent.softmax_cross_entropy(
+                    X, bad_soft, axis=a, reduction=r
+                ),
+                lambda r=red, a=ax: cd.softmax_cross_entropy(
+                    d(X), d(bad_soft), axis=a, reduction=r
+                ),
+                "-0.5",
+            )
+    for name in ("entropy", "cross_entropy", "kl_divergence", "jensen_shannon"):
+        axis: int | None
+        for axis in (0, -1, None):
+            for normalize in (True, False):
+                for which in ("p", "q")[: 1 if name == "entropy" else 2]:
+                    p, q = (bad_soft, Q) if which == "p" else (P, bad_soft)
+                    eager = (p,) if name == "entropy" else (p, q)
+                    yield (
+                        f"{name} {which} axis={axis} normalize={normalize}",
+                        lambda n=name, e=eager, a=axis, z=normalize: getattr(crossent, n)(
+                            *e, axis=a, normalize=z
+                        ),
+                        lambda n=name, e=eager, a=axis, z=normalize: getattr(cd, n)(
+                            *(d(v) for v in e), axis=a, normalize=z
+                        ),
+                        "-0.5",
+                    )
+
+
+POSITION_CASES = list(_position_cases())
+
+
+@pytest.mark.parametrize("case", range(len(POSITION_CASES)), ids=[c[0] for c in POSITION_CASES])
+def test_errors_give_the_position_in_the_whole_array(case: int) -> None:
+    _, eager, lazy, value = POSITION_CASES[case]
+    try:
+        want = eager()
+    except ValueError as e:
+        expected = _where(e)
+    else:
+        # Accepted in memory: accepted here too, with the same result.
+        close(lazy().compute(scheduler="sync"), want)
+        return
+    graph = lazy()  # the values are only read when computed
+    with pytest.raises(ValueError) as caught:
+        graph.compute(scheduler="sync")
+    assert _where(caught.value) == expected
+    assert f"found {value} " in str(caught.value)  # the value as given, not as normalised
+
+
+@pytest.mark.parametrize("arg", ["p", "q"])
+def test_normalised_jensen_shannon_refuses_an_all_negative_distribution(arg: str) -> None:
+    """The whole-array normalised Jensen-Shannon normalises in the graph: values that are all
+    negative have a negative total, and dividing by it made them positive, so nothing was
+    refused. The user's own values are checked, as in memory."""
+    good = np.full(12, 0.5)
+    p, q = (-good, good) if arg == "p" else (good, -good)
+    with pytest.raises(ValueError, match=f"'{arg}'"):
+        crossent.jensen_shannon(p, q, axis=None)
+    expr = cd.jensen_shannon(da.from_array(p, chunks=5), da.from_array(q, chunks=5), axis=None)
+    with pytest.raises(ValueError, match=rf"'{arg}' must hold non-negative values; found -0\.5"):
+        expr.compute(scheduler="sync")

@@ -1,4 +1,4 @@
-"""``crossent bench``: every crossent function against NumPy, SciPy and PyTorch.
+"""``crossent bench``: times every crossent function against NumPy, SciPy and PyTorch CPU.
 
 Data are generated (fixed seed). Each library computes the same quantity on the same arrays;
 the table reports the median time per call, the throughput in millions of input elements per
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from crossent._cli import CliError, Progress
+from crossent._cli import CliError, Progress, atomic_output, check_output
 
 DESCRIPTION = __doc__.split("\n\n")[0] if __doc__ else ""
 
@@ -424,7 +424,13 @@ def run(
     for case, dt, n in jobs:
         dtype = np.dtype(dt)
         shape = _shape(case, n, classes)
-        data = case.make(rng, shape, dtype)
+        try:
+            data = case.make(rng, shape, dtype)
+        except MemoryError:
+            raise CliError(
+                f"not enough memory for the {dt} data of {case.name} at size {n:.3g} "
+                f"({_fmt_size(shape)} elements): choose smaller --sizes"
+            ) from None
         thunks: dict[str, Thunk] = {}
         mismatch: set[str] = set()
         reference: Any = None
@@ -432,7 +438,13 @@ def run(
             thunk = case.impls[lib](data, crossent if lib == "crossent" else mods[lib])
             if thunk is None:
                 continue
-            result = thunk()
+            try:
+                result = thunk()
+            except MemoryError:
+                raise CliError(
+                    f"not enough memory for {lib}'s {case.name} on {dt} data at size {n:.3g}: "
+                    "choose smaller --sizes, or leave that peer out (--peers)"
+                ) from None
             if lib == "crossent":
                 reference = result
             elif not _agree(result, reference, dtype):
@@ -500,10 +512,11 @@ def machine() -> str:
         f"crossent {crossent.__version__} ({crossent.get_num_threads()} threads)",
         f"NumPy {np.__version__}",
     ]
-    if "scipy" in sys.modules:
+    # Only the peers imported (a None entry in sys.modules marks a module that failed to).
+    if sys.modules.get("scipy") is not None:
         parts.append(f"SciPy {sys.modules['scipy'].__version__}")
-    if "torch" in sys.modules:
-        torch = sys.modules["torch"]
+    torch = sys.modules.get("torch")
+    if torch is not None:
         parts.append(f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)")
     return "; ".join(parts)
 
@@ -535,22 +548,50 @@ def table(rows: list[Row], peers: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[Row], peers: list[str], path: str) -> None:
-    """Throughput against array size, log axes, one panel per function, one line per library
-    and dtype."""
+#: One colour per library, the same in every panel and every plot (matplotlib's default cycle).
+COLOURS = {"crossent": "tab:blue", "numpy": "tab:orange", "scipy": "tab:green", "torch": "tab:red"}
+#: One line style per dtype.
+STYLES = {"float32": "-", "float64": "--"}
+#: Where to get each peer that is not installed.
+INSTALL = {
+    "scipy": "pip install 'crossent[bench]' (SciPy and matplotlib)",
+    "torch": "pip install torch --index-url https://download.pytorch.org/whl/cpu "
+    "(optional: PyTorch CPU)",
+}
+
+
+def skipped_note(skipped: list[str]) -> str:
+    """A line naming the peers that were not timed and how to install them ("" if none)."""
+    if not skipped:
+        return ""
+    how = "; ".join(INSTALL[p] for p in skipped if p in INSTALL)
+    return f"Not timed, not installed: {', '.join(skipped)}." + (f" To add: {how}." if how else "")
+
+
+def figure(rows: list[Row], peers: list[str]) -> Any:
+    """Throughput against array size on log axes: one panel per function, one colour per
+    library (the same in every panel), one line style per dtype, one legend below the panels
+    (never over the data), the machine and versions in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import LogLocator, NullFormatter
 
     functions = list(dict.fromkeys(r.function for r in rows))
+    dtypes = list(dict.fromkeys(r.dtype for r in rows))
+    libs = ["crossent", *peers]
+    extra = iter(("tab:purple", "tab:brown", "tab:pink"))
+    colours = {lib: COLOURS.get(lib) or next(extra, "tab:gray") for lib in libs}
     cols = min(2, len(functions)) or 1
     nrows = math.ceil(len(functions) / cols) or 1
-    fig, axes = plt.subplots(nrows, cols, figsize=(6.5 * cols, 4.2 * nrows), squeeze=False)
-    styles = {"float32": "-", "float64": "--"}
+    fig, axes = plt.subplots(
+        nrows, cols, figsize=(6.5 * cols, 3.6 * nrows + 1.6), squeeze=False, layout="constrained"
+    )
     for ax, fn in zip(axes.flat, functions, strict=False):
-        for lib in ["crossent", *peers]:
-            for dt in dict.fromkeys(r.dtype for r in rows):
+        for lib in libs:
+            for dt in dtypes:
                 pts = [
                     (r.n, r.n / r.times[lib] / 1e6)
                     for r in rows
@@ -558,19 +599,59 @@ def plot(rows: list[Row], peers: list[str], path: str) -> None:
                 ]
                 if pts:
                     xs, ys = zip(*sorted(pts), strict=True)
-                    ax.plot(xs, ys, styles.get(dt, ":"), marker="o", label=f"{lib} {dt}")
+                    ax.plot(
+                        xs,
+                        ys,
+                        STYLES.get(dt, ":"),
+                        color=colours[lib],
+                        marker="o",
+                        markersize=3.5,
+                        label=f"{lib} {dt}",
+                    )
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(fn)
+        # Whole decades, labelled at the powers of ten only (unlabelled minor ticks between):
+        # every panel gets at least two labels, none of them crowded.
+        for axis, set_lim in ((ax.xaxis, ax.set_xlim), (ax.yaxis, ax.set_ylim)):
+            lo, hi = (float(v) for v in axis.get_data_interval())
+            if 0 < lo <= hi < math.inf:
+                first = math.floor(math.log10(lo))
+                last = max(math.ceil(math.log10(hi)), first + 1)
+                set_lim(10.0**first, 10.0**last)
+            axis.set_major_locator(LogLocator(base=10, numticks=12))
+            axis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=12))
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_title(fn, fontsize="medium")
         ax.set_xlabel("elements")
-        ax.set_ylabel("Melem/s")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.set_ylabel("million elements / s")
+        ax.grid(True, which="major", alpha=0.4)
+        ax.grid(True, which="minor", alpha=0.12)
     for ax in list(axes.flat)[len(functions) :]:
         ax.set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    handles = [Line2D([], [], color=colours[lib], lw=2.5, label=lib) for lib in libs]
+    handles += [Line2D([], [], color="black", ls=STYLES.get(dt, ":"), label=dt) for dt in dtypes]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    fig.suptitle(_title(), fontsize="small")
+    return fig
+
+
+def _title() -> str:
+    """The machine line of the table, cut into at most three lines for a figure title."""
+    parts = machine().split("; ")
+    lines = [parts[0], "; ".join(parts[1:4]), "; ".join(parts[4:])]
+    return "\n".join(line for line in lines if line)
+
+
+def plot(rows: list[Row], peers: list[str], path: str, fmt: str | None = None) -> None:
+    """Writes :func:`figure` to ``path`` in the format ``fmt`` (png, svg, pdf, ...), by default
+    the one ``path``'s extension says."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows, peers)
+    try:
+        fig.savefig(path, dpi=120, format=fmt)
+    finally:
+        plt.close(fig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -681,6 +762,11 @@ def main(args: argparse.Namespace) -> int:
             raise CliError(
                 "--plot needs matplotlib, which is not installed (pip install matplotlib)"
             ) from None
+        # Checked before the (long) run, not after it.
+        check_output("--plot", args.plot, [])
+        folder = os.path.dirname(os.path.realpath(args.plot))
+        if not os.path.isdir(folder):
+            raise CliError(f"--plot {args.plot}: no such directory {folder}")
     if args.min_time is not None and not (0 <= args.min_time <= 600):
         raise CliError(f"--min-time must be between 0 and 600 seconds, got {args.min_time}")
     if args.threads is not None:
@@ -716,10 +802,16 @@ def main(args: argparse.Namespace) -> int:
         "<peer>/crossent = peer's time over crossent's (>1: crossent faster). "
         "Per-distribution functions: rows x classes, along the last axis.\n"
     )
+    note = skipped_note([p for p in (args.peers or list(PEERS)) if p not in peers])
+    if note:
+        out.write(note + "\n")
     out.flush()
     if args.plot is not None:
+        # Drawn under a temporary name beside the destination, renamed over it once complete.
+        fmt = os.path.splitext(args.plot)[1][1:].lower() or "png"
         try:
-            plot(rows, peers, args.plot)
+            with atomic_output("--plot", args.plot) as tmp:
+                plot(rows, peers, tmp, fmt)
         except OSError as e:
             raise CliError(f"cannot write --plot {args.plot}: {e.strerror or e}") from None
         sys.stderr.write(f"plot written to {args.plot}\n")

@@ -28,7 +28,10 @@ scheduler with ``.compute()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import operator
+import re
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -115,12 +118,21 @@ def _accumulated(factory: Callable[[], Any], states: da.Array) -> da.Array:
 
 
 def _dask(a: Any, name: str) -> da.Array:
+    """``a`` as a Dask array (Python scalars and array-likes are wrapped); refuses chunks of
+    unknown size, on which shapes cannot be checked nor positions reported."""
     if isinstance(a, da.Array):
-        return a
-    try:
-        return da.asarray(a)
-    except Exception as e:
-        raise TypeError(f"'{name}' could not be read as an array: {e}") from None
+        x = a
+    else:
+        try:
+            x = da.asarray(a)
+        except Exception as e:
+            raise TypeError(f"'{name}' could not be read as an array: {e}") from None
+    if any(math.isnan(c) for cs in x.chunks for c in cs):
+        raise ValueError(
+            f"'{name}' has chunks of unknown size (shape {x.shape}), as after boolean "
+            "indexing: call its compute_chunk_sizes() first"
+        )
+    return x
 
 
 def _operands(input: Any, target: Any, weight: Any) -> tuple[da.Array, da.Array, da.Array | None]:
@@ -128,24 +140,73 @@ def _operands(input: Any, target: Any, weight: Any) -> tuple[da.Array, da.Array,
     block is a broadcast view)."""
     x = _dask(input, "input")
     y = _dask(target, "target")
-    if x.ndim == 0:
-        x, y = x.reshape(1), y.reshape(1)
     if y.shape != x.shape:
         raise ValueError(f"'target' must have the same shape as 'input' {x.shape}, got {y.shape}")
+    w = None if weight is None else _dask(weight, "weight")
+    if w is not None:
+        _check_broadcast(w.shape, x.shape, "weight")
+    if x.ndim == 0:
+        x, y = x.reshape(1), y.reshape(1)
+        w = None if w is None else w.reshape(1)
     y = y.rechunk(x.chunks)
-    w = None
-    if weight is not None:
-        w = _broadcast(_dask(weight, "weight"), x, "weight")
+    if w is not None:
+        w = _broadcast(w, x)
     return x, y, w
 
 
-def _broadcast(w: da.Array, x: da.Array, name: str) -> da.Array:
+def _check_broadcast(shape: tuple[int, ...], to: tuple[int, ...], name: str) -> None:
+    """Refuses a ``shape`` that does not broadcast to ``to`` (NumPy's rule, without adding
+    dimensions to ``to``), as the in-memory functions do."""
+    lead = len(to) - len(shape)
+    if lead < 0 or any(n not in (1, m) for n, m in zip(shape, to[lead:], strict=True)):
+        raise ValueError(f"'{name}' of shape {shape} cannot be broadcast to shape {to}")
+
+
+def _broadcast(w: da.Array, x: da.Array) -> da.Array:
     """``w`` broadcast to ``x``'s shape and chunks; each block stays a broadcast view."""
     lead = x.ndim - w.ndim
-    if lead < 0 or any(n not in (1, m) for n, m in zip(w.shape, x.shape[lead:], strict=True)):
-        raise ValueError(f"'{name}' of shape {w.shape} cannot be broadcast to shape {x.shape}")
     w = w.rechunk(tuple(x.chunks[lead + i] if n != 1 else (1,) for i, n in enumerate(w.shape)))
     return da.broadcast_to(w, x.shape, chunks=x.chunks)
+
+
+# Positions in errors. The in-memory functions name the argument that holds a bad value and
+# its index within the array they were given: a block. Block functions add the block's offset
+# so that the error gives the position in the whole Dask array, as the in-memory call would.
+_ARG = re.compile(r"'(\w+)'")
+_INDEX = re.compile(r"at index \(([\d, ]*)\)")
+
+
+def _starts(block_info: dict[Any, Any] | None, k: int) -> tuple[int, ...] | None:
+    """The position of the first element of block argument ``k`` in its whole array."""
+    if not block_info or k not in block_info:
+        return None
+    return tuple(int(start) for start, _ in block_info[k]["array-location"])
+
+
+def _relocated(
+    e: ValueError, where: dict[str, tuple[int, ...] | None], shapes: dict[str, Any] | None = None
+) -> ValueError:
+    """``e`` with the block-relative ``at index (...)`` of the argument it names moved by
+    ``where[argument]`` (the block's offset); ``shapes[argument]``, where given, is the shape
+    of the user's array that was broadcast to the block (its positions are reported in it,
+    0 along broadcast axes, as the in-memory functions report them)."""
+    message = str(e)
+    m = _ARG.match(message)
+    offset = where.get(m.group(1)) if m else None
+    hits = list(_INDEX.finditer(message))
+    if offset is None or not hits:
+        return e
+    hit = hits[-1]
+    idx = tuple(int(v) for v in hit.group(1).split(",") if v.strip())
+    if len(idx) != len(offset):
+        return e
+    full = tuple(i + o for i, o in zip(idx, offset, strict=True))
+    own = (shapes or {}).get(m.group(1)) if m else None
+    if own is not None:
+        lead = len(full) - len(own)
+        full = tuple(0 if n == 1 else full[lead + i] for i, n in enumerate(own))
+    text = f"({full[0]},)" if len(full) == 1 else str(full)  # (3,) as the kernels write it
+    return type(e)(message[: hit.start()] + f"at index {text}" + message[hit.end() :])
 
 
 def _check(reduction: str, allowed: tuple[str, ...] = ("mean", "sum", "none")) -> None:
@@ -165,16 +226,37 @@ def _bce(
     fixed: dict[str, Any],
 ) -> da.Array:
     _check(reduction)
+    scalar = np.ndim(input) == 0 if not isinstance(input, da.Array) else input.ndim == 0
     x, y, w = _operands(input, target, weight)
     extra = [w] if w is not None else []
+    shapes = {
+        "input": np.shape(input),
+        "target": np.shape(target),
+        "weight": np.shape(weight) if w is not None else None,
+    }
+    if "pos_weight" in fixed:
+        _check_broadcast(fixed["pos_weight"].shape, x.shape, "pos_weight")
+
+    def call(f: Callable[..., Any], blocks: Sequence[np.ndarray], info: Any) -> Any:
+        xb, yb, *wb = blocks
+        try:
+            return f(xb, yb, **({"weight": wb[0]} if wb else {}))
+        except ValueError as e:
+            where = {"input": _starts(info, 0), "target": _starts(info, 1)}
+            if wb:
+                where["weight"] = _starts(info, 2)
+            raise _relocated(e, where, shapes) from None
+
     if reduction == "none":
 
-        def per_element(xb: np.ndarray, yb: np.ndarray, *wb: np.ndarray) -> np.ndarray:
-            kw = {"weight": wb[0]} if wb else {}
-            return np.asarray(fn(xb, yb, reduction="none", **kw, **fixed))
+        def per_element(*blocks: np.ndarray, block_info: Any = None) -> np.ndarray:
+            def f(xb: np.ndarray, yb: np.ndarray, **kw: Any) -> Any:
+                return fn(xb, yb, reduction="none", **kw, **fixed)
+
+            return np.asarray(call(f, blocks, block_info))
 
         out = da.map_blocks(per_element, x, y, *extra, dtype=x.dtype)
-        return out.reshape(input.shape) if np.ndim(input) == 0 else out
+        return out.reshape(()) if scalar else out
 
     ndim = x.ndim
 
@@ -183,9 +265,9 @@ def _bce(
 
     factory()  # invalid parameters raise now, not at compute time
 
-    def state(xb: np.ndarray, yb: np.ndarray, *wb: np.ndarray) -> np.ndarray:
+    def state(*blocks: np.ndarray, block_info: Any = None) -> np.ndarray:
         acc = factory()
-        acc.update(xb, yb, **({"weight": wb[0]} if wb else {}))
+        call(acc.update, blocks, block_info)
         return _cell(acc, ndim)
 
     states = da.map_blocks(
@@ -237,9 +319,10 @@ def binary_cross_entropy_with_logits(
 ) -> da.Array:
     """:func:`crossent.binary_cross_entropy_with_logits` on Dask arrays (lazy).
 
-    As :func:`binary_cross_entropy`; ``pos_weight`` is a small in-memory array (one value
-    per class, along the last axis), broadcast within each chunk, so the last axis must not be
-    split into chunks when it has more than one value.
+    As :func:`binary_cross_entropy`; ``pos_weight`` is a small in-memory array broadcast to
+    ``input``'s shape (typically one value per class, along the last axis): the axes along
+    which it has more than one value are rechunked whole, so that each chunk holds all of
+    them.
 
     >>> import numpy as np, dask.array as da, crossent.dask
     >>> x = da.from_array(np.array([[2.0, -1.0], [0.5, 3.0]]), chunks=(1, 2))
@@ -252,8 +335,12 @@ def binary_cross_entropy_with_logits(
     if pos_weight is not None:
         pw = np.asarray(pos_weight, dtype=np.float64)
         x = _dask(input, "input")
-        if pw.ndim and pw.shape[-1] > 1 and x.ndim and len(x.chunks[-1]) > 1:
-            input = x.rechunk({x.ndim - 1: -1})
+        _check_broadcast(pw.shape, x.shape, "pos_weight")
+        # Every block is given the whole pos_weight: the axes along which it varies are not
+        # split into chunks, so that it broadcasts against each block as against the array.
+        lead = x.ndim - pw.ndim
+        whole = {lead + i: -1 for i, n in enumerate(pw.shape) if n > 1}
+        input = x.rechunk(whole) if whole else x
         fixed["pos_weight"] = pw
     return _bce(
         crossent.BinaryCrossEntropyWithLogitsAccumulator,
@@ -272,6 +359,11 @@ def binary_cross_entropy_with_logits(
 
 
 def _axis(axis: int, ndim: int) -> int:
+    """`axis` checked as the in-memory functions check it: an integer (anything with
+    `__index__`, not a bool), within the array's dimensions."""
+    if isinstance(axis, (bool, np.bool_)) or not hasattr(axis, "__index__"):
+        raise TypeError(f"'axis' must be an integer, got {axis!r} of type {type(axis).__name__}")
+    axis = operator.index(axis)
     if not -ndim <= axis < ndim:
         raise ValueError(f"'axis' {axis} is out of bounds for an array of dimension {ndim}")
     return axis % ndim
@@ -313,33 +405,50 @@ def softmax_cross_entropy(
         "ignore_index": ignore_index,
         "label_smoothing": label_smoothing,
     }
-    letters = "abcdefghijklmnopqrstuvwxyz"[: x.ndim]
-    rows_ind = letters[:ax] + letters[ax + 1 :]
-    soft = t.ndim == x.ndim and np.dtype(t.dtype).kind == "f"
+    soft = np.dtype(t.dtype).kind == "f"
+    rows_shape = x.shape[:ax] + x.shape[ax + 1 :]
     if soft:
         if t.shape != x.shape:
-            raise ValueError(f"'target' must have the shape of 'logits' {x.shape}, got {t.shape}")
+            raise ValueError(
+                f"'target' of class probabilities must have the shape of 'logits' {x.shape}, "
+                f"got {t.shape}"
+            )
         t = t.rechunk(x.chunks)
-        t_ind = letters
     else:
-        rows_shape = x.shape[:ax] + x.shape[ax + 1 :]
         if t.shape != rows_shape:
             raise ValueError(
                 f"'target' must have shape {rows_shape} ('logits' without axis {ax}), got {t.shape}"
             )
-        t = t.rechunk(x.chunks[:ax] + x.chunks[ax + 1 :])
-        t_ind = rows_ind
+        # Class indices get an axis of length 1 in place of the classes, so that their blocks
+        # line up with the logits' blocks in map_blocks.
+        t = da.expand_dims(t, ax).rechunk((*x.chunks[:ax], (1,), *x.chunks[ax + 1 :]))
+
+    def call(f: Callable[..., Any], xb: np.ndarray, tb: np.ndarray, info: Any) -> Any:
+        if not soft:
+            tb = tb.reshape(tb.shape[:ax] + tb.shape[ax + 1 :])
+        try:
+            return f(xb, tb)
+        except ValueError as e:
+            xs, ts = _starts(info, 0), _starts(info, 1)
+            if ts is not None and not soft:
+                ts = ts[:ax] + ts[ax + 1 :]
+            raise _relocated(e, {"logits": xs, "target": ts}) from None
 
     if reduction == "none":
 
-        def per_row(xb: np.ndarray, tb: np.ndarray) -> np.ndarray:
-            return np.asarray(crossent.softmax_cross_entropy(xb, tb, reduction="none", **kw))
+        def per_row(xb: np.ndarray, tb: np.ndarray, block_info: Any = None) -> np.ndarray:
+            def f(a: np.ndarray, b: np.ndarray) -> Any:
+                return crossent.softmax_cross_entropy(a, b, reduction="none", **kw)
 
-        return da.blockwise(
-            per_row, rows_ind, x, letters, t, t_ind, dtype=x.dtype, concatenate=True
-        )
+            out = np.asarray(call(f, xb, tb, block_info))
+            return out.reshape(1) if x.ndim == 1 else out
 
-    nrows_dims = len(rows_ind)
+        if x.ndim == 1:
+            # One row: one block, one loss; kept 1-D through map_blocks, then made 0-d.
+            return da.map_blocks(per_row, x, t, dtype=x.dtype, chunks=((1,),)).reshape(())
+        return da.map_blocks(per_row, x, t, drop_axis=ax, dtype=x.dtype)
+
+    ndim = x.ndim
     scalar: Literal["mean", "sum"] = "sum" if reduction == "sum" else "mean"
 
     def factory() -> Any:
@@ -347,39 +456,19 @@ def softmax_cross_entropy(
 
     factory()  # invalid parameters raise now, not at compute time
 
-    def state(xb: np.ndarray, tb: np.ndarray) -> np.ndarray:
+    def state(xb: np.ndarray, tb: np.ndarray, block_info: Any = None) -> np.ndarray:
         acc = factory()
-        acc.update(xb, tb)
-        return _cell(acc, max(nrows_dims, 1))
+        call(acc.update, xb, tb, block_info)
+        return _cell(acc, ndim)
 
-    if nrows_dims == 0:
-        # One row: a single state.
-        states = da.blockwise(
-            state,
-            "z",
-            x,
-            letters,
-            t,
-            "",
-            new_axes={"z": 1},
-            dtype=object,
-            concatenate=True,
-            meta=np.empty((0,), dtype=object),
-        )
-    else:
-        states = da.blockwise(
-            state,
-            rows_ind,
-            x,
-            letters,
-            t,
-            t_ind,
-            dtype=object,
-            concatenate=True,
-            meta=np.empty((0,) * nrows_dims, dtype=object),
-            adjust_chunks={c: 1 for c in rows_ind},
-        )
-
+    states = da.map_blocks(
+        state,
+        x,
+        t,
+        dtype=object,
+        chunks=tuple((1,) * len(c) for c in x.chunks),
+        meta=np.empty((0,) * ndim, dtype=object),
+    )
     return _accumulated(factory, states)
 
 
@@ -395,23 +484,40 @@ def _divergence(
     a = _dask(p, "p")
     b = None if q is None else _dask(q, "q")
     if b is not None:
-        shape = np.broadcast_shapes(a.shape, b.shape)
+        try:
+            shape = np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(
+                f"'p' of shape {a.shape} and 'q' of shape {b.shape} cannot be broadcast together"
+            ) from None
         a = da.broadcast_to(a, shape)
         b = da.broadcast_to(b, shape).rechunk(a.chunks)
     ops = [a] if b is None else [a, b]
+    names = ["p", "q"][: len(ops)]
+    own = {"p": np.shape(p), "q": np.shape(q) if q is not None else None}
+
+    def located(e: ValueError, info: Any) -> ValueError:
+        return _relocated(e, {n: _starts(info, k) for k, n in enumerate(names)}, own)
+
     if axis is not None:
         ax = _axis(axis, a.ndim)
         ops = [o.rechunk({ax: -1}) for o in ops]
 
-        def per_row(*blocks: np.ndarray) -> np.ndarray:
-            return np.asarray(fn(*blocks, axis=ax, base=base, normalize=normalize))
+        def per_row(*blocks: np.ndarray, block_info: Any = None) -> np.ndarray:
+            try:
+                return np.asarray(fn(*blocks, axis=ax, base=base, normalize=normalize))
+            except ValueError as e:
+                raise located(e, block_info) from None
 
         return da.map_blocks(per_row, *ops, drop_axis=ax, dtype=np.result_type(a.dtype, np.float32))
 
     # axis=None: the whole array is one distribution, accumulated chunk by chunk. Normalised
-    # Jensen-Shannon needs the totals inside every logarithm: a first pass normalises.
+    # Jensen-Shannon needs the totals inside every logarithm: a first pass normalises (and an
+    # error is reported with the user's value, found again in the block as given).
     cls = _ACCUMULATORS[name]
+    raw: list[da.Array] = []
     if name == "jensen_shannon" and normalize:
+        raw = ops
         ops = [o / o.sum(dtype=np.float64) for o in ops]
         normalize = False
 
@@ -420,12 +526,26 @@ def _divergence(
 
     factory()  # invalid parameters raise now, not at compute time
 
-    def state(*blocks: np.ndarray) -> np.ndarray:
+    def state(*blocks: np.ndarray, block_info: Any = None) -> np.ndarray:
         acc = factory()
-        acc.update(*blocks)
+        given = blocks[len(ops) :]
+        try:
+            if any(np.any(b < 0) for b in given):
+                # Values that are all negative have a negative total, which would make the
+                # normalised ones positive: the user's own values are checked.
+                factory().update(*given)
+            acc.update(*blocks[: len(ops)])
+        except ValueError as e:
+            error = e
+            if given:
+                try:
+                    factory().update(*given)
+                except ValueError as user:
+                    error = user
+            raise located(error, block_info) from None
         return _cell(acc, max(blocks[0].ndim, 1))
 
-    return _accumulated(factory, _block_states(state, ops))
+    return _accumulated(factory, _block_states(state, ops + raw))
 
 
 _ACCUMULATORS: dict[str, type[Any]] = {

@@ -9,12 +9,25 @@
 //! chunks), after checking that its fixed parameters (the `params` pickling stores) are this
 //! one's.
 //!
+//! Threads: the partial is the only mutable state, behind the accumulator's own lock
+//! ([`Shared`]); the classes are `frozen` (no borrow flags of PyO3's, which raised "Already
+//! borrowed" at a second thread). `update` holds the lock for the whole fold, during which it
+//! releases the GIL; every other method holds it for a copy. A thread waits for the lock with
+//! the GIL released (and never takes the GIL's place in an order that could deadlock: a
+//! holder may need the GIL to finish, a waiter never holds it), checking for signals every
+//! 50 ms. A holder from a parent process (a fork while an update ran) counts as gone.
+//!
 //! Pickling stores `(copyreg.__newobj_ex__, (class, (), params), partial)`: `params` are the
 //! constructor's own keyword arguments, so unpickling rebuilds (and validates) the fixed
 //! parameters exactly as a constructor call does, and `__setstate__` restores the partial
 //! (Python floats carry all 64 bits).
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use std::cell::UnsafeCell;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyClass;
@@ -26,7 +39,8 @@ use super::divergence::{self, log_base};
 use super::reduction::reduction_arg;
 use super::softmax::{self, check_smoothing};
 use crate::kernels::bce::Kind as BceKind;
-use crate::kernels::divergence::{Finish, Kind};
+use crate::kernels::divergence::{self as divergence_kernel, Finish, Kind};
+use crate::kernels::pool;
 use crate::kernels::reduce::Partial;
 
 /// The reduction an accumulator's `result()` applies.
@@ -67,6 +81,16 @@ pub enum MeanOver {
 /// How `result()` turns the folded partial into the loss.
 pub trait Rule: Copy {
     fn result(&self, part: &Partial) -> f64;
+
+    /// The partial of `a`'s elements followed by `b`'s.
+    fn merge(&self, a: Partial, b: Partial) -> Partial {
+        a.merge(b)
+    }
+
+    /// The `sum` getter: the loss sum (for a divergence, the sum of its element terms).
+    fn sum(&self, part: &Partial) -> f64 {
+        part.sum
+    }
 }
 
 /// The losses that reduce per-element (per-row) losses: their mean or their sum.
@@ -93,25 +117,142 @@ impl Rule for Finish {
     fn result(&self, part: &Partial) -> f64 {
         self.value(part)
     }
+
+    /// The kernel's merge: the two sums are taken against one reference exponent.
+    fn merge(&self, a: Partial, b: Partial) -> Partial {
+        divergence_kernel::merge_states(self.kind, a, b)
+    }
+
+    fn sum(&self, part: &Partial) -> f64 {
+        self.terms_sum(part)
+    }
 }
 
-/// The state of an accumulator: the folded partial and the rule that finishes it.
-#[derive(Clone, Copy, Debug)]
+/// A value that the threads sharing an accumulator take turns on (module doc): a lock word
+/// holding the [`pool::thread_token`] of the thread that holds it (0: free).
+pub struct Shared<T> {
+    holder: AtomicU64,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: `value` is only reached through a `SharedGuard`, i.e. by the thread that holds the
+// lock word.
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+/// How long a waiting thread stays without the GIL before it looks for signals
+/// (`KeyboardInterrupt`) and waits again.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+impl<T: Send> Shared<T> {
+    fn new(value: T) -> Self {
+        Shared {
+            holder: AtomicU64::new(0),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the lock for thread `me` if it is free or held by a thread of a parent process.
+    fn try_acquire(&self, me: u64) -> bool {
+        match self
+            .holder
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => true,
+            Err(held) if pool::token_is_stale(held) => self
+                .holder
+                .compare_exchange(held, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// The value, once this thread holds the lock; waits (without the GIL) while another
+    /// thread holds it. `class` names the accumulator in the error raised when the thread
+    /// already holds it (a method called from inside its own `update`, e.g. by an
+    /// `__array__` method of a batch).
+    fn lock(&self, py: Python<'_>, class: &str) -> PyResult<SharedGuard<'_, T>> {
+        let me = pool::thread_token();
+        if self.try_acquire(me) {
+            return Ok(SharedGuard { shared: self, me });
+        }
+        if self.holder.load(Ordering::Relaxed) == me {
+            return Err(PyRuntimeError::new_err(format!(
+                "this {class} is in use by its own update() on this thread (called again from \
+                 inside it, e.g. by a batch's __array__ method)"
+            )));
+        }
+        loop {
+            let acquired = py.detach(|| {
+                let deadline = Instant::now() + SIGNAL_CHECK;
+                let mut pause = Duration::from_micros(10);
+                for spin in 0u32.. {
+                    if self.try_acquire(me) {
+                        return true;
+                    }
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    if spin < 64 {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(1));
+                    }
+                }
+                false
+            });
+            if acquired {
+                return Ok(SharedGuard { shared: self, me });
+            }
+            py.check_signals()?;
+        }
+    }
+}
+
+/// The value while this thread holds the lock; dropping it releases the lock.
+pub struct SharedGuard<'a, T> {
+    shared: &'a Shared<T>,
+    me: u64,
+}
+
+impl<T> Deref for SharedGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this thread holds the lock for the guard's lifetime.
+        unsafe { &*self.shared.value.get() }
+    }
+}
+
+impl<T> DerefMut for SharedGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as above, through this guard only.
+        unsafe { &mut *self.shared.value.get() }
+    }
+}
+
+impl<T> Drop for SharedGuard<'_, T> {
+    fn drop(&mut self) {
+        // Only if still ours (a child process may have taken over a parent's holder).
+        let _ =
+            self.shared
+                .holder
+                .compare_exchange(self.me, 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+/// The state of an accumulator: the rule that finishes it (fixed) and the folded partial
+/// (shared by threads, see [`Shared`]).
 pub struct State<R: Rule> {
     pub rule: R,
-    pub part: Partial,
+    pub part: Shared<Partial>,
 }
 
 impl<R: Rule> State<R> {
     fn new(rule: R) -> Self {
         State {
             rule,
-            part: Partial::EMPTY,
+            part: Shared::new(Partial::EMPTY),
         }
-    }
-
-    fn result(&self) -> f64 {
-        self.rule.result(&self.part)
     }
 }
 
@@ -143,7 +284,7 @@ fn partial_from_tuple(state: &Bound<'_, PyAny>) -> PyResult<Partial> {
 /// What every accumulator class offers the shared methods.
 pub trait AsState {
     /// The folded partial.
-    fn part(&self) -> Partial;
+    fn shared(&self) -> &Shared<Partial>;
     /// The constructor's keyword arguments that rebuild this accumulator without its data:
     /// what pickling stores besides the partial, and what `repr` shows.
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>>;
@@ -151,7 +292,7 @@ pub trait AsState {
 
 /// The partial and the constructor parameters of `other`, which must be an accumulator of
 /// class `C`.
-fn state_of<'py, C: PyClass + AsState>(
+fn state_of<'py, C: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + AsState + Sync>(
     other: &Bound<'py, PyAny>,
     class: &str,
 ) -> PyResult<(Partial, Bound<'py, PyDict>)> {
@@ -164,10 +305,10 @@ fn state_of<'py, C: PyClass + AsState>(
                 .map_or_else(|_| "?".to_string(), |n| n.to_string())
         ))
     })?;
-    let borrowed = other
-        .try_borrow()
-        .map_err(|_| PyValueError::new_err("'other' is being updated by another thread"))?;
-    Ok((borrowed.part(), borrowed.params(other.py())?))
+    let py = other.py();
+    let theirs = other.get();
+    let part = *theirs.shared().lock(py, class)?;
+    Ok((part, theirs.params(py)?))
 }
 
 /// `Ok` if another accumulator's constructor parameters `theirs` equal `mine`, else a
@@ -269,58 +410,67 @@ macro_rules! accumulator_methods {
             /// ``other`` must have been built with the same parameters (every constructor
             /// argument, arrays by value); otherwise ``ValueError`` names the first that
             /// differs and neither accumulator changes.
-            fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<()> {
+            fn merge(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<()> {
+                // Their state is copied first (under their lock), then added under ours: one
+                // lock at a time, so two threads merging two accumulators crosswise cannot
+                // deadlock, and `acc.merge(acc)` doubles the state.
                 let (theirs, their_params) = state_of::<$class>(other, stringify!($class))?;
-                let mut me = slf.try_borrow_mut().map_err(|_| {
-                    PyValueError::new_err("the accumulator is being used by another thread")
-                })?;
-                same_params(&me.params(slf.py())?, &their_params)?;
-                me.state.part = me.state.part.merge(theirs);
+                same_params(&self.params(py)?, &their_params)?;
+                let mut part = self.state.part.lock(py, stringify!($class))?;
+                *part = self.state.rule.merge(*part, theirs);
                 Ok(())
             }
 
             /// Forgets every batch seen: back to the state of a new accumulator.
-            fn reset(&mut self) {
-                self.state.part = Partial::EMPTY;
+            fn reset(&self, py: Python<'_>) -> PyResult<()> {
+                *self.state.part.lock(py, stringify!($class))? = Partial::EMPTY;
+                Ok(())
             }
 
             /// The loss over everything seen so far: what one call on the concatenated
             /// batches returns (see the class documentation).
-            fn result(&self) -> f64 {
-                self.state.result()
+            fn result(&self, py: Python<'_>) -> PyResult<f64> {
+                let part = *self.state.part.lock(py, stringify!($class))?;
+                Ok(self.state.rule.result(&part))
             }
 
             #[doc = $count]
             #[getter]
-            fn count(&self) -> u64 {
-                self.state.part.count
+            fn count(&self, py: Python<'_>) -> PyResult<u64> {
+                Ok(self.state.part.lock(py, stringify!($class))?.count)
             }
 
             /// The loss sum seen so far, accumulated in float64 (for a divergence: the sum of
             /// its element terms, before normalisation).
             #[getter]
-            fn sum(&self) -> f64 {
-                self.state.part.sum
+            fn sum(&self, py: Python<'_>) -> PyResult<f64> {
+                let part = *self.state.part.lock(py, stringify!($class))?;
+                Ok(self.state.rule.sum(&part))
             }
 
             /// Pickles as ``(copyreg.__newobj_ex__, (class, (), parameters), partial state)``.
             fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
                 let py = slf.py();
-                let me = slf.try_borrow().map_err(|_| {
-                    PyValueError::new_err("the accumulator is being updated by another thread")
-                })?;
+                let me = slf.get();
+                let part = *me.state.part.lock(py, stringify!($class))?;
                 let newobj = py.import("copyreg")?.getattr("__newobj_ex__")?;
                 let args = (slf.get_type(), PyTuple::empty(py), me.params(py)?);
-                (newobj, args, partial_to_tuple(&me.state.part, py)?).into_pyobject(py)
+                (newobj, args, partial_to_tuple(&part, py)?).into_pyobject(py)
             }
 
-            fn __setstate__(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
-                self.state.part = partial_from_tuple(state)?;
+            fn __setstate__(&self, state: &Bound<'_, PyAny>) -> PyResult<()> {
+                let part = partial_from_tuple(state)?;
+                *self.state.part.lock(state.py(), stringify!($class))? = part;
                 Ok(())
             }
 
             fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-                repr(stringify!($class), &self.params(py)?, &self.state.part)
+                let part = *self.state.part.lock(py, stringify!($class))?;
+                let part = Partial {
+                    sum: self.state.rule.sum(&part),
+                    ..part
+                };
+                repr(stringify!($class), &self.params(py)?, &part)
             }
         }
     };
@@ -335,6 +485,10 @@ macro_rules! accumulator_methods {
 /// concatenated arrays; with other cuts it agrees to about 1e-12 relative (only the order of
 /// additions differs). ``merge(other)`` adds another accumulator's state, ``reset()`` starts
 /// over; accumulators pickle and copy exactly.
+///
+/// One accumulator may be shared by threads: its methods take turns on an internal lock
+/// (``update`` computes without holding the GIL while the others wait), so its state is
+/// always that of the calls in some serial order.
 ///
 /// Parameters
 /// ----------
@@ -355,7 +509,7 @@ macro_rules! accumulator_methods {
 /// 0.299001
 /// >>> acc.result() == crossent.binary_cross_entropy(p, y)
 /// True
-#[pyclass(module = "crossent._core")]
+#[pyclass(module = "crossent._core", frozen)]
 pub struct BinaryCrossEntropyAccumulator {
     state: State<Reduce>,
 }
@@ -369,8 +523,8 @@ fn per_element(reduction: &str) -> PyResult<State<Reduce>> {
 }
 
 impl AsState for BinaryCrossEntropyAccumulator {
-    fn part(&self) -> Partial {
-        self.state.part
+    fn shared(&self) -> &Shared<Partial> {
+        &self.state.part
     }
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let params = PyDict::new(py);
@@ -397,19 +551,16 @@ accumulator_methods!(
         /// ``ValueError`` and leaves the accumulator unchanged.
         #[pyo3(signature = (input, target, *, weight=None))]
         fn update(
-            &mut self,
+            &self,
             input: &Bound<'_, PyAny>,
             target: &Bound<'_, PyAny>,
             weight: Option<&Bound<'_, PyAny>>,
         ) -> PyResult<()> {
-            self.state.part = bce::fold(
-                BceKind::Probabilities,
-                self.state.part,
-                input,
-                target,
-                weight,
-                None,
-            )?;
+            let mut part = self
+                .state
+                .part
+                .lock(input.py(), "BinaryCrossEntropyAccumulator")?;
+            *part = bce::fold(BceKind::Probabilities, *part, input, target, weight, None)?;
             Ok(())
         }
     }
@@ -420,6 +571,10 @@ accumulator_methods!(
 /// As :class:`BinaryCrossEntropyAccumulator`, on logits. ``pos_weight`` (the weight of the
 /// positive class, typically one value per class along the last axis) is fixed for every
 /// batch, as in ``torch.nn.BCEWithLogitsLoss``; per-element ``weight`` goes with each batch.
+///
+/// One accumulator may be shared by threads: its methods take turns on an internal lock
+/// (``update`` computes without holding the GIL while the others wait), so its state is
+/// always that of the calls in some serial order.
 ///
 /// Parameters
 /// ----------
@@ -440,7 +595,7 @@ accumulator_methods!(
 /// True
 /// >>> round(acc.result(), 6)
 /// 0.390965
-#[pyclass(module = "crossent._core")]
+#[pyclass(module = "crossent._core", frozen)]
 pub struct BinaryCrossEntropyWithLogitsAccumulator {
     state: State<Reduce>,
     /// `pos_weight` as a read-only float64 array, or `None`.
@@ -448,8 +603,8 @@ pub struct BinaryCrossEntropyWithLogitsAccumulator {
 }
 
 impl AsState for BinaryCrossEntropyWithLogitsAccumulator {
-    fn part(&self) -> Partial {
-        self.state.part
+    fn shared(&self) -> &Shared<Partial> {
+        &self.state.part
     }
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let params = PyDict::new(py);
@@ -481,21 +636,18 @@ accumulator_methods!(
         /// accumulator unchanged.
         #[pyo3(signature = (input, target, *, weight=None))]
         fn update(
-            &mut self,
+            &self,
             input: &Bound<'_, PyAny>,
             target: &Bound<'_, PyAny>,
             weight: Option<&Bound<'_, PyAny>>,
         ) -> PyResult<()> {
             let py = input.py();
             let pw = self.pos_weight.as_ref().map(|p| p.bind(py).clone());
-            self.state.part = bce::fold(
-                BceKind::Logits,
-                self.state.part,
-                input,
-                target,
-                weight,
-                pw.as_ref(),
-            )?;
+            let mut part = self
+                .state
+                .part
+                .lock(py, "BinaryCrossEntropyWithLogitsAccumulator")?;
+            *part = bce::fold(BceKind::Logits, *part, input, target, weight, pw.as_ref())?;
             Ok(())
         }
 
@@ -522,6 +674,10 @@ accumulator_methods!(
 /// ``crossent.CHUNK`` classes a block is one row: any cut between rows is exact). With other
 /// cuts it agrees to about 1e-12 relative (only the order of additions differs).
 ///
+/// One accumulator may be shared by threads: its methods take turns on an internal lock
+/// (``update`` computes without holding the GIL while the others wait), so its state is
+/// always that of the calls in some serial order.
+///
 /// Parameters
 /// ----------
 /// axis : int, default -1
@@ -530,7 +686,8 @@ accumulator_methods!(
 ///     One weight per class (kept as a read-only float64 copy; read in each batch's dtype).
 /// ignore_index : int, default -100
 ///     Rows whose class index equals it contribute nothing, not even to the mean's
-///     denominator.
+///     denominator. A batch of class probabilities raises ``ValueError`` when it is >= 0
+///     (no row has a class index to ignore), as in PyTorch.
 /// label_smoothing : float, default 0.0
 ///     In [0, 1].
 /// reduction : {"mean", "sum"}
@@ -550,7 +707,7 @@ accumulator_methods!(
 /// True
 /// >>> round(acc.result(), 6)
 /// 0.197408
-#[pyclass(module = "crossent._core")]
+#[pyclass(module = "crossent._core", frozen)]
 pub struct SoftmaxCrossEntropyAccumulator {
     state: State<Reduce>,
     axis: isize,
@@ -561,8 +718,8 @@ pub struct SoftmaxCrossEntropyAccumulator {
 }
 
 impl AsState for SoftmaxCrossEntropyAccumulator {
-    fn part(&self) -> Partial {
-        self.state.part
+    fn shared(&self) -> &Shared<Partial> {
+        &self.state.part
     }
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let params = PyDict::new(py);
@@ -623,7 +780,7 @@ accumulator_methods!(
         /// ``target`` class indices (``logits``' shape without ``axis``) or class
         /// probabilities (``logits``' shape). A batch with a bad value raises and leaves the
         /// accumulator unchanged.
-        fn update(&mut self, logits: &Bound<'_, PyAny>, target: &Bound<'_, PyAny>) -> PyResult<()> {
+        fn update(&self, logits: &Bound<'_, PyAny>, target: &Bound<'_, PyAny>) -> PyResult<()> {
             let py = logits.py();
             let weight = self.weight.as_ref().map(|w| w.bind(py).clone());
             let params = softmax::Params {
@@ -632,7 +789,8 @@ accumulator_methods!(
                 ignore_index: self.ignore_index,
                 smoothing: self.label_smoothing,
             };
-            self.state.part = softmax::fold(self.state.part, logits, target, params)?;
+            let mut part = self.state.part.lock(py, "SoftmaxCrossEntropyAccumulator")?;
+            *part = softmax::fold(*part, logits, target, params)?;
             Ok(())
         }
 
@@ -640,8 +798,12 @@ accumulator_methods!(
         /// class index that is not ignored (their number without ``weight``), plus the
         /// number of rows seen with class probabilities.
         #[getter]
-        fn weight_sum(&self) -> f64 {
-            self.state.part.weight
+        fn weight_sum(&self, py: Python<'_>) -> PyResult<f64> {
+            Ok(self
+                .state
+                .part
+                .lock(py, "SoftmaxCrossEntropyAccumulator")?
+                .weight)
         }
 
         /// The class axis.
@@ -693,15 +855,15 @@ fn whole_state(kind: Kind, base: Option<f64>, normalize: bool) -> PyResult<State
 macro_rules! divergence_accumulator {
     ($(#[$doc:meta])* $class:ident, $kind:expr, ($p:ident $(, $q:ident)?)) => {
         $(#[$doc])*
-        #[pyclass(module = "crossent._core")]
+        #[pyclass(module = "crossent._core", frozen)]
         pub struct $class {
             state: State<Finish>,
             base: Option<f64>,
         }
 
         impl AsState for $class {
-            fn part(&self) -> Partial {
-                self.state.part
+            fn shared(&self) -> &Shared<Partial> {
+                &self.state.part
             }
             fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
                 let params = PyDict::new(py);
@@ -728,12 +890,13 @@ macro_rules! divergence_accumulator {
             /// ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
             /// leaves the accumulator unchanged.
             fn update(
-                &mut self,
+                &self,
                 $p: &Bound<'_, PyAny>,
                 $($q: &Bound<'_, PyAny>,)?
             ) -> PyResult<()> {
                 let q: Option<&Bound<'_, PyAny>> = None $(.or(Some($q)))?;
-                self.state.part = divergence::fold($kind, self.state.part, $p, q)?;
+                let mut part = self.state.part.lock($p.py(), stringify!($class))?;
+                *part = divergence::fold($kind, *part, $p, q)?;
                 Ok(())
             }
 
@@ -764,6 +927,10 @@ divergence_accumulator!(
     /// multiple of ``crossent.CHUNK`` elements, ``result()`` has exactly the bits of
     /// ``crossent.entropy(everything, axis=None)`` on the concatenation, for any thread
     /// count; with other cuts it agrees to about 1e-12 relative.
+    ///
+    /// One accumulator may be shared by threads: its methods take turns on an internal lock
+    /// (``update`` computes without holding the GIL while the others wait), so its state is
+    /// always that of the calls in some serial order.
     ///
     /// Parameters
     /// ----------
@@ -799,6 +966,10 @@ divergence_accumulator!(
     /// (C-contiguous) give the bits of ``crossent.cross_entropy(p, q, axis=None)`` on the
     /// concatenation; other cuts agree to about 1e-12 relative.
     ///
+    /// One accumulator may be shared by threads: its methods take turns on an internal lock
+    /// (``update`` computes without holding the GIL while the others wait), so its state is
+    /// always that of the calls in some serial order.
+    ///
     /// Parameters
     /// ----------
     /// base : float, optional
@@ -833,6 +1004,10 @@ divergence_accumulator!(
     /// :class:`EntropyAccumulator`: batches of whole ``crossent.CHUNK`` elements
     /// (C-contiguous) give the bits of ``crossent.kl_divergence(p, q, axis=None)`` on the
     /// concatenation; other cuts agree to about 1e-12 relative.
+    ///
+    /// One accumulator may be shared by threads: its methods take turns on an internal lock
+    /// (``update`` computes without holding the GIL while the others wait), so its state is
+    /// always that of the calls in some serial order.
     ///
     /// Parameters
     /// ----------
@@ -874,6 +1049,10 @@ divergence_accumulator!(
     /// state of part of the data determines the result. Normalise first (with the totals of
     /// a first pass), or use :func:`crossent.jensen_shannon` on the whole data;
     /// :func:`crossent.dask.jensen_shannon` takes the two passes over chunked data.
+    ///
+    /// One accumulator may be shared by threads: its methods take turns on an internal lock
+    /// (``update`` computes without holding the GIL while the others wait), so its state is
+    /// always that of the calls in some serial order.
     ///
     /// Parameters
     /// ----------

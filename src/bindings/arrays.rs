@@ -9,12 +9,13 @@ use std::ffi::c_int;
 
 use numpy::npyffi::{self, npy_intp, PY_ARRAY_API};
 use numpy::{
-    Element, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn,
-    PyReadwriteArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
+    Element, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyException, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+
+use crate::kernels::memory::{self, Access, Conflict, Held, Region};
 
 /// The `numpy` module, imported once.
 fn numpy_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
@@ -202,43 +203,38 @@ pub fn new_output_like<'py, E: Element>(
     new_output::<E>(like.py(), like.shape(), fortran)
 }
 
-/// The bytes an array's elements occupy: `lo..hi`, addresses as integers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Span {
-    pub lo: usize,
-    pub hi: usize,
+/// The memory of an ndarray's elements, as [`memory::Region`] describes it (byte strides, so
+/// any layout NumPy can make); `None` for an empty array.
+fn region_of(arr: &Bound<'_, PyUntypedArray>) -> Option<Region> {
+    // SAFETY: `arr` is a live ndarray, so its object pointer is valid to read `data` from.
+    let data = unsafe { (*arr.as_array_ptr()).data } as usize;
+    Region::of(data, arr.shape(), arr.strides(), arr.dtype().itemsize())
 }
 
-impl Span {
-    /// The span of the elements at `ptr + sum(i_d * strides_d)` (element strides) over
-    /// `shape`, each `itemsize` bytes; `None` for an empty array.
-    pub fn of(ptr: usize, shape: &[usize], strides: &[isize], itemsize: usize) -> Option<Span> {
-        if shape.contains(&0) {
-            return None;
+/// True if `arr`'s memory was allocated by NumPy for an array (the array, or the ndarray at
+/// the end of its chain of `base` ndarrays, owns its data): the process's heap, never a
+/// mapping of a file, so there is no second mapping to look for. (Only an allocator that maps
+/// files, installed through NumPy's `PyDataMem_SetHandler`, would break this.) Spares the
+/// common `out=np.empty(...)` the system call of [`memory::file_pieces`].
+fn numpy_allocated(arr: &Bound<'_, PyUntypedArray>) -> bool {
+    let py = arr.py();
+    let mut ptr = arr.as_array_ptr();
+    // A chain of views is short; the bound only guards against a cycle no NumPy builds.
+    for _ in 0..64 {
+        // SAFETY: `ptr` is a live ndarray: `arr` itself, or an ndarray base that the arrays
+        // before it keep alive.
+        let fields = unsafe { &*ptr };
+        if fields.flags & npyffi::NPY_ARRAY_OWNDATA != 0 {
+            return true;
         }
-        // Offsets in bytes, saturating: an array NumPy built cannot reach the limits, and a
-        // saturated span only makes the overlap check more cautious.
-        let (mut below, mut above) = (0usize, 0usize);
-        for (&n, &s) in shape.iter().zip(strides) {
-            let reach = s
-                .unsigned_abs()
-                .saturating_mul(n - 1)
-                .saturating_mul(itemsize);
-            if s < 0 {
-                below = below.saturating_add(reach);
-            } else {
-                above = above.saturating_add(reach);
-            }
+        let base = fields.base;
+        // SAFETY: a non-null base is a live object (a reference the array holds).
+        if base.is_null() || unsafe { npyffi::PyArray_Check(py, base) } == 0 {
+            return false;
         }
-        Some(Span {
-            lo: ptr.saturating_sub(below),
-            hi: ptr.saturating_add(above).saturating_add(itemsize),
-        })
+        ptr = base.cast();
     }
-
-    pub fn intersects(self, other: Span) -> bool {
-        self.lo < other.hi && other.lo < self.hi
-    }
+    false
 }
 
 /// An array a call reads, as the overlap check on `out` sees it.
@@ -246,33 +242,16 @@ pub struct Operand<'a, 'py> {
     /// The argument's name, for the error message.
     pub name: &'a str,
     pub array: Bound<'py, PyAny>,
-    pub span: Option<Span>,
+    pub region: Option<Region>,
 }
 
 /// `arr` as an operand of the overlap check on `out`, for an input not (yet) viewed as typed
 /// elements.
 pub fn operand<'a, 'py>(arr: &Bound<'py, PyUntypedArray>, name: &'a str) -> Operand<'a, 'py> {
-    let itemsize = arr.dtype().itemsize().max(1);
-    // SAFETY: `arr` is a live ndarray, so its object pointer is valid to read `data` from.
-    let data = unsafe { (*arr.as_array_ptr()).data } as usize;
-    let strides: Vec<isize> = arr
-        .strides()
-        .iter()
-        .map(|s| s / itemsize as isize)
-        .collect();
-    let aligned = arr.strides().iter().all(|s| s % itemsize as isize == 0);
     Operand {
         name,
         array: arr.as_any().clone(),
-        // Strides that are not whole elements: the span of every byte up to the farthest one.
-        span: if aligned {
-            Span::of(data, arr.shape(), &strides, itemsize)
-        } else {
-            Span::of(data, arr.shape(), arr.strides(), 1).map(|s| Span {
-                lo: s.lo,
-                hi: s.hi.saturating_add(itemsize),
-            })
-        },
+        region: region_of(arr),
     }
 }
 
@@ -290,10 +269,28 @@ fn shares_memory(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
     }
 }
 
-/// A read-only view of an array's elements where they lie. Holding it holds a shared borrow
-/// of the array, which keeps writers from Rust (e.g. an overlapping `out`) away.
+/// The error for an array whose memory a call of another thread holds (see [`memory::claim`]).
+fn in_use(arg: &str, access: Access, conflict: Conflict) -> PyErr {
+    let what = match conflict.other {
+        Access::Write => "writes as its 'out'",
+        Access::Read => "reads",
+    };
+    let verb = match access {
+        Access::Read => "cannot be read",
+        Access::Write => "cannot be written",
+    };
+    PyValueError::new_err(format!(
+        "'{arg}' {verb}: it shares memory with an array that a call still running in another \
+         thread {what}"
+    ))
+}
+
+/// A read-only view of an array's elements where they lie. Holding it holds a claim to read
+/// that memory ([`memory::claim`]): a call of another thread that would write any of its
+/// bytes, through whatever object, is refused until the view is dropped.
 pub struct View<'py, E: Element> {
-    _borrow: PyReadonlyArrayDyn<'py, E>,
+    array: Bound<'py, PyArrayDyn<E>>,
+    _claim: Option<Held>,
     pub ptr: *const E,
     pub shape: Vec<usize>,
     /// Element strides, one per dimension of `shape`.
@@ -304,18 +301,15 @@ impl<'py, E: Element> View<'py, E> {
     /// Views `arr`, which must hold `E` elements (see [`is`]) and come from [`ndarray`].
     pub fn new(arr: &Bound<'py, PyUntypedArray>, arg: &str) -> PyResult<Self> {
         let typed = arr.cast::<PyArrayDyn<E>>()?;
-        let borrow = typed.try_readonly().map_err(|_| {
-            PyValueError::new_err(format!(
-                "'{arg}' cannot be read: it shares memory with the 'out' of a call still \
-                 running"
-            ))
-        })?;
+        let claim = memory::claim(region_of(arr), Access::Read, None)
+            .map_err(|c| in_use(arg, Access::Read, c))?;
         let itemsize = std::mem::size_of::<E>() as isize;
         Ok(View {
             ptr: typed.data(),
             shape: arr.shape().to_vec(),
             strides: arr.strides().iter().map(|s| s / itemsize).collect(),
-            _borrow: borrow,
+            array: typed.clone(),
+            _claim: claim,
         })
     }
 
@@ -323,13 +317,8 @@ impl<'py, E: Element> View<'py, E> {
     pub fn operand<'a>(&self, name: &'a str) -> Operand<'a, 'py> {
         Operand {
             name,
-            array: self._borrow.as_any().clone(),
-            span: Span::of(
-                self.ptr as usize,
-                &self.shape,
-                &self.strides,
-                std::mem::size_of::<E>(),
-            ),
+            array: self.array.as_any().clone(),
+            region: region_of(self.array.as_untyped()),
         }
     }
 
@@ -359,25 +348,27 @@ impl<'py, E: Element> View<'py, E> {
     }
 }
 
-/// A writable view of an output array where it lies; holds the array's exclusive borrow, so
-/// an `out` sharing memory with any viewed input is refused.
+/// A writable view of an output array where it lies. Holding it holds a claim to write that
+/// memory ([`memory::claim`]): a call of another thread that would read or write any of its
+/// bytes, through whatever object, is refused until the view is dropped.
 pub struct ViewMut<'py, E: Element> {
-    _borrow: PyReadwriteArrayDyn<'py, E>,
+    array: Bound<'py, PyArrayDyn<E>>,
+    _claim: Option<Held>,
     pub ptr: *mut E,
     pub strides: Vec<isize>,
-    shape: Vec<usize>,
 }
 
 impl<'py, E: Element> ViewMut<'py, E> {
     /// Views `out` for writing: it must be an ndarray of dtype `E` and shape `shape`, writeable,
     /// aligned, not overlapping itself, nor any of `inputs` (the arrays this call reads), nor
-    /// any array another running call reads or writes.
+    /// any array another running call reads or writes. An empty `inputs` means that `out` was
+    /// allocated by this call (nothing else can reach it).
     ///
-    /// The check against `inputs` compares memory, not array objects: NumPy's borrow tracking
-    /// (the `numpy` crate's) keys arrays by their base object, so two arrays over the same
-    /// memory with different bases (`np.frombuffer(memoryview(x))`, `torch.from_numpy(x)
-    /// .numpy()`, two maps of one file) would otherwise both pass, and the kernel would read
-    /// elements it had already overwritten.
+    /// The checks compare memory, not array objects, so that two arrays over the same memory
+    /// through different objects (`np.frombuffer(memoryview(x))`, `torch.from_numpy(x)
+    /// .numpy()`, `ctypes`) are seen to overlap, and so are two mappings of the same bytes of
+    /// one file (two `np.memmap`s or `mmap.mmap`s of it, on Linux: see [`memory`]); the kernel
+    /// would otherwise read elements it had already overwritten.
     pub fn new(
         out: &Bound<'py, PyAny>,
         shape: &[usize],
@@ -403,6 +394,11 @@ impl<'py, E: Element> ViewMut<'py, E> {
                 shape_str(arr.shape())
             )));
         }
+        // SAFETY: `arr` is a live ndarray: its flags are valid to read.
+        let writeable = unsafe { (*arr.as_array_ptr()).flags } & npyffi::NPY_ARRAY_WRITEABLE != 0;
+        if !writeable {
+            return Err(PyValueError::new_err("'out' is read-only"));
+        }
         let itemsize = std::mem::size_of::<E>() as isize;
         let dtype_native = arr.dtype().is_native_byteorder().unwrap_or(true);
         if !arr.is_aligned() || !dtype_native || arr.strides().iter().any(|s| s % itemsize != 0) {
@@ -417,10 +413,10 @@ impl<'py, E: Element> ViewMut<'py, E> {
             ));
         }
         let typed = arr.cast::<PyArrayDyn<E>>()?;
-        let span = Span::of(typed.data() as usize, shape, &strides, itemsize as usize);
+        let region = region_of(arr);
         for input in inputs {
-            let overlap = match (span, input.span) {
-                (Some(a), Some(b)) => a.intersects(b),
+            let overlap = match (region, input.region) {
+                (Some(a), Some(b)) => a.may_share(&b),
                 _ => false,
             };
             if overlap && shares_memory(out, &input.array)? {
@@ -430,17 +426,31 @@ impl<'py, E: Element> ViewMut<'py, E> {
                 )));
             }
         }
-        let borrow = typed.try_readwrite().map_err(|e| match e {
-            numpy::BorrowError::NotWriteable => PyValueError::new_err("'out' is read-only"),
-            _ => PyValueError::new_err(
-                "'out' shares memory with an array that a call still running reads or writes",
-            ),
-        })?;
+        // Through a second mapping of a file that `out` maps shared: only looked up when `out`
+        // was given (a fresh array is no file's) and its memory is not NumPy's own.
+        let files = match (region, inputs.is_empty() || numpy_allocated(arr)) {
+            (Some(r), false) => memory::file_pieces(&r),
+            _ => Vec::new(),
+        };
+        if files.iter().any(|p| p.shared) {
+            for input in inputs {
+                let theirs = input.region.map(|r| memory::file_pieces(&r));
+                if memory::files_conflict(&files, theirs.as_deref().unwrap_or(&[])) {
+                    return Err(PyValueError::new_err(format!(
+                        "'out' must not share memory with '{}': they map the same bytes of \
+                         one file",
+                        input.name
+                    )));
+                }
+            }
+        }
+        let claim = memory::claim(region, Access::Write, Some(files))
+            .map_err(|c| in_use("out", Access::Write, c))?;
         Ok(ViewMut {
             ptr: typed.data(),
             strides,
-            shape: shape.to_vec(),
-            _borrow: borrow,
+            array: typed.clone(),
+            _claim: claim,
         })
     }
 
@@ -449,13 +459,8 @@ impl<'py, E: Element> ViewMut<'py, E> {
     pub fn operand<'a>(&self, name: &'a str) -> Operand<'a, 'py> {
         Operand {
             name,
-            array: self._borrow.as_any().clone(),
-            span: Span::of(
-                self.ptr as usize,
-                &self.shape,
-                &self.strides,
-                std::mem::size_of::<E>(),
-            ),
+            array: self.array.as_any().clone(),
+            region: region_of(self.array.as_untyped()),
         }
     }
 }
@@ -503,26 +508,6 @@ mod tests {
             &[3, 3, 2],
             &[isize::MAX, isize::MAX / 2 + 1, 1]
         ));
-    }
-
-    #[test]
-    fn spans() {
-        assert_eq!(Span::of(1000, &[0, 4], &[4, 1], 8), None);
-        assert_eq!(
-            Span::of(1000, &[], &[], 8),
-            Some(Span { lo: 1000, hi: 1008 })
-        );
-        // (3, 4) C order, f64: 12 elements from 1000.
-        let c = Span::of(1000, &[3, 4], &[4, 1], 8).unwrap();
-        assert_eq!(c, Span { lo: 1000, hi: 1096 });
-        // Reversed view of the same: its pointer is the last element.
-        let r = Span::of(1088, &[3, 4], &[-4, -1], 8).unwrap();
-        assert_eq!(r, c);
-        assert!(c.intersects(Span { lo: 1095, hi: 1200 }));
-        assert!(!c.intersects(Span { lo: 1096, hi: 1200 }));
-        assert!(!c.intersects(Span { lo: 0, hi: 1000 }));
-        let huge = Span::of(1000, &[2], &[isize::MIN + 1], 8).unwrap();
-        assert_eq!(huge.lo, 0);
     }
 
     #[test]

@@ -88,8 +88,9 @@ pub fn binary_cross_entropy<'py>(
 /// input : array_like of float32 or float64
 ///     Logits, any shape and layout (read in place, never copied).
 /// target : array_like
-///     Same shape as ``input``: probabilities in [0, 1] (float32/float64), or hard labels
-///     0/1 (bool, uint8, int8, int32, int64).
+///     Same shape as ``input``: probabilities (float32/float64; like PyTorch, any real value
+///     is accepted, the loss being linear in ``y``), or hard labels 0/1 (bool, uint8, int8,
+///     int32, int64).
 /// weight : array_like, optional
 ///     Per-element weight ``w``, broadcast to ``input``'s shape.
 /// pos_weight : array_like, optional
@@ -252,7 +253,9 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
     if part.flags & flags::INPUT != 0 {
         return Err(ops.probability_error());
     }
-    if part.flags & flags::TARGET != 0 {
+    // Float targets of the logits form may be any real number, as in PyTorch (the loss is
+    // linear in the target); labels must be 0 or 1, probabilities' targets in [0, 1].
+    if part.flags & flags::TARGET != 0 && (args.kind == Kind::Probabilities || Y::HARD) {
         return Err(ops.target_error::<Y>());
     }
     Ok(Computed {

@@ -13,10 +13,12 @@ use super::binary::{with_target_dtype, BinaryOperands};
 use super::divergence::{as_float, normalize_axis, precision, Precision};
 use super::operand::LoadView;
 use super::reduction::reduction_arg;
-use super::softmax::{check_smoothing, labels_shape_error, with_class_target, ClassWeights};
+use super::softmax::{
+    check_ignore_index_unused, check_smoothing, labels_shape_error, with_class_target, ClassWeights,
+};
 use super::threads::run_detached;
 use crate::kernels::float::{Bool, Float, Target};
-use crate::kernels::grad::{self, ClassTarget, LogitsGrad, SoftmaxGrad};
+use crate::kernels::grad::{self, ClassTarget, LogitsGrad, RowInfo, SoftmaxGrad};
 use crate::kernels::reduce::flags;
 use crate::kernels::rows::Rows;
 use crate::kernels::strided::{Layout, SendPtr};
@@ -40,8 +42,8 @@ use crate::kernels::strided::{Layout, SendPtr};
 /// input : array_like of float32 or float64
 ///     Logits (raw margins), any shape and layout (read in place).
 /// target : array_like
-///     Same shape: probabilities in [0, 1] or labels 0/1 (float32/float64, bool, uint8, int8,
-///     int32, int64).
+///     Same shape: probabilities (float32/float64, any real value as for the loss) or labels
+///     0/1 (bool, uint8, int8, int32, int64).
 /// weight, pos_weight : array_like, optional
 ///     As in :func:`binary_cross_entropy_with_logits`, broadcast to ``input``'s shape.
 /// reduction : {"sum", "mean"}
@@ -176,7 +178,8 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
         // from the inputs (their exclusive borrows were granted).
         unsafe { grad::binary_cross_entropy_with_logits_grad(&kernel_ops, pool) }
     })?;
-    if part.flags & flags::TARGET != 0 {
+    // Float targets may be any real number, as for the loss; labels must be 0 or 1.
+    if part.flags & flags::TARGET != 0 && Y::HARD {
         return Err(ops.target_error::<Y>());
     }
     drop((gv, hv));
@@ -187,7 +190,7 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
 ///
 /// The derivatives of :func:`softmax_cross_entropy` (same arguments, same PyTorch semantics)
 /// with respect to every logit. With ``p = softmax(logits)`` along ``axis``, class weights
-/// ``w`` (sum ``W``), ``C`` classes and label smoothing ``eps``:
+/// ``w`` (sum ``W``), ``C`` classes and label smoothing ``eps``::
 ///
 ///     class index y:  grad = A * p - (1 - eps) * w[y] * onehot(y) - eps / C * w,
 ///                     A = (1 - eps) * w[y] + eps / C * W     (all 0 for an ignored row)
@@ -276,6 +279,7 @@ fn softmax_target<'py, T: Float + Element + ClassTarget>(
     let y = ndarray(target, "target")?;
     // Probabilities are read as `T` where they lie, in their own float dtype.
     with_class_target!(&y, L => softmax_compute::<T, L>(x, &y, args), {
+        check_ignore_index_unused(args.ignore_index)?;
         softmax_compute::<T, T>(x, &y, args)
     })
 }
@@ -351,7 +355,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
         &reduced,
     );
     let nrows = rows.rows();
-    let mut info = vec![[0f64; 5]; nrows];
+    let mut info = vec![RowInfo::default(); nrows];
     let mut op = SoftmaxGrad {
         logits: SendPtr::from_const(xv.ptr),
         target: yv.src(),

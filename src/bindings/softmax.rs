@@ -42,7 +42,8 @@ use crate::kernels::strided::{find_first, SendPtr, Src};
 ///     One weight per class (shape ``(C,)``).
 /// ignore_index : int, default -100
 ///     Rows whose class index equals it contribute nothing, not even to the mean's
-///     denominator (class indices only).
+///     denominator. Class indices only: with class probabilities a value >= 0 raises
+///     ``ValueError``, as in PyTorch.
 /// label_smoothing : float, default 0.0
 ///     ``eps`` in [0, 1].
 /// reduction : {"mean", "sum", "none"}
@@ -132,6 +133,21 @@ pub fn check_smoothing(label_smoothing: f64) -> PyResult<()> {
             "'label_smoothing' must be between 0.0 and 1.0, got {label_smoothing}"
         )))
     }
+}
+
+/// With class probabilities as the target no row has a class index to ignore: an
+/// `ignore_index` that could name a class (>= 0) is a `ValueError`, as PyTorch raises
+/// ("ignore_index is not supported for floating point target"), rather than silently unused.
+/// Negative values (the default -100) name no class and pass, as in PyTorch.
+pub fn check_ignore_index_unused(ignore_index: i64) -> PyResult<()> {
+    if ignore_index < 0 {
+        return Ok(());
+    }
+    Err(PyValueError::new_err(format!(
+        "'ignore_index' ({ignore_index}) cannot be used with class probabilities as 'target': \
+         no row has a class index to ignore (PyTorch raises too); leave it at its default \
+         (-100) or give class indices"
+    )))
 }
 
 /// The parameters of softmax cross-entropy besides the operands, fixed across the batches of
@@ -278,6 +294,7 @@ fn dispatch_target<'py, T: Float + Element>(
 ) -> PyResult<Computed<'py>> {
     let y = ndarray(target, "target")?;
     with_class_target!(&y, L => compute::<T, L>(&x, Target::Labels(&y), args), {
+        check_ignore_index_unused(args.params.ignore_index)?;
         compute::<T, i64>(&x, Target::Probabilities(&y), args)
     })
 }

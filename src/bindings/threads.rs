@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use pyo3::exceptions::{PyOverflowError, PyRuntimeWarning, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyBool;
 use rayon::ThreadPool;
 
 use crate::kernels::{cancel, pool};
@@ -119,8 +120,19 @@ pub fn set_num_threads(#[pyo3(from_py_with = thread_count)] n: usize) {
 }
 
 /// Reads `n` of `set_num_threads`: a positive integer (or anything with `__index__`, such as
-/// a NumPy integer); counts beyond [`pool::MAX_THREADS`], however large, are capped there.
+/// a NumPy integer; not a bool, as for every integer argument); counts beyond
+/// [`pool::MAX_THREADS`], however large, are capped there.
 fn thread_count(obj: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let wrong_type = || {
+        PyTypeError::new_err(format!(
+            "'n' must be an integer number of threads, got {}",
+            super::args::describe(obj)
+        ))
+    };
+    // `True` would otherwise pass as 1 (a flag passed by mistake).
+    if obj.is_instance_of::<PyBool>() {
+        return Err(wrong_type());
+    }
     let positive = || {
         PyValueError::new_err(format!(
             "'n' must be a positive number of threads, got {obj}"
@@ -136,13 +148,7 @@ fn thread_count(obj: &Bound<'_, PyAny>) -> PyResult<usize> {
                 Err(positive())
             }
         }
-        Err(_) => Err(PyTypeError::new_err(format!(
-            "'n' must be an integer number of threads, got {} of type {}",
-            obj.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
-            obj.get_type()
-                .name()
-                .map_or_else(|_| "?".into(), |n| n.to_string()),
-        ))),
+        Err(_) => Err(wrong_type()),
     }
 }
 

@@ -13,7 +13,21 @@
 //! ```
 //!
 //! The right-hand forms let entropy, cross-entropy and KL normalise in the same single pass
-//! that sums the logs (`P`, `Q` and the log sum are reduced together, then corrected).
+//! that sums the logs (`P`, `Q` and the log sum are reduced together, then corrected). Taken
+//! literally they would overflow (`p / q` for `p = 7e5`, `q = 1e-304`) and cancel (`Σ p ln q / P`
+//! and `ln Q` are both about `ln Q`, which is ±690 at scales of 1e±300, while the divergence
+//! may be 1e-9). So each tile (a row of at most half a tile, or a piece of a longer one) first
+//! sums its `P` and `Q`, takes a reference exponent `K` (the binary exponent of `P` for
+//! entropy, of `Q` for cross-entropy, their difference for KL) and sums its log terms against
+//! it: `-p (ln p - K ln2)`, `-p (ln q - K ln2)`, `p (ln(p/q) - K ln2)`, each logarithm computed
+//! from the exponents and significands of its arguments ([`math::ln_ratio_shifted_f64`]: no
+//! quotient is formed, nothing overflows, the shift is exact). The finish adds back
+//! `ln(P/2^K)`, `ln(Q/2^K)` or `-ln(P/(Q 2^K))` — logarithms of numbers near 1, computed the
+//! same way. Pieces of a row (long rows, `axis=None`, streamed batches) merge onto the
+//! reference of the piece with the larger `P` ([`merge_states`]). Accuracy: the result is
+//! within a few `eps · (|value| + Σ a |ln term| + 1)`, SciPy's own error bound (its logs of
+//! normalised values each rounded), on any scales of `p` and `q` (tested from 1e-300 to 1e300,
+//! subnormal values, KL of 1e-9), and finite whenever the exact normalised value is.
 //! Jensen-Shannon cannot be written that way (`m` needs `P` and `Q` inside the log): a row
 //! that the engine hands over whole in one tile (at most `TILE / 2` elements) takes its sums
 //! and then its logs in that tile; any other row (longer, or laid out over several
@@ -23,9 +37,11 @@
 //! Jensen-Shannon with `m = (p + q) / 2` takes one pass.
 //!
 //! A row's state is a [`Partial`]: `sum` is the sum of the element terms of the unnormalised
-//! quantity (`-p ln p`, `-p ln q`, `p ln(p/q)`, or Jensen-Shannon's two relative entropies),
-//! `mass` is `[P, Q]`, `count` the number of elements. States merge by adding, so the state of
-//! a whole array seen in pieces is the merge of the pieces' states ([`whole`] continues one),
+//! quantity taken against the reference exponent `K`, held in `weight` (`-p (ln p - K ln2)`,
+//! `-p (ln q - K ln2)`, `p (ln(p/q) - K ln2)`, or Jensen-Shannon's two relative entropies, for
+//! which `K = 0`), `mass` is `[P, Q]`, `count` the number of elements. States merge by adding
+//! once on one reference ([`merge_states`]), so the state of a whole array seen in pieces is
+//! the merge of the pieces' states ([`whole`] continues one),
 //! and [`Finish::value`] turns any such state into the result — for one row of a call, for
 //! `axis=None`, and for the streaming accumulators alike.
 //!
@@ -35,10 +51,8 @@
 //! `p` (`q`) is a domain error flagged [`flags::INPUT`] ([`flags::TARGET`]). NaN propagates to
 //! its row's result.
 //!
-//! Every element term is computed in `f64`, also for `f32` input: the single-pass forms
-//! subtract large, nearly equal quantities when a row's sum is far from 1 (counts, or
-//! `1e-30`-scaled rows), and an `f32` logarithm's rounding (up to 4e-6 at `ln ≈ -68`) would
-//! survive that subtraction. In `f64` the result is accurate to a few ulp of `f32`.
+//! Every element term is computed in `f64`, also for `f32` input: an `f32` logarithm's
+//! rounding (up to 4e-6 at `ln ≈ -68`) would survive the finish's subtraction.
 //!
 //! One exception is cheaper at the same `f32` accuracy: entropy and cross-entropy rows written
 //! to an `f32` output take `ln x = k·ln2 + f + w` with `k·ln2 + f` in `f64` and only `w`
@@ -52,9 +66,7 @@ use super::float::Float;
 use super::isa::{self, Arch, Kernel};
 use super::math;
 use super::reduce::{flags, Partial};
-use super::rows::{
-    fold_row, max_lanes, row_sums, row_sums_with, run, view_rows, RowOp, Rows, LANES,
-};
+use super::rows::{fold_row, max_lanes, row_sums, run, view_rows, RowOp, Rows, LANES};
 use super::strided::{SendPtr, Src, TileBuf};
 
 /// Which quantity of a row.
@@ -84,28 +96,35 @@ pub struct Finish {
 }
 
 impl Finish {
-    /// The value of the distribution whose state is `s`, `S = s.sum`, `[P, Q] = s.mass`:
+    /// The value of the distribution whose state is `s`, `S = s.sum`, `[P, Q] = s.mass`,
+    /// `K = s.weight` (the state's reference exponent, see the module doc):
     ///
     /// ```text
-    /// entropy         S / P + ln P             (normalised)    S    (as given)
-    /// cross-entropy   S / P + ln Q                             S
-    /// KL divergence   S / P + ln Q - ln P                      S
-    /// Jensen-Shannon  S / 2   (its terms are taken on normalised values already)
+    /// entropy         S / P + (ln P - K ln2)          (normalised)    S - K ln2·P   (as given)
+    /// cross-entropy   S / P + (ln Q - K ln2)                          S - K ln2·P
+    /// KL divergence   S / P - (ln(P / Q) - K ln2)                     S + K ln2·P
+    /// Jensen-Shannon  S / 2   (its terms are taken on normalised values already; K = 0)
     /// ```
     ///
-    /// divided by `log_base`; 0 for a state of no elements. The pure function every result
-    /// comes from, with instruction set `A` (its `ln`).
+    /// each bracket a shifted logarithm ([`math::ln_nonneg_shifted_f64`],
+    /// [`math::ln_ratio_shifted_f64`]) that neither overflows nor rounds at the size of
+    /// `K ln2`; divided by `log_base`; 0 for a state of no elements. The pure function every
+    /// result comes from, with instruction set `A` (its `ln`).
     #[inline(always)]
     pub fn value_on<A: Arch>(&self, s: &Partial) -> f64 {
         if s.count == 0 {
             return 0.0;
         }
-        let ([sp, sq], sum) = (s.mass, s.sum);
+        let ([sp, sq], sum, k) = (s.mass, s.sum, s.weight);
+        let ln2k = k * std::f64::consts::LN_2;
         let value = match (self.kind, self.normalize) {
-            (Kind::Entropy, true) => sum / sp + sp.ln_on::<A>(),
-            (Kind::CrossEntropy, true) => sum / sp + sq.ln_on::<A>(),
-            (Kind::KlDivergence, true) => sum / sp + sq.ln_on::<A>() - sp.ln_on::<A>(),
-            (Kind::Entropy | Kind::CrossEntropy | Kind::KlDivergence, false) => sum,
+            (Kind::Entropy, true) => sum / sp + math::ln_nonneg_shifted_f64::<A, true>(sp, k),
+            (Kind::CrossEntropy, true) => sum / sp + math::ln_nonneg_shifted_f64::<A, true>(sq, k),
+            (Kind::KlDivergence, true) => {
+                sum / sp - math::ln_ratio_shifted_f64::<A, true>(sp, sq, k)
+            }
+            (Kind::Entropy | Kind::CrossEntropy, false) => sum - ln2k * sp,
+            (Kind::KlDivergence, false) => sum + ln2k * sp,
             (Kind::JensenShannon | Kind::JensenShannonSums, _) => 0.5 * sum,
         };
         // Natural logarithms (the default) skip the division: `x / 1` is `x`, and a division
@@ -114,6 +133,17 @@ impl Finish {
             value
         } else {
             value / self.log_base
+        }
+    }
+
+    /// The sum of the element terms of the unnormalised quantity (`-p ln p`, `-p ln q`,
+    /// `p ln(p/q)`) that the state `s` holds relative to its reference exponent.
+    pub fn terms_sum(&self, s: &Partial) -> f64 {
+        let shift = s.weight * std::f64::consts::LN_2 * s.mass[0];
+        match self.kind {
+            Kind::Entropy | Kind::CrossEntropy => s.sum - shift,
+            Kind::KlDivergence => s.sum + shift,
+            Kind::JensenShannon | Kind::JensenShannonSums => s.sum,
         }
     }
 
@@ -129,6 +159,66 @@ impl Finish {
             }
         }
         isa::dispatch(Value(self, s))
+    }
+}
+
+/// Merges the states `a` (earlier elements) and `b` (later ones) of `kind`: their sums are
+/// taken against one reference exponent, that of the state with the larger `P` (a state of
+/// no elements has none), the other's sum moved onto it by `±(K' - K)·ln2·P'` (`+` for KL,
+/// `-` for entropy and cross-entropy, whose terms are negated). Moving costs `eps·|K' - K|·P'`
+/// absolute, which is small next to the divergence itself when the exponents differ (a piece
+/// whose ratio `P'/Q'` is far from the whole's makes the divergence at least of order `P'/P`).
+#[inline(always)]
+pub fn merge_states(kind: Kind, a: Partial, b: Partial) -> Partial {
+    let k = if a.count == 0 {
+        b.weight
+    } else if b.count == 0 || a.mass[0] >= b.mass[0] {
+        a.weight
+    } else {
+        b.weight
+    };
+    let sign = if kind == Kind::KlDivergence {
+        1.0
+    } else {
+        -1.0
+    };
+    let moved = |s: &Partial| {
+        if s.weight == k {
+            s.sum
+        } else {
+            s.sum + sign * ((s.weight - k) * std::f64::consts::LN_2) * s.mass[0]
+        }
+    };
+    Partial {
+        sum: moved(&a) + moved(&b),
+        weight: k,
+        ..a.merge(b)
+    }
+}
+
+/// The reference exponent of a piece whose masses are `p`, `q` for `kind` (see the module
+/// doc): the binary exponent of `P` (entropy), of `Q` (cross-entropy), or their difference
+/// (KL); an exponent is 0 for a mass that is 0, infinite or NaN.
+#[inline(always)]
+fn reference(kind: Kind, p: f64, q: f64) -> f64 {
+    let exponent = |x: f64| {
+        if x > 0.0 && x < f64::INFINITY {
+            // A subnormal mass is scaled into the normal range first.
+            let (x, scaled) = if x < f64::MIN_POSITIVE {
+                (x * 18_014_398_509_481_984.0, 54.0)
+            } else {
+                (x, 0.0)
+            };
+            ((x.to_bits() >> 52) & 0x7ff) as f64 - 1023.0 - scaled
+        } else {
+            0.0
+        }
+    };
+    match kind {
+        Kind::Entropy => exponent(p),
+        Kind::CrossEntropy => exponent(q),
+        Kind::KlDivergence => exponent(p) - exponent(q),
+        Kind::JensenShannon | Kind::JensenShannonSums => 0.0,
     }
 }
 
@@ -163,7 +253,7 @@ fn any_negative<T: Float>(x: &[T]) -> bool {
 /// never subnormal in `f64`.
 #[inline(always)]
 fn rel_entr<A: Arch, T: Float>(x: f64, y: f64) -> f64 {
-    let t = x * ln_nonneg::<A, T>(x / y);
+    let t = x * ln_nonneg::<A, T>(x / y, 0.0);
     if x == 0.0 {
         0.0
     } else {
@@ -171,46 +261,98 @@ fn rel_entr<A: Arch, T: Float>(x: f64, y: f64) -> f64 {
     }
 }
 
-/// `ln x` for `x ≥ 0` computed from values read as `T` (see [`math::ln_nonneg_f64`]).
+/// `ln x - k·ln2` for `x ≥ 0` computed from values read as `T` (see
+/// [`math::ln_nonneg_shifted_f64`]).
 #[inline(always)]
-fn ln_nonneg<A: Arch, T: Float>(x: f64) -> f64 {
+fn ln_nonneg<A: Arch, T: Float>(x: f64, k: f64) -> f64 {
     if T::NARROW {
-        math::ln_nonneg_f64::<A, false>(x)
+        math::ln_nonneg_shifted_f64::<A, false>(x, k)
     } else {
-        math::ln_nonneg_f64::<A, true>(x)
+        math::ln_nonneg_shifted_f64::<A, true>(x, k)
     }
 }
 
-/// `x · ln x` with `0 · ln 0 = 0` (branch-free), for `x` read as a `T`.
+/// `x · (ln x - k·ln2)` with `0 · ln 0 = 0` (branch-free), for `x` read as a `T`.
 #[inline(always)]
-fn x_ln_x<A: Arch, T: Float>(x: T) -> f64 {
+fn x_ln_x<A: Arch, T: Float>(x: T, k: f64) -> f64 {
     if T::NARROW {
-        math::x_ln_x_f64::<A, false>(x.to_f64())
+        math::x_ln_x_shifted_f64::<A, false>(x.to_f64(), k)
     } else {
-        math::x_ln_x_f64::<A, true>(x.to_f64())
+        math::x_ln_x_shifted_f64::<A, true>(x.to_f64(), k)
     }
 }
 
-/// `x · ln x` of an `f32` read as a `T`, as accurate as an `f32` result needs:
-/// [`math::x_ln_x_f32_wide`], within `2e-8·x`, which [`top_log_fix`] completes.
+/// The KL term `x · (ln(x / y) - k·ln2)` with `0 · ln(0 / y) = 0` (branch-free), for `x`, `y`
+/// read as `T`: the ratio is never formed, so it cannot overflow ([`math::ln_ratio_shifted_f64`]).
 #[inline(always)]
-fn x_ln_x_for_f32<A: Arch, T: Float>(x: T) -> f64 {
-    math::x_ln_x_f32_wide::<A>(x.to_f64() as f32)
+fn kl_term<A: Arch, T: Float>(x: T, y: T, k: f64) -> f64 {
+    let x = x.to_f64();
+    let l = if T::NARROW {
+        math::ln_ratio_shifted_f64::<A, false>(x, y.to_f64(), k)
+    } else {
+        math::ln_ratio_shifted_f64::<A, true>(x, y.to_f64(), k)
+    };
+    let t = x * l;
+    if x == 0.0 {
+        0.0
+    } else {
+        t
+    }
 }
 
-/// `ln y` of an `f32` read as a `T`, as accurate as an `f32` result needs:
-/// [`math::ln_nonneg_f32_wide`], within 2e-8, which [`top_log_fix`] completes.
+/// [`kl_term`] through the quotient `x / y`: one division and one logarithm, as accurate as
+/// [`kl_term`] where the quotient is a normal number or `x` is 0 (see [`quotients_normal`]).
 #[inline(always)]
-fn ln_for_f32<A: Arch, T: Float>(y: T) -> f64 {
-    math::ln_nonneg_f32_wide::<A>(y.to_f64() as f32)
+fn kl_term_fast<A: Arch, T: Float>(x: T, y: T, k: f64) -> f64 {
+    let x = x.to_f64();
+    let t = x * ln_nonneg::<A, T>(x / y.to_f64(), k);
+    if x == 0.0 {
+        0.0
+    } else {
+        t
+    }
 }
 
-/// The cross-entropy terms `-x ln y` (0 where `x = 0`) of `p`, `q` into `terms`.
+/// True if every quotient `x / y` of elements of `p` and `q` is a normal number, infinite
+/// (`y = 0`) or has `x = 0`: so for `f32` input; for `f64`, when every non-zero element lies
+/// in `[2^-500, 2^500]` (quotients within `2^±1000`).
 #[inline(always)]
-fn neg_x_ln_y<T: Float>(terms: &mut [f64], p: &[T], q: &[T], ln: impl Fn(T) -> f64) {
-    for ((t, &x), &y) in terms.iter_mut().zip(p).zip(q) {
+fn quotients_normal<T: Float>(p: &[T], q: &[T]) -> bool {
+    if T::NARROW {
+        return true;
+    }
+    let (lo, hi) = (T::from_f64(2f64.powi(-500)), T::from_f64(2f64.powi(500)));
+    let outside = |bad: bool, &v: &T| bad | ((v != T::ZERO) & !((v >= lo) & (v <= hi)));
+    !(p.iter().fold(false, outside) | q.iter().fold(false, outside))
+}
+
+/// `x · (ln x - k·ln2)` of an `f32` read as a `T`, as accurate as an `f32` result needs:
+/// [`math::x_ln_x_f32_wide_shifted`], within `2e-8·x`, which [`top_log_fix`] completes.
+#[inline(always)]
+fn x_ln_x_for_f32<A: Arch, T: Float>(x: T, k: f64) -> f64 {
+    math::x_ln_x_f32_wide_shifted::<A>(x.to_f64() as f32, k)
+}
+
+/// `ln y - k·ln2` of an `f32` read as a `T`, as accurate as an `f32` result needs:
+/// [`math::ln_nonneg_f32_wide_shifted`], within 2e-8, which [`top_log_fix`] completes.
+#[inline(always)]
+fn ln_for_f32<A: Arch, T: Float>(y: T, k: f64) -> f64 {
+    math::ln_nonneg_f32_wide_shifted::<A>(y.to_f64() as f32, k)
+}
+
+/// The cross-entropy terms `-x (ln y - k ln2)` (0 where `x = 0`) of `p`, `q` and the
+/// per-element reference exponents `ks` into `terms`.
+#[inline(always)]
+fn neg_x_ln_y<T: Float>(
+    terms: &mut [f64],
+    p: &[T],
+    q: &[T],
+    ks: &[f64],
+    ln: impl Fn(T, f64) -> f64,
+) {
+    for (((t, &x), &y), &k) in terms.iter_mut().zip(p).zip(q).zip(ks) {
         let x = x.to_f64();
-        let l = -(x * ln(y));
+        let l = -(x * ln(y, k));
         *t = if x == 0.0 { 0.0 } else { l };
     }
 }
@@ -228,12 +370,12 @@ fn neg_x_ln_y<T: Float>(terms: &mut [f64], p: &[T], q: &[T], ln: impl Fn(T) -> f
 /// each piece fixes its largest element's log when it is above half of the piece's mass. The
 /// fix depends only on the piece, so the bits do not depend on how pieces are scheduled.
 #[inline(always)]
-fn top_log_fix<A: Arch, T: Float>(x: &[T], mass: f64) -> Option<(T, f64)> {
+fn top_log_fix<A: Arch, T: Float>(x: &[T], mass: f64, k: f64) -> Option<(T, f64)> {
     let top = max_lanes(x);
     (top.to_f64() > 0.5 * mass).then(|| {
         (
             top,
-            ln_nonneg::<A, T>(top.to_f64()) - ln_for_f32::<A, T>(top),
+            ln_nonneg::<A, T>(top.to_f64(), k) - ln_for_f32::<A, T>(top, k),
         )
     })
 }
@@ -272,62 +414,68 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         let p = unsafe { view_rows(bp, self.p.offset(at[0]), rs[0], st[0], rows, n) };
         // Domain errors are flagged on the batch's first row (the caller locates them).
         let bad_p = if any_negative(p) { flags::INPUT } else { 0 };
-        let sums = bs.scratch(3 * rows);
+        let sums = bs.scratch(4 * rows);
         let (sp, rest) = sums.split_at_mut(rows);
-        let (sq, sl) = rest.split_at_mut(rows);
+        let (sq, rest) = rest.split_at_mut(rows);
+        let (sl, kr) = rest.split_at_mut(rows);
         let seg = |r: usize| r * n..(r + 1) * n;
         // Rows written as `f32` get logs as accurate as that needs, unless rows are so short
         // that finding their largest element costs more than the cheaper logs save.
         let f32_rows = T::NARROW && !self.out.0.is_null() && n > LANES;
-        if self.kind == Kind::Entropy {
-            // P and Σ p ln p (in one read, for long rows).
-            let terms = bt.scratch(rows * n);
-            if f32_rows {
-                row_sums_with(p, n, x_ln_x_for_f32::<A, T>, terms, sp, sl);
-                for r in 0..rows {
-                    if let Some((top, fix)) = top_log_fix::<A, T>(&p[seg(r)], sp[r]) {
-                        sl[r] += top.to_f64() * fix;
-                    }
-                }
-            } else {
-                row_sums_with(p, n, x_ln_x::<A, T>, terms, sp, sl);
-            }
-            for (r, s) in states.iter_mut().enumerate() {
-                // The terms are `-p ln p`: the sum is negated once (exactly), not per element.
-                *s = Partial {
-                    sum: -sl[r],
-                    count: n as u64,
-                    mass: [sp[r], 0.0],
-                    flags: if r == 0 { bad_p } else { 0 },
-                    ..Partial::EMPTY
-                };
-            }
-            return;
-        }
         row_sums(p, n, sp);
+        let q = if self.kind == Kind::Entropy {
+            sq.fill(0.0);
+            p
+        } else {
+            // SAFETY: as above.
+            let q = unsafe { view_rows(bq, self.q.offset(at[1]), rs[1], st[1], rows, n) };
+            // The second pass of Jensen-Shannon reads its factors instead.
+            if self.kind != Kind::JensenShannon || self.norms.0.is_null() {
+                row_sums(q, n, sq);
+            }
+            q
+        };
+        // Each row's reference exponent, and a copy per element for the term loops.
+        let ks = bfb.scratch(rows * n);
+        for r in 0..rows {
+            kr[r] = reference(self.kind, sp[r], sq[r]);
+            ks[seg(r)].fill(kr[r]);
+        }
         let terms = bt.scratch(rows * n);
-        // SAFETY: as above.
-        let q = unsafe { view_rows(bq, self.q.offset(at[1]), rs[1], st[1], rows, n) };
         match self.kind {
-            Kind::Entropy | Kind::JensenShannonSums => {}
-            Kind::CrossEntropy if f32_rows => neg_x_ln_y(terms, p, q, ln_for_f32::<A, T>),
-            Kind::CrossEntropy => neg_x_ln_y(terms, p, q, |y: T| ln_nonneg::<A, T>(y.to_f64())),
+            Kind::JensenShannonSums => {}
+            Kind::Entropy if f32_rows => {
+                for ((t, &x), &k) in terms.iter_mut().zip(p).zip(&*ks) {
+                    *t = x_ln_x_for_f32::<A, T>(x, k);
+                }
+            }
+            Kind::Entropy => {
+                for ((t, &x), &k) in terms.iter_mut().zip(p).zip(&*ks) {
+                    *t = x_ln_x::<A, T>(x, k);
+                }
+            }
+            Kind::CrossEntropy if f32_rows => neg_x_ln_y(terms, p, q, ks, ln_for_f32::<A, T>),
+            Kind::CrossEntropy => {
+                neg_x_ln_y(terms, p, q, ks, |y: T, k| ln_nonneg::<A, T>(y.to_f64(), k))
+            }
+            // The quotient, unless one might overflow or underflow somewhere in the tile.
+            Kind::KlDivergence if quotients_normal(p, q) => {
+                for (((t, &x), &y), &k) in terms.iter_mut().zip(p).zip(q).zip(&*ks) {
+                    *t = kl_term_fast::<A, T>(x, y, k);
+                }
+            }
             Kind::KlDivergence => {
-                for ((t, &x), &y) in terms.iter_mut().zip(p).zip(q) {
-                    *t = rel_entr::<A, T>(x.to_f64(), y.to_f64());
+                for (((t, &x), &y), &k) in terms.iter_mut().zip(p).zip(q).zip(&*ks) {
+                    *t = kl_term::<A, T>(x, y, k);
                 }
             }
             Kind::JensenShannon => {
-                let (fa, fb) = (bfa.scratch(rows * n), bfb.scratch(rows * n));
-                let own_sums = self.norms.0.is_null() && self.normalize;
-                if own_sums {
-                    row_sums(q, n, sq);
-                }
+                let (fa, fb) = (bfa.scratch(rows * n), ks);
                 for r in 0..rows {
                     let [a, b] = if !self.norms.0.is_null() {
                         // SAFETY: `norms` holds one entry per row.
                         unsafe { *self.norms.0.add(first_row + r) }
-                    } else if own_sums {
+                    } else if self.normalize {
                         // The factors the first pass would store for this (whole) row.
                         [1.0 / sp[r], 1.0 / sq[r]]
                     } else {
@@ -345,19 +493,29 @@ impl<T: Float> RowOp<3> for Divergence<T> {
                 }
             }
         }
-        let bad = bad_p | if any_negative(q) { flags::TARGET } else { 0 };
-        match self.kind {
-            Kind::JensenShannonSums => row_sums(q, n, sq),
-            Kind::JensenShannon => row_sums(terms, n, sl),
-            _ => {
-                row_sums(q, n, sq);
-                row_sums(terms, n, sl);
-            }
+        let bad = bad_p
+            | if self.kind != Kind::Entropy && any_negative(q) {
+                flags::TARGET
+            } else {
+                0
+            };
+        if self.kind != Kind::JensenShannonSums {
+            row_sums(terms, n, sl);
         }
-        if self.kind == Kind::CrossEntropy && f32_rows {
+        if f32_rows && matches!(self.kind, Kind::Entropy | Kind::CrossEntropy) {
             for r in 0..rows {
                 let (p, q) = (&p[seg(r)], &q[seg(r)]);
-                if let Some((top, fix)) = top_log_fix::<A, T>(q, sq[r]) {
+                let mass = if self.kind == Kind::Entropy {
+                    sp[r]
+                } else {
+                    sq[r]
+                };
+                if let Some((top, fix)) = top_log_fix::<A, T>(q, mass, kr[r]) {
+                    if self.kind == Kind::Entropy {
+                        // The terms are `p ln p` (negated once, below).
+                        sl[r] += top.to_f64() * fix;
+                        continue;
+                    }
                     // The weight of the one element at `top` (above half the mass, so unique).
                     let w: f64 = p
                         .iter()
@@ -373,10 +531,12 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             let (sum, mass) = match self.kind {
                 Kind::JensenShannonSums => (0.0, [sp[r], sq[r]]),
                 Kind::JensenShannon => (sl[r], [0.0; 2]),
+                Kind::Entropy => (-sl[r], [sp[r], 0.0]),
                 _ => (sl[r], [sp[r], sq[r]]),
             };
             *s = Partial {
                 sum,
+                weight: kr[r],
                 count: n as u64,
                 mass,
                 flags: if r == 0 { bad } else { 0 },
@@ -387,7 +547,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
 
     #[inline(always)]
     fn merge(&self, a: Partial, b: Partial) -> Partial {
-        a.merge(b)
+        merge_states(self.kind, a, b)
     }
 
     #[inline(always)]

@@ -10,6 +10,11 @@
 //! d²/dx² = w · (1 + (c - 1) · y) · s · (1 - s)
 //! ```
 //!
+//! evaluated as `(1 - y) - L·(1 - s)` for `x ≥ 0` and `L·s - c·y` for `x < 0`, with
+//! `L = (1 - y) + c·y`: for `y ∈ [0, 1]`, `c ≥ 0` the only subtraction left is the one whose
+//! result is the gradient itself (within a few ulp of `|1 - y| + L·(1 - s)`, resp.
+//! `L·s + c·y`).
+//!
 //! `s` and `1 - s` are both evaluated from `e^-|x|`, so neither overflows nor loses its
 //! relative accuracy for large `|x|`. Both are scaled by `scale` (1 for the gradient of a sum,
 //! `1/n` for a mean). A target outside `[0, 1]` is a domain error (`flags::TARGET`); NaN
@@ -21,8 +26,8 @@ use super::bce::{InputTiles, Inputs};
 use super::float::{Float, Target};
 use super::isa::{self, Arch, Kernel};
 use super::reduce::{flags, reduce, Partial, BLOCK};
-use super::rows::{max_lanes, sum_lanes_of};
-use super::softmax::Label;
+use super::rows::{max_lanes, LANES};
+use super::softmax::{reference, Label, Lse};
 use super::strided::{scatter, Layout, Load, SendPtr, Src, TileBuf};
 
 /// The operands of one gradient computation, in place in memory: the [`Inputs`] (layout
@@ -50,11 +55,22 @@ pub fn sigmoid_pair<A: Arch, T: Float>(x: T) -> (T, T) {
 }
 
 /// Gradient and Hessian of one element's loss.
+///
+/// `L = 1 + (c - 1)·y` is formed as `(1 - y) + c·y` (no cancellation for small `c` and `y`
+/// near 1), and the gradient `L·s - c·y` as `(1 - y) - L·(1 - s)` for `x ≥ 0`, where `s` is
+/// near 1 and `L·s` and `c·y` would cancel (`x` large, `y` near 1: `s - y` from a rounded `s`).
 #[inline(always)]
 fn element<A: Arch, T: Float>(x: T, y: T, w: T, c: T) -> (T, T) {
     let (s, one_minus_s) = sigmoid_pair::<A, T>(x);
-    let l = (c - T::ONE).mul_add_on::<A>(y, T::ONE);
-    (w * (l * s - c * y), w * l * s * one_minus_s)
+    let keep = T::ONE - y;
+    let cy = c * y;
+    let l = keep + cy;
+    let g = if x >= T::ZERO {
+        (-l).mul_add_on::<A>(one_minus_s, keep)
+    } else {
+        l.mul_add_on::<A>(s, -cy)
+    };
+    (w * g, w * l * s * one_minus_s)
 }
 
 /// One tile of the binary gradient, all slices of the same length: the unit of work compiled
@@ -275,10 +291,10 @@ macro_rules! impl_soft_target {
 }
 impl_soft_target!(f32, f64);
 
-/// What the first pass learns about a row: `[lse, coefficient, label, label weight, base]`
-/// (the label is -1 for soft targets and ignored rows; `base` is the logits offset of the
-/// row's first element).
-type RowInfo = [f64; 5];
+/// What the first pass learns about a row: `[r, ln S, 1/S, (S-1)/S, A, A - D_y, label,
+/// label weight, base]` (see [`SoftmaxGrad`]; the label is -1 for soft targets and ignored
+/// rows; `base` is the logits offset of the row's first element).
+pub type RowInfo = [f64; 9];
 
 /// Gradient and diagonal Hessian of softmax cross-entropy (PyTorch's `cross_entropy`) with
 /// respect to the logits, over rows of operands `[logits, target, weight, grad, hess]`.
@@ -287,12 +303,20 @@ type RowInfo = [f64; 5];
 /// smoothing `ε`, and for a class index `y` the coefficient `A = (1-ε)·w_y + ε/C·W`:
 ///
 /// ```text
-/// class index:   grad_j = A·p_j - (1-ε)·w_y·[j = y] - ε/C·w_j      (0 for an ignored row)
-/// probabilities: grad_j = A·p_j - w_j·t'_j,  t' = (1-ε)·t + ε/C,  A = Σ_c w_c·t'_c
+/// class index:   grad_j = A·p_j - D_j,  D_j = (1-ε)·w_y·[j = y] + ε/C·w_j   (0 if ignored)
+/// probabilities: grad_j = A·p_j - D_j,  D_j = w_j·t'_j,  t' = (1-ε)·t + ε/C,  A = Σ_c w_c·t'_c
 /// both:          hess_j = A·p_j·(1 - p_j)
 /// ```
 ///
-/// each multiplied by `scale` (1 for a sum; for a mean, 1 over PyTorch's denominator, which the
+/// With `r` the row's largest logit and `S = Σ e^{x - r}` (as the loss takes them, see
+/// [`super::softmax`]), `p_j = e^{(x_j - r) - ln S}`: its error follows `|x_j - r|`, not the
+/// size of the logits. A class at the maximum (`x_j = r`) has `p_j = 1/S` and
+/// `1 - p_j = (S - 1)/S` with `S - 1` summed without the 1 (so a confident row's
+/// `p_j - 1` keeps its relative accuracy), and its gradient is formed as
+/// `((A - D_j) - D_j·(S - 1)) / S`, with `A - D_y = ε/C·(W - w_y)` for the label: no
+/// cancellation of `A·p_j` against `D_j` (the `softmax - onehot` of a confident row).
+///
+/// Each multiplied by `scale` (1 for a sum; for a mean, 1 over PyTorch's denominator, which the
 /// first pass returns in [`Partial::weight`]).
 pub struct SoftmaxGrad<T, Y> {
     pub logits: SendPtr<T>,
@@ -316,24 +340,6 @@ pub struct SoftmaxGrad<T, Y> {
     pub write: bool,
 }
 
-/// The running log-sum-exp `(m, s)` of a row (`Σ e^{x-m}`) with the soft-target sum `a`.
-#[derive(Clone, Copy, Debug)]
-pub struct LseState {
-    m: f64,
-    s: f64,
-    a: f64,
-    flags: u32,
-}
-
-impl LseState {
-    const EMPTY: LseState = LseState {
-        m: f64::NEG_INFINITY,
-        s: 0.0,
-        a: 0.0,
-        flags: 0,
-    };
-}
-
 impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
     /// `t'_c = (1-ε)·t_c + ε/C`.
     #[inline(always)]
@@ -343,11 +349,11 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
 }
 
 impl<T: Float, Y: ClassTarget> super::rows::RowOp<5> for SoftmaxGrad<T, Y> {
-    type State = LseState;
+    type State = Lse;
     type Scratch = (TileBuf<T>, TileBuf<Y>, TileBuf<T>, TileBuf<T>, TileBuf<T>);
 
-    fn empty(&self) -> LseState {
-        LseState::EMPTY
+    fn empty(&self) -> Lse {
+        Lse::EMPTY
     }
 
     #[inline(always)]
@@ -359,7 +365,7 @@ impl<T: Float, Y: ClassTarget> super::rows::RowOp<5> for SoftmaxGrad<T, Y> {
         rs: [isize; 5],
         st: [isize; 5],
         n: usize,
-        states: &mut [LseState],
+        states: &mut [Lse],
     ) {
         for (r, state) in states.iter_mut().enumerate() {
             let at_r = std::array::from_fn(|k| at[k] + r as isize * rs[k]);
@@ -368,13 +374,14 @@ impl<T: Float, Y: ClassTarget> super::rows::RowOp<5> for SoftmaxGrad<T, Y> {
         }
     }
 
-    fn merge(&self, a: LseState, b: LseState) -> LseState {
-        self.merge_states(a, b)
+    fn merge(&self, a: Lse, b: Lse) -> Lse {
+        // `a` holds `Σ w t'`, which does not move with the reference.
+        a.merge(b, true)
     }
 
-    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; 5], state: LseState) -> Partial {
+    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; 5], state: Lse) -> Partial {
         // SAFETY: forwarded.
-        unsafe { self.finish_row(row, base, state) }
+        unsafe { self.finish_row::<A>(row, base, state) }
     }
 }
 
@@ -393,20 +400,17 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
         at: [isize; 5],
         st: [isize; 5],
         n: usize,
-    ) -> LseState {
+    ) -> Lse {
         // SAFETY: the engine hands out offsets inside the operands.
         let x = unsafe { bx.view(self.logits.0.offset(at[0]), st[0], n) };
         let w = unsafe { bw.view_src(self.weight.offset(at[2]), st[2], n) };
         if !self.write {
             let m = max_lanes(x).to_f64();
-            let s = if m == f64::NEG_INFINITY {
-                if x.iter().any(|v| v.is_nan()) {
-                    f64::NAN
-                } else {
-                    0.0
-                }
+            let (s, k) = if m == f64::NEG_INFINITY {
+                let nan = x.iter().any(|v| v.is_nan());
+                (if nan { f64::NAN } else { 0.0 }, 0.0)
             } else {
-                sum_lanes_of(x, |v| (v.to_f64() - m).exp_on::<A>())
+                exp_sums::<A, T>(x, m)
             };
             let mut a = 0.0;
             let mut flags = 0;
@@ -421,11 +425,19 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
                     a += w[i].to_f64() * self.smoothed(ti);
                 }
             }
-            return LseState { m, s, a, flags };
+            return Lse {
+                m,
+                s,
+                k,
+                a,
+                b: 0.0,
+                flags,
+            };
         }
         // Second pass: write this tile's gradient and Hessian.
         // SAFETY: `info[row]` was written by the first pass for this row.
-        let [lse, coef, label, label_weight, base] = unsafe { *self.info.0.add(row) };
+        let [r, ln_s, inv_s, rest_s, coef, coef_less_dy, label, label_weight, base] =
+            unsafe { *self.info.0.add(row) };
         let g = bg.scratch(n);
         let h = bh.scratch(n);
         let eps_c = self.smoothing / self.classes as f64;
@@ -441,93 +453,97 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
             // SAFETY: as above.
             Some(unsafe { by.view_src(self.target.offset(at[1]), st[1], n) })
         };
+        let hit_weight = (1.0 - self.smoothing) * label_weight;
         for i in 0..n {
             if ignored {
                 g[i] = T::ZERO;
                 h[i] = T::ZERO;
                 continue;
             }
-            let p = (x[i].to_f64() - lse).exp_on::<A>();
+            let d = x[i].to_f64() - r;
+            let top = d == 0.0;
+            let p = if top { inv_s } else { (d - ln_s).exp_on::<A>() };
+            let q = if top { rest_s } else { 1.0 - p };
             let wi = w[i].to_f64();
+            let is_label = Y::HARD && first + i as i64 == label as i64;
             let direct = match t {
                 Some(t) => wi * self.smoothed(t[i].prob()),
                 None => {
-                    let hit = if first + i as i64 == label as i64 {
-                        (1.0 - self.smoothing) * label_weight
-                    } else {
-                        0.0
-                    };
+                    let hit = if is_label { hit_weight } else { 0.0 };
                     hit + eps_c * wi
                 }
             };
-            g[i] = T::from_f64(self.scale * (coef * p - direct));
-            h[i] = T::from_f64(self.scale * coef * p * (1.0 - p));
+            let grad = if top {
+                let less = if is_label {
+                    coef_less_dy
+                } else {
+                    coef - direct
+                };
+                less * inv_s - direct * rest_s
+            } else {
+                coef * p - direct
+            };
+            g[i] = T::from_f64(self.scale * grad);
+            h[i] = T::from_f64(self.scale * coef * p * q);
         }
         // SAFETY: each element of grad/hess belongs to exactly one row, handled by one task.
         unsafe {
             scatter(g, self.grad.0.offset(at[3]), st[3]);
             scatter(h, self.hess.0.offset(at[4]), st[4]);
         }
-        LseState::EMPTY
-    }
-
-    fn merge_states(&self, a: LseState, b: LseState) -> LseState {
-        let (m, s) = if a.m == f64::NEG_INFINITY && a.s == 0.0 {
-            (b.m, b.s)
-        } else if b.m == f64::NEG_INFINITY && b.s == 0.0 {
-            (a.m, a.s)
-        } else {
-            let m = if b.m > a.m { b.m } else { a.m };
-            if m == f64::NEG_INFINITY {
-                (m, a.s + b.s)
-            } else {
-                (m, a.s * (a.m - m).exp() + b.s * (b.m - m).exp())
-            }
-        };
-        LseState {
-            m,
-            s,
-            a: a.a + b.a,
-            flags: a.flags | b.flags,
-        }
+        Lse::EMPTY
     }
 
     /// The first pass's end of a row: stores its [`RowInfo`].
     ///
     /// # Safety
     /// `base` must be the row's valid operand offsets; `info` must have a slot for `row`.
-    unsafe fn finish_row(&self, row: usize, base: [isize; 5], state: LseState) -> Partial {
+    unsafe fn finish_row<A: Arch>(&self, row: usize, base: [isize; 5], state: Lse) -> Partial {
         if self.write {
             return Partial {
                 count: 1,
                 ..Partial::EMPTY
             };
         }
-        let lse = state.m + state.s.ln();
+        // S = k + s; S - 1 without the 1 of the maximum (see the softmax loss).
+        let r = reference(state.m);
+        let rest = (state.k - 1.0) + state.s;
+        let big_s = state.k + state.s;
+        let ln_s = state.ln_s::<A>();
+        let (inv_s, rest_s) = (1.0 / big_s, rest / big_s);
         let mut part = Partial {
             count: 1,
             flags: state.flags,
             ..Partial::EMPTY
         };
-        let mut info = [lse, state.a, -1.0, 0.0, base[0] as f64];
+        let base0 = base[0] as f64;
+        // Soft targets: A = Σ w t', and A - D_j is formed per element.
+        let mut info = [r, ln_s, inv_s, rest_s, state.a, 0.0, -1.0, 0.0, base0];
         if Y::HARD {
             // SAFETY: the label operand is valid at the row's base offset.
             let y = unsafe { self.target.read(base[1]) }.index();
             if y == self.ignore_index {
-                info[1] = 0.0;
+                info[4] = 0.0;
             } else if y < 0 || y >= self.classes as i64 {
                 part.flags |= flags::TARGET;
             } else {
                 // SAFETY: 0 <= y < C addresses a class weight.
                 let wy =
                     unsafe { self.weight.read(base[2] + y as isize * self.weight_stride) }.to_f64();
+                let eps_c = self.smoothing / self.classes as f64;
+                let coef = (1.0 - self.smoothing) * wy + eps_c * self.weight_total;
+                // A - D_y = ε/C·(W - w_y): exactly 0 without label smoothing.
+                let coef_less_dy = eps_c * (self.weight_total - wy);
                 info = [
-                    lse,
-                    (1.0 - self.smoothing) * wy
-                        + self.smoothing / self.classes as f64 * self.weight_total,
+                    r,
+                    ln_s,
+                    inv_s,
+                    rest_s,
+                    coef,
+                    coef_less_dy,
                     y as f64,
                     wy,
-                    base[0] as f64,
+                    base0,
                 ];
                 part.weight = wy;
             }
@@ -538,6 +554,43 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
         unsafe { *self.info.0.add(row) = info };
         part
     }
+}
+
+/// `(s, k)` of a row piece `x` against the reference `r` (a finite largest logit): `k` the
+/// number of elements equal to `r`, `s = Σ e^{x - r}` over the others (NaN with any NaN),
+/// in `f64` lanes summed as [`super::rows::sum_lanes`] sums.
+#[inline(always)]
+fn exp_sums<A: Arch, T: Float>(x: &[T], r: f64) -> (f64, f64) {
+    let mut acc = [0f64; LANES];
+    let mut cnt = [0f64; LANES];
+    let term = |v: T| {
+        let d = v.to_f64() - r;
+        let top = d == 0.0;
+        let e = d.exp_on::<A>();
+        (if top { 0.0 } else { e }, if top { 1.0 } else { 0.0 })
+    };
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for ((a, k), &v) in acc.iter_mut().zip(cnt.iter_mut()).zip(c) {
+            let (e, t) = term(v);
+            *a += e;
+            *k += t;
+        }
+    }
+    for ((a, k), &v) in acc.iter_mut().zip(cnt.iter_mut()).zip(chunks.remainder()) {
+        let (e, t) = term(v);
+        *a += e;
+        *k += t;
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] += acc[i + width];
+            cnt[i] += cnt[i + width];
+        }
+    }
+    (acc[0], cnt[0])
 }
 
 /// Runs both passes of [`SoftmaxGrad`]: returns the first pass's merge (domain errors; the

@@ -23,7 +23,9 @@
 //!   never per thread.
 //!
 //! The choice: the best of AVX-512 (F, VL, DQ, BW), AVX2 + FMA and the portable baseline the
-//! CPU supports, detected once with `is_x86_feature_detected!`. The environment variable
+//! CPU supports, detected once with `is_x86_feature_detected!` — every feature a level's
+//! wrapper enables ([`AVX512_FEATURES`], [`AVX2_FEATURES`], BMI1/2, LZCNT and POPCNT
+//! included), so a wrapper never runs on a CPU that lacks one. The environment variable
 //! `CROSSENT_ISA` (`avx512`, `avx2` or `generic`), read once, lowers it, so tests can exercise
 //! every path on one machine; a request above what the CPU supports is clamped to the best it
 //! has. Other architectures (aarch64, ...) always run the portable path, which LLVM still
@@ -87,18 +89,49 @@ pub fn detected() -> Isa {
     }
 }
 
+/// The features the AVX-512 wrapper ([`run_avx512`]) enables: every one is detected before it
+/// runs. (`bmi1`, `bmi2`, `lzcnt` and `popcnt` let LLVM use their bit instructions for the
+/// loops' masks and counts; every AVX2 CPU made has them, but a virtual machine may hide them,
+/// and then the wrapper must not run.) A unit test checks that this list and the wrapper's
+/// `#[target_feature]` attribute name the same features.
+pub const AVX512_FEATURES: &[&str] = &[
+    "avx512f", "avx512vl", "avx512dq", "avx512bw", "avx2", "fma", "bmi1", "bmi2", "lzcnt", "popcnt",
+];
+
+/// The features the AVX2 wrapper ([`run_avx2`]) enables, all detected before it runs.
+pub const AVX2_FEATURES: &[&str] = &["avx2", "fma", "bmi1", "bmi2", "lzcnt", "popcnt"];
+
+/// Whether the CPU has the x86 feature `name`; `None` for a name this function does not know
+/// (a unit test checks it knows every name the wrappers enable).
+#[cfg(target_arch = "x86_64")]
+fn has_feature(name: &str) -> Option<bool> {
+    use std::arch::is_x86_feature_detected as has;
+    Some(match name {
+        "avx512f" => has!("avx512f"),
+        "avx512vl" => has!("avx512vl"),
+        "avx512dq" => has!("avx512dq"),
+        "avx512bw" => has!("avx512bw"),
+        "avx2" => has!("avx2"),
+        "fma" => has!("fma"),
+        "bmi1" => has!("bmi1"),
+        "bmi2" => has!("bmi2"),
+        "lzcnt" => has!("lzcnt"),
+        "popcnt" => has!("popcnt"),
+        _ => return None,
+    })
+}
+
 #[cfg(target_arch = "x86_64")]
 fn detect() -> Isa {
-    use std::arch::is_x86_feature_detected as has;
-    if has!("avx512f")
-        && has!("avx512vl")
-        && has!("avx512dq")
-        && has!("avx512bw")
-        && has!("avx2")
-        && has!("fma")
-    {
+    detect_with(|f| has_feature(f) == Some(true))
+}
+
+/// The best level whose every wrapper feature `has` reports.
+#[cfg(target_arch = "x86_64")]
+fn detect_with(has: impl Fn(&str) -> bool) -> Isa {
+    if AVX512_FEATURES.iter().all(|f| has(f)) {
         Isa::Avx512
-    } else if has!("avx2") && has!("fma") {
+    } else if AVX2_FEATURES.iter().all(|f| has(f)) {
         Isa::Avx2
     } else {
         Isa::Generic
@@ -189,17 +222,19 @@ pub fn dispatch<K: Kernel>(kernel: K) -> K::Output {
 pub fn dispatch_on<K: Kernel>(isa: Isa, kernel: K) -> K::Output {
     match isa.min(detected()) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `detected()` confirmed the CPU has every feature the wrapper enables.
+        // SAFETY: `detected()` is at least `Avx512` only if the CPU has every feature of
+        // `AVX512_FEATURES`, which are exactly those `run_avx512` enables (a unit test
+        // compares the two lists).
         Isa::Avx512 => unsafe { run_avx512(kernel) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
+        // SAFETY: as above, with `AVX2_FEATURES` and `run_avx2`.
         Isa::Avx2 => unsafe { run_avx2(kernel) },
         _ => kernel.run::<Generic>(),
     }
 }
 
 /// # Safety
-/// The CPU must support AVX-512 F/VL/DQ/BW, AVX2 and FMA.
+/// The CPU must support every feature of [`AVX512_FEATURES`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
 unsafe fn run_avx512<K: Kernel>(kernel: K) -> K::Output {
@@ -207,7 +242,7 @@ unsafe fn run_avx512<K: Kernel>(kernel: K) -> K::Output {
 }
 
 /// # Safety
-/// The CPU must support AVX2 and FMA.
+/// The CPU must support every feature of [`AVX2_FEATURES`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
 unsafe fn run_avx2<K: Kernel>(kernel: K) -> K::Output {
@@ -224,6 +259,60 @@ mod tests {
         #[inline(always)]
         fn run<A: Arch>(self) -> (Isa, bool) {
             (A::ISA, A::FMA)
+        }
+    }
+
+    /// The features named by the `#[target_feature(enable = ...)]` attribute on the line before
+    /// `unsafe fn <wrapper>` in this file.
+    fn enabled_features(wrapper: &str) -> Vec<String> {
+        let source = include_str!("isa.rs");
+        let lines: Vec<&str> = source.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("unsafe fn {wrapper}<")))
+            .expect("the wrapper is defined");
+        let attr = lines[at - 1];
+        let list = attr
+            .strip_prefix("#[target_feature(enable = \"")
+            .and_then(|rest| rest.strip_suffix("\")]"))
+            .expect("the line before the wrapper enables its features");
+        let mut features: Vec<String> = list.split(',').map(str::to_string).collect();
+        features.sort();
+        features
+    }
+
+    fn sorted(features: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = features.iter().map(|f| f.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    /// What the wrappers enable is exactly what detection checks (the SAFETY argument of
+    /// `dispatch_on`).
+    #[test]
+    fn wrappers_enable_only_detected_features() {
+        assert_eq!(enabled_features("run_avx512"), sorted(AVX512_FEATURES));
+        assert_eq!(enabled_features("run_avx2"), sorted(AVX2_FEATURES));
+    }
+
+    /// A CPU missing any one feature of a level (as a virtual machine hiding BMI2 would) does
+    /// not get that level.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn a_missing_feature_lowers_the_level() {
+        assert_eq!(detect_with(|_| true), Isa::Avx512);
+        assert_eq!(detect_with(|_| false), Isa::Generic);
+        for &missing in AVX2_FEATURES {
+            assert_eq!(detect_with(|f| f != missing), Isa::Generic, "{missing}");
+        }
+        for &missing in AVX512_FEATURES {
+            if !AVX2_FEATURES.contains(&missing) {
+                assert_eq!(detect_with(|f| f != missing), Isa::Avx2, "{missing}");
+            }
+        }
+        // Every listed name is one `has_feature` asks the CPU about.
+        for &f in AVX512_FEATURES.iter().chain(AVX2_FEATURES) {
+            assert!(has_feature(f).is_some(), "{f}");
         }
     }
 

@@ -403,11 +403,57 @@ pub fn ln_f64<A: Arch>(x: f64) -> f64 {
 /// `x` is scaled first only when `SUBNORMALS`.
 #[inline(always)]
 fn ln_pos64<A: Arch, const SUBNORMALS: bool>(x: f64) -> f64 {
+    ln_pos_shifted64::<A, SUBNORMALS>(x, 0.0)
+}
+
+/// `(k, m)` with `x = 2^k · m`, `m ∈ [2/3, 4/3)`, `k` as `f64`, for positive finite `x`;
+/// subnormal `x` is scaled first only when `SUBNORMALS`.
+#[inline(always)]
+fn reduce_scaled64<const SUBNORMALS: bool>(x: f64) -> (f64, f64) {
     let sub = SUBNORMALS & (x < f64::MIN_POSITIVE);
     let xs = sel64(sub, x * 18_014_398_509_481_984.0, x);
     let (kb, m) = reduce64(xs);
-    let k = k_to_f64(kb) - sel64(sub, 54.0, 0.0);
-    ln_core64::<A>(k, m - 1.0)
+    (k_to_f64(kb) - sel64(sub, 54.0, 0.0), m)
+}
+
+/// `ln x - shift·ln2` for positive finite `x` and an integer `shift` (`|shift| < 2^20`), as
+/// accurate as [`ln_f64`] of the result: the shift is taken off the exponent, exactly.
+#[inline(always)]
+fn ln_pos_shifted64<A: Arch, const SUBNORMALS: bool>(x: f64, shift: f64) -> f64 {
+    let (k, m) = reduce_scaled64::<SUBNORMALS>(x);
+    ln_core64::<A>(k - shift, m - 1.0)
+}
+
+/// `ln x - shift·ln2` for `x ≥ 0` and an integer `shift` (`|shift| < 2^20`): within about 2 ulp
+/// of the result (not of `ln x`), the log of `x` scaled by `2^-shift` without forming the
+/// scaled value (which may overflow or underflow). `ln 0 = -inf`, `+inf` and NaN are kept.
+#[inline(always)]
+pub fn ln_nonneg_shifted_f64<A: Arch, const SUBNORMALS: bool>(x: f64, shift: f64) -> f64 {
+    ln_nonneg_special64(x, ln_pos_shifted64::<A, SUBNORMALS>(x, shift))
+}
+
+/// `x·(ln x - shift·ln2)` for `x ≥ 0`, with `0·ln 0 = 0` (see [`x_ln_x_f64`] and
+/// [`ln_nonneg_shifted_f64`]).
+#[inline(always)]
+pub fn x_ln_x_shifted_f64<A: Arch, const SUBNORMALS: bool>(x: f64, shift: f64) -> f64 {
+    let t = x * ln_pos_shifted64::<A, SUBNORMALS>(x, shift);
+    sel64(x == 0.0, 0.0, t)
+}
+
+/// `ln(x / y) - shift·ln2` for `x, y ≥ 0` and an integer `shift` (`|shift| < 2^20`), without
+/// forming `x / y` (which overflows for `x = 1`, `y = 10^-310`): with `x = 2^i·u`,
+/// `y = 2^j·v` (`u, v ∈ [2/3, 4/3)`) and `u / v = 2^l·w`, it is `ln w + (i - j + l - shift)·ln2`,
+/// within about 2 ulp of the result (the division's rounding costs at most `eps` absolute).
+/// Where `x` or `y` is 0, infinite or NaN it is the IEEE `ln(x / y)`: `-inf`, `+inf` or NaN.
+#[inline(always)]
+pub fn ln_ratio_shifted_f64<A: Arch, const SUBNORMALS: bool>(x: f64, y: f64, shift: f64) -> f64 {
+    let (i, u) = reduce_scaled64::<SUBNORMALS>(x);
+    let (j, v) = reduce_scaled64::<SUBNORMALS>(y);
+    let (lb, w) = reduce64(u / v);
+    let k = (i - j) + (k_to_f64(lb) - shift);
+    let value = ln_core64::<A>(k, w - 1.0);
+    let finite = (x > 0.0) & (x < f64::INFINITY) & (y > 0.0) & (y < f64::INFINITY);
+    sel64(finite, value, ln_nonneg_special64(x / y, value))
 }
 
 /// `ln x` for `x ≥ 0`, `f64`: [`ln_f64`] less what negative `x` needs (its value has no
@@ -453,7 +499,10 @@ pub fn x_ln_x_f64<A: Arch, const SUBNORMALS: bool>(x: f64) -> f64 {
 /// but not for a share near 1, whose exact log is tiny: a caller that needs it relative to its
 /// size computes that one element in `f64` (see `divergence`).
 #[inline(always)]
-fn ln_pos_f32_wide<A: Arch>(x: f32) -> f64 {
+///
+/// Less `shift·ln2` (`shift` an integer), taken off the exponent exactly: within 2e-8 absolute
+/// of `ln x - shift·ln2`.
+fn ln_pos_f32_wide_shifted<A: Arch>(x: f32, shift: f64) -> f64 {
     // `reduce_scaled32` and `ln_t32` written out: through the helpers, LLVM compiles the
     // entropy loop to 0.5 more instructions per element (callgrind, AVX2), for the same ops.
     let sub = x < f32::MIN_POSITIVE;
@@ -466,24 +515,36 @@ fn ln_pos_f32_wide<A: Arch>(x: f32) -> f64 {
         q = fma32::<A>(q, f, c);
     }
     let w = (f * f) * fma32::<A>(q, f, -0.5);
-    fma64::<A>(f64::from(k), std::f64::consts::LN_2, f64::from(f)) + f64::from(w)
+    fma64::<A>(f64::from(k) - shift, std::f64::consts::LN_2, f64::from(f)) + f64::from(w)
 }
 
 /// `x·ln x` for `x ≥ 0` given as `f32`, in `f64`, with `0·ln 0 = 0`, from
-/// [`ln_pos_f32_wide`] (the term within `2e-8·x`): the entropy term of `f32` input. `+inf`, NaN
+/// [`ln_pos_f32_wide_shifted`] (the term within `2e-8·x`): the entropy term of `f32` input. `+inf`, NaN
 /// and `0` need no special case: their reduction is finite, and the product with `x` gives
 /// them back. Negative `x` gives a value of no meaning (callers report it as a domain error).
 #[inline(always)]
 pub fn x_ln_x_f32_wide<A: Arch>(x: f32) -> f64 {
-    f64::from(x) * ln_pos_f32_wide::<A>(x)
+    x_ln_x_f32_wide_shifted::<A>(x, 0.0)
 }
 
-/// `ln x` for `x ≥ 0` given as `f32`, in `f64`, from [`ln_pos_f32_wide`] (within 2e-8
+/// `x·(ln x - shift·ln2)` from [`ln_pos_f32_wide_shifted`] (see [`x_ln_x_f32_wide`]).
+#[inline(always)]
+pub fn x_ln_x_f32_wide_shifted<A: Arch>(x: f32, shift: f64) -> f64 {
+    f64::from(x) * ln_pos_f32_wide_shifted::<A>(x, shift)
+}
+
+/// `ln x` for `x ≥ 0` given as `f32`, in `f64`, from [`ln_pos_f32_wide_shifted`] (within 2e-8
 /// absolute): the cross-entropy log of `f32` input. `ln 0 = -inf`, `+inf` and NaN are kept;
 /// negative `x` gives a value of no meaning (callers report it as a domain error).
 #[inline(always)]
 pub fn ln_nonneg_f32_wide<A: Arch>(x: f32) -> f64 {
-    ln_nonneg_special64(f64::from(x), ln_pos_f32_wide::<A>(x))
+    ln_nonneg_f32_wide_shifted::<A>(x, 0.0)
+}
+
+/// `ln x - shift·ln2` from [`ln_pos_f32_wide_shifted`] (see [`ln_nonneg_f32_wide`]).
+#[inline(always)]
+pub fn ln_nonneg_f32_wide_shifted<A: Arch>(x: f32, shift: f64) -> f64 {
+    ln_nonneg_special64(f64::from(x), ln_pos_f32_wide_shifted::<A>(x, shift))
 }
 
 /// `ln(1 + x)`, `f64`, accurate for small `|x|`.
@@ -497,6 +558,18 @@ pub fn ln_1p_f64<A: Arch>(x: f64) -> f64 {
     let f = sel64(big, m - 1.0, (s - 1.0) + x * s);
     let y = ln_core64::<A>(k_to_f64(kb), f);
     sel64(x == 0.0, x, ln_special64(u, y))
+}
+
+/// `ln(1 + t)` for `t ≥ 0`, `f64`, as accurate as [`ln_1p_f64`] for such `t` and cheaper: where
+/// `1 + t < 4/3` the reduced argument is `t` itself (exact), elsewhere `1 + t` is reduced as
+/// [`ln_f64`] reduces (its rounding costs at most `eps/2` relative, and `ln(1 + t) ≥ 0.28`).
+/// `-1` gives `-inf`, NaN gives NaN; other negative `t` a value of no meaning.
+#[inline(always)]
+pub fn ln_1p_nonneg_f64<A: Arch>(t: f64) -> f64 {
+    let u = 1.0 + t;
+    let (kb, m) = reduce64(u);
+    let f = sel64(kb == KBIAS_64, t, m - 1.0);
+    ln_nonneg_special64(u, ln_core64::<A>(k_to_f64(kb), f))
 }
 
 /// The reduced argument `(q, k, f)` of the hard-label log, `f64` (see [`hard_arg32`]).

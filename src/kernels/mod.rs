@@ -6,7 +6,8 @@
 //! - [`strided`]: walking N-d strided, broadcast operands in place.
 //! - [`reduce`]: the deterministic block reduction engine and its partial state.
 //! - [`rows`]: the row-wise engine (one result per distribution along an axis).
-//! - [`pool`]: the crate's fork-safe rayon pool.
+//! - [`pool`]: the crate's fork-safe rayon pool (and the locks and fork handlers of the crate).
+//! - [`memory`]: which bytes a call reads and writes; the claims of running calls on them.
 //! - [`cancel`]: the cancellation hook the engines poll (Ctrl-C in a long call).
 //! - [`bce`]: binary cross-entropy on probabilities and logits.
 //! - [`divergence`]: entropy, cross-entropy, KL and Jensen-Shannon divergence per row.
@@ -20,6 +21,7 @@ pub mod float;
 pub mod grad;
 pub mod isa;
 pub mod math;
+pub mod memory;
 pub mod pool;
 pub mod reduce;
 pub mod rows;

@@ -10,12 +10,15 @@
 //! The lock around the pool must not be held across a `fork()` either: a child would inherit
 //! it locked by a thread that does not exist there, and hang on its first parallel call
 //! (another thread of the parent only has to be looking up the pool at that moment). So the
-//! lock is a spin lock that `pthread_atfork` handlers take before the fork and release on both
-//! sides of it: the child gets the pool state whole and the lock free.
+//! lock is a spin lock ([`ForkLock`]) that `pthread_atfork` handlers take before the fork and
+//! release on both sides of it: the child gets the pool state whole and the lock free. The same
+//! handlers take the lock of [`super::memory`]'s claims and clear the claims in the child (the
+//! threads that held them are gone), and advance a fork generation that tells state left by
+//! an ancestor's threads ([`thread_token`], [`token_is_stale`]).
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -36,26 +39,31 @@ struct Owned {
     pool: Option<Arc<ThreadPool>>,
 }
 
-/// The pool state, behind a lock that `fork()` cannot leave held in the child (module doc).
-struct Slot {
+/// A value behind a spin lock that `fork()` cannot leave held in the child (module doc): the
+/// `pthread_atfork` handlers take every such lock of the crate before the fork and release
+/// them on both sides of it. For state that is looked up or changed briefly (the pool, the
+/// claims of running calls on memory), never held across a long computation.
+pub(crate) struct ForkLock<T> {
     locked: AtomicBool,
-    owned: UnsafeCell<Option<Owned>>,
+    value: UnsafeCell<T>,
 }
 
-// SAFETY: `owned` is only read or written through a `SlotGuard`, i.e. with `locked` held.
-unsafe impl Sync for Slot {}
+// SAFETY: `value` is only read or written through a `ForkLockGuard`, i.e. with `locked` held.
+unsafe impl<T: Send> Sync for ForkLock<T> {}
 
-static POOL: Slot = Slot {
-    locked: AtomicBool::new(false),
-    owned: UnsafeCell::new(None),
-};
+static POOL: ForkLock<Option<Owned>> = ForkLock::new(None);
 
-impl Slot {
-    /// Takes the lock (held briefly: a lookup, or building a pool), registering the fork
-    /// handlers first on Unix.
-    fn lock(&self) -> SlotGuard<'_> {
-        #[cfg(unix)]
-        fork::register();
+impl<T> ForkLock<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        ForkLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the lock, registering the fork handlers first on Unix.
+    pub(crate) fn lock(&self) -> ForkLockGuard<'_, T> {
+        register_fork_handlers();
         while self
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -63,32 +71,75 @@ impl Slot {
         {
             std::thread::yield_now();
         }
-        SlotGuard(self)
+        ForkLockGuard(self)
+    }
+
+    /// Runs `f` on the value, then releases the lock: for the fork handlers, on a lock that
+    /// the prepare handler took and whose guard it leaked.
+    ///
+    /// # Safety
+    /// The calling thread must hold the lock through a leaked guard.
+    #[cfg(unix)]
+    pub(crate) unsafe fn release_held<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: the caller holds the lock.
+        let r = f(unsafe { &mut *self.value.get() });
+        self.locked.store(false, Ordering::Release);
+        r
     }
 }
 
-/// The pool state while the lock is held; dropping it releases the lock.
-struct SlotGuard<'a>(&'a Slot);
+/// The value while the lock is held; dropping it releases the lock.
+pub(crate) struct ForkLockGuard<'a, T>(&'a ForkLock<T>);
 
-impl Deref for SlotGuard<'_> {
-    type Target = Option<Owned>;
-    fn deref(&self) -> &Option<Owned> {
+impl<T> Deref for ForkLockGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
         // SAFETY: the lock is held for the guard's lifetime.
-        unsafe { &*self.0.owned.get() }
+        unsafe { &*self.0.value.get() }
     }
 }
 
-impl DerefMut for SlotGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Option<Owned> {
+impl<T> DerefMut for ForkLockGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
         // SAFETY: the lock is held for the guard's lifetime, by this guard only.
-        unsafe { &mut *self.0.owned.get() }
+        unsafe { &mut *self.0.value.get() }
     }
 }
 
-impl Drop for SlotGuard<'_> {
+impl<T> Drop for ForkLockGuard<'_, T> {
     fn drop(&mut self) {
         self.0.locked.store(false, Ordering::Release);
     }
+}
+
+/// Counts the `fork()`s between the first process that loaded crossent and this one: the
+/// `pthread_atfork` child handler increments it. State tagged with another value (a lock
+/// holder, see [`thread_token`]) belongs to a thread of an ancestor process, which does not
+/// exist here.
+static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// A token unique to the calling thread of this process: the thread's number (from a
+/// process-wide counter) in the low 32 bits, the fork generation in the high ones. Never 0.
+pub fn thread_token() -> u64 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    thread_local! {
+        static NUMBER: u32 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    let number = NUMBER.with(|n| *n);
+    (u64::from(FORK_GENERATION.load(Ordering::Acquire)) << 32) | u64::from(number)
+}
+
+/// True if `token` (from [`thread_token`]) names a thread of an ancestor process: a thread
+/// that does not exist in this one.
+pub fn token_is_stale(token: u64) -> bool {
+    (token >> 32) as u32 != FORK_GENERATION.load(Ordering::Acquire)
+}
+
+/// Registers the `pthread_atfork` handlers, once per process (a child inherits them); called
+/// at import and before any lock of the crate is taken. A no-op off Unix.
+pub fn register_fork_handlers() {
+    #[cfg(unix)]
+    fork::register();
 }
 
 #[cfg(unix)]
@@ -97,7 +148,8 @@ mod fork {
     use std::sync::atomic::Ordering;
     use std::sync::Once;
 
-    use super::POOL;
+    use super::{FORK_GENERATION, POOL};
+    use crate::kernels::memory;
 
     extern "C" {
         fn pthread_atfork(
@@ -107,23 +159,37 @@ mod fork {
         ) -> c_int;
     }
 
-    /// Before `fork()`: wait until no thread is inside the lock, and keep it.
+    /// Before `fork()`: wait until no thread is inside the locks, and keep them (always in
+    /// this order).
     extern "C" fn prepare() {
         std::mem::forget(POOL.lock());
+        memory::before_fork();
     }
 
-    /// After `fork()`, in the parent and in the child: release it.
-    extern "C" fn release() {
-        POOL.locked.store(false, Ordering::Release);
+    /// After `fork()`, in the parent: release them.
+    extern "C" fn parent() {
+        memory::after_fork(false);
+        // SAFETY: `prepare` took the lock on this thread and leaked its guard.
+        unsafe { POOL.release_held(|_| ()) };
+    }
+
+    /// After `fork()`, in the child: every thread but this one is gone, so are the claims they
+    /// held on memory, and the locks they might have waited for are free.
+    extern "C" fn child() {
+        FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
+        memory::after_fork(true);
+        // SAFETY: as in `parent`.
+        unsafe { POOL.release_held(|_| ()) };
     }
 
     /// Registers the handlers, once per process (a child inherits them).
     pub fn register() {
         static ONCE: Once = Once::new();
-        // SAFETY: the handlers only take and release the spin lock. Registration fails only
-        // for lack of memory, and then a fork may race as it would without the handlers.
+        // SAFETY: the handlers only take and release spin locks and clear a vector. Registration
+        // fails only for lack of memory, and then a fork may race as it would without the
+        // handlers.
         ONCE.call_once(|| unsafe {
-            pthread_atfork(Some(prepare), Some(release), Some(release));
+            pthread_atfork(Some(prepare), Some(parent), Some(child));
         });
     }
 }

@@ -1,7 +1,7 @@
 //! Softmax cross-entropy of logits rows (see [`super::rows`]), as PyTorch's `cross_entropy`.
 //!
-//! With `x` a row of `C` logits, `w` the class weights (1 when absent), `ε` the label smoothing
-//! and `lse = ln Σ_c e^{x_c}`, a row's loss is
+//! With `x` a row of `C` logits, `w` the class weights (1 when absent, `W = Σ w`), `ε` the
+//! label smoothing and `lse = ln Σ_c e^{x_c}`, a row's loss is
 //!
 //! ```text
 //! class index y:      (1 - ε) · w_y · (lse - x_y)  +  ε / C · Σ_c w_c · (lse - x_c)
@@ -9,25 +9,50 @@
 //! ```
 //!
 //! exactly as `torch.nn.functional.cross_entropy` defines it. `lse` is computed in one read of
-//! the row, never materialising the softmax: each tile contributes its maximum `m` and
-//! `s = Σ e^{x - m}` (exponentials in the input's precision, sums in `f64`), and states merge
-//! as `(m, s) ⊕ (m', s') = (M, s·e^{m-M} + s'·e^{m'-M})` with `M = max(m, m')`. The other sums
-//! (`Σ w x`, `Σ w t'`, `Σ w t' x`) are taken in `f64` in the same pass, so the loss is
-//! `W · lse - Σ w x` (resp. `Σ w t' · lse - Σ w t' x`).
+//! the row, never materialising the softmax. Every difference of logits is taken against a
+//! reference `r`, the row's largest logit `m` (0 for a row without a finite one):
+//!
+//! ```text
+//! lse - x_c = (r - x_c) + ln S,    S = Σ_c e^{x_c - r} = k + s,    ln S = ln_1p((k - 1) + s)
+//! ```
+//!
+//! with `k` the number of logits equal to `r` (their terms are exactly 1) and `s` the sum of
+//! the others' (below 1). `r - x_c ≥ 0` and `ln S ≥ 0`, so the loss is a sum of non-negative
+//! terms, each computed to a few ulp of itself: its error follows the size of the loss, not
+//! that of the logits (PyTorch's, and a `W·lse - Σ w x` form's, grow as `eps·|x|`). When the
+//! label is the row's maximum, the loss is `ln_1p` of the other classes' share, so a confident
+//! row's tiny loss keeps its relative accuracy (PyTorch rounds `ln(1 + 10^-10)` in the working
+//! precision).
+//!
+//! Each tile contributes `(m, s, k)` (exponentials in the input's precision, sums in `f64`)
+//! and the sums the loss needs, taken against its own reference; states merge onto the larger
+//! reference `R` (`s ← s + (k + s')·e^{r' - R}` for the lower one, and each reference-relative
+//! sum `Σ w·(r' - x)` gains `(R - r')·Σ w`):
+//!
+//! ```text
+//! class index y:      (1 - ε) · w_y · ((r - x_y) + ln S)  +  ε / C · (Σ_c w_c·(r - x_c) + W·ln S)
+//! probabilities t:    Σ_c w_c·t'_c·(r - x_c)  +  (Σ_c w_c·t'_c) · ln S
+//! ```
+//!
+//! Accuracy (tested against `mpmath`): within a few ulp of the exact loss of the given logits,
+//! up to the rounding of `x - r` in the exponentials (at most `|x - r|` half-ulps of a term), for
+//! any common offset of the logits and for confident rows alike.
 //!
 //! Conventions: a row whose label equals `ignore_index` contributes 0 to the sum and to the
 //! mean's denominator; a label outside `[0, C)` is a domain error ([`flags::TARGET`]), as is a
 //! negative target probability. NaN anywhere in a row's logits makes that row's loss NaN;
-//! `+inf` logits give NaN (as PyTorch), `-inf` logits are classes of probability 0. The
-//! mean's denominator is the returned `weight`: `Σ w_y` over the rows not ignored for class
-//! indices (so PyTorch's weighted mean is `sum / weight`), the number of rows for
-//! probabilities.
+//! `+inf` logits give NaN (as PyTorch). A `-inf` logit is a class of probability 0: it adds
+//! `+inf` when it is the label, when label smoothing spreads mass on it, or when its target
+//! probability is positive, and NaN (`0 · ∞`, as PyTorch) when its target probability is 0
+//! (or its class weight is 0 under smoothing). A row of `-inf` only gives NaN. The mean's
+//! denominator is the returned `weight`: `Σ w_y` over the rows not ignored for class indices
+//! (so PyTorch's weighted mean is `sum / weight`), the number of rows for probabilities.
 
 use super::float::Float;
 use super::isa::Arch;
 use super::math;
 use super::reduce::{flags, Partial};
-use super::rows::{max_lanes, row_sums, view_rows, RowOp};
+use super::rows::{max_lanes, row_sums, view_rows, RowOp, LANES};
 use super::strided::{SendPtr, Src, TileBuf};
 
 /// An integer class-label element type (the class-index targets of the loss and, through
@@ -49,65 +74,142 @@ macro_rules! impl_label {
 }
 impl_label!(i8, i16, i32, i64, u8, u16, u32);
 
-/// The running state of a row: the log-sum-exp pair `(m, s)` and the sums a loss needs.
+/// The reference of a state whose largest logit is `m`: `m` itself, or 0 when no logit is
+/// above `-inf` (so that `r - x` is `+inf` for a `-inf` logit, not `-inf - -inf`).
+#[inline(always)]
+pub(crate) fn reference(m: f64) -> f64 {
+    if m == f64::NEG_INFINITY {
+        0.0
+    } else {
+        m
+    }
+}
+
+/// The running state of a row: its largest logit `m`, `S = Σ e^{x - r}` (`r` its
+/// [`reference`]) as `k + s`, and the sums a loss needs, those marked relative taken against
+/// `r`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Lse {
     /// Largest logit seen (`-inf` for none); NaN logits are skipped here and poison `s`.
     pub m: f64,
-    /// `Σ e^{x - m}`.
+    /// `Σ e^{x - r}` over the logits other than those equal to `r` (NaN if a logit is NaN or
+    /// `m` is `+inf`).
     pub s: f64,
-    /// Class indices: `Σ w x` (with label smoothing). Probabilities: `Σ w t'`.
+    /// The number of logits equal to `r`, each contributing exactly 1 to `S`.
+    pub k: f64,
+    /// Class indices with label smoothing: `Σ w·(r - x)` (relative). Probabilities: `Σ w t'`.
     pub a: f64,
-    /// Probabilities: `Σ w t' x`.
+    /// Class indices with label smoothing: `Σ w`. Probabilities: `Σ w t'·(r - x)` (relative).
     pub b: f64,
     pub flags: u32,
 }
 
 impl Lse {
-    const EMPTY: Lse = Lse {
+    pub(crate) const EMPTY: Lse = Lse {
         m: f64::NEG_INFINITY,
         s: 0.0,
+        k: 0.0,
         a: 0.0,
         b: 0.0,
         flags: 0,
     };
 
+    /// True for a state that contributes nothing: no logits, or only `-inf` ones with no sums.
     #[inline(always)]
-    fn merge(self, o: Lse) -> Lse {
-        let (m, s) = if self.m == f64::NEG_INFINITY && self.s == 0.0 {
-            (o.m, o.s)
-        } else if o.m == f64::NEG_INFINITY && o.s == 0.0 {
-            (self.m, self.s)
+    fn is_empty(&self) -> bool {
+        self.m == f64::NEG_INFINITY
+            && self.s == 0.0
+            && self.k == 0.0
+            && self.a == 0.0
+            && self.b == 0.0
+    }
+
+    /// This state taken against the reference of `to` (a largest logit at least `m`): the
+    /// exponential sum scaled by `e^{r - R}` (its logits at `r` are no longer at the
+    /// reference), the relative sum (`a` for class indices, `b` for probabilities) raised by
+    /// `(R - r)` times its weight sum.
+    #[inline(always)]
+    fn moved(self, to: f64, probs: bool) -> Lse {
+        if self.m == to {
+            return self;
+        }
+        let (r, big_r) = (reference(self.m), reference(to));
+        // No finite logit: `s` is 0 (or NaN, kept) and `k` is 0.
+        let s = if self.m == f64::NEG_INFINITY {
+            self.s
         } else {
-            let m = if o.m > self.m { o.m } else { self.m };
-            if m == f64::NEG_INFINITY {
-                (m, self.s + o.s)
-            } else {
-                (m, self.s * (self.m - m).exp() + o.s * (o.m - m).exp())
-            }
+            (self.k + self.s) * (r - big_r).exp()
+        };
+        let d = big_r - r;
+        let (a, b) = if probs {
+            (self.a, self.b + d * self.a)
+        } else {
+            (self.a + d * self.b, self.b)
         };
         Lse {
-            m,
+            m: to,
             s,
-            a: self.a + o.a,
-            b: self.b + o.b,
-            flags: self.flags | o.flags,
+            k: 0.0,
+            a,
+            b,
+            flags: self.flags,
         }
     }
 
-    /// `ln Σ e^x` of the row. `s` is at least 1 (the largest logit contributes `e^0`) unless
-    /// the row has no finite logit (0 for all `-inf`, NaN otherwise), so the logarithm needs
-    /// neither the subnormal scaling nor the negative-input select of [`Float::ln_on`]; 0,
-    /// `+inf` and NaN keep their IEEE logarithms.
+    /// `self` (earlier elements of a row) followed by `o`; `probs`: states of
+    /// [`SoftmaxProbs`] (which of `a`, `b` is relative).
     #[inline(always)]
-    fn lse<A: Arch>(&self) -> f64 {
-        self.m + math::ln_nonneg_f64::<A, false>(self.s)
+    pub(crate) fn merge(self, o: Lse, probs: bool) -> Lse {
+        let flags = self.flags | o.flags;
+        if o.is_empty() {
+            return Lse { flags, ..self };
+        }
+        if self.is_empty() {
+            return Lse { flags, ..o };
+        }
+        let m = if o.m > self.m { o.m } else { self.m };
+        let (x, y) = (self.moved(m, probs), o.moved(m, probs));
+        Lse {
+            m,
+            s: x.s + y.s,
+            k: x.k + y.k,
+            a: x.a + y.a,
+            b: x.b + y.b,
+            flags,
+        }
+    }
+
+    /// `ln S = ln_1p((k - 1) + s)`: `k - 1` is exact and `s ≥ 0`, so `S - 1` (the other
+    /// classes' share when the label is the maximum) keeps its relative accuracy however small
+    /// it is. `-inf` for a row without a finite logit (`k = s = 0`), NaN with `s`.
+    #[inline(always)]
+    pub(crate) fn ln_s<A: Arch>(&self) -> f64 {
+        math::ln_1p_nonneg_f64::<A>((self.k - 1.0) + self.s)
     }
 }
 
-/// Sets `m` and `s` of each row's state from a batch of rows of `n` logits (`x`, row after
-/// row); `e` and `shift` are scratch space of `x`'s length, `sums` of one `f64` per row. The
-/// exponentials run over the whole batch in one loop, each against its row's maximum.
+/// The largest element of `x` (NaN ignored, `-inf` for none; see [`max_lanes`]) and how many
+/// elements equal it. Rows of a few elements take both in one left-to-right scan, whose count
+/// chain runs beside the maximum's; longer ones are counted in a second, vectorised pass.
+#[inline(always)]
+fn max_count<T: Float>(x: &[T]) -> (T, u32) {
+    if x.len() <= LANES {
+        let neg_inf = T::from_f64(f64::NEG_INFINITY);
+        return x.iter().fold((neg_inf, 0u32), |(m, k), &v| {
+            let k = if v > m { 1 } else { k + u32::from(v == m) };
+            (if v > m { v } else { m }, k)
+        });
+    }
+    let m = max_lanes(x);
+    (m, x.iter().fold(0u32, |k, &v| k + u32::from(v == m)))
+}
+
+/// Sets `m`, `s` and `k` of each row's state from a batch of rows of `n` logits (`x`, row
+/// after row), and each row's reference into `shift` (`x`'s length, element by element); `e`
+/// is scratch space of `x`'s length, `sums` of one `f64` per row. The exponentials run over
+/// the whole batch in one loop, each against its row's reference; a logit at the reference
+/// adds 1 to `k` (counted with the maximum) instead of `e^0` to `s` (`+inf - +inf`, NaN, to
+/// `s`).
 #[inline(always)]
 fn batch_lse<A: Arch, T: Float>(
     x: &[T],
@@ -119,13 +221,18 @@ fn batch_lse<A: Arch, T: Float>(
 ) {
     let neg_inf = T::from_f64(f64::NEG_INFINITY);
     for (r, state) in states.iter_mut().enumerate() {
-        let m = max_lanes(&x[r * n..(r + 1) * n]);
+        let row = &x[r * n..(r + 1) * n];
+        let (m, k) = max_count(row);
         // A row of -inf (and NaN) has nothing to scale by: e^{x - 0} is 0 (or NaN) there.
-        shift[r * n..(r + 1) * n].fill(if m == neg_inf { T::ZERO } else { m });
+        let reference = if m == neg_inf { T::ZERO } else { m };
+        shift[r * n..(r + 1) * n].fill(reference);
         state.m = m.to_f64();
+        // No logit equals the reference 0 of a row without a finite one.
+        state.k = if m == neg_inf { 0.0 } else { f64::from(k) };
     }
     for ((e, &v), &m) in e.iter_mut().zip(x).zip(&*shift) {
-        *e = (v - m).exp_on::<A>();
+        let d = v - m;
+        *e = if v == m { d } else { d.exp_on::<A>() };
     }
     row_sums(e, n, sums);
     for (state, &s) in states.iter_mut().zip(&*sums) {
@@ -164,8 +271,8 @@ pub struct SoftmaxLabels<T, L> {
 
 impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
     type State = Lse;
-    /// Gather buffers for logits and weights; the exponentials and their shifts; `w · x`;
-    /// per-row sums.
+    /// Gather buffers for logits and weights; the exponentials and their references;
+    /// `w · (r - x)`; per-row sums (two per row).
     type Scratch = (
         TileBuf<T>,
         TileBuf<T>,
@@ -196,33 +303,37 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
         for s in states.iter_mut() {
             *s = Lse::EMPTY;
         }
-        let sums = bs.scratch(rows);
-        batch_lse::<A, T>(
-            x,
-            n,
-            be.scratch(rows * n),
-            bm.scratch(rows * n),
-            sums,
-            states,
-        );
+        let (sums, ks) = bs.scratch(2 * rows).split_at_mut(rows);
+        let shift = bm.scratch(rows * n);
+        batch_lse::<A, T>(x, n, be.scratch(rows * n), shift, sums, states);
         if self.classes.smoothing > 0.0 {
             // SAFETY: as above.
             let w =
                 unsafe { view_rows(bw, self.classes.weight.offset(at[2]), rs[2], st[2], rows, n) };
             let wx = bt.scratch(rows * n);
-            for ((t, &w), &x) in wx.iter_mut().zip(w).zip(x) {
-                *t = w.to_f64() * x.to_f64();
+            for (((t, &w), &x), &r) in wx.iter_mut().zip(w).zip(x).zip(&*shift) {
+                // 0 at the reference, also for an infinite weight (whose `w·(lse - x)` is
+                // `∞·ln S`, not `∞·0`).
+                let d = r.to_f64() - x.to_f64();
+                *t = if d == 0.0 { 0.0 } else { w.to_f64() * d };
             }
             row_sums(wx, n, sums);
-            for (s, &a) in states.iter_mut().zip(&*sums) {
+            if rs[2] == 0 && st[2] == 0 {
+                // One weight for every class (none given): `Σ w` without a pass.
+                ks.fill(w[0].to_f64() * n as f64);
+            } else {
+                row_sums(w, n, ks);
+            }
+            for ((s, &a), &b) in states.iter_mut().zip(&*sums).zip(&*ks) {
                 s.a = a;
+                s.b = b;
             }
         }
     }
 
     #[inline(always)]
     fn merge(&self, a: Lse, b: Lse) -> Lse {
-        a.merge(b)
+        a.merge(b, false)
     }
 
     #[inline(always)]
@@ -246,7 +357,7 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
                 ..Partial::EMPTY
             };
         }
-        let lse = st.lse::<A>();
+        let (r, ln_s) = (reference(st.m), st.ln_s::<A>());
         // SAFETY: 0 <= y < C, so both offsets are inside the row.
         let (xy, wy) = unsafe {
             (
@@ -261,10 +372,12 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
                     .to_f64(),
             )
         };
-        let mut loss = wy * (lse - xy);
+        // `lse - x_y` as a sum of two non-negative terms.
+        let mut loss = wy * ((r - xy) + ln_s);
         if classes.smoothing > 0.0 {
             let eps = classes.smoothing;
-            let smooth = classes.weight_total * lse - st.a;
+            // `Σ w (lse - x)`, likewise.
+            let smooth = classes.weight_total.mul_add_on::<A>(ln_s, st.a);
             loss = (1.0 - eps) * loss + eps / classes.count as f64 * smooth;
         }
         write(loss);
@@ -289,8 +402,8 @@ pub struct SoftmaxProbs<T> {
 
 impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
     type State = Lse;
-    /// Gather buffers for logits, targets and weights; the exponentials and their shifts;
-    /// `w t'` and `w t' x`; per-row sums.
+    /// Gather buffers for logits, targets and weights; the exponentials and their references;
+    /// `w t'` and `w t' (r - x)`; per-row sums.
     type Scratch = (
         TileBuf<T>,
         TileBuf<T>,
@@ -328,20 +441,17 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
             )
         };
         let sums = bs.scratch(2 * rows);
-        batch_lse::<A, T>(
-            x,
-            n,
-            be.scratch(len),
-            bm.scratch(len),
-            &mut sums[..rows],
-            states,
-        );
+        let shift = bm.scratch(len);
+        batch_lse::<A, T>(x, n, be.scratch(len), shift, &mut sums[..rows], states);
         let eps = self.classes.smoothing;
         let (keep, spread) = (1.0 - eps, eps / self.classes.count as f64);
         let (wt, wtx) = (ba.scratch(len), bb.scratch(len));
-        for ((((a, b), &x), &t), &w) in wt.iter_mut().zip(wtx.iter_mut()).zip(x).zip(t).zip(w) {
+        let terms = wt.iter_mut().zip(wtx.iter_mut()).zip(x).zip(t).zip(w);
+        for (((((a, b), &x), &t), &w), &r) in terms.zip(&*shift) {
             *a = w.to_f64() * (t.to_f64() * keep + spread);
-            *b = *a * x.to_f64();
+            // 0 at the reference, also for an infinite target (`∞·ln S`, not `∞·0`).
+            let d = r.to_f64() - x.to_f64();
+            *b = if d == 0.0 { 0.0 } else { *a * d };
         }
         // A negative target is flagged on the batch's first row (the caller locates it).
         let negative = t.iter().fold(false, |bad, &v| bad | (v < T::ZERO));
@@ -357,7 +467,7 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
 
     #[inline(always)]
     fn merge(&self, a: Lse, b: Lse) -> Lse {
-        a.merge(b)
+        a.merge(b, true)
     }
 
     #[inline(always)]
@@ -366,7 +476,8 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
         let loss = if self.classes.count == 0 {
             0.0
         } else {
-            st.a * st.lse::<A>() - st.b
+            // `Σ w t' (lse - x)` as a sum of two non-negative terms.
+            st.a.mul_add_on::<A>(st.ln_s::<A>(), st.b)
         };
         if !self.out.0.is_null() {
             // SAFETY: the output offset of the row is valid and written by this row only.
