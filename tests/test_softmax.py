@@ -445,13 +445,14 @@ def test_accumulator_keeps_the_accuracy() -> None:
     assert acc.result() == pytest.approx(math.fsum(loss), rel=1e-14)
 
 
-# The README's table of NaN and infinities, row `softmax_cross_entropy`: each cell, as PyTorch
-# gives it (loss of the row holding the value).
+# NaN and infinities in softmax cross-entropy (docs/errors.md), including the cases that
+# depend on the label, the target probability and label smoothing: each as PyTorch gives it
+# (the loss of the row holding the value).
 NAN, INF = math.nan, math.inf
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_nan_and_infinity_table(dtype: Any) -> None:
+def test_nan_and_infinities_as_pytorch(dtype: Any) -> None:
     def labels(x: list[float], y: int, **kw: Any) -> float:
         xs = np.array([x, [0.5, 1.0, -1.0]], dtype=dtype)
         out = crossent.softmax_cross_entropy(xs, np.array([y, 0]), reduction="none", **kw)
