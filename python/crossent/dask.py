@@ -258,8 +258,6 @@ def _bce(
         out = da.map_blocks(per_element, x, y, *extra, dtype=x.dtype)
         return out.reshape(()) if scalar else out
 
-    ndim = x.ndim
-
     def factory() -> Any:
         return cls(reduction=reduction, **fixed)
 
@@ -268,18 +266,9 @@ def _bce(
     def state(*blocks: np.ndarray, block_info: Any = None) -> np.ndarray:
         acc = factory()
         call(acc.update, blocks, block_info)
-        return _cell(acc, ndim)
+        return _cell(acc, max(blocks[0].ndim, 1))
 
-    states = da.map_blocks(
-        state,
-        x,
-        y,
-        *extra,
-        dtype=object,
-        chunks=tuple((1,) * len(c) for c in x.chunks),
-        meta=np.empty((0,) * ndim, dtype=object),
-    )
-    return _accumulated(factory, states)
+    return _accumulated(factory, _block_states(state, [x, y, *extra]))
 
 
 def binary_cross_entropy(
@@ -448,7 +437,6 @@ def softmax_cross_entropy(
             return da.map_blocks(per_row, x, t, dtype=x.dtype, chunks=((1,),)).reshape(())
         return da.map_blocks(per_row, x, t, drop_axis=ax, dtype=x.dtype)
 
-    ndim = x.ndim
     scalar: Literal["mean", "sum"] = "sum" if reduction == "sum" else "mean"
 
     def factory() -> Any:
@@ -459,17 +447,9 @@ def softmax_cross_entropy(
     def state(xb: np.ndarray, tb: np.ndarray, block_info: Any = None) -> np.ndarray:
         acc = factory()
         call(acc.update, xb, tb, block_info)
-        return _cell(acc, ndim)
+        return _cell(acc, max(xb.ndim, 1))
 
-    states = da.map_blocks(
-        state,
-        x,
-        t,
-        dtype=object,
-        chunks=tuple((1,) * len(c) for c in x.chunks),
-        meta=np.empty((0,) * ndim, dtype=object),
-    )
-    return _accumulated(factory, states)
+    return _accumulated(factory, _block_states(state, [x, t]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -557,6 +537,8 @@ _ACCUMULATORS: dict[str, type[Any]] = {
 
 
 def _block_states(f: Callable[..., np.ndarray], ops: list[da.Array]) -> da.Array:
+    """An object array with one cell per block of ``ops[0]``: ``f`` applied to the blocks of
+    ``ops`` (a 0-d operand is read as one element), returning that block's accumulator."""
     ndim = ops[0].ndim
     if ndim == 0:
         ops = [o.reshape(1) for o in ops]
