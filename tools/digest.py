@@ -17,13 +17,15 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 import numpy as np
 
 import crossent as ce
 
 Case = tuple[str, Callable[[], Any]]
+_GRAD_REDUCTIONS: tuple[Literal["mean", "sum"], ...] = ("mean", "sum")
 
 
 def _bytes(result: Any) -> bytes:
@@ -55,45 +57,52 @@ def _binary_cases() -> Iterator[Case]:
                 key = f"{dtype}/n={n}/{red}"
                 yield (
                     f"bce/{key}",
-                    lambda p=p, y=y, r=red: ce.binary_cross_entropy(p, y, reduction=r),
+                    partial(ce.binary_cross_entropy, p, y, reduction=red),
                 )
                 yield (
                     f"bce_w/{key}",
-                    lambda p=p, y=y, w=w, r=red: ce.binary_cross_entropy(
-                        p, y, weight=w, reduction=r
-                    ),
+                    partial(ce.binary_cross_entropy, p, y, weight=w, reduction=red),
                 )
                 yield (
                     f"logits/{key}",
-                    lambda x=x, y=y, r=red: ce.binary_cross_entropy_with_logits(x, y, reduction=r),
+                    partial(ce.binary_cross_entropy_with_logits, x, y, reduction=red),
                 )
                 yield (
                     f"logits_pw/{key}",
-                    lambda x=x, y=y, w=w, r=red: ce.binary_cross_entropy_with_logits(
-                        x, y, weight=w, pos_weight=np.asarray([1.5], dtype=x.dtype), reduction=r
+                    partial(
+                        ce.binary_cross_entropy_with_logits,
+                        x,
+                        y,
+                        weight=w,
+                        pos_weight=np.asarray([1.5], dtype=x.dtype),
+                        reduction=red,
                     ),
                 )
-            for red in ("mean", "sum"):
+            for red in _GRAD_REDUCTIONS:
                 yield (
                     f"logits_grad/{dtype}/n={n}/{red}",
-                    lambda x=x, y=y, w=w, r=red: ce.binary_cross_entropy_with_logits_grad(
-                        x, y, weight=w, reduction=r
+                    partial(
+                        ce.binary_cross_entropy_with_logits_grad, x, y, weight=w, reduction=red
                     ),
                 )
         rng = np.random.default_rng(5)
         m = _prob(rng, (300, 40), dtype)
         t = (rng.uniform(size=(300, 40)) < 0.3).astype(np.uint8)
         for name, view in _layouts(m):
-            yield f"bce_layout/{dtype}/{name}", lambda v=view, t=t: ce.binary_cross_entropy(v, t)
+            yield f"bce_layout/{dtype}/{name}", partial(ce.binary_cross_entropy, view, t)
             yield (
                 f"bce_bcast/{dtype}/{name}",
-                lambda v=view, t=t: ce.binary_cross_entropy(v, t, weight=v[:1], reduction="none"),
+                partial(ce.binary_cross_entropy, view, t, weight=view[:1], reduction="none"),
             )
 
 
+def _entropy(p: np.ndarray, q: np.ndarray, **kwargs: Any) -> Any:
+    return ce.entropy(p, **kwargs)
+
+
 def _row_cases() -> Iterator[Case]:
-    functions = {
-        "entropy": lambda p, q, **k: ce.entropy(p, **k),
+    functions: dict[str, Callable[..., Any]] = {
+        "entropy": _entropy,
         "cross_entropy": ce.cross_entropy,
         "kl": ce.kl_divergence,
         "js": ce.jensen_shannon,
@@ -110,13 +119,11 @@ def _row_cases() -> Iterator[Case]:
                             key = f"{name}/{dtype}/{shape}/axis={axis}/norm={norm}/{lname}"
                             yield (
                                 key,
-                                lambda f=f, pv=pv, q=q, a=axis, nm=norm: f(
-                                    pv, q, axis=a, normalize=nm
-                                ),
+                                partial(f, pv, q, axis=axis, normalize=norm),
                             )
                 yield (
                     f"{name}/{dtype}/{shape}/base2/bcast",
-                    lambda f=f, p=p, q=q: f(p, q[..., :1, :] if q.ndim > 1 else q, base=2.0),
+                    partial(f, p, q[..., :1, :] if q.ndim > 1 else q, base=2.0),
                 )
 
 
@@ -134,28 +141,38 @@ def _softmax_cases() -> Iterator[Case]:
                     key = f"{dtype}/{rows}x{k}/{lname}/{red}"
                     yield (
                         f"softmax/{key}",
-                        lambda xv=xv, y=y, r=red: ce.softmax_cross_entropy(xv, y, reduction=r),
+                        partial(ce.softmax_cross_entropy, xv, y, reduction=red),
                     )
                     yield (
                         f"softmax_w_ls/{key}",
-                        lambda xv=xv, y=y, cw=cw, r=red: ce.softmax_cross_entropy(
-                            xv, y, weight=cw, label_smoothing=0.1, reduction=r
+                        partial(
+                            ce.softmax_cross_entropy,
+                            xv,
+                            y,
+                            weight=cw,
+                            label_smoothing=0.1,
+                            reduction=red,
                         ),
                     )
                     yield (
                         f"softmax_soft/{key}",
-                        lambda xv=xv, s=soft, r=red: ce.softmax_cross_entropy(xv, s, reduction=r),
+                        partial(ce.softmax_cross_entropy, xv, soft, reduction=red),
                     )
-                for red in ("mean", "sum"):
+                for red in _GRAD_REDUCTIONS:
                     yield (
                         f"softmax_grad/{dtype}/{rows}x{k}/{lname}/{red}",
-                        lambda xv=xv, y=y, cw=cw, r=red: ce.softmax_cross_entropy_grad(
-                            xv, y, weight=cw, label_smoothing=0.05, reduction=r
+                        partial(
+                            ce.softmax_cross_entropy_grad,
+                            xv,
+                            y,
+                            weight=cw,
+                            label_smoothing=0.05,
+                            reduction=red,
                         ),
                     )
             yield (
                 f"softmax_axis0/{dtype}/{rows}x{k}",
-                lambda x=x, s=soft: ce.softmax_cross_entropy(x.T, s.T, axis=0, reduction="none"),
+                partial(ce.softmax_cross_entropy, x.T, soft.T, axis=0, reduction="none"),
             )
 
 
