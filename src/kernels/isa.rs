@@ -144,7 +144,7 @@ fn detect() -> Isa {
 }
 
 /// The level kernels run with: the detected one, lowered by `CROSSENT_ISA` when that names a
-/// lower one. Chosen on first use and then fixed (see [`set_active`]).
+/// lower one. Chosen on first use and then fixed for the life of the process.
 pub fn active() -> Isa {
     match ACTIVE.load(Ordering::Relaxed) {
         UNSET => {
@@ -160,14 +160,6 @@ pub fn active() -> Isa {
         }
         v => Isa::from_u8(v),
     }
-}
-
-/// Sets the level later calls run with, clamped to what the CPU supports; returns the level
-/// actually set. Calls already running keep theirs.
-pub fn set_active(isa: Isa) -> Isa {
-    let isa = isa.min(detected());
-    ACTIVE.store(isa as u8, Ordering::Relaxed);
-    isa
 }
 
 /// A compile-time instruction-set level: the type parameter of a kernel body.

@@ -215,18 +215,6 @@ where
 /// input (10^9 float32 values would otherwise hold about 7 MB of them).
 const WINDOW: usize = 1024;
 
-/// Runs `f` over `n` items in blocks of `block` items, for work without a reduced result
-/// (e.g. one output value per row). Parallel on `pool` when given.
-pub fn for_each_block<F>(n: usize, block: usize, pool: Option<&ThreadPool>, f: F)
-where
-    F: Fn(Range<usize>) + Sync,
-{
-    reduce(n, block, pool, |r| {
-        f(r);
-        Partial::EMPTY
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
