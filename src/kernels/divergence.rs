@@ -64,9 +64,10 @@
 
 use super::float::Float;
 use super::isa::{self, Arch, Kernel};
+use super::lanes::{max_lanes, row_sums, LANES};
 use super::math;
 use super::reduce::{flags, Partial};
-use super::rows::{fold_row, max_lanes, row_sums, run, view_rows, RowOp, Rows, LANES};
+use super::rows::{fold_row, run, view_rows, RowOp, Rows};
 use super::strided::{SendPtr, Src, TileBuf};
 
 /// Which quantity of a row.

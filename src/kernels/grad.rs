@@ -25,8 +25,8 @@ use rayon::ThreadPool;
 use super::bce::{InputTiles, Inputs};
 use super::float::{Float, Target};
 use super::isa::{self, Arch, Kernel};
+use super::lanes::{max_lanes, sum_lanes2_of};
 use super::reduce::{flags, reduce, Partial, BLOCK};
-use super::rows::{max_lanes, LANES};
 use super::softmax::{reference, Label, Lse};
 use super::strided::{scatter, Layout, Load, SendPtr, Src, TileBuf};
 
@@ -558,39 +558,15 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
 
 /// `(s, k)` of a row piece `x` against the reference `r` (a finite largest logit): `k` the
 /// number of elements equal to `r`, `s = Σ e^{x - r}` over the others (NaN with any NaN),
-/// in `f64` lanes summed as [`super::rows::sum_lanes`] sums.
+/// in `f64` lanes summed as [`super::lanes::sum_lanes`] sums.
 #[inline(always)]
 fn exp_sums<A: Arch, T: Float>(x: &[T], r: f64) -> (f64, f64) {
-    let mut acc = [0f64; LANES];
-    let mut cnt = [0f64; LANES];
-    let term = |v: T| {
+    sum_lanes2_of(x, |v: T| {
         let d = v.to_f64() - r;
         let top = d == 0.0;
         let e = d.exp_on::<A>();
         (if top { 0.0 } else { e }, if top { 1.0 } else { 0.0 })
-    };
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for ((a, k), &v) in acc.iter_mut().zip(cnt.iter_mut()).zip(c) {
-            let (e, t) = term(v);
-            *a += e;
-            *k += t;
-        }
-    }
-    for ((a, k), &v) in acc.iter_mut().zip(cnt.iter_mut()).zip(chunks.remainder()) {
-        let (e, t) = term(v);
-        *a += e;
-        *k += t;
-    }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] += acc[i + width];
-            cnt[i] += cnt[i + width];
-        }
-    }
-    (acc[0], cnt[0])
+    })
 }
 
 /// Runs both passes of [`SoftmaxGrad`]: returns the first pass's merge (domain errors; the

@@ -2,6 +2,7 @@
 //!
 //! - [`float`]: the element types kernels are generic over (`f32`/`f64`, label dtypes).
 //! - [`isa`]: runtime CPU dispatch; kernels compiled once per instruction set.
+//! - [`lanes`]: the lane sums and maxima every kernel reduces tiles with.
 //! - [`math`]: branch-free, vectorisable `ln`, `ln_1p`, `exp` and the hard-label log.
 //! - [`strided`]: walking N-d strided, broadcast operands in place.
 //! - [`reduce`]: the deterministic block reduction engine and its partial state.
@@ -20,6 +21,7 @@ pub mod divergence;
 pub mod float;
 pub mod grad;
 pub mod isa;
+pub mod lanes;
 pub mod math;
 pub mod memory;
 pub mod pool;

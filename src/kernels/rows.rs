@@ -30,10 +30,8 @@ use std::ops::Range;
 
 use rayon::ThreadPool;
 
-use super::cancel;
-use super::float::Float;
 use super::isa::{self, Arch, Isa, Kernel};
-use super::reduce::{reduce_from, window, Partial};
+use super::reduce::{for_each_ordered, reduce_from, Partial};
 use super::strided::{gather_converted, Layout, Load, Src, Stored, TileBuf, TILE};
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
@@ -70,7 +68,7 @@ pub trait RowOp<const K: usize>: Sync {
     /// `at[k] + r * rs[k] + i * st[k]` in operand `k`. `states[r]` receives that row's state,
     /// which must not depend on how many rows are reduced together (the engine batches short
     /// rows and cuts long ones into single-row tiles); [`view_rows`] reads such a batch and
-    /// [`row_sums`] reduces it. Domain-error flags may be raised on any row of the batch (the
+    /// [`super::lanes::row_sums`] reduces it. Domain-error flags may be raised on any row of the batch (the
     /// caller locates the bad element itself), so `first_bad` is only a hint for row ops.
     ///
     /// # Safety
@@ -563,16 +561,11 @@ pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
     }
 }
 
-/// Chunk states held at once by [`for_chunk_states`] (about 56 KiB of them): enough to keep
-/// many threads busy, few enough that memory does not grow with the input (a broadcast input
-/// can have billions of chunks).
-const STATE_WINDOW: usize = 1024;
-
 /// Hands `consume` the state of each chunk `items` (chunks of [`CHUNK`] elements, at least
 /// one per row, numbered row after row: item `i` is chunk `i % chunks` of row `i / chunks`),
-/// in that order. The chunks are reduced [`STATE_WINDOW`] at a time, in parallel on `pool`
-/// (see [`window`]). Returns false if the call was cancelled ([`super::cancel`]): the chunks
-/// from some window on were then not consumed.
+/// in that order, through the crate's one parallel engine ([`for_each_ordered`]). Returns
+/// false if the call was cancelled ([`super::cancel`]): the chunks from some point on were
+/// then not consumed.
 ///
 /// # Safety
 /// As [`run`].
@@ -582,7 +575,7 @@ unsafe fn for_chunk_states<const K: usize, O: RowOp<K>>(
     pool: Option<&ThreadPool>,
     isa: Isa,
     items: Range<usize>,
-    mut consume: impl FnMut(usize, O::State),
+    consume: impl FnMut(usize, O::State),
 ) -> bool {
     let (n, chunks) = (rows.row_len(), rows.chunks());
     let item = |i: usize| {
@@ -596,28 +589,7 @@ unsafe fn for_chunk_states<const K: usize, O: RowOp<K>>(
         };
         isa::dispatch_on(isa, chunk)
     };
-    for start in items.clone().step_by(STATE_WINDOW) {
-        let end = (start + STATE_WINDOW).min(items.end);
-        match pool {
-            Some(pool) => match window(pool, start..end, &item) {
-                Some(states) => {
-                    for (i, state) in (start..end).zip(states) {
-                        consume(i, state);
-                    }
-                }
-                None => return false,
-            },
-            None => {
-                for i in start..end {
-                    if cancel::poll() {
-                        return false;
-                    }
-                    consume(i, item(i));
-                }
-            }
-        }
-    }
-    true
+    for_each_ordered(items, pool, item, consume)
 }
 
 /// The *unfinished* state of the single row of `rows` (every dimension reduced: the whole
@@ -652,145 +624,10 @@ pub unsafe fn fold_row<const K: usize, O: RowOp<K>>(
     state
 }
 
-/// The sum of each of the `out.len()` rows of `n` elements in `x` (row after row), in `f64`.
-///
-/// A tile of more than `TILE / 2` elements (one row) is summed by [`sum_lanes`]; shorter rows
-/// (a batch of whole rows, or the tail of a long row) are summed left to right, each in a
-/// register. Either way a row's sum depends only on its elements and `n`, never on how many
-/// rows share the batch.
-#[inline(always)]
-pub fn row_sums<T: Float>(x: &[T], n: usize, out: &mut [f64]) {
-    if n > TILE / 2 {
-        for (o, row) in out.iter_mut().zip(x.chunks_exact(n)) {
-            *o = sum_lanes(row);
-        }
-        return;
-    }
-    for (o, row) in out.iter_mut().zip(x.chunks_exact(n.max(1))) {
-        *o = row.iter().fold(0.0, |s, &v| s + v.to_f64());
-    }
-    if n == 0 {
-        out.fill(0.0);
-    }
-}
-
-/// [`row_sums`] of `x` into `sums` and of `f(x)` into `fsums`, with the bits [`row_sums`]
-/// gives each. A row of more than `TILE / 2` elements is read once for both sums; shorter rows
-/// get `f` over the whole batch in one loop, through `terms` (at least `x.len()` long), since
-/// `f` inside each row's left-to-right fold would not vectorise. `f` must be branch-free.
-#[inline(always)]
-pub fn row_sums_with<T: Float>(
-    x: &[T],
-    n: usize,
-    f: impl Fn(T) -> f64,
-    terms: &mut [f64],
-    sums: &mut [f64],
-    fsums: &mut [f64],
-) {
-    if n > TILE / 2 {
-        for (row, (s, fs)) in x.chunks_exact(n).zip(sums.iter_mut().zip(fsums.iter_mut())) {
-            (*s, *fs) = sum_lanes_with(row, &f);
-        }
-        return;
-    }
-    let terms = &mut terms[..x.len()];
-    for (t, &v) in terms.iter_mut().zip(x) {
-        *t = f(v);
-    }
-    row_sums(x, n, sums);
-    row_sums(terms, n, fsums);
-}
-
-/// Number of independent `f64` accumulators in a tile sum: enough to fill two 512-bit
-/// registers and to break the dependency chain of the additions.
-pub const LANES: usize = 16;
-
-/// `Σ x` in `f64`: [`LANES`] accumulators, folded in a fixed tree order. The tile sum shared by
-/// the row-wise losses (plain loops, so it vectorises to the enclosing instruction set).
-#[inline(always)]
-pub fn sum_lanes<T: Float>(x: &[T]) -> f64 {
-    sum_lanes_of(x, T::to_f64)
-}
-
-/// `Σ f(x)` in `f64`, summed as [`sum_lanes`] sums. `f` must be branch-free for the loop to
-/// vectorise.
-#[inline(always)]
-pub fn sum_lanes_of<T: Float>(x: &[T], f: impl Fn(T) -> f64) -> f64 {
-    let mut acc = [0f64; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += f(v);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a += f(v);
-    }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] += acc[i + width];
-        }
-    }
-    acc[0]
-}
-
-/// `(Σ x, Σ f(x))`, each summed as [`sum_lanes`] sums, in one read of `x`.
-#[inline(always)]
-pub fn sum_lanes_with<T: Float>(x: &[T], f: impl Fn(T) -> f64) -> (f64, f64) {
-    let mut acc = [0f64; LANES];
-    let mut facc = [0f64; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for ((a, fa), &v) in acc.iter_mut().zip(facc.iter_mut()).zip(c) {
-            *a += v.to_f64();
-            *fa += f(v);
-        }
-    }
-    for ((a, fa), &v) in acc.iter_mut().zip(facc.iter_mut()).zip(chunks.remainder()) {
-        *a += v.to_f64();
-        *fa += f(v);
-    }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] += acc[i + width];
-            facc[i] += facc[i + width];
-        }
-    }
-    (acc[0], facc[0])
-}
-
-/// The largest element of `x`, NaN ignored (`-inf` when there is none). [`LANES`] running
-/// maxima folded at the end, so that it vectorises: one running maximum is a chain of
-/// dependent compares, a few cycles per element. The value is that of a left-to-right scan
-/// (up to the sign of a zero maximum).
-#[inline(always)]
-pub fn max_lanes<T: Float>(x: &[T]) -> T {
-    let neg_inf = T::from_f64(f64::NEG_INFINITY);
-    let max = |m: T, v: T| if v > m { v } else { m };
-    if x.len() <= LANES {
-        // Too short for the lanes to pay for their fold.
-        return x.iter().copied().fold(neg_inf, max);
-    }
-    let mut acc = [neg_inf; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = max(*a, v);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a = max(*a, v);
-    }
-    acc.into_iter().fold(neg_inf, max)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::lanes::sum_lanes;
     use crate::kernels::strided::SendPtr;
 
     /// Sum of each row's elements, written to operand 1, with the row's sum as contribution.
@@ -918,7 +755,7 @@ mod tests {
     fn long_rows_past_one_window_of_chunk_states() {
         // Row `i` is `x[i..i + c]` (overlapping windows of one buffer): 2 chunks per row and
         // more rows than fit in one window of chunk states, with distinct sums per row.
-        let (r, c) = (STATE_WINDOW / 2 + 90, CHUNK + 5);
+        let (r, c) = (crate::kernels::reduce::WINDOW / 2 + 90, CHUNK + 5);
         let x = data(r + c);
         let exact: Vec<f64> = (0..r).map(|i| x[i..i + c].iter().sum::<f64>()).collect();
         let (reference, part) = row_sums(&x, [r, c], [1, 1], 1, 1);
@@ -1115,15 +952,6 @@ mod tests {
     }
 
     #[test]
-    fn sums_handle_ragged_tiles() {
-        let x = data(37);
-        let total: f64 = x.iter().map(|v| v.abs()).sum();
-        assert!((sum_lanes(&x) - x.iter().sum::<f64>()).abs() <= 1e-12 * total);
-        assert_eq!(sum_lanes::<f32>(&[]), 0.0);
-        assert_eq!(sum_lanes(&[1f32; 37]), 37.0);
-    }
-
-    #[test]
     fn every_instruction_set_gives_the_same_row_sums() {
         // Sums without transcendental functions are exact in every instruction set here.
         let x: Vec<f64> = (0..5000).map(|i| (i % 97) as f64).collect();
@@ -1154,24 +982,5 @@ mod tests {
         // Layout::new orders by stride (memory order): flat f is at 5 (f / 3) + f % 3.
         let want: Vec<isize> = (100..2100).map(|f| 5 * (f / 3) + f % 3).collect();
         assert_eq!(seen, want);
-    }
-
-    #[test]
-    fn max_lanes_is_the_scan_maximum_ignoring_nan() {
-        let scan = |x: &[f32]| {
-            x.iter()
-                .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
-        };
-        assert_eq!(max_lanes::<f32>(&[]), f32::NEG_INFINITY);
-        assert_eq!(max_lanes(&[f32::NAN; 40]), f32::NEG_INFINITY);
-        for n in [1, 15, 16, 17, 100, 1000] {
-            let mut x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1013) as f32 - 500.0).collect();
-            assert_eq!(max_lanes(&x), scan(&x), "n = {n}");
-            x[n / 2] = f32::NAN;
-            x[n - 1] = 1e30;
-            assert_eq!(max_lanes(&x), 1e30, "n = {n}");
-            x[n - 1] = f32::INFINITY;
-            assert_eq!(max_lanes(&x), f32::INFINITY, "n = {n}");
-        }
     }
 }

@@ -50,9 +50,10 @@
 
 use super::float::Float;
 use super::isa::Arch;
+use super::lanes::{max_lanes, row_sums, LANES};
 use super::math;
 use super::reduce::{flags, Partial};
-use super::rows::{max_lanes, row_sums, view_rows, RowOp, LANES};
+use super::rows::{view_rows, RowOp};
 use super::strided::{SendPtr, Src, TileBuf};
 
 /// An integer class-label element type (the class-index targets of the loss and, through
