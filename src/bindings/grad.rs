@@ -17,10 +17,11 @@ use super::softmax::{
     check_ignore_index_unused, check_smoothing, labels_shape_error, with_class_target, ClassWeights,
 };
 use super::threads::run_detached;
+use crate::kernels::bce::grad::{self as bce_grad, LogitsGrad};
 use crate::kernels::float::{Bool, Float, Target};
-use crate::kernels::grad::{self, ClassTarget, LogitsGrad, RowInfo, SoftmaxGrad};
 use crate::kernels::reduce::flags;
 use crate::kernels::rows::Rows;
+use crate::kernels::softmax::grad::{self as softmax_grad, ClassTarget, RowInfo, SoftmaxGrad};
 use crate::kernels::strided::{Layout, SendPtr};
 
 /// Gradient and diagonal Hessian of binary cross-entropy with logits, per element.
@@ -176,7 +177,7 @@ fn compute<'py, T: Float + Element, E: Element, Y: Target>(
         // SAFETY: every pointer comes from a view alive (and borrowed) until this function
         // returns; the outputs are writeable, self-disjoint and disjoint from each other and
         // from the inputs (their exclusive borrows were granted).
-        unsafe { grad::binary_cross_entropy_with_logits_grad(&kernel_ops, pool) }
+        unsafe { bce_grad::binary_cross_entropy_with_logits_grad(&kernel_ops, pool) }
     })?;
     // Float targets may be any real number, as for the loss; labels must be 0 or 1.
     if part.flags & flags::TARGET != 0 && Y::HARD {
@@ -377,7 +378,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
         // SAFETY: the views are alive and borrowed until this function returns; the outputs
         // are writeable and disjoint from each other and the inputs; `info` has one slot per
         // row.
-        unsafe { grad::softmax_cross_entropy_grad(&rows, &mut op, mean, pool) }
+        unsafe { softmax_grad::softmax_cross_entropy_grad(&rows, &mut op, mean, pool) }
     })?;
     drop(info);
     if part.flags & flags::TARGET != 0 {

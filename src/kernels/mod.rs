@@ -10,16 +10,16 @@
 //! - [`pool`]: the crate's fork-safe rayon pool (and the locks and fork handlers of the crate).
 //! - [`memory`]: which bytes a call reads and writes; the claims of running calls on them.
 //! - [`cancel`]: the cancellation hook the engines poll (Ctrl-C in a long call).
-//! - [`bce`]: binary cross-entropy on probabilities and logits.
+//! - [`bce`]: binary cross-entropy on probabilities and logits; [`bce::grad`], the gradient
+//!   and diagonal Hessian of its logits form.
 //! - [`divergence`]: entropy, cross-entropy, KL and Jensen-Shannon divergence per row.
-//! - [`softmax`]: softmax cross-entropy against class indices or probabilities.
-//! - [`grad`]: gradients and diagonal Hessians with respect to logits (boosting objectives).
+//! - [`softmax`]: softmax cross-entropy against class indices or probabilities;
+//!   [`softmax::grad`], its gradient and diagonal Hessian on the same log-sum-exp state.
 
 pub mod bce;
 pub mod cancel;
 pub mod divergence;
 pub mod float;
-pub mod grad;
 pub mod isa;
 pub mod lanes;
 pub mod math;

@@ -48,6 +48,9 @@
 //! denominator is the returned `weight`: `Σ w_y` over the rows not ignored for class indices
 //! (so PyTorch's weighted mean is `sum / weight`), the number of rows for probabilities.
 
+/// The gradient and diagonal Hessian of the loss, on the same log-sum-exp state ([`Lse`]).
+pub mod grad;
+
 use super::float::Float;
 use super::isa::Arch;
 use super::lanes::{max_lanes, row_sums, LANES};
@@ -57,7 +60,7 @@ use super::rows::{view_rows, RowOp};
 use super::strided::{SendPtr, Src, TileBuf};
 
 /// An integer class-label element type (the class-index targets of the loss and, through
-/// [`super::grad::ClassTarget`], of its gradient).
+/// [`grad::ClassTarget`], of its gradient).
 pub trait Label: Copy + Send + Sync + std::fmt::Debug + Default + 'static {
     /// The label as a class index (may be out of range; checked by the kernel).
     fn index(self) -> i64;
