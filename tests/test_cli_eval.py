@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import crossent
-from crossent import _cli, _eval
 from crossent.__main__ import main
+from crossent.cli import eval, sources
+from crossent.cli.progress import Progress
 
 N = 5 * crossent.BLOCK + 7
 
@@ -23,7 +24,7 @@ N = 5 * crossent.BLOCK + 7
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of two blocks, so that small files still stream in many batches."""
-    monkeypatch.setattr(_eval, "BATCH", 2 * crossent.BLOCK)
+    monkeypatch.setattr(sources, "BATCH", 2 * crossent.BLOCK)
 
 
 @pytest.fixture
@@ -159,12 +160,12 @@ def test_progress_on_stderr_unless_quiet(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    class Immediate(_cli.Progress):
+    class Immediate(Progress):
         def __init__(self, *a: Any, **k: Any) -> None:
             k["delay"] = 0.0
             super().__init__(*a, **k)
 
-    monkeypatch.setattr(_eval, "Progress", Immediate)
+    monkeypatch.setattr(eval, "Progress", Immediate)
     d = files["dir"]
     args = ["--loss", "bce", "--input", d / "p.npy", "--target", d / "y.npy"]
     rc, out, err = run(capsys, *args)
@@ -571,7 +572,7 @@ def test_failed_run_leaves_no_output_and_the_old_one_untouched(
             if len(calls) == 2:
                 raise KeyboardInterrupt
 
-        monkeypatch.setattr(_cli.Progress, "update", interrupt)
+        monkeypatch.setattr(Progress, "update", interrupt)
     out_dir = d / "out"
     out_dir.mkdir()
     output = out_dir / "losses.npy"
@@ -834,9 +835,9 @@ def _run_csv(
     *args: Any,
 ) -> tuple[int, str, str]:
     with monkeypatch.context() as m:
-        m.setattr(_eval, "_CSV_ROWS", 7)
-        m.setattr(_eval, "_CSV_BLOCK", 1 << 10)
-        m.setattr(_eval, "BATCH", 2 * crossent.BLOCK)
+        m.setattr(sources, "_CSV_ROWS", 7)
+        m.setattr(sources, "_CSV_BLOCK", 1 << 10)
+        m.setattr(sources, "BATCH", 2 * crossent.BLOCK)
         if not pyarrow:
             m.setitem(sys.modules, "pyarrow", None)
         return run(capsys, *args, "--quiet")
