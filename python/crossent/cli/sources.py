@@ -36,14 +36,12 @@ class Source:
         self._chunks: Iterator[np.ndarray] = iter(())
         self._buf: list[np.ndarray] = []
         self._buffered = 0
-        self.done = False
 
     def _fill(self, n: int) -> None:
         while self._buffered < n:
             try:
                 chunk = next(self._chunks)
             except StopIteration:
-                self.done = True
                 return
             if chunk.size:
                 self._buf.append(chunk)
