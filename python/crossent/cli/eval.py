@@ -18,7 +18,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -97,10 +96,6 @@ def _batch_elements(row: int) -> int:
     return row * max(1, sources.BATCH // row)
 
 
-_INDEX = re.compile(r"at index \(([\d, ]*)\)")
-_ARG = re.compile(r"'(\w+)'")
-
-
 @dataclass(frozen=True)
 class Place:
     """Where one argument of a batch's call lies in its operand: the operand's option and
@@ -115,27 +110,25 @@ class Place:
     shape: tuple[int, ...] | None = None
 
 
-def _globalise(message: str, places: dict[str, Place]) -> str:
-    """An error of one batch's call, reworded for the whole run: the argument it names (the
-    loss functions' messages start with it, ``'target' must hold ...``) becomes the option
-    and file, and the batch-relative ``at index (i, j)`` the position in that operand."""
-    m = _ARG.match(message)
-    place = places.get(m.group(1)) if m else None
+def _located(e: Exception, places: dict[str, Place]) -> str:
+    """The message of an error of one batch's call, for the whole run: a
+    :class:`crossent.DomainError` gets the option and file of the operand its ``argument``
+    names in front, and its batch-relative ``index`` becomes the position in that operand.
+    Other errors keep their message."""
+    import crossent
+
+    message = str(e)
+    if not isinstance(e, crossent.DomainError):
+        return message
+    place = places.get(e.argument)
     if place is None:
         return message
-    hits = list(_INDEX.finditer(message))
-    if hits and place.batch is not None:
-        hit = hits[-1]
-        try:
-            idx = tuple(int(v) for v in hit.group(1).split(",") if v.strip())
-            flat = int(np.ravel_multi_index(idx, place.batch)) + place.offset
-            shape = place.shape if place.shape is not None else (flat + 1,)
-            full = tuple(int(v) for v in np.unravel_index(flat, shape))
-        except ValueError:
-            full = None
-        if full is not None:
-            text = f"({full[0]},)" if len(full) == 1 else str(full)
-            message = message[: hit.start()] + f"at index {text}" + message[hit.end() :]
+    if e.index is not None and place.batch is not None:
+        flat = int(np.ravel_multi_index(e.index, place.batch)) + place.offset
+        shape = place.shape if place.shape is not None else (flat + 1,)
+        full = tuple(int(i) for i in np.unravel_index(flat, shape))
+        # The message ends with the position, written as a tuple prints: (3,), (2, 4).
+        message = f"{message.removesuffix(f'at index {e.index}')}at index {full}"
     return f"{place.label}: {message}"
 
 
@@ -265,8 +258,14 @@ def rows(loss: Loss, input: Source, target: Source, class_weight: Source | None)
     settings: dict[str, Any] = {}
     places: dict[str, Place] = {}
     if class_weight is not None:
+        label = f"--weight {class_weight.spec}"
         settings["weight"] = class_weight.whole()
-        places["weight"] = Place(f"--weight {class_weight.spec}", None)
+        if settings["weight"].shape != (classes,):
+            raise CliError(
+                f"{label}: 'weight' must have shape ({classes},) (one weight per class), "
+                f"got {settings['weight'].shape}"
+            )
+        places["weight"] = Place(label, None)
     labels = (
         Stream(("target",), target, shape, (classes,))
         if soft
@@ -302,7 +301,7 @@ def evaluate(
         try:
             acc = getattr(crossent, plan.loss.accumulator)(reduction=reduction, **plan.settings)
         except (ValueError, TypeError) as e:
-            raise CliError(_globalise(str(e), plan.places)) from None
+            raise CliError(_located(e, plan.places)) from None
     total = math.prod(plan.shape) if plan.shape is not None else None
     progress.total = float(total) if total else 1.0
     row = math.prod(plan.row)
@@ -358,7 +357,7 @@ def evaluate(
                 else:
                     acc.update(*args[:2], **plan.fixed, **streamed)
             except (ValueError, TypeError) as e:
-                raise CliError(_globalise(str(e), places)) from None
+                raise CliError(_located(e, places)) from None
             done += k
             progress.update(done, f"{done:,} {plan.unit}")
         progress.close()
