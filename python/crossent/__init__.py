@@ -21,6 +21,7 @@ from crossent._core import (
     EntropyAccumulator,
     JensenShannonAccumulator,
     KLDivergenceAccumulator,
+    LogLossAccumulator,
     SoftmaxCrossEntropyAccumulator,
     __version__,
     binary_cross_entropy,
@@ -35,6 +36,7 @@ from crossent._core import (
     softmax_cross_entropy,
     softmax_cross_entropy_grad,
 )
+from crossent._logloss import log_loss
 
 __all__ = [
     "BLOCK",
@@ -46,6 +48,7 @@ __all__ = [
     "EntropyAccumulator",
     "JensenShannonAccumulator",
     "KLDivergenceAccumulator",
+    "LogLossAccumulator",
     "SoftmaxCrossEntropyAccumulator",
     "__version__",
     "binary_cross_entropy",
@@ -56,6 +59,7 @@ __all__ = [
     "get_num_threads",
     "jensen_shannon",
     "kl_divergence",
+    "log_loss",
     "set_num_threads",
     "softmax_cross_entropy",
     "softmax_cross_entropy_grad",

@@ -51,6 +51,7 @@ __all__ = [
     "entropy",
     "jensen_shannon",
     "kl_divergence",
+    "log_loss",
     "softmax_cross_entropy",
 ]
 
@@ -447,6 +448,83 @@ def softmax_cross_entropy(
         return _cell(acc, max(xb.ndim, 1))
 
     return _accumulated(factory, _block_states(state, [x, t]))
+
+
+def log_loss(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    labels: Any,
+    normalize: bool = True,
+    sample_weight: Any = None,
+) -> da.Array:
+    """:func:`crossent.log_loss` on Dask arrays (lazy), with the classes given.
+
+    Each chunk of rows is reduced by a :class:`crossent.LogLossAccumulator` (its state: the
+    weighted loss sum, the weight sum and the count), and the accumulators are merged in chunk
+    order: the result is the log loss of all rows, whatever the chunk sizes (averaging each
+    chunk's mean, as ``dask_ml.metrics.log_loss`` does, is biased when chunks differ in size).
+    ``labels`` is required (a chunk may lack a class; inferring the classes would need a pass
+    over ``y_true`` first). The class axis of ``y_pred`` is rechunked whole; ``y_true`` and
+    ``sample_weight`` follow ``y_pred``'s row chunks.
+
+    >>> import numpy as np, dask.array as da, crossent.dask
+    >>> p = da.from_array(np.array([[0.7, 0.3], [0.2, 0.8], [0.6, 0.4]]), chunks=(2, 2))
+    >>> y = da.from_array(np.array([0, 1, 1]), chunks=2)
+    >>> round(float(crossent.dask.log_loss(y, p, labels=[0, 1]).compute()), 6)
+    0.498703
+    """
+    x = _dask(y_pred, "y_pred")
+    if x.ndim not in (1, 2):
+        raise ValueError(
+            "'y_pred' must be 1-D (the positive class's probability) or 2-D "
+            f"(n_samples, n_classes), got shape {x.shape}"
+        )
+    if x.ndim == 2:
+        x = x.rechunk({1: -1})
+    rows = x.chunks[0]
+    ops = [x]
+    t = _dask(y_true, "y_true")
+    if t.ndim != 1 or t.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"'y_true' must hold one label per row of 'y_pred' (shape ({x.shape[0]},)), "
+            f"got shape {t.shape}"
+        )
+    ops.append(t.rechunk((rows,)))
+    if sample_weight is not None:
+        w = _dask(sample_weight, "sample_weight")
+        if w.ndim != 1 or w.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"'sample_weight' must have shape ({x.shape[0]},) (one weight per row of "
+                f"'y_pred'), got {w.shape}"
+            )
+        ops.append(w.rechunk((rows,)))
+    if x.ndim == 2:
+        # Per-row operands get an axis of length 1, so that their blocks line up with the
+        # predictions' blocks in map_blocks.
+        ops[1:] = [da.expand_dims(o, 1).rechunk((rows, (1,))) for o in ops[1:]]
+    fixed = crossent.LogLossAccumulator(labels=labels, normalize=normalize)
+    classes = fixed.labels
+
+    def factory() -> Any:
+        return crossent.LogLossAccumulator(labels=classes, normalize=normalize)
+
+    def state(xb: np.ndarray, tb: np.ndarray, *rest: Any, block_info: Any = None) -> np.ndarray:
+        acc = factory()
+        wb = rest[0] if rest else None
+        if x.ndim == 2:
+            tb = tb[:, 0]
+            wb = None if wb is None else wb[:, 0]
+        try:
+            acc.update(tb, xb, wb)
+        except ValueError as e:
+            starts = [_starts(block_info, k) for k in range(len(ops))]
+            row = None if starts[0] is None else starts[0][:1]
+            where = {"y_pred": starts[0], "y_true": row, "sample_weight": row}
+            raise _relocated(e, where) from None
+        return _cell(acc, xb.ndim)
+
+    return _accumulated(factory, _block_states(state, ops))
 
 
 # --------------------------------------------------------------------------------------------

@@ -170,7 +170,7 @@ impl<T: Send> Shared<T> {
     /// thread holds it. `class` names the accumulator in the error raised when the thread
     /// already holds it (a method called from inside its own `update`, e.g. by an
     /// `__array__` method of a batch).
-    fn lock(&self, py: Python<'_>, class: &str) -> PyResult<SharedGuard<'_, T>> {
+    pub(crate) fn lock(&self, py: Python<'_>, class: &str) -> PyResult<SharedGuard<'_, T>> {
         let me = pool::thread_token();
         if self.try_acquire(me) {
             return Ok(SharedGuard { shared: self, me });
@@ -248,7 +248,7 @@ pub struct State<R: Rule> {
 }
 
 impl<R: Rule> State<R> {
-    fn new(rule: R) -> Self {
+    pub(crate) fn new(rule: R) -> Self {
         State {
             rule,
             part: Shared::new(Partial::EMPTY),
@@ -258,13 +258,16 @@ impl<R: Rule> State<R> {
 
 /// `(sum, weight, count, Σp, Σq)`: the partial as pickling stores it (an accumulator's state
 /// has no domain-error flags: a batch that raises one is not folded in).
-fn partial_to_tuple<'py>(part: &Partial, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+pub(crate) fn partial_to_tuple<'py>(
+    part: &Partial,
+    py: Python<'py>,
+) -> PyResult<Bound<'py, PyTuple>> {
     let [mass_p, mass_q] = part.mass;
     (part.sum, part.weight, part.count, mass_p, mass_q).into_pyobject(py)
 }
 
 /// The partial [`partial_to_tuple`] stored; anything else is a `ValueError`.
-fn partial_from_tuple(state: &Bound<'_, PyAny>) -> PyResult<Partial> {
+pub(crate) fn partial_from_tuple(state: &Bound<'_, PyAny>) -> PyResult<Partial> {
     let bad = || PyValueError::new_err("'state' is not an accumulator state");
     let tuple = state.cast::<PyTuple>().map_err(|_| bad())?;
     if tuple.len() != 5 {
@@ -292,7 +295,10 @@ pub trait AsState {
 
 /// The partial and the constructor parameters of `other`, which must be an accumulator of
 /// class `C`.
-fn state_of<'py, C: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + AsState + Sync>(
+pub(crate) fn state_of<
+    'py,
+    C: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + AsState + Sync,
+>(
     other: &Bound<'py, PyAny>,
     class: &str,
 ) -> PyResult<(Partial, Bound<'py, PyDict>)> {
@@ -315,7 +321,7 @@ fn state_of<'py, C: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + AsSt
 /// `ValueError` naming the first parameter that differs: the two states were folded (or are
 /// finished) by different losses, and their sum would be neither's. Fixed arrays compare by
 /// shape and value (NaN equal to NaN).
-fn same_params(mine: &Bound<'_, PyDict>, theirs: &Bound<'_, PyDict>) -> PyResult<()> {
+pub(crate) fn same_params(mine: &Bound<'_, PyDict>, theirs: &Bound<'_, PyDict>) -> PyResult<()> {
     let py = mine.py();
     for (key, a) in mine.iter() {
         let b = theirs
@@ -354,7 +360,7 @@ fn shown(value: &Bound<'_, PyAny>) -> PyResult<String> {
 
 /// `Class(param=value, ...) <count=..., sum=...>`, parameters that are `None` left out and
 /// arrays shown as lists.
-fn repr(class: &str, params: &Bound<'_, PyDict>, part: &Partial) -> PyResult<String> {
+pub(crate) fn repr(class: &str, params: &Bound<'_, PyDict>, part: &Partial) -> PyResult<String> {
     let mut parts = Vec::new();
     for (key, value) in params.iter() {
         if value.is_none() {
@@ -475,6 +481,8 @@ macro_rules! accumulator_methods {
         }
     };
 }
+
+pub(crate) use accumulator_methods;
 
 /// Streaming :func:`crossent.binary_cross_entropy` over batches.
 ///

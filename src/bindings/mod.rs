@@ -9,6 +9,7 @@ pub mod binary;
 pub mod divergence;
 pub mod errors;
 pub mod grad;
+pub mod logloss;
 pub mod operand;
 pub mod reduction;
 pub mod softmax;

@@ -13,6 +13,7 @@
 //! - [`bce`]: binary cross-entropy on probabilities and logits; [`bce::grad`], the gradient
 //!   and diagonal Hessian of its logits form.
 //! - [`divergence`]: entropy, cross-entropy, KL and Jensen-Shannon divergence per row.
+//! - [`logloss`]: scikit-learn's `log_loss` over class codes, one fused pass per row.
 //! - [`softmax`]: softmax cross-entropy against class indices or probabilities;
 //!   [`softmax::grad`], its gradient and diagonal Hessian on the same log-sum-exp state.
 
@@ -22,6 +23,7 @@ pub mod divergence;
 pub mod float;
 pub mod isa;
 pub mod lanes;
+pub mod logloss;
 pub mod math;
 pub mod memory;
 pub mod pool;
