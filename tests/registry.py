@@ -389,3 +389,106 @@ def full_args(f: Func, rng: np.random.Generator, shape: tuple[int, ...], dtype: 
     for name in f.broadcast:
         args[name] = rng.uniform(0.5, 2.0, size=shape[-1:]).astype(dtype)
     return args
+
+
+# --- functions outside the PyTorch-shaped model above ----------------------------------------
+
+
+@dataclass(frozen=True)
+class BadCall:
+    """One call with one bad argument: it raises `exc`, whose message names `arg`."""
+
+    id: str
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: Args
+    exc: type[Exception]
+    arg: str
+
+
+_P = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
+_Y = np.array([0, 1, 0])
+
+
+def _log_loss_call(id: str, exc: type[Exception], arg: str, *args: Any, **kwargs: Any) -> BadCall:
+    return BadCall(f"log_loss-{id}", crossent.log_loss, args, kwargs, exc, arg)
+
+
+def _acc_update(**kwargs: Any) -> Callable[..., Any]:
+    def update(*args: Any) -> Any:
+        return crossent.LogLossAccumulator(labels=[0, 1]).update(*args, **kwargs)
+
+    return update
+
+
+BAD_CALLS: list[BadCall] = [
+    _log_loss_call("normalize-str", TypeError, "normalize", _Y, _P, normalize="yes"),
+    _log_loss_call("normalize-none", TypeError, "normalize", _Y, _P, normalize=None),
+    _log_loss_call("weight-scalar", TypeError, "sample_weight", _Y, _P, sample_weight=2.0),
+    _log_loss_call("weight-str", TypeError, "sample_weight", _Y, _P, sample_weight="w"),
+    _log_loss_call(
+        "weight-complex", TypeError, "sample_weight", _Y, _P, sample_weight=np.ones(3, complex)
+    ),
+    _log_loss_call("weight-2d", ValueError, "sample_weight", _Y, _P, sample_weight=np.ones((3, 1))),
+    _log_loss_call("weight-short", ValueError, "sample_weight", _Y, _P, sample_weight=np.ones(2)),
+    _log_loss_call(
+        "weight-negative", ValueError, "sample_weight", _Y, _P, sample_weight=[1.0, -1.0, 1.0]
+    ),
+    _log_loss_call(
+        "weight-nan", ValueError, "sample_weight", _Y, _P, sample_weight=[1.0, np.nan, 1.0]
+    ),
+    _log_loss_call("weight-zero", ValueError, "sample_weight", _Y, _P, sample_weight=np.zeros(3)),
+    _log_loss_call("labels-one", ValueError, "labels", _Y, _P, labels=[0]),
+    _log_loss_call("labels-empty", ValueError, "labels", _Y, _P, labels=[]),
+    _log_loss_call("labels-2d", ValueError, "labels", _Y, _P, labels=[[0, 1], [2, 3]]),
+    _log_loss_call("labels-missing", ValueError, "y_true", [0, 2, 1], _P, labels=[0, 1]),
+    _log_loss_call("labels-count", ValueError, "y_pred", _Y, _P, labels=[0, 1, 2]),
+    _log_loss_call("labels-complex", TypeError, "labels", _Y, _P, labels=np.ones(2, complex)),
+    _log_loss_call("y_pred-scalar", TypeError, "y_pred", _Y, 0.5),
+    _log_loss_call("y_pred-none", TypeError, "y_pred", _Y, None),
+    _log_loss_call("y_pred-str", ValueError, "y_pred", _Y, np.array([["a", "b"]] * 3)),
+    _log_loss_call("y_pred-complex", ValueError, "y_pred", _Y, _P.astype(complex)),
+    _log_loss_call("y_pred-3d", ValueError, "y_pred", _Y, _P[:, :, None]),
+    _log_loss_call("y_pred-above-1", ValueError, "y_pred", _Y, _P * 2),
+    _log_loss_call("y_pred-nan", ValueError, "y_pred", _Y, np.where(_P == 0.6, np.nan, _P)),
+    _log_loss_call("y_pred-ragged", TypeError, "y_pred", _Y, [[0.5, 0.5], [1.0]]),
+    _log_loss_call("y_true-continuous", ValueError, "y_true", [0.5, 1.0, 0.0], _P),
+    _log_loss_call("y_true-nan", ValueError, "y_true", [np.nan, 1.0, 0.0], _P),
+    _log_loss_call("y_true-one-class", ValueError, "y_true", [1, 1, 1], _P),
+    _log_loss_call("y_true-three-classes", ValueError, "y_true", [0, 1, 2], _P),
+    _log_loss_call("y_true-length", ValueError, "y_true", [0, 1], _P),
+    _log_loss_call("y_true-indicator", ValueError, "y_true", np.eye(3, dtype=int)[:, :2], _P),
+    _log_loss_call("y_true-complex", TypeError, "y_true", np.zeros(3, complex), _P),
+    _log_loss_call("y_true-mixed", ValueError, "y_true", np.array(["a", 1, 1], dtype=object), _P),
+    _log_loss_call("y_true-empty", ValueError, "y_pred", [], np.zeros((0, 2))),
+    BadCall(
+        "LogLossAccumulator-normalize",
+        crossent.LogLossAccumulator,
+        (),
+        {"labels": [0, 1], "normalize": 1},
+        TypeError,
+        "normalize",
+    ),
+    BadCall(
+        "LogLossAccumulator-labels",
+        crossent.LogLossAccumulator,
+        (),
+        {"labels": [3]},
+        ValueError,
+        "labels",
+    ),
+    BadCall(
+        "LogLossAccumulator-update-y_true", _acc_update(), (_Y + 1, _P), {}, ValueError, "y_true"
+    ),
+    BadCall(
+        "LogLossAccumulator-update-y_pred", _acc_update(), (_Y, _P * 3), {}, ValueError, "y_pred"
+    ),
+    BadCall(
+        "LogLossAccumulator-update-sample_weight",
+        _acc_update(sample_weight=[1, 2]),
+        (_Y, _P),
+        {},
+        ValueError,
+        "sample_weight",
+    ),
+]

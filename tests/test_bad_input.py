@@ -14,7 +14,19 @@ from typing import Any, Literal
 import numpy as np
 import pytest
 import reference
-from registry import BY_NAME, FLOATS, FUNCS, NEVER, Args, Func, array_args, full_args, ids
+from registry import (
+    BAD_CALLS,
+    BY_NAME,
+    FLOATS,
+    FUNCS,
+    NEVER,
+    Args,
+    BadCall,
+    Func,
+    array_args,
+    full_args,
+    ids,
+)
 
 import crossent
 
@@ -977,3 +989,8 @@ def test_ignore_index_with_class_probabilities_is_refused() -> None:
         acc = crossent.SoftmaxCrossEntropyAccumulator(ignore_index=ignore)
         acc.update(logits, probs)
         assert acc.result() == expected
+
+
+@pytest.mark.parametrize("case", BAD_CALLS, ids=[c.id for c in BAD_CALLS])
+def test_bad_calls_name_the_argument(case: BadCall) -> None:
+    raises(case.exc, case.arg, case.func, *case.args, **case.kwargs)

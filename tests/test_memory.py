@@ -260,3 +260,68 @@ def test_every_dtype_combination_is_read_in_place() -> None:
     assert not copied, "peak memory grew by a copy:\n" + "\n".join(copied)
     differ = [r["case"] for r in report if not r["same"]]
     assert not differ, "results differ from the converted operands':\n" + "\n".join(differ)
+
+
+LOG_LOSS_SCRIPT = textwrap.dedent(
+    """
+    import gc, json
+    import numpy as np
+    import crossent
+
+    def status(key):
+        for line in open("/proc/self/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+        raise KeyError(key)
+
+    def growth(call):
+        call()  # warm up: the pool, the allocator, NumPy's caches
+        gc.collect()
+        before = status("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # the peak starts again from the current resident size
+        call()
+        return status("VmHWM") - before
+
+    ROWS, COLS = 1 << 18, 64  # float32 y_pred: 64 MiB; a float64 one-hot: 128 MiB
+    rng = np.random.default_rng(0)
+    p = rng.random((ROWS, COLS), dtype=np.float32)
+    p /= p.sum(axis=1, keepdims=True)
+    codes = (np.arange(ROWS) % COLS).astype(np.int64)
+    names = np.array([f"c{i:02d}" for i in range(COLS)])[codes]
+    w = rng.random(ROWS)
+    small, fortran = codes.astype(np.uint8), np.asfortranarray(p)
+    report = {
+        "int codes": growth(lambda: crossent.log_loss(codes, p)),
+        "int codes, labels, weights": growth(
+            lambda: crossent.log_loss(codes, p, sample_weight=w, labels=range(COLS))
+        ),
+        "uint8 codes, fortran": growth(lambda: crossent.log_loss(small, fortran)),
+        "accumulator": growth(
+            lambda: crossent.LogLossAccumulator(labels=range(COLS)).update(codes, p)
+        ),
+        "str labels": growth(lambda: crossent.log_loss(names, p)),
+        "str labels given": growth(lambda: crossent.log_loss(names, p, labels=sorted(set(names)))),
+    }
+    print(json.dumps(report))
+    """
+)
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc/self/clear_refs"
+)
+def test_log_loss_makes_no_one_hot_and_no_copy_of_y_pred() -> None:
+    """log_loss over 2^18 x 64 float32 predictions (64 MiB; scikit-learn's one-hot is 128 MiB
+    and its clipped copy 64 MiB): integer codes 0..K-1 are read in place, so the peak resident
+    memory grows by less than 2 MiB; other labels cost their code array (1 MiB of int32) and,
+    when the classes are inferred, the sort of a copy of y_true, far below one y_pred."""
+    proc = subprocess.run(
+        [sys.executable, "-c", LOG_LOSS_SCRIPT], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    for case in ("int codes", "int codes, labels, weights", "uint8 codes, fortran", "accumulator"):
+        assert report[case] < 2048, f"{case}: +{report[case]} KiB"
+    for case in ("str labels", "str labels given"):
+        assert report[case] < 16 * 1024, f"{case}: +{report[case]} KiB"

@@ -91,10 +91,7 @@ def _codes_of(y: np.ndarray, classes: np.ndarray, labels: Any) -> np.ndarray:
         idx = np.searchsorted(classes, part)
         found = classes[np.minimum(idx, k - 1)] == part
         if not np.all(found):
-            missing = set(part[~found].tolist()) if labels is not None else set()
-            raise ValueError(
-                f"y_true contains values {missing} not belonging to the passed labels {labels}."
-            )
+            raise _not_in_labels(y, classes, labels)
         codes[start : start + _CHUNK] = idx
     return codes
 
@@ -146,7 +143,8 @@ def _native(y: np.ndarray) -> np.ndarray | None:
 def _not_in_labels(y: np.ndarray, classes: np.ndarray, listed: list[Any]) -> ValueError:
     missing = set(y.tolist()) - set(classes.tolist())
     return ValueError(
-        f"y_true contains values {missing} not belonging to the passed labels {listed}."
+        f"y_true contains values {missing} not belonging to the passed labels {listed}. "
+        "('y_true' holds labels that 'labels' does not name)"
     )
 
 
@@ -199,13 +197,15 @@ def _check_inferred(classes: np.ndarray, columns: int) -> None:
     if classes.shape[0] == 1:
         raise ValueError(
             f"y_true contains only one label ({classes[0]}). Please provide the list of all "
-            "expected class labels explicitly through the labels argument."
+            "expected class labels explicitly through the labels argument. ('y_true' has one "
+            "class: pass labels=)"
         )
     if classes.shape[0] != columns:
         raise ValueError(
             f"y_true and y_prob contain different number of classes: {classes.shape[0]} vs "
             f"{columns}. Please provide the true labels explicitly through the labels "
-            f"argument. Classes found in y_true: {classes}"
+            f"argument. Classes found in y_true: {classes} ('y_true' has {classes.shape[0]} "
+            f"classes, 'y_pred' {columns})"
         )
 
 
