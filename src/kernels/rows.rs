@@ -32,7 +32,7 @@ use rayon::ThreadPool;
 
 use super::isa::{self, Arch, Isa, Kernel};
 use super::reduce::{for_each_ordered, reduce_from, Partial};
-use super::strided::{gather_converted, Layout, Load, Src, Stored, TileBuf, TILE};
+use super::strided::{gather_converted, Dims, Layout, Load, Src, Stored, TileBuf, TILE};
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
 pub const CHUNK: usize = 1 << 15;
@@ -159,7 +159,7 @@ pub struct Rows<const K: usize> {
 pub struct Tiles<'a, const K: usize> {
     inner: &'a Layout<K>,
     /// Multi-index of the current position (only for an inner layout of several dimensions).
-    index: Vec<usize>,
+    index: Dims<usize>,
     off: [isize; K],
     pos: usize,
     end: usize,
@@ -211,14 +211,14 @@ impl<const K: usize> Rows<K> {
     /// dimensions).
     pub fn new(shape: &[usize], strides: [&[isize]; K], reduced: &[bool]) -> Self {
         assert_eq!(reduced.len(), shape.len(), "one flag per dimension");
+        for s in &strides {
+            assert_eq!(s.len(), shape.len(), "one stride per dimension and operand");
+        }
         let part = |inside: bool| {
-            let dims: Vec<usize> = (0..shape.len()).filter(|&d| reduced[d] == inside).collect();
-            let sub_shape: Vec<usize> = dims.iter().map(|&d| shape[d]).collect();
-            let sub_strides: [Vec<isize>; K] =
-                std::array::from_fn(|k| dims.iter().map(|&d| strides[k][d]).collect());
-            Layout::new(
-                &sub_shape,
-                std::array::from_fn(|k| sub_strides[k].as_slice()),
+            Layout::from_dims(
+                (0..shape.len())
+                    .filter(|&d| reduced[d] == inside)
+                    .map(|d| (shape[d], std::array::from_fn(|k| strides[k][d]))),
             )
         };
         Rows {
@@ -261,14 +261,14 @@ impl<const K: usize> Rows<K> {
     pub fn tiles(&self, range: Range<usize>) -> Tiles<'_, K> {
         let shape = self.inner.shape();
         let strides = self.inner.strides();
-        let mut index = Vec::new();
+        let mut index = Dims::empty(0);
         let mut off = [0isize; K];
         if shape.len() == 1 {
             for (o, s) in off.iter_mut().zip(strides[0]) {
                 *o = range.start as isize * s;
             }
         } else if !range.is_empty() {
-            index = vec![0; shape.len()];
+            index = Dims::filled(shape.len(), 0);
             let mut rest = range.start;
             for d in (0..shape.len()).rev() {
                 index[d] = rest % shape[d];
@@ -407,6 +407,30 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
         }
         part
     }
+}
+
+/// Two passes over the same rows, the second built from what the first learnt: runs `first`,
+/// then, unless it met a domain error or was cancelled, the op `second` makes from its merged
+/// result. Returns the first pass's merge and, when it ran, the second's. The combinator of the
+/// two-pass algorithms (normalised Jensen-Shannon over long rows, the softmax gradient), whose
+/// first pass stores per-row data through its [`RowOp::finish`] for the second to read.
+///
+/// # Safety
+/// As [`run`], for both ops.
+pub unsafe fn then<const K: usize, A: RowOp<K>, B: RowOp<K>>(
+    rows: &Rows<K>,
+    pool: Option<&ThreadPool>,
+    first: &A,
+    second: impl FnOnce(&Partial) -> B,
+) -> (Partial, Option<Partial>) {
+    // SAFETY: forwarded from the caller.
+    let part = unsafe { run(rows, first, pool) };
+    if part.flags != 0 {
+        return (part, None);
+    }
+    let second = second(&part);
+    // SAFETY: forwarded from the caller.
+    (part, Some(unsafe { run(rows, &second, pool) }))
 }
 
 /// Chunk `range` of the row at `base`: the unit of work compiled per instruction set when
