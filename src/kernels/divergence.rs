@@ -426,7 +426,8 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             sq.fill(0.0);
             p
         } else {
-            // SAFETY: as above.
+            // SAFETY: `q` is an operand of the same rows as `p`: the engine's offsets address its
+            // elements too (the caller of `run` guarantees them valid).
             let q = unsafe { view_rows(bq, self.q.offset(at[1]), rs[1], st[1], rows, n) };
             // The second pass of Jensen-Shannon reads its factors instead.
             if self.kind != Kind::JensenShannon || self.norms.0.is_null() {
@@ -599,6 +600,8 @@ impl<T: Float> RowOp<3> for JsMasses<T> {
         // caller of `run` guarantees valid.
         let p = unsafe { view_rows(bp, self.p.offset(at[0]), rs[0], st[0], rows, n) };
         // SAFETY: `q` is an operand of the same rows as `p`.
+        // SAFETY: `q` is an operand of the same rows as `p`: the engine's offsets address its
+        // elements too (the caller of `run` guarantees them valid).
         let q = unsafe { view_rows(bq, self.q.offset(at[1]), rs[1], st[1], rows, n) };
         let bad = if any_negative(p) { flags::INPUT } else { 0 }
             | if any_negative(q) { flags::TARGET } else { 0 };
@@ -786,6 +789,8 @@ mod tests {
             .num_threads(threads)
             .build()
             .unwrap();
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe {
             divergence(
                 kind,
@@ -859,6 +864,8 @@ mod tests {
         bounds.push(p.len());
         bounds.windows(2).fold(Partial::EMPTY, |state, w| {
             let rows = Rows::new(&[w[1] - w[0]], [&[1], &[1], &[0]], &[true]);
+            // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+            // outlive the call (outputs are written by one row each).
             unsafe {
                 whole(
                     kind,
@@ -907,6 +914,8 @@ mod tests {
                     [&[n as isize, 1], &[n as isize, 1], &[1, 0]],
                     &[false, true],
                 );
+                // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+                // outlive the call (outputs are written by one row each).
                 let part = unsafe {
                     divergence(
                         kind,

@@ -353,7 +353,8 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
                 let rows = batch.min(self.count - i);
                 let states = &mut states[..rows];
                 if n > 0 {
-                    // SAFETY: as above.
+                    // SAFETY: `base_of(i)`, `ost` and `st` step over the elements of rows
+                    // `flat + i..flat + i + rows`, which the caller of `run` guarantees valid.
                     unsafe {
                         op.tile::<A>(
                             self.scratch,
@@ -388,7 +389,8 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
                     let base = base_of(i + j);
                     let at = std::array::from_fn(|k| base[k] + at[k]);
                     let mut s = [op.empty()];
-                    // SAFETY: as above.
+                    // SAFETY: `at` and `st` step over `m` elements of row `flat + i + j`, which
+                    // the caller of `run` guarantees valid.
                     unsafe {
                         op.tile::<A>(self.scratch, self.flat + i + j, at, [0; K], st, m, &mut s)
                     };
@@ -677,6 +679,7 @@ mod tests {
             n: usize,
             states: &mut [f64],
         ) {
+            // SAFETY: the engine hands this op offsets inside its buffers (the test's own layout).
             let x =
                 unsafe { view_rows(buf, self.x.0.offset(at[0]), rs[0], st[0], states.len(), n) };
             for (s, row) in states.iter_mut().zip(x.chunks_exact(n)) {
@@ -688,6 +691,7 @@ mod tests {
         }
         #[inline(always)]
         unsafe fn finish<A: Arch>(&self, _row: usize, base: [isize; 2], s: f64) -> Partial {
+            // SAFETY: the engine hands this op offsets inside its buffers (the test's own layout).
             unsafe { *self.out.0.offset(base[1]) = s };
             Partial {
                 sum: s,
@@ -728,6 +732,8 @@ mod tests {
             out: SendPtr(out.as_mut_ptr()),
         };
         let p = pool(threads);
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe { run(&rows, &op, if threads > 1 { Some(&p) } else { None }) };
         (out, part)
     }
@@ -819,6 +825,8 @@ mod tests {
                 x: SendPtr::from_const(x[a * c..].as_ptr()),
                 out: SendPtr(out[a..].as_mut_ptr()),
             };
+            // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+            // outlive the call (outputs are written by one row each).
             state = unsafe { run_from(state, &rows, &op, (threads > 1).then_some(&p)) };
         }
         state
@@ -872,6 +880,8 @@ mod tests {
                     x: SendPtr::from_const(x[w[0]..].as_ptr()),
                     out: SendPtr(out.as_mut_ptr()),
                 };
+                // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+                // outlive the call (outputs are written by one row each).
                 unsafe { fold_row(state, &rows, &op, (threads > 1).then_some(&p)) }
             })
         };
@@ -886,6 +896,8 @@ mod tests {
             x: SendPtr::from_const(x.as_ptr()),
             out: SendPtr(out.as_mut_ptr()),
         };
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         unsafe { run(&rows, &op, Some(&pool(2))) };
         let one = fold(&[], 1);
         assert_eq!(one.to_bits(), out[0].to_bits());
@@ -908,6 +920,7 @@ mod tests {
         for (rs, st) in [(9isize, 1isize), (1, 9)] {
             let (rows, n) = if rs == 9 { (6, 5) } else { (5, 6) };
             let mut buf = TileBuf::<f64>::default();
+            // SAFETY: every element read lies inside the buffer, which outlives the view.
             let got = unsafe { view_rows(&mut buf, Src::<f64>::f32(x.as_ptr()), rs, st, rows, n) }
                 .to_vec();
             let want: Vec<f64> = (0..rows * n)
@@ -941,6 +954,8 @@ mod tests {
                     x: SendPtr::from_const(x.as_ptr()),
                     out: SendPtr(out.as_mut_ptr()),
                 };
+                // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+                // outlive the call (outputs are written by one row each).
                 let part = cancelled_within_a_second(|| unsafe { run(&rows, &op, pool) });
                 assert_ne!(part.flags & CANCELLED, 0, "({r}, {c}) {threads}");
                 assert!(part.count < r as u64);
@@ -952,6 +967,8 @@ mod tests {
                 out: SendPtr(out.as_mut_ptr()),
             };
             cancelled_within_a_second(|| {
+                // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+                // outlive the call (outputs are written by one row each).
                 unsafe { fold_row(0.0, &rows, &op, pool) };
                 assert!(crate::kernels::cancel::cancelled());
             });
@@ -969,6 +986,8 @@ mod tests {
             x: SendPtr::from_const(x.as_ptr()),
             out: SendPtr(out.as_mut_ptr()),
         };
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe { run(&rows, &op, None) };
         let exact: f64 = x.iter().sum();
         assert!((out[0] - exact).abs() <= 1e-12 * x.iter().map(|v| v.abs()).sum::<f64>());
@@ -987,6 +1006,8 @@ mod tests {
                 x: SendPtr::from_const(x.as_ptr()),
                 out: SendPtr(out.as_mut_ptr()),
             };
+            // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+            // outlive the call (outputs are written by one row each).
             unsafe { run_on(Partial::EMPTY, &rows, &op, None, isa) };
             outs.push(out);
         }

@@ -658,7 +658,9 @@ pub struct SendPtr<E>(pub *mut E);
 // SAFETY: a SendPtr is only an address; the code that dereferences it upholds the aliasing
 // and lifetime contract stated on the type.
 unsafe impl<E> Send for SendPtr<E> {}
-// SAFETY: as above.
+// SAFETY: sharing a `SendPtr` between threads shares only the address; every access
+// through it is an `unsafe` read or write whose caller guarantees no two threads touch
+// the same element while one of them writes it.
 unsafe impl<E> Sync for SendPtr<E> {}
 
 impl<E> SendPtr<E> {
@@ -763,6 +765,7 @@ mod tests {
     fn find_first_is_in_c_order() {
         // Fortran-ordered (2, 3): element [i, j] at i + 2 j; bad values at [0, 2] and [1, 0].
         let data = [0, 9, 0, 0, 9, 0];
+        // SAFETY: every element read lies inside the buffer, which outlives the view.
         let hit = unsafe { find_first(data.as_ptr(), &[2, 3], &[1, 2], |v| v == 9) };
         assert_eq!(hit, Some((vec![0, 2], 9)));
         let none = unsafe { find_first(data.as_ptr(), &[2, 3], &[1, 2], |v| v > 9) };
@@ -782,12 +785,14 @@ mod tests {
         ] {
             let at = |i: usize| (start as isize + i as isize * stride) as usize;
             let mut b32 = TileBuf::<f32>::default();
+            // SAFETY: every element read lies inside the buffer, which outlives the view.
             let src = unsafe { Src::<f32>::f64(x64.as_ptr()).offset(start as isize) };
             assert_eq!(src.stored(), Stored::F64);
             let got = unsafe { b32.view_src(src, stride, n) }.to_vec();
             let want: Vec<f32> = (0..n).map(|i| x64[at(i)] as f32).collect();
             assert_eq!(got, want, "f64 as f32, stride {stride}");
             let mut b64 = TileBuf::<f64>::default();
+            // SAFETY: every element read lies inside the buffer, which outlives the view.
             let src = unsafe { Src::<f64>::f32(x32.as_ptr()).offset(start as isize) };
             let got = unsafe { b64.view_src(src, stride, n) }.to_vec();
             let want: Vec<f64> = (0..n).map(|i| f64::from(x32[at(i)])).collect();
@@ -798,6 +803,7 @@ mod tests {
         let src = Src::<f64>::f64(x64.as_ptr());
         assert_eq!(src.stored(), Stored::Native);
         let mut b = TileBuf::<f64>::default();
+        // SAFETY: every element read lies inside the buffer, which outlives the view.
         let view = unsafe { b.view_src(src, 1, 40) };
         assert!(std::ptr::eq(view.as_ptr(), x64.as_ptr()));
         // A broadcast value is refilled when the source moves.
