@@ -7,6 +7,7 @@ pub mod arrays;
 pub mod bce;
 pub mod binary;
 pub mod divergence;
+pub mod errors;
 pub mod grad;
 pub mod operand;
 pub mod reduction;
