@@ -22,7 +22,7 @@ use crate::kernels::bce::grad::{self as bce_grad, LogitsGrad};
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::reduce::flags;
 use crate::kernels::rows::Rows;
-use crate::kernels::softmax::grad::{self as softmax_grad, ClassTarget, RowInfo, SoftmaxGrad};
+use crate::kernels::softmax::grad::{self as softmax_grad, ClassTarget, SoftmaxGrad};
 use crate::kernels::strided::{Layout, SendPtr};
 
 /// Gradient and diagonal Hessian of binary cross-entropy with logits, per element.
@@ -356,9 +356,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
         ],
         &reduced,
     );
-    let nrows = rows.rows();
-    let mut info = vec![RowInfo::default(); nrows];
-    let mut op = SoftmaxGrad {
+    let op = SoftmaxGrad {
         logits: SendPtr::from_const(xv.ptr),
         target: yv.src(),
         weight: weights.src,
@@ -369,19 +367,14 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
         classes,
         smoothing: args.smoothing,
         ignore_index: args.ignore_index,
-        scale: 1.0,
-        info: SendPtr(info.as_mut_ptr()),
-        write: false,
     };
     let n: usize = shape.iter().product();
     let mean = args.mean;
     let part = run_detached(py, n, move |pool| {
         // SAFETY: the views are alive and borrowed until this function returns; the outputs
-        // are writeable and disjoint from each other and the inputs; `info` has one slot per
-        // row.
-        unsafe { softmax_grad::softmax_cross_entropy_grad(&rows, &mut op, mean, pool) }
+        // are writeable and disjoint from each other and the inputs.
+        unsafe { softmax_grad::softmax_cross_entropy_grad(&rows, &op, mean, pool) }
     })?;
-    drop(info);
     if part.flags & flags::TARGET != 0 {
         let c = classes as i64;
         let ignore = args.ignore_index;

@@ -67,7 +67,7 @@ use super::isa::{self, Arch, Kernel};
 use super::lanes::{max_lanes, row_sums, LANES};
 use super::math;
 use super::reduce::{flags, Partial};
-use super::rows::{fold_row, run, view_rows, RowOp, Rows};
+use super::rows::{fold_row, run, then, view_rows, RowOp, Rows};
 use super::strided::{SendPtr, Src, TileBuf};
 
 /// Which quantity of a row.
@@ -79,11 +79,9 @@ pub enum Kind {
     CrossEntropy,
     /// `D(p‖q)`.
     KlDivergence,
-    /// First pass of Jensen-Shannon: stores each row's `(1/P, 1/Q)` in [`Divergence::norms`];
-    /// writes no output.
-    JensenShannonSums,
-    /// Second pass of Jensen-Shannon, reading the factors stored in [`Divergence::norms`]
-    /// (`(1, 1)` without normalisation, which needs no first pass).
+    /// `JS(p, q)`: its terms take each row's factors `(1/P, 1/Q)` from [`Divergence::norms`]
+    /// when set (stored by a first pass, [`JsMasses`]), from the tile's own sums otherwise
+    /// (`(1, 1)` without normalisation).
     JensenShannon,
 }
 
@@ -126,7 +124,7 @@ impl Finish {
             }
             (Kind::Entropy | Kind::CrossEntropy, false) => sum - ln2k * sp,
             (Kind::KlDivergence, false) => sum + ln2k * sp,
-            (Kind::JensenShannon | Kind::JensenShannonSums, _) => 0.5 * sum,
+            (Kind::JensenShannon, _) => 0.5 * sum,
         };
         // Natural logarithms (the default) skip the division: `x / 1` is `x`, and a division
         // is a long step in the latency of each short row's finish.
@@ -144,7 +142,7 @@ impl Finish {
         match self.kind {
             Kind::Entropy | Kind::CrossEntropy => s.sum - shift,
             Kind::KlDivergence => s.sum + shift,
-            Kind::JensenShannon | Kind::JensenShannonSums => s.sum,
+            Kind::JensenShannon => s.sum,
         }
     }
 
@@ -219,7 +217,7 @@ fn reference(kind: Kind, p: f64, q: f64) -> f64 {
         Kind::Entropy => exponent(p),
         Kind::CrossEntropy => exponent(q),
         Kind::KlDivergence => exponent(p) - exponent(q),
-        Kind::JensenShannon | Kind::JensenShannonSums => 0.0,
+        Kind::JensenShannon => 0.0,
     }
 }
 
@@ -428,7 +426,8 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             sq.fill(0.0);
             p
         } else {
-            // SAFETY: as above.
+            // SAFETY: `q` is an operand of the same rows as `p`: the engine's offsets address its
+            // elements too (the caller of `run` guarantees them valid).
             let q = unsafe { view_rows(bq, self.q.offset(at[1]), rs[1], st[1], rows, n) };
             // The second pass of Jensen-Shannon reads its factors instead.
             if self.kind != Kind::JensenShannon || self.norms.0.is_null() {
@@ -444,7 +443,6 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         }
         let terms = bt.scratch(rows * n);
         match self.kind {
-            Kind::JensenShannonSums => {}
             Kind::Entropy if f32_rows => {
                 for ((t, &x), &k) in terms.iter_mut().zip(p).zip(&*ks) {
                     *t = x_ln_x_for_f32::<A, T>(x, k);
@@ -500,9 +498,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             } else {
                 0
             };
-        if self.kind != Kind::JensenShannonSums {
-            row_sums(terms, n, sl);
-        }
+        row_sums(terms, n, sl);
         if f32_rows && matches!(self.kind, Kind::Entropy | Kind::CrossEntropy) {
             for r in 0..rows {
                 let (p, q) = (&p[seg(r)], &q[seg(r)]);
@@ -528,9 +524,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             }
         }
         for (r, s) in states.iter_mut().enumerate() {
-            // The first pass of Jensen-Shannon wants the masses only, the second its terms.
             let (sum, mass) = match self.kind {
-                Kind::JensenShannonSums => (0.0, [sp[r], sq[r]]),
                 Kind::JensenShannon => (sl[r], [0.0; 2]),
                 Kind::Entropy => (-sl[r], [sp[r], 0.0]),
                 _ => (sl[r], [sp[r], sq[r]]),
@@ -552,22 +546,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
     }
 
     #[inline(always)]
-    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; 3], s: Partial) -> Partial {
-        if self.kind == Kind::JensenShannonSums {
-            let [sp, sq] = s.mass;
-            let norms = if self.normalize {
-                [1.0 / sp, 1.0 / sq]
-            } else {
-                [1.0, 1.0]
-            };
-            // SAFETY: one entry per row, written by this row only.
-            unsafe { *self.norms.0.add(row) = norms };
-            return Partial {
-                count: 1,
-                flags: s.flags,
-                ..Partial::EMPTY
-            };
-        }
+    unsafe fn finish<A: Arch>(&self, _row: usize, base: [isize; 3], s: Partial) -> Partial {
         let finish = Finish {
             kind: self.kind,
             normalize: self.normalize,
@@ -580,6 +559,79 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         }
         Partial {
             sum: value,
+            count: 1,
+            flags: s.flags,
+            ..Partial::EMPTY
+        }
+    }
+}
+
+/// The first pass of normalised Jensen-Shannon over rows that do not fit in one tile: each
+/// row's masses `P`, `Q` (summed as [`Divergence`] sums them), finished into its factors
+/// `(1/P, 1/Q)`, stored in `norms` (one entry per row) for the second pass ([`then`]).
+pub struct JsMasses<T> {
+    pub p: Src<T>,
+    pub q: Src<T>,
+    pub norms: SendPtr<[f64; 2]>,
+}
+
+impl<T: Float> RowOp<3> for JsMasses<T> {
+    type State = Partial;
+    /// Gather buffers for `p` and `q`; the per-row sums.
+    type Scratch = (TileBuf<T>, TileBuf<T>, TileBuf<f64>);
+
+    fn empty(&self) -> Partial {
+        Partial::EMPTY
+    }
+
+    #[inline(always)]
+    unsafe fn tile<A: Arch>(
+        &self,
+        (bp, bq, bs): &mut Self::Scratch,
+        _first_row: usize,
+        at: [isize; 3],
+        rs: [isize; 3],
+        st: [isize; 3],
+        n: usize,
+        states: &mut [Partial],
+    ) {
+        let rows = states.len();
+        // SAFETY: the engine hands out offsets of elements inside the operands, which the
+        // caller of `run` guarantees valid.
+        let p = unsafe { view_rows(bp, self.p.offset(at[0]), rs[0], st[0], rows, n) };
+        // SAFETY: `q` is an operand of the same rows as `p`.
+        // SAFETY: `q` is an operand of the same rows as `p`: the engine's offsets address its
+        // elements too (the caller of `run` guarantees them valid).
+        let q = unsafe { view_rows(bq, self.q.offset(at[1]), rs[1], st[1], rows, n) };
+        let bad = if any_negative(p) { flags::INPUT } else { 0 }
+            | if any_negative(q) { flags::TARGET } else { 0 };
+        let (sp, sq) = bs.scratch(2 * rows).split_at_mut(rows);
+        row_sums(p, n, sp);
+        row_sums(q, n, sq);
+        for (r, s) in states.iter_mut().enumerate() {
+            *s = Partial {
+                sum: 0.0,
+                count: n as u64,
+                mass: [sp[r], sq[r]],
+                // Domain errors are flagged on the batch's first row (the caller locates them).
+                flags: if r == 0 { bad } else { 0 },
+                ..Partial::EMPTY
+            };
+        }
+    }
+
+    #[inline(always)]
+    fn merge(&self, a: Partial, b: Partial) -> Partial {
+        a.merge(b)
+    }
+
+    #[inline(always)]
+    unsafe fn finish<A: Arch>(&self, row: usize, _base: [isize; 3], s: Partial) -> Partial {
+        let [sp, sq] = s.mass;
+        // SAFETY: `norms` has one entry per row (the caller's contract), written by this
+        // row's finish only.
+        unsafe { *self.norms.0.add(row) = [1.0 / sp, 1.0 / sq] };
+        Partial {
             count: 1,
             flags: s.flags,
             ..Partial::EMPTY
@@ -614,7 +666,7 @@ pub unsafe fn divergence<T: Float>(
         normalize,
         log_base,
     };
-    let js = matches!(kind, Kind::JensenShannon | Kind::JensenShannonSums);
+    let js = kind == Kind::JensenShannon;
     if rows.rows() == 1 && !(js && normalize) {
         // SAFETY: forwarded from the caller.
         let state = unsafe { whole(kind, rows, p, q, Partial::EMPTY, pool) };
@@ -631,7 +683,7 @@ pub unsafe fn divergence<T: Float>(
             ..Partial::EMPTY
         };
     }
-    let mut op = Divergence {
+    let op = Divergence {
         kind,
         p: p.into(),
         q: q.into(),
@@ -644,24 +696,24 @@ pub unsafe fn divergence<T: Float>(
         // SAFETY: forwarded from the caller.
         return unsafe { run(rows, &op, pool) };
     }
-    op.kind = Kind::JensenShannon;
     if !normalize || rows.whole_rows_per_tile() {
         // One pass: the factors are 1, or each tile's own rows' sums.
         // SAFETY: forwarded from the caller.
         return unsafe { run(rows, &op, pool) };
     }
-    // Rows longer than half a tile: a first pass stores each row's factors.
+    // Rows longer than half a tile: a first pass stores each row's factors, which the terms
+    // of the second read.
     let mut norms = vec![[0f64; 2]; rows.rows()];
-    op.norms = SendPtr(norms.as_mut_ptr());
-    op.kind = Kind::JensenShannonSums;
-    // SAFETY: forwarded from the caller; `norms` has one entry per row.
-    let sums = unsafe { run(rows, &op, pool) };
-    if sums.flags != 0 {
-        return sums;
-    }
-    op.kind = Kind::JensenShannon;
-    // SAFETY: as above.
-    unsafe { run(rows, &op, pool) }
+    let norms = SendPtr(norms.as_mut_ptr());
+    let masses = JsMasses {
+        p: op.p,
+        q: op.q,
+        norms,
+    };
+    // SAFETY: forwarded from the caller; `norms` has one entry per row and outlives both
+    // passes.
+    let (first, second) = unsafe { then(rows, pool, &masses, |_| Divergence { norms, ..op }) };
+    second.unwrap_or(first)
 }
 
 /// The *unfinished* state (see the module doc) of `kind` over the single row of `rows` (every
@@ -684,11 +736,7 @@ pub unsafe fn whole<T: Float>(
 ) -> Partial {
     let mut norms = [[1f64; 2]];
     let op = Divergence {
-        kind: if kind == Kind::JensenShannonSums {
-            Kind::JensenShannon
-        } else {
-            kind
-        },
+        kind,
         p: p.into(),
         q: q.into(),
         out: SendPtr(std::ptr::null_mut()),
@@ -741,6 +789,8 @@ mod tests {
             .num_threads(threads)
             .build()
             .unwrap();
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe {
             divergence(
                 kind,
@@ -814,6 +864,8 @@ mod tests {
         bounds.push(p.len());
         bounds.windows(2).fold(Partial::EMPTY, |state, w| {
             let rows = Rows::new(&[w[1] - w[0]], [&[1], &[1], &[0]], &[true]);
+            // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+            // outlive the call (outputs are written by one row each).
             unsafe {
                 whole(
                     kind,
@@ -862,6 +914,8 @@ mod tests {
                     [&[n as isize, 1], &[n as isize, 1], &[1, 0]],
                     &[false, true],
                 );
+                // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+                // outlive the call (outputs are written by one row each).
                 let part = unsafe {
                     divergence(
                         kind,

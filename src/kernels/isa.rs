@@ -219,7 +219,9 @@ pub fn dispatch_on<K: Kernel>(isa: Isa, kernel: K) -> K::Output {
         // compares the two lists).
         Isa::Avx512 => unsafe { run_avx512(kernel) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, with `AVX2_FEATURES` and `run_avx2`.
+        // SAFETY: `detected()` is at least `Avx2` only if the CPU has every feature of
+        // `AVX2_FEATURES`, which are exactly those `run_avx2` enables (the same unit test
+        // compares them).
         Isa::Avx2 => unsafe { run_avx2(kernel) },
         _ => kernel.run::<Generic>(),
     }

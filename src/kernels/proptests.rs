@@ -322,7 +322,8 @@ proptest! {
         let mut start = 0usize;
         for blocks in batches.iter().copied().chain([usize::MAX]) {
             let end = start.saturating_add(blocks.saturating_mul(per_block)).min(rows);
-            // SAFETY: as above, for the rows start..end.
+            // SAFETY: the layout of rows start..end stays inside `data` and `out` (the op reads
+            // from row `start` on), and each row writes its own element.
             state = unsafe {
                 run_from(state, &layout(end - start), &op_at(start, &mut out), Some(pool(threads)))
             };

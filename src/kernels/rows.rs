@@ -32,7 +32,7 @@ use rayon::ThreadPool;
 
 use super::isa::{self, Arch, Isa, Kernel};
 use super::reduce::{for_each_ordered, reduce_from, Partial};
-use super::strided::{gather_converted, Layout, Load, Src, Stored, TileBuf, TILE};
+use super::strided::{gather_converted, Dims, Layout, Load, Src, Stored, TileBuf, TILE};
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
 pub const CHUNK: usize = 1 << 15;
@@ -159,7 +159,7 @@ pub struct Rows<const K: usize> {
 pub struct Tiles<'a, const K: usize> {
     inner: &'a Layout<K>,
     /// Multi-index of the current position (only for an inner layout of several dimensions).
-    index: Vec<usize>,
+    index: Dims<usize>,
     off: [isize; K],
     pos: usize,
     end: usize,
@@ -211,14 +211,14 @@ impl<const K: usize> Rows<K> {
     /// dimensions).
     pub fn new(shape: &[usize], strides: [&[isize]; K], reduced: &[bool]) -> Self {
         assert_eq!(reduced.len(), shape.len(), "one flag per dimension");
+        for s in &strides {
+            assert_eq!(s.len(), shape.len(), "one stride per dimension and operand");
+        }
         let part = |inside: bool| {
-            let dims: Vec<usize> = (0..shape.len()).filter(|&d| reduced[d] == inside).collect();
-            let sub_shape: Vec<usize> = dims.iter().map(|&d| shape[d]).collect();
-            let sub_strides: [Vec<isize>; K] =
-                std::array::from_fn(|k| dims.iter().map(|&d| strides[k][d]).collect());
-            Layout::new(
-                &sub_shape,
-                std::array::from_fn(|k| sub_strides[k].as_slice()),
+            Layout::from_dims(
+                (0..shape.len())
+                    .filter(|&d| reduced[d] == inside)
+                    .map(|d| (shape[d], std::array::from_fn(|k| strides[k][d]))),
             )
         };
         Rows {
@@ -261,14 +261,14 @@ impl<const K: usize> Rows<K> {
     pub fn tiles(&self, range: Range<usize>) -> Tiles<'_, K> {
         let shape = self.inner.shape();
         let strides = self.inner.strides();
-        let mut index = Vec::new();
+        let mut index = Dims::empty(0);
         let mut off = [0isize; K];
         if shape.len() == 1 {
             for (o, s) in off.iter_mut().zip(strides[0]) {
                 *o = range.start as isize * s;
             }
         } else if !range.is_empty() {
-            index = vec![0; shape.len()];
+            index = Dims::filled(shape.len(), 0);
             let mut rest = range.start;
             for d in (0..shape.len()).rev() {
                 index[d] = rest % shape[d];
@@ -353,7 +353,8 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
                 let rows = batch.min(self.count - i);
                 let states = &mut states[..rows];
                 if n > 0 {
-                    // SAFETY: as above.
+                    // SAFETY: `base_of(i)`, `ost` and `st` step over the elements of rows
+                    // `flat + i..flat + i + rows`, which the caller of `run` guarantees valid.
                     unsafe {
                         op.tile::<A>(
                             self.scratch,
@@ -388,7 +389,8 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
                     let base = base_of(i + j);
                     let at = std::array::from_fn(|k| base[k] + at[k]);
                     let mut s = [op.empty()];
-                    // SAFETY: as above.
+                    // SAFETY: `at` and `st` step over `m` elements of row `flat + i + j`, which
+                    // the caller of `run` guarantees valid.
                     unsafe {
                         op.tile::<A>(self.scratch, self.flat + i + j, at, [0; K], st, m, &mut s)
                     };
@@ -407,6 +409,30 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
         }
         part
     }
+}
+
+/// Two passes over the same rows, the second built from what the first learnt: runs `first`,
+/// then, unless it met a domain error or was cancelled, the op `second` makes from its merged
+/// result. Returns the first pass's merge and, when it ran, the second's. The combinator of the
+/// two-pass algorithms (normalised Jensen-Shannon over long rows, the softmax gradient), whose
+/// first pass stores per-row data through its [`RowOp::finish`] for the second to read.
+///
+/// # Safety
+/// As [`run`], for both ops.
+pub unsafe fn then<const K: usize, A: RowOp<K>, B: RowOp<K>>(
+    rows: &Rows<K>,
+    pool: Option<&ThreadPool>,
+    first: &A,
+    second: impl FnOnce(&Partial) -> B,
+) -> (Partial, Option<Partial>) {
+    // SAFETY: forwarded from the caller.
+    let part = unsafe { run(rows, first, pool) };
+    if part.flags != 0 {
+        return (part, None);
+    }
+    let second = second(&part);
+    // SAFETY: forwarded from the caller.
+    (part, Some(unsafe { run(rows, &second, pool) }))
 }
 
 /// Chunk `range` of the row at `base`: the unit of work compiled per instruction set when
@@ -653,6 +679,7 @@ mod tests {
             n: usize,
             states: &mut [f64],
         ) {
+            // SAFETY: the engine hands this op offsets inside its buffers (the test's own layout).
             let x =
                 unsafe { view_rows(buf, self.x.0.offset(at[0]), rs[0], st[0], states.len(), n) };
             for (s, row) in states.iter_mut().zip(x.chunks_exact(n)) {
@@ -664,6 +691,7 @@ mod tests {
         }
         #[inline(always)]
         unsafe fn finish<A: Arch>(&self, _row: usize, base: [isize; 2], s: f64) -> Partial {
+            // SAFETY: the engine hands this op offsets inside its buffers (the test's own layout).
             unsafe { *self.out.0.offset(base[1]) = s };
             Partial {
                 sum: s,
@@ -704,6 +732,8 @@ mod tests {
             out: SendPtr(out.as_mut_ptr()),
         };
         let p = pool(threads);
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe { run(&rows, &op, if threads > 1 { Some(&p) } else { None }) };
         (out, part)
     }
@@ -795,6 +825,8 @@ mod tests {
                 x: SendPtr::from_const(x[a * c..].as_ptr()),
                 out: SendPtr(out[a..].as_mut_ptr()),
             };
+            // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+            // outlive the call (outputs are written by one row each).
             state = unsafe { run_from(state, &rows, &op, (threads > 1).then_some(&p)) };
         }
         state
@@ -848,6 +880,8 @@ mod tests {
                     x: SendPtr::from_const(x[w[0]..].as_ptr()),
                     out: SendPtr(out.as_mut_ptr()),
                 };
+                // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+                // outlive the call (outputs are written by one row each).
                 unsafe { fold_row(state, &rows, &op, (threads > 1).then_some(&p)) }
             })
         };
@@ -862,6 +896,8 @@ mod tests {
             x: SendPtr::from_const(x.as_ptr()),
             out: SendPtr(out.as_mut_ptr()),
         };
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         unsafe { run(&rows, &op, Some(&pool(2))) };
         let one = fold(&[], 1);
         assert_eq!(one.to_bits(), out[0].to_bits());
@@ -884,6 +920,7 @@ mod tests {
         for (rs, st) in [(9isize, 1isize), (1, 9)] {
             let (rows, n) = if rs == 9 { (6, 5) } else { (5, 6) };
             let mut buf = TileBuf::<f64>::default();
+            // SAFETY: every element read lies inside the buffer, which outlives the view.
             let got = unsafe { view_rows(&mut buf, Src::<f64>::f32(x.as_ptr()), rs, st, rows, n) }
                 .to_vec();
             let want: Vec<f64> = (0..rows * n)
@@ -917,6 +954,8 @@ mod tests {
                     x: SendPtr::from_const(x.as_ptr()),
                     out: SendPtr(out.as_mut_ptr()),
                 };
+                // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+                // outlive the call (outputs are written by one row each).
                 let part = cancelled_within_a_second(|| unsafe { run(&rows, &op, pool) });
                 assert_ne!(part.flags & CANCELLED, 0, "({r}, {c}) {threads}");
                 assert!(part.count < r as u64);
@@ -928,6 +967,8 @@ mod tests {
                 out: SendPtr(out.as_mut_ptr()),
             };
             cancelled_within_a_second(|| {
+                // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+                // outlive the call (outputs are written by one row each).
                 unsafe { fold_row(0.0, &rows, &op, pool) };
                 assert!(crate::kernels::cancel::cancelled());
             });
@@ -945,6 +986,8 @@ mod tests {
             x: SendPtr::from_const(x.as_ptr()),
             out: SendPtr(out.as_mut_ptr()),
         };
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe { run(&rows, &op, None) };
         let exact: f64 = x.iter().sum();
         assert!((out[0] - exact).abs() <= 1e-12 * x.iter().map(|v| v.abs()).sum::<f64>());
@@ -963,6 +1006,8 @@ mod tests {
                 x: SendPtr::from_const(x.as_ptr()),
                 out: SendPtr(out.as_mut_ptr()),
             };
+            // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+            // outlive the call (outputs are written by one row each).
             unsafe { run_on(Partial::EMPTY, &rows, &op, None, isa) };
             outs.push(out);
         }

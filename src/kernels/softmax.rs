@@ -313,6 +313,8 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
         if self.classes.smoothing > 0.0 {
             // SAFETY: as above.
             let w =
+                // SAFETY: the weights are an operand of the same rows as the logits (stride 0 where
+                // broadcast): the engine's offsets address their elements too.
                 unsafe { view_rows(bw, self.classes.weight.offset(at[2]), rs[2], st[2], rows, n) };
             let wx = bt.scratch(rows * n);
             for (((t, &w), &x), &r) in wx.iter_mut().zip(w).zip(x).zip(&*shift) {
@@ -554,6 +556,8 @@ mod tests {
             .num_threads(threads)
             .build()
             .unwrap();
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe { run(&rows, &op, (threads > 1).then_some(&pool)) };
         (out, part)
     }
@@ -630,6 +634,8 @@ mod tests {
             },
             out: SendPtr(out.as_mut_ptr()),
         };
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe { run(&rows, &op, None) };
         assert_eq!(part.flags, 0);
         let ones = vec![1.0; c];

@@ -153,7 +153,8 @@ pub unsafe fn binary_cross_entropy_with_logits_grad<T: Float, Y: Target>(
                 let pos = y.iter().position(|v| !v.in_range()).unwrap_or(0);
                 part.flag(flags::TARGET, (flat + pos) as u64);
             }
-            // SAFETY: as above.
+            // SAFETY: grad/hess are valid for writes at the layout's offsets of this tile, and
+            // each element belongs to one block only (blocks partition the flat index space).
             unsafe {
                 if g_scattered {
                     scatter(g, ops.grad.0.offset(at[4]), st[4]);
@@ -200,6 +201,8 @@ mod tests {
             .num_threads(2)
             .build()
             .unwrap();
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe { binary_cross_entropy_with_logits_grad(&ops, Some(&pool)) };
         (g, h, part)
     }

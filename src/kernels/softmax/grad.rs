@@ -9,7 +9,7 @@ use crate::kernels::float::Float;
 use crate::kernels::isa::Arch;
 use crate::kernels::lanes::{max_lanes, sum_lanes2_of};
 use crate::kernels::reduce::{flags, Partial};
-use crate::kernels::rows::{run, RowOp, Rows};
+use crate::kernels::rows::{then, RowOp, Rows};
 use crate::kernels::strided::{scatter, Load, SendPtr, Src, TileBuf};
 
 /// A target of softmax cross-entropy: a class index (the integer [`Label`] types) or a class
@@ -52,10 +52,24 @@ macro_rules! impl_soft_target {
 }
 impl_soft_target!(f32, f64);
 
-/// What the first pass learns about a row: `[r, ln S, 1/S, (S-1)/S, A, A - D_y, label,
-/// label weight, base]` (see [`SoftmaxGrad`]; the label is -1 for soft targets and ignored
-/// rows; `base` is the logits offset of the row's first element).
-pub type RowInfo = [f64; 9];
+/// What the first pass learns about a row, for the second (see [`SoftmaxGrad`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct RowInfo {
+    /// The row's reference, its largest logit ([`reference`]).
+    r: f64,
+    /// `ln S`.
+    ln_s: f64,
+    /// `1/S` and `(S - 1)/S`: `p_j` and `1 - p_j` of a class at the maximum.
+    inv_s: f64,
+    rest_s: f64,
+    /// `A`, and `A - D_y` for the label.
+    coef: f64,
+    coef_less_dy: f64,
+    /// The class index of a hard target row not ignored, with its weight `w_y`.
+    label: Option<(i64, f64)>,
+    /// The logits offset of the row's first element.
+    base: isize,
+}
 
 /// Gradient and diagonal Hessian of softmax cross-entropy (PyTorch's `cross_entropy`) with
 /// respect to the logits, over rows of operands `[logits, target, weight, grad, hess]`.
@@ -94,12 +108,9 @@ pub struct SoftmaxGrad<T, Y> {
     pub classes: usize,
     pub smoothing: f64,
     pub ignore_index: i64,
-    pub scale: f64,
-    /// One [`RowInfo`] per row, written by the first pass, read by the second.
-    pub info: SendPtr<RowInfo>,
-    /// False: first pass (log-sum-exp and coefficients); true: second pass (write outputs).
-    pub write: bool,
 }
+
+type Scratch<T, Y> = (TileBuf<T>, TileBuf<Y>, TileBuf<T>, TileBuf<T>, TileBuf<T>);
 
 impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
     /// `t'_c = (1-ε)·t_c + ε/C`.
@@ -109,9 +120,25 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
     }
 }
 
-impl<T: Float, Y: ClassTarget> RowOp<5> for SoftmaxGrad<T, Y> {
+/// The first pass of [`SoftmaxGrad`]: each row's log-sum-exp state, finished into its
+/// [`RowInfo`] (stored in `info`, one slot per row).
+struct LsePass<'a, T, Y> {
+    op: &'a SoftmaxGrad<T, Y>,
+    info: SendPtr<RowInfo>,
+}
+
+/// The second pass of [`SoftmaxGrad`]: writes each row's gradient and Hessian from its
+/// [`RowInfo`], times `scale`.
+struct WritePass<'a, T, Y> {
+    op: &'a SoftmaxGrad<T, Y>,
+    info: SendPtr<RowInfo>,
+    /// 1 for a sum; for a mean, 1 over PyTorch's denominator (the first pass's `weight`).
+    scale: f64,
+}
+
+impl<T: Float, Y: ClassTarget> RowOp<5> for LsePass<'_, T, Y> {
     type State = Lse;
-    type Scratch = (TileBuf<T>, TileBuf<Y>, TileBuf<T>, TileBuf<T>, TileBuf<T>);
+    type Scratch = Scratch<T, Y>;
 
     fn empty(&self) -> Lse {
         Lse::EMPTY
@@ -120,52 +147,22 @@ impl<T: Float, Y: ClassTarget> RowOp<5> for SoftmaxGrad<T, Y> {
     #[inline(always)]
     unsafe fn tile<A: Arch>(
         &self,
-        scratch: &mut Self::Scratch,
-        first_row: usize,
+        (bx, by, bw, _, _): &mut Self::Scratch,
+        _first_row: usize,
         at: [isize; 5],
         rs: [isize; 5],
         st: [isize; 5],
         n: usize,
         states: &mut [Lse],
     ) {
+        let op = self.op;
         for (r, state) in states.iter_mut().enumerate() {
-            let at_r = std::array::from_fn(|k| at[k] + r as isize * rs[k]);
-            // SAFETY: forwarded: the engine hands out offsets inside the operands.
-            *state = unsafe { self.row_tile::<A>(scratch, first_row + r, at_r, st, n) };
-        }
-    }
-
-    fn merge(&self, a: Lse, b: Lse) -> Lse {
-        // `a` holds `Σ w t'`, which does not move with the reference.
-        a.merge(b, true)
-    }
-
-    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; 5], state: Lse) -> Partial {
-        // SAFETY: forwarded.
-        unsafe { self.finish_row::<A>(row, base, state) }
-    }
-}
-
-impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
-    /// One tile of `n` elements of row `row` (operand `k`'s elements at `at[k] + i * st[k]`):
-    /// the first pass returns its log-sum-exp state, the second writes its outputs.
-    ///
-    /// # Safety
-    /// The offsets must address valid elements of every operand.
-    #[inline(always)]
-    #[allow(clippy::type_complexity)]
-    unsafe fn row_tile<A: Arch>(
-        &self,
-        (bx, by, bw, bg, bh): &mut (TileBuf<T>, TileBuf<Y>, TileBuf<T>, TileBuf<T>, TileBuf<T>),
-        row: usize,
-        at: [isize; 5],
-        st: [isize; 5],
-        n: usize,
-    ) -> Lse {
-        // SAFETY: the engine hands out offsets inside the operands.
-        let x = unsafe { bx.view(self.logits.0.offset(at[0]), st[0], n) };
-        let w = unsafe { bw.view_src(self.weight.offset(at[2]), st[2], n) };
-        if !self.write {
+            let at: [isize; 5] = std::array::from_fn(|k| at[k] + r as isize * rs[k]);
+            // SAFETY: the engine hands out offsets of elements inside the operands, which the
+            // caller of `run` guarantees valid.
+            let x = unsafe { bx.view(op.logits.0.offset(at[0]), st[0], n) };
+            // SAFETY: the weights are an operand of the same rows (stride 0 when absent).
+            let w = unsafe { bw.view_src(op.weight.offset(at[2]), st[2], n) };
             let m = max_lanes(x).to_f64();
             let (s, k) = if m == f64::NEG_INFINITY {
                 let nan = x.iter().any(|v| v.is_nan());
@@ -176,17 +173,17 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
             let mut a = 0.0;
             let mut flags = 0;
             if !Y::HARD {
-                // SAFETY: as above.
-                let t = unsafe { by.view_src(self.target.offset(at[1]), st[1], n) };
+                // SAFETY: soft targets are an operand laid out as the logits.
+                let t = unsafe { by.view_src(op.target.offset(at[1]), st[1], n) };
                 for i in 0..n {
                     let ti = t[i].prob();
                     if ti < 0.0 {
                         flags |= flags::TARGET;
                     }
-                    a += w[i].to_f64() * self.smoothed(ti);
+                    a += w[i].to_f64() * op.smoothed(ti);
                 }
             }
-            return Lse {
+            *state = Lse {
                 m,
                 s,
                 k,
@@ -195,77 +192,16 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
                 flags,
             };
         }
-        // Second pass: write this tile's gradient and Hessian.
-        // SAFETY: `info[row]` was written by the first pass for this row.
-        let [r, ln_s, inv_s, rest_s, coef, coef_less_dy, label, label_weight, base] =
-            unsafe { *self.info.0.add(row) };
-        let g = bg.scratch(n);
-        let h = bh.scratch(n);
-        let eps_c = self.smoothing / self.classes as f64;
-        let ignored = Y::HARD && label < 0.0;
-        let first = if st[0] == 0 {
-            0
-        } else {
-            ((at[0] as f64 - base) / st[0] as f64) as i64
-        };
-        let t = if Y::HARD {
-            None
-        } else {
-            // SAFETY: as above.
-            Some(unsafe { by.view_src(self.target.offset(at[1]), st[1], n) })
-        };
-        let hit_weight = (1.0 - self.smoothing) * label_weight;
-        for i in 0..n {
-            if ignored {
-                g[i] = T::ZERO;
-                h[i] = T::ZERO;
-                continue;
-            }
-            let d = x[i].to_f64() - r;
-            let top = d == 0.0;
-            let p = if top { inv_s } else { (d - ln_s).exp_on::<A>() };
-            let q = if top { rest_s } else { 1.0 - p };
-            let wi = w[i].to_f64();
-            let is_label = Y::HARD && first + i as i64 == label as i64;
-            let direct = match t {
-                Some(t) => wi * self.smoothed(t[i].prob()),
-                None => {
-                    let hit = if is_label { hit_weight } else { 0.0 };
-                    hit + eps_c * wi
-                }
-            };
-            let grad = if top {
-                let less = if is_label {
-                    coef_less_dy
-                } else {
-                    coef - direct
-                };
-                less * inv_s - direct * rest_s
-            } else {
-                coef * p - direct
-            };
-            g[i] = T::from_f64(self.scale * grad);
-            h[i] = T::from_f64(self.scale * coef * p * q);
-        }
-        // SAFETY: each element of grad/hess belongs to exactly one row, handled by one task.
-        unsafe {
-            scatter(g, self.grad.0.offset(at[3]), st[3]);
-            scatter(h, self.hess.0.offset(at[4]), st[4]);
-        }
-        Lse::EMPTY
     }
 
-    /// The first pass's end of a row: stores its [`RowInfo`].
-    ///
-    /// # Safety
-    /// `base` must be the row's valid operand offsets; `info` must have a slot for `row`.
-    unsafe fn finish_row<A: Arch>(&self, row: usize, base: [isize; 5], state: Lse) -> Partial {
-        if self.write {
-            return Partial {
-                count: 1,
-                ..Partial::EMPTY
-            };
-        }
+    fn merge(&self, a: Lse, b: Lse) -> Lse {
+        // `a` holds `Σ w t'`, which does not move with the reference.
+        a.merge(b, true)
+    }
+
+    /// Stores the row's [`RowInfo`].
+    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; 5], state: Lse) -> Partial {
+        let op = self.op;
         // S = k + s; S - 1 without the 1 of the maximum (see the softmax loss).
         let r = reference(state.m);
         let rest = (state.k - 1.0) + state.s;
@@ -277,43 +213,143 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
             flags: state.flags,
             ..Partial::EMPTY
         };
-        let base0 = base[0] as f64;
         // Soft targets: A = Σ w t', and A - D_j is formed per element.
-        let mut info = [r, ln_s, inv_s, rest_s, state.a, 0.0, -1.0, 0.0, base0];
+        let mut info = RowInfo {
+            r,
+            ln_s,
+            inv_s,
+            rest_s,
+            coef: state.a,
+            coef_less_dy: 0.0,
+            label: None,
+            base: base[0],
+        };
         if Y::HARD {
-            // SAFETY: the label operand is valid at the row's base offset.
-            let y = unsafe { self.target.read(base[1]) }.index();
-            if y == self.ignore_index {
-                info[4] = 0.0;
-            } else if y < 0 || y >= self.classes as i64 {
+            // SAFETY: the label operand is valid at the row's base offset (the engine's).
+            let y = unsafe { op.target.read(base[1]) }.index();
+            if y == op.ignore_index {
+                info.coef = 0.0;
+            } else if y < 0 || y >= op.classes as i64 {
                 part.flags |= flags::TARGET;
             } else {
                 // SAFETY: 0 <= y < C addresses a class weight.
                 let wy =
-                    unsafe { self.weight.read(base[2] + y as isize * self.weight_stride) }.to_f64();
-                let eps_c = self.smoothing / self.classes as f64;
-                let coef = (1.0 - self.smoothing) * wy + eps_c * self.weight_total;
+                    unsafe { op.weight.read(base[2] + y as isize * op.weight_stride) }.to_f64();
+                let eps_c = op.smoothing / op.classes as f64;
+                info.coef = (1.0 - op.smoothing) * wy + eps_c * op.weight_total;
                 // A - D_y = ε/C·(W - w_y): exactly 0 without label smoothing.
-                let coef_less_dy = eps_c * (self.weight_total - wy);
-                info = [
-                    r,
-                    ln_s,
-                    inv_s,
-                    rest_s,
-                    coef,
-                    coef_less_dy,
-                    y as f64,
-                    wy,
-                    base0,
-                ];
+                info.coef_less_dy = eps_c * (op.weight_total - wy);
+                info.label = Some((y, wy));
                 part.weight = wy;
             }
         } else {
             part.weight = 1.0;
         }
-        // SAFETY: one task finishes each row; the buffer has one slot per row.
+        // SAFETY: `info` has one slot per row (the caller's contract) and each row is finished
+        // by one task only.
         unsafe { *self.info.0.add(row) = info };
         part
+    }
+}
+
+impl<T: Float, Y: ClassTarget> RowOp<5> for WritePass<'_, T, Y> {
+    type State = ();
+    type Scratch = Scratch<T, Y>;
+
+    fn empty(&self) {}
+
+    #[inline(always)]
+    unsafe fn tile<A: Arch>(
+        &self,
+        (bx, by, bw, bg, bh): &mut Self::Scratch,
+        first_row: usize,
+        at: [isize; 5],
+        rs: [isize; 5],
+        st: [isize; 5],
+        n: usize,
+        states: &mut [()],
+    ) {
+        let op = self.op;
+        for r in 0..states.len() {
+            let at: [isize; 5] = std::array::from_fn(|k| at[k] + r as isize * rs[k]);
+            // SAFETY: `info[row]` was written by the first pass over the same rows.
+            let info = unsafe { *self.info.0.add(first_row + r) };
+            // SAFETY: the engine hands out offsets of elements inside the operands, which the
+            // caller of `run` guarantees valid.
+            let x = unsafe { bx.view(op.logits.0.offset(at[0]), st[0], n) };
+            // SAFETY: the weights are an operand of the same rows (stride 0 when absent).
+            let w = unsafe { bw.view_src(op.weight.offset(at[2]), st[2], n) };
+            let g = bg.scratch(n);
+            let h = bh.scratch(n);
+            let eps_c = op.smoothing / op.classes as f64;
+            let ignored = Y::HARD && info.label.is_none();
+            // The class index of the tile's first element (the row is one strided axis).
+            let first = if st[0] == 0 {
+                0
+            } else {
+                ((at[0] - info.base) / st[0]) as i64
+            };
+            let t = if Y::HARD {
+                None
+            } else {
+                // SAFETY: soft targets are an operand laid out as the logits.
+                Some(unsafe { by.view_src(op.target.offset(at[1]), st[1], n) })
+            };
+            let (label, label_weight) = info.label.unwrap_or((-1, 0.0));
+            let hit_weight = (1.0 - op.smoothing) * label_weight;
+            for i in 0..n {
+                if ignored {
+                    g[i] = T::ZERO;
+                    h[i] = T::ZERO;
+                    continue;
+                }
+                let d = x[i].to_f64() - info.r;
+                let top = d == 0.0;
+                let p = if top {
+                    info.inv_s
+                } else {
+                    (d - info.ln_s).exp_on::<A>()
+                };
+                let q = if top { info.rest_s } else { 1.0 - p };
+                let wi = w[i].to_f64();
+                let is_label = Y::HARD && first + i as i64 == label;
+                let direct = match t {
+                    Some(t) => wi * op.smoothed(t[i].prob()),
+                    None => {
+                        let hit = if is_label { hit_weight } else { 0.0 };
+                        hit + eps_c * wi
+                    }
+                };
+                let grad = if top {
+                    let less = if is_label {
+                        info.coef_less_dy
+                    } else {
+                        info.coef - direct
+                    };
+                    less * info.inv_s - direct * info.rest_s
+                } else {
+                    info.coef * p - direct
+                };
+                g[i] = T::from_f64(self.scale * grad);
+                h[i] = T::from_f64(self.scale * info.coef * p * q);
+            }
+            // SAFETY: each element of grad/hess belongs to exactly one row, handled by one
+            // task, and the outputs overlap neither each other nor the inputs (caller's
+            // contract).
+            unsafe {
+                scatter(g, op.grad.0.offset(at[3]), st[3]);
+                scatter(h, op.hess.0.offset(at[4]), st[4]);
+            }
+        }
+    }
+
+    fn merge(&self, _: (), _: ()) {}
+
+    unsafe fn finish<A: Arch>(&self, _row: usize, _base: [isize; 5], _state: ()) -> Partial {
+        Partial {
+            count: 1,
+            ..Partial::EMPTY
+        }
     }
 }
 
@@ -330,26 +366,32 @@ fn exp_sums<A: Arch, T: Float>(x: &[T], r: f64) -> (f64, f64) {
     })
 }
 
-/// Runs both passes of [`SoftmaxGrad`]: returns the first pass's merge (domain errors; the
-/// mean denominator in `weight`), after writing the outputs when it found no error.
+/// The two passes of [`SoftmaxGrad`] ([`then`]): returns the first pass's merge (domain
+/// errors; the mean denominator in `weight`), after writing the outputs when it found no error.
 ///
 /// # Safety
-/// As [`run`]; `op.info` must hold one slot per row of `rows`.
+/// As [`crate::kernels::rows::run`].
 pub unsafe fn softmax_cross_entropy_grad<T: Float, Y: ClassTarget>(
     rows: &Rows<5>,
-    op: &mut SoftmaxGrad<T, Y>,
+    op: &SoftmaxGrad<T, Y>,
     mean: bool,
     pool: Option<&ThreadPool>,
 ) -> Partial {
-    op.write = false;
-    // SAFETY: forwarded from the caller.
-    let first = unsafe { run(rows, &*op, pool) };
-    if first.flags != 0 {
-        return first;
+    let mut slots = vec![RowInfo::default(); rows.rows()];
+    let info = SendPtr(slots.as_mut_ptr());
+    let lse = LsePass { op, info };
+    // SAFETY: forwarded from the caller; `slots` holds one `RowInfo` per row and outlives
+    // both passes.
+    let (first, second) = unsafe {
+        then(rows, pool, &lse, |part| WritePass {
+            op,
+            info,
+            scale: if mean { 1.0 / part.weight } else { 1.0 },
+        })
+    };
+    // The outputs are incomplete if the second pass was cancelled.
+    match second {
+        Some(s) if s.flags & flags::CANCELLED != 0 => first.cancelled(),
+        _ => first,
     }
-    op.scale = if mean { 1.0 / first.weight } else { 1.0 };
-    op.write = true;
-    // SAFETY: forwarded from the caller.
-    unsafe { run(rows, &*op, pool) };
-    first
 }
