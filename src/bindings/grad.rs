@@ -13,7 +13,7 @@ use super::binary::{with_target_dtype, BinaryOperands};
 use super::divergence::{as_float, normalize_axis, precision, Precision};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
-use super::reduction::reduction_arg;
+use super::reduction::{scalar_reduction, Reduction};
 use super::softmax::{
     check_ignore_index_unused, check_smoothing, labels_shape_error, with_class_target, ClassWeights,
 };
@@ -73,16 +73,22 @@ use crate::kernels::strided::{Layout, SendPtr};
 /// As a LightGBM objective (scikit-learn API): ``objective=lambda y, raw:
 /// crossent.binary_cross_entropy_with_logits_grad(raw, y)``.
 #[pyfunction]
-#[pyo3(signature = (input, target, *, weight=None, pos_weight=None, reduction="sum", out=None))]
+#[pyo3(
+    signature = (
+        input, target, *, weight=None, pos_weight=None, reduction=Reduction::Sum, out=None
+    ),
+    text_signature = "(input, target, *, weight=None, pos_weight=None, reduction=\"sum\", \
+                      out=None)"
+)]
 pub fn binary_cross_entropy_with_logits_grad<'py>(
     input: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
     pos_weight: Option<&Bound<'py, PyAny>>,
-    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
+    #[pyo3(from_py_with = scalar_reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let mean = is_mean(reduction)?;
+    let mean = reduction == Reduction::Mean;
     let args = Args {
         weight,
         pos_weight,
@@ -98,18 +104,6 @@ struct Args<'a, 'py> {
     pos_weight: Option<&'a Bound<'py, PyAny>>,
     mean: bool,
     out: Option<&'a Bound<'py, PyAny>>,
-}
-
-/// A gradient's `reduction`: `true` for `"mean"`, `false` for `"sum"` (a gradient has no
-/// `"none"`: it is elementwise already).
-fn is_mean(reduction: &str) -> PyResult<bool> {
-    match reduction {
-        "sum" => Ok(false),
-        "mean" => Ok(true),
-        other => Err(PyValueError::new_err(format!(
-            "'reduction' must be 'sum' or 'mean', got {other:?}"
-        ))),
-    }
 }
 
 fn dispatch_target<'py, T: Float + Element + Reported>(
@@ -229,7 +223,7 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>
 #[pyo3(
     signature = (
         logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
-        reduction="sum", out=None
+        reduction=Reduction::Sum, out=None
     ),
     text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, \
                       label_smoothing=0.0, reduction=\"sum\", out=None)"
@@ -242,10 +236,10 @@ pub fn softmax_cross_entropy_grad<'py>(
     weight: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = args::ignore_index)] ignore_index: i64,
     #[pyo3(from_py_with = args::label_smoothing)] label_smoothing: f64,
-    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
+    #[pyo3(from_py_with = scalar_reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let mean = is_mean(reduction)?;
+    let mean = reduction == Reduction::Mean;
     check_smoothing(label_smoothing)?;
     let args = SoftArgs {
         axis,

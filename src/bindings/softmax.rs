@@ -11,7 +11,7 @@ use super::arrays::{ndarray, new_output, operand, shape_str, Operand, View, View
 use super::divergence::{as_float, normalize_axis, precision, Precision};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
-use super::reduction::{reduction_arg, Reduction};
+use super::reduction::{reduction, Reduction};
 use super::threads;
 use crate::kernels::float::Float;
 use crate::kernels::reduce::{flags, Partial};
@@ -82,7 +82,7 @@ use crate::kernels::strided::{find_first, SendPtr, Src};
 #[pyo3(
     signature = (
         logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
-        reduction="mean", out=None
+        reduction=Reduction::Mean, out=None
     ),
     text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, \
                       label_smoothing=0.0, reduction=\"mean\", out=None)"
@@ -95,10 +95,9 @@ pub fn softmax_cross_entropy<'py>(
     weight: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = args::ignore_index)] ignore_index: i64,
     #[pyo3(from_py_with = args::label_smoothing)] label_smoothing: f64,
-    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
+    #[pyo3(from_py_with = reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let reduction = Reduction::parse(reduction)?;
     check_smoothing(label_smoothing)?;
     if out.is_some() && reduction != Reduction::None {
         return Err(PyValueError::new_err(
