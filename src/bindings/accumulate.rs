@@ -274,10 +274,7 @@ fn state_of<'py, C: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + AsSt
     let other = other.cast::<C>().map_err(|_| {
         PyTypeError::new_err(format!(
             "'other' must be a {class}, got {}",
-            other
-                .get_type()
-                .name()
-                .map_or_else(|_| "?".to_string(), |n| n.to_string())
+            args::type_name(other)
         ))
     })?;
     let py = other.py();

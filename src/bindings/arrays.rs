@@ -383,7 +383,7 @@ impl<'py, E: Element> ViewMut<'py, E> {
         let arr = out.cast::<PyUntypedArray>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "'out' must be a numpy.ndarray, got {}",
-                out.get_type().name().map_or("?".into(), |n| n.to_string())
+                super::args::type_name(out)
             ))
         })?;
         if !is::<E>(arr) {

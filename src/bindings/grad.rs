@@ -9,10 +9,11 @@ use super::args;
 use super::arrays::{
     dtype_name, is, ndarray, new_output_like, shape_str, with_input_dtype, View, ViewMut,
 };
+use super::axes::{normalize_axis, Reduced};
 use super::binary::{with_target_dtype, BinaryOperands};
-use super::divergence::{as_float, normalize_axis, precision, Precision};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
+use super::precision::{as_float, precision, Precision};
 use super::reduction::{scalar_reduction, Reduction};
 use super::softmax::{
     check_ignore_index_unused, check_smoothing, labels_shape_error, with_class_target, ClassWeights,
@@ -295,20 +296,12 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
     }
     let axis = normalize_axis(args.axis, shape.len())?;
     let classes = shape[axis];
-    let reduced: Vec<bool> = (0..shape.len()).map(|d| d == axis).collect();
-    let rows_shape: Vec<usize> = (0..shape.len())
-        .filter(|&d| d != axis)
-        .map(|d| shape[d])
-        .collect();
+    let reduced = Reduced::axis(axis, &shape);
     let target_strides: Vec<isize> = if Y::HARD {
-        if yv.shape != rows_shape {
-            return Err(labels_shape_error(&shape, axis, &rows_shape, &yv.shape));
+        if yv.shape != reduced.kept {
+            return Err(labels_shape_error(&shape, axis, &reduced.kept, &yv.shape));
         }
-        let mut it = yv.strides.iter();
-        reduced
-            .iter()
-            .map(|&r| if r { 0 } else { *it.next().unwrap_or(&0) })
-            .collect()
+        reduced.widen(&yv.strides)
     } else {
         if yv.shape != shape {
             return Err(PyValueError::new_err(format!(
@@ -321,10 +314,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
     };
     // Class weights along the class axis (a single 1 with stride 0 when absent).
     let weights = ClassWeights::<T>::new(args.weight, classes)?;
-    let weight_strides: Vec<isize> = reduced
-        .iter()
-        .map(|&r| if r { weights.stride } else { 0 })
-        .collect();
+    let weight_strides = reduced.along_removed(weights.stride);
     let (g, h) = outputs::<T>(x, args.out)?;
     // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
     let mut inputs = Vec::new();
@@ -347,7 +337,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
             &gv.strides,
             &hv.strides,
         ],
-        &reduced,
+        &reduced.mask,
     );
     let nrows = rows.rows();
     let mut info = vec![RowInfo::default(); nrows];

@@ -8,9 +8,10 @@ use pyo3::types::PyFloat;
 
 use super::args;
 use super::arrays::{ndarray, new_output, operand, shape_str, Operand, View, ViewMut};
-use super::divergence::{as_float, normalize_axis, precision, Precision};
+use super::axes::{normalize_axis, Reduced};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
+use super::precision::{as_float, precision, Precision};
 use super::reduction::{reduction, Reduction};
 use super::threads;
 use crate::kernels::float::Float;
@@ -328,36 +329,18 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
     let shape = xv.shape.clone();
     let axis = normalize_axis(args.params.axis, shape.len())?;
     let classes = shape[axis];
-    let reduced: Vec<bool> = (0..shape.len()).map(|d| d == axis).collect();
-    let rows_shape: Vec<usize> = (0..shape.len())
-        .filter(|&d| d != axis)
-        .map(|d| shape[d])
-        .collect();
-    // Strides of an array of the rows' shape, as strides over the logits' shape.
-    let widen = |strides: &[isize]| -> Vec<isize> {
-        let mut it = strides.iter();
-        reduced
-            .iter()
-            .map(|&r| {
-                if r {
-                    0
-                } else {
-                    *it.next().expect("one per row dimension")
-                }
-            })
-            .collect()
-    };
+    let reduced = Reduced::axis(axis, &shape);
+    let rows_shape = &reduced.kept;
 
     // Class weights: one per class, read along the class axis.
     let weights = ClassWeights::<T>::new(args.params.weight, classes)?;
-    let mut w_strides = vec![0isize; shape.len()];
-    w_strides[axis] = weights.stride;
+    let w_strides = reduced.along_removed(weights.stride);
 
     let out_array: Option<Bound<'py, PyAny>> = match (args.reduction, args.out) {
         (Reduction::None, Some(out)) => Some(out.clone()),
         // Uninitialised, but the kernel writes every element before it is returned (on error
         // it is dropped unseen).
-        (Reduction::None, None) => Some(new_output::<T>(py, &rows_shape, false)?),
+        (Reduction::None, None) => Some(new_output::<T>(py, rows_shape, false)?),
         _ => None,
     };
     // A given `out` must not overlap an input (a fresh one cannot).
@@ -371,10 +354,10 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
     }
     let out_view = out_array
         .as_ref()
-        .map(|o| ViewMut::<T>::new(o, &rows_shape, T::NAME, &inputs))
+        .map(|o| ViewMut::<T>::new(o, rows_shape, T::NAME, &inputs))
         .transpose()?;
     let (out_ptr, out_strides) = match &out_view {
-        Some(v) => (v.ptr, widen(&v.strides)),
+        Some(v) => (v.ptr, reduced.widen(&v.strides)),
         None => (std::ptr::null_mut(), vec![0; shape.len()]),
     };
     let class_info = Classes {
@@ -388,13 +371,18 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
     let part = match target {
         Target::Labels(y) => {
             let yv = View::<L>::new(y, "target")?;
-            if yv.shape != rows_shape {
-                return Err(labels_shape_error(&shape, axis, &rows_shape, &yv.shape));
+            if yv.shape != *rows_shape {
+                return Err(labels_shape_error(&shape, axis, rows_shape, &yv.shape));
             }
             let rows = Rows::new(
                 &shape,
-                [&xv.strides, &widen(&yv.strides), &w_strides, &out_strides],
-                &reduced,
+                [
+                    &xv.strides,
+                    &reduced.widen(&yv.strides),
+                    &w_strides,
+                    &out_strides,
+                ],
+                &reduced.mask,
             );
             let op = SoftmaxLabels {
                 logits: SendPtr::from_const(xv.ptr),
@@ -405,7 +393,14 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
                 ignore_index: args.params.ignore_index,
                 out: SendPtr(out_ptr),
             };
-            let part = run_detached(py, n, args.init, &rows, &op)?;
+            let init = args.init;
+            let part = threads::run_detached(py, n, |pool| {
+                // SAFETY: the logits, labels and weights pointers come from views alive (and
+                // borrowed) until this function returns; `rows` is built from those views'
+                // shapes and strides; `out` was checked to be writeable, self-disjoint and not
+                // overlapping the inputs.
+                unsafe { run_from(init, &rows, &op, pool) }
+            })?;
             if part.flags & flags::TARGET != 0 {
                 let (ignore, c) = (args.params.ignore_index, classes as i64);
                 // SAFETY: the view is alive and describes valid elements.
@@ -433,7 +428,7 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
             let rows = Rows::new(
                 &shape,
                 [&xv.strides, &yv.strides, &w_strides, &out_strides],
-                &reduced,
+                &reduced.mask,
             );
             let op = SoftmaxProbs {
                 logits: SendPtr::from_const(xv.ptr),
@@ -441,7 +436,14 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
                 classes: class_info,
                 out: SendPtr(out_ptr),
             };
-            let part = run_detached(py, n, args.init, &rows, &op)?;
+            let init = args.init;
+            let part = threads::run_detached(py, n, |pool| {
+                // SAFETY: the logits, target and weights pointers (the target read where it lies
+                // through `yv`) come from views alive (and borrowed) until this function returns;
+                // `rows` is built from those views' shapes and strides; `out` was checked to be
+                // writeable, self-disjoint and not overlapping the inputs.
+                unsafe { run_from(init, &rows, &op, pool) }
+            })?;
             if part.flags & flags::TARGET != 0 {
                 let bad = yv.first_bad(|v: T| v < T::ZERO);
                 return Err(domain_error(
@@ -455,21 +457,4 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
         }
     };
     Ok((part, out_array))
-}
-
-/// Runs `op` over `rows` on the crate's pool, continuing `init` (see
-/// [`threads::run_detached`]).
-fn run_detached<O: crate::kernels::rows::RowOp<4>>(
-    py: Python<'_>,
-    n: usize,
-    init: Partial,
-    rows: &Rows<4>,
-    op: &O,
-) -> PyResult<Partial> {
-    threads::run_detached(py, n, |pool| {
-        // SAFETY: every pointer of the op comes from a view that is alive (and borrowed) until
-        // the caller returns; `rows` is built from those views' shapes and strides; `out` was
-        // checked to be writeable, self-disjoint and not overlapping the inputs.
-        unsafe { run_from(init, rows, op, pool) }
-    })
 }
