@@ -200,7 +200,8 @@ impl<T> Deref for SharedGuard<'_, T> {
 
 impl<T> DerefMut for SharedGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as above, through this guard only.
+        // SAFETY: this thread holds the lock for the guard's lifetime, and `&mut self` makes
+        // this guard the only path to the value meanwhile: no other reference to it exists.
         unsafe { &mut *self.shared.value.get() }
     }
 }
