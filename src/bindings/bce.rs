@@ -239,7 +239,13 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>
         Vec::new()
     };
     let out_view = match &out_array {
-        Some(out) => Some(ViewMut::<T>::new(out, shape, T::NAME, &inputs)?),
+        Some(out) => Some(ViewMut::<T>::output(
+            out,
+            args.out.is_some(),
+            shape,
+            T::NAME,
+            &inputs,
+        )?),
         None => None,
     };
     let (out_ptr, out_strides) = match &out_view {

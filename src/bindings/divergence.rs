@@ -340,12 +340,12 @@ impl<'py, T: Float + Element + Reported> Operands<'py, T> {
         let pv = LoadView::<T>::new(pa, "p")?;
         let qv = qa.map(|qa| LoadView::<T>::new(qa, "q")).transpose()?;
         let shape = match &qv {
-            None => pv.shape.clone(),
-            Some(qv) => broadcast_shape(&pv.shape, &qv.shape).ok_or_else(|| {
+            None => pv.shape().to_vec(),
+            Some(qv) => broadcast_shape(pv.shape(), qv.shape()).ok_or_else(|| {
                 PyValueError::new_err(format!(
                     "'p' of shape {} and 'q' of shape {} cannot be broadcast together",
-                    shape_str(&pv.shape),
-                    shape_str(&qv.shape)
+                    shape_str(pv.shape()),
+                    shape_str(qv.shape())
                 ))
             })?,
         };
@@ -405,7 +405,7 @@ fn compute<'py, T: Float + Element + Reported>(
     }
     let out_view = out_array
         .as_ref()
-        .map(|o| ViewMut::<T>::new(o, out_shape, T::NAME, &inputs))
+        .map(|o| ViewMut::<T>::output(o, args.out.is_some(), out_shape, T::NAME, &inputs))
         .transpose()?;
     let (out_ptr, out_strides) = match &out_view {
         Some(v) => (v.ptr, reduced.widen(&v.strides)),

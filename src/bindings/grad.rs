@@ -149,11 +149,12 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>
     } else {
         Vec::new()
     };
-    let gv = ViewMut::<T>::new(&g, shape, T::NAME, &inputs)?;
-    if args.out.is_some() {
+    let given = args.out.is_some();
+    let gv = ViewMut::<T>::output(&g, given, shape, T::NAME, &inputs)?;
+    if given {
         inputs.push(gv.operand("out[0]"));
     }
-    let hv = ViewMut::<T>::new(&h, shape, T::NAME, &inputs)?;
+    let hv = ViewMut::<T>::output(&h, given, shape, T::NAME, &inputs)?;
     let n: usize = shape.iter().product();
     let scale = if args.mean {
         T::from_f64(1.0 / n as f64)
@@ -298,19 +299,19 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
     let classes = shape[axis];
     let reduced = Reduced::axis(axis, &shape);
     let target_strides: Vec<isize> = if Y::HARD {
-        if yv.shape != reduced.kept {
-            return Err(labels_shape_error(&shape, axis, &reduced.kept, &yv.shape));
+        if yv.shape() != reduced.kept {
+            return Err(labels_shape_error(&shape, axis, &reduced.kept, yv.shape()));
         }
-        reduced.widen(&yv.strides)
+        reduced.widen(yv.strides())
     } else {
-        if yv.shape != shape {
+        if yv.shape() != shape {
             return Err(PyValueError::new_err(format!(
                 "'target' of class probabilities must have the shape of 'logits' {}, got {}",
                 shape_str(&shape),
-                shape_str(&yv.shape)
+                shape_str(yv.shape())
             )));
         }
-        yv.strides.clone()
+        yv.strides().to_vec()
     };
     // Class weights along the class axis (a single 1 with stride 0 when absent).
     let weights = ClassWeights::<T>::new(args.weight, classes)?;
@@ -323,11 +324,12 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
         inputs.push(yv.operand("target"));
         inputs.extend(weights.operand());
     }
-    let gv = ViewMut::<T>::new(&g, &shape, T::NAME, &inputs)?;
-    if args.out.is_some() {
+    let given = args.out.is_some();
+    let gv = ViewMut::<T>::output(&g, given, &shape, T::NAME, &inputs)?;
+    if given {
         inputs.push(gv.operand("out[0]"));
     }
-    let hv = ViewMut::<T>::new(&h, &shape, T::NAME, &inputs)?;
+    let hv = ViewMut::<T>::output(&h, given, &shape, T::NAME, &inputs)?;
     let rows = Rows::new(
         &shape,
         [

@@ -188,13 +188,13 @@ impl<'py, T: Float + Element> ClassWeights<'py, T> {
             });
         };
         let view = LoadView::<T>::new(&ndarray(obj, "weight")?, "weight")?;
-        if view.shape != [classes] {
+        if view.shape() != [classes] {
             return Err(PyValueError::new_err(format!(
                 "'weight' must have shape ({classes},) (one weight per class), got {}",
-                shape_str(&view.shape)
+                shape_str(view.shape())
             )));
         }
-        let (src, stride) = (view.src(), view.strides[0]);
+        let (src, stride) = (view.src(), view.strides()[0]);
         // SAFETY: a 1-D view of `classes` valid elements.
         let total: f64 = (0..classes as isize)
             .map(|c| unsafe { src.read(c * stride) }.to_f64())
@@ -354,7 +354,7 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
     }
     let out_view = out_array
         .as_ref()
-        .map(|o| ViewMut::<T>::new(o, rows_shape, T::NAME, &inputs))
+        .map(|o| ViewMut::<T>::output(o, args.out.is_some(), rows_shape, T::NAME, &inputs))
         .transpose()?;
     let (out_ptr, out_strides) = match &out_view {
         Some(v) => (v.ptr, reduced.widen(&v.strides)),
@@ -418,16 +418,16 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
         Target::Probabilities(y) => {
             // Read as `T` where it lies, in its own float dtype.
             let yv = LoadView::<T>::new(y, "target")?;
-            if yv.shape != shape {
+            if yv.shape() != shape {
                 return Err(PyValueError::new_err(format!(
                     "'target' of class probabilities must have the shape of 'logits' {}, got {}",
                     shape_str(&shape),
-                    shape_str(&yv.shape)
+                    shape_str(yv.shape())
                 )));
             }
             let rows = Rows::new(
                 &shape,
-                [&xv.strides, &yv.strides, &w_strides, &out_strides],
+                [&xv.strides, yv.strides(), &w_strides, &out_strides],
                 &reduced.mask,
             );
             let op = SoftmaxProbs {
