@@ -31,6 +31,8 @@ mod _core {
     #[pymodule_export]
     use crate::bindings::logloss::{_log_loss, LogLossAccumulator};
     #[pymodule_export]
+    use crate::bindings::reduction::_reduction;
+    #[pymodule_export]
     use crate::bindings::softmax::softmax_cross_entropy;
     #[pymodule_export]
     use crate::bindings::threads::{get_num_threads, set_num_threads};

@@ -18,6 +18,7 @@ __all__ = [
     "__version__",
     "_isa",
     "_log_loss",
+    "_reduction",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_grad",
@@ -1423,6 +1424,7 @@ def binary_cross_entropy_with_logits_grad(
     """
 
 def _isa() -> str: ...
+def _reduction(reduction: object) -> Literal["mean", "sum", "none"]: ...
 def softmax_cross_entropy_grad(
     logits: npt.ArrayLike,
     target: npt.ArrayLike,

@@ -4,6 +4,7 @@
 pub mod accumulate;
 pub mod args;
 pub mod arrays;
+pub mod axes;
 pub mod bce;
 pub mod binary;
 pub mod divergence;
@@ -11,6 +12,7 @@ pub mod errors;
 pub mod grad;
 pub mod logloss;
 pub mod operand;
+pub mod precision;
 pub mod reduction;
 pub mod softmax;
 pub mod threads;
