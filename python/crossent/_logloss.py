@@ -181,7 +181,7 @@ def _encode(y: np.ndarray, labels: Any, columns: int) -> tuple[np.ndarray, np.nd
     native = _native(y)
     if native is not None and y.shape[0]:
         lo, hi = int(y.min()), int(y.max())
-        if hi - lo < max(1 << 20, 4 * columns):
+        if hi - lo < min(1 << 20, max(4 * columns, y.shape[0])):
             seen = _present(y, lo, hi)
             classes = (np.flatnonzero(seen) + lo).astype(y.dtype)
             _check_inferred(classes, columns)

@@ -9,13 +9,14 @@ use pyo3::types::{PyDict, PyTuple};
 
 use super::accumulate::{
     accumulator_methods, partial_from_tuple, partial_to_tuple, repr, same_params, state_of,
-    AsState, MeanOver, Reduce, Rule, Scalar, Shared, State,
+    AsState, MeanOver, Reduce, Rule, Shared, State,
 };
 
 use super::arrays::{dtype_name, is, ndarray, shape_str, View};
-use super::divergence::{as_float, precision, Precision};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
+use super::precision::{as_float, precision, Precision};
+use super::reduction::Reduction;
 use super::threads;
 use crate::kernels::float::Float;
 use crate::kernels::logloss::{LogLoss, UNNORMALIZED, WEIGHT};
@@ -160,14 +161,14 @@ fn compute<T: Float + Element + Reported, L: Label + Element + Reported>(
         .transpose()?;
     let (w_src, w_stride) = match &weights {
         Some(w) => {
-            if w.shape != [n] {
+            if w.shape() != [n] {
                 return Err(PyValueError::new_err(format!(
                     "'sample_weight' must have shape ({n},) (one weight per row of 'y_pred'), \
                      got {}",
-                    shape_str(&w.shape)
+                    shape_str(w.shape())
                 )));
             }
-            (w.src(), w.strides[0])
+            (w.src(), w.strides()[0])
         }
         None => (Src::native(f64::one_ref() as *const f64), 0),
     };
@@ -285,7 +286,7 @@ impl AsState for LogLossAccumulator {
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let params = PyDict::new(py);
         params.set_item("labels", self.labels.bind(py))?;
-        params.set_item("normalize", self.state.rule.reduction == Scalar::Mean)?;
+        params.set_item("normalize", self.state.rule.reduction == Reduction::Mean)?;
         Ok(params)
     }
 }
@@ -318,7 +319,11 @@ accumulator_methods!(LogLossAccumulator, "Number of samples seen.", {
         let labels = classes.call_method0("tolist")?;
         Ok(Self {
             state: State::new(Reduce {
-                reduction: if normalize { Scalar::Mean } else { Scalar::Sum },
+                reduction: if normalize {
+                    Reduction::Mean
+                } else {
+                    Reduction::Sum
+                },
                 over: MeanOver::Weight,
             }),
             classes: classes.unbind(),
@@ -379,6 +384,6 @@ accumulator_methods!(LogLossAccumulator, "Number of samples seen.", {
     /// Whether ``result()`` is the mean (``True``) or the sum.
     #[getter]
     fn normalize(&self) -> bool {
-        self.state.rule.reduction == Scalar::Mean
+        self.state.rule.reduction == Reduction::Mean
     }
 });
