@@ -90,10 +90,8 @@ def main() -> None:
         print(f"{n} x {k} float32 (y_pred {n * k * 4 / 2**20:.0f} MiB), median of {args.reps}:")
         for lib, r in (("crossent", c), ("sklearn", s)):
             if isinstance(r, dict):
-                print(
-                    f"  {lib:9s} {r['median_s'] * 1e3:9.1f} ms  peak +{r['peak_kib'] / 1024:8.1f} MiB"
-                    f"  value {r['value']!r}"
-                )
+                ms, mib = r["median_s"] * 1e3, r["peak_kib"] / 1024
+                print(f"  {lib:9s} {ms:9.1f} ms  peak +{mib:8.1f} MiB  value {r['value']!r}")
             else:
                 print(f"  {lib:9s} {r}")
         if isinstance(c, dict) and isinstance(s, dict):
