@@ -4,12 +4,14 @@
 pub mod accumulate;
 pub mod args;
 pub mod arrays;
+pub mod axes;
 pub mod bce;
 pub mod binary;
 pub mod divergence;
 pub mod errors;
 pub mod grad;
 pub mod operand;
+pub mod precision;
 pub mod reduction;
 pub mod softmax;
 pub mod threads;
