@@ -22,7 +22,7 @@ use super::threads::run_detached;
 use crate::kernels::bce::grad::{self as bce_grad, LogitsGrad};
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::reduce::flags;
-use crate::kernels::rows::Rows;
+use crate::kernels::rows::{In, Out, Rows};
 use crate::kernels::softmax::grad::{self as softmax_grad, ClassTarget, SoftmaxGrad};
 use crate::kernels::strided::{Layout, SendPtr};
 
@@ -342,17 +342,21 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
         ],
         &reduced.mask,
     );
-    let op = SoftmaxGrad {
-        logits: SendPtr::from_const(xv.ptr),
-        target: yv.src(),
-        weight: weights.src,
-        weight_stride: weights.stride,
-        weight_total: weights.total,
-        grad: SendPtr(gv.ptr),
-        hess: SendPtr(hv.ptr),
-        classes,
-        smoothing: args.smoothing,
-        ignore_index: args.ignore_index,
+    // SAFETY: the operands 0 to 4 of `rows`, built from these views' own shapes and strides;
+    // the views stay alive (and borrowed) until this function returns; the outputs are
+    // writeable, one element per position, and disjoint from each other and the inputs.
+    let op = unsafe {
+        SoftmaxGrad {
+            logits: In::new(xv.ptr, 0),
+            target: In::new(yv.src(), 1),
+            weight: In::new(weights.src, 2),
+            weight_total: weights.total,
+            grad: Out::new(gv.ptr, 3),
+            hess: Out::new(hv.ptr, 4),
+            classes,
+            smoothing: args.smoothing,
+            ignore_index: args.ignore_index,
+        }
     };
     let n: usize = shape.iter().product();
     let mean = args.mean;

@@ -21,9 +21,9 @@ use super::threads;
 use crate::kernels::float::Float;
 use crate::kernels::logloss::{LogLoss, UNNORMALIZED, WEIGHT};
 use crate::kernels::reduce::{flags, Partial};
-use crate::kernels::rows::{run_from, Rows};
+use crate::kernels::rows::{run_from, In, Rows};
 use crate::kernels::softmax::Label;
-use crate::kernels::strided::{SendPtr, Src};
+use crate::kernels::strided::{Load, Src};
 
 /// The sum, weight sum and row count of scikit-learn's ``log_loss`` over class codes, and
 /// whether a row of ``y_pred`` does not sum to one. Private: :func:`crossent.log_loss` and
@@ -119,7 +119,7 @@ fn with_codes<T: Float + Element + Reported>(
     )))
 }
 
-fn compute<T: Float + Element + Reported, L: Label + Element + Reported>(
+fn compute<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
     init: Partial,
     x: &Bound<'_, PyUntypedArray>,
     y: &Bound<'_, PyUntypedArray>,
@@ -172,15 +172,19 @@ fn compute<T: Float + Element + Reported, L: Label + Element + Reported>(
         }
         None => (Src::native(f64::one_ref() as *const f64), 0),
     };
-    let op = LogLoss {
-        probs: SendPtr::from_const(xv.ptr),
-        class_stride: x_strides[1],
-        classes,
-        binary,
-        codes: SendPtr::from_const(yv.ptr),
-        weights: w_src,
-        eps: T::from_f64(eps),
-        tolerance: 1e-8 + eps.sqrt(),
+    // SAFETY: the views (and their claims) live until this function returns, unwritten by
+    // this call; `rows` below steps each operand over its own view's shape and strides only
+    // (codes and weights: one value per row; the single default weight with stride 0).
+    let op = unsafe {
+        LogLoss {
+            probs: In::new(xv.ptr, 0),
+            classes,
+            binary,
+            codes: In::new(yv.ptr, 1),
+            weights: In::new(w_src, 2),
+            eps: T::from_f64(eps),
+            tolerance: 1e-8 + eps.sqrt(),
+        }
     };
     let rows = Rows::new(
         &shape,

@@ -32,9 +32,9 @@ use super::float::Float;
 use super::isa::Arch;
 use super::lanes::row_sums;
 use super::reduce::{flags, Partial};
-use super::rows::{view_rows, RowOp};
+use super::rows::{In, Row, RowOp, Tile};
 use super::softmax::Label;
-use super::strided::{SendPtr, Src, TileBuf};
+use super::strided::{Load, TileBuf};
 
 /// A row whose probabilities do not sum to 1 within the tolerance (a warning, not an error;
 /// above the bits of [`flags`]).
@@ -43,19 +43,18 @@ pub const UNNORMALIZED: u32 = 1 << 8;
 /// A sample weight that is negative, NaN or infinite.
 pub const WEIGHT: u32 = 1 << 9;
 
-/// Log loss over rows of operands `[probabilities, codes, weights]` (codes and weights: stride
-/// 0 along the class axis; weights a single 1 with stride 0 when absent).
+/// Log loss over rows of operands `[probabilities, codes, weights]` (codes and weights: one
+/// value per row, stride 0 along the class axis; weights a single 1 with stride 0 when
+/// absent).
 pub struct LogLoss<T, L> {
-    pub probs: SendPtr<T>,
-    /// Element stride of the probabilities along the class axis (to read `P[i, y_i]`).
-    pub class_stride: isize,
+    pub probs: In<T>,
     /// Number of classes `C` (2 for binary predictions).
     pub classes: usize,
     /// The predictions hold one column, the positive class's probability.
     pub binary: bool,
-    pub codes: SendPtr<L>,
+    pub codes: In<L>,
     /// Sample weights, read as `f64` where they lie.
-    pub weights: Src<f64>,
+    pub weights: In<f64>,
     /// `ε`: predictions are clipped to `[ε, 1 - ε]`.
     pub eps: T,
     /// The row-sum tolerance `1e-8 + sqrt(ε)` (ignored for binary predictions, whose rows
@@ -70,7 +69,7 @@ pub struct RowCheck {
     pub bad: bool,
 }
 
-impl<T: Float, L: Label> RowOp<3> for LogLoss<T, L> {
+impl<T: Float, L: Label + Load> RowOp<3> for LogLoss<T, L> {
     type State = RowCheck;
     /// The gathered tile; one `f64` sum per row.
     type Scratch = (TileBuf<T>, TileBuf<f64>);
@@ -80,21 +79,10 @@ impl<T: Float, L: Label> RowOp<3> for LogLoss<T, L> {
     }
 
     #[inline(always)]
-    unsafe fn tile<A: Arch>(
-        &self,
-        (bx, bs): &mut Self::Scratch,
-        _first_row: usize,
-        at: [isize; 3],
-        rs: [isize; 3],
-        st: [isize; 3],
-        n: usize,
-        states: &mut [RowCheck],
-    ) {
-        let rows = states.len();
-        // SAFETY: the engine hands out offsets inside the operands.
-        let x = unsafe { view_rows(bx, self.probs.0.offset(at[0]), rs[0], st[0], rows, n) };
-        let sums = bs.scratch(rows);
-        row_sums(x, n, sums);
+    fn tile<A: Arch>(&self, (bx, bs): &mut Self::Scratch, tile: &Tile<3>, states: &mut [RowCheck]) {
+        let x = tile.read(&self.probs, bx);
+        let sums = bs.scratch(tile.rows());
+        row_sums(x, tile.len(), sums);
         // Branch-free, so it vectorises: NaN fails both comparisons.
         let outside = x
             .iter()
@@ -117,18 +105,12 @@ impl<T: Float, L: Label> RowOp<3> for LogLoss<T, L> {
     }
 
     #[inline(always)]
-    unsafe fn finish<A: Arch>(&self, _row: usize, base: [isize; 3], st: RowCheck) -> Partial {
+    fn finish<A: Arch>(&self, row: &Row<3>, st: RowCheck) -> Partial {
         let mut part = Partial::EMPTY;
         if st.bad {
             part.flags |= flags::INPUT;
         }
-        // SAFETY: the row's code and weight are at their base offsets.
-        let (y, w) = unsafe {
-            (
-                (*self.codes.0.offset(base[1])).index(),
-                self.weights.read(base[2]),
-            )
-        };
+        let (y, w) = (row.value(&self.codes).index(), row.value(&self.weights));
         if !(w >= 0.0 && w.is_finite()) {
             part.flags |= WEIGHT;
         }
@@ -139,8 +121,8 @@ impl<T: Float, L: Label> RowOp<3> for LogLoss<T, L> {
             return part;
         }
         let p = if self.binary {
-            // SAFETY: a binary row is its one probability, at the base offset.
-            let p = unsafe { *self.probs.0.offset(base[0]) };
+            // A binary row is its one probability.
+            let p = row.get(&self.probs, 0);
             if y == 1 {
                 p
             } else {
@@ -150,13 +132,8 @@ impl<T: Float, L: Label> RowOp<3> for LogLoss<T, L> {
             if (st.sum - 1.0).abs() > self.tolerance || st.sum.is_nan() {
                 part.flags |= UNNORMALIZED;
             }
-            // SAFETY: 0 <= y < C, so the offset is inside the row.
-            unsafe {
-                *self
-                    .probs
-                    .0
-                    .offset(base[0] + y as isize * self.class_stride)
-            }
+            // 0 <= y < C: inside the row.
+            row.get(&self.probs, y as usize)
         };
         let one_m_eps = T::ONE - self.eps;
         let clipped = if p < self.eps {
@@ -179,6 +156,7 @@ impl<T: Float, L: Label> RowOp<3> for LogLoss<T, L> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::float::Float;
     use crate::kernels::rows::{run, Rows};
 
     fn pool(threads: usize) -> rayon::ThreadPool {
@@ -211,15 +189,18 @@ mod tests {
         w: &[f64],
         threads: usize,
     ) -> Partial {
-        let op = LogLoss {
-            probs: SendPtr::from_const(p.as_ptr()),
-            class_stride: strides[1],
-            classes: shape[1],
-            binary: false,
-            codes: SendPtr::from_const(y.as_ptr()),
-            weights: Src::native(w.as_ptr()),
-            eps: f64::EPSILON,
-            tolerance: 1e-8 + f64::EPSILON.sqrt(),
+        // SAFETY: the layout below steps over the slices' elements only, and they outlive
+        // the run.
+        let op = unsafe {
+            LogLoss {
+                probs: In::new(p.as_ptr(), 0),
+                classes: shape[1],
+                binary: false,
+                codes: In::new(y.as_ptr(), 1),
+                weights: In::new(w.as_ptr(), 2),
+                eps: f64::EPSILON,
+                tolerance: 1e-8 + f64::EPSILON.sqrt(),
+            }
         };
         let rows = Rows::new(&shape, [&strides, &[1, 0], &[1, 0]], &[false, true]);
         let pool = pool(threads);
@@ -307,15 +288,17 @@ mod tests {
     fn binary_rows_clip_in_the_input_precision() {
         let p: Vec<f32> = vec![1.0, 0.0, 0.25, 0.75];
         let y: Vec<u8> = vec![0, 1, 1, 0];
-        let op = LogLoss {
-            probs: SendPtr::from_const(p.as_ptr()),
-            class_stride: 0,
-            classes: 2,
-            binary: true,
-            codes: SendPtr::from_const(y.as_ptr()),
-            weights: Src::native(f64::one_ref()),
-            eps: f32::EPSILON,
-            tolerance: 0.0,
+        // SAFETY: as above; the weight is one value read with stride 0.
+        let op = unsafe {
+            LogLoss {
+                probs: In::new(p.as_ptr(), 0),
+                classes: 2,
+                binary: true,
+                codes: In::new(y.as_ptr(), 1),
+                weights: In::new(f64::one_ref() as *const f64, 2),
+                eps: f32::EPSILON,
+                tolerance: 0.0,
+            }
         };
         let rows = Rows::new(&[4, 1], [&[1, 0], &[1, 0], &[0, 0]], &[false, true]);
         // SAFETY: every offset lies in the vectors.

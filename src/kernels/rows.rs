@@ -32,7 +32,9 @@ use rayon::ThreadPool;
 
 use super::isa::{self, Arch, Isa, Kernel};
 use super::reduce::{for_each_ordered, reduce_from, Partial};
-use super::strided::{gather_converted, Dims, Layout, Load, Src, Stored, TileBuf, TILE};
+use super::strided::{
+    gather_converted, scatter, Dims, Layout, Load, SendPtr, Src, Stored, TileBuf, TILE,
+};
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
 pub const CHUNK: usize = 1 << 15;
@@ -45,11 +47,250 @@ pub const BATCH_ROWS: usize = 128;
 
 const _: () = assert!(CHUNK.is_multiple_of(TILE));
 
+/// An input operand of a row op, read as `E` (see [`Src`]): where it lies and which of the
+/// layout's operands it is. Ops hold their operands as named `In`/`Out` fields and read them
+/// only through the [`Tile`]s and [`Row`]s the engine hands them, so an op never computes an
+/// address: the engine's offsets are the only ones ever used.
+#[derive(Clone, Copy, Debug)]
+pub struct In<E> {
+    src: Src<E>,
+    k: usize,
+}
+
+impl<E: Load> In<E> {
+    /// Operand `k` of the layout, at `src`.
+    ///
+    /// # Safety
+    /// `src` stepped by operand `k`'s strides over the rows of every run of an op holding it
+    /// (see [`Rows::new`]) must address valid, aligned, initialised elements that stay alive,
+    /// and are not written, while the run reads them; an operand broadcast along the rows
+    /// (one value per row) must hold that value for every row, empty rows included.
+    pub unsafe fn new(src: impl Into<Src<E>>, k: usize) -> Self {
+        In { src: src.into(), k }
+    }
+}
+
+/// An output operand of a row op: written one element per row ([`Row::write`]) or per
+/// element ([`Tile::write`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Out<E> {
+    ptr: SendPtr<E>,
+    k: usize,
+}
+
+impl<E: Copy> Out<E> {
+    /// Operand `k` of the layout, at `ptr`.
+    ///
+    /// # Safety
+    /// As [`In::new`], for writes; besides, the elements of distinct rows (and of distinct
+    /// positions within a row, for an output written per element) must be distinct, and
+    /// overlap no input nor any other output.
+    pub unsafe fn new(ptr: *mut E, k: usize) -> Self {
+        Out {
+            ptr: SendPtr(ptr),
+            k,
+        }
+    }
+}
+
+/// `rows` consecutive rows of a run, from row `first_row`, `len` elements of each from
+/// element `start` on: the unit the engine hands [`RowOp::tile`]. Its offsets are the
+/// engine's, inside the operands of the run (the contract of [`In::new`]), so reading and
+/// writing through it is safe.
+#[derive(Clone, Copy, Debug)]
+pub struct Tile<const K: usize> {
+    first_row: usize,
+    rows: usize,
+    len: usize,
+    start: usize,
+    at: [isize; K],
+    rs: [isize; K],
+    st: [isize; K],
+}
+
+impl<const K: usize> Tile<K> {
+    /// The engine's index of the tile's first row.
+    #[inline(always)]
+    pub fn first_row(&self) -> usize {
+        self.first_row
+    }
+
+    /// Number of rows (at least 1).
+    #[inline(always)]
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Elements of each row in the tile (`rows · len <= TILE`).
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a tile of no elements.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The position within its row of the tile's first element.
+    #[inline(always)]
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// True if operand `x` is one value for the whole tile (broadcast along both rows and
+    /// elements).
+    #[inline(always)]
+    pub fn is_broadcast<E>(&self, x: &In<E>) -> bool {
+        self.rs[x.k] == 0 && self.st[x.k] == 0
+    }
+
+    /// Row `r` of the tile alone.
+    #[inline(always)]
+    pub fn row(&self, r: usize) -> Tile<K> {
+        assert!(r < self.rows, "row {r} of a tile of {} rows", self.rows);
+        Tile {
+            first_row: self.first_row + r,
+            rows: 1,
+            at: std::array::from_fn(|k| self.at[k] + r as isize * self.rs[k]),
+            ..*self
+        }
+    }
+
+    /// The tile's elements of `x`, row after row, read as `E`: in place when they lie so,
+    /// gathered (and converted) into `buf` otherwise ([`view_rows`]).
+    #[inline(always)]
+    pub fn read<'b, E: Load>(&self, x: &In<E>, buf: &'b mut TileBuf<E>) -> &'b [E] {
+        let k = x.k;
+        // SAFETY: `at`, `rs` and `st` are the engine's offsets of this tile's elements, which
+        // `In::new`'s contract makes valid, readable elements of `x`.
+        unsafe {
+            view_rows(
+                buf,
+                x.src.offset(self.at[k]),
+                self.rs[k],
+                self.st[k],
+                self.rows,
+                self.len,
+            )
+        }
+    }
+
+    /// Writes `values` (`rows · len` of them, row after row) to the tile's elements of `out`.
+    #[inline(always)]
+    pub fn write<E: Copy>(&self, out: &Out<E>, values: &[E]) {
+        assert_eq!(values.len(), self.rows * self.len, "one value per element");
+        let k = out.k;
+        for (r, row) in values.chunks_exact(self.len.max(1)).enumerate() {
+            // SAFETY: the engine's offsets of this tile's row `r`, valid for writes and
+            // written by this task only (`Out::new`'s contract: rows and positions own
+            // distinct elements, and each tile of a row is handed to one task).
+            unsafe {
+                scatter(
+                    row,
+                    out.ptr.0.offset(self.at[k] + r as isize * self.rs[k]),
+                    self.st[k],
+                )
+            };
+        }
+    }
+}
+
+/// A row being finished ([`RowOp::finish`]): its index and where its elements lie.
+#[derive(Clone, Copy, Debug)]
+pub struct Row<const K: usize> {
+    index: usize,
+    base: [isize; K],
+    /// Operand strides along the row, when the row is one strided dimension.
+    st: Option<[isize; K]>,
+    len: usize,
+}
+
+impl<const K: usize> Row<K> {
+    /// The engine's index of the row (operand 0's memory order, the same in every call with
+    /// the same rows).
+    #[inline(always)]
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Element `i` of the row in operand `x`. Panics unless `i` is below the row length and
+    /// the row is one strided dimension (as a class axis is).
+    #[inline(always)]
+    pub fn get<E: Load>(&self, x: &In<E>, i: usize) -> E {
+        let st = self.st.expect("a row along one dimension");
+        assert!(i < self.len, "element {i} of a row of {}", self.len);
+        // SAFETY: element `i < len` of the row lies at `base + i * st` (the engine's offsets),
+        // valid for reads by `In::new`'s contract.
+        unsafe { x.src.read(self.base[x.k] + i as isize * st[x.k]) }
+    }
+
+    /// The value of `x`, an operand holding one value per row (broadcast along it, as class
+    /// labels are). Panics if `x` varies along the row.
+    #[inline(always)]
+    pub fn value<E: Load>(&self, x: &In<E>) -> E {
+        assert!(
+            self.st.is_some_and(|st| st[x.k] == 0),
+            "an operand with one value per row"
+        );
+        // SAFETY: an operand broadcast along the rows holds a valid element at each row's
+        // base offset, empty rows included (`In::new`'s contract).
+        unsafe { x.src.read(self.base[x.k]) }
+    }
+
+    /// Writes the row's result to `out` (an operand holding one element per row).
+    #[inline(always)]
+    pub fn write<E: Copy>(&self, out: &Out<E>, value: E) {
+        // SAFETY: the row's own element of `out` at the engine's offset, written by this
+        // row's finish only (`Out::new`'s contract).
+        unsafe { *out.ptr.0.offset(self.base[out.k]) = value };
+    }
+}
+
+/// One value per row, written by the first pass of [`then_with`] ([`RowOp::finish`]) and
+/// read by the second.
+pub struct PerRow<S> {
+    slots: Vec<std::cell::UnsafeCell<S>>,
+}
+
+// SAFETY: a slot is written only through `set`, by the finish of its own row, which the engine
+// calls once per run, one run at a time (`then_with` runs its passes one after the other and
+// lends the slots to nothing else); reads (`get`) happen in the second pass, after the first
+// has joined.
+unsafe impl<S: Send> Sync for PerRow<S> {}
+
+impl<S: Copy + Default> PerRow<S> {
+    /// A slot per row, for `rows` rows.
+    pub fn new(rows: usize) -> Self {
+        PerRow {
+            slots: (0..rows)
+                .map(|_| std::cell::UnsafeCell::new(S::default()))
+                .collect(),
+        }
+    }
+
+    /// Stores `row`'s value.
+    #[inline(always)]
+    pub fn set<const K: usize>(&self, row: &Row<K>, value: S) {
+        // SAFETY: only the finish of `row` writes this slot, and nothing reads it during the
+        // first pass (see the `Sync` impl).
+        unsafe { *self.slots[row.index].get() = value };
+    }
+
+    /// The value stored for row `row`.
+    #[inline(always)]
+    pub fn get(&self, row: usize) -> S {
+        // SAFETY: the first pass that wrote the slots has finished (see the `Sync` impl).
+        unsafe { *self.slots[row].get() }
+    }
+}
+
 /// A reduction of each row to one value.
 ///
-/// `K` operands are addressed by element offsets: the engine hands the op the offsets of a
-/// tile's first element and the tile's element strides, one per operand; the op owns the
-/// pointers and reads (and, in [`RowOp::finish`], writes) through them.
+/// The op holds its operands as [`In`] / [`Out`] fields; the engine hands it [`Tile`]s of
+/// rows to reduce and, once a row's tiles are merged, the [`Row`] to finish, through which it
+/// reads and writes them: no op computes an address, and neither method is `unsafe`.
 ///
 /// [`RowOp::tile`] is compiled once per instruction set (see [`super::isa`]): the engine
 /// dispatches once per run of rows or per chunk, and everything below is inlined into that
@@ -63,25 +304,16 @@ pub trait RowOp<const K: usize>: Sync {
     /// The state of no elements.
     fn empty(&self) -> Self::State;
 
-    /// Reduces `states.len()` consecutive rows, `first_row` onwards, over `n` of their
-    /// elements each (`states.len() · n <= TILE`): element `i` of the `r`-th row lies at
-    /// `at[k] + r * rs[k] + i * st[k]` in operand `k`. `states[r]` receives that row's state,
-    /// which must not depend on how many rows are reduced together (the engine batches short
-    /// rows and cuts long ones into single-row tiles); [`view_rows`] reads such a batch and
-    /// [`super::lanes::row_sums`] reduces it. Domain-error flags may be raised on any row of the batch (the
-    /// caller locates the bad element itself), so `first_bad` is only a hint for row ops.
-    ///
-    /// # Safety
-    /// Those offsets must address valid, initialised elements of every operand the op reads.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<A: Arch>(
+    /// Reduces the rows of `tile`: `states[r]` (`states.len() == tile.rows()`) receives row
+    /// `r`'s state, which must not depend on how many rows are reduced together (the engine
+    /// batches short rows and cuts long ones into single-row tiles); [`Tile::read`] reads such
+    /// a batch and [`super::lanes::row_sums`] reduces it. Domain-error flags may be raised on
+    /// any row of the batch (the caller locates the bad element itself), so `first_bad` is
+    /// only a hint for row ops.
+    fn tile<A: Arch>(
         &self,
         scratch: &mut Self::Scratch,
-        first_row: usize,
-        at: [isize; K],
-        rs: [isize; K],
-        st: [isize; K],
-        n: usize,
+        tile: &Tile<K>,
         states: &mut [Self::State],
     );
 
@@ -91,10 +323,7 @@ pub trait RowOp<const K: usize>: Sync {
     /// Turns a row's state into its result, writes it (if the op has an output) and returns
     /// what the row contributes to a reduction over rows. The engine sets `first_bad` to the
     /// row's index when the returned `flags` are not zero.
-    ///
-    /// # Safety
-    /// `base[k]` is operand `k`'s offset of the row's first element; it must be valid.
-    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; K], state: Self::State) -> Partial;
+    fn finish<A: Arch>(&self, row: &Row<K>, state: Self::State) -> Partial;
 }
 
 /// The `rows × n` elements at `src + r * rs + i * st`, row after row, read as `E`: the array's
@@ -105,7 +334,7 @@ pub trait RowOp<const K: usize>: Sync {
 /// Every such element must be valid, aligned and initialised, and not written while the slice
 /// lives.
 #[inline(always)]
-pub unsafe fn view_rows<E: Load>(
+unsafe fn view_rows<E: Load>(
     buf: &mut TileBuf<E>,
     src: impl Into<Src<E>>,
     rs: isize,
@@ -153,8 +382,9 @@ pub struct Rows<const K: usize> {
     inner: Layout<K>,
 }
 
-/// The tiles of a range of one row: `(at, st, n)` with offsets relative to the row's first
-/// element. Tiles start at the range's start and every [`TILE`] elements after it, and again
+/// The tiles of a range of one row: `(start, at, st, n)`, the position in the row of the
+/// tile's first element, its offsets relative to the row's first element, its strides and
+/// its length. Tiles start at the range's start and every [`TILE`] elements after it, and again
 /// at every run of the inner layout (one run when the row is one strided dimension).
 pub struct Tiles<'a, const K: usize> {
     inner: &'a Layout<K>,
@@ -166,7 +396,7 @@ pub struct Tiles<'a, const K: usize> {
 }
 
 impl<const K: usize> Iterator for Tiles<'_, K> {
-    type Item = ([isize; K], [isize; K], usize);
+    type Item = (usize, [isize; K], [isize; K], usize);
 
     #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
@@ -183,7 +413,7 @@ impl<const K: usize> Iterator for Tiles<'_, K> {
             (shape[nd - 1] - self.index[nd - 1]).min(self.end - self.pos)
         };
         let n = TILE.min(run_left);
-        let item = (self.off, st, n);
+        let item = (self.pos, self.off, st, n);
         self.pos += n;
         for (o, s) in self.off.iter_mut().zip(st) {
             *o += n as isize * s;
@@ -247,6 +477,18 @@ impl<const K: usize> Rows<K> {
     /// Number of chunks each row is cut into (at least 1, also for empty rows).
     fn chunks(&self) -> usize {
         self.row_len().div_ceil(CHUNK).max(1)
+    }
+
+    /// Row `index`, whose first element lies at `base`, to finish.
+    #[inline(always)]
+    fn row(&self, index: usize, base: [isize; K]) -> Row<K> {
+        let strides = self.inner.strides();
+        Row {
+            index,
+            base,
+            st: (strides.len() == 1).then(|| strides[0]),
+            len: self.row_len(),
+        }
     }
 
     /// The operand offsets of row `r`'s first element.
@@ -353,28 +595,21 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
                 let rows = batch.min(self.count - i);
                 let states = &mut states[..rows];
                 if n > 0 {
-                    // SAFETY: `base_of(i)`, `ost` and `st` step over the elements of rows
-                    // `flat + i..flat + i + rows`, which the caller of `run` guarantees valid.
-                    unsafe {
-                        op.tile::<A>(
-                            self.scratch,
-                            self.flat + i,
-                            base_of(i),
-                            self.ost,
-                            st,
-                            n,
-                            states,
-                        )
+                    let tile = Tile {
+                        first_row: self.flat + i,
+                        rows,
+                        len: n,
+                        start: 0,
+                        at: base_of(i),
+                        rs: self.ost,
+                        st,
                     };
+                    op.tile::<A>(self.scratch, &tile, states);
                 }
                 for (r, &state) in states.iter().enumerate() {
                     let state = op.merge(op.empty(), if n > 0 { state } else { op.empty() });
-                    part = part.merge(finish_row::<A, K, O>(
-                        op,
-                        self.flat + i + r,
-                        base_of(i + r),
-                        state,
-                    ));
+                    let row = self.rows.row(self.flat + i + r, base_of(i + r));
+                    part = part.merge(finish_row::<A, K, O>(op, &row, state));
                 }
                 i += rows;
             }
@@ -384,26 +619,26 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
         while i < self.count {
             let g = self.group.min(self.count - i);
             let mut states = [op.empty(); GROUP];
-            for (at, st, m) in self.rows.tiles(0..n) {
+            for (start, at, st, m) in self.rows.tiles(0..n) {
                 for (j, state) in states[..g].iter_mut().enumerate() {
                     let base = base_of(i + j);
-                    let at = std::array::from_fn(|k| base[k] + at[k]);
-                    let mut s = [op.empty()];
-                    // SAFETY: `at` and `st` step over `m` elements of row `flat + i + j`, which
-                    // the caller of `run` guarantees valid.
-                    unsafe {
-                        op.tile::<A>(self.scratch, self.flat + i + j, at, [0; K], st, m, &mut s)
+                    let tile = Tile {
+                        first_row: self.flat + i + j,
+                        rows: 1,
+                        len: m,
+                        start,
+                        at: std::array::from_fn(|k| base[k] + at[k]),
+                        rs: [0; K],
+                        st,
                     };
+                    let mut s = [op.empty()];
+                    op.tile::<A>(self.scratch, &tile, &mut s);
                     *state = op.merge(*state, s[0]);
                 }
             }
             for (j, &state) in states[..g].iter().enumerate() {
-                part = part.merge(finish_row::<A, K, O>(
-                    op,
-                    self.flat + i + j,
-                    base_of(i + j),
-                    state,
-                ));
+                let row = self.rows.row(self.flat + i + j, base_of(i + j));
+                part = part.merge(finish_row::<A, K, O>(op, &row, state));
             }
             i += g;
         }
@@ -453,11 +688,18 @@ impl<const K: usize, O: RowOp<K>> Kernel for ChunkOfRow<'_, K, O> {
         let op = self.op;
         let mut scratch = O::Scratch::default();
         let mut state = op.empty();
-        for (at, st, m) in self.rows.tiles(self.range) {
-            let at = std::array::from_fn(|k| self.base[k] + at[k]);
+        for (start, at, st, m) in self.rows.tiles(self.range) {
+            let tile = Tile {
+                first_row: self.row,
+                rows: 1,
+                len: m,
+                start,
+                at: std::array::from_fn(|k| self.base[k] + at[k]),
+                rs: [0; K],
+                st,
+            };
             let mut s = [op.empty()];
-            // SAFETY: the caller of `run` guarantees the layout addresses valid elements.
-            unsafe { op.tile::<A>(&mut scratch, self.row, at, [0; K], st, m, &mut s) };
+            op.tile::<A>(&mut scratch, &tile, &mut s);
             state = op.merge(state, s[0]);
         }
         state
@@ -468,8 +710,7 @@ impl<const K: usize, O: RowOp<K>> Kernel for ChunkOfRow<'_, K, O> {
 /// per instruction set when rows are cut into chunks.
 struct FinishRow<'a, const K: usize, O: RowOp<K>> {
     op: &'a O,
-    row: usize,
-    base: [isize; K],
+    row: Row<K>,
     state: O::State,
 }
 
@@ -478,22 +719,20 @@ impl<const K: usize, O: RowOp<K>> Kernel for FinishRow<'_, K, O> {
 
     #[inline(always)]
     fn run<A: Arch>(self) -> Partial {
-        finish_row::<A, K, O>(self.op, self.row, self.base, self.state)
+        finish_row::<A, K, O>(self.op, &self.row, self.state)
     }
 }
 
-/// Finishes row `row` (at `base`), recording its index as the first bad one if it is.
+/// Finishes `row`, recording its index as the first bad one if it is.
 #[inline(always)]
 fn finish_row<A: Arch, const K: usize, O: RowOp<K>>(
     op: &O,
-    row: usize,
-    base: [isize; K],
+    row: &Row<K>,
     state: O::State,
 ) -> Partial {
-    // SAFETY: the caller of `run` guarantees the layout addresses valid elements.
-    let mut p = unsafe { op.finish::<A>(row, base, state) };
+    let mut p = op.finish::<A>(row, state);
     if p.flags != 0 {
-        p.first_bad = row as u64;
+        p.first_bad = row.index as u64;
     }
     p
 }
@@ -572,8 +811,7 @@ pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
                 let row = i / chunks;
                 let finish = FinishRow {
                     op,
-                    row,
-                    base: rows.base(row),
+                    row: rows.row(row, rows.base(row)),
                     state: std::mem::replace(&mut row_state, op.empty()),
                 };
                 acc = acc.merge(isa::dispatch_on(isa, finish));
@@ -654,12 +892,25 @@ pub unsafe fn fold_row<const K: usize, O: RowOp<K>>(
 mod tests {
     use super::*;
     use crate::kernels::lanes::sum_lanes;
-    use crate::kernels::strided::SendPtr;
 
     /// Sum of each row's elements, written to operand 1, with the row's sum as contribution.
     struct RowSum {
-        x: SendPtr<f64>,
-        out: SendPtr<f64>,
+        x: In<f64>,
+        out: Out<f64>,
+    }
+
+    /// The row sums of `x` (operand 0) into `out` (operand 1).
+    ///
+    /// # Safety
+    /// As [`In::new`] and [`Out::new`] for the rows the op runs over.
+    unsafe fn row_sum(x: *const f64, out: *mut f64) -> RowSum {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            RowSum {
+                x: In::new(x, 0),
+                out: Out::new(out, 1),
+            }
+        }
     }
 
     impl RowOp<2> for RowSum {
@@ -669,20 +920,9 @@ mod tests {
             0.0
         }
         #[inline(always)]
-        unsafe fn tile<A: Arch>(
-            &self,
-            buf: &mut Self::Scratch,
-            _first_row: usize,
-            at: [isize; 2],
-            rs: [isize; 2],
-            st: [isize; 2],
-            n: usize,
-            states: &mut [f64],
-        ) {
-            // SAFETY: the engine hands this op offsets inside its buffers (the test's own layout).
-            let x =
-                unsafe { view_rows(buf, self.x.0.offset(at[0]), rs[0], st[0], states.len(), n) };
-            for (s, row) in states.iter_mut().zip(x.chunks_exact(n)) {
+        fn tile<A: Arch>(&self, buf: &mut Self::Scratch, tile: &Tile<2>, states: &mut [f64]) {
+            let x = tile.read(&self.x, buf);
+            for (s, row) in states.iter_mut().zip(x.chunks_exact(tile.len())) {
                 *s = sum_lanes(row);
             }
         }
@@ -690,9 +930,8 @@ mod tests {
             a + b
         }
         #[inline(always)]
-        unsafe fn finish<A: Arch>(&self, _row: usize, base: [isize; 2], s: f64) -> Partial {
-            // SAFETY: the engine hands this op offsets inside its buffers (the test's own layout).
-            unsafe { *self.out.0.offset(base[1]) = s };
+        fn finish<A: Arch>(&self, row: &Row<2>, s: f64) -> Partial {
+            row.write(&self.out, s);
             Partial {
                 sum: s,
                 count: 1,
@@ -727,10 +966,8 @@ mod tests {
         let mut out_strides = [0isize; 2];
         out_strides[1 - axis] = 1;
         let rows = Rows::new(&shape, [&strides, &out_strides], &[axis == 0, axis == 1]);
-        let op = RowSum {
-            x: SendPtr::from_const(x.as_ptr()),
-            out: SendPtr(out.as_mut_ptr()),
-        };
+        // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+        let op = unsafe { row_sum(x.as_ptr(), out.as_mut_ptr()) };
         let p = pool(threads);
         // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
         // outlive the call (outputs are written by one row each).
@@ -821,10 +1058,8 @@ mod tests {
         for w in bounds.windows(2) {
             let (a, b) = (w[0], w[1]);
             let rows = Rows::new(&[b - a, c], [&[c as isize, 1], &[1, 0]], &[false, true]);
-            let op = RowSum {
-                x: SendPtr::from_const(x[a * c..].as_ptr()),
-                out: SendPtr(out[a..].as_mut_ptr()),
-            };
+            // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+            let op = unsafe { row_sum(x[a * c..].as_ptr(), out[a..].as_mut_ptr()) };
             // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
             // outlive the call (outputs are written by one row each).
             state = unsafe { run_from(state, &rows, &op, (threads > 1).then_some(&p)) };
@@ -876,10 +1111,8 @@ mod tests {
             bounds.windows(2).fold(0.0, |state, w| {
                 let len = w[1] - w[0];
                 let rows = Rows::new(&[len], [&[1], &[0]], &[true]);
-                let op = RowSum {
-                    x: SendPtr::from_const(x[w[0]..].as_ptr()),
-                    out: SendPtr(out.as_mut_ptr()),
-                };
+                // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+                let op = unsafe { row_sum(x[w[0]..].as_ptr(), out.as_mut_ptr()) };
                 // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
                 // outlive the call (outputs are written by one row each).
                 unsafe { fold_row(state, &rows, &op, (threads > 1).then_some(&p)) }
@@ -892,10 +1125,8 @@ mod tests {
             [&[(n / 3) as isize, 1], &[0, 0]],
             &[true, true],
         );
-        let op = RowSum {
-            x: SendPtr::from_const(x.as_ptr()),
-            out: SendPtr(out.as_mut_ptr()),
-        };
+        // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+        let op = unsafe { row_sum(x.as_ptr(), out.as_mut_ptr()) };
         // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
         // outlive the call (outputs are written by one row each).
         unsafe { run(&rows, &op, Some(&pool(2))) };
@@ -950,10 +1181,8 @@ mod tests {
             for (r, c) in [(5_000_000, 20_000), (1_000_000, 3 * CHUNK + 5)] {
                 let mut out = vec![0.0; r];
                 let rows = Rows::new(&[r, c], [&[0, 0], &[1, 0]], &[false, true]);
-                let op = RowSum {
-                    x: SendPtr::from_const(x.as_ptr()),
-                    out: SendPtr(out.as_mut_ptr()),
-                };
+                // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+                let op = unsafe { row_sum(x.as_ptr(), out.as_mut_ptr()) };
                 // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
                 // outlive the call (outputs are written by one row each).
                 let part = cancelled_within_a_second(|| unsafe { run(&rows, &op, pool) });
@@ -962,10 +1191,8 @@ mod tests {
             }
             let rows = Rows::new(&[1 << 20, 100_000], [&[0, 0], &[0, 0]], &[true, true]);
             let mut out = [0.0];
-            let op = RowSum {
-                x: SendPtr::from_const(x.as_ptr()),
-                out: SendPtr(out.as_mut_ptr()),
-            };
+            // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+            let op = unsafe { row_sum(x.as_ptr(), out.as_mut_ptr()) };
             cancelled_within_a_second(|| {
                 // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
                 // outlive the call (outputs are written by one row each).
@@ -982,10 +1209,8 @@ mod tests {
         let mut out = [0.0f64];
         let rows = Rows::new(&[3, 4, 5], [&[1, 3, 12], &[0, 0, 0]], &[true; 3]);
         assert_eq!((rows.rows(), rows.row_len()), (1, 60));
-        let op = RowSum {
-            x: SendPtr::from_const(x.as_ptr()),
-            out: SendPtr(out.as_mut_ptr()),
-        };
+        // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+        let op = unsafe { row_sum(x.as_ptr(), out.as_mut_ptr()) };
         // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
         // outlive the call (outputs are written by one row each).
         let part = unsafe { run(&rows, &op, None) };
@@ -1002,10 +1227,8 @@ mod tests {
         for isa in Isa::ALL {
             let mut out = vec![0.0; 50];
             let rows = Rows::new(&[50, 100], [&[100, 1], &[1, 0]], &[false, true]);
-            let op = RowSum {
-                x: SendPtr::from_const(x.as_ptr()),
-                out: SendPtr(out.as_mut_ptr()),
-            };
+            // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+            let op = unsafe { row_sum(x.as_ptr(), out.as_mut_ptr()) };
             // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
             // outlive the call (outputs are written by one row each).
             unsafe { run_on(Partial::EMPTY, &rows, &op, None, isa) };
@@ -1019,7 +1242,7 @@ mod tests {
         // A (3, 700) row stored with strides (1, 5): 700 runs of 3, with gaps between them.
         let rows = Rows::<1>::new(&[3, 700], [&[1, 5]], &[true, true]);
         let mut seen = vec![];
-        for (at, st, n) in rows.tiles(100..2100) {
+        for (_, at, st, n) in rows.tiles(100..2100) {
             for i in 0..n as isize {
                 seen.push(at[0] + i * st[0]);
             }

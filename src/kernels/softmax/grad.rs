@@ -9,8 +9,8 @@ use crate::kernels::float::Float;
 use crate::kernels::isa::Arch;
 use crate::kernels::lanes::{max_lanes, sum_lanes2_of};
 use crate::kernels::reduce::{flags, Partial};
-use crate::kernels::rows::{then, RowOp, Rows};
-use crate::kernels::strided::{scatter, Load, SendPtr, Src, TileBuf};
+use crate::kernels::rows::{then, In, Out, PerRow, Row, RowOp, Rows, Tile};
+use crate::kernels::strided::{Load, TileBuf};
 
 /// A target of softmax cross-entropy: a class index (the integer [`Label`] types) or a class
 /// probability (`f32`, `f64`).
@@ -67,8 +67,6 @@ struct RowInfo {
     coef_less_dy: f64,
     /// The class index of a hard target row not ignored, with its weight `w_y`.
     label: Option<(i64, f64)>,
-    /// The logits offset of the row's first element.
-    base: isize,
 }
 
 /// Gradient and diagonal Hessian of softmax cross-entropy (PyTorch's `cross_entropy`) with
@@ -94,17 +92,15 @@ struct RowInfo {
 /// Each multiplied by `scale` (1 for a sum; for a mean, 1 over PyTorch's denominator, which the
 /// first pass returns in [`Partial::weight`]).
 pub struct SoftmaxGrad<T, Y> {
-    pub logits: SendPtr<T>,
+    pub logits: In<T>,
     /// Class indices, or probabilities read as `T` whatever float type they are stored in
-    /// ([`Src`]); so are the class weights.
-    pub target: Src<Y>,
-    pub weight: Src<T>,
-    /// Element stride of the weights along the class axis.
-    pub weight_stride: isize,
+    /// ([`crate::kernels::strided::Src`]); so are the class weights.
+    pub target: In<Y>,
+    pub weight: In<T>,
     /// `W = Σ_c w_c`.
     pub weight_total: f64,
-    pub grad: SendPtr<T>,
-    pub hess: SendPtr<T>,
+    pub grad: Out<T>,
+    pub hess: Out<T>,
     pub classes: usize,
     pub smoothing: f64,
     pub ignore_index: i64,
@@ -124,14 +120,14 @@ impl<T: Float, Y: ClassTarget> SoftmaxGrad<T, Y> {
 /// [`RowInfo`] (stored in `info`, one slot per row).
 struct LsePass<'a, T, Y> {
     op: &'a SoftmaxGrad<T, Y>,
-    info: SendPtr<RowInfo>,
+    info: &'a PerRow<RowInfo>,
 }
 
 /// The second pass of [`SoftmaxGrad`]: writes each row's gradient and Hessian from its
 /// [`RowInfo`], times `scale`.
 struct WritePass<'a, T, Y> {
     op: &'a SoftmaxGrad<T, Y>,
-    info: SendPtr<RowInfo>,
+    info: &'a PerRow<RowInfo>,
     /// 1 for a sum; for a mean, 1 over PyTorch's denominator (the first pass's `weight`).
     scale: f64,
 }
@@ -145,24 +141,17 @@ impl<T: Float, Y: ClassTarget> RowOp<5> for LsePass<'_, T, Y> {
     }
 
     #[inline(always)]
-    unsafe fn tile<A: Arch>(
+    fn tile<A: Arch>(
         &self,
         (bx, by, bw, _, _): &mut Self::Scratch,
-        _first_row: usize,
-        at: [isize; 5],
-        rs: [isize; 5],
-        st: [isize; 5],
-        n: usize,
+        tile: &Tile<5>,
         states: &mut [Lse],
     ) {
-        let op = self.op;
+        let (op, n) = (self.op, tile.len());
         for (r, state) in states.iter_mut().enumerate() {
-            let at: [isize; 5] = std::array::from_fn(|k| at[k] + r as isize * rs[k]);
-            // SAFETY: the engine hands out offsets of elements inside the operands, which the
-            // caller of `run` guarantees valid.
-            let x = unsafe { bx.view(op.logits.0.offset(at[0]), st[0], n) };
-            // SAFETY: the weights are an operand of the same rows (stride 0 when absent).
-            let w = unsafe { bw.view_src(op.weight.offset(at[2]), st[2], n) };
+            let tile = tile.row(r);
+            let x = tile.read(&op.logits, bx);
+            let w = tile.read(&op.weight, bw);
             let m = max_lanes(x).to_f64();
             let (s, k) = if m == f64::NEG_INFINITY {
                 let nan = x.iter().any(|v| v.is_nan());
@@ -173,8 +162,7 @@ impl<T: Float, Y: ClassTarget> RowOp<5> for LsePass<'_, T, Y> {
             let mut a = 0.0;
             let mut flags = 0;
             if !Y::HARD {
-                // SAFETY: soft targets are an operand laid out as the logits.
-                let t = unsafe { by.view_src(op.target.offset(at[1]), st[1], n) };
+                let t = tile.read(&op.target, by);
                 for i in 0..n {
                     let ti = t[i].prob();
                     if ti < 0.0 {
@@ -200,7 +188,7 @@ impl<T: Float, Y: ClassTarget> RowOp<5> for LsePass<'_, T, Y> {
     }
 
     /// Stores the row's [`RowInfo`].
-    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; 5], state: Lse) -> Partial {
+    fn finish<A: Arch>(&self, row: &Row<5>, state: Lse) -> Partial {
         let op = self.op;
         // S = k + s; S - 1 without the 1 of the maximum (see the softmax loss).
         let r = reference(state.m);
@@ -222,19 +210,16 @@ impl<T: Float, Y: ClassTarget> RowOp<5> for LsePass<'_, T, Y> {
             coef: state.a,
             coef_less_dy: 0.0,
             label: None,
-            base: base[0],
         };
         if Y::HARD {
-            // SAFETY: the label operand is valid at the row's base offset (the engine's).
-            let y = unsafe { op.target.read(base[1]) }.index();
+            let y = row.value(&op.target).index();
             if y == op.ignore_index {
                 info.coef = 0.0;
             } else if y < 0 || y >= op.classes as i64 {
                 part.flags |= flags::TARGET;
             } else {
-                // SAFETY: 0 <= y < C addresses a class weight.
-                let wy =
-                    unsafe { op.weight.read(base[2] + y as isize * op.weight_stride) }.to_f64();
+                // 0 <= y < C: class y's weight.
+                let wy = row.get(&op.weight, y as usize).to_f64();
                 let eps_c = op.smoothing / op.classes as f64;
                 info.coef = (1.0 - op.smoothing) * wy + eps_c * op.weight_total;
                 // A - D_y = ε/C·(W - w_y): exactly 0 without label smoothing.
@@ -245,9 +230,7 @@ impl<T: Float, Y: ClassTarget> RowOp<5> for LsePass<'_, T, Y> {
         } else {
             part.weight = 1.0;
         }
-        // SAFETY: `info` has one slot per row (the caller's contract) and each row is finished
-        // by one task only.
-        unsafe { *self.info.0.add(row) = info };
+        self.info.set(row, info);
         part
     }
 }
@@ -259,41 +242,28 @@ impl<T: Float, Y: ClassTarget> RowOp<5> for WritePass<'_, T, Y> {
     fn empty(&self) {}
 
     #[inline(always)]
-    unsafe fn tile<A: Arch>(
+    fn tile<A: Arch>(
         &self,
         (bx, by, bw, bg, bh): &mut Self::Scratch,
-        first_row: usize,
-        at: [isize; 5],
-        rs: [isize; 5],
-        st: [isize; 5],
-        n: usize,
+        tile: &Tile<5>,
         states: &mut [()],
     ) {
-        let op = self.op;
+        let (op, n) = (self.op, tile.len());
         for r in 0..states.len() {
-            let at: [isize; 5] = std::array::from_fn(|k| at[k] + r as isize * rs[k]);
-            // SAFETY: `info[row]` was written by the first pass over the same rows.
-            let info = unsafe { *self.info.0.add(first_row + r) };
-            // SAFETY: the engine hands out offsets of elements inside the operands, which the
-            // caller of `run` guarantees valid.
-            let x = unsafe { bx.view(op.logits.0.offset(at[0]), st[0], n) };
-            // SAFETY: the weights are an operand of the same rows (stride 0 when absent).
-            let w = unsafe { bw.view_src(op.weight.offset(at[2]), st[2], n) };
+            let tile = tile.row(r);
+            let info = self.info.get(tile.first_row());
+            let x = tile.read(&op.logits, bx);
+            let w = tile.read(&op.weight, bw);
             let g = bg.scratch(n);
             let h = bh.scratch(n);
             let eps_c = op.smoothing / op.classes as f64;
             let ignored = Y::HARD && info.label.is_none();
-            // The class index of the tile's first element (the row is one strided axis).
-            let first = if st[0] == 0 {
-                0
-            } else {
-                ((at[0] - info.base) / st[0]) as i64
-            };
+            // The class index of the tile's first element.
+            let first = tile.start() as i64;
             let t = if Y::HARD {
                 None
             } else {
-                // SAFETY: soft targets are an operand laid out as the logits.
-                Some(unsafe { by.view_src(op.target.offset(at[1]), st[1], n) })
+                Some(tile.read(&op.target, by))
             };
             let (label, label_weight) = info.label.unwrap_or((-1, 0.0));
             let hit_weight = (1.0 - op.smoothing) * label_weight;
@@ -333,19 +303,14 @@ impl<T: Float, Y: ClassTarget> RowOp<5> for WritePass<'_, T, Y> {
                 g[i] = T::from_f64(self.scale * grad);
                 h[i] = T::from_f64(self.scale * info.coef * p * q);
             }
-            // SAFETY: each element of grad/hess belongs to exactly one row, handled by one
-            // task, and the outputs overlap neither each other nor the inputs (caller's
-            // contract).
-            unsafe {
-                scatter(g, op.grad.0.offset(at[3]), st[3]);
-                scatter(h, op.hess.0.offset(at[4]), st[4]);
-            }
+            tile.write(&op.grad, g);
+            tile.write(&op.hess, h);
         }
     }
 
     fn merge(&self, _: (), _: ()) {}
 
-    unsafe fn finish<A: Arch>(&self, _row: usize, _base: [isize; 5], _state: ()) -> Partial {
+    fn finish<A: Arch>(&self, _row: &Row<5>, _state: ()) -> Partial {
         Partial {
             count: 1,
             ..Partial::EMPTY
@@ -377,11 +342,10 @@ pub unsafe fn softmax_cross_entropy_grad<T: Float, Y: ClassTarget>(
     mean: bool,
     pool: Option<&ThreadPool>,
 ) -> Partial {
-    let mut slots = vec![RowInfo::default(); rows.rows()];
-    let info = SendPtr(slots.as_mut_ptr());
+    let info = &PerRow::new(rows.rows());
     let lse = LsePass { op, info };
-    // SAFETY: forwarded from the caller; `slots` holds one `RowInfo` per row and outlives
-    // both passes.
+    // SAFETY: forwarded from the caller; `info` has one slot per row, used by these two
+    // passes only.
     let (first, second) = unsafe {
         then(rows, pool, &lse, |part| WritePass {
             op,
