@@ -19,10 +19,11 @@ use super::softmax::{
     check_ignore_index_unused, check_smoothing, labels_shape_error, with_class_target, ClassWeights,
 };
 use super::threads::run_detached;
+use crate::kernels::bce::grad::{self as bce_grad, LogitsGrad};
 use crate::kernels::float::{Bool, Float, Target};
-use crate::kernels::grad::{self, ClassTarget, LogitsGrad, RowInfo, SoftmaxGrad};
 use crate::kernels::reduce::flags;
-use crate::kernels::rows::Rows;
+use crate::kernels::rows::{In, Out, Rows};
+use crate::kernels::softmax::grad::{self as softmax_grad, ClassTarget, SoftmaxGrad};
 use crate::kernels::strided::{Layout, SendPtr};
 
 /// Gradient and diagonal Hessian of binary cross-entropy with logits, per element.
@@ -173,7 +174,7 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>
         // SAFETY: every pointer comes from a view alive (and borrowed) until this function
         // returns; the outputs are writeable, self-disjoint and disjoint from each other and
         // from the inputs (their exclusive borrows were granted).
-        unsafe { grad::binary_cross_entropy_with_logits_grad(&kernel_ops, pool) }
+        unsafe { bce_grad::binary_cross_entropy_with_logits_grad(&kernel_ops, pool) }
     })?;
     // Float targets may be any real number, as for the loss; labels must be 0 or 1.
     if part.flags & flags::TARGET != 0 && Y::HARD {
@@ -341,32 +342,29 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
         ],
         &reduced.mask,
     );
-    let nrows = rows.rows();
-    let mut info = vec![RowInfo::default(); nrows];
-    let mut op = SoftmaxGrad {
-        logits: SendPtr::from_const(xv.ptr),
-        target: yv.src(),
-        weight: weights.src,
-        weight_stride: weights.stride,
-        weight_total: weights.total,
-        grad: SendPtr(gv.ptr),
-        hess: SendPtr(hv.ptr),
-        classes,
-        smoothing: args.smoothing,
-        ignore_index: args.ignore_index,
-        scale: 1.0,
-        info: SendPtr(info.as_mut_ptr()),
-        write: false,
+    // SAFETY: the operands 0 to 4 of `rows`, built from these views' own shapes and strides;
+    // the views stay alive (and borrowed) until this function returns; the outputs are
+    // writeable, one element per position, and disjoint from each other and the inputs.
+    let op = unsafe {
+        SoftmaxGrad {
+            logits: In::new(xv.ptr, 0),
+            target: In::new(yv.src(), 1),
+            weight: In::new(weights.src, 2),
+            weight_total: weights.total,
+            grad: Out::new(gv.ptr, 3),
+            hess: Out::new(hv.ptr, 4),
+            classes,
+            smoothing: args.smoothing,
+            ignore_index: args.ignore_index,
+        }
     };
     let n: usize = shape.iter().product();
     let mean = args.mean;
     let part = run_detached(py, n, move |pool| {
         // SAFETY: the views are alive and borrowed until this function returns; the outputs
-        // are writeable and disjoint from each other and the inputs; `info` has one slot per
-        // row.
-        unsafe { grad::softmax_cross_entropy_grad(&rows, &mut op, mean, pool) }
+        // are writeable and disjoint from each other and the inputs.
+        unsafe { softmax_grad::softmax_cross_entropy_grad(&rows, &op, mean, pool) }
     })?;
-    drop(info);
     if part.flags & flags::TARGET != 0 {
         let c = classes as i64;
         let ignore = args.ignore_index;

@@ -16,9 +16,9 @@ use super::reduction::{reduction, Reduction};
 use super::threads;
 use crate::kernels::float::Float;
 use crate::kernels::reduce::{flags, Partial};
-use crate::kernels::rows::{run_from, Rows};
+use crate::kernels::rows::{run_from, In, Out, Rows};
 use crate::kernels::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
-use crate::kernels::strided::{find_first, SendPtr, Src};
+use crate::kernels::strided::{find_first, Load, Src};
 
 /// Cross-entropy between the softmax of ``logits`` and ``target``, as
 /// :func:`torch.nn.functional.cross_entropy`.
@@ -319,7 +319,7 @@ pub fn labels_shape_error(logits: &[usize], axis: usize, rows: &[usize], got: &[
 
 /// Runs the kernel for logits of type `T` and (when the target holds class indices) labels of
 /// type `L`.
-fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
+fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Reported>(
     x: &Bound<'py, PyUntypedArray>,
     target: Target<'_, 'py>,
     args: &Args<'_, 'py>,
@@ -362,10 +362,16 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
     };
     let class_info = Classes {
         count: classes,
-        weight: weights.src,
+        // SAFETY: operand 2 of the rows below, built from the weights' own strides; alive
+        // (and borrowed) until this function returns.
+        weight: unsafe { In::new(weights.src, 2) },
         weight_total: weights.total,
         smoothing: args.params.smoothing,
     };
+    // SAFETY: operand 3 of the rows below, from `out`'s own view: alive until this function
+    // returns, writeable, one element per row, disjoint from the inputs (checked by
+    // `ViewMut::new`).
+    let out = (!out_ptr.is_null()).then(|| unsafe { Out::new(out_ptr, 3) });
     let n = shape.iter().product::<usize>();
 
     let part = match target {
@@ -384,14 +390,16 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
                 ],
                 &reduced.mask,
             );
-            let op = SoftmaxLabels {
-                logits: SendPtr::from_const(xv.ptr),
-                logits_stride: xv.strides[axis],
-                labels: SendPtr::from_const(yv.ptr),
-                classes: class_info,
-                weight_stride: weights.stride,
-                ignore_index: args.params.ignore_index,
-                out: SendPtr(out_ptr),
+            // SAFETY: operands 0 and 1 of `rows`, from views alive (and borrowed) until this
+            // function returns, with the shapes and strides `rows` is built from.
+            let op = unsafe {
+                SoftmaxLabels {
+                    logits: In::new(xv.ptr, 0),
+                    labels: In::new(yv.ptr, 1),
+                    classes: class_info,
+                    ignore_index: args.params.ignore_index,
+                    out,
+                }
             };
             let init = args.init;
             let part = threads::run_detached(py, n, |pool| {
@@ -430,11 +438,15 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
                 [&xv.strides, yv.strides(), &w_strides, &out_strides],
                 &reduced.mask,
             );
-            let op = SoftmaxProbs {
-                logits: SendPtr::from_const(xv.ptr),
-                target: yv.src(),
-                classes: class_info,
-                out: SendPtr(out_ptr),
+            // SAFETY: operands 0 and 1 of `rows`, from views alive (and borrowed) until this
+            // function returns, with the shapes and strides `rows` is built from.
+            let op = unsafe {
+                SoftmaxProbs {
+                    logits: In::new(xv.ptr, 0),
+                    target: In::new(yv.src(), 1),
+                    classes: class_info,
+                    out,
+                }
             };
             let init = args.init;
             let part = threads::run_detached(py, n, |pool| {

@@ -22,6 +22,9 @@
 //! reported through [`Partial::flags`] (`INPUT` / `TARGET`) with its flat index; NaN is not an
 //! error and propagates into the result. Sums are accumulated in `f64` for `f32` input too.
 
+/// The gradient and diagonal Hessian of the logits loss, beside it.
+pub mod grad;
+
 use rayon::ThreadPool;
 
 use super::float::{Float, Target};

@@ -64,10 +64,11 @@
 
 use super::float::Float;
 use super::isa::{self, Arch, Kernel};
+use super::lanes::{max_lanes, row_sums, LANES};
 use super::math;
 use super::reduce::{flags, Partial};
-use super::rows::{fold_row, max_lanes, row_sums, run, view_rows, RowOp, Rows, LANES};
-use super::strided::{SendPtr, Src, TileBuf};
+use super::rows::{fold_row, run, then, In, Out, PerRow, Row, RowOp, Rows, Tile};
+use super::strided::{Src, TileBuf};
 
 /// Which quantity of a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,11 +79,9 @@ pub enum Kind {
     CrossEntropy,
     /// `D(p‖q)`.
     KlDivergence,
-    /// First pass of Jensen-Shannon: stores each row's `(1/P, 1/Q)` in [`Divergence::norms`];
-    /// writes no output.
-    JensenShannonSums,
-    /// Second pass of Jensen-Shannon, reading the factors stored in [`Divergence::norms`]
-    /// (`(1, 1)` without normalisation, which needs no first pass).
+    /// `JS(p, q)`: its terms take each row's factors `(1/P, 1/Q)` from [`Divergence::norms`]
+    /// when set (stored by a first pass, [`JsMasses`]), from the tile's own sums otherwise
+    /// (`(1, 1)` without normalisation).
     JensenShannon,
 }
 
@@ -125,7 +124,7 @@ impl Finish {
             }
             (Kind::Entropy | Kind::CrossEntropy, false) => sum - ln2k * sp,
             (Kind::KlDivergence, false) => sum + ln2k * sp,
-            (Kind::JensenShannon | Kind::JensenShannonSums, _) => 0.5 * sum,
+            (Kind::JensenShannon, _) => 0.5 * sum,
         };
         // Natural logarithms (the default) skip the division: `x / 1` is `x`, and a division
         // is a long step in the latency of each short row's finish.
@@ -143,7 +142,7 @@ impl Finish {
         match self.kind {
             Kind::Entropy | Kind::CrossEntropy => s.sum - shift,
             Kind::KlDivergence => s.sum + shift,
-            Kind::JensenShannon | Kind::JensenShannonSums => s.sum,
+            Kind::JensenShannon => s.sum,
         }
     }
 
@@ -218,25 +217,25 @@ fn reference(kind: Kind, p: f64, q: f64) -> f64 {
         Kind::Entropy => exponent(p),
         Kind::CrossEntropy => exponent(q),
         Kind::KlDivergence => exponent(p) - exponent(q),
-        Kind::JensenShannon | Kind::JensenShannonSums => 0.0,
+        Kind::JensenShannon => 0.0,
     }
 }
 
 /// One divergence over rows of operands `[p, q, out]` (see [`super::rows::Rows`]).
 ///
-/// `out` (null for none) receives each row's result; `norms` (Jensen-Shannon only) holds one
-/// `[f64; 2]` per row, indexed by the engine's row index, or is null: then each tile takes its
+/// `out` (when given) receives each row's result; `norms` (Jensen-Shannon only) holds one
+/// `[f64; 2]` per row, indexed by the engine's row index, or is `None`: then each tile takes its
 /// rows' factors from its own sums (`1/P`, `1/Q`; the tiles must hold whole rows) or 1
 /// without normalisation. Rows written to an `f32` `out` get
 /// entropy and cross-entropy logs only as accurate as an `f32` result needs (see the module
 /// doc). `p` and `q` are read as `T` where they lie, whatever float type each is stored in
 /// ([`Src`]).
-pub struct Divergence<T> {
+pub struct Divergence<'a, T> {
     pub kind: Kind,
-    pub p: Src<T>,
-    pub q: Src<T>,
-    pub out: SendPtr<T>,
-    pub norms: SendPtr<[f64; 2]>,
+    pub p: In<T>,
+    pub q: In<T>,
+    pub out: Option<Out<T>>,
+    pub norms: Option<&'a PerRow<[f64; 2]>>,
     pub normalize: bool,
     /// `ln(base)`, or 1 for natural logarithms.
     pub log_base: f64,
@@ -380,7 +379,7 @@ fn top_log_fix<A: Arch, T: Float>(x: &[T], mass: f64, k: f64) -> Option<(T, f64)
     })
 }
 
-impl<T: Float> RowOp<3> for Divergence<T> {
+impl<T: Float> RowOp<3> for Divergence<'_, T> {
     type State = Partial;
     /// Gather buffers for `p` and `q`; the element terms; Jensen-Shannon's scale factors;
     /// the per-row sums.
@@ -398,20 +397,14 @@ impl<T: Float> RowOp<3> for Divergence<T> {
     }
 
     #[inline(always)]
-    unsafe fn tile<A: Arch>(
+    fn tile<A: Arch>(
         &self,
         (bp, bq, bt, bfa, bfb, bs): &mut Self::Scratch,
-        first_row: usize,
-        at: [isize; 3],
-        rs: [isize; 3],
-        st: [isize; 3],
-        n: usize,
+        tile: &Tile<3>,
         states: &mut [Partial],
     ) {
-        let rows = states.len();
-        // SAFETY: the engine hands out offsets inside the operands (the caller of `run`
-        // guarantees them valid).
-        let p = unsafe { view_rows(bp, self.p.offset(at[0]), rs[0], st[0], rows, n) };
+        let (rows, n, first_row) = (states.len(), tile.len(), tile.first_row());
+        let p = tile.read(&self.p, bp);
         // Domain errors are flagged on the batch's first row (the caller locates them).
         let bad_p = if any_negative(p) { flags::INPUT } else { 0 };
         let sums = bs.scratch(4 * rows);
@@ -421,16 +414,15 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         let seg = |r: usize| r * n..(r + 1) * n;
         // Rows written as `f32` get logs as accurate as that needs, unless rows are so short
         // that finding their largest element costs more than the cheaper logs save.
-        let f32_rows = T::NARROW && !self.out.0.is_null() && n > LANES;
+        let f32_rows = T::NARROW && self.out.is_some() && n > LANES;
         row_sums(p, n, sp);
         let q = if self.kind == Kind::Entropy {
             sq.fill(0.0);
             p
         } else {
-            // SAFETY: as above.
-            let q = unsafe { view_rows(bq, self.q.offset(at[1]), rs[1], st[1], rows, n) };
+            let q = tile.read(&self.q, bq);
             // The second pass of Jensen-Shannon reads its factors instead.
-            if self.kind != Kind::JensenShannon || self.norms.0.is_null() {
+            if self.kind != Kind::JensenShannon || self.norms.is_none() {
                 row_sums(q, n, sq);
             }
             q
@@ -443,7 +435,6 @@ impl<T: Float> RowOp<3> for Divergence<T> {
         }
         let terms = bt.scratch(rows * n);
         match self.kind {
-            Kind::JensenShannonSums => {}
             Kind::Entropy if f32_rows => {
                 for ((t, &x), &k) in terms.iter_mut().zip(p).zip(&*ks) {
                     *t = x_ln_x_for_f32::<A, T>(x, k);
@@ -472,9 +463,8 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             Kind::JensenShannon => {
                 let (fa, fb) = (bfa.scratch(rows * n), ks);
                 for r in 0..rows {
-                    let [a, b] = if !self.norms.0.is_null() {
-                        // SAFETY: `norms` holds one entry per row.
-                        unsafe { *self.norms.0.add(first_row + r) }
+                    let [a, b] = if let Some(norms) = self.norms {
+                        norms.get(first_row + r)
                     } else if self.normalize {
                         // The factors the first pass would store for this (whole) row.
                         [1.0 / sp[r], 1.0 / sq[r]]
@@ -499,9 +489,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             } else {
                 0
             };
-        if self.kind != Kind::JensenShannonSums {
-            row_sums(terms, n, sl);
-        }
+        row_sums(terms, n, sl);
         if f32_rows && matches!(self.kind, Kind::Entropy | Kind::CrossEntropy) {
             for r in 0..rows {
                 let (p, q) = (&p[seg(r)], &q[seg(r)]);
@@ -527,9 +515,7 @@ impl<T: Float> RowOp<3> for Divergence<T> {
             }
         }
         for (r, s) in states.iter_mut().enumerate() {
-            // The first pass of Jensen-Shannon wants the masses only, the second its terms.
             let (sum, mass) = match self.kind {
-                Kind::JensenShannonSums => (0.0, [sp[r], sq[r]]),
                 Kind::JensenShannon => (sl[r], [0.0; 2]),
                 Kind::Entropy => (-sl[r], [sp[r], 0.0]),
                 _ => (sl[r], [sp[r], sq[r]]),
@@ -551,34 +537,80 @@ impl<T: Float> RowOp<3> for Divergence<T> {
     }
 
     #[inline(always)]
-    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; 3], s: Partial) -> Partial {
-        if self.kind == Kind::JensenShannonSums {
-            let [sp, sq] = s.mass;
-            let norms = if self.normalize {
-                [1.0 / sp, 1.0 / sq]
-            } else {
-                [1.0, 1.0]
-            };
-            // SAFETY: one entry per row, written by this row only.
-            unsafe { *self.norms.0.add(row) = norms };
-            return Partial {
-                count: 1,
-                flags: s.flags,
-                ..Partial::EMPTY
-            };
-        }
+    fn finish<A: Arch>(&self, row: &Row<3>, s: Partial) -> Partial {
         let finish = Finish {
             kind: self.kind,
             normalize: self.normalize,
             log_base: self.log_base,
         };
         let value = finish.value_on::<A>(&s);
-        if !self.out.0.is_null() {
-            // SAFETY: the output row offset is valid and written by this row only.
-            unsafe { *self.out.0.offset(base[2]) = T::from_f64(value) };
+        if let Some(out) = &self.out {
+            row.write(out, T::from_f64(value));
         }
         Partial {
             sum: value,
+            count: 1,
+            flags: s.flags,
+            ..Partial::EMPTY
+        }
+    }
+}
+
+/// The first pass of normalised Jensen-Shannon over rows that do not fit in one tile: each
+/// row's masses `P`, `Q` (summed as [`Divergence`] sums them), finished into its factors
+/// `(1/P, 1/Q)`, stored in `norms` (one entry per row) for the second pass ([`then`]).
+pub struct JsMasses<'a, T> {
+    pub p: In<T>,
+    pub q: In<T>,
+    pub norms: &'a PerRow<[f64; 2]>,
+}
+
+impl<T: Float> RowOp<3> for JsMasses<'_, T> {
+    type State = Partial;
+    /// Gather buffers for `p` and `q`; the per-row sums.
+    type Scratch = (TileBuf<T>, TileBuf<T>, TileBuf<f64>);
+
+    fn empty(&self) -> Partial {
+        Partial::EMPTY
+    }
+
+    #[inline(always)]
+    fn tile<A: Arch>(
+        &self,
+        (bp, bq, bs): &mut Self::Scratch,
+        tile: &Tile<3>,
+        states: &mut [Partial],
+    ) {
+        let (rows, n) = (states.len(), tile.len());
+        let p = tile.read(&self.p, bp);
+        let q = tile.read(&self.q, bq);
+        let bad = if any_negative(p) { flags::INPUT } else { 0 }
+            | if any_negative(q) { flags::TARGET } else { 0 };
+        let (sp, sq) = bs.scratch(2 * rows).split_at_mut(rows);
+        row_sums(p, n, sp);
+        row_sums(q, n, sq);
+        for (r, s) in states.iter_mut().enumerate() {
+            *s = Partial {
+                sum: 0.0,
+                count: n as u64,
+                mass: [sp[r], sq[r]],
+                // Domain errors are flagged on the batch's first row (the caller locates them).
+                flags: if r == 0 { bad } else { 0 },
+                ..Partial::EMPTY
+            };
+        }
+    }
+
+    #[inline(always)]
+    fn merge(&self, a: Partial, b: Partial) -> Partial {
+        a.merge(b)
+    }
+
+    #[inline(always)]
+    fn finish<A: Arch>(&self, row: &Row<3>, s: Partial) -> Partial {
+        let [sp, sq] = s.mass;
+        self.norms.set(row, [1.0 / sp, 1.0 / sq]);
+        Partial {
             count: 1,
             flags: s.flags,
             ..Partial::EMPTY
@@ -613,7 +645,7 @@ pub unsafe fn divergence<T: Float>(
         normalize,
         log_base,
     };
-    let js = matches!(kind, Kind::JensenShannon | Kind::JensenShannonSums);
+    let js = kind == Kind::JensenShannon;
     if rows.rows() == 1 && !(js && normalize) {
         // SAFETY: forwarded from the caller.
         let state = unsafe { whole(kind, rows, p, q, Partial::EMPTY, pool) };
@@ -630,37 +662,44 @@ pub unsafe fn divergence<T: Float>(
             ..Partial::EMPTY
         };
     }
-    let mut op = Divergence {
-        kind,
-        p: p.into(),
-        q: q.into(),
-        out: SendPtr(out),
-        norms: SendPtr(std::ptr::null_mut()),
-        normalize,
-        log_base,
+    // SAFETY: `p`, `q` and `out` are the operands 0, 1 and 2 of `rows`, valid along them
+    // (the caller's contract).
+    let op = unsafe {
+        Divergence {
+            kind,
+            p: In::new(p, 0),
+            q: In::new(q, 1),
+            out: (!out.is_null()).then(|| Out::new(out, 2)),
+            norms: None,
+            normalize,
+            log_base,
+        }
     };
     if !js {
         // SAFETY: forwarded from the caller.
         return unsafe { run(rows, &op, pool) };
     }
-    op.kind = Kind::JensenShannon;
     if !normalize || rows.whole_rows_per_tile() {
         // One pass: the factors are 1, or each tile's own rows' sums.
         // SAFETY: forwarded from the caller.
         return unsafe { run(rows, &op, pool) };
     }
-    // Rows longer than half a tile: a first pass stores each row's factors.
-    let mut norms = vec![[0f64; 2]; rows.rows()];
-    op.norms = SendPtr(norms.as_mut_ptr());
-    op.kind = Kind::JensenShannonSums;
-    // SAFETY: forwarded from the caller; `norms` has one entry per row.
-    let sums = unsafe { run(rows, &op, pool) };
-    if sums.flags != 0 {
-        return sums;
-    }
-    op.kind = Kind::JensenShannon;
-    // SAFETY: as above.
-    unsafe { run(rows, &op, pool) }
+    // Rows longer than half a tile: a first pass stores each row's factors, which the terms
+    // of the second read.
+    let norms = PerRow::new(rows.rows());
+    let masses = JsMasses {
+        p: op.p,
+        q: op.q,
+        norms: &norms,
+    };
+    let second = |_: &Partial| Divergence {
+        norms: Some(&norms),
+        ..op
+    };
+    // SAFETY: forwarded from the caller; `norms` has one slot per row, used by these two
+    // passes only.
+    let (first, second) = unsafe { then(rows, pool, &masses, second) };
+    second.unwrap_or(first)
 }
 
 /// The *unfinished* state (see the module doc) of `kind` over the single row of `rows` (every
@@ -681,21 +720,20 @@ pub unsafe fn whole<T: Float>(
     init: Partial,
     pool: Option<&rayon::ThreadPool>,
 ) -> Partial {
-    let mut norms = [[1f64; 2]];
-    let op = Divergence {
-        kind: if kind == Kind::JensenShannonSums {
-            Kind::JensenShannon
-        } else {
-            kind
-        },
-        p: p.into(),
-        q: q.into(),
-        out: SendPtr(std::ptr::null_mut()),
-        norms: SendPtr(norms.as_mut_ptr()),
-        normalize: false,
-        log_base: 1.0,
+    // SAFETY: `p` and `q` are the operands 0 and 1 of `rows`, valid along them (the caller's
+    // contract). Without normalisation Jensen-Shannon's factors are 1.
+    let op = unsafe {
+        Divergence {
+            kind,
+            p: In::new(p, 0),
+            q: In::new(q, 1),
+            out: None,
+            norms: None,
+            normalize: false,
+            log_base: 1.0,
+        }
     };
-    // SAFETY: forwarded from the caller; `norms` has the one row's entry.
+    // SAFETY: forwarded from the caller.
     unsafe { fold_row(init, rows, &op, pool) }
 }
 
@@ -740,6 +778,8 @@ mod tests {
             .num_threads(threads)
             .build()
             .unwrap();
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe {
             divergence(
                 kind,
@@ -813,6 +853,8 @@ mod tests {
         bounds.push(p.len());
         bounds.windows(2).fold(Partial::EMPTY, |state, w| {
             let rows = Rows::new(&[w[1] - w[0]], [&[1], &[1], &[0]], &[true]);
+            // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+            // outlive the call (outputs are written by one row each).
             unsafe {
                 whole(
                     kind,
@@ -861,6 +903,8 @@ mod tests {
                     [&[n as isize, 1], &[n as isize, 1], &[1, 0]],
                     &[false, true],
                 );
+                // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+                // outlive the call (outputs are written by one row each).
                 let part = unsafe {
                     divergence(
                         kind,

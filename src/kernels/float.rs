@@ -8,15 +8,23 @@
 use std::fmt::Debug;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
-use super::isa::{Arch, Generic};
+use super::isa::Arch;
 use super::math;
 
 /// A floating-point element type of an input array (`f32` or `f64`).
 ///
 /// All methods are `#[inline(always)]` and branch-free so that loops over `Float`s vectorise;
-/// the transcendental functions come from [`math`]. The `*_on::<A>` forms take the
-/// instruction-set level of the enclosing kernel (see [`super::isa`]) and fuse multiply-adds
-/// where it has FMA; the plain forms are the portable (`Generic`) ones.
+/// the transcendental functions come from [`math`]. They take the instruction-set level of the
+/// enclosing kernel (see [`super::isa`]) and fuse multiply-adds where it has FMA.
+///
+/// Naming convention: no method here whose result can differ from the standard library's
+/// shares a name with an inherent method of `f32`/`f64`. On a concrete `f64` an inherent method
+/// wins over a trait method of the same name, so a shared name (`ln`, `exp`, `ln_1p`,
+/// `mul_add`) would silently call the standard library (a libm call, or a fused `mul_add`
+/// where the crate's is not) as soon as code stops being generic. The crate's functions are
+/// therefore only reachable as `*_on::<A>` (`::<Generic>` for the portable form), a name std
+/// never uses. `abs` and `is_nan` keep std's names on purpose: both are exact, so either
+/// resolution gives the same bits.
 pub trait Float:
     Copy
     + Send
@@ -63,31 +71,11 @@ pub trait Float:
     /// `self * a + b`: one fused instruction where `A` has FMA, a multiply and an add
     /// otherwise (never a library call).
     fn mul_add_on<A: Arch>(self, a: Self, b: Self) -> Self;
-    /// Natural logarithm, portable form of [`Float::ln_on`].
-    #[inline(always)]
-    fn ln(self) -> Self {
-        self.ln_on::<Generic>()
-    }
-    /// `ln(1 + self)`, portable form of [`Float::ln_1p_on`].
-    #[inline(always)]
-    fn ln_1p(self) -> Self {
-        self.ln_1p_on::<Generic>()
-    }
-    /// `e^self`, portable form of [`Float::exp_on`].
-    #[inline(always)]
-    fn exp(self) -> Self {
-        self.exp_on::<Generic>()
-    }
     /// Maximum that propagates NaN from `self` (`self` is NaN → NaN).
     fn max_nan(self, other: Self) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
     fn is_nan(self) -> bool;
-    /// `self * a + b`, portable form of [`Float::mul_add_on`] (not fused).
-    #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        self.mul_add_on::<Generic>(a, b)
-    }
 }
 
 macro_rules! impl_float {

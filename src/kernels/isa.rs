@@ -144,7 +144,7 @@ fn detect() -> Isa {
 }
 
 /// The level kernels run with: the detected one, lowered by `CROSSENT_ISA` when that names a
-/// lower one. Chosen on first use and then fixed (see [`set_active`]).
+/// lower one. Chosen on first use and then fixed for the life of the process.
 pub fn active() -> Isa {
     match ACTIVE.load(Ordering::Relaxed) {
         UNSET => {
@@ -160,14 +160,6 @@ pub fn active() -> Isa {
         }
         v => Isa::from_u8(v),
     }
-}
-
-/// Sets the level later calls run with, clamped to what the CPU supports; returns the level
-/// actually set. Calls already running keep theirs.
-pub fn set_active(isa: Isa) -> Isa {
-    let isa = isa.min(detected());
-    ACTIVE.store(isa as u8, Ordering::Relaxed);
-    isa
 }
 
 /// A compile-time instruction-set level: the type parameter of a kernel body.
@@ -227,7 +219,9 @@ pub fn dispatch_on<K: Kernel>(isa: Isa, kernel: K) -> K::Output {
         // compares the two lists).
         Isa::Avx512 => unsafe { run_avx512(kernel) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, with `AVX2_FEATURES` and `run_avx2`.
+        // SAFETY: `detected()` is at least `Avx2` only if the CPU has every feature of
+        // `AVX2_FEATURES`, which are exactly those `run_avx2` enables (the same unit test
+        // compares them).
         Isa::Avx2 => unsafe { run_avx2(kernel) },
         _ => kernel.run::<Generic>(),
     }

@@ -2,6 +2,7 @@
 //!
 //! - [`float`]: the element types kernels are generic over (`f32`/`f64`, label dtypes).
 //! - [`isa`]: runtime CPU dispatch; kernels compiled once per instruction set.
+//! - [`lanes`]: the lane sums and maxima every kernel reduces tiles with.
 //! - [`math`]: branch-free, vectorisable `ln`, `ln_1p`, `exp` and the hard-label log.
 //! - [`strided`]: walking N-d strided, broadcast operands in place.
 //! - [`reduce`]: the deterministic block reduction engine and its partial state.
@@ -9,17 +10,18 @@
 //! - [`pool`]: the crate's fork-safe rayon pool (and the locks and fork handlers of the crate).
 //! - [`memory`]: which bytes a call reads and writes; the claims of running calls on them.
 //! - [`cancel`]: the cancellation hook the engines poll (Ctrl-C in a long call).
-//! - [`bce`]: binary cross-entropy on probabilities and logits.
+//! - [`bce`]: binary cross-entropy on probabilities and logits; [`bce::grad`], the gradient
+//!   and diagonal Hessian of its logits form.
 //! - [`divergence`]: entropy, cross-entropy, KL and Jensen-Shannon divergence per row.
-//! - [`softmax`]: softmax cross-entropy against class indices or probabilities.
-//! - [`grad`]: gradients and diagonal Hessians with respect to logits (boosting objectives).
+//! - [`softmax`]: softmax cross-entropy against class indices or probabilities;
+//!   [`softmax::grad`], its gradient and diagonal Hessian on the same log-sum-exp state.
 
 pub mod bce;
 pub mod cancel;
 pub mod divergence;
 pub mod float;
-pub mod grad;
 pub mod isa;
+pub mod lanes;
 pub mod math;
 pub mod memory;
 pub mod pool;

@@ -11,8 +11,8 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 use super::bce::{self, Inputs, Kind, Operands};
 use super::isa::Arch;
 use super::reduce::{reduce, reduce_from, Partial};
-use super::rows::{run, run_from, RowOp, Rows, CHUNK};
-use super::strided::{Layout, SendPtr, Src};
+use super::rows::{run, run_from, In, Out, Row, RowOp, Rows, Tile, CHUNK};
+use super::strided::{Layout, SendPtr, Src, TileBuf};
 
 /// Pools of 1 to 4 threads, built once for all cases.
 fn pool(threads: usize) -> &'static ThreadPool {
@@ -111,43 +111,39 @@ fn wild_block(r: std::ops::Range<usize>) -> Partial {
 
 /// Sums each row of operand 0 (f64 elements) and writes the sum through operand 1.
 struct RowSum {
-    data: SendPtr<f64>,
-    out: SendPtr<f64>,
+    data: In<f64>,
+    out: Out<f64>,
+}
+
+/// # Safety
+/// As [`In::new`] and [`Out::new`] for the rows the op runs over (operands 0 and 1).
+unsafe fn row_sum(data: *const f64, out: *mut f64) -> RowSum {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        RowSum {
+            data: In::new(data, 0),
+            out: Out::new(out, 1),
+        }
+    }
 }
 
 impl RowOp<2> for RowSum {
     type State = f64;
-    type Scratch = ();
+    type Scratch = TileBuf<f64>;
     fn empty(&self) -> f64 {
         0.0
     }
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<A: Arch>(
-        &self,
-        _: &mut (),
-        _first_row: usize,
-        at: [isize; 2],
-        rs: [isize; 2],
-        st: [isize; 2],
-        n: usize,
-        states: &mut [f64],
-    ) {
-        for (r, state) in states.iter_mut().enumerate() {
-            let mut s = 0.0;
-            for i in 0..n as isize {
-                let offset = at[0] + r as isize * rs[0] + i * st[0];
-                // SAFETY: the engine hands out offsets inside the operand (caller's contract).
-                s += unsafe { *self.data.0.offset(offset) };
-            }
-            *state = s;
+    fn tile<A: Arch>(&self, buf: &mut TileBuf<f64>, tile: &Tile<2>, states: &mut [f64]) {
+        let x = tile.read(&self.data, buf);
+        for (state, row) in states.iter_mut().zip(x.chunks_exact(tile.len().max(1))) {
+            *state = row.iter().fold(0.0, |s, &v| s + v);
         }
     }
     fn merge(&self, a: f64, b: f64) -> f64 {
         a + b
     }
-    unsafe fn finish<A: Arch>(&self, _row: usize, base: [isize; 2], state: f64) -> Partial {
-        // SAFETY: the row's output offset is valid and written by this row only.
-        unsafe { *self.out.0.offset(base[1]) = state };
+    fn finish<A: Arch>(&self, row: &Row<2>, state: f64) -> Partial {
+        row.write(&self.out, state);
         Partial {
             sum: state,
             count: 1,
@@ -279,10 +275,8 @@ proptest! {
         let layout = Rows::new(&shape, [&strides, &out_strides], &reduced);
         let mut serial_out = vec![0f64; rows];
         let mut parallel_out = vec![0f64; rows];
-        let op = |out: &mut Vec<f64>| RowSum {
-            data: SendPtr::from_const(data.as_ptr()),
-            out: SendPtr(out.as_mut_ptr()),
-        };
+        // SAFETY: the rows below are built from `data`'s and `out`'s shapes and strides.
+        let op = |out: &mut Vec<f64>| unsafe { row_sum(data.as_ptr(), out.as_mut_ptr()) };
         // SAFETY: the offsets stay inside data and out; each row writes its own element.
         let serial = unsafe { run(&layout, &op(&mut serial_out), None) };
         let parallel = unsafe { run(&layout, &op(&mut parallel_out), Some(pool(threads))) };
@@ -307,9 +301,9 @@ proptest! {
         let rows = if row_len > 1000 { rows % 40 } else { rows };
         let data: Vec<f64> = (0..rows * row_len).map(wild).collect();
         let mut out = vec![0f64; rows];
-        let op_at = |r: usize, out: &mut Vec<f64>| RowSum {
-            data: SendPtr::from_const(data[r * row_len..].as_ptr()),
-            out: SendPtr(out[r..].as_mut_ptr()),
+        // SAFETY: the rows from `r` on, built from `data`'s and `out`'s shapes and strides.
+        let op_at = |r: usize, out: &mut Vec<f64>| unsafe {
+            row_sum(data[r * row_len..].as_ptr(), out[r..].as_mut_ptr())
         };
         let layout = |n: usize| {
             Rows::new(&[n, row_len], [&[row_len as isize, 1], &[1, 0]], &[false, true])
@@ -322,7 +316,8 @@ proptest! {
         let mut start = 0usize;
         for blocks in batches.iter().copied().chain([usize::MAX]) {
             let end = start.saturating_add(blocks.saturating_mul(per_block)).min(rows);
-            // SAFETY: as above, for the rows start..end.
+            // SAFETY: the layout of rows start..end stays inside `data` and `out` (the op reads
+            // from row `start` on), and each row writes its own element.
             state = unsafe {
                 run_from(state, &layout(end - start), &op_at(start, &mut out), Some(pool(threads)))
             };

@@ -133,30 +133,62 @@ where
     let blocks = n.div_ceil(block);
     let range = |b: usize| b * block..((b + 1) * block).min(n);
     let mut acc = init;
+    if for_each_ordered(
+        0..blocks,
+        pool,
+        |b| f(range(b)),
+        |_, part| acc = acc.merge(part),
+    ) {
+        acc
+    } else {
+        acc.cancelled()
+    }
+}
+
+/// The parallel engine of the crate, under both the flat reductions ([`reduce_from`]) and the
+/// row-wise ones ([`super::rows`]): hands `consume` the result of `f(i)` for every `i` of
+/// `items`, strictly in index order, whoever computed it. Returns false if the call was
+/// cancelled ([`super::cancel`]): the items from some point on were then not consumed.
+///
+/// On `pool` (when given and there is more than one item) the items are computed a window of
+/// [`WINDOW`] at a time (see [`window`]) and consumed in order before the next window starts,
+/// so the memory held stays `WINDOW` results however many items there are; the serial path
+/// computes and consumes them one by one, polling for cancellation before each. The order in
+/// which results are consumed is the same either way, so the bits are too.
+pub fn for_each_ordered<R, F>(
+    items: Range<usize>,
+    pool: Option<&ThreadPool>,
+    f: F,
+    mut consume: impl FnMut(usize, R),
+) -> bool
+where
+    R: Send + Sync,
+    F: Fn(usize) -> R + Sync,
+{
     match pool {
-        Some(pool) if blocks > 1 => {
-            // A window of blocks at a time, reduced in parallel (see [`window`]), whose
-            // partials are merged in order before the next window starts. The merge order is
-            // the serial one, whoever reduced which block, and the memory held stays
-            // `WINDOW` partials however long the input.
-            for start in (0..blocks).step_by(WINDOW) {
-                let end = (start + WINDOW).min(blocks);
-                match window(pool, start..end, |b| f(range(b))) {
-                    Some(parts) => acc = parts.fold(acc, Partial::merge),
-                    None => return acc.cancelled(),
+        Some(pool) if items.len() > 1 => {
+            for start in items.clone().step_by(WINDOW) {
+                let end = (start + WINDOW).min(items.end);
+                match window(pool, start..end, &f) {
+                    Some(results) => {
+                        for (i, r) in (start..end).zip(results) {
+                            consume(i, r);
+                        }
+                    }
+                    None => return false,
                 }
             }
         }
         _ => {
-            for b in 0..blocks {
+            for i in items {
                 if cancel::poll() {
-                    return acc.cancelled();
+                    return false;
                 }
-                acc = acc.merge(f(range(b)));
+                consume(i, f(i));
             }
         }
     }
-    acc
+    true
 }
 
 /// The results of `f(i)` for every `i` of `items`, in index order, computed on `pool`; `None`
@@ -168,7 +200,7 @@ where
 /// (an idle core, a virtual CPU the host parked) just finds fewer items left. After each item
 /// it computes, the calling thread polls for cancellation; once cancelled, no thread claims
 /// another item, and every thread has finished its last one when this returns.
-pub fn window<R, F>(pool: &ThreadPool, items: Range<usize>, f: F) -> Option<impl Iterator<Item = R>>
+fn window<R, F>(pool: &ThreadPool, items: Range<usize>, f: F) -> Option<impl Iterator<Item = R>>
 where
     R: Send + Sync,
     F: Fn(usize) -> R + Sync,
@@ -210,22 +242,11 @@ where
     }))
 }
 
-/// Blocks reduced in parallel before their partials are merged (see [`reduce_from`]): enough
-/// to keep 1024 threads busy, few enough that the partials held (56 KiB) never grow with the
-/// input (10^9 float32 values would otherwise hold about 7 MB of them).
-const WINDOW: usize = 1024;
-
-/// Runs `f` over `n` items in blocks of `block` items, for work without a reduced result
-/// (e.g. one output value per row). Parallel on `pool` when given.
-pub fn for_each_block<F>(n: usize, block: usize, pool: Option<&ThreadPool>, f: F)
-where
-    F: Fn(Range<usize>) + Sync,
-{
-    reduce(n, block, pool, |r| {
-        f(r);
-        Partial::EMPTY
-    });
-}
+/// Items computed in parallel before their results are consumed (see [`for_each_ordered`]):
+/// enough to keep 1024 threads busy, few enough that the results held (56 KiB of block
+/// partials or chunk states) never grow with the input (10^9 float32 values would otherwise
+/// hold about 7 MB of partials, and a broadcast input can have billions of chunks).
+pub const WINDOW: usize = 1024;
 
 #[cfg(test)]
 mod tests {

@@ -30,11 +30,11 @@ use std::ops::Range;
 
 use rayon::ThreadPool;
 
-use super::cancel;
-use super::float::Float;
 use super::isa::{self, Arch, Isa, Kernel};
-use super::reduce::{reduce_from, window, Partial};
-use super::strided::{gather_converted, Layout, Load, Src, Stored, TileBuf, TILE};
+use super::reduce::{for_each_ordered, reduce_from, Partial};
+use super::strided::{
+    gather_converted, scatter, Dims, Layout, Load, SendPtr, Src, Stored, TileBuf, TILE,
+};
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
 pub const CHUNK: usize = 1 << 15;
@@ -47,11 +47,250 @@ pub const BATCH_ROWS: usize = 128;
 
 const _: () = assert!(CHUNK.is_multiple_of(TILE));
 
+/// An input operand of a row op, read as `E` (see [`Src`]): where it lies and which of the
+/// layout's operands it is. Ops hold their operands as named `In`/`Out` fields and read them
+/// only through the [`Tile`]s and [`Row`]s the engine hands them, so an op never computes an
+/// address: the engine's offsets are the only ones ever used.
+#[derive(Clone, Copy, Debug)]
+pub struct In<E> {
+    src: Src<E>,
+    k: usize,
+}
+
+impl<E: Load> In<E> {
+    /// Operand `k` of the layout, at `src`.
+    ///
+    /// # Safety
+    /// `src` stepped by operand `k`'s strides over the rows of every run of an op holding it
+    /// (see [`Rows::new`]) must address valid, aligned, initialised elements that stay alive,
+    /// and are not written, while the run reads them; an operand broadcast along the rows
+    /// (one value per row) must hold that value for every row, empty rows included.
+    pub unsafe fn new(src: impl Into<Src<E>>, k: usize) -> Self {
+        In { src: src.into(), k }
+    }
+}
+
+/// An output operand of a row op: written one element per row ([`Row::write`]) or per
+/// element ([`Tile::write`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Out<E> {
+    ptr: SendPtr<E>,
+    k: usize,
+}
+
+impl<E: Copy> Out<E> {
+    /// Operand `k` of the layout, at `ptr`.
+    ///
+    /// # Safety
+    /// As [`In::new`], for writes; besides, the elements of distinct rows (and of distinct
+    /// positions within a row, for an output written per element) must be distinct, and
+    /// overlap no input nor any other output.
+    pub unsafe fn new(ptr: *mut E, k: usize) -> Self {
+        Out {
+            ptr: SendPtr(ptr),
+            k,
+        }
+    }
+}
+
+/// `rows` consecutive rows of a run, from row `first_row`, `len` elements of each from
+/// element `start` on: the unit the engine hands [`RowOp::tile`]. Its offsets are the
+/// engine's, inside the operands of the run (the contract of [`In::new`]), so reading and
+/// writing through it is safe.
+#[derive(Clone, Copy, Debug)]
+pub struct Tile<const K: usize> {
+    first_row: usize,
+    rows: usize,
+    len: usize,
+    start: usize,
+    at: [isize; K],
+    rs: [isize; K],
+    st: [isize; K],
+}
+
+impl<const K: usize> Tile<K> {
+    /// The engine's index of the tile's first row.
+    #[inline(always)]
+    pub fn first_row(&self) -> usize {
+        self.first_row
+    }
+
+    /// Number of rows (at least 1).
+    #[inline(always)]
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Elements of each row in the tile (`rows · len <= TILE`).
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a tile of no elements.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The position within its row of the tile's first element.
+    #[inline(always)]
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// True if operand `x` is one value for the whole tile (broadcast along both rows and
+    /// elements).
+    #[inline(always)]
+    pub fn is_broadcast<E>(&self, x: &In<E>) -> bool {
+        self.rs[x.k] == 0 && self.st[x.k] == 0
+    }
+
+    /// Row `r` of the tile alone.
+    #[inline(always)]
+    pub fn row(&self, r: usize) -> Tile<K> {
+        assert!(r < self.rows, "row {r} of a tile of {} rows", self.rows);
+        Tile {
+            first_row: self.first_row + r,
+            rows: 1,
+            at: std::array::from_fn(|k| self.at[k] + r as isize * self.rs[k]),
+            ..*self
+        }
+    }
+
+    /// The tile's elements of `x`, row after row, read as `E`: in place when they lie so,
+    /// gathered (and converted) into `buf` otherwise ([`view_rows`]).
+    #[inline(always)]
+    pub fn read<'b, E: Load>(&self, x: &In<E>, buf: &'b mut TileBuf<E>) -> &'b [E] {
+        let k = x.k;
+        // SAFETY: `at`, `rs` and `st` are the engine's offsets of this tile's elements, which
+        // `In::new`'s contract makes valid, readable elements of `x`.
+        unsafe {
+            view_rows(
+                buf,
+                x.src.offset(self.at[k]),
+                self.rs[k],
+                self.st[k],
+                self.rows,
+                self.len,
+            )
+        }
+    }
+
+    /// Writes `values` (`rows · len` of them, row after row) to the tile's elements of `out`.
+    #[inline(always)]
+    pub fn write<E: Copy>(&self, out: &Out<E>, values: &[E]) {
+        assert_eq!(values.len(), self.rows * self.len, "one value per element");
+        let k = out.k;
+        for (r, row) in values.chunks_exact(self.len.max(1)).enumerate() {
+            // SAFETY: the engine's offsets of this tile's row `r`, valid for writes and
+            // written by this task only (`Out::new`'s contract: rows and positions own
+            // distinct elements, and each tile of a row is handed to one task).
+            unsafe {
+                scatter(
+                    row,
+                    out.ptr.0.offset(self.at[k] + r as isize * self.rs[k]),
+                    self.st[k],
+                )
+            };
+        }
+    }
+}
+
+/// A row being finished ([`RowOp::finish`]): its index and where its elements lie.
+#[derive(Clone, Copy, Debug)]
+pub struct Row<const K: usize> {
+    index: usize,
+    base: [isize; K],
+    /// Operand strides along the row, when the row is one strided dimension.
+    st: Option<[isize; K]>,
+    len: usize,
+}
+
+impl<const K: usize> Row<K> {
+    /// The engine's index of the row (operand 0's memory order, the same in every call with
+    /// the same rows).
+    #[inline(always)]
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Element `i` of the row in operand `x`. Panics unless `i` is below the row length and
+    /// the row is one strided dimension (as a class axis is).
+    #[inline(always)]
+    pub fn get<E: Load>(&self, x: &In<E>, i: usize) -> E {
+        let st = self.st.expect("a row along one dimension");
+        assert!(i < self.len, "element {i} of a row of {}", self.len);
+        // SAFETY: element `i < len` of the row lies at `base + i * st` (the engine's offsets),
+        // valid for reads by `In::new`'s contract.
+        unsafe { x.src.read(self.base[x.k] + i as isize * st[x.k]) }
+    }
+
+    /// The value of `x`, an operand holding one value per row (broadcast along it, as class
+    /// labels are). Panics if `x` varies along the row.
+    #[inline(always)]
+    pub fn value<E: Load>(&self, x: &In<E>) -> E {
+        assert!(
+            self.st.is_some_and(|st| st[x.k] == 0),
+            "an operand with one value per row"
+        );
+        // SAFETY: an operand broadcast along the rows holds a valid element at each row's
+        // base offset, empty rows included (`In::new`'s contract).
+        unsafe { x.src.read(self.base[x.k]) }
+    }
+
+    /// Writes the row's result to `out` (an operand holding one element per row).
+    #[inline(always)]
+    pub fn write<E: Copy>(&self, out: &Out<E>, value: E) {
+        // SAFETY: the row's own element of `out` at the engine's offset, written by this
+        // row's finish only (`Out::new`'s contract).
+        unsafe { *out.ptr.0.offset(self.base[out.k]) = value };
+    }
+}
+
+/// One value per row, written by the first pass of [`then_with`] ([`RowOp::finish`]) and
+/// read by the second.
+pub struct PerRow<S> {
+    slots: Vec<std::cell::UnsafeCell<S>>,
+}
+
+// SAFETY: a slot is written only through `set`, by the finish of its own row, which the engine
+// calls once per run, one run at a time (`then_with` runs its passes one after the other and
+// lends the slots to nothing else); reads (`get`) happen in the second pass, after the first
+// has joined.
+unsafe impl<S: Send> Sync for PerRow<S> {}
+
+impl<S: Copy + Default> PerRow<S> {
+    /// A slot per row, for `rows` rows.
+    pub fn new(rows: usize) -> Self {
+        PerRow {
+            slots: (0..rows)
+                .map(|_| std::cell::UnsafeCell::new(S::default()))
+                .collect(),
+        }
+    }
+
+    /// Stores `row`'s value.
+    #[inline(always)]
+    pub fn set<const K: usize>(&self, row: &Row<K>, value: S) {
+        // SAFETY: only the finish of `row` writes this slot, and nothing reads it during the
+        // first pass (see the `Sync` impl).
+        unsafe { *self.slots[row.index].get() = value };
+    }
+
+    /// The value stored for row `row`.
+    #[inline(always)]
+    pub fn get(&self, row: usize) -> S {
+        // SAFETY: the first pass that wrote the slots has finished (see the `Sync` impl).
+        unsafe { *self.slots[row].get() }
+    }
+}
+
 /// A reduction of each row to one value.
 ///
-/// `K` operands are addressed by element offsets: the engine hands the op the offsets of a
-/// tile's first element and the tile's element strides, one per operand; the op owns the
-/// pointers and reads (and, in [`RowOp::finish`], writes) through them.
+/// The op holds its operands as [`In`] / [`Out`] fields; the engine hands it [`Tile`]s of
+/// rows to reduce and, once a row's tiles are merged, the [`Row`] to finish, through which it
+/// reads and writes them: no op computes an address, and neither method is `unsafe`.
 ///
 /// [`RowOp::tile`] is compiled once per instruction set (see [`super::isa`]): the engine
 /// dispatches once per run of rows or per chunk, and everything below is inlined into that
@@ -65,25 +304,16 @@ pub trait RowOp<const K: usize>: Sync {
     /// The state of no elements.
     fn empty(&self) -> Self::State;
 
-    /// Reduces `states.len()` consecutive rows, `first_row` onwards, over `n` of their
-    /// elements each (`states.len() · n <= TILE`): element `i` of the `r`-th row lies at
-    /// `at[k] + r * rs[k] + i * st[k]` in operand `k`. `states[r]` receives that row's state,
-    /// which must not depend on how many rows are reduced together (the engine batches short
-    /// rows and cuts long ones into single-row tiles); [`view_rows`] reads such a batch and
-    /// [`row_sums`] reduces it. Domain-error flags may be raised on any row of the batch (the
-    /// caller locates the bad element itself), so `first_bad` is only a hint for row ops.
-    ///
-    /// # Safety
-    /// Those offsets must address valid, initialised elements of every operand the op reads.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<A: Arch>(
+    /// Reduces the rows of `tile`: `states[r]` (`states.len() == tile.rows()`) receives row
+    /// `r`'s state, which must not depend on how many rows are reduced together (the engine
+    /// batches short rows and cuts long ones into single-row tiles); [`Tile::read`] reads such
+    /// a batch and [`super::lanes::row_sums`] reduces it. Domain-error flags may be raised on
+    /// any row of the batch (the caller locates the bad element itself), so `first_bad` is
+    /// only a hint for row ops.
+    fn tile<A: Arch>(
         &self,
         scratch: &mut Self::Scratch,
-        first_row: usize,
-        at: [isize; K],
-        rs: [isize; K],
-        st: [isize; K],
-        n: usize,
+        tile: &Tile<K>,
         states: &mut [Self::State],
     );
 
@@ -93,10 +323,7 @@ pub trait RowOp<const K: usize>: Sync {
     /// Turns a row's state into its result, writes it (if the op has an output) and returns
     /// what the row contributes to a reduction over rows. The engine sets `first_bad` to the
     /// row's index when the returned `flags` are not zero.
-    ///
-    /// # Safety
-    /// `base[k]` is operand `k`'s offset of the row's first element; it must be valid.
-    unsafe fn finish<A: Arch>(&self, row: usize, base: [isize; K], state: Self::State) -> Partial;
+    fn finish<A: Arch>(&self, row: &Row<K>, state: Self::State) -> Partial;
 }
 
 /// The `rows × n` elements at `src + r * rs + i * st`, row after row, read as `E`: the array's
@@ -107,7 +334,7 @@ pub trait RowOp<const K: usize>: Sync {
 /// Every such element must be valid, aligned and initialised, and not written while the slice
 /// lives.
 #[inline(always)]
-pub unsafe fn view_rows<E: Load>(
+unsafe fn view_rows<E: Load>(
     buf: &mut TileBuf<E>,
     src: impl Into<Src<E>>,
     rs: isize,
@@ -155,20 +382,21 @@ pub struct Rows<const K: usize> {
     inner: Layout<K>,
 }
 
-/// The tiles of a range of one row: `(at, st, n)` with offsets relative to the row's first
-/// element. Tiles start at the range's start and every [`TILE`] elements after it, and again
+/// The tiles of a range of one row: `(start, at, st, n)`, the position in the row of the
+/// tile's first element, its offsets relative to the row's first element, its strides and
+/// its length. Tiles start at the range's start and every [`TILE`] elements after it, and again
 /// at every run of the inner layout (one run when the row is one strided dimension).
 pub struct Tiles<'a, const K: usize> {
     inner: &'a Layout<K>,
     /// Multi-index of the current position (only for an inner layout of several dimensions).
-    index: Vec<usize>,
+    index: Dims<usize>,
     off: [isize; K],
     pos: usize,
     end: usize,
 }
 
 impl<const K: usize> Iterator for Tiles<'_, K> {
-    type Item = ([isize; K], [isize; K], usize);
+    type Item = (usize, [isize; K], [isize; K], usize);
 
     #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
@@ -185,7 +413,7 @@ impl<const K: usize> Iterator for Tiles<'_, K> {
             (shape[nd - 1] - self.index[nd - 1]).min(self.end - self.pos)
         };
         let n = TILE.min(run_left);
-        let item = (self.off, st, n);
+        let item = (self.pos, self.off, st, n);
         self.pos += n;
         for (o, s) in self.off.iter_mut().zip(st) {
             *o += n as isize * s;
@@ -213,14 +441,14 @@ impl<const K: usize> Rows<K> {
     /// dimensions).
     pub fn new(shape: &[usize], strides: [&[isize]; K], reduced: &[bool]) -> Self {
         assert_eq!(reduced.len(), shape.len(), "one flag per dimension");
+        for s in &strides {
+            assert_eq!(s.len(), shape.len(), "one stride per dimension and operand");
+        }
         let part = |inside: bool| {
-            let dims: Vec<usize> = (0..shape.len()).filter(|&d| reduced[d] == inside).collect();
-            let sub_shape: Vec<usize> = dims.iter().map(|&d| shape[d]).collect();
-            let sub_strides: [Vec<isize>; K] =
-                std::array::from_fn(|k| dims.iter().map(|&d| strides[k][d]).collect());
-            Layout::new(
-                &sub_shape,
-                std::array::from_fn(|k| sub_strides[k].as_slice()),
+            Layout::from_dims(
+                (0..shape.len())
+                    .filter(|&d| reduced[d] == inside)
+                    .map(|d| (shape[d], std::array::from_fn(|k| strides[k][d]))),
             )
         };
         Rows {
@@ -251,6 +479,18 @@ impl<const K: usize> Rows<K> {
         self.row_len().div_ceil(CHUNK).max(1)
     }
 
+    /// Row `index`, whose first element lies at `base`, to finish.
+    #[inline(always)]
+    fn row(&self, index: usize, base: [isize; K]) -> Row<K> {
+        let strides = self.inner.strides();
+        Row {
+            index,
+            base,
+            st: (strides.len() == 1).then(|| strides[0]),
+            len: self.row_len(),
+        }
+    }
+
     /// The operand offsets of row `r`'s first element.
     pub fn base(&self, r: usize) -> [isize; K] {
         let mut base = [0; K];
@@ -263,14 +503,14 @@ impl<const K: usize> Rows<K> {
     pub fn tiles(&self, range: Range<usize>) -> Tiles<'_, K> {
         let shape = self.inner.shape();
         let strides = self.inner.strides();
-        let mut index = Vec::new();
+        let mut index = Dims::empty(0);
         let mut off = [0isize; K];
         if shape.len() == 1 {
             for (o, s) in off.iter_mut().zip(strides[0]) {
                 *o = range.start as isize * s;
             }
         } else if !range.is_empty() {
-            index = vec![0; shape.len()];
+            index = Dims::filled(shape.len(), 0);
             let mut rest = range.start;
             for d in (0..shape.len()).rev() {
                 index[d] = rest % shape[d];
@@ -355,27 +595,21 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
                 let rows = batch.min(self.count - i);
                 let states = &mut states[..rows];
                 if n > 0 {
-                    // SAFETY: as above.
-                    unsafe {
-                        op.tile::<A>(
-                            self.scratch,
-                            self.flat + i,
-                            base_of(i),
-                            self.ost,
-                            st,
-                            n,
-                            states,
-                        )
+                    let tile = Tile {
+                        first_row: self.flat + i,
+                        rows,
+                        len: n,
+                        start: 0,
+                        at: base_of(i),
+                        rs: self.ost,
+                        st,
                     };
+                    op.tile::<A>(self.scratch, &tile, states);
                 }
                 for (r, &state) in states.iter().enumerate() {
                     let state = op.merge(op.empty(), if n > 0 { state } else { op.empty() });
-                    part = part.merge(finish_row::<A, K, O>(
-                        op,
-                        self.flat + i + r,
-                        base_of(i + r),
-                        state,
-                    ));
+                    let row = self.rows.row(self.flat + i + r, base_of(i + r));
+                    part = part.merge(finish_row::<A, K, O>(op, &row, state));
                 }
                 i += rows;
             }
@@ -385,30 +619,55 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
         while i < self.count {
             let g = self.group.min(self.count - i);
             let mut states = [op.empty(); GROUP];
-            for (at, st, m) in self.rows.tiles(0..n) {
+            for (start, at, st, m) in self.rows.tiles(0..n) {
                 for (j, state) in states[..g].iter_mut().enumerate() {
                     let base = base_of(i + j);
-                    let at = std::array::from_fn(|k| base[k] + at[k]);
-                    let mut s = [op.empty()];
-                    // SAFETY: as above.
-                    unsafe {
-                        op.tile::<A>(self.scratch, self.flat + i + j, at, [0; K], st, m, &mut s)
+                    let tile = Tile {
+                        first_row: self.flat + i + j,
+                        rows: 1,
+                        len: m,
+                        start,
+                        at: std::array::from_fn(|k| base[k] + at[k]),
+                        rs: [0; K],
+                        st,
                     };
+                    let mut s = [op.empty()];
+                    op.tile::<A>(self.scratch, &tile, &mut s);
                     *state = op.merge(*state, s[0]);
                 }
             }
             for (j, &state) in states[..g].iter().enumerate() {
-                part = part.merge(finish_row::<A, K, O>(
-                    op,
-                    self.flat + i + j,
-                    base_of(i + j),
-                    state,
-                ));
+                let row = self.rows.row(self.flat + i + j, base_of(i + j));
+                part = part.merge(finish_row::<A, K, O>(op, &row, state));
             }
             i += g;
         }
         part
     }
+}
+
+/// Two passes over the same rows, the second built from what the first learnt: runs `first`,
+/// then, unless it met a domain error or was cancelled, the op `second` makes from its merged
+/// result. Returns the first pass's merge and, when it ran, the second's. The combinator of the
+/// two-pass algorithms (normalised Jensen-Shannon over long rows, the softmax gradient), whose
+/// first pass stores per-row data through its [`RowOp::finish`] for the second to read.
+///
+/// # Safety
+/// As [`run`], for both ops.
+pub unsafe fn then<const K: usize, A: RowOp<K>, B: RowOp<K>>(
+    rows: &Rows<K>,
+    pool: Option<&ThreadPool>,
+    first: &A,
+    second: impl FnOnce(&Partial) -> B,
+) -> (Partial, Option<Partial>) {
+    // SAFETY: forwarded from the caller.
+    let part = unsafe { run(rows, first, pool) };
+    if part.flags != 0 {
+        return (part, None);
+    }
+    let second = second(&part);
+    // SAFETY: forwarded from the caller.
+    (part, Some(unsafe { run(rows, &second, pool) }))
 }
 
 /// Chunk `range` of the row at `base`: the unit of work compiled per instruction set when
@@ -429,11 +688,18 @@ impl<const K: usize, O: RowOp<K>> Kernel for ChunkOfRow<'_, K, O> {
         let op = self.op;
         let mut scratch = O::Scratch::default();
         let mut state = op.empty();
-        for (at, st, m) in self.rows.tiles(self.range) {
-            let at = std::array::from_fn(|k| self.base[k] + at[k]);
+        for (start, at, st, m) in self.rows.tiles(self.range) {
+            let tile = Tile {
+                first_row: self.row,
+                rows: 1,
+                len: m,
+                start,
+                at: std::array::from_fn(|k| self.base[k] + at[k]),
+                rs: [0; K],
+                st,
+            };
             let mut s = [op.empty()];
-            // SAFETY: the caller of `run` guarantees the layout addresses valid elements.
-            unsafe { op.tile::<A>(&mut scratch, self.row, at, [0; K], st, m, &mut s) };
+            op.tile::<A>(&mut scratch, &tile, &mut s);
             state = op.merge(state, s[0]);
         }
         state
@@ -444,8 +710,7 @@ impl<const K: usize, O: RowOp<K>> Kernel for ChunkOfRow<'_, K, O> {
 /// per instruction set when rows are cut into chunks.
 struct FinishRow<'a, const K: usize, O: RowOp<K>> {
     op: &'a O,
-    row: usize,
-    base: [isize; K],
+    row: Row<K>,
     state: O::State,
 }
 
@@ -454,22 +719,20 @@ impl<const K: usize, O: RowOp<K>> Kernel for FinishRow<'_, K, O> {
 
     #[inline(always)]
     fn run<A: Arch>(self) -> Partial {
-        finish_row::<A, K, O>(self.op, self.row, self.base, self.state)
+        finish_row::<A, K, O>(self.op, &self.row, self.state)
     }
 }
 
-/// Finishes row `row` (at `base`), recording its index as the first bad one if it is.
+/// Finishes `row`, recording its index as the first bad one if it is.
 #[inline(always)]
 fn finish_row<A: Arch, const K: usize, O: RowOp<K>>(
     op: &O,
-    row: usize,
-    base: [isize; K],
+    row: &Row<K>,
     state: O::State,
 ) -> Partial {
-    // SAFETY: the caller of `run` guarantees the layout addresses valid elements.
-    let mut p = unsafe { op.finish::<A>(row, base, state) };
+    let mut p = op.finish::<A>(row, state);
     if p.flags != 0 {
-        p.first_bad = row as u64;
+        p.first_bad = row.index as u64;
     }
     p
 }
@@ -548,8 +811,7 @@ pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
                 let row = i / chunks;
                 let finish = FinishRow {
                     op,
-                    row,
-                    base: rows.base(row),
+                    row: rows.row(row, rows.base(row)),
                     state: std::mem::replace(&mut row_state, op.empty()),
                 };
                 acc = acc.merge(isa::dispatch_on(isa, finish));
@@ -563,16 +825,11 @@ pub unsafe fn run_on<const K: usize, O: RowOp<K>>(
     }
 }
 
-/// Chunk states held at once by [`for_chunk_states`] (about 56 KiB of them): enough to keep
-/// many threads busy, few enough that memory does not grow with the input (a broadcast input
-/// can have billions of chunks).
-const STATE_WINDOW: usize = 1024;
-
 /// Hands `consume` the state of each chunk `items` (chunks of [`CHUNK`] elements, at least
 /// one per row, numbered row after row: item `i` is chunk `i % chunks` of row `i / chunks`),
-/// in that order. The chunks are reduced [`STATE_WINDOW`] at a time, in parallel on `pool`
-/// (see [`window`]). Returns false if the call was cancelled ([`super::cancel`]): the chunks
-/// from some window on were then not consumed.
+/// in that order, through the crate's one parallel engine ([`for_each_ordered`]). Returns
+/// false if the call was cancelled ([`super::cancel`]): the chunks from some point on were
+/// then not consumed.
 ///
 /// # Safety
 /// As [`run`].
@@ -582,7 +839,7 @@ unsafe fn for_chunk_states<const K: usize, O: RowOp<K>>(
     pool: Option<&ThreadPool>,
     isa: Isa,
     items: Range<usize>,
-    mut consume: impl FnMut(usize, O::State),
+    consume: impl FnMut(usize, O::State),
 ) -> bool {
     let (n, chunks) = (rows.row_len(), rows.chunks());
     let item = |i: usize| {
@@ -596,28 +853,7 @@ unsafe fn for_chunk_states<const K: usize, O: RowOp<K>>(
         };
         isa::dispatch_on(isa, chunk)
     };
-    for start in items.clone().step_by(STATE_WINDOW) {
-        let end = (start + STATE_WINDOW).min(items.end);
-        match pool {
-            Some(pool) => match window(pool, start..end, &item) {
-                Some(states) => {
-                    for (i, state) in (start..end).zip(states) {
-                        consume(i, state);
-                    }
-                }
-                None => return false,
-            },
-            None => {
-                for i in start..end {
-                    if cancel::poll() {
-                        return false;
-                    }
-                    consume(i, item(i));
-                }
-            }
-        }
-    }
-    true
+    for_each_ordered(items, pool, item, consume)
 }
 
 /// The *unfinished* state of the single row of `rows` (every dimension reduced: the whole
@@ -652,151 +888,29 @@ pub unsafe fn fold_row<const K: usize, O: RowOp<K>>(
     state
 }
 
-/// The sum of each of the `out.len()` rows of `n` elements in `x` (row after row), in `f64`.
-///
-/// A tile of more than `TILE / 2` elements (one row) is summed by [`sum_lanes`]; shorter rows
-/// (a batch of whole rows, or the tail of a long row) are summed left to right, each in a
-/// register. Either way a row's sum depends only on its elements and `n`, never on how many
-/// rows share the batch.
-#[inline(always)]
-pub fn row_sums<T: Float>(x: &[T], n: usize, out: &mut [f64]) {
-    if n > TILE / 2 {
-        for (o, row) in out.iter_mut().zip(x.chunks_exact(n)) {
-            *o = sum_lanes(row);
-        }
-        return;
-    }
-    for (o, row) in out.iter_mut().zip(x.chunks_exact(n.max(1))) {
-        *o = row.iter().fold(0.0, |s, &v| s + v.to_f64());
-    }
-    if n == 0 {
-        out.fill(0.0);
-    }
-}
-
-/// [`row_sums`] of `x` into `sums` and of `f(x)` into `fsums`, with the bits [`row_sums`]
-/// gives each. A row of more than `TILE / 2` elements is read once for both sums; shorter rows
-/// get `f` over the whole batch in one loop, through `terms` (at least `x.len()` long), since
-/// `f` inside each row's left-to-right fold would not vectorise. `f` must be branch-free.
-#[inline(always)]
-pub fn row_sums_with<T: Float>(
-    x: &[T],
-    n: usize,
-    f: impl Fn(T) -> f64,
-    terms: &mut [f64],
-    sums: &mut [f64],
-    fsums: &mut [f64],
-) {
-    if n > TILE / 2 {
-        for (row, (s, fs)) in x.chunks_exact(n).zip(sums.iter_mut().zip(fsums.iter_mut())) {
-            (*s, *fs) = sum_lanes_with(row, &f);
-        }
-        return;
-    }
-    let terms = &mut terms[..x.len()];
-    for (t, &v) in terms.iter_mut().zip(x) {
-        *t = f(v);
-    }
-    row_sums(x, n, sums);
-    row_sums(terms, n, fsums);
-}
-
-/// Number of independent `f64` accumulators in a tile sum: enough to fill two 512-bit
-/// registers and to break the dependency chain of the additions.
-pub const LANES: usize = 16;
-
-/// `Σ x` in `f64`: [`LANES`] accumulators, folded in a fixed tree order. The tile sum shared by
-/// the row-wise losses (plain loops, so it vectorises to the enclosing instruction set).
-#[inline(always)]
-pub fn sum_lanes<T: Float>(x: &[T]) -> f64 {
-    sum_lanes_of(x, T::to_f64)
-}
-
-/// `Σ f(x)` in `f64`, summed as [`sum_lanes`] sums. `f` must be branch-free for the loop to
-/// vectorise.
-#[inline(always)]
-pub fn sum_lanes_of<T: Float>(x: &[T], f: impl Fn(T) -> f64) -> f64 {
-    let mut acc = [0f64; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += f(v);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a += f(v);
-    }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] += acc[i + width];
-        }
-    }
-    acc[0]
-}
-
-/// `(Σ x, Σ f(x))`, each summed as [`sum_lanes`] sums, in one read of `x`.
-#[inline(always)]
-pub fn sum_lanes_with<T: Float>(x: &[T], f: impl Fn(T) -> f64) -> (f64, f64) {
-    let mut acc = [0f64; LANES];
-    let mut facc = [0f64; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for ((a, fa), &v) in acc.iter_mut().zip(facc.iter_mut()).zip(c) {
-            *a += v.to_f64();
-            *fa += f(v);
-        }
-    }
-    for ((a, fa), &v) in acc.iter_mut().zip(facc.iter_mut()).zip(chunks.remainder()) {
-        *a += v.to_f64();
-        *fa += f(v);
-    }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] += acc[i + width];
-            facc[i] += facc[i + width];
-        }
-    }
-    (acc[0], facc[0])
-}
-
-/// The largest element of `x`, NaN ignored (`-inf` when there is none). [`LANES`] running
-/// maxima folded at the end, so that it vectorises: one running maximum is a chain of
-/// dependent compares, a few cycles per element. The value is that of a left-to-right scan
-/// (up to the sign of a zero maximum).
-#[inline(always)]
-pub fn max_lanes<T: Float>(x: &[T]) -> T {
-    let neg_inf = T::from_f64(f64::NEG_INFINITY);
-    let max = |m: T, v: T| if v > m { v } else { m };
-    if x.len() <= LANES {
-        // Too short for the lanes to pay for their fold.
-        return x.iter().copied().fold(neg_inf, max);
-    }
-    let mut acc = [neg_inf; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = max(*a, v);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a = max(*a, v);
-    }
-    acc.into_iter().fold(neg_inf, max)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::strided::SendPtr;
+    use crate::kernels::lanes::sum_lanes;
 
     /// Sum of each row's elements, written to operand 1, with the row's sum as contribution.
     struct RowSum {
-        x: SendPtr<f64>,
-        out: SendPtr<f64>,
+        x: In<f64>,
+        out: Out<f64>,
+    }
+
+    /// The row sums of `x` (operand 0) into `out` (operand 1).
+    ///
+    /// # Safety
+    /// As [`In::new`] and [`Out::new`] for the rows the op runs over.
+    unsafe fn row_sum(x: *const f64, out: *mut f64) -> RowSum {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            RowSum {
+                x: In::new(x, 0),
+                out: Out::new(out, 1),
+            }
+        }
     }
 
     impl RowOp<2> for RowSum {
@@ -806,19 +920,9 @@ mod tests {
             0.0
         }
         #[inline(always)]
-        unsafe fn tile<A: Arch>(
-            &self,
-            buf: &mut Self::Scratch,
-            _first_row: usize,
-            at: [isize; 2],
-            rs: [isize; 2],
-            st: [isize; 2],
-            n: usize,
-            states: &mut [f64],
-        ) {
-            let x =
-                unsafe { view_rows(buf, self.x.0.offset(at[0]), rs[0], st[0], states.len(), n) };
-            for (s, row) in states.iter_mut().zip(x.chunks_exact(n)) {
+        fn tile<A: Arch>(&self, buf: &mut Self::Scratch, tile: &Tile<2>, states: &mut [f64]) {
+            let x = tile.read(&self.x, buf);
+            for (s, row) in states.iter_mut().zip(x.chunks_exact(tile.len())) {
                 *s = sum_lanes(row);
             }
         }
@@ -826,8 +930,8 @@ mod tests {
             a + b
         }
         #[inline(always)]
-        unsafe fn finish<A: Arch>(&self, _row: usize, base: [isize; 2], s: f64) -> Partial {
-            unsafe { *self.out.0.offset(base[1]) = s };
+        fn finish<A: Arch>(&self, row: &Row<2>, s: f64) -> Partial {
+            row.write(&self.out, s);
             Partial {
                 sum: s,
                 count: 1,
@@ -862,11 +966,11 @@ mod tests {
         let mut out_strides = [0isize; 2];
         out_strides[1 - axis] = 1;
         let rows = Rows::new(&shape, [&strides, &out_strides], &[axis == 0, axis == 1]);
-        let op = RowSum {
-            x: SendPtr::from_const(x.as_ptr()),
-            out: SendPtr(out.as_mut_ptr()),
-        };
+        // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+        let op = unsafe { row_sum(x.as_ptr(), out.as_mut_ptr()) };
         let p = pool(threads);
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe { run(&rows, &op, if threads > 1 { Some(&p) } else { None }) };
         (out, part)
     }
@@ -918,7 +1022,7 @@ mod tests {
     fn long_rows_past_one_window_of_chunk_states() {
         // Row `i` is `x[i..i + c]` (overlapping windows of one buffer): 2 chunks per row and
         // more rows than fit in one window of chunk states, with distinct sums per row.
-        let (r, c) = (STATE_WINDOW / 2 + 90, CHUNK + 5);
+        let (r, c) = (crate::kernels::reduce::WINDOW / 2 + 90, CHUNK + 5);
         let x = data(r + c);
         let exact: Vec<f64> = (0..r).map(|i| x[i..i + c].iter().sum::<f64>()).collect();
         let (reference, part) = row_sums(&x, [r, c], [1, 1], 1, 1);
@@ -954,10 +1058,10 @@ mod tests {
         for w in bounds.windows(2) {
             let (a, b) = (w[0], w[1]);
             let rows = Rows::new(&[b - a, c], [&[c as isize, 1], &[1, 0]], &[false, true]);
-            let op = RowSum {
-                x: SendPtr::from_const(x[a * c..].as_ptr()),
-                out: SendPtr(out[a..].as_mut_ptr()),
-            };
+            // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+            let op = unsafe { row_sum(x[a * c..].as_ptr(), out[a..].as_mut_ptr()) };
+            // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+            // outlive the call (outputs are written by one row each).
             state = unsafe { run_from(state, &rows, &op, (threads > 1).then_some(&p)) };
         }
         state
@@ -1007,10 +1111,10 @@ mod tests {
             bounds.windows(2).fold(0.0, |state, w| {
                 let len = w[1] - w[0];
                 let rows = Rows::new(&[len], [&[1], &[0]], &[true]);
-                let op = RowSum {
-                    x: SendPtr::from_const(x[w[0]..].as_ptr()),
-                    out: SendPtr(out.as_mut_ptr()),
-                };
+                // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+                let op = unsafe { row_sum(x[w[0]..].as_ptr(), out.as_mut_ptr()) };
+                // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+                // outlive the call (outputs are written by one row each).
                 unsafe { fold_row(state, &rows, &op, (threads > 1).then_some(&p)) }
             })
         };
@@ -1021,10 +1125,10 @@ mod tests {
             [&[(n / 3) as isize, 1], &[0, 0]],
             &[true, true],
         );
-        let op = RowSum {
-            x: SendPtr::from_const(x.as_ptr()),
-            out: SendPtr(out.as_mut_ptr()),
-        };
+        // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+        let op = unsafe { row_sum(x.as_ptr(), out.as_mut_ptr()) };
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         unsafe { run(&rows, &op, Some(&pool(2))) };
         let one = fold(&[], 1);
         assert_eq!(one.to_bits(), out[0].to_bits());
@@ -1047,6 +1151,7 @@ mod tests {
         for (rs, st) in [(9isize, 1isize), (1, 9)] {
             let (rows, n) = if rs == 9 { (6, 5) } else { (5, 6) };
             let mut buf = TileBuf::<f64>::default();
+            // SAFETY: every element read lies inside the buffer, which outlives the view.
             let got = unsafe { view_rows(&mut buf, Src::<f64>::f32(x.as_ptr()), rs, st, rows, n) }
                 .to_vec();
             let want: Vec<f64> = (0..rows * n)
@@ -1076,21 +1181,21 @@ mod tests {
             for (r, c) in [(5_000_000, 20_000), (1_000_000, 3 * CHUNK + 5)] {
                 let mut out = vec![0.0; r];
                 let rows = Rows::new(&[r, c], [&[0, 0], &[1, 0]], &[false, true]);
-                let op = RowSum {
-                    x: SendPtr::from_const(x.as_ptr()),
-                    out: SendPtr(out.as_mut_ptr()),
-                };
+                // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+                let op = unsafe { row_sum(x.as_ptr(), out.as_mut_ptr()) };
+                // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+                // outlive the call (outputs are written by one row each).
                 let part = cancelled_within_a_second(|| unsafe { run(&rows, &op, pool) });
                 assert_ne!(part.flags & CANCELLED, 0, "({r}, {c}) {threads}");
                 assert!(part.count < r as u64);
             }
             let rows = Rows::new(&[1 << 20, 100_000], [&[0, 0], &[0, 0]], &[true, true]);
             let mut out = [0.0];
-            let op = RowSum {
-                x: SendPtr::from_const(x.as_ptr()),
-                out: SendPtr(out.as_mut_ptr()),
-            };
+            // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+            let op = unsafe { row_sum(x.as_ptr(), out.as_mut_ptr()) };
             cancelled_within_a_second(|| {
+                // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+                // outlive the call (outputs are written by one row each).
                 unsafe { fold_row(0.0, &rows, &op, pool) };
                 assert!(crate::kernels::cancel::cancelled());
             });
@@ -1104,23 +1209,14 @@ mod tests {
         let mut out = [0.0f64];
         let rows = Rows::new(&[3, 4, 5], [&[1, 3, 12], &[0, 0, 0]], &[true; 3]);
         assert_eq!((rows.rows(), rows.row_len()), (1, 60));
-        let op = RowSum {
-            x: SendPtr::from_const(x.as_ptr()),
-            out: SendPtr(out.as_mut_ptr()),
-        };
+        // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+        let op = unsafe { row_sum(x.as_ptr(), out.as_mut_ptr()) };
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe { run(&rows, &op, None) };
         let exact: f64 = x.iter().sum();
         assert!((out[0] - exact).abs() <= 1e-12 * x.iter().map(|v| v.abs()).sum::<f64>());
         assert_eq!(part.sum, out[0]);
-    }
-
-    #[test]
-    fn sums_handle_ragged_tiles() {
-        let x = data(37);
-        let total: f64 = x.iter().map(|v| v.abs()).sum();
-        assert!((sum_lanes(&x) - x.iter().sum::<f64>()).abs() <= 1e-12 * total);
-        assert_eq!(sum_lanes::<f32>(&[]), 0.0);
-        assert_eq!(sum_lanes(&[1f32; 37]), 37.0);
     }
 
     #[test]
@@ -1131,10 +1227,10 @@ mod tests {
         for isa in Isa::ALL {
             let mut out = vec![0.0; 50];
             let rows = Rows::new(&[50, 100], [&[100, 1], &[1, 0]], &[false, true]);
-            let op = RowSum {
-                x: SendPtr::from_const(x.as_ptr()),
-                out: SendPtr(out.as_mut_ptr()),
-            };
+            // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0, 1).
+            let op = unsafe { row_sum(x.as_ptr(), out.as_mut_ptr()) };
+            // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+            // outlive the call (outputs are written by one row each).
             unsafe { run_on(Partial::EMPTY, &rows, &op, None, isa) };
             outs.push(out);
         }
@@ -1146,7 +1242,7 @@ mod tests {
         // A (3, 700) row stored with strides (1, 5): 700 runs of 3, with gaps between them.
         let rows = Rows::<1>::new(&[3, 700], [&[1, 5]], &[true, true]);
         let mut seen = vec![];
-        for (at, st, n) in rows.tiles(100..2100) {
+        for (_, at, st, n) in rows.tiles(100..2100) {
             for i in 0..n as isize {
                 seen.push(at[0] + i * st[0]);
             }
@@ -1154,24 +1250,5 @@ mod tests {
         // Layout::new orders by stride (memory order): flat f is at 5 (f / 3) + f % 3.
         let want: Vec<isize> = (100..2100).map(|f| 5 * (f / 3) + f % 3).collect();
         assert_eq!(seen, want);
-    }
-
-    #[test]
-    fn max_lanes_is_the_scan_maximum_ignoring_nan() {
-        let scan = |x: &[f32]| {
-            x.iter()
-                .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
-        };
-        assert_eq!(max_lanes::<f32>(&[]), f32::NEG_INFINITY);
-        assert_eq!(max_lanes(&[f32::NAN; 40]), f32::NEG_INFINITY);
-        for n in [1, 15, 16, 17, 100, 1000] {
-            let mut x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1013) as f32 - 500.0).collect();
-            assert_eq!(max_lanes(&x), scan(&x), "n = {n}");
-            x[n / 2] = f32::NAN;
-            x[n - 1] = 1e30;
-            assert_eq!(max_lanes(&x), 1e30, "n = {n}");
-            x[n - 1] = f32::INFINITY;
-            assert_eq!(max_lanes(&x), f32::INFINITY, "n = {n}");
-        }
     }
 }

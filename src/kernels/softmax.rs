@@ -48,15 +48,19 @@
 //! denominator is the returned `weight`: `Σ w_y` over the rows not ignored for class indices
 //! (so PyTorch's weighted mean is `sum / weight`), the number of rows for probabilities.
 
+/// The gradient and diagonal Hessian of the loss, on the same log-sum-exp state ([`Lse`]).
+pub mod grad;
+
 use super::float::Float;
 use super::isa::Arch;
+use super::lanes::{max_lanes, row_sums, LANES};
 use super::math;
 use super::reduce::{flags, Partial};
-use super::rows::{max_lanes, row_sums, view_rows, RowOp, LANES};
-use super::strided::{SendPtr, Src, TileBuf};
+use super::rows::{In, Out, Row, RowOp, Tile};
+use super::strided::{Load, TileBuf};
 
 /// An integer class-label element type (the class-index targets of the loss and, through
-/// [`super::grad::ClassTarget`], of its gradient).
+/// [`grad::ClassTarget`], of its gradient).
 pub trait Label: Copy + Send + Sync + std::fmt::Debug + Default + 'static {
     /// The label as a class index (may be out of range; checked by the kernel).
     fn index(self) -> i64;
@@ -245,9 +249,9 @@ fn batch_lse<A: Arch, T: Float>(
 pub struct Classes<T> {
     /// Number of classes `C` (the row length).
     pub count: usize,
-    /// Class weights, read at `weight + base + c * weight_stride` (a single 1 with stride 0
-    /// when absent), as `T` whatever float type they are stored in ([`Src`]).
-    pub weight: Src<T>,
+    /// Class weights (operand 2 of the rows; a single 1 with stride 0 when absent), read as
+    /// `T` whatever float type they are stored in ([`super::strided::Src`]).
+    pub weight: In<T>,
     /// `Σ_c w_c` (`C` without weights).
     pub weight_total: f64,
     /// Label smoothing `ε` in `[0, 1]`.
@@ -257,19 +261,15 @@ pub struct Classes<T> {
 /// Softmax cross-entropy against class indices, over rows of operands
 /// `[logits, labels, weight, out]` (labels, out: stride 0 along the class axis).
 pub struct SoftmaxLabels<T, L> {
-    pub logits: SendPtr<T>,
-    /// Element stride of the logits along the class axis (to read `x_y`).
-    pub logits_stride: isize,
-    pub labels: SendPtr<L>,
+    pub logits: In<T>,
+    pub labels: In<L>,
     pub classes: Classes<T>,
-    /// Element stride of the weights along the class axis.
-    pub weight_stride: isize,
     pub ignore_index: i64,
-    /// Per-row losses (null: not written).
-    pub out: SendPtr<T>,
+    /// Per-row losses (`None`: not written).
+    pub out: Option<Out<T>>,
 }
 
-impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
+impl<T: Float, L: Label + Load> RowOp<4> for SoftmaxLabels<T, L> {
     type State = Lse;
     /// Gather buffers for logits and weights; the exponentials and their references;
     /// `w · (r - x)`; per-row sums (two per row).
@@ -287,19 +287,14 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
     }
 
     #[inline(always)]
-    unsafe fn tile<A: Arch>(
+    fn tile<A: Arch>(
         &self,
         (bx, bw, be, bm, bt, bs): &mut Self::Scratch,
-        _first_row: usize,
-        at: [isize; 4],
-        rs: [isize; 4],
-        st: [isize; 4],
-        n: usize,
+        tile: &Tile<4>,
         states: &mut [Lse],
     ) {
-        let rows = states.len();
-        // SAFETY: the engine hands out offsets inside the operands.
-        let x = unsafe { view_rows(bx, self.logits.0.offset(at[0]), rs[0], st[0], rows, n) };
+        let (rows, n) = (states.len(), tile.len());
+        let x = tile.read(&self.logits, bx);
         for s in states.iter_mut() {
             *s = Lse::EMPTY;
         }
@@ -307,9 +302,7 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
         let shift = bm.scratch(rows * n);
         batch_lse::<A, T>(x, n, be.scratch(rows * n), shift, sums, states);
         if self.classes.smoothing > 0.0 {
-            // SAFETY: as above.
-            let w =
-                unsafe { view_rows(bw, self.classes.weight.offset(at[2]), rs[2], st[2], rows, n) };
+            let w = tile.read(&self.classes.weight, bw);
             let wx = bt.scratch(rows * n);
             for (((t, &w), &x), &r) in wx.iter_mut().zip(w).zip(x).zip(&*shift) {
                 // 0 at the reference, also for an infinite weight (whose `w·(lse - x)` is
@@ -318,7 +311,7 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
                 *t = if d == 0.0 { 0.0 } else { w.to_f64() * d };
             }
             row_sums(wx, n, sums);
-            if rs[2] == 0 && st[2] == 0 {
+            if tile.is_broadcast(&self.classes.weight) {
                 // One weight for every class (none given): `Σ w` without a pass.
                 ks.fill(w[0].to_f64() * n as f64);
             } else {
@@ -337,13 +330,11 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
     }
 
     #[inline(always)]
-    unsafe fn finish<A: Arch>(&self, _row: usize, base: [isize; 4], st: Lse) -> Partial {
-        // SAFETY: the row's label is at its base offset.
-        let y = unsafe { *self.labels.0.offset(base[1]) }.index();
+    fn finish<A: Arch>(&self, row: &Row<4>, st: Lse) -> Partial {
+        let y = row.value(&self.labels).index();
         let write = |loss: f64| {
-            if !self.out.0.is_null() {
-                // SAFETY: the output offset of the row is valid and written by this row only.
-                unsafe { *self.out.0.offset(base[3]) = T::from_f64(loss) };
+            if let Some(out) = &self.out {
+                row.write(out, T::from_f64(loss));
             }
         };
         if y == self.ignore_index {
@@ -358,20 +349,9 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
             };
         }
         let (r, ln_s) = (reference(st.m), st.ln_s::<A>());
-        // SAFETY: 0 <= y < C, so both offsets are inside the row.
-        let (xy, wy) = unsafe {
-            (
-                (*self
-                    .logits
-                    .0
-                    .offset(base[0] + y as isize * self.logits_stride))
-                .to_f64(),
-                classes
-                    .weight
-                    .read(base[2] + y as isize * self.weight_stride)
-                    .to_f64(),
-            )
-        };
+        // 0 <= y < C: class y of the row.
+        let xy = row.get(&self.logits, y as usize).to_f64();
+        let wy = row.get(&classes.weight, y as usize).to_f64();
         // `lse - x_y` as a sum of two non-negative terms.
         let mut loss = wy * ((r - xy) + ln_s);
         if classes.smoothing > 0.0 {
@@ -393,11 +373,11 @@ impl<T: Float, L: Label> RowOp<4> for SoftmaxLabels<T, L> {
 /// Softmax cross-entropy against class probabilities, over rows of operands
 /// `[logits, target, weight, out]` (target: the logits' shape; out: stride 0 along classes).
 pub struct SoftmaxProbs<T> {
-    pub logits: SendPtr<T>,
-    /// Read as `T` whatever float type it is stored in ([`Src`]).
-    pub target: Src<T>,
+    pub logits: In<T>,
+    /// Read as `T` whatever float type it is stored in ([`super::strided::Src`]).
+    pub target: In<T>,
     pub classes: Classes<T>,
-    pub out: SendPtr<T>,
+    pub out: Option<Out<T>>,
 }
 
 impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
@@ -420,26 +400,19 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
     }
 
     #[inline(always)]
-    unsafe fn tile<A: Arch>(
+    fn tile<A: Arch>(
         &self,
         (bx, bt, bw, be, bm, ba, bb, bs): &mut Self::Scratch,
-        _first_row: usize,
-        at: [isize; 4],
-        rs: [isize; 4],
-        st: [isize; 4],
-        n: usize,
+        tile: &Tile<4>,
         states: &mut [Lse],
     ) {
-        let rows = states.len();
+        let (rows, n) = (states.len(), tile.len());
         let len = rows * n;
-        // SAFETY: the engine hands out offsets inside the operands.
-        let (x, t, w) = unsafe {
-            (
-                view_rows(bx, self.logits.0.offset(at[0]), rs[0], st[0], rows, n),
-                view_rows(bt, self.target.offset(at[1]), rs[1], st[1], rows, n),
-                view_rows(bw, self.classes.weight.offset(at[2]), rs[2], st[2], rows, n),
-            )
-        };
+        let (x, t, w) = (
+            tile.read(&self.logits, bx),
+            tile.read(&self.target, bt),
+            tile.read(&self.classes.weight, bw),
+        );
         let sums = bs.scratch(2 * rows);
         let shift = bm.scratch(len);
         batch_lse::<A, T>(x, n, be.scratch(len), shift, &mut sums[..rows], states);
@@ -471,7 +444,7 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
     }
 
     #[inline(always)]
-    unsafe fn finish<A: Arch>(&self, _row: usize, base: [isize; 4], st: Lse) -> Partial {
+    fn finish<A: Arch>(&self, row: &Row<4>, st: Lse) -> Partial {
         // No classes: an empty sum, 0 as in PyTorch (not `0 · lse = 0 · -inf = NaN`).
         let loss = if self.classes.count == 0 {
             0.0
@@ -479,9 +452,8 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
             // `Σ w t' (lse - x)` as a sum of two non-negative terms.
             st.a.mul_add_on::<A>(st.ln_s::<A>(), st.b)
         };
-        if !self.out.0.is_null() {
-            // SAFETY: the output offset of the row is valid and written by this row only.
-            unsafe { *self.out.0.offset(base[3]) = T::from_f64(loss) };
+        if let Some(out) = &self.out {
+            row.write(out, T::from_f64(loss));
         }
         Partial {
             sum: loss,
@@ -532,24 +504,27 @@ mod tests {
             [&[ci, 1], &[1, 0], &[0, 1], &[1, 0]],
             &[false, true],
         );
-        let op = SoftmaxLabels {
-            logits: SendPtr::from_const(x.as_ptr()),
-            logits_stride: 1,
-            labels: SendPtr::from_const(labels.as_ptr()),
-            classes: Classes {
-                count: c,
-                weight: Src::native(w.as_ptr()),
-                weight_total: w.iter().sum(),
-                smoothing: eps,
-            },
-            weight_stride: 1,
-            ignore_index: -100,
-            out: SendPtr(out.as_mut_ptr()),
+        // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0 to 3).
+        let op = unsafe {
+            SoftmaxLabels {
+                logits: In::new(x.as_ptr(), 0),
+                labels: In::new(labels.as_ptr(), 1),
+                classes: Classes {
+                    count: c,
+                    weight: In::new(w.as_ptr(), 2),
+                    weight_total: w.iter().sum(),
+                    smoothing: eps,
+                },
+                ignore_index: -100,
+                out: Some(Out::new(out.as_mut_ptr(), 3)),
+            }
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe { run(&rows, &op, (threads > 1).then_some(&pool)) };
         (out, part)
     }
@@ -615,17 +590,22 @@ mod tests {
             [&[ci, 1], &[ci, 1], &[0, 0], &[1, 0]],
             &[false, true],
         );
-        let op = SoftmaxProbs {
-            logits: SendPtr::from_const(x32.as_ptr()),
-            target: Src::native(t.as_ptr()),
-            classes: Classes {
-                count: c,
-                weight: Src::native(&one),
-                weight_total: c as f64,
-                smoothing: 0.2,
-            },
-            out: SendPtr(out.as_mut_ptr()),
+        // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0 to 3).
+        let op = unsafe {
+            SoftmaxProbs {
+                logits: In::new(x32.as_ptr(), 0),
+                target: In::new(t.as_ptr(), 1),
+                classes: Classes {
+                    count: c,
+                    weight: In::new(&one as *const f32, 2),
+                    weight_total: c as f64,
+                    smoothing: 0.2,
+                },
+                out: Some(Out::new(out.as_mut_ptr(), 3)),
+            }
         };
+        // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
+        // outlive the call (outputs are written by one row each).
         let part = unsafe { run(&rows, &op, None) };
         assert_eq!(part.flags, 0);
         let ones = vec![1.0; c];

@@ -24,13 +24,86 @@ use super::float::Float;
 /// Elements per tile: small enough for the gather buffers to live in L1.
 pub const TILE: usize = 512;
 
+/// Dimensions held inline: most calls have at most this many once unit dimensions are dropped
+/// and contiguous ones merged.
+const INLINE_DIMS: usize = 4;
+
+/// A short list of per-dimension values: inline up to [`INLINE_DIMS`], on the heap beyond, so
+/// that describing a call's iteration space allocates nothing in the common case (a call on a
+/// small array otherwise spends a good part of its time in the allocator).
+#[derive(Clone, Debug)]
+pub(crate) enum Dims<T: Copy> {
+    Inline(usize, [T; INLINE_DIMS]),
+    Heap(Vec<T>),
+}
+
+impl<T: Copy> Dims<T> {
+    /// No values (`blank` fills the unused inline slots).
+    pub(crate) fn empty(blank: T) -> Self {
+        Dims::Inline(0, [blank; INLINE_DIMS])
+    }
+
+    /// `n` copies of `value`.
+    pub(crate) fn filled(n: usize, value: T) -> Self {
+        if n <= INLINE_DIMS {
+            Dims::Inline(n, [value; INLINE_DIMS])
+        } else {
+            Dims::Heap(vec![value; n])
+        }
+    }
+
+    pub(crate) fn push(&mut self, value: T) {
+        match self {
+            Dims::Inline(n, items) if *n < INLINE_DIMS => {
+                items[*n] = value;
+                *n += 1;
+            }
+            Dims::Inline(n, items) => {
+                let mut heap = items[..*n].to_vec();
+                heap.push(value);
+                *self = Dims::Heap(heap);
+            }
+            Dims::Heap(heap) => heap.push(value),
+        }
+    }
+}
+
+impl<T: Copy> std::ops::Deref for Dims<T> {
+    type Target = [T];
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        match self {
+            Dims::Inline(n, items) => &items[..*n],
+            Dims::Heap(heap) => heap,
+        }
+    }
+}
+
+impl<T: Copy> std::ops::DerefMut for Dims<T> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self {
+            Dims::Inline(n, items) => &mut items[..*n],
+            Dims::Heap(heap) => heap,
+        }
+    }
+}
+
+impl<T: Copy + PartialEq> PartialEq for Dims<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Copy + Eq> Eq for Dims<T> {}
+
 /// Common iteration space of `K` operands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout<const K: usize> {
     /// Extents, outermost first; the last dimension is the inner (fastest) one.
-    shape: Vec<usize>,
+    shape: Dims<usize>,
     /// `strides[d][k]`: element stride of operand `k` along dimension `d`.
-    strides: Vec<[isize; K]>,
+    strides: Dims<[isize; K]>,
     len: usize,
 }
 
@@ -41,21 +114,32 @@ impl<const K: usize> Layout<K> {
         for s in &strides {
             assert_eq!(s.len(), shape.len(), "one stride per dimension and operand");
         }
-        let len = shape.iter().product();
+        Self::from_dims(
+            (0..shape.len()).map(|d| (shape[d], std::array::from_fn(|k| strides[k][d]))),
+        )
+    }
+
+    /// [`Layout::new`] from `(extent, strides of each operand)` per dimension, outermost first.
+    pub fn from_dims(all: impl Iterator<Item = (usize, [isize; K])>) -> Self {
         // Keep the dimensions that matter, then order them by operand 0's stride magnitude,
         // largest first (a stable sort keeps C order for ties, e.g. broadcast dimensions).
-        let mut dims: Vec<(usize, [isize; K])> = (0..shape.len())
-            .filter(|&d| shape[d] != 1)
-            .map(|d| (shape[d], std::array::from_fn(|k| strides[k][d])))
-            .collect();
+        let mut len = 1;
+        let blank = (0, [0; K]);
+        let mut dims = Dims::empty(blank);
+        for (extent, s) in all {
+            len *= extent;
+            if extent != 1 {
+                dims.push((extent, s));
+            }
+        }
         if len == 0 {
-            dims.clear();
+            dims = Dims::empty(blank);
         }
         dims.sort_by_key(|&(_, s)| std::cmp::Reverse(s[0].unsigned_abs()));
         // Merge dimension d into d+1 when, for every operand, stepping d is stepping d+1
         // extent(d+1) times.
-        let mut merged: Vec<(usize, [isize; K])> = Vec::with_capacity(dims.len());
-        for (extent, s) in dims {
+        let mut merged = Dims::empty(blank);
+        for &(extent, s) in dims.iter() {
             if let Some(last) = merged.last_mut() {
                 if (0..K).all(|k| last.1[k] == s[k] * extent as isize) {
                     last.0 *= extent;
@@ -69,9 +153,15 @@ impl<const K: usize> Layout<K> {
             // 0-d or all-unit shape: one element (or none, if `len == 0`).
             merged.push((len, [0; K]));
         }
+        let mut shape = Dims::empty(0);
+        let mut strides = Dims::empty([0; K]);
+        for &(extent, s) in merged.iter() {
+            shape.push(extent);
+            strides.push(s);
+        }
         Layout {
-            shape: merged.iter().map(|d| d.0).collect(),
-            strides: merged.iter().map(|d| d.1).collect(),
+            shape,
+            strides,
             len,
         }
     }
@@ -129,14 +219,14 @@ impl<const K: usize> Layout<K> {
         let inner = self.shape[nd - 1];
         let inner_strides = self.strides[nd - 1];
         // Multi-index of range.start over the outer dimensions, and the running offsets.
-        let mut index = vec![0usize; nd];
+        let mut index = Dims::filled(nd, 0usize);
         let mut rest = range.start;
         for d in (0..nd).rev() {
             index[d] = rest % self.shape[d];
             rest /= self.shape[d];
         }
         let mut offsets = [0isize; K];
-        for (i, strides) in index.iter().zip(&self.strides) {
+        for (i, strides) in index.iter().zip(self.strides.iter()) {
             for (o, s) in offsets.iter_mut().zip(strides) {
                 *o += *i as isize * s;
             }
@@ -568,7 +658,9 @@ pub struct SendPtr<E>(pub *mut E);
 // SAFETY: a SendPtr is only an address; the code that dereferences it upholds the aliasing
 // and lifetime contract stated on the type.
 unsafe impl<E> Send for SendPtr<E> {}
-// SAFETY: as above.
+// SAFETY: sharing a `SendPtr` between threads shares only the address; every access
+// through it is an `unsafe` read or write whose caller guarantees no two threads touch
+// the same element while one of them writes it.
 unsafe impl<E> Sync for SendPtr<E> {}
 
 impl<E> SendPtr<E> {
@@ -627,6 +719,39 @@ mod tests {
     }
 
     #[test]
+    fn more_dimensions_than_held_inline() {
+        // Seven dimensions that cannot merge (every other element of each): past the inline
+        // capacity of `Dims`, and walked from a start inside them.
+        let shape = [2usize, 3, 2, 2, 3, 2, 2];
+        let mut c = vec![0isize; shape.len()];
+        let mut step = 2isize;
+        for d in (0..shape.len()).rev() {
+            c[d] = step;
+            step *= 2 * shape[d] as isize;
+        }
+        let l = Layout::new(&shape, [&c]);
+        assert_eq!(l.shape().len(), shape.len());
+        let n: usize = shape.iter().product();
+        let mut seen = vec![];
+        l.for_each_run(5..n, |_, len, off, st| {
+            for i in 0..len as isize {
+                seen.push(off[0] + i * st[0]);
+            }
+        });
+        let want: Vec<isize> = (5..n)
+            .map(|f| {
+                let (mut rest, mut off) = (f, 0);
+                for d in (0..shape.len()).rev() {
+                    off += (rest % shape[d]) as isize * c[d];
+                    rest /= shape[d];
+                }
+                off
+            })
+            .collect();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
     fn zero_d_and_empty() {
         let l = Layout::<1>::new(&[], [&[]]);
         assert_eq!(l.len(), 1);
@@ -640,6 +765,7 @@ mod tests {
     fn find_first_is_in_c_order() {
         // Fortran-ordered (2, 3): element [i, j] at i + 2 j; bad values at [0, 2] and [1, 0].
         let data = [0, 9, 0, 0, 9, 0];
+        // SAFETY: every element read lies inside the buffer, which outlives the view.
         let hit = unsafe { find_first(data.as_ptr(), &[2, 3], &[1, 2], |v| v == 9) };
         assert_eq!(hit, Some((vec![0, 2], 9)));
         let none = unsafe { find_first(data.as_ptr(), &[2, 3], &[1, 2], |v| v > 9) };
@@ -659,12 +785,14 @@ mod tests {
         ] {
             let at = |i: usize| (start as isize + i as isize * stride) as usize;
             let mut b32 = TileBuf::<f32>::default();
+            // SAFETY: every element read lies inside the buffer, which outlives the view.
             let src = unsafe { Src::<f32>::f64(x64.as_ptr()).offset(start as isize) };
             assert_eq!(src.stored(), Stored::F64);
             let got = unsafe { b32.view_src(src, stride, n) }.to_vec();
             let want: Vec<f32> = (0..n).map(|i| x64[at(i)] as f32).collect();
             assert_eq!(got, want, "f64 as f32, stride {stride}");
             let mut b64 = TileBuf::<f64>::default();
+            // SAFETY: every element read lies inside the buffer, which outlives the view.
             let src = unsafe { Src::<f64>::f32(x32.as_ptr()).offset(start as isize) };
             let got = unsafe { b64.view_src(src, stride, n) }.to_vec();
             let want: Vec<f64> = (0..n).map(|i| f64::from(x32[at(i)])).collect();
@@ -675,6 +803,7 @@ mod tests {
         let src = Src::<f64>::f64(x64.as_ptr());
         assert_eq!(src.stored(), Stored::Native);
         let mut b = TileBuf::<f64>::default();
+        // SAFETY: every element read lies inside the buffer, which outlives the view.
         let view = unsafe { b.view_src(src, 1, 40) };
         assert!(std::ptr::eq(view.as_ptr(), x64.as_ptr()));
         // A broadcast value is refilled when the source moves.
