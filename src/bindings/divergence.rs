@@ -8,6 +8,7 @@ use pyo3::types::PyFloat;
 
 use super::args;
 use super::arrays::{dtype_name, is, ndarray, new_output, shape_str, ViewMut};
+use super::arrow::{divergence_name, stream_hook};
 use super::operand::LoadView;
 use super::threads::run_detached;
 use crate::kernels::divergence::{self, Kind};
@@ -346,6 +347,10 @@ fn compute_kind<'py>(
         normalize,
         out,
     };
+    stream_hook!(p.py(), divergence_name(kind), [p, q], {
+        "p" => p, "q" => q, "axis" => axis, "base" => base, "normalize" => normalize,
+        "out" => out,
+    });
     match inputs(p, q)? {
         (Precision::F32, pa, qa) => compute::<f32>(pa, qa, &args),
         (Precision::F64, pa, qa) => compute::<f64>(pa, qa, &args),
