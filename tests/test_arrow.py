@@ -246,6 +246,17 @@ def test_accumulator_update_takes_a_stream() -> None:
     assert (acc.count, acc.sum) == before
 
 
+def test_streams_without_rows_give_what_empty_arrays_give() -> None:
+    empty = pa.chunked_array([], type=pa.float64())
+    labels = pa.chunked_array([], type=pa.int64())
+    assert np.isnan(crossent.binary_cross_entropy(empty, labels))
+    assert crossent.binary_cross_entropy(empty, labels, reduction="sum") == 0.0
+    none = crossent.binary_cross_entropy(empty, labels, reduction="none")
+    assert none.shape == (0,) and none.dtype == np.float64
+    rows = pa.chunked_array([], type=pa.list_(pa.float32(), 3))
+    assert crossent.softmax_cross_entropy(rows, labels, reduction="none").shape == (0,)
+
+
 def test_record_batch_reader_and_tables() -> None:
     p, _, y, _ = data(7)
     table = pa.table({"p": chunked(p, [100, 9000])})

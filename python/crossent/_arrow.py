@@ -163,8 +163,10 @@ class _Released:
 
 def _view(owner: object, address: int, dtype: np.dtype[Any], shape: tuple[int, ...]) -> Any:
     """A read-only ndarray of `shape` over the memory at `address`, kept alive by `owner`."""
-    if 0 in shape or not address:
+    if 0 in shape:
         return np.empty(shape, dtype=dtype)
+    if not address:
+        raise ValueError(f"an Arrow array of shape {shape} has no data buffer")
     interface = {
         "shape": shape,
         "typestr": dtype.str,
@@ -326,6 +328,22 @@ def _import_array(obj: Any, arg: str) -> Any:
     return _column(schema, array, array_capsule, arg, 0)
 
 
+def _empty(schema: ArrowSchema, arg: str) -> Any:
+    """An empty ndarray of the type `schema` describes (refused as :func:`_column` does)."""
+    fmt = schema.format
+    if fmt == b"+s" and schema.n_children == 1:
+        return _empty(schema.children[0].contents, arg)
+    child = schema.children[0].contents if fmt.startswith(b"+w:") else None
+    if child is not None and child.format in _NUMERIC:
+        return np.empty((0, int(fmt[3:])), dtype=_NUMERIC[child.format])
+    if fmt == b"b":
+        return np.empty(0, dtype=np.bool_)
+    if fmt in _NUMERIC and not schema.dictionary:
+        return np.empty(0, dtype=_NUMERIC[fmt])
+    # Every other type raises there before its (absent) buffers are read.
+    return _column(schema, ArrowArray(), None, arg, 0)
+
+
 class _Stream:
     """An ``ArrowArrayStream`` read chunk by chunk, each chunk as an ndarray view."""
 
@@ -360,7 +378,7 @@ class _Stream:
 
     def empty(self) -> Any:
         """An empty array of this stream's type (for a stream without chunks)."""
-        return _column(self.schema, ArrowArray(), None, self.arg, 0)
+        return _empty(self.schema, self.arg)
 
     def __del__(self) -> None:
         if self.schema.release:
