@@ -12,21 +12,17 @@ Sizes up to 10^8 by default (about 3 GB of RAM for NumPy's temporaries); set
 from __future__ import annotations
 
 import functools
-import importlib
 import os
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
-import crossent
+from crossent import _peers
 
-torch: Any
-try:
-    torch = importlib.import_module("torch")
-except ImportError:  # torch is optional
-    torch = None
+#: crossent and the peer formulas of the libraries installed (crossent._peers, as in
+#: `crossent bench`).
+LIBS = _peers.installed(("crossent", "numpy", "torch"))
 
 # Largest N benchmarked; CI's smoke run sets it low (`CROSSENT_BENCH_MAX=1e5`).
 MAX_N = int(float(os.environ.get("CROSSENT_BENCH_MAX", "1e8")))
@@ -43,49 +39,22 @@ def data(n: int, dtype: str) -> tuple[Any, Any, Any]:
     return p, x, y
 
 
-def numpy_bce(p: Any, y: Any) -> float:
-    """The straightforward NumPy formula (as PyTorch defines it, with the -100 clamp)."""
-    log_p = np.maximum(np.log(p), -100)
-    log_q = np.maximum(np.log1p(-p), -100)
-    return float(np.mean(-(y * log_p + (1 - y) * log_q)))
-
-
-def numpy_bce_logits(x: Any, y: Any) -> float:
-    return float(np.mean((1 - y) * x + np.logaddexp(0, -x)))
-
-
-def torch_call(name: str) -> Callable[[Any, Any], float]:
-    fn = getattr(torch.nn.functional, name)
-    return lambda a, b: float(fn(torch.from_numpy(a), torch.from_numpy(b)).item())
-
-
-LIBS: dict[str, dict[str, Callable[[Any, Any], float]]] = {
-    "bce": {
-        "crossent": crossent.binary_cross_entropy,
-        "numpy": numpy_bce,
-    },
-    "bce_with_logits": {
-        "crossent": crossent.binary_cross_entropy_with_logits,
-        "numpy": numpy_bce_logits,
-    },
-}
-if torch is not None:
-    LIBS["bce"]["torch"] = torch_call("binary_cross_entropy")
-    LIBS["bce_with_logits"]["torch"] = torch_call("binary_cross_entropy_with_logits")
+OPS = {"bce": "binary_cross_entropy", "bce_with_logits": "binary_cross_entropy_with_logits"}
 
 
 @pytest.mark.parametrize("n", SIZES, ids=lambda n: f"n=1e{len(str(n)) - 1}")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("lib", ["crossent", "numpy", "torch"])
-@pytest.mark.parametrize("op", list(LIBS))
+@pytest.mark.parametrize("op", list(OPS))
 def test_bce(benchmark: Any, op: str, lib: str, dtype: str, n: int) -> None:
-    if lib not in LIBS[op]:
+    if lib not in LIBS:
         pytest.skip(f"{lib} is not installed")
     p, x, y = data(n, dtype)
     inp = p if op == "bce" else x
+    fn = OPS[op]
     benchmark.group = f"{op} {dtype} n={n:.0e}"
     benchmark.extra_info.update(op=op, lib=lib, dtype=dtype, n=n)
-    result = benchmark(LIBS[op][lib], inp, y)
-    # Every column computes the same number.
-    expected = LIBS[op]["numpy"](inp.astype(np.float64), y.astype(np.float64))
+    result = float(benchmark(_peers.prepare(LIBS[lib], lib, fn, inp, y)))
+    # Every column computes the same number (NumPy's formula in float64 as the reference).
+    expected = float(LIBS["numpy"][fn](inp.astype(np.float64), y.astype(np.float64)))
     assert result == pytest.approx(expected, rel=1e-4 if dtype == "float32" else 1e-10)

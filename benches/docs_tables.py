@@ -30,7 +30,7 @@ from pathlib import Path
 # busy between calls and slow every multi-threaded library; set before NumPy is imported.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from crossent import _bench
+from crossent.cli import bench, report
 
 NAMES = {"numpy": "NumPy", "scipy": "SciPy", "torch": "PyTorch"}
 
@@ -40,14 +40,14 @@ DEFAULT_SIZES = (10**3, 10**5, 10**7)
 QUICK_SIZES = (10**3, 10**4)
 
 
-def _ratio(row: _bench.Row, peer: str) -> str:
+def _ratio(row: report.Row, peer: str) -> str:
     ce, t = row.times.get("crossent"), row.times.get(peer)
     if not ce or t is None:
         return "—"
     return f"{t / ce:.1f}x" + (" !" if peer in row.mismatch else "")
 
 
-def function_tables(rows: list[_bench.Row], peers: list[str]) -> str:
+def function_tables(rows: list[report.Row], peers: list[str]) -> str:
     """One Markdown table per function: dtype, size, crossent's time and throughput, and
     each peer's time over crossent's."""
     out: list[str] = []
@@ -59,7 +59,7 @@ def function_tables(rows: list[_bench.Row], peers: list[str]) -> str:
             if r.function != fn:
                 continue
             ce = r.times["crossent"]
-            cells = [r.dtype, _bench._fmt_size(r.shape), _bench._fmt_time(ce)]
+            cells = [r.dtype, report.fmt_size(r.shape), report.fmt_time(ce)]
             cells.append(f"{r.n / ce / 1e6:,.0f}")
             cells += [_ratio(r, p) for p in peers]
             out.append("| " + " | ".join(cells) + " |")
@@ -67,7 +67,7 @@ def function_tables(rows: list[_bench.Row], peers: list[str]) -> str:
     return "\n".join(out)
 
 
-def headline(rows: list[_bench.Row], peers: list[str], dtype: str = "float32") -> str:
+def headline(rows: list[report.Row], peers: list[str], dtype: str = "float32") -> str:
     """One row per function at the largest size measured in ``dtype``."""
     n = max((r.n for r in rows if r.dtype == dtype), default=0)
     head = ["function", "size", "crossent Melem/s", *[f"× {NAMES.get(p, p)}" for p in peers]]
@@ -75,7 +75,7 @@ def headline(rows: list[_bench.Row], peers: list[str], dtype: str = "float32") -
     for r in rows:
         if r.dtype == dtype and r.n == n:
             ce = r.times["crossent"]
-            cells = [f"`{r.function}`", _bench._fmt_size(r.shape), f"{r.n / ce / 1e6:,.0f}"]
+            cells = [f"`{r.function}`", report.fmt_size(r.shape), f"{r.n / ce / 1e6:,.0f}"]
             lines.append("| " + " | ".join(cells + [_ratio(r, p) for p in peers]) + " |")
     return "\n".join(lines)
 
@@ -94,24 +94,24 @@ def main(argv: list[str] | None = None) -> int:
     sizes = list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
     min_time = args.min_time if args.min_time is not None else (0.01 if args.quick else 0.3)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    rows, peers = _bench.run(
-        functions=list(_bench.CASE_NAMES),
+    rows, peers = bench.run(
+        functions=list(bench.CASE_NAMES),
         sizes=sizes,
-        dtypes=list(_bench.DTYPES),
-        peers=list(_bench.PEERS),
+        dtypes=list(bench.DTYPES),
+        peers=list(bench.PEERS),
         classes=args.classes,
         min_time=min_time,
         min_samples=3 if args.quick else 5,
         max_samples=20 if args.quick else 200,
         warn=_warn,
     )
-    skipped = [p for p in _bench.PEERS if p not in peers]
+    skipped = [p for p in bench.PEERS if p not in peers]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     given = sys.argv[1:] if argv is None else argv
     command = shlex.join(["python", "benches/docs_tables.py", *given])
     sizes_text = ", ".join(f"10^{round(math.log10(n))}" for n in sizes)
     intro = [
-        f"Measured {datetime.date.today().isoformat()} with `{command}` on: {_bench.machine()}.",
+        f"Measured {datetime.date.today().isoformat()} with `{command}` on: {report.machine()}.",
         "",
         f"Sizes {sizes_text} elements, float32 and float64; per-distribution functions on rows "
         f"of {args.classes} along the last axis. `× peer` is the peer's median time over "
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "\n".join(intro) + "\n\n" + function_tables(rows, peers), encoding="utf-8"
     )
     (args.out_dir / "headline.md").write_text(headline(rows, peers) + "\n", encoding="utf-8")
-    _bench.plot(rows, peers, str(args.out_dir / "throughput.png"))
+    report.plot(rows, peers, str(args.out_dir / "throughput.png"))
     sys.stdout.write(headline(rows, peers) + "\n")
     return 0
 

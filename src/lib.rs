@@ -23,6 +23,8 @@ mod _core {
     #[pymodule_export]
     use crate::bindings::divergence::{cross_entropy, entropy, jensen_shannon, kl_divergence};
     #[pymodule_export]
+    use crate::bindings::errors::DomainError;
+    #[pymodule_export]
     use crate::bindings::grad::{
         binary_cross_entropy_with_logits_grad, softmax_cross_entropy_grad,
     };

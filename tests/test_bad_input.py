@@ -35,6 +35,29 @@ def raises(exc: type[Exception], arg: str, call: Callable[..., Any], /, *a: Any,
     return message
 
 
+def domain_error(
+    arr: Any, arg: str, call: Callable[..., Any], /, *a: Any, **kw: Any
+) -> crossent.DomainError:
+    """`call(*a, **kw)` raises a `DomainError` that `except ValueError` catches, whose
+    attributes name `arg` (the argument given as `arr`), a position in `arr` and the value
+    there, as its message does; returns it."""
+    try:
+        call(*a, **kw)
+    except ValueError as e:
+        err: ValueError = e
+    else:
+        pytest.fail(f"no error for a value outside the domain of {arg!r}")
+    assert isinstance(err, crossent.DomainError), repr(err)
+    message = str(err)
+    assert err.argument == arg, (err.argument, message)
+    assert message.startswith(f"'{arg}' must hold "), message
+    assert err.index is not None, message
+    assert type(err.value) in (int, float), (type(err.value), message)
+    assert np.asarray(arr)[err.index] == err.value, (err.index, err.value, message)
+    assert message.endswith(f" at index {err.index}"), message
+    return err
+
+
 def close(got: Any, expected: Any, dtype: Any) -> None:
     """Same values as a reference result of the same function (NaN where it has NaN)."""
     rtol = 1e-5 if dtype == np.float32 else 1e-12
@@ -124,8 +147,8 @@ def test_value_outside_domain_names_argument_and_position(
     at = (2, 3)[: bad.ndim]
     bad[at] = value
     args[arg] = bad
-    message = raises(ValueError, arg, f.call, args)
-    assert str(at) in message, message
+    err = domain_error(bad, arg, f.call, args)
+    assert err.index == at, str(err)
 
 
 def test_integer_labels_out_of_range() -> None:
@@ -137,8 +160,45 @@ def test_integer_labels_out_of_range() -> None:
             labels = np.zeros(SHAPE, dtype=dtype)
             labels[1, 4] = 2 if dtype == "uint8" else -1
             args["target"] = labels
-            message = raises(ValueError, "target", f.call, args)
-            assert "(1, 4)" in message
+            err = domain_error(labels, "target", f.call, args)
+            assert err.index == (1, 4), str(err)
+
+
+def test_domain_errors_of_gradients_and_broadcast_operands() -> None:
+    """The gradients raise the same DomainError as their losses; an operand broadcast against
+    another is reported at its position in its own array; the error pickles whole (Dask sends
+    it between processes)."""
+    import pickle
+
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal(SHAPE)
+    labels = np.zeros(SHAPE[0], dtype=np.int32)
+    labels[2] = 5
+    err = domain_error(labels, "target", crossent.softmax_cross_entropy_grad, logits, labels)
+    assert (err.index, err.value) == ((2,), 5)
+    probs = np.full(SHAPE, 0.2, dtype=np.float32)
+    probs[1, 3] = -0.5
+    err = domain_error(probs, "target", crossent.softmax_cross_entropy_grad, logits, probs)
+    assert (err.index, err.value) == ((1, 3), -0.5)
+    hard = np.ones(SHAPE, dtype=np.int64)
+    hard[3, 0] = 2**40
+    grad = crossent.binary_cross_entropy_with_logits_grad
+    err = domain_error(hard, "target", grad, logits, hard)
+    assert (err.index, err.value) == ((3, 0), 2**40)
+    p = np.full(SHAPE, 0.2)
+    q = np.full(SHAPE[1], 0.2, dtype=np.float32)
+    q[4] = -np.inf
+    for fn in (crossent.cross_entropy, crossent.kl_divergence, crossent.jensen_shannon):
+        err = domain_error(q, "q", fn, p, q)
+        assert (err.index, err.value) == ((4,), -np.inf)
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is crossent.DomainError
+    assert (str(again), again.argument, again.index, again.value) == (
+        str(err),
+        "q",
+        (4,),
+        -np.inf,
+    )
 
 
 # --- out -----------------------------------------------------------------------------------
@@ -761,8 +821,8 @@ def test_streaming_accumulators_refuse_what_their_function_refuses(
         bad = np.array(args[arg], copy=True)
         at = (2, 3)[: bad.ndim]
         bad[at] = value
-        message = raises(ValueError, arg, acc.update, *update_with(arg, bad))
-        assert str(at) in message, message
+        err = domain_error(bad, arg, acc.update, *update_with(arg, bad))
+        assert err.index == at, str(err)
     raises(TypeError, "other", acc.merge, crossent.BinaryCrossEntropyAccumulator())
     assert (acc.count, acc.sum) == before  # a refused batch leaves no trace
 

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 import crossent
-from crossent import _bench, _cli
+from crossent import _peers
 from crossent.__main__ import main
+from crossent.cli import bench
+from crossent.cli.progress import Progress
 
 QUICK = ["bench", "--quick", "--sizes", "1e3,5e4", "--min-time", "0", "--quiet"]
 
@@ -36,7 +38,7 @@ def test_module_entry_point_prints_table() -> None:
     assert head[:5] == ["function", "dtype", "size", "crossent", "Melem/s"]
     assert head[5:] == ["numpy", "numpy/crossent"]
     body = rows[2:]
-    functions = [n for n in _bench.CASE_NAMES if hasattr(crossent, n)]
+    functions = [n for n in bench.CASE_NAMES if hasattr(crossent, n)]
     assert "binary_cross_entropy" in functions
     # One row per available function and size, each with a measured time and throughput.
     assert [r[0].strip("`") for r in body] == [f for f in functions for _ in (1, 2)]
@@ -62,10 +64,8 @@ def test_peer_disagreement_is_flagged(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A deliberately wrong NumPy peer must be caught by the bench's cross-check.
-    cases = _bench._cases()
-    bce = cases[0]
-    wrong = dict(bce.impls, numpy=lambda d, np_: lambda: 1.0 + float(np.mean(d[0])))
-    monkeypatch.setattr(_bench, "_cases", lambda: [_bench.Case(bce.name, False, bce.make, wrong)])
+    wrong = {"binary_cross_entropy": lambda p, y: 1.0 + float(np.mean(p))}
+    monkeypatch.setitem(_peers._TABLES, "numpy", lambda: wrong)
     assert main([*QUICK, "--peers", "numpy", "--functions", "bce", "--dtypes", "float64"]) == 0
     out, err = capsys.readouterr()
     assert "results differ" in err
@@ -193,12 +193,12 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_progress_bar_after_delay_only() -> None:
     quiet = io.StringIO()
-    p = _cli.Progress(10, label="x", delay=3600, stream=quiet)
+    p = Progress(10, label="x", delay=3600, stream=quiet)
     p.update(5)
     p.close()
     assert quiet.getvalue() == ""
     shown = io.StringIO()
-    p = _cli.Progress(10, label="x", delay=0, stream=shown)
+    p = Progress(10, label="x", delay=0, stream=shown)
     p.update(5, "half")
     p.update(10, "all")
     p.close()
@@ -206,6 +206,6 @@ def test_progress_bar_after_delay_only() -> None:
     assert "50.0%" in lines[0] and "half" in lines[0]
     assert "100.0%" in lines[-1]
     off = io.StringIO()
-    p = _cli.Progress(10, enabled=False, delay=0, stream=off)
+    p = Progress(10, enabled=False, delay=0, stream=off)
     p.update(10)
     assert off.getvalue() == ""

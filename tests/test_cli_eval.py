@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import crossent
-from crossent import _cli, _eval
 from crossent.__main__ import main
+from crossent.cli import eval, sources
+from crossent.cli.progress import Progress
 
 N = 5 * crossent.BLOCK + 7
 
@@ -23,7 +24,7 @@ N = 5 * crossent.BLOCK + 7
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of two blocks, so that small files still stream in many batches."""
-    monkeypatch.setattr(_eval, "BATCH", 2 * crossent.BLOCK)
+    monkeypatch.setattr(sources, "BATCH", 2 * crossent.BLOCK)
 
 
 @pytest.fixture
@@ -159,12 +160,12 @@ def test_progress_on_stderr_unless_quiet(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    class Immediate(_cli.Progress):
+    class Immediate(Progress):
         def __init__(self, *a: Any, **k: Any) -> None:
             k["delay"] = 0.0
             super().__init__(*a, **k)
 
-    monkeypatch.setattr(_eval, "Progress", Immediate)
+    monkeypatch.setattr(eval, "Progress", Immediate)
     d = files["dir"]
     args = ["--loss", "bce", "--input", d / "p.npy", "--target", d / "y.npy"]
     rc, out, err = run(capsys, *args)
@@ -352,6 +353,81 @@ def test_softmax_ce_errors_are_one_line(
     assert rc == 2 and "--target" in err and "shape" in err
     rc, _, err = run(capsys, *logits, "--target", d / "labels.npy", "--weight", d / "labels.npy")
     assert rc == 2 and "weight" in err
+
+
+@pytest.mark.parametrize("shape", [(9,), (1,), (1, 10), (10, 1)])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_softmax_ce_class_weight_of_another_shape_is_named(
+    softmax_files: dict[str, Any],
+    shape: tuple[int, ...],
+    reduction: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    d = softmax_files["dir"]
+    np.save(d / "cw_bad.npy", np.ones(shape))
+    args = ["--loss", "softmax_ce", "--input", d / "logits.npy", "--target", d / "labels.npy"]
+    args += ["--weight", d / "cw_bad.npy", "--reduction", reduction, "--quiet"]
+    if reduction == "none":
+        args += ["--output", d / "rows.npy"]
+    rc, out, err = run(capsys, *args)
+    assert (rc, out) == (2, "")
+    assert err == (
+        f"crossent eval: error: --weight {d / 'cw_bad.npy'}: 'weight' must have shape (10,) "
+        f"(one weight per class), got {shape}\n"
+    )
+    assert not (d / "rows.npy").exists()
+
+
+@pytest.mark.parametrize(
+    ("loss", "operand", "shape", "where"),
+    [
+        ("bce", "input", (4, 3, crossent.BLOCK // 2 + 5), (3, 1, 7)),
+        ("bce", "target", (4, 3, crossent.BLOCK // 2 + 5), (2, 2, crossent.BLOCK // 2 + 4)),
+        (
+            "softmax_ce",
+            "target",
+            (3 * (crossent.CHUNK // 10) + 17, 10),
+            (2 * (crossent.CHUNK // 10) + 3, 9),
+        ),
+    ],
+)
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_out_of_domain_value_is_located_in_the_whole_file(
+    tmp_path: Path,
+    small_batches: None,
+    loss: str,
+    operand: str,
+    shape: tuple[int, ...],
+    where: tuple[int, ...],
+    reduction: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A value outside the domain in a later batch of an N-d operand: the one-line error gives
+    # the position in the whole file (from crossent.DomainError's batch-relative index), as
+    # crossent itself reports it for the whole array.
+    rng = np.random.default_rng(5)
+    if loss == "bce":
+        arrays = {"input": rng.uniform(0.1, 0.9, shape), "target": rng.uniform(0, 1, shape)}
+    else:
+        logits = rng.standard_normal(shape)
+        arrays = {"input": logits, "target": rng.dirichlet(np.ones(shape[-1]), shape[0])}
+    arrays[operand][where] = -0.5
+    with pytest.raises(crossent.DomainError) as whole:
+        getattr(
+            crossent, {"bce": "binary_cross_entropy", "softmax_ce": "softmax_cross_entropy"}[loss]
+        )(arrays["input"], arrays["target"])
+    assert whole.value.index == where
+    for name, a in arrays.items():
+        np.save(tmp_path / f"{name}.npy", a)
+    args = ["--loss", loss, "--input", tmp_path / "input.npy"]
+    args += ["--target", tmp_path / "target.npy", "--reduction", reduction, "--quiet"]
+    if reduction == "none":
+        args += ["--output", tmp_path / "out.npy"]
+    rc, out, err = run(capsys, *args)
+    assert (rc, out) == (2, "")
+    assert (
+        err == f"crossent eval: error: --{operand} {tmp_path / (operand + '.npy')}: {whole.value}\n"
+    )
 
 
 def test_from_the_shell(files: dict[str, Any]) -> None:
@@ -571,7 +647,7 @@ def test_failed_run_leaves_no_output_and_the_old_one_untouched(
             if len(calls) == 2:
                 raise KeyboardInterrupt
 
-        monkeypatch.setattr(_cli.Progress, "update", interrupt)
+        monkeypatch.setattr(Progress, "update", interrupt)
     out_dir = d / "out"
     out_dir.mkdir()
     output = out_dir / "losses.npy"
@@ -834,9 +910,9 @@ def _run_csv(
     *args: Any,
 ) -> tuple[int, str, str]:
     with monkeypatch.context() as m:
-        m.setattr(_eval, "_CSV_ROWS", 7)
-        m.setattr(_eval, "_CSV_BLOCK", 1 << 10)
-        m.setattr(_eval, "BATCH", 2 * crossent.BLOCK)
+        m.setattr(sources, "_CSV_ROWS", 7)
+        m.setattr(sources, "_CSV_BLOCK", 1 << 10)
+        m.setattr(sources, "BATCH", 2 * crossent.BLOCK)
         if not pyarrow:
             m.setitem(sys.modules, "pyarrow", None)
         return run(capsys, *args, "--quiet")

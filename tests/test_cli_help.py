@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import crossent
-from crossent import _bench
 from crossent.__main__ import main
+from crossent.cli import report
 
 SUBCOMMANDS: list[list[str]] = [[], ["bench"], ["eval"]]
 
@@ -45,20 +45,20 @@ def test_help_is_plain_text(sub: list[str], capsys: pytest.CaptureFixture[str]) 
 
 
 def test_plain_strips_roles_and_literals() -> None:
-    from crossent._cli import plain
+    from crossent.cli.main import plain
 
     assert plain("``crossent bench``: see :func:`crossent.entropy` and :class:`~x.Y`") == (
         "crossent bench: see crossent.entropy and x.Y"
     )
 
 
-def _rows() -> list[_bench.Row]:
+def _rows() -> list[report.Row]:
     rows = []
     for fn in ("binary_cross_entropy", "entropy", "kl_divergence"):
         for dt in ("float32", "float64"):
             for k, n in enumerate((10**3, 10**5, 10**7)):
                 times = {"crossent": n * 1e-9 * (k + 1), "numpy": n * 5e-9, "scipy": n * 7e-9}
-                rows.append(_bench.Row(fn, dt, (n,), times, set()))
+                rows.append(report.Row(fn, dt, (n,), times, set()))
     return rows
 
 
@@ -79,7 +79,7 @@ def test_bench_names_the_peers_it_skipped(
 
 
 def test_bench_names_no_peer_when_none_is_missing() -> None:
-    assert _bench.skipped_note([]) == ""
+    assert report.skipped_note([]) == ""
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def plotted(
 
     def draw(peers: list[str]) -> Any:
         out = tmp_path / "plot.png"
-        _bench.plot(_rows(), peers, str(out))
+        report.plot(_rows(), peers, str(out))
         assert out.stat().st_size > 0
         fig = figures[-1]
         fig.canvas.draw()

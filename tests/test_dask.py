@@ -426,15 +426,19 @@ def test_errors_give_the_position_in_the_whole_array(case: int) -> None:
         want = eager()
     except ValueError as e:
         expected = _where(e)
+        assert isinstance(e, crossent.DomainError)
+        attributes = (e.argument, e.index, e.value)
     else:
         # Accepted in memory: accepted here too, with the same result.
         close(lazy().compute(scheduler="sync"), want)
         return
     graph = lazy()  # the values are only read when computed
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(crossent.DomainError) as caught:
         graph.compute(scheduler="sync")
     assert _where(caught.value) == expected
     assert f"found {value} " in str(caught.value)  # the value as given, not as normalised
+    got = caught.value
+    assert (got.argument, got.index, got.value) == attributes
 
 
 @pytest.mark.parametrize("arg", ["p", "q"])

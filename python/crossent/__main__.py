@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from crossent._cli import main
+from crossent.cli.main import main
 
 __all__ = ["main"]
 

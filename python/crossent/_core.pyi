@@ -9,6 +9,7 @@ __all__ = [
     "BinaryCrossEntropyAccumulator",
     "BinaryCrossEntropyWithLogitsAccumulator",
     "CrossEntropyAccumulator",
+    "DomainError",
     "EntropyAccumulator",
     "JensenShannonAccumulator",
     "KLDivergenceAccumulator",
@@ -31,6 +32,38 @@ __all__ = [
 __version__: str
 BLOCK: int
 CHUNK: int
+
+class DomainError(ValueError):
+    """A value outside a function's domain: a ``ValueError`` that says which, and where.
+
+    Raised for a negative probability or target, a class index out of range, a probability
+    outside [0, 1], ... by every function, gradient and accumulator; ``except ValueError``
+    catches it too.
+
+    Attributes
+    ----------
+    argument : str
+        The name of the argument that holds the value (``'p'``, ``'target'``, ...).
+    index : tuple of int or None
+        The position of the first such value in that argument's array, as the message
+        gives it: ``arr[index] == value``. ``None`` only when the value could not be found
+        again (another thread changed the array while the call read it).
+    value : int, float or None
+        The value found there, as a Python number (``None`` with ``index``).
+
+    Examples
+    --------
+    >>> import crossent
+    >>> try:
+    ...     crossent.entropy([0.5, -0.25, 0.75])
+    ... except crossent.DomainError as e:
+    ...     print(e.argument, e.index, e.value)
+    p (1,) -0.25
+    """
+
+    argument: str
+    index: tuple[int, ...] | None
+    value: int | float | None
 
 class _ArrowArray(Protocol):
     def __arrow_c_array__(

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import operator
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -169,11 +168,10 @@ def _broadcast(w: da.Array, x: da.Array) -> da.Array:
     return da.broadcast_to(w, x.shape, chunks=x.chunks)
 
 
-# Positions in errors. The in-memory functions name the argument that holds a bad value and
-# its index within the array they were given: a block. Block functions add the block's offset
-# so that the error gives the position in the whole Dask array, as the in-memory call would.
-_ARG = re.compile(r"'(\w+)'")
-_INDEX = re.compile(r"at index \(([\d, ]*)\)")
+# Positions in errors. The in-memory functions raise `crossent.DomainError` naming the argument
+# that holds a bad value and its index within the array they were given: a block. Block
+# functions add the block's offset so that the error gives the position in the whole Dask
+# array, as the in-memory call would.
 
 
 def _starts(block_info: dict[Any, Any] | None, k: int) -> tuple[int, ...] | None:
@@ -186,27 +184,26 @@ def _starts(block_info: dict[Any, Any] | None, k: int) -> tuple[int, ...] | None
 def _relocated(
     e: ValueError, where: dict[str, tuple[int, ...] | None], shapes: dict[str, Any] | None = None
 ) -> ValueError:
-    """``e`` with the block-relative ``at index (...)`` of the argument it names moved by
-    ``where[argument]`` (the block's offset); ``shapes[argument]``, where given, is the shape
-    of the user's array that was broadcast to the block (its positions are reported in it,
-    0 along broadcast axes, as the in-memory functions report them)."""
-    message = str(e)
-    m = _ARG.match(message)
-    offset = where.get(m.group(1)) if m else None
-    hits = list(_INDEX.finditer(message))
-    if offset is None or not hits:
+    """``e``, if a :class:`crossent.DomainError` at a block-relative ``index``, moved by
+    ``where[e.argument]`` (the block's offset); ``shapes[e.argument]``, where given, is the
+    shape of the user's array that was broadcast to the block (its positions are reported in
+    it, 0 along broadcast axes, as the in-memory functions report them). Other errors are
+    returned as they are."""
+    if not isinstance(e, crossent.DomainError) or e.index is None:
         return e
-    hit = hits[-1]
-    idx = tuple(int(v) for v in hit.group(1).split(",") if v.strip())
-    if len(idx) != len(offset):
+    offset = where.get(e.argument)
+    if offset is None or len(e.index) != len(offset):
         return e
-    full = tuple(i + o for i, o in zip(idx, offset, strict=True))
-    own = (shapes or {}).get(m.group(1)) if m else None
+    full = tuple(i + o for i, o in zip(e.index, offset, strict=True))
+    own = (shapes or {}).get(e.argument)
     if own is not None:
         lead = len(full) - len(own)
         full = tuple(0 if n == 1 else full[lead + i] for i, n in enumerate(own))
-    text = f"({full[0]},)" if len(full) == 1 else str(full)  # (3,) as the kernels write it
-    return type(e)(message[: hit.start()] + f"at index {text}" + message[hit.end() :])
+    # The message ends with the position, written as a tuple prints: (3,), (2, 4).
+    head = str(e).removesuffix(f"at index {e.index}")
+    moved = crossent.DomainError(f"{head}at index {full}")
+    moved.argument, moved.index, moved.value = e.argument, full, e.value
+    return moved
 
 
 def _check(reduction: str, allowed: tuple[str, ...] = ("mean", "sum", "none")) -> None:

@@ -315,6 +315,11 @@ impl<'py, E: Element> View<'py, E> {
         })
     }
 
+    /// The interpreter the viewed array belongs to.
+    pub fn py(&self) -> Python<'py> {
+        self.array.py()
+    }
+
     /// This view as an operand of the overlap check on `out` (see [`ViewMut::new`]).
     pub fn operand<'a>(&self, name: &'a str) -> Operand<'a, 'py> {
         Operand {

@@ -9,6 +9,7 @@ use pyo3::types::PyFloat;
 use super::arrays::{dtype_name, is, ndarray, new_output_like, with_input_dtype, ViewMut};
 use super::arrow::stream_hook;
 use super::binary::{with_target_dtype, BinaryOperands};
+use super::errors::Reported;
 use super::reduction::{reduction_arg, Reduction};
 use super::threads::run_detached;
 use crate::kernels::bce::{self, Kind, Operands};
@@ -201,7 +202,7 @@ fn dispatch_input<'py>(
     with_input_dtype!(&x, "input", dispatch_target::<T>(&x, target, args))
 }
 
-fn dispatch_target<'py, T: Float + Element>(
+fn dispatch_target<'py, T: Float + Element + Reported>(
     x: &Bound<'py, PyUntypedArray>,
     target: &Bound<'py, PyAny>,
     args: &Args<'_, 'py>,
@@ -211,7 +212,7 @@ fn dispatch_target<'py, T: Float + Element>(
 }
 
 /// Runs the kernel for input dtype `T` and target dtype `E` (read as `Y`).
-fn compute<'py, T: Float + Element, E: Element, Y: Target>(
+fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>(
     x: &Bound<'py, PyUntypedArray>,
     y: &Bound<'py, PyUntypedArray>,
     args: &Args<'_, 'py>,

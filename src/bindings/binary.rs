@@ -7,6 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::arrays::{ndarray, shape_str, Operand, View};
+use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
 use crate::kernels::bce::Inputs;
 use crate::kernels::float::{Float, Target};
@@ -77,7 +78,7 @@ pub struct BinaryOperands<'py, T: Element, E: Element> {
     pw: Parameter<'py, T>,
 }
 
-impl<'py, T: Float + Element, E: Element> BinaryOperands<'py, T, E> {
+impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
     /// Borrows the operands; `target` must have `input`'s shape, the parameters must
     /// broadcast to it.
     pub fn new(
@@ -140,7 +141,7 @@ impl<'py, T: Float + Element, E: Element> BinaryOperands<'py, T, E> {
     }
 
     /// The error for a target outside its domain, naming the first bad position.
-    pub fn target_error<Y: Target>(&self) -> PyErr {
+    pub fn target_error<Y: Target + Reported>(&self) -> PyErr {
         // SAFETY: the view is alive and describes valid elements; `Y` has `E`'s size and
         // accepts every bit pattern of it (checked in `inputs` and by `Target`).
         let bad = unsafe {
@@ -156,7 +157,7 @@ impl<'py, T: Float + Element, E: Element> BinaryOperands<'py, T, E> {
         } else {
             "values in [0, 1]"
         };
-        domain_error("target", what, bad)
+        domain_error(self.x.py(), "target", what, bad)
     }
 
     /// The error for a probability outside [0, 1] in `input`, naming the first position.
@@ -167,17 +168,6 @@ impl<'py, T: Float + Element, E: Element> BinaryOperands<'py, T, E> {
                 p < T::ZERO || p > T::ONE
             })
         };
-        domain_error("input", "probabilities in [0, 1]", bad)
-    }
-}
-
-/// `ValueError: 'arg' must hold <what>; found <v> at index (i, j)`.
-fn domain_error<V: std::fmt::Debug>(arg: &str, what: &str, bad: Option<(Vec<usize>, V)>) -> PyErr {
-    match bad {
-        Some((index, v)) => PyValueError::new_err(format!(
-            "'{arg}' must hold {what}; found {v:?} at index {}",
-            shape_str(&index)
-        )),
-        None => PyValueError::new_err(format!("'{arg}' must hold {what}")),
+        domain_error(self.x.py(), "input", "probabilities in [0, 1]", bad)
     }
 }

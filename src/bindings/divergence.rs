@@ -9,6 +9,7 @@ use pyo3::types::PyFloat;
 use super::args;
 use super::arrays::{dtype_name, is, ndarray, new_output, shape_str, ViewMut};
 use super::arrow::{divergence_name, stream_hook};
+use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
 use super::threads::run_detached;
 use crate::kernels::divergence::{self, Kind};
@@ -285,21 +286,6 @@ pub fn normalize_axis(axis: isize, ndim: usize) -> PyResult<usize> {
     }
 }
 
-/// `ValueError: 'arg' must hold <what>; found <v> at index (i, j)`.
-pub fn domain_error<V: std::fmt::Debug>(
-    arg: &str,
-    what: &str,
-    bad: Option<(Vec<usize>, V)>,
-) -> PyErr {
-    match bad {
-        Some((index, v)) => PyValueError::new_err(format!(
-            "'{arg}' must hold {what}; found {v:?} at index {}",
-            shape_str(&index)
-        )),
-        None => PyValueError::new_err(format!("'{arg}' must hold {what}")),
-    }
-}
-
 /// `ln(base)`, or 1 for natural logarithms; a base that is not a positive finite number other
 /// than 1 is a `ValueError`.
 pub fn log_base(base: Option<f64>) -> PyResult<f64> {
@@ -373,7 +359,7 @@ pub fn fold<'py>(
     }
 }
 
-fn fold_typed<'py, T: Float + Element>(
+fn fold_typed<'py, T: Float + Element + Reported>(
     kind: Kind,
     init: Partial,
     pa: Bound<'py, PyUntypedArray>,
@@ -392,7 +378,7 @@ fn fold_typed<'py, T: Float + Element>(
         // function returns; `rows` is built from their own shapes and (broadcast) strides.
         unsafe { divergence::whole(kind, &rows, p, q, init, pool) }
     })?;
-    ops.check(state.flags)?;
+    ops.check(pa.py(), state.flags)?;
     Ok(state)
 }
 
@@ -415,7 +401,7 @@ struct Operands<'py, T: Element> {
     q_strides: Vec<isize>,
 }
 
-impl<'py, T: Float + Element> Operands<'py, T> {
+impl<'py, T: Float + Element + Reported> Operands<'py, T> {
     fn new(
         pa: &Bound<'py, PyUntypedArray>,
         qa: Option<&Bound<'py, PyUntypedArray>>,
@@ -448,21 +434,21 @@ impl<'py, T: Float + Element> Operands<'py, T> {
     }
 
     /// The `ValueError` naming the first negative value, if the kernel flagged one.
-    fn check(&self, part_flags: u32) -> PyResult<()> {
+    fn check(&self, py: Python<'_>, part_flags: u32) -> PyResult<()> {
         let (pv, qv) = (&self.pv, &self.qv);
         if part_flags & flags::INPUT != 0 {
             let bad = pv.first_bad(|v: T| v < T::ZERO);
-            return Err(domain_error("p", "non-negative values", bad));
+            return Err(domain_error(py, "p", "non-negative values", bad));
         }
         if let (true, Some(qv)) = (part_flags & flags::TARGET != 0, qv) {
             let bad = qv.first_bad(|v: T| v < T::ZERO);
-            return Err(domain_error("q", "non-negative values", bad));
+            return Err(domain_error(py, "q", "non-negative values", bad));
         }
         Ok(())
     }
 }
 
-fn compute<'py, T: Float + Element>(
+fn compute<'py, T: Float + Element + Reported>(
     pa: Bound<'py, PyUntypedArray>,
     qa: Option<Bound<'py, PyUntypedArray>>,
     args: &Args<'_, 'py>,
@@ -533,7 +519,7 @@ fn compute<'py, T: Float + Element>(
         // `out` was checked to be writeable, self-disjoint and not overlapping the inputs.
         unsafe { divergence::divergence(kind, &rows, p, q, out_ptr.0, normalize, log_base, pool) }
     })?;
-    ops.check(part.flags)?;
+    ops.check(py, part.flags)?;
     Ok(match out_array {
         Some(out) => out,
         None => PyFloat::new(py, part.sum).into_any(),

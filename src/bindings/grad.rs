@@ -12,6 +12,7 @@ use super::arrays::{
 use super::arrow::stream_hook;
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::divergence::{as_float, normalize_axis, precision, Precision};
+use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
 use super::reduction::reduction_arg;
 use super::softmax::{
@@ -116,7 +117,7 @@ fn is_mean(reduction: &str) -> PyResult<bool> {
     }
 }
 
-fn dispatch_target<'py, T: Float + Element>(
+fn dispatch_target<'py, T: Float + Element + Reported>(
     x: &Bound<'py, PyUntypedArray>,
     target: &Bound<'py, PyAny>,
     args: &Args<'_, 'py>,
@@ -143,7 +144,7 @@ fn outputs<'py, T: Element>(
     Ok((pair.get_item(0)?, pair.get_item(1)?))
 }
 
-fn compute<'py, T: Float + Element, E: Element, Y: Target>(
+fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>(
     x: &Bound<'py, PyUntypedArray>,
     y: &Bound<'py, PyUntypedArray>,
     args: &Args<'_, 'py>,
@@ -281,7 +282,7 @@ struct SoftArgs<'a, 'py> {
     out: Option<&'a Bound<'py, PyAny>>,
 }
 
-fn softmax_target<'py, T: Float + Element + ClassTarget>(
+fn softmax_target<'py, T: Float + Element + ClassTarget + Reported>(
     x: &Bound<'py, PyUntypedArray>,
     target: &Bound<'py, PyAny>,
     args: &SoftArgs<'_, 'py>,
@@ -294,7 +295,7 @@ fn softmax_target<'py, T: Float + Element + ClassTarget>(
     })
 }
 
-fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
+fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>(
     x: &Bound<'py, PyUntypedArray>,
     y: &Bound<'py, PyUntypedArray>,
     args: &SoftArgs<'_, 'py>,
@@ -406,13 +407,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element>(
         } else {
             "non-negative class probabilities".to_string()
         };
-        return Err(match bad {
-            Some((index, v)) => PyValueError::new_err(format!(
-                "'target' must hold {what}; found {v:?} at index {}",
-                shape_str(&index)
-            )),
-            None => PyValueError::new_err(format!("'target' must hold {what}")),
-        });
+        return Err(domain_error(py, "target", &what, bad));
     }
     drop((gv, hv));
     PyTuple::new(py, [g, h])

@@ -8,6 +8,7 @@ pub mod arrow;
 pub mod bce;
 pub mod binary;
 pub mod divergence;
+pub mod errors;
 pub mod grad;
 pub mod operand;
 pub mod reduction;

@@ -9,7 +9,8 @@ use pyo3::types::PyFloat;
 use super::args;
 use super::arrays::{ndarray, new_output, operand, shape_str, Operand, View, ViewMut};
 use super::arrow::stream_hook;
-use super::divergence::{as_float, domain_error, normalize_axis, precision, Precision};
+use super::divergence::{as_float, normalize_axis, precision, Precision};
+use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
 use super::reduction::{reduction_arg, Reduction};
 use super::threads;
@@ -293,7 +294,7 @@ macro_rules! with_class_target {
 
 pub(crate) use with_class_target;
 
-fn dispatch_target<'py, T: Float + Element>(
+fn dispatch_target<'py, T: Float + Element + Reported>(
     x: Bound<'py, PyUntypedArray>,
     target: &Bound<'py, PyAny>,
     args: &Args<'_, 'py>,
@@ -324,7 +325,7 @@ pub fn labels_shape_error(logits: &[usize], axis: usize, rows: &[usize], got: &[
 
 /// Runs the kernel for logits of type `T` and (when the target holds class indices) labels of
 /// type `L`.
-fn compute<'py, T: Float + Element, L: Label + Element>(
+fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
     x: &Bound<'py, PyUntypedArray>,
     target: Target<'_, 'py>,
     args: &Args<'_, 'py>,
@@ -422,7 +423,7 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
                     })
                 };
                 let what = format!("class indices in [0, {c}) or ignore_index ({ignore})");
-                return Err(domain_error("target", &what, bad));
+                return Err(domain_error(py, "target", &what, bad));
             }
             part
         }
@@ -450,7 +451,12 @@ fn compute<'py, T: Float + Element, L: Label + Element>(
             let part = run_detached(py, n, args.init, &rows, &op)?;
             if part.flags & flags::TARGET != 0 {
                 let bad = yv.first_bad(|v: T| v < T::ZERO);
-                return Err(domain_error("target", "non-negative probabilities", bad));
+                return Err(domain_error(
+                    py,
+                    "target",
+                    "non-negative probabilities",
+                    bad,
+                ));
             }
             part
         }
