@@ -241,8 +241,9 @@ def test_accumulator_update_takes_a_stream() -> None:
     acc = crossent.BinaryCrossEntropyAccumulator()
     acc.update(p[:10], y[:10])
     before = (acc.count, acc.sum)
-    with pytest.raises(ValueError, match=rf"found 1\.5 at index \({N - 5},\)"):
+    with pytest.raises(crossent.DomainError, match=rf"found 1\.5 at index \({N - 5},\)") as e:
         acc.update(chunked(bad, [100, 9000]), y)
+    assert (e.value.argument, e.value.index, e.value.value) == ("input", (N - 5,), 1.5)
     assert (acc.count, acc.sum) == before
 
 

@@ -677,7 +677,8 @@ _INDEX = re.compile(r"at index \((\d+)")
 
 def relocate(error: BaseException, start: int) -> BaseException:
     """`error` of a batch that starts at row `start` of a chunked column, its position (``at
-    index (i, ...)``) made that of the whole column."""
+    index (i, ...)`` and a :class:`crossent.DomainError`'s ``index``) made that of the whole
+    column."""
     if not isinstance(error, ValueError) or not start:
         return error
     message = str(error)
@@ -685,7 +686,14 @@ def relocate(error: BaseException, start: int) -> BaseException:
     if match is None:
         return error
     row = int(match.group(1)) + start
-    return ValueError(message[: match.start(1)] + str(row) + message[match.end(1) :])
+    moved = type(error)(message[: match.start(1)] + str(row) + message[match.end(1) :])
+    for name in ("argument", "value"):
+        if hasattr(error, name):
+            setattr(moved, name, getattr(error, name))
+    index = getattr(error, "index", None)
+    if isinstance(index, tuple) and index:
+        moved.index = (index[0] + start, *index[1:])  # type: ignore[attr-defined]
+    return moved
 
 
 def _total_rows(sources: dict[str, Any]) -> int | None:
