@@ -129,15 +129,46 @@ pub fn divergence_name(kind: Kind) -> &'static str {
     }
 }
 
+/// True if every operand given is an ndarray: the one check a NumPy call pays for Arrow
+/// streams (a type check per operand, inlined).
+#[inline]
+pub fn all_ndarrays(operands: &[Option<&Bound<'_, PyAny>>]) -> bool {
+    operands
+        .iter()
+        .flatten()
+        .all(|obj| obj.cast::<PyUntypedArray>().is_ok())
+}
+
+/// The rest of [`stream_hook!`], kept out of the functions' own code (a NumPy call never
+/// gets here): when an operand is an Arrow stream, the call run chunk by chunk with the
+/// arguments `kwargs` builds; `None` when none is.
+#[cold]
+#[inline(never)]
+pub fn delegate<'py>(
+    py: Python<'py>,
+    func: &str,
+    operands: &[Option<&Bound<'py, PyAny>>],
+    kwargs: impl FnOnce() -> PyResult<Bound<'py, PyDict>>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if !any_stream(operands)? {
+        return Ok(None);
+    }
+    call_streamed(py, func, &kwargs()?)
+}
+
 /// The stream hook of a function: when one of `operands` is an Arrow stream, returns (from
 /// the enclosing function) the result of the call run chunk by chunk, the arguments named
 /// as in Python.
 macro_rules! stream_hook {
     ($py:expr, $func:expr, [$($op:expr),* $(,)?], {$($key:literal => $val:expr),* $(,)?}) => {
-        if $crate::bindings::arrow::any_stream(&[$($crate::bindings::arrow::Opt::opt($op)),*])? {
-            let kwargs = ::pyo3::types::PyDict::new($py);
-            $(kwargs.set_item($key, $val)?;)*
-            if let Some(r) = $crate::bindings::arrow::call_streamed($py, $func, &kwargs)? {
+        let operands = [$($crate::bindings::arrow::Opt::opt($op)),*];
+        if !$crate::bindings::arrow::all_ndarrays(&operands) {
+            let kwargs = || {
+                let kwargs = ::pyo3::types::PyDict::new($py);
+                $(kwargs.set_item($key, $val)?;)*
+                Ok(kwargs)
+            };
+            if let Some(r) = $crate::bindings::arrow::delegate($py, $func, &operands, kwargs)? {
                 return Ok(r.extract()?);
             }
         }
