@@ -29,6 +29,8 @@ mod _core {
         binary_cross_entropy_with_logits_grad, softmax_cross_entropy_grad,
     };
     #[pymodule_export]
+    use crate::bindings::reduction::_reduction;
+    #[pymodule_export]
     use crate::bindings::softmax::softmax_cross_entropy;
     #[pymodule_export]
     use crate::bindings::threads::{get_num_threads, set_num_threads};

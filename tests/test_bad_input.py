@@ -201,6 +201,49 @@ def test_domain_errors_of_gradients_and_broadcast_operands() -> None:
     )
 
 
+def test_reduction_is_checked_alike_everywhere() -> None:
+    """One parser, one message: every callable that takes `reduction=` refuses a wrong one with
+    the same text, naming the argument and listing what that callable allows (the gradients
+    and accumulators: "mean" and "sum"); `crossent.dask` checks it the same way."""
+    import dask.array as da
+
+    import crossent.dask as cd
+
+    x, y = np.full((3, 4), 0.5), np.zeros((3, 4))
+    labels = np.zeros(3, dtype=np.int64)
+    lazy = da.from_array(x, chunks=2)
+    losses: list[Callable[..., Any]] = [
+        lambda r: crossent.binary_cross_entropy(x, y, reduction=r),
+        lambda r: crossent.binary_cross_entropy_with_logits(x, y, reduction=r),
+        lambda r: crossent.softmax_cross_entropy(x, labels, reduction=r),
+        lambda r: cd.binary_cross_entropy(lazy, lazy, reduction=r),
+        lambda r: cd.binary_cross_entropy_with_logits(lazy, lazy, reduction=r),
+        lambda r: cd.softmax_cross_entropy(lazy, labels, reduction=r),
+    ]
+    scalar: list[Callable[..., Any]] = [
+        lambda r: crossent.binary_cross_entropy_with_logits_grad(x, y, reduction=r),
+        lambda r: crossent.softmax_cross_entropy_grad(x, labels, reduction=r),
+        lambda r: crossent.BinaryCrossEntropyAccumulator(reduction=r),
+        lambda r: crossent.BinaryCrossEntropyWithLogitsAccumulator(reduction=r),
+        lambda r: crossent.SoftmaxCrossEntropyAccumulator(reduction=r),
+    ]
+    for calls, allowed in ((losses, "'mean', 'sum' or 'none'"), (scalar, "'mean' or 'sum'")):
+        for call in calls:
+            for bad, exc, shown in (
+                ("avg", ValueError, "'avg'"),
+                ("Mean", ValueError, "'Mean'"),
+                (3, TypeError, "3 of type int"),
+                (None, TypeError, "None of type NoneType"),
+            ):
+                with pytest.raises(exc) as info:
+                    call(bad)
+                assert str(info.value) == f"'reduction' must be {allowed}, got {shown}"
+    for call in scalar:
+        with pytest.raises(ValueError) as info:
+            call("none")
+        assert str(info.value) == "'reduction' must be 'mean' or 'sum', got 'none'"
+
+
 # --- out -----------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "SoftmaxCrossEntropyAccumulator",
     "__version__",
     "_isa",
+    "_reduction",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_grad",
@@ -1431,6 +1432,7 @@ def binary_cross_entropy_with_logits_grad(
     """
 
 def _isa() -> str: ...
+def _reduction(reduction: object) -> Literal["mean", "sum", "none"]: ...
 def softmax_cross_entropy_grad(
     logits: _ArrayLike,
     target: _ArrayLike,

@@ -43,6 +43,7 @@ except ImportError as e:  # pragma: no cover - exercised only without dask
     ) from e
 
 import crossent
+from crossent._core import _reduction
 
 __all__ = [
     "binary_cross_entropy",
@@ -206,13 +207,6 @@ def _relocated(
     return moved
 
 
-def _check(reduction: str, allowed: tuple[str, ...] = ("mean", "sum", "none")) -> None:
-    if reduction not in allowed:
-        raise ValueError(
-            f"'reduction' must be one of {', '.join(map(repr, allowed))}, got {reduction!r}"
-        )
-
-
 def _bce(
     cls: type[Any],
     fn: Callable[..., Any],
@@ -222,7 +216,7 @@ def _bce(
     reduction: str,
     fixed: dict[str, Any],
 ) -> da.Array:
-    _check(reduction)
+    _reduction(reduction)  # checked as the in-memory functions check it
     scalar = np.ndim(input) == 0 if not isinstance(input, da.Array) else input.ndim == 0
     x, y, w = _operands(input, target, weight)
     extra = [w] if w is not None else []
@@ -377,7 +371,7 @@ def softmax_cross_entropy(
     >>> round(float(crossent.dask.softmax_cross_entropy(logits, labels).compute()), 6)
     0.175456
     """
-    _check(reduction)
+    _reduction(reduction)  # checked as the in-memory functions check it
     x = _dask(logits, "logits")
     if x.ndim == 0:
         raise ValueError("'logits' must have at least one dimension (the classes)")

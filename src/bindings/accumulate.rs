@@ -37,38 +37,12 @@ use super::arrays::{ndarray_as, shape_str};
 use super::arrow;
 use super::bce;
 use super::divergence::{self, log_base};
-use super::reduction::reduction_arg;
+use super::reduction::{scalar_reduction, Reduction};
 use super::softmax::{self, check_smoothing};
 use crate::kernels::bce::Kind as BceKind;
 use crate::kernels::divergence::{self as divergence_kernel, Finish, Kind};
 use crate::kernels::pool;
 use crate::kernels::reduce::Partial;
-
-/// The reduction an accumulator's `result()` applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scalar {
-    Mean,
-    Sum,
-}
-
-impl Scalar {
-    pub fn parse(value: &str) -> PyResult<Self> {
-        match value {
-            "mean" => Ok(Scalar::Mean),
-            "sum" => Ok(Scalar::Sum),
-            other => Err(PyValueError::new_err(format!(
-                "'reduction' must be 'mean' or 'sum', got {other:?}"
-            ))),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Scalar::Mean => "mean",
-            Scalar::Sum => "sum",
-        }
-    }
-}
 
 /// What a mean divides the loss sum by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +71,8 @@ pub trait Rule: Copy {
 /// The losses that reduce per-element (per-row) losses: their mean or their sum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reduce {
-    pub reduction: Scalar,
+    /// [`Reduction::Mean`] or [`Reduction::Sum`] (parsed with [`Reduction::SCALAR`]).
+    pub reduction: Reduction,
     pub over: MeanOver,
 }
 
@@ -106,9 +81,9 @@ impl Rule for Reduce {
     /// call on an empty array gives).
     fn result(&self, part: &Partial) -> f64 {
         match (self.reduction, self.over) {
-            (Scalar::Sum, _) => part.sum,
-            (Scalar::Mean, MeanOver::Count) => part.sum / part.count as f64,
-            (Scalar::Mean, MeanOver::Weight) => part.sum / part.weight,
+            (Reduction::Mean, MeanOver::Count) => part.sum / part.count as f64,
+            (Reduction::Mean, MeanOver::Weight) => part.sum / part.weight,
+            _ => part.sum,
         }
     }
 }
@@ -226,7 +201,8 @@ impl<T> Deref for SharedGuard<'_, T> {
 
 impl<T> DerefMut for SharedGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as above, through this guard only.
+        // SAFETY: this thread holds the lock for the guard's lifetime, and `&mut self` makes
+        // this guard the only path to the value meanwhile: no other reference to it exists.
         unsafe { &mut *self.shared.value.get() }
     }
 }
@@ -300,10 +276,7 @@ fn state_of<'py, C: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + AsSt
     let other = other.cast::<C>().map_err(|_| {
         PyTypeError::new_err(format!(
             "'other' must be a {class}, got {}",
-            other
-                .get_type()
-                .name()
-                .map_or_else(|_| "?".to_string(), |n| n.to_string())
+            args::type_name(other)
         ))
     })?;
     let py = other.py();
@@ -516,11 +489,11 @@ pub struct BinaryCrossEntropyAccumulator {
 }
 
 /// The state of a new accumulator of the per-element losses.
-fn per_element(reduction: &str) -> PyResult<State<Reduce>> {
-    Ok(State::new(Reduce {
-        reduction: Scalar::parse(reduction)?,
+fn per_element(reduction: Reduction) -> State<Reduce> {
+    State::new(Reduce {
+        reduction,
         over: MeanOver::Count,
-    }))
+    })
 }
 
 impl AsState for BinaryCrossEntropyAccumulator {
@@ -540,11 +513,11 @@ accumulator_methods!(
     "Number of elements seen.",
     {
         #[new]
-        #[pyo3(signature = (*, reduction="mean"))]
-        fn new(#[pyo3(from_py_with = reduction_arg)] reduction: &str) -> PyResult<Self> {
-            Ok(Self {
-                state: per_element(reduction)?,
-            })
+        #[pyo3(signature = (*, reduction=Reduction::Mean), text_signature = "(*, reduction=\"mean\")")]
+        fn new(#[pyo3(from_py_with = scalar_reduction)] reduction: Reduction) -> Self {
+            Self {
+                state: per_element(reduction),
+            }
         }
 
         /// Adds one batch: ``input`` probabilities, ``target`` of the same shape, optional
@@ -631,13 +604,16 @@ accumulator_methods!(
     "Number of elements seen.",
     {
         #[new]
-        #[pyo3(signature = (*, reduction="mean", pos_weight=None))]
+        #[pyo3(
+            signature = (*, reduction=Reduction::Mean, pos_weight=None),
+            text_signature = "(*, reduction=\"mean\", pos_weight=None)"
+        )]
         fn new(
-            #[pyo3(from_py_with = reduction_arg)] reduction: &str,
+            #[pyo3(from_py_with = scalar_reduction)] reduction: Reduction,
             pos_weight: Option<&Bound<'_, PyAny>>,
         ) -> PyResult<Self> {
             Ok(Self {
-                state: per_element(reduction)?,
+                state: per_element(reduction),
                 pos_weight: fixed_array(pos_weight, "pos_weight")?,
             })
         }
@@ -760,7 +736,8 @@ accumulator_methods!(
         #[new]
         #[pyo3(
             signature = (
-                *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean"
+                *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
+                reduction=Reduction::Mean
             ),
             text_signature = "(*, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, \
                               reduction=\"mean\")"
@@ -771,7 +748,7 @@ accumulator_methods!(
             weight: Option<&Bound<'_, PyAny>>,
             #[pyo3(from_py_with = args::ignore_index)] ignore_index: i64,
             #[pyo3(from_py_with = args::label_smoothing)] label_smoothing: f64,
-            #[pyo3(from_py_with = reduction_arg)] reduction: &str,
+            #[pyo3(from_py_with = scalar_reduction)] reduction: Reduction,
         ) -> PyResult<Self> {
             check_smoothing(label_smoothing)?;
             let weight = fixed_array(weight, "weight")?;
@@ -786,7 +763,7 @@ accumulator_methods!(
             }
             Ok(Self {
                 state: State::new(Reduce {
-                    reduction: Scalar::parse(reduction)?,
+                    reduction,
                     over: MeanOver::Weight,
                 }),
                 axis,

@@ -8,14 +8,17 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
-/// `repr(obj)` and its type's name, for messages.
+/// The name of `obj`'s type, for messages (`?` if it has none that can be read).
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "?".into(), |n| n.to_string())
+}
+
+/// `repr(obj)` and its type's name, for messages: `3 of type int`.
 pub fn describe(obj: &Bound<'_, PyAny>) -> String {
     let repr = obj.repr().map_or_else(|_| "?".into(), |r| r.to_string());
-    let ty = obj
-        .get_type()
-        .name()
-        .map_or_else(|_| "?".into(), |n| n.to_string());
-    format!("{repr} of type {ty}")
+    format!("{repr} of type {}", type_name(obj))
 }
 
 /// An integer argument (anything with `__index__`, such as a NumPy integer; not a bool).

@@ -170,13 +170,17 @@ pub fn new_output<'py, E: Element>(
     shape: &[usize],
     fortran: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut dims = shape
-        .iter()
-        .map(|&n| npy_intp::try_from(n))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| PyValueError::new_err("array is too big"))?;
+    // On the stack: NumPy arrays have at most 64 dimensions (NPY_MAXDIMS), and the shapes
+    // given here are those of arrays NumPy made.
+    let mut dims = [0 as npy_intp; 64];
+    if shape.len() > dims.len() {
+        return Err(PyValueError::new_err("too many dimensions"));
+    }
+    for (d, &n) in dims.iter_mut().zip(shape) {
+        *d = npy_intp::try_from(n).map_err(|_| PyValueError::new_err("array is too big"))?;
+    }
     let ndim =
-        c_int::try_from(dims.len()).map_err(|_| PyValueError::new_err("too many dimensions"))?;
+        c_int::try_from(shape.len()).map_err(|_| PyValueError::new_err("too many dimensions"))?;
     // SAFETY: the arguments are those NumPy documents: the ndarray type, a new reference to
     // the dtype (stolen), `ndim` dimensions, no strides nor data (NumPy allocates), the
     // memory-order flag, no base object. A null result has set the Python error.
@@ -205,12 +209,21 @@ pub fn new_output_like<'py, E: Element>(
     new_output::<E>(like.py(), like.shape(), fortran)
 }
 
+/// The address of an ndarray's first element (its `data` field).
+fn data_of(arr: &Bound<'_, PyUntypedArray>) -> *mut std::ffi::c_char {
+    // SAFETY: `arr` is a live ndarray, so its object pointer is valid to read `data` from.
+    unsafe { (*arr.as_array_ptr()).data }
+}
+
 /// The memory of an ndarray's elements, as [`memory::Region`] describes it (byte strides, so
 /// any layout NumPy can make); `None` for an empty array.
 fn region_of(arr: &Bound<'_, PyUntypedArray>) -> Option<Region> {
-    // SAFETY: `arr` is a live ndarray, so its object pointer is valid to read `data` from.
-    let data = unsafe { (*arr.as_array_ptr()).data } as usize;
-    Region::of(data, arr.shape(), arr.strides(), arr.dtype().itemsize())
+    Region::of(
+        data_of(arr) as usize,
+        arr.shape(),
+        arr.strides(),
+        arr.dtype().itemsize(),
+    )
 }
 
 /// True if `arr`'s memory was allocated by NumPy for an array (the array, or the ndarray at
@@ -359,17 +372,17 @@ impl<'py, E: Element> View<'py, E> {
 /// memory ([`memory::claim`]): a call of another thread that would read or write any of its
 /// bytes, through whatever object, is refused until the view is dropped.
 pub struct ViewMut<'py, E: Element> {
-    array: Bound<'py, PyArrayDyn<E>>,
+    array: Bound<'py, PyUntypedArray>,
     _claim: Option<Held>,
     pub ptr: *mut E,
     pub strides: Vec<isize>,
 }
 
 impl<'py, E: Element> ViewMut<'py, E> {
-    /// Views `out` for writing: it must be an ndarray of dtype `E` and shape `shape`, writeable,
-    /// aligned, not overlapping itself, nor any of `inputs` (the arrays this call reads), nor
-    /// any array another running call reads or writes. An empty `inputs` means that `out` was
-    /// allocated by this call (nothing else can reach it).
+    /// Views `out`, an array the caller gave, for writing: it must be an ndarray of dtype `E`
+    /// and shape `shape`, writeable, aligned, not overlapping itself, nor any of `inputs` (the
+    /// arrays this call reads), nor any array another running call reads or writes. (An array
+    /// this call allocated is viewed with [`ViewMut::fresh`].)
     ///
     /// The checks compare memory, not array objects, so that two arrays over the same memory
     /// through different objects (`np.frombuffer(memoryview(x))`, `torch.from_numpy(x)
@@ -385,7 +398,7 @@ impl<'py, E: Element> ViewMut<'py, E> {
         let arr = out.cast::<PyUntypedArray>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "'out' must be a numpy.ndarray, got {}",
-                out.get_type().name().map_or("?".into(), |n| n.to_string())
+                super::args::type_name(out)
             ))
         })?;
         if !is::<E>(arr) {
@@ -419,7 +432,6 @@ impl<'py, E: Element> ViewMut<'py, E> {
                 "'out' must not have overlapping elements (e.g. a zero stride)",
             ));
         }
-        let typed = arr.cast::<PyArrayDyn<E>>()?;
         let region = region_of(arr);
         for input in inputs {
             let overlap = match (region, input.region) {
@@ -454,10 +466,43 @@ impl<'py, E: Element> ViewMut<'py, E> {
         let claim = memory::claim(region, Access::Write, Some(files))
             .map_err(|c| in_use("out", Access::Write, c))?;
         Ok(ViewMut {
-            ptr: typed.data(),
+            // `E` elements: the dtype was checked above.
+            ptr: data_of(arr).cast::<E>(),
             strides,
-            array: typed.clone(),
+            array: arr.clone(),
             _claim: claim,
+        })
+    }
+
+    /// Views an output for writing: `out=` as the caller `given` it, checked in full
+    /// ([`ViewMut::new`]), or an array this call allocated ([`ViewMut::fresh`]).
+    pub fn output(
+        out: &Bound<'py, PyAny>,
+        given: bool,
+        shape: &[usize],
+        dtype_name_e: &str,
+        inputs: &[Operand<'_, 'py>],
+    ) -> PyResult<Self> {
+        if given {
+            Self::new(out, shape, dtype_name_e, inputs)
+        } else {
+            Self::fresh(out)
+        }
+    }
+
+    /// Views `out`, an array this call allocated with [`new_output`] or [`new_output_like`]
+    /// for `E` elements, for writing. None of [`ViewMut::new`]'s checks can fail for it, and
+    /// it needs no claim on its memory: until the call returns it, no other thread holds a
+    /// reference to it, nor to any memory it lies in.
+    pub fn fresh(out: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let arr = out.cast::<PyUntypedArray>()?;
+        debug_assert!(is::<E>(arr) && arr.is_aligned());
+        let itemsize = std::mem::size_of::<E>() as isize;
+        Ok(ViewMut {
+            ptr: data_of(arr).cast::<E>(),
+            strides: arr.strides().iter().map(|s| s / itemsize).collect(),
+            array: arr.clone(),
+            _claim: None,
         })
     }
 
@@ -467,7 +512,7 @@ impl<'py, E: Element> ViewMut<'py, E> {
         Operand {
             name,
             array: self.array.as_any().clone(),
-            region: region_of(self.array.as_untyped()),
+            region: region_of(&self.array),
         }
     }
 }

@@ -10,7 +10,7 @@ use super::arrays::{dtype_name, is, ndarray, new_output_like, with_input_dtype, 
 use super::arrow::stream_hook;
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::errors::Reported;
-use super::reduction::{reduction_arg, Reduction};
+use super::reduction::{reduction, Reduction};
 use super::threads::run_detached;
 use crate::kernels::bce::{self, Kind, Operands};
 use crate::kernels::float::{Bool, Float, Target};
@@ -60,24 +60,27 @@ use crate::kernels::strided::{Layout, SendPtr};
 /// >>> crossent.binary_cross_entropy(p, y, reduction="none").round(4)
 /// array([0.1054, 0.2231, 0.5108], dtype=float32)
 #[pyfunction]
-#[pyo3(signature = (input, target, *, weight=None, reduction="mean", out=None))]
+#[pyo3(
+    signature = (input, target, *, weight=None, reduction=Reduction::Mean, out=None),
+    text_signature = "(input, target, *, weight=None, reduction=\"mean\", out=None)"
+)]
 pub fn binary_cross_entropy<'py>(
     input: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
-    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
+    #[pyo3(from_py_with = reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let args = Args {
         kind: Kind::Probabilities,
         weight,
         pos_weight: None,
-        reduction: Reduction::parse(reduction)?,
+        reduction,
         out,
         init: Partial::EMPTY,
     };
     stream_hook!(input.py(), "binary_cross_entropy", [input, target, weight], {
-        "input" => input, "target" => target, "weight" => weight, "reduction" => reduction,
+        "input" => input, "target" => target, "weight" => weight, "reduction" => reduction.name(),
         "out" => out,
     });
     dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
@@ -119,26 +122,32 @@ pub fn binary_cross_entropy<'py>(
 /// >>> round(crossent.binary_cross_entropy_with_logits(x, y, pos_weight=[2.0]), 6)
 /// 0.505091
 #[pyfunction]
-#[pyo3(signature = (input, target, *, weight=None, pos_weight=None, reduction="mean", out=None))]
+#[pyo3(
+    signature = (
+        input, target, *, weight=None, pos_weight=None, reduction=Reduction::Mean, out=None
+    ),
+    text_signature = "(input, target, *, weight=None, pos_weight=None, reduction=\"mean\", \
+                      out=None)"
+)]
 pub fn binary_cross_entropy_with_logits<'py>(
     input: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
     pos_weight: Option<&Bound<'py, PyAny>>,
-    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
+    #[pyo3(from_py_with = reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let args = Args {
         kind: Kind::Logits,
         weight,
         pos_weight,
-        reduction: Reduction::parse(reduction)?,
+        reduction,
         out,
         init: Partial::EMPTY,
     };
     stream_hook!(input.py(), "binary_cross_entropy_with_logits", [input, target, weight], {
         "input" => input, "target" => target, "weight" => weight, "pos_weight" => pos_weight,
-        "reduction" => reduction, "out" => out,
+        "reduction" => reduction.name(), "out" => out,
     });
     dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
 }
@@ -239,7 +248,13 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>
         Vec::new()
     };
     let out_view = match &out_array {
-        Some(out) => Some(ViewMut::<T>::new(out, shape, T::NAME, &inputs)?),
+        Some(out) => Some(ViewMut::<T>::output(
+            out,
+            args.out.is_some(),
+            shape,
+            T::NAME,
+            &inputs,
+        )?),
         None => None,
     };
     let (out_ptr, out_strides) = match &out_view {

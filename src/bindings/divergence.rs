@@ -1,16 +1,18 @@
 //! Python bindings of entropy, cross-entropy, KL and Jensen-Shannon divergence: parse, convert
 //! dtypes, release the GIL, dispatch. The formulas live in [`crate::kernels::divergence`].
 
-use numpy::{Element, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use numpy::{Element, PyUntypedArray};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
 use super::args;
-use super::arrays::{dtype_name, is, ndarray, new_output, shape_str, ViewMut};
+use super::arrays::{ndarray, new_output, shape_str, ViewMut};
 use super::arrow::{divergence_name, stream_hook};
+use super::axes::{broadcast_shape, Reduced};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
+use super::precision::{precision, Precision};
 use super::threads::run_detached;
 use crate::kernels::divergence::{self, Kind};
 use crate::kernels::float::Float;
@@ -220,72 +222,6 @@ pub fn jensen_shannon<'py>(
     compute_kind(Kind::JensenShannon, p, Some(q), axis, base, normalize, out)
 }
 
-/// The floating-point type a real-valued array is computed in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Precision {
-    F32,
-    F64,
-}
-
-/// float32 (and float16, widened) → F32; float64, bool and integers → F64; anything else is a
-/// `TypeError` naming `arg`.
-pub fn precision(arr: &Bound<'_, PyUntypedArray>, arg: &str) -> PyResult<Precision> {
-    let dtype = arr.dtype();
-    match (dtype.kind(), dtype.itemsize()) {
-        (b'f', 2 | 4) => Ok(Precision::F32),
-        (b'f', 8) | (b'b' | b'i' | b'u', _) => Ok(Precision::F64),
-        _ => Err(PyTypeError::new_err(format!(
-            "'{arg}' must be an array of real numbers (float32 and float64 are read in place), \
-             got dtype {}",
-            dtype_name(arr)
-        ))),
-    }
-}
-
-/// `arr` itself when it holds `T`, else a converted copy.
-pub fn as_float<'py, T: Element>(
-    arr: Bound<'py, PyUntypedArray>,
-) -> PyResult<Bound<'py, PyUntypedArray>> {
-    if is::<T>(&arr) {
-        return Ok(arr);
-    }
-    let converted = arr.call_method1("astype", (numpy::dtype::<T>(arr.py()),))?;
-    Ok(converted.cast_into::<PyUntypedArray>()?)
-}
-
-/// The NumPy broadcast of two shapes, or `None` if they do not broadcast.
-pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
-    let nd = a.len().max(b.len());
-    let at = |s: &[usize], d: usize| {
-        let lead = nd - s.len();
-        if d < lead {
-            1
-        } else {
-            s[d - lead]
-        }
-    };
-    (0..nd)
-        .map(|d| match (at(a, d), at(b, d)) {
-            (x, y) if x == y => Some(x),
-            (1, y) => Some(y),
-            (x, 1) => Some(x),
-            _ => None,
-        })
-        .collect()
-}
-
-/// `axis` as an index into `ndim` dimensions (negative counts from the end).
-pub fn normalize_axis(axis: isize, ndim: usize) -> PyResult<usize> {
-    let n = ndim as isize;
-    if (-n..n).contains(&axis) {
-        Ok(axis.rem_euclid(n) as usize)
-    } else {
-        Err(PyValueError::new_err(format!(
-            "'axis' {axis} is out of bounds for an array of dimension {ndim}"
-        )))
-    }
-}
-
 /// `ln(base)`, or 1 for natural logarithms; a base that is not a positive finite number other
 /// than 1 is a `ValueError`.
 pub fn log_base(base: Option<f64>) -> PyResult<f64> {
@@ -409,12 +345,12 @@ impl<'py, T: Float + Element + Reported> Operands<'py, T> {
         let pv = LoadView::<T>::new(pa, "p")?;
         let qv = qa.map(|qa| LoadView::<T>::new(qa, "q")).transpose()?;
         let shape = match &qv {
-            None => pv.shape.clone(),
-            Some(qv) => broadcast_shape(&pv.shape, &qv.shape).ok_or_else(|| {
+            None => pv.shape().to_vec(),
+            Some(qv) => broadcast_shape(pv.shape(), qv.shape()).ok_or_else(|| {
                 PyValueError::new_err(format!(
                     "'p' of shape {} and 'q' of shape {} cannot be broadcast together",
-                    shape_str(&pv.shape),
-                    shape_str(&qv.shape)
+                    shape_str(pv.shape()),
+                    shape_str(qv.shape())
                 ))
             })?,
         };
@@ -456,24 +392,15 @@ fn compute<'py, T: Float + Element + Reported>(
     let py = pa.py();
     let ops = Operands::<T>::new(&pa, qa.as_ref())?;
     let shape = &ops.shape;
-    let reduced: Vec<bool> = match args.axis {
-        None => vec![true; shape.len()],
-        Some(axis) => {
-            let a = normalize_axis(axis, shape.len())?;
-            (0..shape.len()).map(|d| d == a).collect()
-        }
-    };
-    let out_shape: Vec<usize> = (0..shape.len())
-        .filter(|&d| !reduced[d])
-        .map(|d| shape[d])
-        .collect();
+    let reduced = Reduced::along(args.axis, shape)?;
+    let out_shape = &reduced.kept;
 
     let out_array: Option<Bound<'py, PyAny>> = match args.out {
         Some(out) => Some(out.clone()),
         None if out_shape.is_empty() => None,
         // Uninitialised, but the kernel writes every element before it is returned (on error
         // it is dropped unseen).
-        None => Some(new_output::<T>(py, &out_shape, false)?),
+        None => Some(new_output::<T>(py, out_shape, false)?),
     };
     // A given `out` must not overlap `p` or `q` (a fresh one cannot).
     let mut inputs = Vec::new();
@@ -483,30 +410,17 @@ fn compute<'py, T: Float + Element + Reported>(
     }
     let out_view = out_array
         .as_ref()
-        .map(|o| ViewMut::<T>::new(o, &out_shape, T::NAME, &inputs))
+        .map(|o| ViewMut::<T>::output(o, args.out.is_some(), out_shape, T::NAME, &inputs))
         .transpose()?;
     let (out_ptr, out_strides) = match &out_view {
-        Some(v) => {
-            let mut it = v.strides.iter();
-            let full: Vec<isize> = reduced
-                .iter()
-                .map(|&r| {
-                    if r {
-                        0
-                    } else {
-                        *it.next().expect("one per kept dimension")
-                    }
-                })
-                .collect();
-            (v.ptr, full)
-        }
+        Some(v) => (v.ptr, reduced.widen(&v.strides)),
         None => (std::ptr::null_mut(), vec![0; shape.len()]),
     };
 
     let rows = Rows::new(
         shape,
         [&ops.p_strides, &ops.q_strides, &out_strides],
-        &reduced,
+        &reduced.mask,
     );
     let n = rows.rows() * rows.row_len();
     let (kind, normalize, log_base) = (args.kind, args.normalize, args.log_base);
@@ -524,17 +438,4 @@ fn compute<'py, T: Float + Element + Reported>(
         Some(out) => out,
         None => PyFloat::new(py, part.sum).into_any(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broadcasting_shapes() {
-        assert_eq!(broadcast_shape(&[3, 1], &[4]), Some(vec![3, 4]));
-        assert_eq!(broadcast_shape(&[], &[2, 2]), Some(vec![2, 2]));
-        assert_eq!(broadcast_shape(&[3], &[4]), None);
-        assert_eq!(broadcast_shape(&[0, 1], &[1, 5]), Some(vec![0, 5]));
-    }
 }

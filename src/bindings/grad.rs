@@ -10,11 +10,12 @@ use super::arrays::{
     dtype_name, is, ndarray, new_output_like, shape_str, with_input_dtype, View, ViewMut,
 };
 use super::arrow::stream_hook;
+use super::axes::{normalize_axis, Reduced};
 use super::binary::{with_target_dtype, BinaryOperands};
-use super::divergence::{as_float, normalize_axis, precision, Precision};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
-use super::reduction::reduction_arg;
+use super::precision::{as_float, precision, Precision};
+use super::reduction::{scalar_reduction, Reduction};
 use super::softmax::{
     check_ignore_index_unused, check_smoothing, labels_shape_error, with_class_target, ClassWeights,
 };
@@ -74,19 +75,25 @@ use crate::kernels::strided::{Layout, SendPtr};
 /// As a LightGBM objective (scikit-learn API): ``objective=lambda y, raw:
 /// crossent.binary_cross_entropy_with_logits_grad(raw, y)``.
 #[pyfunction]
-#[pyo3(signature = (input, target, *, weight=None, pos_weight=None, reduction="sum", out=None))]
+#[pyo3(
+    signature = (
+        input, target, *, weight=None, pos_weight=None, reduction=Reduction::Sum, out=None
+    ),
+    text_signature = "(input, target, *, weight=None, pos_weight=None, reduction=\"sum\", \
+                      out=None)"
+)]
 pub fn binary_cross_entropy_with_logits_grad<'py>(
     input: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
     pos_weight: Option<&Bound<'py, PyAny>>,
-    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
+    #[pyo3(from_py_with = scalar_reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let mean = is_mean(reduction)?;
+    let mean = reduction == Reduction::Mean;
     stream_hook!(input.py(), "binary_cross_entropy_with_logits_grad", [input, target, weight], {
         "input" => input, "target" => target, "weight" => weight, "pos_weight" => pos_weight,
-        "reduction" => reduction, "out" => out,
+        "reduction" => reduction.name(), "out" => out,
     });
     let args = Args {
         weight,
@@ -103,18 +110,6 @@ struct Args<'a, 'py> {
     pos_weight: Option<&'a Bound<'py, PyAny>>,
     mean: bool,
     out: Option<&'a Bound<'py, PyAny>>,
-}
-
-/// A gradient's `reduction`: `true` for `"mean"`, `false` for `"sum"` (a gradient has no
-/// `"none"`: it is elementwise already).
-fn is_mean(reduction: &str) -> PyResult<bool> {
-    match reduction {
-        "sum" => Ok(false),
-        "mean" => Ok(true),
-        other => Err(PyValueError::new_err(format!(
-            "'reduction' must be 'sum' or 'mean', got {other:?}"
-        ))),
-    }
 }
 
 fn dispatch_target<'py, T: Float + Element + Reported>(
@@ -159,11 +154,12 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>
     } else {
         Vec::new()
     };
-    let gv = ViewMut::<T>::new(&g, shape, T::NAME, &inputs)?;
-    if args.out.is_some() {
+    let given = args.out.is_some();
+    let gv = ViewMut::<T>::output(&g, given, shape, T::NAME, &inputs)?;
+    if given {
         inputs.push(gv.operand("out[0]"));
     }
-    let hv = ViewMut::<T>::new(&h, shape, T::NAME, &inputs)?;
+    let hv = ViewMut::<T>::output(&h, given, shape, T::NAME, &inputs)?;
     let n: usize = shape.iter().product();
     let scale = if args.mean {
         T::from_f64(1.0 / n as f64)
@@ -234,7 +230,7 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>
 #[pyo3(
     signature = (
         logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
-        reduction="sum", out=None
+        reduction=Reduction::Sum, out=None
     ),
     text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, \
                       label_smoothing=0.0, reduction=\"sum\", out=None)"
@@ -247,15 +243,15 @@ pub fn softmax_cross_entropy_grad<'py>(
     weight: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = args::ignore_index)] ignore_index: i64,
     #[pyo3(from_py_with = args::label_smoothing)] label_smoothing: f64,
-    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
+    #[pyo3(from_py_with = scalar_reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let mean = is_mean(reduction)?;
+    let mean = reduction == Reduction::Mean;
     check_smoothing(label_smoothing)?;
     stream_hook!(logits.py(), "softmax_cross_entropy_grad", [logits, target], {
         "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
         "ignore_index" => ignore_index, "label_smoothing" => label_smoothing,
-        "reduction" => reduction, "out" => out,
+        "reduction" => reduction.name(), "out" => out,
     });
     let args = SoftArgs {
         axis,
@@ -311,36 +307,25 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
     }
     let axis = normalize_axis(args.axis, shape.len())?;
     let classes = shape[axis];
-    let reduced: Vec<bool> = (0..shape.len()).map(|d| d == axis).collect();
-    let rows_shape: Vec<usize> = (0..shape.len())
-        .filter(|&d| d != axis)
-        .map(|d| shape[d])
-        .collect();
+    let reduced = Reduced::axis(axis, &shape);
     let target_strides: Vec<isize> = if Y::HARD {
-        if yv.shape != rows_shape {
-            return Err(labels_shape_error(&shape, axis, &rows_shape, &yv.shape));
+        if yv.shape() != reduced.kept {
+            return Err(labels_shape_error(&shape, axis, &reduced.kept, yv.shape()));
         }
-        let mut it = yv.strides.iter();
-        reduced
-            .iter()
-            .map(|&r| if r { 0 } else { *it.next().unwrap_or(&0) })
-            .collect()
+        reduced.widen(yv.strides())
     } else {
-        if yv.shape != shape {
+        if yv.shape() != shape {
             return Err(PyValueError::new_err(format!(
                 "'target' of class probabilities must have the shape of 'logits' {}, got {}",
                 shape_str(&shape),
-                shape_str(&yv.shape)
+                shape_str(yv.shape())
             )));
         }
-        yv.strides.clone()
+        yv.strides().to_vec()
     };
     // Class weights along the class axis (a single 1 with stride 0 when absent).
     let weights = ClassWeights::<T>::new(args.weight, classes)?;
-    let weight_strides: Vec<isize> = reduced
-        .iter()
-        .map(|&r| if r { weights.stride } else { 0 })
-        .collect();
+    let weight_strides = reduced.along_removed(weights.stride);
     let (g, h) = outputs::<T>(x, args.out)?;
     // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
     let mut inputs = Vec::new();
@@ -349,11 +334,12 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
         inputs.push(yv.operand("target"));
         inputs.extend(weights.operand());
     }
-    let gv = ViewMut::<T>::new(&g, &shape, T::NAME, &inputs)?;
-    if args.out.is_some() {
+    let given = args.out.is_some();
+    let gv = ViewMut::<T>::output(&g, given, &shape, T::NAME, &inputs)?;
+    if given {
         inputs.push(gv.operand("out[0]"));
     }
-    let hv = ViewMut::<T>::new(&h, &shape, T::NAME, &inputs)?;
+    let hv = ViewMut::<T>::output(&h, given, &shape, T::NAME, &inputs)?;
     let rows = Rows::new(
         &shape,
         [
@@ -363,7 +349,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
             &gv.strides,
             &hv.strides,
         ],
-        &reduced,
+        &reduced.mask,
     );
     let nrows = rows.rows();
     let mut info = vec![RowInfo::default(); nrows];

@@ -38,10 +38,6 @@ macro_rules! on_view {
 /// lies in its own dtype.
 pub struct LoadView<'py, E: Element> {
     held: Held<'py, E>,
-    /// The operand's shape.
-    pub shape: Vec<usize>,
-    /// Its element strides (in elements of its own dtype), one per dimension.
-    pub strides: Vec<isize>,
 }
 
 impl<'py, E: Load + Element> LoadView<'py, E> {
@@ -59,12 +55,17 @@ impl<'py, E: Load + Element> LoadView<'py, E> {
         } else {
             Held::Own(View::new(&ndarray_as::<E>(arr.as_any(), arg)?, arg)?)
         };
-        let (shape, strides) = on_view!(&held, |v| (v.shape.clone(), v.strides.clone()));
-        Ok(LoadView {
-            held,
-            shape,
-            strides,
-        })
+        Ok(LoadView { held })
+    }
+
+    /// The operand's shape.
+    pub fn shape(&self) -> &[usize] {
+        on_view!(&self.held, |v| &v.shape)
+    }
+
+    /// Its element strides (in elements of its own dtype), one per dimension.
+    pub fn strides(&self) -> &[isize] {
+        on_view!(&self.held, |v| &v.strides)
     }
 
     /// Where the kernels read it, and how it is stored.
@@ -89,7 +90,7 @@ impl<'py, E: Load + Element> LoadView<'py, E> {
     /// The C-order index of the first element that is `bad` (as read by the kernels, i.e.
     /// as `E`), and its value as stored.
     pub fn first_bad(&self, bad: impl Fn(E) -> bool) -> Option<(Vec<usize>, Value<E>)> {
-        let (shape, strides) = (&self.shape, &self.strides);
+        let (shape, strides) = (self.shape(), self.strides());
         // SAFETY: each view is alive and describes valid elements of its own type.
         unsafe {
             match &self.held {

@@ -9,10 +9,11 @@ use pyo3::types::PyFloat;
 use super::args;
 use super::arrays::{ndarray, new_output, operand, shape_str, Operand, View, ViewMut};
 use super::arrow::stream_hook;
-use super::divergence::{as_float, normalize_axis, precision, Precision};
+use super::axes::{normalize_axis, Reduced};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
-use super::reduction::{reduction_arg, Reduction};
+use super::precision::{as_float, precision, Precision};
+use super::reduction::{reduction, Reduction};
 use super::threads;
 use crate::kernels::float::Float;
 use crate::kernels::reduce::{flags, Partial};
@@ -83,7 +84,7 @@ use crate::kernels::strided::{find_first, SendPtr, Src};
 #[pyo3(
     signature = (
         logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
-        reduction="mean", out=None
+        reduction=Reduction::Mean, out=None
     ),
     text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, \
                       label_smoothing=0.0, reduction=\"mean\", out=None)"
@@ -96,15 +97,14 @@ pub fn softmax_cross_entropy<'py>(
     weight: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = args::ignore_index)] ignore_index: i64,
     #[pyo3(from_py_with = args::label_smoothing)] label_smoothing: f64,
-    #[pyo3(from_py_with = reduction_arg)] reduction: &str,
+    #[pyo3(from_py_with = reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     stream_hook!(logits.py(), "softmax_cross_entropy", [logits, target], {
         "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
         "ignore_index" => ignore_index, "label_smoothing" => label_smoothing,
-        "reduction" => reduction, "out" => out,
+        "reduction" => reduction.name(), "out" => out,
     });
-    let reduction = Reduction::parse(reduction)?;
     check_smoothing(label_smoothing)?;
     if out.is_some() && reduction != Reduction::None {
         return Err(PyValueError::new_err(
@@ -194,13 +194,13 @@ impl<'py, T: Float + Element> ClassWeights<'py, T> {
             });
         };
         let view = LoadView::<T>::new(&ndarray(obj, "weight")?, "weight")?;
-        if view.shape != [classes] {
+        if view.shape() != [classes] {
             return Err(PyValueError::new_err(format!(
                 "'weight' must have shape ({classes},) (one weight per class), got {}",
-                shape_str(&view.shape)
+                shape_str(view.shape())
             )));
         }
-        let (src, stride) = (view.src(), view.strides[0]);
+        let (src, stride) = (view.src(), view.strides()[0]);
         // SAFETY: a 1-D view of `classes` valid elements.
         let total: f64 = (0..classes as isize)
             .map(|c| unsafe { src.read(c * stride) }.to_f64())
@@ -335,36 +335,18 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
     let shape = xv.shape.clone();
     let axis = normalize_axis(args.params.axis, shape.len())?;
     let classes = shape[axis];
-    let reduced: Vec<bool> = (0..shape.len()).map(|d| d == axis).collect();
-    let rows_shape: Vec<usize> = (0..shape.len())
-        .filter(|&d| d != axis)
-        .map(|d| shape[d])
-        .collect();
-    // Strides of an array of the rows' shape, as strides over the logits' shape.
-    let widen = |strides: &[isize]| -> Vec<isize> {
-        let mut it = strides.iter();
-        reduced
-            .iter()
-            .map(|&r| {
-                if r {
-                    0
-                } else {
-                    *it.next().expect("one per row dimension")
-                }
-            })
-            .collect()
-    };
+    let reduced = Reduced::axis(axis, &shape);
+    let rows_shape = &reduced.kept;
 
     // Class weights: one per class, read along the class axis.
     let weights = ClassWeights::<T>::new(args.params.weight, classes)?;
-    let mut w_strides = vec![0isize; shape.len()];
-    w_strides[axis] = weights.stride;
+    let w_strides = reduced.along_removed(weights.stride);
 
     let out_array: Option<Bound<'py, PyAny>> = match (args.reduction, args.out) {
         (Reduction::None, Some(out)) => Some(out.clone()),
         // Uninitialised, but the kernel writes every element before it is returned (on error
         // it is dropped unseen).
-        (Reduction::None, None) => Some(new_output::<T>(py, &rows_shape, false)?),
+        (Reduction::None, None) => Some(new_output::<T>(py, rows_shape, false)?),
         _ => None,
     };
     // A given `out` must not overlap an input (a fresh one cannot).
@@ -378,10 +360,10 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
     }
     let out_view = out_array
         .as_ref()
-        .map(|o| ViewMut::<T>::new(o, &rows_shape, T::NAME, &inputs))
+        .map(|o| ViewMut::<T>::output(o, args.out.is_some(), rows_shape, T::NAME, &inputs))
         .transpose()?;
     let (out_ptr, out_strides) = match &out_view {
-        Some(v) => (v.ptr, widen(&v.strides)),
+        Some(v) => (v.ptr, reduced.widen(&v.strides)),
         None => (std::ptr::null_mut(), vec![0; shape.len()]),
     };
     let class_info = Classes {
@@ -395,13 +377,18 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
     let part = match target {
         Target::Labels(y) => {
             let yv = View::<L>::new(y, "target")?;
-            if yv.shape != rows_shape {
-                return Err(labels_shape_error(&shape, axis, &rows_shape, &yv.shape));
+            if yv.shape != *rows_shape {
+                return Err(labels_shape_error(&shape, axis, rows_shape, &yv.shape));
             }
             let rows = Rows::new(
                 &shape,
-                [&xv.strides, &widen(&yv.strides), &w_strides, &out_strides],
-                &reduced,
+                [
+                    &xv.strides,
+                    &reduced.widen(&yv.strides),
+                    &w_strides,
+                    &out_strides,
+                ],
+                &reduced.mask,
             );
             let op = SoftmaxLabels {
                 logits: SendPtr::from_const(xv.ptr),
@@ -412,7 +399,14 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
                 ignore_index: args.params.ignore_index,
                 out: SendPtr(out_ptr),
             };
-            let part = run_detached(py, n, args.init, &rows, &op)?;
+            let init = args.init;
+            let part = threads::run_detached(py, n, |pool| {
+                // SAFETY: the logits, labels and weights pointers come from views alive (and
+                // borrowed) until this function returns; `rows` is built from those views'
+                // shapes and strides; `out` was checked to be writeable, self-disjoint and not
+                // overlapping the inputs.
+                unsafe { run_from(init, &rows, &op, pool) }
+            })?;
             if part.flags & flags::TARGET != 0 {
                 let (ignore, c) = (args.params.ignore_index, classes as i64);
                 // SAFETY: the view is alive and describes valid elements.
@@ -430,17 +424,17 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
         Target::Probabilities(y) => {
             // Read as `T` where it lies, in its own float dtype.
             let yv = LoadView::<T>::new(y, "target")?;
-            if yv.shape != shape {
+            if yv.shape() != shape {
                 return Err(PyValueError::new_err(format!(
                     "'target' of class probabilities must have the shape of 'logits' {}, got {}",
                     shape_str(&shape),
-                    shape_str(&yv.shape)
+                    shape_str(yv.shape())
                 )));
             }
             let rows = Rows::new(
                 &shape,
-                [&xv.strides, &yv.strides, &w_strides, &out_strides],
-                &reduced,
+                [&xv.strides, yv.strides(), &w_strides, &out_strides],
+                &reduced.mask,
             );
             let op = SoftmaxProbs {
                 logits: SendPtr::from_const(xv.ptr),
@@ -448,7 +442,14 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
                 classes: class_info,
                 out: SendPtr(out_ptr),
             };
-            let part = run_detached(py, n, args.init, &rows, &op)?;
+            let init = args.init;
+            let part = threads::run_detached(py, n, |pool| {
+                // SAFETY: the logits, target and weights pointers (the target read where it lies
+                // through `yv`) come from views alive (and borrowed) until this function returns;
+                // `rows` is built from those views' shapes and strides; `out` was checked to be
+                // writeable, self-disjoint and not overlapping the inputs.
+                unsafe { run_from(init, &rows, &op, pool) }
+            })?;
             if part.flags & flags::TARGET != 0 {
                 let bad = yv.first_bad(|v: T| v < T::ZERO);
                 return Err(domain_error(
@@ -462,21 +463,4 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Element + Reported>(
         }
     };
     Ok((part, out_array))
-}
-
-/// Runs `op` over `rows` on the crate's pool, continuing `init` (see
-/// [`threads::run_detached`]).
-fn run_detached<O: crate::kernels::rows::RowOp<4>>(
-    py: Python<'_>,
-    n: usize,
-    init: Partial,
-    rows: &Rows<4>,
-    op: &O,
-) -> PyResult<Partial> {
-    threads::run_detached(py, n, |pool| {
-        // SAFETY: every pointer of the op comes from a view that is alive (and borrowed) until
-        // the caller returns; `rows` is built from those views' shapes and strides; `out` was
-        // checked to be writeable, self-disjoint and not overlapping the inputs.
-        unsafe { run_from(init, rows, op, pool) }
-    })
 }
