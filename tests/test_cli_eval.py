@@ -1214,7 +1214,7 @@ def distribution_files(tmp_path: Path) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("base", "normalize"), [(None, None), ("2", "--normalize"), ("10", "--no-normalize")]
 )
-@pytest.mark.parametrize("fmt", ["npy", "npz", "float32"])
+@pytest.mark.parametrize("fmt", ["npy", "npz", "float32", "mixed"])
 def test_distribution_rows_stream_with_the_values_of_one_call(
     distribution_files: dict[str, Any],
     small_batches: None,
@@ -1230,6 +1230,9 @@ def test_distribution_rows_stream_with_the_values_of_one_call(
     if fmt == "float32":
         p, q = p.astype(np.float32), q.astype(np.float32)
         specs = [d / "p32.npy", d / "q32.npy"]
+    elif fmt == "mixed":  # float32 p, float64 q: computed in float64
+        p = p.astype(np.float32)
+        specs = [d / "p32.npy", d / "q.npy"]
     elif fmt == "npz":
         specs = [f"{d / 'pq.npz'}:p", f"{d / 'pq.npz'}:q"]
     else:
@@ -1251,10 +1254,10 @@ def test_distribution_rows_stream_with_the_values_of_one_call(
     rc, _, err = run(capsys, *args, "--reduction", "none", "--output", out, "--quiet")
     assert rc == 0, err
     rows = np.load(out)
-    assert rows.dtype == p.dtype and rows.shape == p.shape[:-1]
+    assert rows.dtype == whole.dtype and rows.shape == p.shape[:-1]
     np.testing.assert_array_equal(rows, whole)
     ref = _scipy_rows(fn, p, q, kw.get("base"), kw.get("normalize", True))
-    tol = 1e-5 if fmt == "float32" else 1e-12
+    tol = 1e-5 if rows.dtype == np.float32 else 1e-12
     np.testing.assert_allclose(rows, ref, rtol=tol, atol=tol)
     # The mean and sum over rows: the correctly rounded sum of the rows' values, whatever
     # the batches.

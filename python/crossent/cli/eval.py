@@ -333,7 +333,8 @@ def distributions(
                     f"{first.spec} has {_shape_str(shape)}: the distributions must have one "
                     "shape (or be a column of as many values)"
                 )
-    dtype = _loss_dtype(p)
+    # Float32 only when every operand is float32; one of each computes in float64.
+    dtype = np.result_type(*(_loss_dtype(s) for s in ops))
     convert: Callable[[np.ndarray, int], np.ndarray] = lambda a, _: _as_input(a)  # noqa: E731
     if shape is not None and len(shape) >= 2:
         classes = shape[-1]
