@@ -1336,6 +1336,7 @@ def distribution_bad_cases(d: Path) -> dict[str, tuple[list[Any], str]]:
     np.save(d / "col.npy", rng.uniform(0, 1, 80))
     np.save(d / "col81.npy", rng.uniform(0, 1, 81))
     np.save(d / "empty_rows.npy", np.zeros((20, 0)))
+    np.save(d / "labels.npy", np.arange(20) % 4)
     p, q = d / "p.npy", d / "q.npy"
     return {
         "input for kl": (["--loss", "kl", "--input", p, "--q", q], "--input does not apply"),
@@ -1374,6 +1375,20 @@ def distribution_bad_cases(d: Path) -> dict[str, tuple[list[Any], str]]:
             ["--loss", "js", "--p", d / "col.npy", "--q", d / "col.npy"],
             "--no-normalize",
         ),
+        # Silently ignored before: softmax_ce has no positive class.
+        "pos-weight for softmax": (
+            [
+                "--loss",
+                "softmax_ce",
+                "--input",
+                p,
+                "--target",
+                d / "labels.npy",
+                "--pos-weight",
+                "2",
+            ],
+            "--pos-weight only applies to --loss bce_logits",
+        ),
         "no classes": (["--loss", "entropy", "--p", d / "empty_rows.npy"], "no classes"),
         "missing file": (["--loss", "kl", "--p", p, "--q", d / "nope.npy"], "--q"),
         "output is p": (
@@ -1402,6 +1417,7 @@ DISTRIBUTION_BAD = [
     "column length",
     "one distribution, none",
     "normalised js of a column",
+    "pos-weight for softmax",
     "no classes",
     "missing file",
     "output is p",
