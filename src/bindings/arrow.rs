@@ -125,7 +125,7 @@ pub fn divergence_name(kind: Kind) -> &'static str {
         Kind::Entropy => "entropy",
         Kind::CrossEntropy => "cross_entropy",
         Kind::KlDivergence => "kl_divergence",
-        Kind::JensenShannon | Kind::JensenShannonSums => "jensen_shannon",
+        Kind::JensenShannon => "jensen_shannon",
     }
 }
 
