@@ -4,6 +4,7 @@ accumulators; one-line errors with exit status 2."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -530,11 +531,17 @@ OUTPUT_CASES = [
     for loss, operands in (
         ("bce_logits", ("input", "target", "weight", "pos-weight")),
         ("softmax_ce", ("input", "target", "weight")),
+        ("entropy", ("p",)),
+        ("kl", ("p", "q")),
+        ("js", ("p", "q")),
     )
     for operand in operands
     for fmt in OPERAND_FORMATS
-    # Logits are read with their shape: .npy or .npz.
-    if not (loss == "softmax_ce" and operand == "input" and fmt in ("parquet", "csv"))
+    # Logits and distributions with --reduction none are read with their shape: .npy or .npz.
+    if not (
+        ((loss == "softmax_ce" and operand == "input") or loss in ("entropy", "kl", "js"))
+        and fmt in ("parquet", "csv")
+    )
 ]
 
 
@@ -558,6 +565,10 @@ def test_output_that_is_an_operand_is_refused_and_nothing_is_touched(
             "weight": rng.uniform(0.5, 2, n),
             "pos-weight": np.array([2.0]),
         }
+    elif loss in ("entropy", "kl", "js"):
+        arrays = {"p": rng.uniform(0, 1, (n, classes))}
+        if loss != "entropy":
+            arrays["q"] = rng.uniform(0, 1, (n, classes))
     else:
         arrays = {
             "input": rng.standard_normal((n, classes)),
@@ -605,7 +616,7 @@ def test_output_through_a_link_replaces_the_linked_file_and_keeps_the_link(
     assert sorted(p.name for p in o.iterdir()) == ["link.npy", "real.npy"]
 
 
-@pytest.mark.parametrize("loss", ["bce", "softmax_ce"])
+@pytest.mark.parametrize("loss", ["bce", "softmax_ce", "kl", "js"])
 @pytest.mark.parametrize("failure", ["bad value", "interrupt", "short operand"])
 @pytest.mark.parametrize("existing", [True, False])
 def test_failed_run_leaves_no_output_and_the_old_one_untouched(
@@ -626,6 +637,11 @@ def test_failed_run_leaves_no_output_and_the_old_one_untouched(
         at = (2 * rows // 3, 5)  # in a later batch
         if failure == "bad value":
             target[at] = 1.5
+    elif loss in ("kl", "js"):
+        # Distributions --p and --q, rows along the last axis.
+        inp, target = f["probs"], f["probs"][::-1].copy()
+        if failure == "bad value":
+            target[2 * rows // 3, 5] = -0.25
     else:
         inp, target = f["logits"], f["labels"].copy()
         if failure == "bad value":
@@ -653,9 +669,10 @@ def test_failed_run_leaves_no_output_and_the_old_one_untouched(
     output = out_dir / "losses.npy"
     if existing:
         output.write_bytes(b"precious")
+    first, second = ("--p", "--q") if loss in ("kl", "js") else ("--input", "--target")
     rc, stdout, err = run(
         capsys,
-        *("--loss", loss, "--input", input_spec, "--target", target_spec),
+        *("--loss", loss, first, input_spec, second, target_spec),
         *("--reduction", "none", "--output", output, "--quiet"),
     )
     assert rc == (130 if failure == "interrupt" else 2) and stdout == ""
@@ -1037,8 +1054,33 @@ def _position_cases() -> dict[str, tuple[str, str, dict[str, np.ndarray], Any]]:
             {"input": x, "target": bad_hard},
             lambda a: crossent.binary_cross_entropy_with_logits(a["input"], a["target"]),
         )
+        # Entropy and divergences: distributions along the last axis (a column is one).
+        cases[f"entropy p {shape}"] = (
+            "entropy",
+            "p",
+            {"p": bad_soft},
+            lambda a: crossent.entropy(a["p"]),
+        )
+        cases[f"kl q {shape}"] = (
+            "kl",
+            "q",
+            {"p": soft, "q": bad_soft},
+            lambda a: crossent.kl_divergence(a["p"], a["q"]),
+        )
+        cases[f"cross_entropy p {shape}"] = (
+            "cross_entropy",
+            "p",
+            {"p": bad_soft, "q": p},
+            lambda a: crossent.cross_entropy(a["p"], a["q"]),
+        )
         if len(shape) == 1:
             continue
+        cases[f"js q {shape}"] = (
+            "js",
+            "q",
+            {"p": p, "q": bad_soft},
+            lambda a: crossent.jensen_shannon(a["p"], a["q"]),
+        )
         # Softmax cross-entropy: rows of classes along the last axis.
         rows = shape[:-1]
         labels = rng.integers(0, shape[-1], rows)
@@ -1062,19 +1104,22 @@ def _position_cases() -> dict[str, tuple[str, str, dict[str, np.ndarray], Any]]:
     return cases
 
 
+DISTRIBUTIONS = ("entropy", "cross_entropy", "kl", "js")
 POSITION_CASES = _position_cases()
 
 
-@pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize(
-    ("case", "fmt"),
+    ("case", "fmt", "reduction"),
     [
-        (case, fmt)
-        for case, (_, bad, arrays, _) in POSITION_CASES.items()
+        (case, fmt, reduction)
+        for case, (loss, bad, arrays, _) in POSITION_CASES.items()
         for fmt in ("npy", "npz", "csv")
+        for reduction in ("mean", "none")
         # A CSV column is one-dimensional, and holds floats: a label of 2 read as 2.0 is a
         # valid target of BCE with logits (any real number, as PyTorch), not a bad label.
         if fmt != "csv" or (arrays[bad].ndim == 1 and not case.startswith("bce_logits label"))
+        # One distribution (a column) has one value: no --reduction none.
+        if not (loss in DISTRIBUTIONS and arrays[bad].ndim == 1 and reduction == "none")
     ],
 )
 def test_bad_value_is_reported_at_its_position_in_the_whole_operand(
@@ -1101,3 +1146,364 @@ def test_bad_value_is_reported_at_its_position_in_the_whole_operand(
     rc, out, err = run(capsys, "--loss", loss, *args, "--quiet")
     assert rc == 2 and out == ""
     assert err == f"crossent eval: error: --{bad} {specs[bad]}: {caught.value}\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Entropy and divergences: distributions --p (and --q) along the last axis
+# --------------------------------------------------------------------------------------------
+
+
+def _scipy_rows(function: str, p: np.ndarray, q: np.ndarray, base: float | None, norm: bool) -> Any:
+    """SciPy's value of each row (float64): scipy.stats.entropy, the square of
+    scipy.spatial.distance.jensenshannon, and their unnormalised sums of xlogy/rel_entr."""
+    from scipy.spatial.distance import jensenshannon
+    from scipy.special import rel_entr, xlogy
+    from scipy.stats import entropy
+
+    p, q = p.astype(np.float64), q.astype(np.float64)
+    scale = np.log(base) if base is not None else 1.0
+    if norm:
+        a, b = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
+        if function == "entropy":
+            return entropy(p, axis=-1, base=base)
+        if function == "kl_divergence":
+            return entropy(p, q, axis=-1, base=base)
+        if function == "cross_entropy":
+            return -np.sum(xlogy(a, b), axis=-1) / scale
+        return jensenshannon(p, q, axis=-1, base=base) ** 2
+    if function == "entropy":
+        return -np.sum(xlogy(p, p), axis=-1) / scale
+    if function == "kl_divergence":
+        return np.sum(rel_entr(p, q), axis=-1) / scale
+    if function == "cross_entropy":
+        return -np.sum(xlogy(p, q), axis=-1) / scale
+    m = (p + q) / 2
+    return (np.sum(rel_entr(p, m), axis=-1) + np.sum(rel_entr(q, m), axis=-1)) / 2 / scale
+
+
+FUNCTIONS = {
+    "entropy": "entropy",
+    "cross_entropy": "cross_entropy",
+    "kl": "kl_divergence",
+    "js": "jensen_shannon",
+}
+
+
+@pytest.fixture
+def distribution_files(tmp_path: Path) -> dict[str, Any]:
+    """Rows of 37 classes over more rows than one batch of `small_batches` holds (zeros
+    included, where 0 log 0 = 0), as float64 and float32, in .npy and .npz."""
+    rng = np.random.default_rng(31)
+    shape = (3 * (2 * crossent.BLOCK // 37) + 5, 37)
+    p = rng.uniform(0, 2, shape) * (rng.random(shape) < 0.9)
+    q = rng.uniform(0.01, 2, shape)
+    arrays: dict[str, np.ndarray] = {
+        "p": p,
+        "q": q,
+        "p32": p.astype(np.float32),
+        "q32": q.astype(np.float32),
+    }
+    for name, a in arrays.items():
+        np.save(tmp_path / f"{name}.npy", a)
+    np.savez_compressed(tmp_path / "pq.npz", p=p, q=q)
+    np.save(tmp_path / "p3.npy", p[:200].reshape(40, 5, 37))
+    return {"dir": tmp_path, "p": p, "q": q}
+
+
+@pytest.mark.parametrize("loss", list(FUNCTIONS))
+@pytest.mark.parametrize(
+    ("base", "normalize"), [(None, None), ("2", "--normalize"), ("10", "--no-normalize")]
+)
+@pytest.mark.parametrize("fmt", ["npy", "npz", "float32", "mixed"])
+def test_distribution_rows_stream_with_the_values_of_one_call(
+    distribution_files: dict[str, Any],
+    small_batches: None,
+    tmp_path: Path,
+    loss: str,
+    base: str | None,
+    normalize: str | None,
+    fmt: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    d, fn = distribution_files["dir"], FUNCTIONS[loss]
+    p, q = distribution_files["p"], distribution_files["q"]
+    if fmt == "float32":
+        p, q = p.astype(np.float32), q.astype(np.float32)
+        specs = [d / "p32.npy", d / "q32.npy"]
+    elif fmt == "mixed":  # float32 p, float64 q: computed in float64
+        p = p.astype(np.float32)
+        specs = [d / "p32.npy", d / "q.npy"]
+    elif fmt == "npz":
+        specs = [f"{d / 'pq.npz'}:p", f"{d / 'pq.npz'}:q"]
+    else:
+        specs = [d / "p.npy", d / "q.npy"]
+    two = fn != "entropy"
+    args: list[Any] = ["--loss", loss, "--p", specs[0], *(["--q", specs[1]] if two else [])]
+    kw: dict[str, Any] = {}
+    if base is not None:
+        args += ["--base", base]
+        kw["base"] = float(base)
+    if normalize is not None:
+        args.append(normalize)
+        kw["normalize"] = normalize == "--normalize"
+    call = getattr(crossent, fn)
+    whole = call(p, q, **kw) if two else call(p, **kw)
+    assert p.shape[0] > 2 * (sources.BATCH // 37)  # several batches of rows
+    # Each row's value: the bits of one call on the whole arrays, and SciPy's value.
+    out = tmp_path / "rows.npy"
+    rc, _, err = run(capsys, *args, "--reduction", "none", "--output", out, "--quiet")
+    assert rc == 0, err
+    rows = np.load(out)
+    assert rows.dtype == whole.dtype and rows.shape == p.shape[:-1]
+    np.testing.assert_array_equal(rows, whole)
+    ref = _scipy_rows(fn, p, q, kw.get("base"), kw.get("normalize", True))
+    tol = 1e-5 if rows.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(rows, ref, rtol=tol, atol=tol)
+    # The mean and sum over rows: the correctly rounded sum of the rows' values, whatever
+    # the batches.
+    got_sum = value(capsys, *args, "--reduction", "sum")
+    got_mean = value(capsys, *args)
+    exact = math.fsum(whole.astype(np.float64).tolist())
+    assert got_sum == exact
+    assert got_mean == exact / whole.size
+    assert got_mean == pytest.approx(float(np.mean(ref)), rel=tol)
+
+
+def test_distribution_rows_of_a_3d_array_keep_their_shape(
+    distribution_files: dict[str, Any],
+    small_batches: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    d = distribution_files["dir"]
+    p3 = np.load(d / "p3.npy")
+    out = tmp_path / "h.npy"
+    rc, _, err = run(
+        capsys, "--loss", "entropy", "--p", d / "p3.npy", "--reduction", "none", "--output", out
+    )
+    assert rc == 0, err
+    from scipy.stats import entropy
+
+    np.testing.assert_allclose(np.load(out), entropy(p3, axis=-1), rtol=1e-12)
+    assert np.load(out).shape == (40, 5)
+
+
+@pytest.mark.parametrize("fmt", OPERAND_FORMATS)
+@pytest.mark.parametrize("loss", ["entropy", "cross_entropy", "kl", "js"])
+def test_a_column_is_one_distribution(
+    tmp_path: Path,
+    small_batches: None,
+    fmt: str,
+    loss: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A one-dimensional operand, in any format, streams through the accumulator in whole
+    chunks: the bits of one call on the whole column (and SciPy's value)."""
+    rng = np.random.default_rng(41)
+    n = 3 * crossent.CHUNK + 11
+    p, q = rng.uniform(0, 1, n), rng.uniform(0.01, 1, n)
+    fn = FUNCTIONS[loss]
+    kw: dict[str, Any] = {"base": 2.0}
+    args = ["--base", "2"]
+    if fn == "jensen_shannon":
+        # Streamed only without normalisation: data that sum to 1 already.
+        p, q = p / p.sum(), q / q.sum()
+        kw["normalize"] = False
+        args.append("--no-normalize")
+    specs = {"p": _write_operand(tmp_path, "p", fmt, p), "q": _write_operand(tmp_path, "q", fmt, q)}
+    if fn == "entropy":
+        del specs["q"]
+    operands = [a for name, spec in specs.items() for a in (f"--{name}", spec)]
+    rc, out, err = run(capsys, "--loss", loss, *operands, *args, "--json", "--quiet")
+    assert rc == 0, err
+    record = json.loads(out)
+    call = getattr(crossent, fn)
+    want = call(p, q, **kw) if fn != "entropy" else call(p, **kw)
+    assert record["value"] == want
+    assert record["count"] == n and record["base"] == 2.0
+    assert record["normalize"] is kw.get("normalize", True)
+    assert record["loss"] == fn
+    ref = _scipy_rows(fn, p, q, 2.0, kw.get("normalize", True))
+    assert record["value"] == pytest.approx(float(ref), rel=1e-12)
+
+
+def distribution_bad_cases(d: Path) -> dict[str, tuple[list[Any], str]]:
+    """(arguments, a part of the one-line message) per case."""
+    rng = np.random.default_rng(3)
+    np.save(d / "p.npy", rng.uniform(0, 1, (20, 4)))
+    np.save(d / "q.npy", rng.uniform(0, 1, (20, 4)))
+    np.save(d / "q5.npy", rng.uniform(0, 1, (20, 5)))
+    np.save(d / "col.npy", rng.uniform(0, 1, 80))
+    np.save(d / "col81.npy", rng.uniform(0, 1, 81))
+    np.save(d / "empty_rows.npy", np.zeros((20, 0)))
+    np.save(d / "labels.npy", np.arange(20) % 4)
+    p, q = d / "p.npy", d / "q.npy"
+    return {
+        "input for kl": (["--loss", "kl", "--input", p, "--q", q], "--input does not apply"),
+        "target for entropy": (["--loss", "entropy", "--p", p, "--target", q], "--target"),
+        "q for entropy": (["--loss", "entropy", "--p", p, "--q", q], "--q does not apply"),
+        "no q": (["--loss", "js", "--p", p], "needs --q"),
+        "no p": (["--loss", "cross_entropy", "--q", q], "needs --p"),
+        "p for bce": (["--loss", "bce", "--p", p, "--target", q], "--p does not apply"),
+        "weight for kl": (["--loss", "kl", "--p", p, "--q", q, "--weight", p], "--weight"),
+        "pos-weight": (["--loss", "kl", "--p", p, "--q", q, "--pos-weight", "2"], "bce_logits"),
+        "base for bce": (["--loss", "bce", "--input", p, "--target", q, "--base", "2"], "--base"),
+        "normalize for softmax": (
+            ["--loss", "softmax_ce", "--input", p, "--target", q, "--no-normalize"],
+            "--normalize only applies",
+        ),
+        "base -1": (["--loss", "entropy", "--p", p, "--base", "-1"], "positive finite"),
+        "base nan": (["--loss", "entropy", "--p", p, "--base", "nan"], "positive finite"),
+        "base text": (["--loss", "entropy", "--p", p, "--base", "two"], "--base"),
+        "base 1": (["--loss", "entropy", "--p", p, "--base", "1"], "other than 1"),
+        "shapes": (["--loss", "kl", "--p", p, "--q", d / "q5.npy"], "must have one shape"),
+        "column length": (["--loss", "kl", "--p", p, "--q", d / "col81.npy"], "one shape"),
+        "one distribution, none": (
+            [
+                "--loss",
+                "entropy",
+                "--p",
+                d / "col.npy",
+                "--reduction",
+                "none",
+                "--output",
+                d / "o.npy",
+            ],
+            "one distribution",
+        ),
+        "normalised js of a column": (
+            ["--loss", "js", "--p", d / "col.npy", "--q", d / "col.npy"],
+            "--no-normalize",
+        ),
+        # Silently ignored before: softmax_ce has no positive class.
+        "pos-weight for softmax": (
+            [
+                "--loss",
+                "softmax_ce",
+                "--input",
+                p,
+                "--target",
+                d / "labels.npy",
+                "--pos-weight",
+                "2",
+            ],
+            "--pos-weight only applies to --loss bce_logits",
+        ),
+        "no classes": (["--loss", "entropy", "--p", d / "empty_rows.npy"], "no classes"),
+        "missing file": (["--loss", "kl", "--p", p, "--q", d / "nope.npy"], "--q"),
+        "output is p": (
+            ["--loss", "kl", "--p", p, "--q", q, "--reduction", "none", "--output", p],
+            "is the same file as --p",
+        ),
+    }
+
+
+DISTRIBUTION_BAD = [
+    "input for kl",
+    "target for entropy",
+    "q for entropy",
+    "no q",
+    "no p",
+    "p for bce",
+    "weight for kl",
+    "pos-weight",
+    "base for bce",
+    "normalize for softmax",
+    "base -1",
+    "base nan",
+    "base text",
+    "base 1",
+    "shapes",
+    "column length",
+    "one distribution, none",
+    "normalised js of a column",
+    "pos-weight for softmax",
+    "no classes",
+    "missing file",
+    "output is p",
+]
+
+
+@pytest.mark.parametrize("case", DISTRIBUTION_BAD)
+def test_distribution_usage_errors_are_one_line(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = distribution_bad_cases(tmp_path)
+    assert len(cases) == len(DISTRIBUTION_BAD)  # every case is run
+    args, part = cases[case]
+    before = _listing(tmp_path)
+    rc, out, err = run(capsys, *args, "--quiet")
+    assert rc == 2 and out == "", err
+    assert err.count("\n") == 1 and err.startswith("crossent eval: error: "), err
+    assert part in err, err
+    assert _listing(tmp_path) == before
+
+
+def test_a_column_of_as_many_values_is_read_in_the_shape_of_p(
+    distribution_files: dict[str, Any], small_batches: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV column (of a length known only at its end) holding q's values, row after row."""
+    d, p, q = distribution_files["dir"], distribution_files["p"], distribution_files["q"]
+    spec = _write_operand(d, "qcol", "csv", q.reshape(-1))
+    got = value(capsys, "--loss", "kl", "--p", d / "p.npy", "--q", spec, "--reduction", "sum")
+    assert got == math.fsum(np.asarray(crossent.kl_divergence(p, q)).tolist())
+
+
+def _exact(values: Any) -> float:
+    """The float nearest the exact sum, in rational arithmetic."""
+    from fractions import Fraction
+
+    return float(sum((Fraction(float(x)) for x in values), Fraction(0)))
+
+
+def test_a_bad_value_in_a_column_read_in_the_shape_of_p_is_at_its_own_position(
+    distribution_files: dict[str, Any], small_batches: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, p, q = distribution_files["dir"], distribution_files["p"], distribution_files["q"]
+    column = q.reshape(-1).copy()
+    at = column.size - 40  # in the last batch
+    column[at] = -0.5
+    np.save(d / "qcol.npy", column)
+    with pytest.raises(crossent.DomainError) as caught:
+        crossent.kl_divergence(p.reshape(-1), column)  # the column's own position: (at,)
+    assert caught.value.index == (at,)
+    rc, out, err = run(capsys, "--loss", "kl", "--p", d / "p.npy", "--q", d / "qcol.npy", "--quiet")
+    assert rc == 2 and out == ""
+    assert err == f"crossent eval: error: --q {d / 'qcol.npy'}: {caught.value}\n"
+
+
+@pytest.mark.parametrize("piece", [1 << 24, 7])
+def test_exact_sum_does_not_depend_on_the_cut(piece: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(eval.ExactSum, "PIECE", piece)
+    rng = np.random.default_rng(5)
+    n = 3000
+    # Every exponent range, subnormals included, both signs.
+    values = np.ldexp(rng.uniform(-1, 1, n), rng.integers(-1074, 1000, n))
+    values[:10] = [1.0, 2.0**-53, 5e-324, -5e-324, 1e308, 1e308, -1e308, 0.0, -0.0, 3.0]
+    want = _exact(values)
+    for cuts in ([], [1], [17, 1000, 1001, 2999], list(range(0, n, 333))):
+        acc = eval.ExactSum()
+        for part in np.split(values, cuts):
+            acc.add(part)
+        assert acc.result() == want
+    # Ties round to even: 1 + 2**-53 is halfway between 1 and the next double.
+    for tie, rounded in (([1.0, 2.0**-53], 1.0), ([1.0, 2.0**-53, 2.0**-105], 1.0 + 2.0**-52)):
+        acc = eval.ExactSum()
+        for x in tie:
+            acc.add(np.array([x]))
+        assert acc.result() == rounded == _exact(tie)
+    acc = eval.ExactSum()
+    acc.add(np.array([1.7e308, 1.7e308]))
+    assert acc.result() == math.inf
+    # Non-finite values: one infinity wins, both signs or a NaN give NaN.
+    for specials, want_special in (
+        ([np.inf], np.inf),
+        ([-np.inf, -np.inf], -np.inf),
+        ([np.inf, -np.inf], np.nan),
+        ([np.nan], np.nan),
+    ):
+        acc = eval.ExactSum()
+        acc.add(values[10:20])
+        acc.add(np.array(specials))
+        acc.add(values[20:30])
+        np.testing.assert_equal(acc.result(), want_special)

@@ -1,4 +1,4 @@
-from typing import Any, Literal, Self, final, overload
+from typing import Any, Literal, Protocol, Self, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -68,15 +68,25 @@ class DomainError(ValueError):
     index: tuple[int, ...] | None
     value: int | float | None
 
+class _ArrowArray(Protocol):
+    def __arrow_c_array__(
+        self, requested_schema: object | None = None
+    ) -> tuple[object, object]: ...
+
+class _ArrowStream(Protocol):
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+
+# What every array argument takes: what NumPy converts, and Arrow columns.
+_ArrayLike = npt.ArrayLike | _ArrowArray | _ArrowStream
 _Reduction = Literal["mean", "sum", "none"]
 _FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 
 @overload
 def binary_cross_entropy(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
+    input: _ArrayLike,
+    target: _ArrayLike,
     *,
-    weight: npt.ArrayLike | None = None,
+    weight: _ArrayLike | None = None,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
 ) -> float:
@@ -126,10 +136,10 @@ def binary_cross_entropy(
 
 @overload
 def binary_cross_entropy(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
+    input: _ArrayLike,
+    target: _ArrayLike,
     *,
-    weight: npt.ArrayLike | None = None,
+    weight: _ArrayLike | None = None,
     reduction: Literal["none"],
     out: _FloatArray | None = None,
 ) -> _FloatArray:
@@ -179,10 +189,10 @@ def binary_cross_entropy(
 
 @overload
 def binary_cross_entropy(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
+    input: _ArrayLike,
+    target: _ArrayLike,
     *,
-    weight: npt.ArrayLike | None = None,
+    weight: _ArrayLike | None = None,
     reduction: str = "mean",
     out: _FloatArray | None = None,
 ) -> float | _FloatArray:
@@ -232,11 +242,11 @@ def binary_cross_entropy(
 
 @overload
 def binary_cross_entropy_with_logits(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
+    input: _ArrayLike,
+    target: _ArrayLike,
     *,
-    weight: npt.ArrayLike | None = None,
-    pos_weight: npt.ArrayLike | None = None,
+    weight: _ArrayLike | None = None,
+    pos_weight: _ArrayLike | None = None,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
 ) -> float:
@@ -279,11 +289,11 @@ def binary_cross_entropy_with_logits(
 
 @overload
 def binary_cross_entropy_with_logits(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
+    input: _ArrayLike,
+    target: _ArrayLike,
     *,
-    weight: npt.ArrayLike | None = None,
-    pos_weight: npt.ArrayLike | None = None,
+    weight: _ArrayLike | None = None,
+    pos_weight: _ArrayLike | None = None,
     reduction: Literal["none"],
     out: _FloatArray | None = None,
 ) -> _FloatArray:
@@ -326,11 +336,11 @@ def binary_cross_entropy_with_logits(
 
 @overload
 def binary_cross_entropy_with_logits(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
+    input: _ArrayLike,
+    target: _ArrayLike,
     *,
-    weight: npt.ArrayLike | None = None,
-    pos_weight: npt.ArrayLike | None = None,
+    weight: _ArrayLike | None = None,
+    pos_weight: _ArrayLike | None = None,
     reduction: str = "mean",
     out: _FloatArray | None = None,
 ) -> float | _FloatArray:
@@ -372,7 +382,7 @@ def binary_cross_entropy_with_logits(
     """
 
 def entropy(
-    p: npt.ArrayLike,
+    p: _ArrayLike,
     *,
     axis: int | None = -1,
     base: float | None = None,
@@ -422,8 +432,8 @@ def entropy(
     """
 
 def cross_entropy(
-    p: npt.ArrayLike,
-    q: npt.ArrayLike,
+    p: _ArrayLike,
+    q: _ArrayLike,
     *,
     axis: int | None = -1,
     base: float | None = None,
@@ -466,8 +476,8 @@ def cross_entropy(
     """
 
 def kl_divergence(
-    p: npt.ArrayLike,
-    q: npt.ArrayLike,
+    p: _ArrayLike,
+    q: _ArrayLike,
     *,
     axis: int | None = -1,
     base: float | None = None,
@@ -510,8 +520,8 @@ def kl_divergence(
     """
 
 def jensen_shannon(
-    p: npt.ArrayLike,
-    q: npt.ArrayLike,
+    p: _ArrayLike,
+    q: _ArrayLike,
     *,
     axis: int | None = -1,
     base: float | None = None,
@@ -555,11 +565,11 @@ def jensen_shannon(
 
 @overload
 def softmax_cross_entropy(
-    logits: npt.ArrayLike,
-    target: npt.ArrayLike,
+    logits: _ArrayLike,
+    target: _ArrayLike,
     *,
     axis: int = -1,
-    weight: npt.ArrayLike | None = None,
+    weight: _ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: Literal["mean", "sum"] = "mean",
@@ -628,11 +638,11 @@ def softmax_cross_entropy(
 
 @overload
 def softmax_cross_entropy(
-    logits: npt.ArrayLike,
-    target: npt.ArrayLike,
+    logits: _ArrayLike,
+    target: _ArrayLike,
     *,
     axis: int = -1,
-    weight: npt.ArrayLike | None = None,
+    weight: _ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: Literal["none"],
@@ -701,11 +711,11 @@ def softmax_cross_entropy(
 
 @overload
 def softmax_cross_entropy(
-    logits: npt.ArrayLike,
-    target: npt.ArrayLike,
+    logits: _ArrayLike,
+    target: _ArrayLike,
     *,
     axis: int = -1,
-    weight: npt.ArrayLike | None = None,
+    weight: _ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: str = "mean",
@@ -834,10 +844,10 @@ class BinaryCrossEntropyAccumulator:
     def __new__(cls, *, reduction: Literal["mean", "sum"] = "mean") -> Self: ...
     def update(
         self,
-        input: npt.ArrayLike,
-        target: npt.ArrayLike,
+        input: _ArrayLike,
+        target: _ArrayLike,
         *,
-        weight: npt.ArrayLike | None = None,
+        weight: _ArrayLike | None = None,
     ) -> None:
         """Adds one batch: ``input`` probabilities, ``target`` of the same shape, optional
         ``weight`` broadcast to ``input``'s shape. A batch with a value out of range raises
@@ -907,14 +917,14 @@ class BinaryCrossEntropyWithLogitsAccumulator:
         cls,
         *,
         reduction: Literal["mean", "sum"] = "mean",
-        pos_weight: npt.ArrayLike | None = None,
+        pos_weight: _ArrayLike | None = None,
     ) -> Self: ...
     def update(
         self,
-        input: npt.ArrayLike,
-        target: npt.ArrayLike,
+        input: _ArrayLike,
+        target: _ArrayLike,
         *,
-        weight: npt.ArrayLike | None = None,
+        weight: _ArrayLike | None = None,
     ) -> None:
         """Adds one batch: ``input`` logits, ``target`` of the same shape, optional
         ``weight`` broadcast to ``input``'s shape. A bad batch raises and leaves the
@@ -1006,12 +1016,12 @@ class SoftmaxCrossEntropyAccumulator:
         cls,
         *,
         axis: int = -1,
-        weight: npt.ArrayLike | None = None,
+        weight: _ArrayLike | None = None,
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
         reduction: Literal["mean", "sum"] = "mean",
     ) -> Self: ...
-    def update(self, logits: npt.ArrayLike, target: npt.ArrayLike) -> None:
+    def update(self, logits: _ArrayLike, target: _ArrayLike) -> None:
         """Adds one batch of rows: ``logits`` of any shape with the classes along ``axis``,
         ``target`` class indices (``logits``' shape without ``axis``) or class
         probabilities (``logits``' shape). A batch with a bad value raises and leaves the
@@ -1101,7 +1111,7 @@ class EntropyAccumulator:
     2.108459
     """
     def __new__(cls, *, base: float | None = None, normalize: bool = True) -> Self: ...
-    def update(self, p: npt.ArrayLike) -> None:
+    def update(self, p: _ArrayLike) -> None:
         """Adds one batch of the distribution (non-negative values, any shape and layout;
         ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
         leaves the accumulator unchanged.
@@ -1174,7 +1184,7 @@ class CrossEntropyAccumulator:
     1.736289
     """
     def __new__(cls, *, base: float | None = None, normalize: bool = True) -> Self: ...
-    def update(self, p: npt.ArrayLike, q: npt.ArrayLike) -> None:
+    def update(self, p: _ArrayLike, q: _ArrayLike) -> None:
         """Adds one batch of the distribution (non-negative values, any shape and layout;
         ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
         leaves the accumulator unchanged.
@@ -1247,7 +1257,7 @@ class KLDivergenceAccumulator:
     0.456435
     """
     def __new__(cls, *, base: float | None = None, normalize: bool = True) -> Self: ...
-    def update(self, p: npt.ArrayLike, q: npt.ArrayLike) -> None:
+    def update(self, p: _ArrayLike, q: _ArrayLike) -> None:
         """Adds one batch of the distribution (non-negative values, any shape and layout;
         ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
         leaves the accumulator unchanged.
@@ -1328,7 +1338,7 @@ class JensenShannonAccumulator:
     # normalize=True (the default, as for jensen_shannon) raises ValueError: only the
     # unnormalised divergence can be accumulated.
     def __new__(cls, *, base: float | None = None, normalize: bool = True) -> Self: ...
-    def update(self, p: npt.ArrayLike, q: npt.ArrayLike) -> None:
+    def update(self, p: _ArrayLike, q: _ArrayLike) -> None:
         """Adds one batch of the distribution (non-negative values, any shape and layout;
         ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
         leaves the accumulator unchanged.
@@ -1365,11 +1375,11 @@ class JensenShannonAccumulator:
     def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
 
 def binary_cross_entropy_with_logits_grad(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
+    input: _ArrayLike,
+    target: _ArrayLike,
     *,
-    weight: npt.ArrayLike | None = None,
-    pos_weight: npt.ArrayLike | None = None,
+    weight: _ArrayLike | None = None,
+    pos_weight: _ArrayLike | None = None,
     reduction: Literal["sum", "mean"] = "sum",
     out: tuple[_FloatArray, _FloatArray] | None = None,
 ) -> tuple[_FloatArray, _FloatArray]:
@@ -1426,11 +1436,11 @@ def binary_cross_entropy_with_logits_grad(
 def _isa() -> str: ...
 def _reduction(reduction: object) -> Literal["mean", "sum", "none"]: ...
 def softmax_cross_entropy_grad(
-    logits: npt.ArrayLike,
-    target: npt.ArrayLike,
+    logits: _ArrayLike,
+    target: _ArrayLike,
     *,
     axis: int = -1,
-    weight: npt.ArrayLike | None = None,
+    weight: _ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: Literal["sum", "mean"] = "sum",

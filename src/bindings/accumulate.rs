@@ -34,6 +34,7 @@ use pyo3::PyClass;
 
 use super::args;
 use super::arrays::{ndarray_as, shape_str};
+use super::arrow;
 use super::bce;
 use super::divergence::{self, log_base};
 use super::reduction::{scalar_reduction, Reduction};
@@ -541,6 +542,16 @@ accumulator_methods!(
                 .state
                 .part
                 .lock(input.py(), "BinaryCrossEntropyAccumulator")?;
+            let ops = [Some(input), Some(target), weight];
+            if let Some(s) =
+                arrow::fold_batches(input.py(), "binary_cross_entropy", &ops, *part, |s, b| {
+                    let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
+                    bce::fold(BceKind::Probabilities, s, x, y, b[2].as_ref(), None)
+                })?
+            {
+                *part = s;
+                return Ok(());
+            }
             *part = bce::fold(BceKind::Probabilities, *part, input, target, weight, None)?;
             Ok(())
         }
@@ -631,6 +642,15 @@ accumulator_methods!(
                 .state
                 .part
                 .lock(py, "BinaryCrossEntropyWithLogitsAccumulator")?;
+            let ops = [Some(input), Some(target), weight];
+            let name = "binary_cross_entropy_with_logits";
+            if let Some(s) = arrow::fold_batches(py, name, &ops, *part, |s, b| {
+                let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
+                bce::fold(BceKind::Logits, s, x, y, b[2].as_ref(), pw.as_ref())
+            })? {
+                *part = s;
+                return Ok(());
+            }
             *part = bce::fold(BceKind::Logits, *part, input, target, weight, pw.as_ref())?;
             Ok(())
         }
@@ -775,6 +795,19 @@ accumulator_methods!(
                 smoothing: self.label_smoothing,
             };
             let mut part = self.state.part.lock(py, "SoftmaxCrossEntropyAccumulator")?;
+            let ops = [Some(logits), Some(target)];
+            if let Some(s) =
+                arrow::fold_batches(py, "softmax_cross_entropy", &ops, *part, |s, b| {
+                    let params = softmax::Params {
+                        weight: weight.as_ref(),
+                        ..params
+                    };
+                    softmax::fold(s, arrow::given(b, 0)?, arrow::given(b, 1)?, params)
+                })?
+            {
+                *part = s;
+                return Ok(());
+            }
             *part = softmax::fold(*part, logits, target, params)?;
             Ok(())
         }
@@ -881,6 +914,13 @@ macro_rules! divergence_accumulator {
             ) -> PyResult<()> {
                 let q: Option<&Bound<'_, PyAny>> = None $(.or(Some($q)))?;
                 let mut part = self.state.part.lock($p.py(), stringify!($class))?;
+                let name = arrow::divergence_name($kind);
+                if let Some(s) = arrow::fold_batches($p.py(), name, &[Some($p), q], *part, |s, b| {
+                    divergence::fold($kind, s, arrow::given(b, 0)?, b[1].as_ref())
+                })? {
+                    *part = s;
+                    return Ok(());
+                }
                 *part = divergence::fold($kind, *part, $p, q)?;
                 Ok(())
             }

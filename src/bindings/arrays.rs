@@ -31,6 +31,8 @@ pub fn ndarray<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, P
     let py = obj.py();
     let arr = match obj.cast::<PyUntypedArray>() {
         Ok(a) => a.clone(),
+        // The Arrow PyCapsule interface (pyarrow, polars, DuckDB): buffers read in place.
+        Err(_) if super::arrow::exports_arrow(obj)? => super::arrow::ndarray(obj, arg)?,
         // Objects that speak only DLPack (no `__array__` / array interface): NumPy's
         // `asarray` would wrap them in an object array; `from_dlpack` views CPU memory in
         // place (and refuses other devices).

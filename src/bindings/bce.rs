@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
 use super::arrays::{dtype_name, is, ndarray, new_output_like, with_input_dtype, ViewMut};
+use super::arrow::stream_hook;
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::errors::Reported;
 use super::reduction::{reduction, Reduction};
@@ -78,6 +79,10 @@ pub fn binary_cross_entropy<'py>(
         out,
         init: Partial::EMPTY,
     };
+    stream_hook!(input.py(), "binary_cross_entropy", [input, target, weight], {
+        "input" => input, "target" => target, "weight" => weight, "reduction" => reduction.name(),
+        "out" => out,
+    });
     dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
 }
 
@@ -140,6 +145,10 @@ pub fn binary_cross_entropy_with_logits<'py>(
         out,
         init: Partial::EMPTY,
     };
+    stream_hook!(input.py(), "binary_cross_entropy_with_logits", [input, target, weight], {
+        "input" => input, "target" => target, "weight" => weight, "pos_weight" => pos_weight,
+        "reduction" => reduction.name(), "out" => out,
+    });
     dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
 }
 

@@ -8,6 +8,7 @@ use pyo3::types::PyFloat;
 
 use super::args;
 use super::arrays::{ndarray, new_output, shape_str, ViewMut};
+use super::arrow::{divergence_name, stream_hook};
 use super::axes::{broadcast_shape, Reduced};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
@@ -268,6 +269,10 @@ fn compute_kind<'py>(
         normalize,
         out,
     };
+    stream_hook!(p.py(), divergence_name(kind), [p, q], {
+        "p" => p, "q" => q, "axis" => axis, "base" => base, "normalize" => normalize,
+        "out" => out,
+    });
     match inputs(p, q)? {
         (Precision::F32, pa, qa) => compute::<f32>(pa, qa, &args),
         (Precision::F64, pa, qa) => compute::<f64>(pa, qa, &args),

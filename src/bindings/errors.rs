@@ -12,7 +12,7 @@ use super::operand::Value;
 use crate::kernels::float::Bool;
 
 pyo3::create_exception!(
-    crossent._core,
+    crossent,
     DomainError,
     PyValueError,
     "A value outside a function's domain: a ``ValueError`` that says which, and where.\n\n\

@@ -9,6 +9,7 @@ use super::args;
 use super::arrays::{
     dtype_name, is, ndarray, new_output_like, shape_str, with_input_dtype, View, ViewMut,
 };
+use super::arrow::stream_hook;
 use super::axes::{normalize_axis, Reduced};
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::errors::{domain_error, Reported};
@@ -91,6 +92,10 @@ pub fn binary_cross_entropy_with_logits_grad<'py>(
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let mean = reduction == Reduction::Mean;
+    stream_hook!(input.py(), "binary_cross_entropy_with_logits_grad", [input, target, weight], {
+        "input" => input, "target" => target, "weight" => weight, "pos_weight" => pos_weight,
+        "reduction" => reduction.name(), "out" => out,
+    });
     let args = Args {
         weight,
         pos_weight,
@@ -244,6 +249,11 @@ pub fn softmax_cross_entropy_grad<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let mean = reduction == Reduction::Mean;
     check_smoothing(label_smoothing)?;
+    stream_hook!(logits.py(), "softmax_cross_entropy_grad", [logits, target], {
+        "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
+        "ignore_index" => ignore_index, "label_smoothing" => label_smoothing,
+        "reduction" => reduction.name(), "out" => out,
+    });
     let args = SoftArgs {
         axis,
         weight,

@@ -4,6 +4,7 @@
 pub mod accumulate;
 pub mod args;
 pub mod arrays;
+pub mod arrow;
 pub mod axes;
 pub mod bce;
 pub mod binary;

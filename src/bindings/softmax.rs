@@ -8,6 +8,7 @@ use pyo3::types::PyFloat;
 
 use super::args;
 use super::arrays::{ndarray, new_output, operand, shape_str, Operand, View, ViewMut};
+use super::arrow::stream_hook;
 use super::axes::{normalize_axis, Reduced};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
@@ -99,6 +100,11 @@ pub fn softmax_cross_entropy<'py>(
     #[pyo3(from_py_with = reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    stream_hook!(logits.py(), "softmax_cross_entropy", [logits, target], {
+        "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
+        "ignore_index" => ignore_index, "label_smoothing" => label_smoothing,
+        "reduction" => reduction.name(), "out" => out,
+    });
     check_smoothing(label_smoothing)?;
     if out.is_some() && reduction != Reduction::None {
         return Err(PyValueError::new_err(

@@ -108,6 +108,40 @@ impl<T: Float, Y: Target> InputTiles<T, Y> {
             )
         }
     }
+
+    /// [`InputTiles::view`] for a kernel that never reads an absent weight: the weight and
+    /// the positive-class weight come back empty when the call has none ([`Inputs::unweighted`],
+    /// [`Inputs::no_pos_weight`]), instead of as `n` gathered ones. (Each block starts with
+    /// fresh buffers, so those ones cost a buffer allocation and a fill per operand and block.)
+    ///
+    /// # Safety
+    /// As for [`InputTiles::view`].
+    #[inline(always)]
+    pub unsafe fn view_present<'a>(
+        &'a mut self,
+        ins: &Inputs<T, Y>,
+        at: &[isize],
+        st: &[isize],
+        n: usize,
+    ) -> (&'a [T], &'a [Y], &'a [T], &'a [T]) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            (
+                self.x.view(ins.input.0.offset(at[0]), st[0], n),
+                self.y.view(ins.target.0.offset(at[1]), st[1], n),
+                if ins.unweighted() {
+                    &[]
+                } else {
+                    self.w.view_src(ins.weight.offset(at[2]), st[2], n)
+                },
+                if ins.no_pos_weight() {
+                    &[]
+                } else {
+                    self.pw.view_src(ins.pos_weight.offset(at[3]), st[3], n)
+                },
+            )
+        }
+    }
 }
 
 /// The operands of one binary cross-entropy call: the [`Inputs`], and `out` (layout operand
@@ -487,7 +521,7 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
         ops.layout.for_each_tile(range, |flat, n, at, st| {
             // SAFETY: the caller guarantees every element of the layout is valid; `at` and
             // `st` stay inside it for the n elements of this tile.
-            let (x, y, w, pw) = unsafe { tiles.view(ins, &at, &st, n) };
+            let (x, y, w, pw) = unsafe { tiles.view_present(ins, &at, &st, n) };
             let tile = |out| Tile {
                 kind,
                 x,
@@ -718,6 +752,38 @@ mod tests {
             }
         }
         assert!((part.sum - exact).abs() <= 1e-6 * exact.abs());
+    }
+
+    /// A call without weights skips them (`view_present` gives them empty, never gathered),
+    /// and gives the bits of the same call with weights of 1 stored apart (a broadcast 1 that
+    /// the kernel reads and multiplies by), on both kinds and with several blocks.
+    #[test]
+    fn absent_weights_are_not_gathered_and_change_no_bit() {
+        let n = 3 * BLOCK + 77;
+        let (p, y, _) = sample(n);
+        let x: Vec<f32> = p.iter().map(|&v| (v - 0.5) * 20.0).collect();
+        for (kind, input) in [(Kind::Probabilities, &p), (Kind::Logits, &x)] {
+            let absent = flat(input, &y, f32::one_ref(), std::ptr::null_mut());
+            let ones = flat(input, &y, &ONE32, std::ptr::null_mut());
+            assert!(absent.inputs.unweighted() && absent.inputs.no_pos_weight());
+            assert!(!ones.inputs.unweighted() && !ones.inputs.no_pos_weight());
+            let mut tiles = InputTiles::<f32, f32>::default();
+            let (at, st) = ([0isize; 4], [1isize, 1, 0, 0]);
+            let (vx, vy, w, pw) = unsafe { tiles.view_present(&absent.inputs, &at, &st, 100) };
+            assert_eq!((vx.len(), vy.len(), w.len(), pw.len()), (100, 100, 0, 0));
+            let (_, _, w, pw) = unsafe { tiles.view_present(&ones.inputs, &at, &st, 100) };
+            assert_eq!((w, pw), (&[1f32; 100][..], &[1f32; 100][..]));
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            for pool in [None, Some(&pool)] {
+                let a = unsafe { binary_cross_entropy(&absent, kind, pool) };
+                let b = unsafe { binary_cross_entropy(&ones, kind, pool) };
+                assert_eq!(a.sum.to_bits(), b.sum.to_bits(), "{kind:?}");
+                assert_eq!((a.count, a.flags), (b.count, b.flags));
+            }
+        }
     }
 
     /// Every instruction set the CPU has gives the reference result (to f32 rounding), and the

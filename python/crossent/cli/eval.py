@@ -1,4 +1,4 @@
-"""``crossent eval``: a loss over arrays stored in files.
+"""``crossent eval``: a loss, an entropy or a divergence over arrays stored in files.
 
 Operands are ``.npy`` files (memory-mapped), ``.npz`` members (``file.npz:key``; streamed
 from the archive), Parquet columns (``file.parquet:column``; read in record batches by
@@ -9,6 +9,8 @@ result has the bits of one call on the whole arrays while memory stays bounded;
 (``--output``) batch by batch, under a temporary name renamed into place on success.
 ``--loss softmax_ce`` reads logits of shape ``(..., classes)`` and class indices of the
 leading shape (or probabilities of the logits' shape), in batches of whole rows.
+``entropy``, ``cross_entropy``, ``kl_divergence`` and ``jensen_shannon`` read distributions
+``--p`` (and ``--q``) with the classes along the last axis, one value per row.
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ class Loss:
     logits: bool
     #: Rows of classes along the last axis (softmax), rather than one loss per element.
     rows: bool = False
+    #: The operands' options, in the function's order: ``--input``/``--target`` for a loss,
+    #: the distributions ``--p`` (and ``--q``) for an entropy or a divergence.
+    operands: tuple[str, ...] = ("input", "target")
+
+    @property
+    def divergence(self) -> bool:
+        """An entropy or divergence of distributions: rows along the last axis, keywords
+        ``base`` and ``normalize``, no ``reduction`` of its own (the command reduces the
+        rows' values)."""
+        return self.operands[0] == "p"
 
 
 LOSSES = {
@@ -51,6 +63,10 @@ LOSSES = {
         Loss("binary_cross_entropy", "BinaryCrossEntropyAccumulator", False),
         Loss("binary_cross_entropy_with_logits", "BinaryCrossEntropyWithLogitsAccumulator", True),
         Loss("softmax_cross_entropy", "SoftmaxCrossEntropyAccumulator", True, rows=True),
+        Loss("entropy", "EntropyAccumulator", False, rows=True, operands=("p",)),
+        Loss("cross_entropy", "CrossEntropyAccumulator", False, rows=True, operands=("p", "q")),
+        Loss("kl_divergence", "KLDivergenceAccumulator", False, rows=True, operands=("p", "q")),
+        Loss("jensen_shannon", "JensenShannonAccumulator", False, rows=True, operands=("p", "q")),
     )
 }
 
@@ -171,6 +187,9 @@ class Plan:
     settings: dict[str, Any] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     places: dict[str, Place] = field(default_factory=dict)
+    #: The mean or sum is taken by the command over the function's value per item (per row
+    #: of a distribution), exactly (:class:`ExactSum`), rather than by an accumulator.
+    per_item: bool = False
 
 
 def _loss_dtype(input: Source) -> np.dtype[Any]:
@@ -288,6 +307,132 @@ def rows(loss: Loss, input: Source, target: Source, class_weight: Source | None)
     )
 
 
+def distributions(
+    loss: Loss, p: Source, q: Source | None, settings: dict[str, Any], reduction: str
+) -> Plan:
+    """An entropy or divergence of the distributions along the last axis of ``p`` (and
+    ``q``, of the same shape, or a column of as many values read in that shape).
+
+    Rows of a ``(..., classes)`` operand stream in batches of whole rows; each row's value
+    does not depend on the rows beside it, so every batch gives the values of one call on the
+    whole arrays, also for a normalised Jensen-Shannon divergence (both row sums inside its
+    logarithm). Their mean or sum is taken exactly (:class:`ExactSum`). A one-dimensional
+    operand (a column) is one distribution: it streams through the function's accumulator
+    in batches of whole ``crossent.CHUNK`` elements, which give the bits of one call."""
+    import crossent
+
+    ops = [s for s in (p, q) if s is not None]
+    known = [s for s in ops if s.shape is not None]
+    shape = max((s.shape for s in known if s.shape is not None), key=len, default=None)
+    for s in ops:
+        if s.shape is not None and shape is not None and s.shape != shape:
+            if len(s.shape) > 1 or math.prod(s.shape) != math.prod(shape):
+                first = max(known, key=lambda o: len(o.shape or ()))
+                raise CliError(
+                    f"--{s.arg} {s.spec} has shape {_shape_str(s.shape)}, --{first.arg} "
+                    f"{first.spec} has {_shape_str(shape)}: the distributions must have one "
+                    "shape (or be a column of as many values)"
+                )
+    # Float32 only when every operand is float32; one of each computes in float64.
+    dtype = np.result_type(*(_loss_dtype(s) for s in ops))
+    convert: Callable[[np.ndarray, int], np.ndarray] = lambda a, _: _as_input(a)  # noqa: E731
+    if shape is not None and len(shape) >= 2:
+        classes = shape[-1]
+        if not classes:
+            raise CliError(
+                f"--{ops[0].arg} {ops[0].spec} has shape {_shape_str(shape)}: no classes along "
+                "its last axis"
+            )
+        # Positions in messages are each operand's own (a column's are one-dimensional).
+        return Plan(
+            loss,
+            [Stream((s.arg,), s, s.shape, (classes,), convert) for s in ops],
+            items=max(1, sources.BATCH // max(classes, 1)),
+            shape=tuple(shape[:-1]),
+            unit="rows",
+            dtype=dtype,
+            settings=settings,
+            per_item=True,
+        )
+    # One distribution: a single value, taken by the accumulator.
+    if reduction == "none":
+        raise CliError(
+            f"--p {p.spec} is one distribution (one-dimensional): it has a single value, "
+            "printed with --reduction mean or sum; --reduction none writes one value per row "
+            "of a (rows, classes) array"
+        )
+    if loss.function == "jensen_shannon" and settings.get("normalize", True):
+        raise CliError(
+            f"--p {p.spec} is one distribution (one-dimensional): a normalised "
+            "jensen_shannon needs both totals before its first logarithm, so it cannot be "
+            "streamed; give --no-normalize for data that sum to 1 already, or (rows, classes) "
+            "arrays (.npy/.npz), whose rows are normalised one by one"
+        )
+    chunk = crossent.CHUNK
+    return Plan(
+        loss,
+        [Stream((s.arg,), s, s.shape, convert=convert) for s in ops],
+        items=chunk * max(1, sources.BATCH // chunk),
+        shape=None,
+        unit="elements",
+        dtype=dtype,
+        settings=settings,
+    )
+
+
+class ExactSum:
+    """The sum of float values seen batch by batch, rounded once: the float nearest the
+    exact sum (what :func:`math.fsum` returns on all the values at once), whatever the cut
+    into batches. NaN, or infinities of both signs, give NaN; an infinity of one sign gives
+    that infinity.
+
+    The running sum is kept exactly, as an integer count of ``2**-1127`` (every finite
+    double is a whole number of those): each value is split by :func:`numpy.frexp` into a
+    53-bit integer mantissa, cut in two halves of at most 27 bits, and the halves are summed
+    per exponent by :func:`numpy.bincount`, whose float64 sums of such whole numbers are
+    exact for fewer than ``2**26`` values per call; the few per-exponent sums then join the
+    Python integer. The final division of two integers is correctly rounded."""
+
+    #: Values per bincount: their half-mantissas (below 2**27) sum exactly in float64.
+    PIECE = 1 << 24
+    #: The exponent of the unit: 2**-1074 (the least subnormal) over 2**53 (a mantissa).
+    SCALE = 1074 + 53
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.special: set[float] = set()
+
+    def add(self, values: np.ndarray) -> None:
+        v = values.astype(np.float64, copy=False).reshape(-1)
+        finite = np.isfinite(v)
+        if not finite.all():
+            bad = v[~finite]
+            if np.isnan(bad).any():
+                self.special.add(math.nan)
+            self.special.update(float(x) for x in np.unique(bad[~np.isnan(bad)]))
+            v = v[finite]
+        for at in range(0, v.size, self.PIECE):
+            mantissa, exponent = np.frexp(v[at : at + self.PIECE])
+            mantissa *= 2.0**53  # whole numbers below 2**53 in magnitude, exactly
+            shift = exponent + (self.SCALE - 53)  # >= 0: v = mantissa * 2**(shift - SCALE)
+            high = np.floor(mantissa * 2.0**-26)
+            low = mantissa - high * 2.0**26  # in [0, 2**26)
+            highs = np.bincount(shift, weights=high)
+            lows = np.bincount(shift, weights=low)
+            for k in np.flatnonzero((highs != 0) | (lows != 0)).tolist():
+                self.total += (int(highs[k]) << (k + 26)) + (int(lows[k]) << k)
+
+    def result(self) -> float:
+        if self.special:
+            if any(math.isnan(x) for x in self.special) or len(self.special) > 1:
+                return math.nan
+            return next(iter(self.special))
+        try:
+            return self.total / (1 << self.SCALE)
+        except OverflowError:
+            return math.inf if self.total > 0 else -math.inf
+
+
 def evaluate(
     plan: Plan, *, reduction: str, output: str | None, progress: Progress
 ) -> tuple[float | None, int]:
@@ -297,18 +442,24 @@ def evaluate(
 
     fn: Callable[..., Any] = getattr(crossent, plan.loss.function)
     acc: Any = None
-    if reduction != "none":
+    exact = ExactSum() if plan.per_item and reduction != "none" else None
+    if reduction != "none" and exact is None:
+        own = {} if plan.loss.divergence else {"reduction": reduction}
         try:
-            acc = getattr(crossent, plan.loss.accumulator)(reduction=reduction, **plan.settings)
+            acc = getattr(crossent, plan.loss.accumulator)(**own, **plan.settings)
         except (ValueError, TypeError) as e:
             raise CliError(_located(e, plan.places)) from None
+    # The function's keywords for one value per item (per element, per row).
+    each = {} if plan.loss.divergence else {"reduction": "none"}
+    n = len(plan.loss.operands)
     total = math.prod(plan.shape) if plan.shape is not None else None
     progress.total = float(total) if total else 1.0
     row = math.prod(plan.row)
     input = plan.streams[0].source
     done = 0
     with npy_output(output, plan.dtype, len(plan.shape) if plan.shape is not None else 1) as out:
-        buffer = np.empty(plan.items if out is not None else 0, dtype=plan.dtype)
+        per_item = out is not None or exact is not None
+        buffer = np.empty(plan.items if per_item else 0, dtype=plan.dtype)
         while True:
             batches = [s.source.take(plan.items * math.prod(s.item)) for s in plan.streams]
             counts = [
@@ -341,21 +492,25 @@ def evaluate(
                     f"--{s.source.arg} {s.source.spec}", a.shape, done * math.prod(s.item), s.shape
                 )
                 places.update(dict.fromkeys(s.names, place))
-            streamed = {s.names[0]: a for s, a in zip(plan.streams[2:], args[2:], strict=True)}
+            streamed = {s.names[0]: a for s, a in zip(plan.streams[n:], args[n:], strict=True)}
             try:
-                if out is not None:
+                if per_item:
                     losses = buffer[:k]
                     fn(
-                        *args[:2],
-                        reduction="none",
+                        *args[:n],
+                        **each,
                         out=losses.reshape(batch_shape),
                         **plan.settings,
                         **plan.fixed,
                         **streamed,
                     )
-                    out.write(losses)
+                    if out is not None:
+                        out.write(losses)
+                    else:
+                        assert exact is not None
+                        exact.add(losses)
                 else:
-                    acc.update(*args[:2], **plan.fixed, **streamed)
+                    acc.update(*args[:n], **plan.fixed, **streamed)
             except (ValueError, TypeError) as e:
                 raise CliError(_located(e, places)) from None
             done += k
@@ -364,6 +519,9 @@ def evaluate(
         if out is not None:
             out.finish(plan.shape if plan.shape is not None else (done,))
             return None, done
+    if exact is not None:
+        total_sum = exact.result()
+        return (total_sum / done if done else math.nan) if reduction == "mean" else total_sum, done
     return float(acc.result()), done
 
 
@@ -393,11 +551,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=list(names(LOSSES)),
         metavar="LOSS",
         help="bce (binary_cross_entropy on probabilities), bce_logits "
-        "(binary_cross_entropy_with_logits) or softmax_ce (softmax_cross_entropy over the "
-        "input's last axis)",
+        "(binary_cross_entropy_with_logits), softmax_ce (softmax_cross_entropy over the "
+        "input's last axis); over distributions along the last axis of --p (and --q): "
+        "entropy, cross_entropy, kl (kl_divergence) or js (jensen_shannon)",
     )
-    p.add_argument("--input", required=True, metavar="FILE[:KEY]", help="predictions")
-    p.add_argument("--target", required=True, metavar="FILE[:KEY]", help="targets / labels")
+    p.add_argument("--input", metavar="FILE[:KEY]", help="predictions (the losses)")
+    p.add_argument("--target", metavar="FILE[:KEY]", help="targets / labels (the losses)")
+    p.add_argument(
+        "--p",
+        metavar="FILE[:KEY]",
+        help="entropy and divergences: the distribution p (the function's first argument), "
+        "rows along the last axis",
+    )
+    p.add_argument(
+        "--q",
+        metavar="FILE[:KEY]",
+        help="cross_entropy, kl, js: the distribution q (the second argument), p's shape",
+    )
     p.add_argument(
         "--weight",
         metavar="FILE[:KEY]",
@@ -409,11 +579,67 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="W[,W...]|FILE",
         help="bce_logits only: positive-class weight(s), numbers or a file",
     )
-    p.add_argument("--reduction", choices=("mean", "sum", "none"), default="mean")
+    p.add_argument(
+        "--base",
+        type=float,
+        metavar="B",
+        help="entropy and divergences: logarithm base (default: natural logarithm)",
+    )
+    p.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="entropy and divergences: divide each row by its sum first (default), or "
+        "--no-normalize to use the rows as given",
+    )
+    p.add_argument(
+        "--reduction",
+        choices=("mean", "sum", "none"),
+        default="mean",
+        help="mean (default) or sum over elements (over rows for softmax_ce and the "
+        "distributions), printed; none writes each one's value to --output",
+    )
     p.add_argument("--output", metavar="OUT.npy", help="with --reduction none: where the losses go")
     p.add_argument("--json", action="store_true", help="print a JSON object instead")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.set_defaults(run=main)
+
+
+_OPERANDS = ("input", "target", "p", "q", "weight", "pos_weight")
+
+
+def _option(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _check_options(args: argparse.Namespace, loss: Loss) -> None:
+    """Each option the loss takes, and only those."""
+    given = [name for name in _OPERANDS if getattr(args, name) is not None]
+    takes = set(loss.operands)
+    if not loss.divergence:
+        takes |= {"weight", "pos_weight"} if loss.logits and not loss.rows else {"weight"}
+    for name in given:
+        if name not in takes:
+            if name == "pos_weight":
+                raise CliError("--pos-weight only applies to --loss bce_logits")
+            wanted = " and ".join(_option(o) for o in loss.operands)
+            raise CliError(
+                f"{_option(name)} does not apply to --loss {loss.function}, which takes {wanted}"
+            )
+    for name in loss.operands:
+        if getattr(args, name) is None:
+            raise CliError(f"--loss {loss.function} needs {_option(name)} FILE[:KEY]")
+    if not loss.divergence:
+        for name, v in (("base", args.base), ("normalize", args.normalize)):
+            if v is not None:
+                raise CliError(
+                    f"--{name} only applies to entropy, cross_entropy, kl_divergence and "
+                    "jensen_shannon"
+                )
+    elif args.base is not None and not (
+        math.isfinite(args.base) and args.base > 0 and args.base != 1
+    ):
+        raise CliError(f"--base {args.base!r}: must be a positive finite number other than 1")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -422,19 +648,30 @@ def main(args: argparse.Namespace) -> int:
         raise CliError("--reduction none needs --output OUT.npy")
     if args.output is not None and args.reduction != "none":
         raise CliError("--output is only used with --reduction none")
-    if args.pos_weight is not None and not loss.logits:
-        raise CliError("--pos-weight only applies to --loss bce_logits")
+    _check_options(args, loss)
     if args.output is not None:
         # Before any file is opened: the output must not be one of the operands (by identity,
         # so that a link or another spelling of the path is caught too).
         operands = [
-            (f"--{name.replace('_', '-')}", spec, split_spec(spec)[0])
-            for name in ("input", "target", "weight", "pos_weight")
+            (_option(name), spec, split_spec(spec)[0])
+            for name in _OPERANDS
             if (spec := getattr(args, name)) is not None
         ]
         check_output("--output", args.output, operands)
     with contextlib.ExitStack() as stack:
         return _run(args, loss, stack)
+
+
+def _settings(args: argparse.Namespace, loss: Loss) -> dict[str, Any]:
+    """The keywords of an entropy or divergence given on the command line."""
+    if not loss.divergence:
+        return {}
+    settings: dict[str, Any] = {}
+    if args.base is not None:
+        settings["base"] = args.base
+    # The accumulator of jensen_shannon must be told; the function's default is True.
+    settings["normalize"] = True if args.normalize is None else args.normalize
+    return settings
 
 
 def _run(args: argparse.Namespace, loss: Loss, stack: contextlib.ExitStack) -> int:
@@ -444,16 +681,22 @@ def _run(args: argparse.Namespace, loss: Loss, stack: contextlib.ExitStack) -> i
         return source
 
     start = time.perf_counter()
-    input = opened(args.input, "input")
-    target = opened(args.target, "target")
-    weight = opened(args.weight, "weight") if args.weight else None
-    pos_weight = _pos_weight(args.pos_weight)
     progress = Progress(1, label="eval", enabled=not args.quiet, delay=1.0)
-    plan = (
-        rows(loss, input, target, weight)
-        if loss.rows
-        else elementwise(loss, input, target, weight, pos_weight)
-    )
+    settings = _settings(args, loss)
+    if loss.divergence:
+        p = opened(args.p, "p")
+        q = opened(args.q, "q") if args.q is not None else None
+        plan = distributions(loss, p, q, settings, args.reduction)
+    else:
+        input = opened(args.input, "input")
+        target = opened(args.target, "target")
+        weight = opened(args.weight, "weight") if args.weight else None
+        pos_weight = _pos_weight(args.pos_weight)
+        plan = (
+            rows(loss, input, target, weight)
+            if loss.rows
+            else elementwise(loss, input, target, weight, pos_weight)
+        )
     value, count = evaluate(plan, reduction=args.reduction, output=args.output, progress=progress)
     seconds = time.perf_counter() - start
     if args.json:
@@ -463,6 +706,9 @@ def _run(args: argparse.Namespace, loss: Loss, stack: contextlib.ExitStack) -> i
             "count": count,
             "seconds": round(seconds, 6),
         }
+        if loss.divergence:
+            record["base"] = args.base
+            record["normalize"] = settings["normalize"]
         if value is not None:
             record["value"] = _json_number(value)
         else:

@@ -64,7 +64,7 @@ def _parser() -> _Parser:
     eval.add_arguments(
         sub.add_parser(
             "eval",
-            help="compute a loss over arrays stored in files",
+            help="compute a loss, an entropy or a divergence over arrays stored in files",
             description=eval.DESCRIPTION,
         )
     )
