@@ -467,27 +467,15 @@ fn first_bad<T: Float, Y: Target>(kind: Kind, flat: usize, x: &[T], y: &[Y], fla
     (flat + pos.unwrap_or(0)) as u64
 }
 
-/// Computes binary cross-entropy over all elements of `ops`: writes each element's loss to
-/// `ops.out` when it is not null, and returns the sum (with `count` = number of elements).
+/// Computes binary cross-entropy over all elements of `ops`, continuing from `init`, the state
+/// of earlier elements (see [`reduce_from`]; [`Partial::EMPTY`] for none, a streaming
+/// accumulator folds each batch into its state): writes each element's loss to `ops.out` when
+/// it is not null, and returns the sum (with `count` = number of elements).
 ///
 /// # Safety
 /// Every pointer of `ops`, stepped by its strides over `ops.layout`, must address valid,
 /// aligned elements that stay alive and unmodified (except `out`, written here) for the whole
 /// call; `out`, when not null, must not overlap any input nor itself.
-pub unsafe fn binary_cross_entropy<T: Float, Y: Target>(
-    ops: &Operands<T, Y>,
-    kind: Kind,
-    pool: Option<&ThreadPool>,
-) -> Partial {
-    // SAFETY: forwarded contract.
-    unsafe { binary_cross_entropy_from(Partial::EMPTY, ops, kind, pool) }
-}
-
-/// [`binary_cross_entropy`] continuing from `init`, the state of earlier elements (see
-/// [`reduce_from`]): what a streaming accumulator folds each batch into.
-///
-/// # Safety
-/// As for [`binary_cross_entropy`].
 pub unsafe fn binary_cross_entropy_from<T: Float, Y: Target>(
     init: Partial,
     ops: &Operands<T, Y>,
@@ -503,7 +491,7 @@ pub unsafe fn binary_cross_entropy_from<T: Float, Y: Target>(
 /// has).
 ///
 /// # Safety
-/// As for [`binary_cross_entropy`].
+/// As for [`binary_cross_entropy_from`].
 pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
     init: Partial,
     ops: &Operands<T, Y>,
@@ -607,7 +595,8 @@ mod tests {
         let (p, y, _) = sample(5000);
         let mut out = vec![0f32; p.len()];
         let ops = flat(&p, &y, &ONE32, out.as_mut_ptr());
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+        let part =
+            unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, None) };
         let exact: f64 = p
             .iter()
             .zip(&y)
@@ -633,7 +622,8 @@ mod tests {
     fn bool_targets_take_any_nonzero_byte_as_true() {
         let (p, _, b) = sample(3000);
         let ops = flat(&p, &b, &ONE32, std::ptr::null_mut());
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+        let part =
+            unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, None) };
         let exact: f64 = p
             .iter()
             .zip(&b)
@@ -648,7 +638,7 @@ mod tests {
         let y = [0f32, 1.0, 0.5, 1.0, 0.0, 0.3, 0.7, 1.0];
         let mut out = [0f32; 8];
         let ops = flat(&x, &y, &ONE32, out.as_mut_ptr());
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Logits, None) };
+        let part = unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Logits, None) };
         assert!(part.sum.is_finite());
         for i in 0..8 {
             let r = reference_logits(x[i] as f64, y[i] as f64, 1.0);
@@ -674,7 +664,9 @@ mod tests {
                 y[at] = soft;
                 let mut out = vec![0f32; n];
                 let ops = flat(&p, &y, &ONE32, out.as_mut_ptr());
-                let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+                let part = unsafe {
+                    binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, None)
+                };
                 assert_eq!(part.flags, flag, "target {soft} at {at}");
                 if flag != 0 {
                     assert_eq!(part.first_bad, at as u64);
@@ -708,12 +700,14 @@ mod tests {
             .num_threads(3)
             .build()
             .unwrap();
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, Some(&pool)) };
+        let part = unsafe {
+            binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, Some(&pool))
+        };
         assert_eq!(part.flags, flags::INPUT);
         assert_eq!(part.first_bad, 50_000);
         let labels = [0i64, 1, 2, 1];
         let ops = flat(&p[..4], &labels, &ONE64, std::ptr::null_mut());
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Logits, None) };
+        let part = unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Logits, None) };
         assert_eq!((part.flags, part.first_bad), (flags::TARGET, 2));
     }
 
@@ -722,7 +716,8 @@ mod tests {
         let p = [0.5f32, f32::NAN, 0.25];
         let y = [1f32, 0.0, 1.0];
         let ops = flat(&p, &y, &ONE32, std::ptr::null_mut());
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+        let part =
+            unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, None) };
         assert!(part.sum.is_nan());
         assert_eq!(part.flags, 0);
     }
@@ -743,7 +738,8 @@ mod tests {
             // logical (4, 300): element [i, j] at i + 4 j (a Fortran-ordered buffer).
             layout: Layout::new(&[4, 300], [&[1, 4], &[1, 4], &[0, 1], &[0, 0], &[0, 0]]),
         };
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+        let part =
+            unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, None) };
         let mut exact = 0.0;
         for i in 0..4 {
             for (j, &wj) in w.iter().enumerate() {
@@ -778,8 +774,8 @@ mod tests {
                 .build()
                 .unwrap();
             for pool in [None, Some(&pool)] {
-                let a = unsafe { binary_cross_entropy(&absent, kind, pool) };
-                let b = unsafe { binary_cross_entropy(&ones, kind, pool) };
+                let a = unsafe { binary_cross_entropy_from(Partial::EMPTY, &absent, kind, pool) };
+                let b = unsafe { binary_cross_entropy_from(Partial::EMPTY, &ones, kind, pool) };
                 assert_eq!(a.sum.to_bits(), b.sum.to_bits(), "{kind:?}");
                 assert_eq!((a.count, a.flags), (b.count, b.flags));
             }

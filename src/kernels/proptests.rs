@@ -243,10 +243,11 @@ proptest! {
         let mut out_parallel = vec![0f32; n];
         // SAFETY: every operand addresses n valid elements; the outputs are distinct.
         let serial = unsafe {
-            bce::binary_cross_entropy(&ops(out_serial.as_mut_ptr()), Kind::Probabilities, None)
+            bce::binary_cross_entropy_from(Partial::EMPTY, &ops(out_serial.as_mut_ptr()), Kind::Probabilities, None)
         };
         let parallel = unsafe {
-            bce::binary_cross_entropy(
+            bce::binary_cross_entropy_from(
+                Partial::EMPTY,
                 &ops(out_parallel.as_mut_ptr()),
                 Kind::Probabilities,
                 Some(pool(threads)),
