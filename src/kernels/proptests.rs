@@ -245,6 +245,7 @@ proptest! {
         let serial = unsafe {
             bce::binary_cross_entropy_from(Partial::EMPTY, &ops(out_serial.as_mut_ptr()), Kind::Probabilities, None)
         };
+        // SAFETY: the same operands over n valid elements; `out_parallel` is its own buffer.
         let parallel = unsafe {
             bce::binary_cross_entropy_from(
                 Partial::EMPTY,
@@ -280,6 +281,7 @@ proptest! {
         let op = |out: &mut Vec<f64>| unsafe { row_sum(data.as_ptr(), out.as_mut_ptr()) };
         // SAFETY: the offsets stay inside data and out; each row writes its own element.
         let serial = unsafe { run(&layout, &op(&mut serial_out), None) };
+        // SAFETY: the same rows over `data`; `parallel_out` has one element per row.
         let parallel = unsafe { run(&layout, &op(&mut parallel_out), Some(pool(threads))) };
         prop_assert_eq!(serial.sum.to_bits(), parallel.sum.to_bits());
         prop_assert_eq!(serial.count, rows as u64);
