@@ -98,7 +98,9 @@ impl<T: Float, Y: Target> InputTiles<T, Y> {
         st: &[isize],
         n: usize,
     ) -> (&'a [T], &'a [Y], &'a [T], &'a [T]) {
-        // SAFETY: forwarded contract.
+        // SAFETY: the caller guarantees the n elements of each operand from `at` with steps
+        // `st` are valid and unmodified while the slices live, which is what each `view` /
+        // `view_src` requires; the offsets stay inside those operands.
         unsafe {
             (
                 self.x.view(ins.input.0.offset(at[0]), st[0], n),
@@ -124,7 +126,9 @@ impl<T: Float, Y: Target> InputTiles<T, Y> {
         st: &[isize],
         n: usize,
     ) -> (&'a [T], &'a [Y], &'a [T], &'a [T]) {
-        // SAFETY: forwarded contract.
+        // SAFETY: the caller guarantees the n elements of each operand from `at` with steps
+        // `st` are valid and unmodified while the slices live (an absent weight is not read at
+        // all), which is what each `view` / `view_src` requires.
         unsafe {
             (
                 self.x.view(ins.input.0.offset(at[0]), st[0], n),
@@ -467,27 +471,15 @@ fn first_bad<T: Float, Y: Target>(kind: Kind, flat: usize, x: &[T], y: &[Y], fla
     (flat + pos.unwrap_or(0)) as u64
 }
 
-/// Computes binary cross-entropy over all elements of `ops`: writes each element's loss to
-/// `ops.out` when it is not null, and returns the sum (with `count` = number of elements).
+/// Computes binary cross-entropy over all elements of `ops`, continuing from `init`, the state
+/// of earlier elements (see [`reduce_from`]; [`Partial::EMPTY`] for none, a streaming
+/// accumulator folds each batch into its state): writes each element's loss to `ops.out` when
+/// it is not null, and returns the sum (with `count` = number of elements).
 ///
 /// # Safety
 /// Every pointer of `ops`, stepped by its strides over `ops.layout`, must address valid,
 /// aligned elements that stay alive and unmodified (except `out`, written here) for the whole
 /// call; `out`, when not null, must not overlap any input nor itself.
-pub unsafe fn binary_cross_entropy<T: Float, Y: Target>(
-    ops: &Operands<T, Y>,
-    kind: Kind,
-    pool: Option<&ThreadPool>,
-) -> Partial {
-    // SAFETY: forwarded contract.
-    unsafe { binary_cross_entropy_from(Partial::EMPTY, ops, kind, pool) }
-}
-
-/// [`binary_cross_entropy`] continuing from `init`, the state of earlier elements (see
-/// [`reduce_from`]): what a streaming accumulator folds each batch into.
-///
-/// # Safety
-/// As for [`binary_cross_entropy`].
 pub unsafe fn binary_cross_entropy_from<T: Float, Y: Target>(
     init: Partial,
     ops: &Operands<T, Y>,
@@ -495,7 +487,8 @@ pub unsafe fn binary_cross_entropy_from<T: Float, Y: Target>(
     pool: Option<&ThreadPool>,
 ) -> Partial {
     // One instruction set for the whole call: the bits never depend on which thread ran what.
-    // SAFETY: forwarded contract.
+    // SAFETY: `binary_cross_entropy_on` has this function's contract, which the caller upholds
+    // for `ops`; `isa::active()` is clamped to the CPU.
     unsafe { binary_cross_entropy_on(init, ops, kind, pool, isa::active()) }
 }
 
@@ -503,7 +496,7 @@ pub unsafe fn binary_cross_entropy_from<T: Float, Y: Target>(
 /// has).
 ///
 /// # Safety
-/// As for [`binary_cross_entropy`].
+/// As for [`binary_cross_entropy_from`].
 pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
     init: Partial,
     ops: &Operands<T, Y>,
@@ -537,7 +530,9 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
                 // flat index space and out does not overlap itself or the inputs).
                 let dst = unsafe { ops.out.0.offset(at[4]) };
                 if st[4] == 1 {
-                    // SAFETY: n contiguous elements of out from dst, as above.
+                    // SAFETY: with unit stride this tile's n elements of out are contiguous from
+                    // dst; only this block writes them (blocks partition the flat index space)
+                    // and out overlaps no input, so no other reference to them exists.
                     let slice = unsafe { std::slice::from_raw_parts_mut(dst, n) };
                     isa::dispatch_on(isa, tile(Some(slice)))
                 } else {
@@ -607,7 +602,10 @@ mod tests {
         let (p, y, _) = sample(5000);
         let mut out = vec![0f32; p.len()];
         let ops = flat(&p, &y, &ONE32, out.as_mut_ptr());
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+        // SAFETY: `flat` addresses the live slices `p` and `y` (1000 elements each, contiguous) and
+        // a `'static` one for the weights; `out` is a separate buffer of that length.
+        let part =
+            unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, None) };
         let exact: f64 = p
             .iter()
             .zip(&y)
@@ -633,7 +631,10 @@ mod tests {
     fn bool_targets_take_any_nonzero_byte_as_true() {
         let (p, _, b) = sample(3000);
         let ops = flat(&p, &b, &ONE32, std::ptr::null_mut());
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+        // SAFETY: `flat` addresses the live slices `p` and `b` (equal lengths, contiguous) and a
+        // `'static` one for the weights; `out` is null, so nothing is written.
+        let part =
+            unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, None) };
         let exact: f64 = p
             .iter()
             .zip(&b)
@@ -648,7 +649,9 @@ mod tests {
         let y = [0f32, 1.0, 0.5, 1.0, 0.0, 0.3, 0.7, 1.0];
         let mut out = [0f32; 8];
         let ops = flat(&x, &y, &ONE32, out.as_mut_ptr());
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Logits, None) };
+        // SAFETY: `flat` addresses the live slices `x` and `y` (8 elements each, contiguous) and a
+        // `'static` one for the weights; `out` is a separate `[f32; 8]`.
+        let part = unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Logits, None) };
         assert!(part.sum.is_finite());
         for i in 0..8 {
             let r = reference_logits(x[i] as f64, y[i] as f64, 1.0);
@@ -674,7 +677,11 @@ mod tests {
                 y[at] = soft;
                 let mut out = vec![0f32; n];
                 let ops = flat(&p, &y, &ONE32, out.as_mut_ptr());
-                let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+                // SAFETY: `flat` addresses the live slices `p` and `y` (n elements each,
+                // contiguous) and a `'static` one for the weights; `out` is a separate buffer of n.
+                let part = unsafe {
+                    binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, None)
+                };
                 assert_eq!(part.flags, flag, "target {soft} at {at}");
                 if flag != 0 {
                     assert_eq!(part.first_bad, at as u64);
@@ -708,12 +715,18 @@ mod tests {
             .num_threads(3)
             .build()
             .unwrap();
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, Some(&pool)) };
+        // SAFETY: `flat` addresses the live slices `p` and `y` (70 000 elements each, contiguous)
+        // and a `'static` one for the weights; `out` is null.
+        let part = unsafe {
+            binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, Some(&pool))
+        };
         assert_eq!(part.flags, flags::INPUT);
         assert_eq!(part.first_bad, 50_000);
         let labels = [0i64, 1, 2, 1];
         let ops = flat(&p[..4], &labels, &ONE64, std::ptr::null_mut());
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Logits, None) };
+        // SAFETY: `flat` addresses the live slices `p[..4]` and `labels` (4 elements each,
+        // contiguous) and a `'static` one for the weights; `out` is null.
+        let part = unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Logits, None) };
         assert_eq!((part.flags, part.first_bad), (flags::TARGET, 2));
     }
 
@@ -722,7 +735,10 @@ mod tests {
         let p = [0.5f32, f32::NAN, 0.25];
         let y = [1f32, 0.0, 1.0];
         let ops = flat(&p, &y, &ONE32, std::ptr::null_mut());
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+        // SAFETY: `flat` addresses the live slices `p` and `y` (equal lengths, contiguous) and a
+        // `'static` one for the weights; `out` is null.
+        let part =
+            unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, None) };
         assert!(part.sum.is_nan());
         assert_eq!(part.flags, 0);
     }
@@ -743,7 +759,10 @@ mod tests {
             // logical (4, 300): element [i, j] at i + 4 j (a Fortran-ordered buffer).
             layout: Layout::new(&[4, 300], [&[1, 4], &[1, 4], &[0, 1], &[0, 0], &[0, 0]]),
         };
-        let part = unsafe { binary_cross_entropy(&ops, Kind::Probabilities, None) };
+        // SAFETY: the (4, 300) layout reaches `p`/`y` at i + 4 j ≤ 1199 (1200 elements), `w` at j <
+        // 300 and the `'static` one at offset 0; `out` is null.
+        let part =
+            unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, None) };
         let mut exact = 0.0;
         for i in 0..4 {
             for (j, &wj) in w.iter().enumerate() {
@@ -769,8 +788,12 @@ mod tests {
             assert!(!ones.inputs.unweighted() && !ones.inputs.no_pos_weight());
             let mut tiles = InputTiles::<f32, f32>::default();
             let (at, st) = ([0isize; 4], [1isize, 1, 0, 0]);
+            // SAFETY: at 0 with unit strides, the 100 elements read lie inside `input` and `y` (n >
+            // 100 each); the weights are read at stride 0 from `'static` ones.
             let (vx, vy, w, pw) = unsafe { tiles.view_present(&absent.inputs, &at, &st, 100) };
             assert_eq!((vx.len(), vy.len(), w.len(), pw.len()), (100, 100, 0, 0));
+            // SAFETY: `ones` reads the same `input` and `y` (n > 100 elements each) at 0 with unit
+            // strides, and its weights at stride 0 from the `'static` `ONE32`.
             let (_, _, w, pw) = unsafe { tiles.view_present(&ones.inputs, &at, &st, 100) };
             assert_eq!((w, pw), (&[1f32; 100][..], &[1f32; 100][..]));
             let pool = rayon::ThreadPoolBuilder::new()
@@ -778,8 +801,12 @@ mod tests {
                 .build()
                 .unwrap();
             for pool in [None, Some(&pool)] {
-                let a = unsafe { binary_cross_entropy(&absent, kind, pool) };
-                let b = unsafe { binary_cross_entropy(&ones, kind, pool) };
+                // SAFETY: `absent` and `ones` come from `flat` over the live `input` and `y` (n
+                // elements each) and `'static` ones, with null `out`.
+                let a = unsafe { binary_cross_entropy_from(Partial::EMPTY, &absent, kind, pool) };
+                // SAFETY: `ones` is `flat` over the same live slices with `ONE32` as its weights,
+                // and null `out`.
+                let b = unsafe { binary_cross_entropy_from(Partial::EMPTY, &ones, kind, pool) };
                 assert_eq!(a.sum.to_bits(), b.sum.to_bits(), "{kind:?}");
                 assert_eq!((a.count, a.flags), (b.count, b.flags));
             }
@@ -818,6 +845,8 @@ mod tests {
                 .sum();
             for isa in isa::Isa::ALL {
                 let ops = flat(x, t, &ONE32, std::ptr::null_mut());
+                // SAFETY: `flat` addresses the live slices `x` and `t` (equal lengths, contiguous)
+                // and a `'static` one for the weights; `out` is null.
                 let serial =
                     unsafe { binary_cross_entropy_on(Partial::EMPTY, &ops, kind, None, isa) };
                 assert!(
@@ -826,6 +855,7 @@ mod tests {
                     serial.sum
                 );
                 for pool in &pools {
+                    // SAFETY: the same `ops` as the serial call (live slices, null `out`).
                     let par = unsafe {
                         binary_cross_entropy_on(Partial::EMPTY, &ops, kind, Some(pool), isa)
                     };
@@ -857,10 +887,14 @@ mod tests {
             let mut out_b = [0f32; 10];
             let mut out_f = [0f32; 10];
             let ops = flat(&p, &b, &ONE32, out_b.as_mut_ptr());
+            // SAFETY: `flat` addresses the live slices `p` and `b` (10 elements each, contiguous)
+            // and a `'static` one for the weights; `out_b` is a separate `[f32; 10]`.
             unsafe {
                 binary_cross_entropy_on(Partial::EMPTY, &ops, Kind::Probabilities, None, isa)
             };
             let ops = flat(&p, &f, &ONE32, out_f.as_mut_ptr());
+            // SAFETY: `flat` addresses the live slices `p` and `f` (10 elements each, contiguous)
+            // and a `'static` one for the weights; `out_f` is a separate `[f32; 10]`.
             unsafe {
                 binary_cross_entropy_on(Partial::EMPTY, &ops, Kind::Probabilities, None, isa)
             };

@@ -56,9 +56,9 @@
 //!
 //! One exception is cheaper at the same `f32` accuracy: entropy and cross-entropy rows written
 //! to an `f32` output take `ln x = k·ln2 + f + w` with `k·ln2 + f` in `f64` and only `w`
-//! (`|w| < 0.072`) in `f32` lanes ([`math::ln_nonneg_f32_wide`]), and the log of the largest
-//! element in `f64` where it could matter ([`top_log_fix`]): within 1 ulp of `f32` of SciPy's
-//! `f64` result on near one-hot, count, scaled and subnormal rows (the tests). A result
+//! (`|w| < 0.072`) in `f32` lanes ([`math::ln_nonneg_f32_wide_shifted`]), and the log of the
+//! largest element in `f64` where it could matter ([`top_log_fix`]): within 1 ulp of `f32` of
+//! SciPy's `f64` result on near one-hot, count, scaled and subnormal rows (the tests). A result
 //! returned as a Python float (`axis=None`, the streaming accumulators) keeps `f64` terms. KL
 //! cannot take this route: its terms cancel when `p ≈ q`, so its logs of `p / q` need `f64`.
 

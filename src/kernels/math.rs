@@ -35,8 +35,8 @@
 //! inputs, `ln_1p`, hard-label log and `exp` ≤ 2 ulp on dense samples; `f64` all ≤ 2 ulp on
 //! dense samples (measured against glibc, itself within about 0.52 ulp). The mean signed
 //! error is below 0.01 ulp: no systematic bias that would survive summing 10^8 terms. The
-//! `f32`-lane logarithm returned in `f64` ([`ln_nonneg_f32_wide`], [`x_ln_x_f32_wide`]) is
-//! within 2e-8 absolute, unbiased.
+//! `f32`-lane logarithm returned in `f64` ([`ln_nonneg_f32_wide_shifted`],
+//! [`x_ln_x_f32_wide_shifted`]) is within 2e-8 absolute, unbiased.
 
 use super::isa::Arch;
 
@@ -432,8 +432,12 @@ pub fn ln_nonneg_shifted_f64<A: Arch, const SUBNORMALS: bool>(x: f64, shift: f64
     ln_nonneg_special64(x, ln_pos_shifted64::<A, SUBNORMALS>(x, shift))
 }
 
-/// `x·(ln x - shift·ln2)` for `x ≥ 0`, with `0·ln 0 = 0` (see [`x_ln_x_f64`] and
-/// [`ln_nonneg_shifted_f64`]).
+/// `x·(ln x - shift·ln2)` for `x ≥ 0` and an integer `shift`, with `0·ln 0 = 0`, `f64`: the
+/// entropy term (the log as in [`ln_nonneg_shifted_f64`]). Cheaper than `x` times that log: no
+/// special-case selects, since the reduction of `+inf` and NaN is finite and the product with
+/// `x` gives them back (`+inf`, NaN); negative `x` gives a value of no meaning (callers report
+/// it as a domain error). Subnormal `x` is scaled only when `SUBNORMALS`: an `f32` widened to
+/// `f64` never is one.
 #[inline(always)]
 pub fn x_ln_x_shifted_f64<A: Arch, const SUBNORMALS: bool>(x: f64, shift: f64) -> f64 {
     let t = x * ln_pos_shifted64::<A, SUBNORMALS>(x, shift);
@@ -456,15 +460,6 @@ pub fn ln_ratio_shifted_f64<A: Arch, const SUBNORMALS: bool>(x: f64, y: f64, shi
     sel64(finite, value, ln_nonneg_special64(x / y, value))
 }
 
-/// `ln x` for `x ≥ 0`, `f64`: [`ln_f64`] less what negative `x` needs (its value has no
-/// meaning here; callers report it as a domain error) and, unless `SUBNORMALS`, the scaling of
-/// subnormal `x` (never one when `x` comes from `f32` values). `ln 0 = -inf`, `+inf` and NaN
-/// are kept.
-#[inline(always)]
-pub fn ln_nonneg_f64<A: Arch, const SUBNORMALS: bool>(x: f64) -> f64 {
-    ln_nonneg_special64(x, ln_pos64::<A, SUBNORMALS>(x))
-}
-
 /// [`ln_special64`] for `x ≥ 0`: `y` where `x` is positive finite, `ln 0 = -inf`, and `+inf`
 /// and NaN as they are (negative `x` gives `x`, a value of no meaning).
 #[inline(always)]
@@ -474,17 +469,6 @@ fn ln_nonneg_special64(x: f64, y: f64) -> f64 {
         y,
         sel64(x == 0.0, f64::NEG_INFINITY, x),
     )
-}
-
-/// `x·ln x` for `x ≥ 0`, with `0·ln 0 = 0`, `f64`: the entropy term. Cheaper than `x` times
-/// [`ln_f64`]: no special-case selects, since the reduction of `+inf` and NaN is finite and the
-/// product with `x` gives them back (`+inf`, NaN); negative `x` gives a value of no meaning
-/// (callers report it as a domain error). Subnormal `x` is scaled only when `SUBNORMALS`: an
-/// `f32` widened to `f64` never is one.
-#[inline(always)]
-pub fn x_ln_x_f64<A: Arch, const SUBNORMALS: bool>(x: f64) -> f64 {
-    let t = x * ln_pos64::<A, SUBNORMALS>(x);
-    sel64(x == 0.0, 0.0, t)
 }
 
 /// `ln x` for positive finite `x` given as `f32`, in `f64`, at `f32` cost: within 2e-8
@@ -518,30 +502,19 @@ fn ln_pos_f32_wide_shifted<A: Arch>(x: f32, shift: f64) -> f64 {
     fma64::<A>(f64::from(k) - shift, std::f64::consts::LN_2, f64::from(f)) + f64::from(w)
 }
 
-/// `x·ln x` for `x ≥ 0` given as `f32`, in `f64`, with `0·ln 0 = 0`, from
-/// [`ln_pos_f32_wide_shifted`] (the term within `2e-8·x`): the entropy term of `f32` input. `+inf`, NaN
-/// and `0` need no special case: their reduction is finite, and the product with `x` gives
-/// them back. Negative `x` gives a value of no meaning (callers report it as a domain error).
-#[inline(always)]
-pub fn x_ln_x_f32_wide<A: Arch>(x: f32) -> f64 {
-    x_ln_x_f32_wide_shifted::<A>(x, 0.0)
-}
-
-/// `x·(ln x - shift·ln2)` from [`ln_pos_f32_wide_shifted`] (see [`x_ln_x_f32_wide`]).
+/// `x·(ln x - shift·ln2)` for `x ≥ 0` given as `f32`, in `f64`, with `0·ln 0 = 0`, from
+/// [`ln_pos_f32_wide_shifted`] (the term within `2e-8·x`): the entropy term of `f32` input.
+/// `+inf`, NaN and `0` need no special case: their reduction is finite, and the product with
+/// `x` gives them back. Negative `x` gives a value of no meaning (callers report it as a domain
+/// error).
 #[inline(always)]
 pub fn x_ln_x_f32_wide_shifted<A: Arch>(x: f32, shift: f64) -> f64 {
     f64::from(x) * ln_pos_f32_wide_shifted::<A>(x, shift)
 }
 
-/// `ln x` for `x ≥ 0` given as `f32`, in `f64`, from [`ln_pos_f32_wide_shifted`] (within 2e-8
-/// absolute): the cross-entropy log of `f32` input. `ln 0 = -inf`, `+inf` and NaN are kept;
-/// negative `x` gives a value of no meaning (callers report it as a domain error).
-#[inline(always)]
-pub fn ln_nonneg_f32_wide<A: Arch>(x: f32) -> f64 {
-    ln_nonneg_f32_wide_shifted::<A>(x, 0.0)
-}
-
-/// `ln x - shift·ln2` from [`ln_pos_f32_wide_shifted`] (see [`ln_nonneg_f32_wide`]).
+/// `ln x - shift·ln2` for `x ≥ 0` given as `f32`, in `f64`, from [`ln_pos_f32_wide_shifted`]
+/// (within 2e-8 absolute): the cross-entropy log of `f32` input. `ln 0 = -inf`, `+inf` and NaN
+/// are kept; negative `x` gives a value of no meaning (callers report it as a domain error).
 #[inline(always)]
 pub fn ln_nonneg_f32_wide_shifted<A: Arch>(x: f32, shift: f64) -> f64 {
     ln_nonneg_special64(f64::from(x), ln_pos_f32_wide_shifted::<A>(x, shift))
@@ -1085,7 +1058,7 @@ mod tests {
             #[inline(always)]
             fn run<A: Arch>(self) {
                 for (o, &x) in self.1.iter_mut().zip(self.0) {
-                    *o = x_ln_x_f64::<A, SUB>(x);
+                    *o = x_ln_x_shifted_f64::<A, SUB>(x, 0.0);
                 }
             }
         }
@@ -1121,7 +1094,7 @@ mod tests {
                 #[inline(always)]
                 fn run<A: Arch>(self) {
                     for ((a, b), &x) in self.1.iter_mut().zip(self.2.iter_mut()).zip(self.0) {
-                        (*a, *b) = (ln_nonneg_f64::<A, true>(x), ln_f64::<A>(x));
+                        (*a, *b) = (ln_nonneg_shifted_f64::<A, true>(x, 0.0), ln_f64::<A>(x));
                     }
                 }
             }
@@ -1140,12 +1113,14 @@ mod tests {
         }
     }
 
-    /// `x_ln_x_f32_wide`: the log inside it within 2e-8 absolute (its term within `2e-8·x`) over
-    /// all positive `f32` and densely on `[1/4, 4]`, unbiased, and the specials of
-    /// `x_ln_x_f64`; `ln_nonneg_f32_wide`: that log, with the specials of `ln`.
+    /// `x_ln_x_f32_wide_shifted` (shift 0): the log inside it within 2e-8 absolute (its term
+    /// within `2e-8·x`) over all positive `f32` and densely on `[1/4, 4]`, unbiased, and the
+    /// specials of `x_ln_x_shifted_f64`; `ln_nonneg_f32_wide_shifted`: that log, with the
+    /// specials of `ln`.
     #[test]
     fn f32_wide_log_absolute_error() {
-        // `x_ln_x_f32_wide` when the flag is set, else `ln_nonneg_f32_wide`.
+        // `x_ln_x_f32_wide_shifted` when the flag is set, else `ln_nonneg_f32_wide_shifted`
+        // (both with shift 0).
         struct Wide<'a>(bool, &'a [f32], &'a mut [f64]);
         impl Kernel for Wide<'_> {
             type Output = ();
@@ -1153,9 +1128,9 @@ mod tests {
             fn run<A: Arch>(self) {
                 for (o, &x) in self.2.iter_mut().zip(self.1) {
                     *o = if self.0 {
-                        x_ln_x_f32_wide::<A>(x)
+                        x_ln_x_f32_wide_shifted::<A>(x, 0.0)
                     } else {
-                        ln_nonneg_f32_wide::<A>(x)
+                        ln_nonneg_f32_wide_shifted::<A>(x, 0.0)
                     };
                 }
             }
@@ -1174,7 +1149,7 @@ mod tests {
                 sum += e;
             }
             let mean = sum / xs.len() as f64;
-            println!("{isa:?} x_ln_x_f32_wide: log error max {max:.2e}, mean {mean:.1e}");
+            println!("{isa:?} x_ln_x_f32_wide_shifted: log error max {max:.2e}, mean {mean:.1e}");
             assert!(
                 max <= 2e-8 && mean.abs() < 1e-10,
                 "{isa:?} {max:e} {mean:e}"
@@ -1184,7 +1159,7 @@ mod tests {
             dispatch_on(isa, Wide(true, &specials, &mut o));
             assert_eq!(&o[..4], &[0.0, 0.0, 0.0, f64::INFINITY], "{isa:?}");
             assert!(o[4].is_nan());
-            // ln_nonneg_f32_wide: the same log (x·ln x is x times it), with ln's specials.
+            // ln_nonneg_f32_wide_shifted: the same log (x·ln x is x times it), with ln's specials.
             let mut l = vec![0f64; xs.len()];
             dispatch_on(isa, Wide(false, &xs, &mut l));
             for ((&x, &t), &y) in xs.iter().zip(&o_all).zip(&l) {

@@ -243,10 +243,12 @@ proptest! {
         let mut out_parallel = vec![0f32; n];
         // SAFETY: every operand addresses n valid elements; the outputs are distinct.
         let serial = unsafe {
-            bce::binary_cross_entropy(&ops(out_serial.as_mut_ptr()), Kind::Probabilities, None)
+            bce::binary_cross_entropy_from(Partial::EMPTY, &ops(out_serial.as_mut_ptr()), Kind::Probabilities, None)
         };
+        // SAFETY: the same operands over n valid elements; `out_parallel` is its own buffer.
         let parallel = unsafe {
-            bce::binary_cross_entropy(
+            bce::binary_cross_entropy_from(
+                Partial::EMPTY,
                 &ops(out_parallel.as_mut_ptr()),
                 Kind::Probabilities,
                 Some(pool(threads)),
@@ -279,6 +281,7 @@ proptest! {
         let op = |out: &mut Vec<f64>| unsafe { row_sum(data.as_ptr(), out.as_mut_ptr()) };
         // SAFETY: the offsets stay inside data and out; each row writes its own element.
         let serial = unsafe { run(&layout, &op(&mut serial_out), None) };
+        // SAFETY: the same rows over `data`; `parallel_out` has one element per row.
         let parallel = unsafe { run(&layout, &op(&mut parallel_out), Some(pool(threads))) };
         prop_assert_eq!(serial.sum.to_bits(), parallel.sum.to_bits());
         prop_assert_eq!(serial.count, rows as u64);

@@ -573,7 +573,9 @@ impl<E: Copy + Default> TileBuf<E> {
     {
         debug_assert!(n <= TILE);
         if src.stored == Stored::Native {
-            // SAFETY: forwarded contract.
+            // SAFETY: a `Native` source holds `E` itself, and the caller guarantees its n
+            // elements from `src` with step `stride` are valid while the view lives, which is
+            // `view`'s contract.
             return unsafe { self.view(src.ptr.0, stride, n) };
         }
         if stride == 0 {
@@ -768,6 +770,7 @@ mod tests {
         // SAFETY: every element read lies inside the buffer, which outlives the view.
         let hit = unsafe { find_first(data.as_ptr(), &[2, 3], &[1, 2], |v| v == 9) };
         assert_eq!(hit, Some((vec![0, 2], 9)));
+        // SAFETY: the same (2, 3) walk over the same six elements of `data`.
         let none = unsafe { find_first(data.as_ptr(), &[2, 3], &[1, 2], |v| v > 9) };
         assert_eq!(none, None);
     }
@@ -788,15 +791,20 @@ mod tests {
             // SAFETY: every element read lies inside the buffer, which outlives the view.
             let src = unsafe { Src::<f32>::f64(x64.as_ptr()).offset(start as isize) };
             assert_eq!(src.stored(), Stored::F64);
+            // SAFETY: the n elements from `start` with step `stride` lie inside `x64` (at most
+            // index 39), which outlives the copied-out view.
             let got = unsafe { b32.view_src(src, stride, n) }.to_vec();
             let want: Vec<f32> = (0..n).map(|i| x64[at(i)] as f32).collect();
             assert_eq!(got, want, "f64 as f32, stride {stride}");
             let mut b64 = TileBuf::<f64>::default();
             // SAFETY: every element read lies inside the buffer, which outlives the view.
             let src = unsafe { Src::<f64>::f32(x32.as_ptr()).offset(start as isize) };
+            // SAFETY: the n elements from `start` with step `stride` lie inside `x32` (at most
+            // index 39), which outlives the copied-out view.
             let got = unsafe { b64.view_src(src, stride, n) }.to_vec();
             let want: Vec<f64> = (0..n).map(|i| f64::from(x32[at(i)])).collect();
             assert_eq!(got, want, "f32 as f64, stride {stride}");
+            // SAFETY: element 2 of the walk, inside `x32` (n ≥ 9 > 2).
             assert_eq!(unsafe { src.read(2 * stride) }, want[2]);
         }
         // Stored as read: in place, the `Native` source whichever constructor made it.
@@ -808,7 +816,9 @@ mod tests {
         assert!(std::ptr::eq(view.as_ptr(), x64.as_ptr()));
         // A broadcast value is refilled when the source moves.
         let mut b32 = TileBuf::<f32>::default();
+        // SAFETY: stride 0 reads only `x64[0]`.
         let first = unsafe { b32.view_src(Src::f64(x64.as_ptr()), 0, 4) }.to_vec();
+        // SAFETY: stride 0 reads only `x64[1]`.
         let second = unsafe { b32.view_src(Src::f64(x64[1..].as_ptr()), 0, 4) }.to_vec();
         assert_eq!((first[3], second[3]), (x64[0] as f32, x64[1] as f32));
     }
