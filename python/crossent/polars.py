@@ -105,6 +105,24 @@ class CrossentExpr:
     def __init__(self, expr: pl.Expr) -> None:
         self._expr = expr
 
+    def _elementwise(
+        self,
+        compute: Callable[..., Any],
+        target: pl.Expr | str,
+        weight: pl.Expr | str | None,
+        reduction: str,
+    ) -> pl.Expr:
+        """A binary loss of this column against `target` (and `weight`), per row, reduced."""
+        per_row = _per_row(
+            [
+                ("input", self._expr),
+                ("target", _expr(target)),
+                ("weight", None if weight is None else _expr(weight)),
+            ],
+            compute,
+        )
+        return _reduce(per_row, reduction)
+
     def binary_cross_entropy(
         self,
         target: pl.Expr | str,
@@ -122,15 +140,7 @@ class CrossentExpr:
         def compute(input: Any, target: Any, weight: Any = None) -> Any:
             return crossent.binary_cross_entropy(input, target, weight=weight, reduction="none")
 
-        per_row = _per_row(
-            [
-                ("input", self._expr),
-                ("target", _expr(target)),
-                ("weight", None if weight is None else _expr(weight)),
-            ],
-            compute,
-        )
-        return _reduce(per_row, reduction)
+        return self._elementwise(compute, target, weight, reduction)
 
     def binary_cross_entropy_with_logits(
         self,
@@ -150,15 +160,7 @@ class CrossentExpr:
                 input, target, weight=weight, pos_weight=pw, reduction="none"
             )
 
-        per_row = _per_row(
-            [
-                ("input", self._expr),
-                ("target", _expr(target)),
-                ("weight", None if weight is None else _expr(weight)),
-            ],
-            compute,
-        )
-        return _reduce(per_row, reduction)
+        return self._elementwise(compute, target, weight, reduction)
 
     def softmax_cross_entropy(
         self,
