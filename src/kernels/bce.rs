@@ -98,17 +98,9 @@ impl<T: Float, Y: Target> InputTiles<T, Y> {
         st: &[isize],
         n: usize,
     ) -> (&'a [T], &'a [Y], &'a [T], &'a [T]) {
-        // SAFETY: the caller guarantees the n elements of each operand from `at` with steps
-        // `st` are valid and unmodified while the slices live, which is what each `view` /
-        // `view_src` requires; the offsets stay inside those operands.
-        unsafe {
-            (
-                self.x.view(ins.input.0.offset(at[0]), st[0], n),
-                self.y.view(ins.target.0.offset(at[1]), st[1], n),
-                self.w.view_src(ins.weight.offset(at[2]), st[2], n),
-                self.pw.view_src(ins.pos_weight.offset(at[3]), st[3], n),
-            )
-        }
+        // SAFETY: the caller guarantees the elements are valid and unmodified while the slices
+        // live; that is the whole of `gather`'s contract.
+        unsafe { self.gather(ins, at, st, n, false) }
     }
 
     /// [`InputTiles::view`] for a kernel that never reads an absent weight: the weight and
@@ -126,19 +118,39 @@ impl<T: Float, Y: Target> InputTiles<T, Y> {
         st: &[isize],
         n: usize,
     ) -> (&'a [T], &'a [Y], &'a [T], &'a [T]) {
+        // SAFETY: the caller guarantees the elements are valid and unmodified while the slices
+        // live; that is the whole of `gather`'s contract.
+        unsafe { self.gather(ins, at, st, n, true) }
+    }
+
+    /// [`InputTiles::view`], with absent weights left empty when `skip_absent` (a constant at
+    /// each call site, so the branch folds away).
+    ///
+    /// # Safety
+    /// As for [`InputTiles::view`].
+    #[inline(always)]
+    unsafe fn gather<'a>(
+        &'a mut self,
+        ins: &Inputs<T, Y>,
+        at: &[isize],
+        st: &[isize],
+        n: usize,
+        skip_absent: bool,
+    ) -> (&'a [T], &'a [Y], &'a [T], &'a [T]) {
         // SAFETY: the caller guarantees the n elements of each operand from `at` with steps
-        // `st` are valid and unmodified while the slices live (an absent weight is not read at
-        // all), which is what each `view` / `view_src` requires.
+        // `st` are valid and unmodified while the slices live (a skipped absent weight is not
+        // read at all), which is what each `view` / `view_src` requires; the offsets stay
+        // inside those operands.
         unsafe {
             (
                 self.x.view(ins.input.0.offset(at[0]), st[0], n),
                 self.y.view(ins.target.0.offset(at[1]), st[1], n),
-                if ins.unweighted() {
+                if skip_absent && ins.unweighted() {
                     &[]
                 } else {
                     self.w.view_src(ins.weight.offset(at[2]), st[2], n)
                 },
-                if ins.no_pos_weight() {
+                if skip_absent && ins.no_pos_weight() {
                     &[]
                 } else {
                     self.pw.view_src(ins.pos_weight.offset(at[3]), st[3], n)
