@@ -16,6 +16,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use crate::kernels::memory::{self, Access, Conflict, Held, Region};
+use crate::kernels::strided::Load;
+use crate::kernels::view;
 
 /// The `numpy` module, imported once.
 fn numpy_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
@@ -368,6 +370,30 @@ impl<'py, E: Element> View<'py, E> {
     }
 }
 
+impl<E: Element + Load> View<'_, E> {
+    /// This view as the kernels see it, for as long as it is held.
+    pub fn kernel(&self) -> view::View<'_, E> {
+        // SAFETY: `self` holds the array (so its memory) and a read claim on it for as long as
+        // the returned view borrows it; `ptr`, `shape` and `strides` are the array's own, its
+        // elements `E`, aligned (see `ndarray`), and no call of this crate writes them while
+        // the claim is held.
+        unsafe { view::View::new(self.ptr, &self.shape, &self.strides) }
+    }
+}
+
+impl<E: Element> View<'_, E> {
+    /// This view as the kernels see it, read as `Y`.
+    ///
+    /// # Safety
+    /// `Y` must have `E`'s size and alignment and accept each of its bit patterns (a NumPy
+    /// bool read as [`Bool`](crate::kernels::float::Bool)).
+    pub unsafe fn kernel_as<Y: Load>(&self) -> view::View<'_, Y> {
+        const { assert!(std::mem::size_of::<E>() == std::mem::size_of::<Y>()) };
+        // SAFETY: as in `kernel`, with the caller's promise that every `E` is a valid `Y`.
+        unsafe { view::View::new(self.ptr.cast::<Y>(), &self.shape, &self.strides) }
+    }
+}
+
 /// A writable view of an output array where it lies. Holding it holds a claim to write that
 /// memory ([`memory::claim`]): a call of another thread that would read or write any of its
 /// bytes, through whatever object, is refused until the view is dropped.
@@ -514,6 +540,18 @@ impl<'py, E: Element> ViewMut<'py, E> {
             array: self.array.as_any().clone(),
             region: region_of(&self.array),
         }
+    }
+}
+
+impl<E: Element + Copy> ViewMut<'_, E> {
+    /// This output as the kernels see it, for as long as it is borrowed (exclusively: one
+    /// kernel view at a time).
+    pub fn kernel(&mut self) -> view::ViewMut<'_, E> {
+        // SAFETY: `new` checked that the array is writeable, aligned, of elements `E`, that no
+        // two indices share an element and that it overlaps none of the call's inputs (`fresh`:
+        // a new array overlaps nothing), and holds a write claim so that no other call reads
+        // or writes it; `self` keeps the array alive while borrowed.
+        unsafe { view::ViewMut::new(self.ptr, &self.strides) }
     }
 }
 

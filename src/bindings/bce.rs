@@ -1,5 +1,5 @@
-//! Python bindings of binary cross-entropy: parse, dispatch on dtypes, release the GIL, convert.
-//! The formulas live in [`crate::kernels::bce`].
+//! Python bindings of binary cross-entropy: parse, dispatch on dtypes, convert. The driver
+//! ([`crate::kernels::drive::bce`]) checks shapes and runs the kernels of [`crate::kernels::bce`].
 
 use numpy::{Element, PyUntypedArray};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -11,11 +11,12 @@ use super::arrow::stream_hook;
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::errors::Reported;
 use super::reduction::{reduction, Reduction};
-use super::threads::run_detached;
-use crate::kernels::bce::{self, Kind, Operands};
+use super::threads::Gil;
+use crate::kernels::bce::Kind;
+use crate::kernels::drive;
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::reduce::{flags, Partial};
-use crate::kernels::strided::{Layout, SendPtr};
+use crate::kernels::strided::Load;
 
 /// Binary cross-entropy between predicted probabilities and targets.
 ///
@@ -220,63 +221,51 @@ fn dispatch_target<'py, T: Float + Element + Reported>(
     with_target_dtype!(&y, compute::<T, E, Y>(x, &y, args))
 }
 
-/// Runs the kernel for input dtype `T` and target dtype `E` (read as `Y`).
-fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>(
+/// Runs the driver for input dtype `T` and target dtype `E` (read as `Y`).
+fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Reported>(
     x: &Bound<'py, PyUntypedArray>,
     y: &Bound<'py, PyUntypedArray>,
     args: &Args<'_, 'py>,
 ) -> PyResult<Computed<'py>> {
     let py = x.py();
     let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?;
-    let shape = ops.shape();
-    let out_array: Option<Bound<'py, PyAny>> = match (args.reduction, args.out) {
-        (Reduction::None, Some(out)) => Some(out.clone()),
-        // Uninitialised: the kernel writes every element before it is returned (it is dropped
-        // on error).
-        (Reduction::None, None) => Some(new_output_like::<T>(x)?),
-        (_, Some(_)) => {
-            return Err(PyValueError::new_err(
-                "'out' is only used with reduction='none'",
-            ))
-        }
-        (_, None) => None,
+    let given = args.out.is_some();
+    // The output array and its view, held until the driver has run.
+    let mut held: Option<(Bound<'py, PyAny>, ViewMut<'py, T>)> = None;
+    let (slot, operands) = (&mut held, &ops);
+    let call = drive::bce::Loss {
+        kind: args.kind,
+        init: args.init,
+        operands: ops.kernel::<Y>(),
     };
-    // A fresh output cannot overlap anything; a given one must not overlap an input.
-    let inputs = if args.out.is_some() {
-        ops.operands()
-    } else {
-        Vec::new()
-    };
-    let out_view = match &out_array {
-        Some(out) => Some(ViewMut::<T>::output(
-            out,
-            args.out.is_some(),
-            shape,
-            T::NAME,
-            &inputs,
-        )?),
-        None => None,
-    };
-    let (out_ptr, out_strides) = match &out_view {
-        Some(v) => (v.ptr, v.strides.clone()),
-        None => (std::ptr::null_mut(), vec![0; shape.len()]),
-    };
-    let [xs, ys, ws, pws] = ops.strides();
-    let kernel_ops = Operands {
-        inputs: ops.inputs::<Y>(),
-        out: SendPtr(out_ptr),
-        layout: Layout::new(shape, [xs, ys, ws, pws, &out_strides]),
-    };
-    let n = kernel_ops.layout.len();
-    let kind = args.kind;
-    let init = args.init;
-    let part = run_detached(py, n, move |pool| {
-        // SAFETY: every pointer comes from a view that is alive (and borrowed: no writer from
-        // Rust) until this function returns; the layout is built from those views' own shapes
-        // and strides; out was checked to be writeable, self-disjoint and not overlapping the
-        // inputs.
-        unsafe { bce::binary_cross_entropy_from(init, &kernel_ops, kind, pool) }
-    })?;
+    // Asked for once the driver has checked the shapes.
+    let part = drive::bce::loss(
+        &call,
+        move |shape: &[usize]| {
+            let array = match (args.reduction, args.out) {
+                (Reduction::None, Some(out)) => out.clone(),
+                // Uninitialised: the kernel writes every element before it is returned (it is
+                // dropped on error).
+                (Reduction::None, None) => new_output_like::<T>(x)?,
+                (_, Some(_)) => {
+                    return Err(PyValueError::new_err(
+                        "'out' is only used with reduction='none'",
+                    ))
+                }
+                (_, None) => return Ok(None),
+            };
+            // A fresh output cannot overlap anything; a given one must not overlap an input.
+            let inputs = if given {
+                operands.operands()
+            } else {
+                Vec::new()
+            };
+            let view = ViewMut::<T>::output(&array, given, shape, T::NAME, &inputs)?;
+            let (_, view) = slot.insert((array, view));
+            Ok(Some(view.kernel()))
+        },
+        &Gil(py),
+    )?;
     if part.flags & flags::INPUT != 0 {
         return Err(ops.probability_error());
     }
@@ -287,6 +276,6 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>
     }
     Ok(Computed {
         part,
-        out: out_array,
+        out: held.map(|(array, _)| array),
     })
 }

@@ -3,15 +3,14 @@
 //! checked once, and the errors their domain checks report.
 
 use numpy::{Element, PyUntypedArray};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::arrays::{ndarray, shape_str, Operand, View};
+use super::arrays::{ndarray, Operand, View};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
-use crate::kernels::bce::Inputs;
+use crate::kernels::drive;
 use crate::kernels::float::{Float, Target};
-use crate::kernels::strided::{find_first, SendPtr, Src};
+use crate::kernels::strided::{find_first, Load};
 
 /// Evaluates `$call`, in which `E` names the NumPy element type of the binary target array
 /// `$y` and `Y` the type the kernels read it as, for each supported target dtype; a
@@ -42,71 +41,38 @@ macro_rules! with_target_dtype {
 
 pub(crate) use with_target_dtype;
 
-/// A parameter array (`weight`, `pos_weight`) read as `T` and broadcast to the input's shape:
-/// float32 and float64 in place, other real dtypes converted to `T`.
-pub struct Parameter<'py, T: Element> {
-    /// Keeps the array borrowed while the kernel reads it (`None`: a constant 1).
-    view: Option<LoadView<'py, T>>,
-    src: Src<T>,
-    strides: Vec<isize>,
-}
-
-impl<'py, T: Float + Element> Parameter<'py, T> {
-    fn new(obj: Option<&Bound<'py, PyAny>>, arg: &str, shape: &[usize]) -> PyResult<Self> {
-        let Some(obj) = obj else {
-            return Ok(Parameter {
-                view: None,
-                src: Src::native(T::one_ref()),
-                strides: vec![0; shape.len()],
-            });
-        };
-        let view = LoadView::<T>::new(&ndarray(obj, arg)?, arg)?;
-        Ok(Parameter {
-            src: view.src(),
-            strides: view.broadcast_strides(shape, arg)?,
-            view: Some(view),
-        })
-    }
-}
-
 /// The four inputs of a binary-target function, borrowed for as long as this lives:
-/// `input` as `T`, `target` as its own dtype `E`, `weight` and `pos_weight` broadcast.
+/// `input` as `T`, `target` as its own dtype `E`, and `weight` and `pos_weight` read as `T`
+/// (float32 and float64 in place, other real dtypes converted). Their shapes are the driver's
+/// to check ([`drive::bce`]).
 pub struct BinaryOperands<'py, T: Element, E: Element> {
     pub x: View<'py, T>,
     pub y: View<'py, E>,
-    w: Parameter<'py, T>,
-    pw: Parameter<'py, T>,
+    w: Option<LoadView<'py, T>>,
+    pw: Option<LoadView<'py, T>>,
 }
 
 impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
-    /// Borrows the operands; `target` must have `input`'s shape, the parameters must
-    /// broadcast to it.
+    /// Borrows the operands.
     pub fn new(
         x: &Bound<'py, PyUntypedArray>,
         y: &Bound<'py, PyUntypedArray>,
         weight: Option<&Bound<'py, PyAny>>,
         pos_weight: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
-        let xv = View::<T>::new(x, "input")?;
-        let yv = View::<E>::new(y, "target")?;
-        if yv.shape != xv.shape {
-            return Err(PyValueError::new_err(format!(
-                "'target' must have the same shape as 'input' {}, got {}",
-                shape_str(&xv.shape),
-                shape_str(&yv.shape)
-            )));
-        }
-        let w = Parameter::new(weight, "weight", &xv.shape)?;
-        let pw = Parameter::new(pos_weight, "pos_weight", &xv.shape)?;
+        let parameter = |obj: Option<&Bound<'py, PyAny>>, arg| {
+            obj.map(|obj| LoadView::<T>::new(&ndarray(obj, arg)?, arg))
+                .transpose()
+        };
         Ok(BinaryOperands {
-            x: xv,
-            y: yv,
-            w,
-            pw,
+            x: View::<T>::new(x, "input")?,
+            y: View::<E>::new(y, "target")?,
+            w: parameter(weight, "weight")?,
+            pw: parameter(pos_weight, "pos_weight")?,
         })
     }
 
-    /// The common shape.
+    /// The input's shape.
     pub fn shape(&self) -> &[usize] {
         &self.x.shape
     }
@@ -114,36 +80,27 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
     /// The operands an output array given by the caller must not overlap, named.
     pub fn operands(&self) -> Vec<Operand<'static, 'py>> {
         let mut ops = vec![self.x.operand("input"), self.y.operand("target")];
-        ops.extend(self.w.view.as_ref().map(|v| v.operand("weight")));
-        ops.extend(self.pw.view.as_ref().map(|v| v.operand("pos_weight")));
+        ops.extend(self.w.as_ref().map(|v| v.operand("weight")));
+        ops.extend(self.pw.as_ref().map(|v| v.operand("pos_weight")));
         ops
     }
 
-    /// The pointers the kernels read, the target read as `Y` (of `E`'s size).
-    pub fn inputs<Y: Target>(&self) -> Inputs<T, Y> {
-        const { assert!(std::mem::size_of::<E>() == std::mem::size_of::<Y>()) };
-        Inputs {
-            input: SendPtr::from_const(self.x.ptr),
-            target: SendPtr::from_const(self.y.ptr as *const Y),
-            weight: self.w.src,
-            pos_weight: self.pw.src,
+    /// The operands as the driver takes them, the target read as `Y` (of `E`'s size).
+    pub fn kernel<Y: Target + Load>(&self) -> drive::bce::Binary<'_, T, Y> {
+        drive::bce::Binary {
+            input: self.x.kernel(),
+            // SAFETY: `with_target_dtype` pairs each NumPy dtype `E` with the type `Y` of its
+            // size that reads every bit pattern of it (bool bytes as `Bool`).
+            target: unsafe { self.y.kernel_as::<Y>() },
+            weight: self.w.as_ref().map(LoadView::kernel),
+            pos_weight: self.pw.as_ref().map(LoadView::kernel),
         }
-    }
-
-    /// The element strides of the four inputs over the common shape (layout operands 0-3).
-    pub fn strides(&self) -> [&[isize]; 4] {
-        [
-            &self.x.strides,
-            &self.y.strides,
-            &self.w.strides,
-            &self.pw.strides,
-        ]
     }
 
     /// The error for a target outside its domain, naming the first bad position.
     pub fn target_error<Y: Target + Reported>(&self) -> PyErr {
         // SAFETY: the view is alive and describes valid elements; `Y` has `E`'s size and
-        // accepts every bit pattern of it (checked in `inputs` and by `Target`).
+        // accepts every bit pattern of it (as in `kernel`).
         let bad = unsafe {
             find_first(
                 self.y.ptr as *const Y,

@@ -1,7 +1,7 @@
 //! Python bindings of the gradient kernels ([`crate::kernels::grad`]).
 
 use numpy::{Element, PyUntypedArray};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -19,13 +19,13 @@ use super::reduction::{scalar_reduction, Reduction};
 use super::softmax::{
     check_ignore_index_unused, check_smoothing, labels_shape_error, with_class_target, ClassWeights,
 };
-use super::threads::run_detached;
-use crate::kernels::bce::grad::{self as bce_grad, LogitsGrad};
+use super::threads::{run_detached, Gil};
+use crate::kernels::drive;
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::reduce::flags;
 use crate::kernels::rows::{In, Out, Rows};
 use crate::kernels::softmax::grad::{self as softmax_grad, ClassTarget, SoftmaxGrad};
-use crate::kernels::strided::{Layout, SendPtr};
+use crate::kernels::strided::Load;
 
 /// Gradient and diagonal Hessian of binary cross-entropy with logits, per element.
 ///
@@ -140,53 +140,48 @@ fn outputs<'py, T: Element>(
     Ok((pair.get_item(0)?, pair.get_item(1)?))
 }
 
-fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>(
+fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Reported>(
     x: &Bound<'py, PyUntypedArray>,
     y: &Bound<'py, PyUntypedArray>,
     args: &Args<'_, 'py>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let py = x.py();
     let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?;
-    let shape = ops.shape();
-    let (g, h) = outputs::<T>(x, args.out)?;
-    // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
-    let mut inputs = if args.out.is_some() {
-        ops.operands()
-    } else {
-        Vec::new()
+    let mut held = None;
+    let (slot, operands) = (&mut held, &ops);
+    let call = drive::bce::Grad {
+        operands: ops.kernel::<Y>(),
+        mean: args.mean,
     };
-    let given = args.out.is_some();
-    let gv = ViewMut::<T>::output(&g, given, shape, T::NAME, &inputs)?;
-    if given {
-        inputs.push(gv.operand("out[0]"));
-    }
-    let hv = ViewMut::<T>::output(&h, given, shape, T::NAME, &inputs)?;
-    let n: usize = shape.iter().product();
-    let scale = if args.mean {
-        T::from_f64(1.0 / n as f64)
-    } else {
-        T::ONE
-    };
-    let [xs, ys, ws, pws] = ops.strides();
-    let kernel_ops = LogitsGrad {
-        inputs: ops.inputs::<Y>(),
-        grad: SendPtr(gv.ptr),
-        hess: SendPtr(hv.ptr),
-        scale,
-        layout: Layout::new(shape, [xs, ys, ws, pws, &gv.strides, &hv.strides]),
-    };
-    let part = run_detached(py, n, move |pool| {
-        // SAFETY: every pointer comes from a view alive (and borrowed) until this function
-        // returns; the outputs are writeable, self-disjoint and disjoint from each other and
-        // from the inputs (their exclusive borrows were granted).
-        unsafe { bce_grad::binary_cross_entropy_with_logits_grad(&kernel_ops, pool) }
-    })?;
+    let part = drive::bce::grad(
+        &call,
+        // Asked for once the driver has checked the shapes.
+        move |shape: &[usize]| {
+            let (g, h) = outputs::<T>(x, args.out)?;
+            // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
+            let given = args.out.is_some();
+            let mut inputs = if given {
+                operands.operands()
+            } else {
+                Vec::new()
+            };
+            let gv = ViewMut::<T>::output(&g, given, shape, T::NAME, &inputs)?;
+            if given {
+                inputs.push(gv.operand("out[0]"));
+            }
+            let hv = ViewMut::<T>::output(&h, given, shape, T::NAME, &inputs)?;
+            let (_, gv, hv) = slot.insert((PyTuple::new(py, [g, h])?, gv, hv));
+            Ok((gv.kernel(), hv.kernel()))
+        },
+        &Gil(py),
+    )?;
     // Float targets may be any real number, as for the loss; labels must be 0 or 1.
     if part.flags & flags::TARGET != 0 && Y::HARD {
         return Err(ops.target_error::<Y>());
     }
-    drop((gv, hv));
-    PyTuple::new(py, [g, h])
+    // The driver asks for the outputs before it runs anything, so they are there.
+    held.map(|(pair, _, _)| pair)
+        .ok_or_else(|| PyRuntimeError::new_err("the gradient's outputs were not made"))
 }
 
 /// Gradient and diagonal Hessian of softmax cross-entropy with respect to the logits.

@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 
 use super::arrays::{is, ndarray_as, Operand, View};
 use crate::kernels::strided::{find_first, Load, Src, Stored};
+use crate::kernels::view;
 
 /// The view of an operand, by its stored dtype.
 enum Held<'py, E: Element> {
@@ -75,6 +76,14 @@ impl<'py, E: Load + Element> LoadView<'py, E> {
             Held::F32(v) => Src::f32(v.ptr),
             Held::F64(v) => Src::f64(v.ptr),
         }
+    }
+
+    /// This operand as the kernels see it, for as long as it is held.
+    pub fn kernel(&self) -> view::View<'_, E> {
+        // SAFETY: the held view keeps the array alive and claimed for reading while the result
+        // borrows it; `src` says how its elements are stored, and shape and strides are its
+        // own (see `View::kernel`).
+        unsafe { view::View::new(self.src(), self.shape(), self.strides()) }
     }
 
     /// This operand for the overlap check on `out` (see [`View::operand`]).

@@ -1,5 +1,5 @@
-//! `set_num_threads` / `get_num_threads`, the thresholds that decide where work runs, and
-//! [`run_detached`], through which every binding runs its kernels.
+//! `set_num_threads` / `get_num_threads`, and [`Gil`], the [`Detach`] through which every
+//! driver runs a call's kernels: the decision to release the GIL, and interruption by signals.
 
 use std::cell::Cell;
 use std::ffi::c_ulong;
@@ -11,19 +11,17 @@ use pyo3::prelude::*;
 use pyo3::types::PyBool;
 use rayon::ThreadPool;
 
+use crate::kernels::drive::{Detach, PARALLEL_MIN};
+use crate::kernels::view::ShapeError;
 use crate::kernels::{cancel, pool};
-
-/// Below this many elements the work stays on the calling thread: waking the pool costs more
-/// than it saves.
-pub const PARALLEL_MIN: usize = 1 << 16;
 
 /// Below this many elements the GIL is kept: releasing and re-taking it costs more than the
 /// work itself.
 pub const DETACH_MIN: usize = 1 << 12;
 
-/// Runs `work`, the kernels of one call over `n` elements, on the crate's pool (when `n` is
-/// worth it, [`PARALLEL_MIN`]): with the GIL held when the work is tiny ([`DETACH_MIN`]),
-/// otherwise without it, and interruptible.
+/// Runs a call's kernels for the drivers ([`crate::kernels::drive`]) from Python: with the
+/// GIL held when the work is tiny ([`DETACH_MIN`] elements), otherwise without it, and
+/// interruptible. A driver's [`ShapeError`] becomes a `ValueError`.
 ///
 /// Interruptible: on the main thread (the only one Python delivers signals to), the engines
 /// poll a cancellation hook ([`cancel`]) that re-attaches to the interpreter every
@@ -32,40 +30,57 @@ pub const DETACH_MIN: usize = 1 << 12;
 /// and that exception is returned; outputs (`out=`) are then partly written. Other threads
 /// never re-attach: a signal handler cannot run there, and waiting for the GIL would only
 /// slow the call.
+#[derive(Clone, Copy)]
+pub struct Gil<'py>(pub Python<'py>);
+
+impl Detach for Gil<'_> {
+    type Error = PyErr;
+
+    fn run<R: Send>(&self, n: usize, work: impl FnOnce() -> R + Send) -> PyResult<R> {
+        let py = self.0;
+        if n < DETACH_MIN {
+            return Ok(work());
+        }
+        let interruptible = on_main_thread(py);
+        let (result, raised) = py.detach(move || {
+            if !interruptible {
+                return (work(), None);
+            }
+            let raised: Rc<Cell<Option<PyErr>>> = Rc::default();
+            let sink = raised.clone();
+            // `try_attach`: an interpreter shutting down cannot be attached to (nor signalled).
+            let check = move || {
+                Python::try_attach(|py| match py.check_signals() {
+                    Ok(()) => false,
+                    Err(e) => {
+                        sink.set(Some(e));
+                        true
+                    }
+                })
+                .unwrap_or(false)
+            };
+            let result = cancel::with_hook(Box::new(check), work);
+            (result, raised.take())
+        });
+        match raised {
+            Some(e) => Err(e),
+            None => Ok(result),
+        }
+    }
+
+    fn reject(&self, e: ShapeError) -> PyErr {
+        PyValueError::new_err(e.to_string())
+    }
+}
+
+/// Runs `work` as a driver would ([`Gil`], on the pool above [`PARALLEL_MIN`]): for the
+/// bindings not yet moved to a driver.
 pub fn run_detached<R: Send>(
     py: Python<'_>,
     n: usize,
     work: impl FnOnce(Option<&ThreadPool>) -> R + Send,
 ) -> PyResult<R> {
-    if n < DETACH_MIN {
-        return Ok(work(pool::pool_for(n, PARALLEL_MIN).as_deref()));
-    }
-    let interruptible = on_main_thread(py);
-    let (result, raised) = py.detach(move || {
-        let pool = pool::pool_for(n, PARALLEL_MIN);
-        if !interruptible {
-            return (work(pool.as_deref()), None);
-        }
-        let raised: Rc<Cell<Option<PyErr>>> = Rc::default();
-        let sink = raised.clone();
-        // `try_attach`: an interpreter shutting down cannot be attached to (nor signalled).
-        let check = move || {
-            Python::try_attach(|py| match py.check_signals() {
-                Ok(()) => false,
-                Err(e) => {
-                    sink.set(Some(e));
-                    true
-                }
-            })
-            .unwrap_or(false)
-        };
-        let result = cancel::with_hook(Box::new(check), || work(pool.as_deref()));
-        (result, raised.take())
-    });
-    match raised {
-        Some(e) => Err(e),
-        None => Ok(result),
-    }
+    Gil(py).run(n, move || work(pool::pool_for(n, PARALLEL_MIN).as_deref()))
 }
 
 extern "C" {

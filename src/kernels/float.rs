@@ -236,6 +236,20 @@ impl Target for Bool {
     }
 }
 
+/// A bool operand is read as stored, byte by byte (the conversions exist for the trait only):
+/// what lets a [`View`](super::view::View) hold a bool target.
+impl super::strided::Load for Bool {
+    const STORED: super::strided::Stored = super::strided::Stored::Native;
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        Bool(u8::from(v != 0.0))
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        Bool(u8::from(v != 0.0))
+    }
+}
+
 macro_rules! impl_int_target {
     ($($t:ty => $name:literal),*) => {$(
         impl Target for $t {

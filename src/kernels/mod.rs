@@ -5,6 +5,9 @@
 //! - [`lanes`]: the lane sums and maxima every kernel reduces tiles with.
 //! - [`math`]: branch-free, vectorisable `ln`, `ln_1p`, `exp` and the hard-label log.
 //! - [`strided`]: walking N-d strided, broadcast operands in place.
+//! - [`view`]: the typed views, [`view::Axis`] and shape errors the bindings hand the drivers.
+//! - [`drive`]: one driver per family: broadcasting and axes, the parallel decision, and the
+//!   caller's hook to release the interpreter ([`drive::Detach`]).
 //! - [`reduce`]: the deterministic block reduction engine and its partial state.
 //! - [`rows`]: the row-wise engine (one result per distribution along an axis).
 //! - [`pool`]: the crate's fork-safe rayon pool (and the locks and fork handlers of the crate).
@@ -20,6 +23,7 @@
 pub mod bce;
 pub mod cancel;
 pub mod divergence;
+pub mod drive;
 pub mod float;
 pub mod isa;
 pub mod lanes;
@@ -31,6 +35,7 @@ pub mod reduce;
 pub mod rows;
 pub mod softmax;
 pub mod strided;
+pub mod view;
 
 #[cfg(test)]
 mod proptests;

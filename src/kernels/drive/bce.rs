@@ -1,0 +1,139 @@
+//! The driver of binary cross-entropy: the loss on probabilities or logits (also folded into a
+//! streaming accumulator's state) and the gradient of the logits form.
+
+use super::{execute, Detach};
+use crate::kernels::bce::grad::{self as bce_grad, LogitsGrad};
+use crate::kernels::bce::{self, Inputs, Kind, Operands};
+use crate::kernels::float::{Float, Target};
+use crate::kernels::reduce::Partial;
+use crate::kernels::strided::{Dims, Layout, Load, SendPtr, Src, Stored};
+use crate::kernels::view::{ShapeError, View, ViewMut};
+
+/// The four inputs of a binary-target function: `input` (probabilities or logits, stored as
+/// `T`), `target` of `input`'s shape (read as `Y`), and the optional `weight` and
+/// `pos_weight`, broadcast to `input`'s shape (a constant 1 when absent).
+pub struct Binary<'a, T, Y> {
+    pub input: View<'a, T>,
+    pub target: View<'a, Y>,
+    pub weight: Option<View<'a, T>>,
+    pub pos_weight: Option<View<'a, T>>,
+}
+
+impl<T: Float, Y: Target + Load> Binary<'_, T, Y> {
+    /// The kernels' pointers, and the strides of `weight` and `pos_weight` broadcast to the
+    /// common shape (the input's); refuses a target of another shape and parameters that do
+    /// not broadcast.
+    fn prepare(&self) -> Result<Prepared<T, Y>, ShapeError> {
+        let shape = self.input.shape();
+        if self.target.shape() != shape {
+            return Err(ShapeError::Same {
+                arg: "target",
+                shape: self.target.shape().to_vec(),
+                like: ("input", shape.to_vec()),
+            });
+        }
+        let parameter = |v: &Option<View<'_, T>>, arg| match v {
+            None => Ok((Src::native(T::one_ref()), Dims::filled(shape.len(), 0))),
+            Some(v) => Ok((v.src(), v.broadcast_strides(shape, arg)?)),
+        };
+        let (weight, ws) = parameter(&self.weight, "weight")?;
+        let (pos_weight, pws) = parameter(&self.pos_weight, "pos_weight")?;
+        debug_assert!(self.input.src().stored() == Stored::Native);
+        debug_assert!(self.target.src().stored() == Stored::Native);
+        let inputs = Inputs {
+            input: SendPtr::from_const(self.input.src().raw()),
+            target: SendPtr::from_const(self.target.src().raw()),
+            weight,
+            pos_weight,
+        };
+        Ok((inputs, [ws, pws]))
+    }
+
+    /// The strides of `input` and `target`.
+    fn strides(&self) -> (&[isize], &[isize]) {
+        (self.input.strides(), self.target.strides())
+    }
+}
+
+/// The kernels' pointers, and the strides of `weight` and `pos_weight` over the common shape.
+type Prepared<T, Y> = (Inputs<T, Y>, [Dims<isize>; 2]);
+
+/// One call of the loss: which form, the state it continues ([`Partial::EMPTY`] for a plain
+/// call; a streaming accumulator's state to fold a batch into it), and the inputs.
+pub struct Loss<'a, T, Y> {
+    pub kind: Kind,
+    pub init: Partial,
+    pub operands: Binary<'a, T, Y>,
+}
+
+/// Binary cross-entropy of `args` ([`bce::binary_cross_entropy_from`]): asks `out` for the
+/// per-element output of the input's shape once the shapes are checked (`None`: nothing is
+/// written), and returns the reduction state (`sum`, `count`, the domain errors in `flags`).
+pub fn loss<'a, T: Float, Y: Target + Load, D: Detach>(
+    args: &Loss<'a, T, Y>,
+    out: impl FnOnce(&[usize]) -> Result<Option<ViewMut<'a, T>>, D::Error>,
+    detach: &D,
+) -> Result<Partial, D::Error> {
+    let (inputs, [ws, pws]) = args.operands.prepare().map_err(|e| detach.reject(e))?;
+    let (xs, ys) = args.operands.strides();
+    let shape = args.operands.input.shape();
+    let out = out(shape)?;
+    let zeros = Dims::filled(shape.len(), 0);
+    let (out_ptr, out_strides) = match &out {
+        Some(v) => (v.ptr(), v.strides()),
+        None => (std::ptr::null_mut(), &zeros[..]),
+    };
+    let ops = Operands {
+        inputs,
+        out: SendPtr(out_ptr),
+        layout: Layout::new(shape, [xs, ys, &ws, &pws, out_strides]),
+    };
+    let (kind, init) = (args.kind, args.init);
+    execute(detach, ops.layout.len(), move |pool| {
+        // SAFETY: every pointer comes from a view, valid along its own shape and strides for
+        // the call (`View::new`'s contract), broadcast here to the input's shape, from which
+        // the layout is built; `out` overlaps neither itself nor an input (`ViewMut::new`).
+        unsafe { bce::binary_cross_entropy_from(init, &ops, kind, pool) }
+    })
+}
+
+/// One call of the gradient of binary cross-entropy with logits: the inputs, and whether it
+/// is the gradient of the mean (otherwise of the sum).
+pub struct Grad<'a, T, Y> {
+    pub operands: Binary<'a, T, Y>,
+    pub mean: bool,
+}
+
+/// The gradient and diagonal Hessian of binary cross-entropy with logits
+/// ([`bce_grad::binary_cross_entropy_with_logits_grad`]), written to the `(grad, hess)`
+/// outputs that `outs` gives for the input's shape once the shapes are checked. Returns the
+/// domain errors met (`flags`) and the element count.
+pub fn grad<'a, T: Float, Y: Target + Load, D: Detach>(
+    args: &Grad<'a, T, Y>,
+    outs: impl FnOnce(&[usize]) -> Result<(ViewMut<'a, T>, ViewMut<'a, T>), D::Error>,
+    detach: &D,
+) -> Result<Partial, D::Error> {
+    let (inputs, [ws, pws]) = args.operands.prepare().map_err(|e| detach.reject(e))?;
+    let (xs, ys) = args.operands.strides();
+    let shape = args.operands.input.shape();
+    let (g, h) = outs(shape)?;
+    let n: usize = shape.iter().product();
+    let scale = if args.mean {
+        T::from_f64(1.0 / n as f64)
+    } else {
+        T::ONE
+    };
+    let ops = LogitsGrad {
+        inputs,
+        grad: SendPtr(g.ptr()),
+        hess: SendPtr(h.ptr()),
+        scale,
+        layout: Layout::new(shape, [xs, ys, &ws, &pws, g.strides(), h.strides()]),
+    };
+    execute(detach, n, move |pool| {
+        // SAFETY: every pointer comes from a view valid along its own shape and strides for
+        // the call, broadcast here to the input's shape, from which the layout is built; the
+        // outputs overlap neither themselves, each other nor an input (`ViewMut::new`).
+        unsafe { bce_grad::binary_cross_entropy_with_logits_grad(&ops, pool) }
+    })
+}

@@ -1,0 +1,391 @@
+//! The typed seam between the bindings and the kernels: strided views of operands and outputs,
+//! the [`Axis`] a row-wise function reduces, and the shape errors the drivers report.
+//!
+//! A [`View`] is an operand read as `E` where it lies (a pointer, possibly to elements of the
+//! other float type, see [`Src`], with a shape and element strides); a [`ViewMut`] an output
+//! written in place. They are made only by an `unsafe` constructor whose contract (below) is
+//! the one promise the bindings make about memory, or safely from slices. Everything past
+//! them (broadcasting, axes, the iteration space, the engines) is the drivers' business
+//! ([`super::drive`]), so no binding builds a [`Layout`](super::strided::Layout) or a row op.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use super::strided::{Dims, Load, SendPtr, Src};
+
+/// An operand read as `E`: where its first element lies, its shape and its element strides
+/// (in elements of the type it is stored in), valid for `'a`.
+#[derive(Clone, Debug)]
+pub struct View<'a, E> {
+    src: Src<E>,
+    shape: Dims<usize>,
+    strides: Dims<isize>,
+    _life: PhantomData<&'a E>,
+}
+
+impl<'a, E: Load> View<'a, E> {
+    /// Views the elements at `src` (stored as it says), of `shape`, stepped by `strides`.
+    ///
+    /// # Safety
+    /// For every index of `shape`, `src` offset by the dot product of the index and `strides`
+    /// must address a valid, aligned, initialised element of the stored type, and every such
+    /// element must stay alive and unwritten for `'a` (except through a [`ViewMut`] that the
+    /// same call does not read through this view: the drivers' outputs overlap no input).
+    /// `strides` has one entry per dimension of `shape`.
+    pub unsafe fn new(src: impl Into<Src<E>>, shape: &[usize], strides: &[isize]) -> Self {
+        debug_assert_eq!(shape.len(), strides.len());
+        View {
+            src: src.into(),
+            shape: dims(shape, 0),
+            strides: dims(strides, 0),
+            _life: PhantomData,
+        }
+    }
+
+    /// A 1-d view of `values`.
+    pub fn from_slice(values: &'a [E]) -> Self {
+        // SAFETY: a slice is `len` valid, aligned, initialised elements at unit stride,
+        // borrowed (so alive and unwritten) for `'a`.
+        unsafe { Self::new(values.as_ptr(), &[values.len()], &[1]) }
+    }
+
+    /// Where the kernels read it.
+    pub fn src(&self) -> Src<E> {
+        self.src
+    }
+
+    /// Its shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Its element strides, one per dimension.
+    pub fn strides(&self) -> &[isize] {
+        &self.strides
+    }
+
+    /// Its strides when read as an array of `shape`, broadcasting by the NumPy rules
+    /// (dimensions aligned on the right; size-1 or missing dimensions repeat); `arg` names it
+    /// in the error.
+    pub(crate) fn broadcast_strides(
+        &self,
+        shape: &[usize],
+        arg: &'static str,
+    ) -> Result<Dims<isize>, ShapeError> {
+        broadcast_strides(&self.shape, &self.strides, shape).ok_or_else(|| ShapeError::Broadcast {
+            arg,
+            shape: self.shape.to_vec(),
+            to: shape.to_vec(),
+        })
+    }
+}
+
+/// An output written in place: its first element, and its element strides over the shape the
+/// driver asked for, valid for `'a`.
+#[derive(Debug)]
+pub struct ViewMut<'a, E> {
+    ptr: SendPtr<E>,
+    strides: Dims<isize>,
+    _life: PhantomData<&'a mut E>,
+}
+
+impl<'a, E: Copy> ViewMut<'a, E> {
+    /// Views `ptr`, stepped by `strides` over the shape its driver asked for, for writing.
+    ///
+    /// # Safety
+    /// For every index of that shape, `ptr` offset by the dot product of the index and
+    /// `strides` must address a valid, aligned element, writable and not read nor written by
+    /// anything else for `'a`; distinct indices must address distinct elements (no zero or
+    /// overlapping strides), none of which lies in memory read by a [`View`] of the same
+    /// call, nor in another output of it.
+    pub unsafe fn new(ptr: *mut E, strides: &[isize]) -> Self {
+        ViewMut {
+            ptr: SendPtr(ptr),
+            strides: dims(strides, 0),
+            _life: PhantomData,
+        }
+    }
+
+    /// A 1-d view of `values`.
+    pub fn from_slice(values: &'a mut [E]) -> Self {
+        // SAFETY: a mutable slice is `len` distinct, valid, aligned elements at unit stride,
+        // borrowed exclusively (so nothing else reads or writes them) for `'a`.
+        unsafe { Self::new(values.as_mut_ptr(), &[1]) }
+    }
+
+    /// Its first element.
+    pub fn ptr(&self) -> *mut E {
+        self.ptr.0
+    }
+
+    /// Its element strides.
+    pub fn strides(&self) -> &[isize] {
+        &self.strides
+    }
+}
+
+/// The dimensions a row-wise function reduces: each row (one distribution) lies along one axis,
+/// or the whole array is one row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Axis {
+    /// Every dimension: the whole array is one row.
+    All,
+    /// One axis, counted from the end when negative (as NumPy's `axis=`).
+    Along(isize),
+}
+
+impl Axis {
+    /// The `axis=` argument as Python passes it: `None` for every dimension.
+    pub fn from_arg(axis: Option<isize>) -> Self {
+        axis.map_or(Axis::All, Axis::Along)
+    }
+}
+
+/// What a driver refuses before it computes anything: shapes that do not fit together.
+/// `Display` gives the message the bindings raise as `ValueError`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShapeError {
+    /// Operand `arg` of `shape` does not broadcast to `to`.
+    Broadcast {
+        arg: &'static str,
+        shape: Vec<usize>,
+        to: Vec<usize>,
+    },
+    /// Two operands do not broadcast against each other.
+    Together {
+        a: (&'static str, Vec<usize>),
+        b: (&'static str, Vec<usize>),
+    },
+    /// Operand `arg` must have `like`'s shape.
+    Same {
+        arg: &'static str,
+        shape: Vec<usize>,
+        like: (&'static str, Vec<usize>),
+    },
+    /// An axis outside `ndim` dimensions.
+    Axis { axis: isize, ndim: usize },
+}
+
+impl fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShapeError::Broadcast { arg, shape, to } => write!(
+                f,
+                "'{arg}' of shape {} cannot be broadcast to shape {}",
+                ShapeStr(shape),
+                ShapeStr(to)
+            ),
+            ShapeError::Together { a, b } => write!(
+                f,
+                "'{}' of shape {} and '{}' of shape {} cannot be broadcast together",
+                a.0,
+                ShapeStr(&a.1),
+                b.0,
+                ShapeStr(&b.1)
+            ),
+            ShapeError::Same { arg, shape, like } => write!(
+                f,
+                "'{arg}' must have the same shape as '{}' {}, got {}",
+                like.0,
+                ShapeStr(&like.1),
+                ShapeStr(shape)
+            ),
+            ShapeError::Axis { axis, ndim } => write!(
+                f,
+                "'axis' {axis} is out of bounds for an array of dimension {ndim}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ShapeError {}
+
+/// A shape printed the NumPy way: `(3,)`, `(2, 4)`, `()`.
+pub struct ShapeStr<'a>(pub &'a [usize]);
+
+impl fmt::Display for ShapeStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [n] => write!(f, "({n},)"),
+            shape => {
+                f.write_str("(")?;
+                for (i, n) in shape.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{n}")?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// `values` as [`Dims`] (`blank` fills unused inline slots).
+fn dims<T: Copy>(values: &[T], blank: T) -> Dims<T> {
+    let mut d = Dims::empty(blank);
+    for &v in values {
+        d.push(v);
+    }
+    d
+}
+
+/// The strides with which an array of `shape` and `strides` reads as an array of `to`, by the
+/// NumPy broadcasting rules; `None` if it does not broadcast.
+fn broadcast_strides(shape: &[usize], strides: &[isize], to: &[usize]) -> Option<Dims<isize>> {
+    if shape.len() > to.len() {
+        return None;
+    }
+    let lead = to.len() - shape.len();
+    let mut out = Dims::filled(to.len(), 0isize);
+    for (d, (&extent, &stride)) in shape.iter().zip(strides).enumerate() {
+        match extent {
+            e if e == to[lead + d] => out[lead + d] = stride,
+            1 => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// The NumPy broadcast of two shapes, or `None` if they do not broadcast.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let nd = a.len().max(b.len());
+    let at = |s: &[usize], d: usize| {
+        let lead = nd - s.len();
+        if d < lead {
+            1
+        } else {
+            s[d - lead]
+        }
+    };
+    (0..nd)
+        .map(|d| match (at(a, d), at(b, d)) {
+            (x, y) if x == y => Some(x),
+            (1, y) => Some(y),
+            (x, 1) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `axis` as an index into `ndim` dimensions (negative counts from the end).
+pub fn normalize_axis(axis: isize, ndim: usize) -> Result<usize, ShapeError> {
+    let n = ndim as isize;
+    if (-n..n).contains(&axis) {
+        Ok(axis.rem_euclid(n) as usize)
+    } else {
+        Err(ShapeError::Axis { axis, ndim })
+    }
+}
+
+/// A reduction of an array of `shape` along one axis (or all of them): which dimensions it
+/// removes, and the shape of what remains (the rows' shape: one result per row).
+pub struct Reduced {
+    /// One flag per dimension of the array: true where the reduction removes it.
+    pub mask: Vec<bool>,
+    /// The shape without the removed dimensions.
+    pub kept: Vec<usize>,
+}
+
+impl Reduced {
+    /// Along `axis` (normalised against `shape`; an out-of-range axis is an error).
+    pub fn along(axis: Axis, shape: &[usize]) -> Result<Self, ShapeError> {
+        Ok(match axis {
+            Axis::All => Self::from_mask(vec![true; shape.len()], shape),
+            Axis::Along(axis) => Self::axis(normalize_axis(axis, shape.len())?, shape),
+        })
+    }
+
+    /// Along `axis`, a dimension of `shape` (see [`normalize_axis`]).
+    pub fn axis(axis: usize, shape: &[usize]) -> Self {
+        Self::from_mask((0..shape.len()).map(|d| d == axis).collect(), shape)
+    }
+
+    fn from_mask(mask: Vec<bool>, shape: &[usize]) -> Self {
+        let kept = shape
+            .iter()
+            .zip(&mask)
+            .filter(|(_, &r)| !r)
+            .map(|(&n, _)| n)
+            .collect();
+        Reduced { mask, kept }
+    }
+
+    /// The strides of an array of the kept shape (one per kept dimension) as strides over the
+    /// whole shape: 0 along the removed dimensions, so that every element of a row reads (or
+    /// writes) its row's one element.
+    pub fn widen(&self, strides: &[isize]) -> Vec<isize> {
+        let mut it = strides.iter().copied();
+        self.mask
+            .iter()
+            .map(|&r| if r { 0 } else { it.next().unwrap_or(0) })
+            .collect()
+    }
+
+    /// Strides that step by `stride` along the removed dimension and stay put along the
+    /// others: one value per class (the class weights), the same for every row.
+    pub fn along_removed(&self, stride: isize) -> Vec<isize> {
+        self.mask
+            .iter()
+            .map(|&r| if r { stride } else { 0 })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_shapes() {
+        assert_eq!(broadcast_shape(&[3, 1], &[4]), Some(vec![3, 4]));
+        assert_eq!(broadcast_shape(&[], &[2, 2]), Some(vec![2, 2]));
+        assert_eq!(broadcast_shape(&[3], &[4]), None);
+        assert_eq!(broadcast_shape(&[0, 1], &[1, 5]), Some(vec![0, 5]));
+    }
+
+    #[test]
+    fn broadcast_strides_follow_numpy() {
+        let x = [1.0f64; 4];
+        let v = View::from_slice(&x);
+        assert_eq!(&*v.broadcast_strides(&[3, 4], "w").unwrap(), &[0, 1]);
+        let err = v.broadcast_strides(&[4, 3], "w").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "'w' of shape (4,) cannot be broadcast to shape (4, 3)"
+        );
+        // SAFETY: one element (shape (1, 1)), read at offset 0 whatever the strides.
+        let one = unsafe { View::<f64>::new(x.as_ptr(), &[1, 1], &[7, 9]) };
+        assert_eq!(
+            &*one.broadcast_strides(&[2, 5, 3], "w").unwrap(),
+            &[0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn reduced_dimensions_and_widened_strides() {
+        let r = Reduced::along(Axis::Along(-2), &[2, 3, 4]).unwrap();
+        assert_eq!(r.mask, Reduced::axis(1, &[2, 3, 4]).mask);
+        assert_eq!(r.mask, [false, true, false]);
+        assert_eq!(r.kept, [2, 4]);
+        assert_eq!(r.widen(&[4, 1]), [4, 0, 1]);
+        assert_eq!(r.along_removed(7), [0, 7, 0]);
+        let all = Reduced::along(Axis::All, &[2, 3]).unwrap();
+        assert_eq!((all.mask, all.kept), (vec![true, true], vec![]));
+        assert_eq!(
+            Reduced::along(Axis::Along(2), &[2, 3])
+                .err()
+                .unwrap()
+                .to_string(),
+            "'axis' 2 is out of bounds for an array of dimension 2"
+        );
+    }
+
+    #[test]
+    fn shapes_print_like_numpy() {
+        assert_eq!(ShapeStr(&[]).to_string(), "()");
+        assert_eq!(ShapeStr(&[3]).to_string(), "(3,)");
+        assert_eq!(ShapeStr(&[2, 4]).to_string(), "(2, 4)");
+    }
+}
