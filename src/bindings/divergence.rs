@@ -1,5 +1,6 @@
 //! Python bindings of entropy, cross-entropy, KL and Jensen-Shannon divergence: parse, convert
-//! dtypes, release the GIL, dispatch. The formulas live in [`crate::kernels::divergence`].
+//! dtypes, dispatch. The driver ([`crate::kernels::drive::divergence`]) broadcasts, reduces
+//! along the axis and runs the kernels of [`crate::kernels::divergence`].
 
 use numpy::{Element, PyUntypedArray};
 use pyo3::exceptions::PyValueError;
@@ -7,18 +8,17 @@ use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
 use super::args;
-use super::arrays::{ndarray, new_output, shape_str, ViewMut};
+use super::arrays::{ndarray, new_output, ViewMut};
 use super::arrow::{divergence_name, stream_hook};
-use super::axes::{broadcast_shape, Reduced};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
 use super::precision::{precision, Precision};
-use super::threads::run_detached;
-use crate::kernels::divergence::{self, Kind};
+use super::threads::Gil;
+use crate::kernels::divergence::Kind;
+use crate::kernels::drive;
 use crate::kernels::float::Float;
 use crate::kernels::reduce::{flags, Partial};
-use crate::kernels::rows::Rows;
-use crate::kernels::strided::{SendPtr, Src};
+use crate::kernels::view::Axis;
 
 /// Entropy of distributions along an axis, as :func:`scipy.stats.entropy` computes it.
 ///
@@ -280,8 +280,8 @@ fn compute_kind<'py>(
 }
 
 /// Continues `init`, the state of everything seen before as one distribution (see
-/// [`divergence::whole`]), with `p` (and `q`, broadcast against it) — a batch of a divergence
-/// accumulator, reduced as `axis=None` reduces an array. A negative value raises `ValueError`
+/// [`crate::kernels::divergence::whole`]), with `p` (and `q`, broadcast against it) — a batch
+/// of a divergence accumulator, reduced as `axis=None` reduces an array. A negative value raises `ValueError`
 /// naming its position, and `init` is not used.
 pub fn fold<'py>(
     kind: Kind,
@@ -302,18 +302,12 @@ fn fold_typed<'py, T: Float + Element + Reported>(
     qa: Option<Bound<'py, PyUntypedArray>>,
 ) -> PyResult<Partial> {
     let ops = Operands::<T>::new(&pa, qa.as_ref())?;
-    let nd = ops.shape.len();
-    let rows = Rows::new(
-        &ops.shape,
-        [&ops.p_strides, &ops.q_strides, &vec![0; nd]],
-        &vec![true; nd],
-    );
-    let (p, q) = (ops.pv.src(), ops.q);
-    let state = run_detached(pa.py(), rows.row_len(), move |pool| {
-        // SAFETY: the pointers come from views that stay alive (and borrowed) until this
-        // function returns; `rows` is built from their own shapes and (broadcast) strides.
-        unsafe { divergence::whole(kind, &rows, p, q, init, pool) }
-    })?;
+    let call = drive::divergence::Fold {
+        kind,
+        init,
+        operands: ops.kernel(),
+    };
+    let state = drive::divergence::fold(&call, &Gil(pa.py()))?;
     ops.check(pa.py(), state.flags)?;
     Ok(state)
 }
@@ -326,15 +320,11 @@ struct Args<'a, 'py> {
     out: Option<&'a Bound<'py, PyAny>>,
 }
 
-/// `p` and `q` viewed where they lie, read as `T` whatever float type each is stored in, and
-/// broadcast to one shape (`q` is `p` for entropy).
+/// `p` and `q` viewed where they lie, read as `T` whatever float type each is stored in (`q`
+/// is `p` for entropy). Broadcasting them is the driver's ([`drive::divergence`]).
 struct Operands<'py, T: Element> {
     pv: LoadView<'py, T>,
     qv: Option<LoadView<'py, T>>,
-    shape: Vec<usize>,
-    p_strides: Vec<isize>,
-    q: Src<T>,
-    q_strides: Vec<isize>,
 }
 
 impl<'py, T: Float + Element + Reported> Operands<'py, T> {
@@ -344,29 +334,15 @@ impl<'py, T: Float + Element + Reported> Operands<'py, T> {
     ) -> PyResult<Self> {
         let pv = LoadView::<T>::new(pa, "p")?;
         let qv = qa.map(|qa| LoadView::<T>::new(qa, "q")).transpose()?;
-        let shape = match &qv {
-            None => pv.shape().to_vec(),
-            Some(qv) => broadcast_shape(pv.shape(), qv.shape()).ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "'p' of shape {} and 'q' of shape {} cannot be broadcast together",
-                    shape_str(pv.shape()),
-                    shape_str(qv.shape())
-                ))
-            })?,
-        };
-        let p_strides = pv.broadcast_strides(&shape, "p")?;
-        let (q, q_strides) = match &qv {
-            Some(qv) => (qv.src(), qv.broadcast_strides(&shape, "q")?),
-            None => (pv.src(), p_strides.clone()),
-        };
-        Ok(Operands {
-            pv,
-            qv,
-            shape,
-            p_strides,
-            q,
-            q_strides,
-        })
+        Ok(Operands { pv, qv })
+    }
+
+    /// The operands as the driver takes them.
+    fn kernel(&self) -> drive::divergence::Pair<'_, T> {
+        drive::divergence::Pair {
+            p: self.pv.kernel(),
+            q: self.qv.as_ref().map(LoadView::kernel),
+        }
     }
 
     /// The `ValueError` naming the first negative value, if the kernel flagged one.
@@ -391,51 +367,43 @@ fn compute<'py, T: Float + Element + Reported>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = pa.py();
     let ops = Operands::<T>::new(&pa, qa.as_ref())?;
-    let shape = &ops.shape;
-    let reduced = Reduced::along(args.axis, shape)?;
-    let out_shape = &reduced.kept;
-
-    let out_array: Option<Bound<'py, PyAny>> = match args.out {
-        Some(out) => Some(out.clone()),
-        None if out_shape.is_empty() => None,
-        // Uninitialised, but the kernel writes every element before it is returned (on error
-        // it is dropped unseen).
-        None => Some(new_output::<T>(py, out_shape, false)?),
+    let call = drive::divergence::Rowwise {
+        kind: args.kind,
+        operands: ops.kernel(),
+        axis: Axis::from_arg(args.axis),
+        normalize: args.normalize,
+        log_base: args.log_base,
     };
-    // A given `out` must not overlap `p` or `q` (a fresh one cannot).
-    let mut inputs = Vec::new();
-    if args.out.is_some() {
-        inputs.push(ops.pv.operand("p"));
-        inputs.extend(ops.qv.as_ref().map(|qv| qv.operand("q")));
-    }
-    let out_view = out_array
-        .as_ref()
-        .map(|o| ViewMut::<T>::output(o, args.out.is_some(), out_shape, T::NAME, &inputs))
-        .transpose()?;
-    let (out_ptr, out_strides) = match &out_view {
-        Some(v) => (v.ptr, reduced.widen(&v.strides)),
-        None => (std::ptr::null_mut(), vec![0; shape.len()]),
-    };
-
-    let rows = Rows::new(
-        shape,
-        [&ops.p_strides, &ops.q_strides, &out_strides],
-        &reduced.mask,
-    );
-    let n = rows.rows() * rows.row_len();
-    let (kind, normalize, log_base) = (args.kind, args.normalize, args.log_base);
-    let (p, q, out_ptr) = (ops.pv.src(), ops.q, SendPtr(out_ptr));
-    let part = run_detached(py, n, move |pool| {
-        // The whole `SendPtr`, not its raw field, crosses to the worker.
-        let out_ptr = out_ptr;
-        // SAFETY: the pointers come from views that stay alive (and borrowed) until this
-        // function returns; `rows` is built from their own shapes and (broadcast) strides;
-        // `out` was checked to be writeable, self-disjoint and not overlapping the inputs.
-        unsafe { divergence::divergence(kind, &rows, p, q, out_ptr.0, normalize, log_base, pool) }
-    })?;
+    let mut held = None;
+    let (slot, operands) = (&mut held, &ops);
+    let part = drive::divergence::rowwise(
+        &call,
+        // Asked for once the driver has checked the shapes: `out_shape` is the broadcast
+        // shape without the axis.
+        move |out_shape: &[usize]| {
+            let array = match args.out {
+                Some(out) => out.clone(),
+                None if out_shape.is_empty() => return Ok(None),
+                // Uninitialised, but the kernel writes every element before it is returned
+                // (on error it is dropped unseen).
+                None => new_output::<T>(py, out_shape, false)?,
+            };
+            // A given `out` must not overlap `p` or `q` (a fresh one cannot).
+            let mut inputs = Vec::new();
+            if args.out.is_some() {
+                inputs.push(operands.pv.operand("p"));
+                inputs.extend(operands.qv.as_ref().map(|qv| qv.operand("q")));
+            }
+            let view =
+                ViewMut::<T>::output(&array, args.out.is_some(), out_shape, T::NAME, &inputs)?;
+            let (_, view) = slot.insert((array, view));
+            Ok(Some(view.kernel()))
+        },
+        &Gil(py),
+    )?;
     ops.check(py, part.flags)?;
-    Ok(match out_array {
-        Some(out) => out,
+    Ok(match held {
+        Some((out, _)) => out,
         None => PyFloat::new(py, part.sum).into_any(),
     })
 }

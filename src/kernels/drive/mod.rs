@@ -15,6 +15,7 @@
 //! or allocates it for the very shape the driver computes, before any element is read.
 //!
 //! - [`bce`]: binary cross-entropy (probabilities and logits), its fold and its gradient.
+//! - [`divergence`]: entropy, cross-entropy, KL and Jensen-Shannon, per row and folded.
 
 use rayon::ThreadPool;
 
@@ -22,6 +23,7 @@ use super::pool;
 use super::view::ShapeError;
 
 pub mod bce;
+pub mod divergence;
 
 /// Below this many elements the work stays on the calling thread: waking the pool costs more
 /// than it saves.
