@@ -1,30 +1,26 @@
 //! Python bindings of the gradient kernels ([`crate::kernels::grad`]).
 
 use numpy::{Element, PyUntypedArray};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::args;
-use super::arrays::{
-    dtype_name, is, ndarray, new_output_like, shape_str, with_input_dtype, View, ViewMut,
-};
+use super::arrays::{dtype_name, is, ndarray, new_output_like, with_input_dtype, View, ViewMut};
 use super::arrow::stream_hook;
-use super::axes::{normalize_axis, Reduced};
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
 use super::precision::{as_float, precision, Precision};
 use super::reduction::{scalar_reduction, Reduction};
 use super::softmax::{
-    check_ignore_index_unused, check_smoothing, labels_shape_error, with_class_target, ClassWeights,
+    check_ignore_index_unused, check_smoothing, class_axis, class_weights, with_class_target,
 };
-use super::threads::{run_detached, Gil};
+use super::threads::Gil;
 use crate::kernels::drive;
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::reduce::flags;
-use crate::kernels::rows::{In, Out, Rows};
-use crate::kernels::softmax::grad::{self as softmax_grad, ClassTarget, SoftmaxGrad};
+use crate::kernels::softmax::grad::ClassTarget;
 use crate::kernels::strided::Load;
 
 /// Gradient and diagonal Hessian of binary cross-entropy with logits, per element.
@@ -295,82 +291,47 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
     let py = x.py();
     let xv = View::<T>::new(x, "logits")?;
     let yv = LoadView::<Y>::new(y, "target")?;
-    let shape = xv.shape.clone();
-    if shape.is_empty() {
-        return Err(PyValueError::new_err(
-            "'logits' must have at least one dimension (the classes)",
-        ));
-    }
-    let axis = normalize_axis(args.axis, shape.len())?;
-    let classes = shape[axis];
-    let reduced = Reduced::axis(axis, &shape);
-    let target_strides: Vec<isize> = if Y::HARD {
-        if yv.shape() != reduced.kept {
-            return Err(labels_shape_error(&shape, axis, &reduced.kept, yv.shape()));
-        }
-        reduced.widen(yv.strides())
-    } else {
-        if yv.shape() != shape {
-            return Err(PyValueError::new_err(format!(
-                "'target' of class probabilities must have the shape of 'logits' {}, got {}",
-                shape_str(&shape),
-                shape_str(yv.shape())
-            )));
-        }
-        yv.strides().to_vec()
+    let wv = class_weights::<T>(args.weight)?;
+    let params = drive::softmax::Params {
+        axis: args.axis,
+        ignore_index: args.ignore_index,
+        smoothing: args.smoothing,
     };
-    // Class weights along the class axis (a single 1 with stride 0 when absent).
-    let weights = ClassWeights::<T>::new(args.weight, classes)?;
-    let weight_strides = reduced.along_removed(weights.stride);
-    let (g, h) = outputs::<T>(x, args.out)?;
-    // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
-    let mut inputs = Vec::new();
-    if args.out.is_some() {
-        inputs.push(xv.operand("logits"));
-        inputs.push(yv.operand("target"));
-        inputs.extend(weights.operand());
-    }
-    let given = args.out.is_some();
-    let gv = ViewMut::<T>::output(&g, given, &shape, T::NAME, &inputs)?;
-    if given {
-        inputs.push(gv.operand("out[0]"));
-    }
-    let hv = ViewMut::<T>::output(&h, given, &shape, T::NAME, &inputs)?;
-    let rows = Rows::new(
-        &shape,
-        [
-            &xv.strides,
-            &target_strides,
-            &weight_strides,
-            &gv.strides,
-            &hv.strides,
-        ],
-        &reduced.mask,
-    );
-    // SAFETY: the operands 0 to 4 of `rows`, built from these views' own shapes and strides;
-    // the views stay alive (and borrowed) until this function returns; the outputs are
-    // writeable, one element per position, and disjoint from each other and the inputs.
-    let op = unsafe {
-        SoftmaxGrad {
-            logits: In::new(xv.ptr, 0),
-            target: In::new(yv.src(), 1),
-            weight: In::new(weights.src, 2),
-            weight_total: weights.total,
-            grad: Out::new(gv.ptr, 3),
-            hess: Out::new(hv.ptr, 4),
-            classes,
-            smoothing: args.smoothing,
-            ignore_index: args.ignore_index,
-        }
+    let call = drive::softmax::Grad {
+        logits: xv.kernel(),
+        target: yv.kernel(),
+        weight: wv.as_ref().map(LoadView::kernel),
+        params,
+        mean: args.mean,
     };
-    let n: usize = shape.iter().product();
-    let mean = args.mean;
-    let part = run_detached(py, n, move |pool| {
-        // SAFETY: the views are alive and borrowed until this function returns; the outputs
-        // are writeable and disjoint from each other and the inputs.
-        unsafe { softmax_grad::softmax_cross_entropy_grad(&rows, &op, mean, pool) }
-    })?;
+    let mut held = None;
+    let slot = &mut held;
+    let (xr, yr, wr) = (&xv, &yv, &wv);
+    let part = drive::softmax::grad(
+        &call,
+        // Asked for once the driver has checked the shapes.
+        move |shape: &[usize]| {
+            let (g, h) = outputs::<T>(x, args.out)?;
+            // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
+            let given = args.out.is_some();
+            let mut inputs = Vec::new();
+            if given {
+                inputs.push(xr.operand("logits"));
+                inputs.push(yr.operand("target"));
+                inputs.extend(wr.as_ref().map(|v| v.operand("weight")));
+            }
+            let gv = ViewMut::<T>::output(&g, given, shape, T::NAME, &inputs)?;
+            if given {
+                inputs.push(gv.operand("out[0]"));
+            }
+            let hv = ViewMut::<T>::output(&h, given, shape, T::NAME, &inputs)?;
+            let (_, gv, hv) = slot.insert((PyTuple::new(py, [g, h])?, gv, hv));
+            Ok((gv.kernel(), hv.kernel()))
+        },
+        &Gil(py),
+    )?;
     if part.flags & flags::TARGET != 0 {
+        let classes = xv.shape[class_axis(&xv.shape, args.axis)];
         let c = classes as i64;
         let ignore = args.ignore_index;
         let bad = yv.first_bad(|v: Y| {
@@ -388,6 +349,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
         };
         return Err(domain_error(py, "target", &what, bad));
     }
-    drop((gv, hv));
-    PyTuple::new(py, [g, h])
+    // The driver asks for the outputs before it runs anything, so they are there.
+    held.map(|(pair, _, _)| pair)
+        .ok_or_else(|| PyRuntimeError::new_err("the gradient's outputs were not made"))
 }

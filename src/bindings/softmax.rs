@@ -1,5 +1,6 @@
-//! Python binding of softmax cross-entropy: parse, dispatch on dtypes, release the GIL,
-//! convert. The formulas live in [`crate::kernels::softmax`].
+//! Python binding of softmax cross-entropy: parse, dispatch on dtypes, convert. The driver
+//! ([`crate::kernels::drive::softmax`]) checks shapes along the class axis and runs the
+//! kernels of [`crate::kernels::softmax`].
 
 use numpy::{Element, PyUntypedArray};
 use pyo3::exceptions::PyValueError;
@@ -7,19 +8,18 @@ use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
 use super::args;
-use super::arrays::{ndarray, new_output, operand, shape_str, Operand, View, ViewMut};
+use super::arrays::{ndarray, new_output, Operand, View, ViewMut};
 use super::arrow::stream_hook;
-use super::axes::{normalize_axis, Reduced};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
 use super::precision::{as_float, precision, Precision};
 use super::reduction::{reduction, Reduction};
-use super::threads;
+use super::threads::Gil;
+use crate::kernels::drive;
 use crate::kernels::float::Float;
 use crate::kernels::reduce::{flags, Partial};
-use crate::kernels::rows::{run_from, In, Out, Rows};
-use crate::kernels::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
-use crate::kernels::strided::{find_first, Load, Src};
+use crate::kernels::softmax::Label;
+use crate::kernels::strided::{find_first, Load};
 
 /// Cross-entropy between the softmax of ``logits`` and ``target``, as
 /// :func:`torch.nn.functional.cross_entropy`.
@@ -167,56 +167,26 @@ pub struct Params<'a, 'py> {
     pub smoothing: f64,
 }
 
-/// The class weights (`weight=`) of softmax cross-entropy and its gradient: one per class,
-/// read as `T` where they lie (float32 or float64; other real dtypes converted to `T`), with
-/// their sum in float64. Without weights, a single 1 read with stride 0 (every class weighs 1;
-/// the sum is the class count).
-pub struct ClassWeights<'py, T: Element> {
-    /// Keeps the array borrowed while the kernel reads it (`None`: no weights given).
-    view: Option<LoadView<'py, T>>,
-    pub src: Src<T>,
-    /// The element stride from one class's weight to the next.
-    pub stride: isize,
-    /// The sum of the weights, added in class order.
-    pub total: f64,
+impl Params<'_, '_> {
+    /// The parameters the driver takes.
+    pub fn kernel(&self) -> drive::softmax::Params {
+        drive::softmax::Params {
+            axis: self.axis,
+            ignore_index: self.ignore_index,
+            smoothing: self.smoothing,
+        }
+    }
 }
 
-impl<'py, T: Float + Element> ClassWeights<'py, T> {
-    /// Reads `weight` (any real dtype, converted to `T`), which must have shape
-    /// `(classes,)`.
-    pub fn new(weight: Option<&Bound<'py, PyAny>>, classes: usize) -> PyResult<Self> {
-        let Some(obj) = weight else {
-            return Ok(ClassWeights {
-                view: None,
-                src: Src::native(T::one_ref()),
-                stride: 0,
-                total: classes as f64,
-            });
-        };
-        let view = LoadView::<T>::new(&ndarray(obj, "weight")?, "weight")?;
-        if view.shape() != [classes] {
-            return Err(PyValueError::new_err(format!(
-                "'weight' must have shape ({classes},) (one weight per class), got {}",
-                shape_str(view.shape())
-            )));
-        }
-        let (src, stride) = (view.src(), view.strides()[0]);
-        // SAFETY: a 1-D view of `classes` valid elements.
-        let total: f64 = (0..classes as isize)
-            .map(|c| unsafe { src.read(c * stride) }.to_f64())
-            .sum();
-        Ok(ClassWeights {
-            src,
-            stride,
-            total,
-            view: Some(view),
-        })
-    }
-
-    /// The weights as an operand of the overlap check on `out` (none without weights).
-    pub fn operand(&self) -> Option<Operand<'static, 'py>> {
-        self.view.as_ref().map(|v| v.operand("weight"))
-    }
+/// The class weights (`weight=`) of softmax cross-entropy and its gradient, viewed as `T`
+/// where they lie (float32 or float64; other real dtypes converted to `T`); `None` when not
+/// given. Their shape (one per class) is the driver's to check.
+pub fn class_weights<'py, T: Float + Element>(
+    weight: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Option<LoadView<'py, T>>> {
+    weight
+        .map(|obj| LoadView::<T>::new(&ndarray(obj, "weight")?, "weight"))
+        .transpose()
 }
 
 /// Continues `init` with the rows of one batch: what [`softmax_cross_entropy`] with
@@ -311,19 +281,7 @@ enum Target<'a, 'py> {
     Probabilities(&'a Bound<'py, PyUntypedArray>),
 }
 
-/// The error for class indices whose shape is not that of the logits without the class axis,
-/// worded alike for the loss and its gradient.
-pub fn labels_shape_error(logits: &[usize], axis: usize, rows: &[usize], got: &[usize]) -> PyErr {
-    PyValueError::new_err(format!(
-        "'target' of class indices must have the shape of 'logits' {} without axis {axis}, {}, \
-         got {}",
-        shape_str(logits),
-        shape_str(rows),
-        shape_str(got)
-    ))
-}
-
-/// Runs the kernel for logits of type `T` and (when the target holds class indices) labels of
+/// Runs the driver for logits of type `T` and (when the target holds class indices) labels of
 /// type `L`.
 fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Reported>(
     x: &Bound<'py, PyUntypedArray>,
@@ -332,147 +290,81 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
 ) -> PyResult<Computed<'py>> {
     let py = x.py();
     let xv = View::<T>::new(x, "logits")?;
-    let shape = xv.shape.clone();
-    let axis = normalize_axis(args.params.axis, shape.len())?;
-    let classes = shape[axis];
-    let reduced = Reduced::axis(axis, &shape);
-    let rows_shape = &reduced.kept;
-
-    // Class weights: one per class, read along the class axis.
-    let weights = ClassWeights::<T>::new(args.params.weight, classes)?;
-    let w_strides = reduced.along_removed(weights.stride);
-
-    let out_array: Option<Bound<'py, PyAny>> = match (args.reduction, args.out) {
-        (Reduction::None, Some(out)) => Some(out.clone()),
-        // Uninitialised, but the kernel writes every element before it is returned (on error
-        // it is dropped unseen).
-        (Reduction::None, None) => Some(new_output::<T>(py, rows_shape, false)?),
-        _ => None,
+    let wv = class_weights::<T>(args.params.weight)?;
+    let (labels, probs) = match target {
+        Target::Labels(y) => (Some(View::<L>::new(y, "target")?), None),
+        // Read as `T` where it lies, in its own float dtype.
+        Target::Probabilities(y) => (None, Some(LoadView::<T>::new(y, "target")?)),
     };
-    // A given `out` must not overlap an input (a fresh one cannot).
-    let mut inputs = Vec::new();
-    if args.out.is_some() {
-        inputs.push(xv.operand("logits"));
-        inputs.push(match &target {
-            Target::Labels(y) | Target::Probabilities(y) => operand(y, "target"),
-        });
-        inputs.extend(weights.operand());
+    let call = drive::softmax::Loss {
+        logits: xv.kernel(),
+        target: match (&labels, &probs) {
+            (Some(yv), _) => drive::softmax::Target::Labels(yv.kernel()),
+            (None, Some(yv)) => drive::softmax::Target::Probabilities(yv.kernel()),
+            (None, None) => unreachable!("one of the two targets is viewed"),
+        },
+        weight: wv.as_ref().map(LoadView::kernel),
+        params: args.params.kernel(),
+        init: args.init,
+    };
+    let mut held = None;
+    let slot = &mut held;
+    let (xr, lr, pr, wr) = (&xv, &labels, &probs, &wv);
+    let part = drive::softmax::loss(
+        &call,
+        // Asked for once the driver has checked the shapes: `rows_shape` is the logits'
+        // shape without the class axis.
+        move |rows_shape: &[usize]| {
+            let array = match (args.reduction, args.out) {
+                (Reduction::None, Some(out)) => out.clone(),
+                // Uninitialised, but the kernel writes every element before it is returned
+                // (on error it is dropped unseen).
+                (Reduction::None, None) => new_output::<T>(py, rows_shape, false)?,
+                _ => return Ok(None),
+            };
+            // A given `out` must not overlap an input (a fresh one cannot).
+            let mut inputs: Vec<Operand<'_, 'py>> = Vec::new();
+            if args.out.is_some() {
+                inputs.push(xr.operand("logits"));
+                inputs.extend(lr.as_ref().map(|v| v.operand("target")));
+                inputs.extend(pr.as_ref().map(|v| v.operand("target")));
+                inputs.extend(wr.as_ref().map(|v| v.operand("weight")));
+            }
+            let view =
+                ViewMut::<T>::output(&array, args.out.is_some(), rows_shape, T::NAME, &inputs)?;
+            let (_, view) = slot.insert((array, view));
+            Ok(Some(view.kernel()))
+        },
+        &Gil(py),
+    )?;
+    if part.flags & flags::TARGET != 0 {
+        if let Some(yv) = &labels {
+            let classes = xv.shape[class_axis(&xv.shape, args.params.axis)];
+            let (ignore, c) = (args.params.ignore_index, classes as i64);
+            // SAFETY: the view is alive and describes valid elements.
+            let bad = unsafe {
+                find_first(yv.ptr, &yv.shape, &yv.strides, |v: L| {
+                    let i = v.index();
+                    i != ignore && !(0..c).contains(&i)
+                })
+            };
+            let what = format!("class indices in [0, {c}) or ignore_index ({ignore})");
+            return Err(domain_error(py, "target", &what, bad));
+        }
+        if let Some(yv) = &probs {
+            let bad = yv.first_bad(|v: T| v < T::ZERO);
+            return Err(domain_error(
+                py,
+                "target",
+                "non-negative probabilities",
+                bad,
+            ));
+        }
     }
-    let out_view = out_array
-        .as_ref()
-        .map(|o| ViewMut::<T>::output(o, args.out.is_some(), rows_shape, T::NAME, &inputs))
-        .transpose()?;
-    let (out_ptr, out_strides) = match &out_view {
-        Some(v) => (v.ptr, reduced.widen(&v.strides)),
-        None => (std::ptr::null_mut(), vec![0; shape.len()]),
-    };
-    let class_info = Classes {
-        count: classes,
-        // SAFETY: operand 2 of the rows below, built from the weights' own strides; alive
-        // (and borrowed) until this function returns.
-        weight: unsafe { In::new(weights.src, 2) },
-        weight_total: weights.total,
-        smoothing: args.params.smoothing,
-    };
-    // SAFETY: operand 3 of the rows below, from `out`'s own view: alive until this function
-    // returns, writeable, one element per row, disjoint from the inputs (checked by
-    // `ViewMut::new`).
-    let out = (!out_ptr.is_null()).then(|| unsafe { Out::new(out_ptr, 3) });
-    let n = shape.iter().product::<usize>();
+    Ok((part, held.map(|(array, _)| array)))
+}
 
-    let part = match target {
-        Target::Labels(y) => {
-            let yv = View::<L>::new(y, "target")?;
-            if yv.shape != *rows_shape {
-                return Err(labels_shape_error(&shape, axis, rows_shape, &yv.shape));
-            }
-            let rows = Rows::new(
-                &shape,
-                [
-                    &xv.strides,
-                    &reduced.widen(&yv.strides),
-                    &w_strides,
-                    &out_strides,
-                ],
-                &reduced.mask,
-            );
-            // SAFETY: operands 0 and 1 of `rows`, from views alive (and borrowed) until this
-            // function returns, with the shapes and strides `rows` is built from.
-            let op = unsafe {
-                SoftmaxLabels {
-                    logits: In::new(xv.ptr, 0),
-                    labels: In::new(yv.ptr, 1),
-                    classes: class_info,
-                    ignore_index: args.params.ignore_index,
-                    out,
-                }
-            };
-            let init = args.init;
-            let part = threads::run_detached(py, n, |pool| {
-                // SAFETY: the logits, labels and weights pointers come from views alive (and
-                // borrowed) until this function returns; `rows` is built from those views'
-                // shapes and strides; `out` was checked to be writeable, self-disjoint and not
-                // overlapping the inputs.
-                unsafe { run_from(init, &rows, &op, pool) }
-            })?;
-            if part.flags & flags::TARGET != 0 {
-                let (ignore, c) = (args.params.ignore_index, classes as i64);
-                // SAFETY: the view is alive and describes valid elements.
-                let bad = unsafe {
-                    find_first(yv.ptr, &yv.shape, &yv.strides, |v: L| {
-                        let i = v.index();
-                        i != ignore && !(0..c).contains(&i)
-                    })
-                };
-                let what = format!("class indices in [0, {c}) or ignore_index ({ignore})");
-                return Err(domain_error(py, "target", &what, bad));
-            }
-            part
-        }
-        Target::Probabilities(y) => {
-            // Read as `T` where it lies, in its own float dtype.
-            let yv = LoadView::<T>::new(y, "target")?;
-            if yv.shape() != shape {
-                return Err(PyValueError::new_err(format!(
-                    "'target' of class probabilities must have the shape of 'logits' {}, got {}",
-                    shape_str(&shape),
-                    shape_str(yv.shape())
-                )));
-            }
-            let rows = Rows::new(
-                &shape,
-                [&xv.strides, yv.strides(), &w_strides, &out_strides],
-                &reduced.mask,
-            );
-            // SAFETY: operands 0 and 1 of `rows`, from views alive (and borrowed) until this
-            // function returns, with the shapes and strides `rows` is built from.
-            let op = unsafe {
-                SoftmaxProbs {
-                    logits: In::new(xv.ptr, 0),
-                    target: In::new(yv.src(), 1),
-                    classes: class_info,
-                    out,
-                }
-            };
-            let init = args.init;
-            let part = threads::run_detached(py, n, |pool| {
-                // SAFETY: the logits, target and weights pointers (the target read where it lies
-                // through `yv`) come from views alive (and borrowed) until this function returns;
-                // `rows` is built from those views' shapes and strides; `out` was checked to be
-                // writeable, self-disjoint and not overlapping the inputs.
-                unsafe { run_from(init, &rows, &op, pool) }
-            })?;
-            if part.flags & flags::TARGET != 0 {
-                let bad = yv.first_bad(|v: T| v < T::ZERO);
-                return Err(domain_error(
-                    py,
-                    "target",
-                    "non-negative probabilities",
-                    bad,
-                ));
-            }
-            part
-        }
-    };
-    Ok((part, out_array))
+/// The class axis `axis` of logits of `shape`, once the driver has accepted it.
+pub fn class_axis(shape: &[usize], axis: isize) -> usize {
+    axis.rem_euclid(shape.len().max(1) as isize) as usize
 }

@@ -164,6 +164,19 @@ pub enum ShapeError {
     },
     /// An axis outside `ndim` dimensions.
     Axis { axis: isize, ndim: usize },
+    /// Operand `arg` has no dimension to hold the classes.
+    NoClasses { arg: &'static str },
+    /// Class weights not of shape `(classes,)`.
+    Classes { classes: usize, shape: Vec<usize> },
+    /// Class indices not of the logits' shape without the class axis (`rows`).
+    Labels {
+        logits: Vec<usize>,
+        axis: usize,
+        rows: Vec<usize>,
+        got: Vec<usize>,
+    },
+    /// Class probabilities not of the logits' shape.
+    Probabilities { logits: Vec<usize>, got: Vec<usize> },
 }
 
 impl fmt::Display for ShapeError {
@@ -193,6 +206,33 @@ impl fmt::Display for ShapeError {
             ShapeError::Axis { axis, ndim } => write!(
                 f,
                 "'axis' {axis} is out of bounds for an array of dimension {ndim}"
+            ),
+            ShapeError::NoClasses { arg } => {
+                write!(f, "'{arg}' must have at least one dimension (the classes)")
+            }
+            ShapeError::Classes { classes, shape } => write!(
+                f,
+                "'weight' must have shape ({classes},) (one weight per class), got {}",
+                ShapeStr(shape)
+            ),
+            ShapeError::Labels {
+                logits,
+                axis,
+                rows,
+                got,
+            } => write!(
+                f,
+                "'target' of class indices must have the shape of 'logits' {} without axis \
+                 {axis}, {}, got {}",
+                ShapeStr(logits),
+                ShapeStr(rows),
+                ShapeStr(got)
+            ),
+            ShapeError::Probabilities { logits, got } => write!(
+                f,
+                "'target' of class probabilities must have the shape of 'logits' {}, got {}",
+                ShapeStr(logits),
+                ShapeStr(got)
             ),
         }
     }

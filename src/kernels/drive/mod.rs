@@ -16,6 +16,8 @@
 //!
 //! - [`bce`]: binary cross-entropy (probabilities and logits), its fold and its gradient.
 //! - [`divergence`]: entropy, cross-entropy, KL and Jensen-Shannon, per row and folded.
+//! - [`softmax`]: softmax cross-entropy (class indices or probabilities), folded, and its
+//!   gradient.
 
 use rayon::ThreadPool;
 
@@ -24,6 +26,7 @@ use super::view::ShapeError;
 
 pub mod bce;
 pub mod divergence;
+pub mod softmax;
 
 /// Below this many elements the work stays on the calling thread: waking the pool costs more
 /// than it saves.

@@ -1,0 +1,250 @@
+//! The driver of softmax cross-entropy over the rows along a class axis: the loss against class
+//! indices or class probabilities (also folded into a streaming accumulator's state) and its
+//! gradient.
+
+use super::{execute, Detach};
+use crate::kernels::float::Float;
+use crate::kernels::reduce::Partial;
+use crate::kernels::rows::{run_from, In, Out, Rows};
+use crate::kernels::softmax::grad::{self as softmax_grad, ClassTarget, SoftmaxGrad};
+use crate::kernels::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
+use crate::kernels::strided::{Load, Src};
+use crate::kernels::view::{normalize_axis, Reduced, ShapeError, View, ViewMut};
+
+/// What the loss is measured against: one class index per row (read as `L`), or class
+/// probabilities of the logits' shape (read as `T`).
+pub enum Target<'a, T, L> {
+    Labels(View<'a, L>),
+    Probabilities(View<'a, T>),
+}
+
+/// The parameters besides the operands, fixed across the batches of an accumulator.
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    /// The class axis (negative counts from the end).
+    pub axis: isize,
+    pub ignore_index: i64,
+    /// Label smoothing in `[0, 1]`.
+    pub smoothing: f64,
+}
+
+/// The class weights, one per class (`None`: every class weighs 1), checked against the class
+/// count: where they are read, their stride along the class axis, and their sum in class order.
+fn class_weights<T: Float>(
+    weight: &Option<View<'_, T>>,
+    classes: usize,
+) -> Result<(Src<T>, isize, f64), ShapeError> {
+    let Some(w) = weight else {
+        return Ok((Src::native(T::one_ref()), 0, classes as f64));
+    };
+    if w.shape() != [classes] {
+        return Err(ShapeError::Classes {
+            classes,
+            shape: w.shape().to_vec(),
+        });
+    }
+    let (src, stride) = (w.src(), w.strides()[0]);
+    // SAFETY: a 1-d view of `classes` valid elements (`View::new`'s contract).
+    let total: f64 = (0..classes as isize)
+        .map(|c| unsafe { src.read(c * stride) }.to_f64())
+        .sum();
+    Ok((src, stride, total))
+}
+
+/// One call of the loss: logits, target and class weights, the parameters, and the state it
+/// continues ([`Partial::EMPTY`] for a plain call).
+pub struct Loss<'a, T, L> {
+    pub logits: View<'a, T>,
+    pub target: Target<'a, T, L>,
+    pub weight: Option<View<'a, T>>,
+    pub params: Params,
+    pub init: Partial,
+}
+
+/// Softmax cross-entropy of every row along the class axis ([`SoftmaxLabels`],
+/// [`SoftmaxProbs`]): asks `out` for the per-row output (the logits' shape without the axis)
+/// once the axis and the weights are checked, before the target's shape (`None`: nothing is
+/// written), and returns the merge of the rows (`sum`, the mean's denominator in `weight`, domain errors in `flags`).
+pub fn loss<'a, T: Float, L: Label + Load, D: Detach>(
+    args: &Loss<'a, T, L>,
+    out: impl FnOnce(&[usize]) -> Result<Option<ViewMut<'a, T>>, D::Error>,
+    detach: &D,
+) -> Result<Partial, D::Error> {
+    let reject = |e| detach.reject(e);
+    let shape = args.logits.shape();
+    let axis = normalize_axis(args.params.axis, shape.len()).map_err(reject)?;
+    let classes = shape[axis];
+    let reduced = Reduced::axis(axis, shape);
+    let (w_src, w_stride, w_total) = class_weights(&args.weight, classes).map_err(reject)?;
+    let w_strides = reduced.along_removed(w_stride);
+    // The output before the target's shape: its allocation's failure (a size NumPy cannot
+    // allocate) is reported first, as it always was.
+    let out = out(&reduced.kept)?;
+    let (out_ptr, out_strides) = match &out {
+        Some(v) => (v.ptr(), reduced.widen(v.strides())),
+        None => (std::ptr::null_mut(), vec![0; shape.len()]),
+    };
+    let target_strides = match &args.target {
+        Target::Labels(y) if y.shape() != reduced.kept => {
+            return Err(reject(ShapeError::Labels {
+                logits: shape.to_vec(),
+                axis,
+                rows: reduced.kept.clone(),
+                got: y.shape().to_vec(),
+            }))
+        }
+        Target::Labels(y) => reduced.widen(y.strides()),
+        Target::Probabilities(y) if y.shape() != shape => {
+            return Err(reject(ShapeError::Probabilities {
+                logits: shape.to_vec(),
+                got: y.shape().to_vec(),
+            }))
+        }
+        Target::Probabilities(y) => y.strides().to_vec(),
+    };
+    let rows = Rows::new(
+        shape,
+        [
+            args.logits.strides(),
+            &target_strides,
+            &w_strides,
+            &out_strides,
+        ],
+        &reduced.mask,
+    );
+    // SAFETY: the operands 0 to 3 of `rows`, built from their views' own shapes and strides
+    // (`View::new`'s contract: valid for the call); the weights are one per class along the
+    // class axis, the labels and `out` one per row (stride 0 along the axis); `out` overlaps
+    // neither itself nor an input (`ViewMut::new`).
+    let (classes, out) = unsafe {
+        (
+            Classes {
+                count: classes,
+                weight: In::new(w_src, 2),
+                weight_total: w_total,
+                smoothing: args.params.smoothing,
+            },
+            (!out_ptr.is_null()).then(|| Out::new(out_ptr, 3)),
+        )
+    };
+    let n = shape.iter().product::<usize>();
+    let init = args.init;
+    match &args.target {
+        Target::Labels(y) => {
+            // SAFETY: as above, operands 0 and 1.
+            let op = unsafe {
+                SoftmaxLabels {
+                    logits: In::new(args.logits.src(), 0),
+                    labels: In::new(y.src(), 1),
+                    classes,
+                    ignore_index: args.params.ignore_index,
+                    out,
+                }
+            };
+            // SAFETY: `op`'s operands are valid along `rows` (above).
+            execute(detach, n, |pool| unsafe {
+                run_from(init, &rows, &op, pool)
+            })
+        }
+        Target::Probabilities(y) => {
+            // SAFETY: as above, operands 0 and 1.
+            let op = unsafe {
+                SoftmaxProbs {
+                    logits: In::new(args.logits.src(), 0),
+                    target: In::new(y.src(), 1),
+                    classes,
+                    out,
+                }
+            };
+            // SAFETY: `op`'s operands are valid along `rows` (above).
+            execute(detach, n, |pool| unsafe {
+                run_from(init, &rows, &op, pool)
+            })
+        }
+    }
+}
+
+/// One call of the gradient: logits, target (class indices or probabilities, `Y`), class
+/// weights, the parameters, and whether it is the gradient of the mean (else of the sum).
+pub struct Grad<'a, T, Y> {
+    pub logits: View<'a, T>,
+    pub target: View<'a, Y>,
+    pub weight: Option<View<'a, T>>,
+    pub params: Params,
+    pub mean: bool,
+}
+
+/// The gradient and diagonal Hessian of softmax cross-entropy
+/// ([`softmax_grad::softmax_cross_entropy_grad`]), written to the `(grad, hess)` outputs that
+/// `outs` gives for the logits' shape once the shapes are checked. Returns the first pass's
+/// merge (domain errors in `flags`).
+pub fn grad<'a, T: Float, Y: ClassTarget, D: Detach>(
+    args: &Grad<'a, T, Y>,
+    outs: impl FnOnce(&[usize]) -> Result<(ViewMut<'a, T>, ViewMut<'a, T>), D::Error>,
+    detach: &D,
+) -> Result<Partial, D::Error> {
+    let reject = |e| detach.reject(e);
+    let shape = args.logits.shape();
+    if shape.is_empty() {
+        return Err(reject(ShapeError::NoClasses { arg: "logits" }));
+    }
+    let axis = normalize_axis(args.params.axis, shape.len()).map_err(reject)?;
+    let classes = shape[axis];
+    let reduced = Reduced::axis(axis, shape);
+    let y = &args.target;
+    let target_strides = if Y::HARD {
+        if y.shape() != reduced.kept {
+            return Err(reject(ShapeError::Labels {
+                logits: shape.to_vec(),
+                axis,
+                rows: reduced.kept.clone(),
+                got: y.shape().to_vec(),
+            }));
+        }
+        reduced.widen(y.strides())
+    } else {
+        if y.shape() != shape {
+            return Err(reject(ShapeError::Probabilities {
+                logits: shape.to_vec(),
+                got: y.shape().to_vec(),
+            }));
+        }
+        y.strides().to_vec()
+    };
+    let (w_src, w_stride, w_total) = class_weights(&args.weight, classes).map_err(reject)?;
+    let weight_strides = reduced.along_removed(w_stride);
+    let (g, h) = outs(shape)?;
+    let rows = Rows::new(
+        shape,
+        [
+            args.logits.strides(),
+            &target_strides,
+            &weight_strides,
+            g.strides(),
+            h.strides(),
+        ],
+        &reduced.mask,
+    );
+    // SAFETY: the operands 0 to 4 of `rows`, built from their views' own shapes and strides
+    // (valid for the call); the outputs overlap neither themselves, each other nor an input
+    // (`ViewMut::new`).
+    let op = unsafe {
+        SoftmaxGrad {
+            logits: In::new(args.logits.src(), 0),
+            target: In::new(y.src(), 1),
+            weight: In::new(w_src, 2),
+            weight_total: w_total,
+            grad: Out::new(g.ptr(), 3),
+            hess: Out::new(h.ptr(), 4),
+            classes,
+            smoothing: args.params.smoothing,
+            ignore_index: args.params.ignore_index,
+        }
+    };
+    let n: usize = shape.iter().product();
+    let mean = args.mean;
+    execute(detach, n, move |pool| {
+        // SAFETY: `op`'s operands are valid along `rows` (above).
+        unsafe { softmax_grad::softmax_cross_entropy_grad(&rows, &op, mean, pool) }
+    })
+}
