@@ -1,9 +1,10 @@
 //! Python binding of scikit-learn's `log_loss` over class codes: parse, dispatch on dtypes,
-//! release the GIL, convert. The formula lives in [`crate::kernels::logloss`]; the mapping of
-//! arbitrary labels to codes (and scikit-learn's label errors) in `crossent/_logloss.py`.
+//! convert. The driver ([`crate::kernels::drive::logloss`]) checks shapes and runs the
+//! formula of [`crate::kernels::logloss`]; the mapping of arbitrary labels to codes (and
+//! scikit-learn's label errors) lives in `crossent/_logloss.py`.
 
 use numpy::{Element, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyUserWarning, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyUserWarning};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
@@ -12,18 +13,18 @@ use super::accumulate::{
     AsState, MeanOver, Reduce, Rule, Shared, State,
 };
 
-use super::arrays::{dtype_name, is, ndarray, shape_str, View};
+use super::arrays::{dtype_name, is, ndarray, View};
 use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
 use super::precision::{as_float, precision, Precision};
 use super::reduction::Reduction;
-use super::threads;
+use super::threads::Gil;
+use crate::kernels::drive;
 use crate::kernels::float::Float;
-use crate::kernels::logloss::{LogLoss, UNNORMALIZED, WEIGHT};
+use crate::kernels::logloss::{UNNORMALIZED, WEIGHT};
 use crate::kernels::reduce::{flags, Partial};
-use crate::kernels::rows::{run_from, In, Rows};
 use crate::kernels::softmax::Label;
-use crate::kernels::strided::{Load, Src};
+use crate::kernels::strided::Load;
 
 /// The sum, weight sum and row count of scikit-learn's ``log_loss`` over class codes, and
 /// whether a row of ``y_pred`` does not sum to one. Private: :func:`crossent.log_loss` and
@@ -129,73 +130,20 @@ fn compute<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
 ) -> PyResult<Partial> {
     let py = x.py();
     let xv = View::<T>::new(x, "y_pred")?;
-    let (n, binary, shape, x_strides) = match xv.shape.as_slice() {
-        [n] => (*n, true, [*n, 1], [xv.strides[0], 0]),
-        [n, 1] => (*n, true, [*n, 1], [xv.strides[0], 0]),
-        [n, c] => (*n, false, [*n, *c], [xv.strides[0], xv.strides[1]]),
-        _ => {
-            return Err(PyValueError::new_err(format!(
-                "'y_pred' must be 1-D (the positive class's probability) or 2-D \
-                 (n_samples, n_classes), got shape {}",
-                shape_str(&xv.shape)
-            )))
-        }
-    };
-    let columns = if binary { 2 } else { shape[1] };
-    if columns != classes {
-        return Err(PyValueError::new_err(format!(
-            "'y_pred' has {columns} classes (shape {}), but the labels name {classes}",
-            shape_str(&xv.shape)
-        )));
-    }
     let yv = View::<L>::new(y, "y_true")?;
-    if yv.shape != [n] {
-        return Err(PyValueError::new_err(format!(
-            "'y_true' must hold one label per row of 'y_pred' (shape ({n},)), got shape {}",
-            shape_str(&yv.shape)
-        )));
-    }
     let weights = sample_weight
         .filter(|w| !w.is_none())
         .map(|w| LoadView::<f64>::new(&ndarray(w, "sample_weight")?, "sample_weight"))
         .transpose()?;
-    let (w_src, w_stride) = match &weights {
-        Some(w) => {
-            if w.shape() != [n] {
-                return Err(PyValueError::new_err(format!(
-                    "'sample_weight' must have shape ({n},) (one weight per row of 'y_pred'), \
-                     got {}",
-                    shape_str(w.shape())
-                )));
-            }
-            (w.src(), w.strides()[0])
-        }
-        None => (Src::native(f64::one_ref() as *const f64), 0),
+    let call = drive::logloss::Call {
+        probs: xv.kernel(),
+        codes: yv.kernel(),
+        weights: weights.as_ref().map(LoadView::kernel),
+        classes,
+        eps,
+        init,
     };
-    // SAFETY: the views (and their claims) live until this function returns, unwritten by
-    // this call; `rows` below steps each operand over its own view's shape and strides only
-    // (codes and weights: one value per row; the single default weight with stride 0).
-    let op = unsafe {
-        LogLoss {
-            probs: In::new(xv.ptr, 0),
-            classes,
-            binary,
-            codes: In::new(yv.ptr, 1),
-            weights: In::new(w_src, 2),
-            eps: T::from_f64(eps),
-            tolerance: 1e-8 + eps.sqrt(),
-        }
-    };
-    let rows = Rows::new(
-        &shape,
-        [&x_strides, &[yv.strides[0], 0], &[w_stride, 0]],
-        &[false, true],
-    );
-    let part = threads::run_detached(py, n * shape[1], |pool| {
-        // SAFETY: the views (and their claims) live until this function returns; `rows` is
-        // built from their shapes and strides, and the op only reads.
-        unsafe { run_from(init, &rows, &op, pool) }
-    })?;
+    let part = drive::logloss::log_loss(&call, &Gil(py))?;
     if part.flags & flags::INPUT != 0 {
         // SAFETY: the view is alive and describes valid elements.
         let bad = unsafe {

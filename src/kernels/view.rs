@@ -177,6 +177,20 @@ pub enum ShapeError {
     },
     /// Class probabilities not of the logits' shape.
     Probabilities { logits: Vec<usize>, got: Vec<usize> },
+    /// Predicted probabilities neither 1-d nor 2-d.
+    Predictions { shape: Vec<usize> },
+    /// Predicted probabilities of `columns` classes where the labels name `classes`.
+    PredictedClasses {
+        columns: usize,
+        shape: Vec<usize>,
+        classes: usize,
+    },
+    /// Operand `arg` not of one value per sample (`n`).
+    PerSample {
+        arg: &'static str,
+        n: usize,
+        shape: Vec<usize>,
+    },
 }
 
 impl fmt::Display for ShapeError {
@@ -227,6 +241,35 @@ impl fmt::Display for ShapeError {
                 ShapeStr(logits),
                 ShapeStr(rows),
                 ShapeStr(got)
+            ),
+            ShapeError::Predictions { shape } => write!(
+                f,
+                "'y_pred' must be 1-D (the positive class's probability) or 2-D \
+                 (n_samples, n_classes), got shape {}",
+                ShapeStr(shape)
+            ),
+            ShapeError::PredictedClasses {
+                columns,
+                shape,
+                classes,
+            } => write!(
+                f,
+                "'y_pred' has {columns} classes (shape {}), but the labels name {classes}",
+                ShapeStr(shape)
+            ),
+            ShapeError::PerSample {
+                arg: "y_true",
+                n,
+                shape,
+            } => write!(
+                f,
+                "'y_true' must hold one label per row of 'y_pred' (shape ({n},)), got shape {}",
+                ShapeStr(shape)
+            ),
+            ShapeError::PerSample { arg, n, shape } => write!(
+                f,
+                "'{arg}' must have shape ({n},) (one weight per row of 'y_pred'), got {}",
+                ShapeStr(shape)
             ),
             ShapeError::Probabilities { logits, got } => write!(
                 f,

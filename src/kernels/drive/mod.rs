@@ -16,6 +16,7 @@
 //!
 //! - [`bce`]: binary cross-entropy (probabilities and logits), its fold and its gradient.
 //! - [`divergence`]: entropy, cross-entropy, KL and Jensen-Shannon, per row and folded.
+//! - [`logloss`]: scikit-learn's `log_loss` over class codes.
 //! - [`softmax`]: softmax cross-entropy (class indices or probabilities), folded, and its
 //!   gradient.
 
@@ -26,6 +27,7 @@ use super::view::ShapeError;
 
 pub mod bce;
 pub mod divergence;
+pub mod logloss;
 pub mod softmax;
 
 /// Below this many elements the work stays on the calling thread: waking the pool costs more
