@@ -343,31 +343,6 @@ impl<'py, E: Element> View<'py, E> {
             region: region_of(self.array.as_untyped()),
         }
     }
-
-    /// The strides with which this array reads as an array of `shape`, broadcasting by the
-    /// NumPy rules (dimensions aligned on the right; size-1 or missing dimensions repeat).
-    pub fn broadcast_strides(&self, shape: &[usize], arg: &str) -> PyResult<Vec<isize>> {
-        let mismatch = || {
-            PyValueError::new_err(format!(
-                "'{arg}' of shape {} cannot be broadcast to shape {}",
-                shape_str(&self.shape),
-                shape_str(shape)
-            ))
-        };
-        if self.shape.len() > shape.len() {
-            return Err(mismatch());
-        }
-        let lead = shape.len() - self.shape.len();
-        let mut strides = vec![0isize; shape.len()];
-        for (d, (&extent, &stride)) in self.shape.iter().zip(&self.strides).enumerate() {
-            match extent {
-                e if e == shape[lead + d] => strides[lead + d] = stride,
-                1 => {}
-                _ => return Err(mismatch()),
-            }
-        }
-        Ok(strides)
-    }
 }
 
 impl<E: Element + Load> View<'_, E> {

@@ -10,7 +10,7 @@ use super::errors::{domain_error, Reported};
 use super::operand::LoadView;
 use crate::kernels::drive;
 use crate::kernels::float::{Float, Target};
-use crate::kernels::strided::{find_first, Load};
+use crate::kernels::strided::Load;
 
 /// Evaluates `$call`, in which `E` names the NumPy element type of the binary target array
 /// `$y` and `Y` the type the kernels read it as, for each supported target dtype; a
@@ -98,17 +98,9 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
     }
 
     /// The error for a target outside its domain, naming the first bad position.
-    pub fn target_error<Y: Target + Reported>(&self) -> PyErr {
-        // SAFETY: the view is alive and describes valid elements; `Y` has `E`'s size and
-        // accepts every bit pattern of it (as in `kernel`).
-        let bad = unsafe {
-            find_first(
-                self.y.ptr as *const Y,
-                self.shape(),
-                &self.y.strides,
-                |v: Y| !v.in_range(),
-            )
-        };
+    pub fn target_error<Y: Target + Load + Reported>(&self) -> PyErr {
+        // SAFETY: as in `kernel`: `Y` reads every bit pattern of `E`.
+        let bad = unsafe { self.y.kernel_as::<Y>() }.first(|v: Y| !v.in_range());
         let what = if Y::HARD {
             "labels 0 or 1"
         } else {
@@ -119,12 +111,7 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
 
     /// The error for a probability outside [0, 1] in `input`, naming the first position.
     pub fn probability_error(&self) -> PyErr {
-        // SAFETY: the view is alive and describes valid elements.
-        let bad = unsafe {
-            find_first(self.x.ptr, self.shape(), &self.x.strides, |p: T| {
-                p < T::ZERO || p > T::ONE
-            })
-        };
+        let bad = self.x.kernel().first(|p: T| p < T::ZERO || p > T::ONE);
         domain_error(self.x.py(), "input", "probabilities in [0, 1]", bad)
     }
 }

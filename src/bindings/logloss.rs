@@ -145,12 +145,7 @@ fn compute<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
     };
     let part = drive::logloss::log_loss(&call, &Gil(py))?;
     if part.flags & flags::INPUT != 0 {
-        // SAFETY: the view is alive and describes valid elements.
-        let bad = unsafe {
-            crate::kernels::strided::find_first(xv.ptr, &xv.shape, &xv.strides, |v: T| {
-                !(v >= T::ZERO && v <= T::ONE)
-            })
-        };
+        let bad = xv.kernel().first(|v: T| !(v >= T::ZERO && v <= T::ONE));
         return Err(domain_error(py, "y_pred", "probabilities in [0, 1]", bad));
     }
     if part.flags & WEIGHT != 0 {
@@ -166,12 +161,7 @@ fn compute<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
     }
     if part.flags & flags::TARGET != 0 {
         let c = classes as i64;
-        // SAFETY: the view is alive and describes valid elements.
-        let bad = unsafe {
-            crate::kernels::strided::find_first(yv.ptr, &yv.shape, &yv.strides, |v: L| {
-                !(0..c).contains(&v.index())
-            })
-        };
+        let bad = yv.kernel().first(|v: L| !(0..c).contains(&v.index()));
         return Err(domain_error(
             py,
             "y_true",

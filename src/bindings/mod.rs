@@ -1,11 +1,12 @@
-//! The Python binding layer: parses arguments, checks and dispatches dtypes, releases the GIL
-//! around the kernels and converts results. No loss formula lives here.
+//! The Python binding layer: parses arguments, checks and dispatches dtypes, views arrays as
+//! the kernels' typed views, calls one driver per family ([`crate::kernels::drive`]) with the
+//! GIL policy ([`threads::Gil`]) and converts results. No loss formula, no iteration space
+//! (`Layout`, rows, row ops) lives here.
 
 pub mod accumulate;
 pub mod args;
 pub mod arrays;
 pub mod arrow;
-pub mod axes;
 pub mod bce;
 pub mod binary;
 pub mod divergence;

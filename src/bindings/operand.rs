@@ -91,11 +91,6 @@ impl<'py, E: Load + Element> LoadView<'py, E> {
         on_view!(&self.held, |v| v.operand(name))
     }
 
-    /// Its strides when broadcast to `shape` (see [`View::broadcast_strides`]).
-    pub fn broadcast_strides(&self, shape: &[usize], arg: &str) -> PyResult<Vec<isize>> {
-        on_view!(&self.held, |v| v.broadcast_strides(shape, arg))
-    }
-
     /// The C-order index of the first element that is `bad` (as read by the kernels, i.e.
     /// as `E`), and its value as stored.
     pub fn first_bad(&self, bad: impl Fn(E) -> bool) -> Option<(Vec<usize>, Value<E>)> {

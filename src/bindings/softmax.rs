@@ -19,7 +19,7 @@ use crate::kernels::drive;
 use crate::kernels::float::Float;
 use crate::kernels::reduce::{flags, Partial};
 use crate::kernels::softmax::Label;
-use crate::kernels::strided::{find_first, Load};
+use crate::kernels::strided::Load;
 
 /// Cross-entropy between the softmax of ``logits`` and ``target``, as
 /// :func:`torch.nn.functional.cross_entropy`.
@@ -191,7 +191,7 @@ pub fn class_weights<'py, T: Float + Element>(
 
 /// Continues `init` with the rows of one batch: what [`softmax_cross_entropy`] with
 /// `reduction="sum"` reduces them to, merged into `init` in blocks of rows as one call merges
-/// its own blocks (see [`crate::kernels::rows::run_from`]). A batch with a bad value raises
+/// its own blocks (see [`crate::kernels::drive::softmax::loss`]). A batch with a bad value raises
 /// and `init` is not used.
 pub fn fold<'py>(
     init: Partial,
@@ -341,13 +341,10 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
         if let Some(yv) = &labels {
             let classes = xv.shape[class_axis(&xv.shape, args.params.axis)];
             let (ignore, c) = (args.params.ignore_index, classes as i64);
-            // SAFETY: the view is alive and describes valid elements.
-            let bad = unsafe {
-                find_first(yv.ptr, &yv.shape, &yv.strides, |v: L| {
-                    let i = v.index();
-                    i != ignore && !(0..c).contains(&i)
-                })
-            };
+            let bad = yv.kernel().first(|v: L| {
+                let i = v.index();
+                i != ignore && !(0..c).contains(&i)
+            });
             let what = format!("class indices in [0, {c}) or ignore_index ({ignore})");
             return Err(domain_error(py, "target", &what, bad));
         }

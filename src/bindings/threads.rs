@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use pyo3::exceptions::{PyOverflowError, PyRuntimeWarning, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
-use rayon::ThreadPool;
 
-use crate::kernels::drive::{Detach, PARALLEL_MIN};
+use crate::kernels::drive::Detach;
 use crate::kernels::view::ShapeError;
 use crate::kernels::{cancel, pool};
 
@@ -71,16 +70,6 @@ impl Detach for Gil<'_> {
     fn reject(&self, e: ShapeError) -> PyErr {
         PyValueError::new_err(e.to_string())
     }
-}
-
-/// Runs `work` as a driver would ([`Gil`], on the pool above [`PARALLEL_MIN`]): for the
-/// bindings not yet moved to a driver.
-pub fn run_detached<R: Send>(
-    py: Python<'_>,
-    n: usize,
-    work: impl FnOnce(Option<&ThreadPool>) -> R + Send,
-) -> PyResult<R> {
-    Gil(py).run(n, move || work(pool::pool_for(n, PARALLEL_MIN).as_deref()))
 }
 
 extern "C" {

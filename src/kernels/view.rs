@@ -11,7 +11,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use super::strided::{Dims, Load, SendPtr, Src};
+use super::strided::{find_first, Dims, Load, SendPtr, Src, Stored};
 
 /// An operand read as `E`: where its first element lies, its shape and its element strides
 /// (in elements of the type it is stored in), valid for `'a`.
@@ -62,6 +62,18 @@ impl<'a, E: Load> View<'a, E> {
     /// Its element strides, one per dimension.
     pub fn strides(&self) -> &[isize] {
         &self.strides
+    }
+
+    /// The C-order index and value of the first element for which `bad` holds: the cold path
+    /// that turns a kernel's domain-error flag into a message naming the position. For an
+    /// operand stored as `E` (not converted on load); `None` for one that is not.
+    pub fn first(&self, bad: impl Fn(E) -> bool) -> Option<(Vec<usize>, E)> {
+        if self.src.stored() != Stored::Native {
+            return None;
+        }
+        // SAFETY: `View::new`'s contract: valid, aligned, initialised `E`s along the shape and
+        // strides, alive while `self` is.
+        unsafe { find_first(self.src.raw(), &self.shape, &self.strides, bad) }
     }
 
     /// Its strides when read as an array of `shape`, broadcasting by the NumPy rules

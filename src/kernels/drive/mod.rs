@@ -73,3 +73,152 @@ fn execute<D: Detach, R: Send>(
 ) -> Result<R, D::Error> {
     detach.run(n, move || work(pool::pool_for(n, PARALLEL_MIN).as_deref()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::kernels::bce::Kind as BceKind;
+    use crate::kernels::divergence::Kind;
+    use crate::kernels::float::Bool;
+    use crate::kernels::reduce::Partial;
+    use crate::kernels::view::{Axis, View, ViewMut};
+
+    /// Runs the work as is and records the size each call announced.
+    #[derive(Default)]
+    struct Recording(Cell<Option<usize>>);
+
+    impl Detach for Recording {
+        type Error = ShapeError;
+        fn run<R: Send>(&self, n: usize, work: impl FnOnce() -> R + Send) -> Result<R, ShapeError> {
+            self.0.set(Some(n));
+            Ok(work())
+        }
+        fn reject(&self, e: ShapeError) -> ShapeError {
+            e
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-12 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn bce_loss_writes_each_element_and_announces_the_size() {
+        let p = [0.9, 0.2, 0.6];
+        let y = [Bool(1), Bool(0), Bool(7)];
+        let w = [2.0];
+        let mut out = [0.0; 3];
+        let call = bce::Loss {
+            kind: BceKind::Probabilities,
+            init: Partial::EMPTY,
+            operands: bce::Binary {
+                input: View::from_slice(&p),
+                target: View::from_slice(&y),
+                weight: Some(View::from_slice(&w)),
+                pos_weight: None,
+            },
+        };
+        let detach = Recording::default();
+        let part = bce::loss(
+            &call,
+            |shape| {
+                assert_eq!(shape, [3]);
+                Ok(Some(ViewMut::from_slice(&mut out)))
+            },
+            &detach,
+        )
+        .unwrap();
+        let expect = [-2.0 * 0.9f64.ln(), -2.0 * 0.8f64.ln(), -2.0 * 0.6f64.ln()];
+        for (o, e) in out.iter().zip(expect) {
+            assert!(close(*o, e), "{o} vs {e}");
+        }
+        assert!(close(part.sum, expect.iter().sum()));
+        assert_eq!((part.count, part.flags), (3, 0));
+        assert_eq!(detach.0.get(), Some(3));
+    }
+
+    #[test]
+    fn bce_shapes_are_refused_before_the_output_is_asked_for() {
+        let p = [0.5; 3];
+        let y2 = [0.0; 2];
+        let call = |target, weight| bce::Loss {
+            kind: BceKind::Logits,
+            init: Partial::EMPTY,
+            operands: bce::Binary {
+                input: View::from_slice(&p),
+                target,
+                weight,
+                pos_weight: None,
+            },
+        };
+        let no_out = |_: &[usize]| -> Result<Option<ViewMut<'_, f64>>, ShapeError> {
+            panic!("the output must not be asked for")
+        };
+        let e = bce::loss(&call(View::from_slice(&y2), None), no_out, &Serial).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'target' must have the same shape as 'input' (3,), got (2,)"
+        );
+        let y3 = [0.0; 3];
+        let e = bce::loss(
+            &call(View::from_slice(&y3), Some(View::from_slice(&y2))),
+            no_out,
+            &Serial,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'weight' of shape (2,) cannot be broadcast to shape (3,)"
+        );
+    }
+
+    #[test]
+    fn divergence_rows_along_an_axis_broadcast_q() {
+        // p: 2 rows of 3 (C order); q: one row broadcast to both.
+        let p = [1.0, 2.0, 1.0, 0.5, 0.25, 0.25];
+        let q = [0.2, 0.3, 0.5];
+        // SAFETY: 6 elements in C order for shape (2, 3).
+        let pv = unsafe { View::<f64>::new(p.as_ptr(), &[2, 3], &[3, 1]) };
+        let mut out = [0.0; 2];
+        let call = divergence::Rowwise {
+            kind: Kind::KlDivergence,
+            operands: divergence::Pair {
+                p: pv,
+                q: Some(View::from_slice(&q)),
+            },
+            axis: Axis::Along(-1),
+            normalize: true,
+            log_base: 1.0,
+        };
+        let part = divergence::rowwise(
+            &call,
+            |kept| {
+                assert_eq!(kept, [2]);
+                Ok(Some(ViewMut::from_slice(&mut out)))
+            },
+            &Serial,
+        )
+        .unwrap();
+        let kl = |row: &[f64]| {
+            let s: f64 = row.iter().sum();
+            row.iter()
+                .zip(&q)
+                .map(|(&a, &b)| a / s * (a / s / b).ln())
+                .sum::<f64>()
+        };
+        assert!(close(out[0], kl(&p[..3])), "{} vs {}", out[0], kl(&p[..3]));
+        assert!(close(out[1], kl(&p[3..])));
+        assert!(close(part.sum, out[0] + out[1]));
+        let bad_axis = divergence::Rowwise {
+            axis: Axis::Along(2),
+            ..call
+        };
+        let e = divergence::rowwise(&bad_axis, |_| Ok(None), &Serial).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'axis' 2 is out of bounds for an array of dimension 2"
+        );
+    }
+}
