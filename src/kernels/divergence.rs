@@ -224,15 +224,19 @@ pub fn merge_states(kind: Kind, a: Partial, b: Partial) -> Partial {
 /// (KL); an exponent is 0 for a mass that is 0, infinite or NaN.
 #[inline(always)]
 fn reference(kind: Kind, p: f64, q: f64) -> f64 {
+    // Written without branches (every case computed, one selected), so that the exponents of
+    // a batch of short rows are taken in vector lanes.
     let exponent = |x: f64| {
-        if x > 0.0 && x < f64::INFINITY {
-            // A subnormal mass is scaled into the normal range first.
-            let (x, scaled) = if x < f64::MIN_POSITIVE {
-                (x * 18_014_398_509_481_984.0, 54.0)
-            } else {
-                (x, 0.0)
-            };
-            ((x.to_bits() >> 52) & 0x7ff) as f64 - 1023.0 - scaled
+        // A subnormal mass is scaled into the normal range first.
+        let sub = x < f64::MIN_POSITIVE;
+        let (xs, scaled) = if sub {
+            (x * 18_014_398_509_481_984.0, 54.0)
+        } else {
+            (x, 0.0)
+        };
+        let e = ((xs.to_bits() >> 52) & 0x7ff) as f64 - 1023.0 - scaled;
+        if (x > 0.0) & (x < f64::INFINITY) {
+            e
         } else {
             0.0
         }
@@ -491,9 +495,11 @@ impl<T: Float> RowOp<3> for Divergence<'_, T> {
         };
         // Each row's reference exponent, and a copy per element for the term loops.
         let ks = bfb.scratch(rows * n);
-        for r in 0..rows {
-            kr[r] = reference(self.kind, sp[r], sq[r]);
-            ks[seg(r)].fill(kr[r]);
+        for ((k, &p), &q) in kr.iter_mut().zip(&*sp).zip(&*sq) {
+            *k = reference(self.kind, p, q);
+        }
+        for (r, &k) in kr.iter().enumerate() {
+            ks[seg(r)].fill(k);
         }
         let terms = bt.scratch(rows * n);
         match self.kind {
