@@ -67,7 +67,9 @@ use super::isa::{self, Arch, Kernel};
 use super::lanes::{max_lanes, row_sums, LANES};
 use super::math;
 use super::reduce::{flags, Partial};
-use super::rows::{fold_row, run, then, In, Out, PerRow, Row, RowOp, Rows, Tile};
+use super::rows::{
+    fold_row, run, then, In, Out, PerRow, Row, RowBatch, RowOp, Rows, Tile, BATCH_ROWS,
+};
 use super::strided::{Src, TileBuf};
 
 /// Which quantity of a row.
@@ -92,6 +94,28 @@ pub struct Finish {
     pub kind: Kind,
     pub normalize: bool,
     pub log_base: f64,
+}
+
+impl Kind {
+    /// A number for each kind, to fix one at compile time (`row_values`).
+    const fn code(self) -> u8 {
+        match self {
+            Kind::Entropy => 0,
+            Kind::CrossEntropy => 1,
+            Kind::KlDivergence => 2,
+            Kind::JensenShannon => 3,
+        }
+    }
+
+    /// The kind of [`Kind::code`] `c`.
+    const fn from_code(c: u8) -> Kind {
+        match c {
+            0 => Kind::Entropy,
+            1 => Kind::CrossEntropy,
+            2 => Kind::KlDivergence,
+            _ => Kind::JensenShannon,
+        }
+    }
 }
 
 impl Finish {
@@ -200,15 +224,19 @@ pub fn merge_states(kind: Kind, a: Partial, b: Partial) -> Partial {
 /// (KL); an exponent is 0 for a mass that is 0, infinite or NaN.
 #[inline(always)]
 fn reference(kind: Kind, p: f64, q: f64) -> f64 {
+    // Written without branches (every case computed, one selected), so that the exponents of
+    // a batch of short rows are taken in vector lanes.
     let exponent = |x: f64| {
-        if x > 0.0 && x < f64::INFINITY {
-            // A subnormal mass is scaled into the normal range first.
-            let (x, scaled) = if x < f64::MIN_POSITIVE {
-                (x * 18_014_398_509_481_984.0, 54.0)
-            } else {
-                (x, 0.0)
-            };
-            ((x.to_bits() >> 52) & 0x7ff) as f64 - 1023.0 - scaled
+        // A subnormal mass is scaled into the normal range first.
+        let sub = x < f64::MIN_POSITIVE;
+        let (xs, scaled) = if sub {
+            (x * 18_014_398_509_481_984.0, 54.0)
+        } else {
+            (x, 0.0)
+        };
+        let e = ((xs.to_bits() >> 52) & 0x7ff) as f64 - 1023.0 - scaled;
+        if (x > 0.0) & (x < f64::INFINITY) {
+            e
         } else {
             0.0
         }
@@ -218,6 +246,44 @@ fn reference(kind: Kind, p: f64, q: f64) -> f64 {
         Kind::CrossEntropy => exponent(q),
         Kind::KlDivergence => exponent(p) - exponent(q),
         Kind::JensenShannon => 0.0,
+    }
+}
+
+/// The values of the rows whose states (as [`Divergence::tile`] leaves them) are `states`,
+/// into `values`, in natural logarithms: each is `Finish::value_on(merge_states(EMPTY, s))`,
+/// what [`RowOp::finish_rows`]' default computes row by row, but with the quantity and the
+/// normalisation fixed at compile time (`KIND` is [`Kind::code`]), so that the loop has no
+/// branch and runs in vector lanes: a batch of short rows takes its logarithms and divisions
+/// several at a time instead of one row's scalar chain after another.
+#[inline(always)]
+fn row_values<A: Arch, const KIND: u8, const NORMALIZE: bool>(
+    states: &[Partial],
+    values: &mut [f64],
+) {
+    let kind = Kind::from_code(KIND);
+    let finish = Finish {
+        kind,
+        normalize: NORMALIZE,
+        log_base: 1.0,
+    };
+    // The fields the values need, one array each (a state is 56 bytes: read field by field,
+    // the loop below would not vectorise).
+    let n = states.len().min(BATCH_ROWS);
+    let (mut sum, mut weight, mut count) = ([0.0; BATCH_ROWS], [0.0; BATCH_ROWS], [0; BATCH_ROWS]);
+    let (mut sp, mut sq) = ([0.0; BATCH_ROWS], [0.0; BATCH_ROWS]);
+    for (r, s) in states[..n].iter().enumerate() {
+        (sum[r], weight[r], count[r]) = (s.sum, s.weight, s.count);
+        (sp[r], sq[r]) = (s.mass[0], s.mass[1]);
+    }
+    for (r, v) in values[..n].iter_mut().enumerate() {
+        let s = Partial {
+            sum: sum[r],
+            weight: weight[r],
+            count: count[r],
+            mass: [sp[r], sq[r]],
+            ..Partial::EMPTY
+        };
+        *v = finish.value_on::<A>(&merge_states(kind, Partial::EMPTY, s));
     }
 }
 
@@ -429,9 +495,11 @@ impl<T: Float> RowOp<3> for Divergence<'_, T> {
         };
         // Each row's reference exponent, and a copy per element for the term loops.
         let ks = bfb.scratch(rows * n);
-        for r in 0..rows {
-            kr[r] = reference(self.kind, sp[r], sq[r]);
-            ks[seg(r)].fill(kr[r]);
+        for ((k, &p), &q) in kr.iter_mut().zip(&*sp).zip(&*sq) {
+            *k = reference(self.kind, p, q);
+        }
+        for (r, &k) in kr.iter().enumerate() {
+            ks[seg(r)].fill(k);
         }
         let terms = bt.scratch(rows * n);
         match self.kind {
@@ -534,6 +602,58 @@ impl<T: Float> RowOp<3> for Divergence<'_, T> {
     #[inline(always)]
     fn merge(&self, a: Partial, b: Partial) -> Partial {
         merge_states(self.kind, a, b)
+    }
+
+    /// The default's operations row by row, their values taken a batch at a time
+    /// ([`row_values`]).
+    #[inline(always)]
+    fn finish_rows<A: Arch>(
+        &self,
+        batch: &RowBatch<3>,
+        states: &[Partial],
+        mut part: Partial,
+    ) -> Partial {
+        const E: u8 = Kind::Entropy.code();
+        const C: u8 = Kind::CrossEntropy.code();
+        const K: u8 = Kind::KlDivergence.code();
+        const J: u8 = Kind::JensenShannon.code();
+        let mut values = [0.0; BATCH_ROWS];
+        for (c, states) in states.chunks(BATCH_ROWS).enumerate() {
+            let values = &mut values[..states.len()];
+            match (self.kind, self.normalize) {
+                (Kind::Entropy, true) => row_values::<A, E, true>(states, values),
+                (Kind::Entropy, false) => row_values::<A, E, false>(states, values),
+                (Kind::CrossEntropy, true) => row_values::<A, C, true>(states, values),
+                (Kind::CrossEntropy, false) => row_values::<A, C, false>(states, values),
+                (Kind::KlDivergence, true) => row_values::<A, K, true>(states, values),
+                (Kind::KlDivergence, false) => row_values::<A, K, false>(states, values),
+                (Kind::JensenShannon, _) => row_values::<A, J, false>(states, values),
+            }
+            // As `Finish::value_on` divides, for a base other than e.
+            if self.log_base != 1.0 {
+                for v in values.iter_mut() {
+                    *v /= self.log_base;
+                }
+            }
+            for (r, (s, &value)) in states.iter().zip(values.iter()).enumerate() {
+                let row = batch.row(c * BATCH_ROWS + r);
+                if let Some(out) = &self.out {
+                    row.write(out, T::from_f64(value));
+                }
+                // `finish`'s contribution, with `finish_rows`' `first_bad`.
+                let mut p = Partial {
+                    sum: value,
+                    count: 1,
+                    flags: s.flags,
+                    ..Partial::EMPTY
+                };
+                if p.flags != 0 {
+                    p.first_bad = row.index() as u64;
+                }
+                part = part.merge(p);
+            }
+        }
+        part
     }
 
     #[inline(always)]

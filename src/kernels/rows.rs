@@ -248,6 +248,30 @@ impl<const K: usize> Row<K> {
     }
 }
 
+/// Consecutive whole rows of a run, handed to [`RowOp::finish_rows`]: row `r` of the batch
+/// is the engine's row `first + r`, at offsets `base + r · step`.
+#[derive(Clone, Copy, Debug)]
+pub struct RowBatch<const K: usize> {
+    first: usize,
+    base: [isize; K],
+    step: [isize; K],
+    st: Option<[isize; K]>,
+    len: usize,
+}
+
+impl<const K: usize> RowBatch<K> {
+    /// Row `r` of the batch.
+    #[inline(always)]
+    pub fn row(&self, r: usize) -> Row<K> {
+        Row {
+            index: self.first + r,
+            base: std::array::from_fn(|k| self.base[k] + r as isize * self.step[k]),
+            st: self.st,
+            len: self.len,
+        }
+    }
+}
+
 /// One value per row, written by the first pass of [`then_with`] ([`RowOp::finish`]) and
 /// read by the second.
 pub struct PerRow<S> {
@@ -324,6 +348,29 @@ pub trait RowOp<const K: usize>: Sync {
     /// what the row contributes to a reduction over rows. The engine sets `first_bad` to the
     /// row's index when the returned `flags` are not zero.
     fn finish<A: Arch>(&self, row: &Row<K>, state: Self::State) -> Partial;
+
+    /// Finishes the rows of `batch` from their states (`states[r]` that of `batch.row(r)`, as
+    /// [`RowOp::tile`] left it), merging what each contributes into `part` in row order:
+    /// `part.merge(finish(row, merge(empty(), state)))` row after row, with the row's index as
+    /// `first_bad` when its flags are set. An op may override it to finish many short rows at
+    /// once (e.g. their logarithms in vector lanes), provided every row gets the very
+    /// operations, in the same order, that this default gives it.
+    #[inline(always)]
+    fn finish_rows<A: Arch>(
+        &self,
+        batch: &RowBatch<K>,
+        states: &[Self::State],
+        mut part: Partial,
+    ) -> Partial
+    where
+        Self: Sized,
+    {
+        for (r, &state) in states.iter().enumerate() {
+            let state = self.merge(self.empty(), state);
+            part = part.merge(finish_row::<A, K, Self>(self, &batch.row(r), state));
+        }
+        part
+    }
 }
 
 /// The `rows × n` elements at `src + r * rs + i * st`, row after row, read as `E`: the array's
@@ -588,11 +635,11 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
         if self.rows.whole_rows_per_tile() {
             // Short rows: batches of whole rows, one tile each.
             let st = self.rows.inner.strides()[0];
-            let batch = (TILE / n.max(1)).min(BATCH_ROWS);
-            let mut states = vec![op.empty(); batch.min(self.count)];
+            let per_tile = (TILE / n.max(1)).min(BATCH_ROWS);
+            let mut states = vec![op.empty(); per_tile.min(self.count)];
             let mut i = 0;
             while i < self.count {
-                let rows = batch.min(self.count - i);
+                let rows = per_tile.min(self.count - i);
                 let states = &mut states[..rows];
                 if n > 0 {
                     let tile = Tile {
@@ -606,11 +653,15 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
                     };
                     op.tile::<A>(self.scratch, &tile, states);
                 }
-                for (r, &state) in states.iter().enumerate() {
-                    let state = op.merge(op.empty(), if n > 0 { state } else { op.empty() });
-                    let row = self.rows.row(self.flat + i + r, base_of(i + r));
-                    part = part.merge(finish_row::<A, K, O>(op, &row, state));
-                }
+                // Rows of no elements keep `empty()` states: `tile` never wrote them.
+                let batch = RowBatch {
+                    first: self.flat + i,
+                    base: base_of(i),
+                    step: self.ost,
+                    st: Some(st),
+                    len: n,
+                };
+                part = op.finish_rows::<A>(&batch, states, part);
                 i += rows;
             }
             return part;

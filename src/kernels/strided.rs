@@ -496,6 +496,10 @@ pub struct TileBuf<E> {
 }
 
 impl<E: Copy + Default> Default for TileBuf<E> {
+    // Inlined where the buffer is made: otherwise each 4 KiB buffer is built in a temporary
+    // and copied into its place (six copies per block of a divergence, most of a small
+    // call's memory traffic).
+    #[inline(always)]
     fn default() -> Self {
         TileBuf {
             data: [MaybeUninit::uninit(); TILE],
