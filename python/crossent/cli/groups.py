@@ -93,6 +93,8 @@ class Labels:
         if self.arrow_type is not None:
             import pyarrow as pa
 
+            if pa.types.is_date(self.arrow_type):
+                return np.array(self.values, dtype="datetime64[D]")
             a = pa.array(self.values, type=self.arrow_type).to_numpy(zero_copy_only=False)
             if a.dtype != object:
                 return np.asarray(a)
