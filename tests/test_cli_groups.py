@@ -40,8 +40,13 @@ grouped = pytest.mark.skipif(
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batches of two blocks, so that small files still stream in many batches."""
+    """Batches of two blocks, and files read in small pieces (Parquet record batches, CSV
+    blocks and rows), so that small files still stream in many batches and labels are
+    factorised piece by piece."""
     monkeypatch.setattr(sources, "BATCH", 2 * crossent.BLOCK)
+    monkeypatch.setattr(sources, "PARQUET_ROWS", 3000)
+    monkeypatch.setattr(sources, "_CSV_BLOCK", 1 << 14)
+    monkeypatch.setattr(sources, "_CSV_ROWS", 1000)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str, str]:
@@ -61,7 +66,9 @@ ROWS, CLASSES = 3 * (crossent.CHUNK // 10) + 17, 10
 
 def _labels(kind: str, codes: np.ndarray) -> tuple[Any, list[Any]]:
     """Labels of type ``kind`` for integer ``codes``, as stored (a NumPy array or a list for
-    pyarrow), and the values the command reports for them (strings for CSV text)."""
+    pyarrow), and the values the command reports for them (strings for CSV text). Codes
+    first seen late (7 and 8, see :func:`_codes`) get the labels that sort first."""
+    codes = 8 - codes
     if kind == "int":
         values = (codes * 37 - 100).astype(np.int64)  # negative, and unsorted by first sight
         return values, values.tolist()

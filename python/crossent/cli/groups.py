@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from crossent.cli import sources
 from crossent.cli.errors import CliError, reason
 from crossent.cli.sources import (
-    BATCH,
     LABELS,
     ArraySource,
     CsvSource,
@@ -128,7 +128,7 @@ class ArrayGroups(Source):
 
     def _codes(self) -> Iterator[np.ndarray]:
         while not self.raw.exhausted():
-            chunk = self.raw.take(BATCH)
+            chunk = self.raw.take(sources.BATCH)
             uniques, inverse = np.unique(chunk, return_inverse=True)
             yield self.factoriser.encode(uniques.tolist(), inverse.reshape(-1))
 
@@ -179,7 +179,9 @@ class ParquetGroups(Source):
             _check_column("group-by", spec, column, pf.schema_arrow.names)
             t = pf.schema_arrow.field(column).type
             self.shape = (pf.metadata.num_rows,)
-            batches: Iterator[Any] = pf.iter_batches(batch_size=1 << 20, columns=[column])
+            batches: Iterator[Any] = pf.iter_batches(
+                batch_size=sources.PARQUET_ROWS, columns=[column]
+            )
         except (OSError, pa.ArrowException) as e:
             raise CliError(f"--group-by {spec}: cannot read parquet ({reason(e)})") from None
         value_type = t.value_type if pa.types.is_dictionary(t) else t

@@ -25,6 +25,8 @@ BATCH = 1 << 22
 #: NumPy dtype kinds of operands (numbers), and of group labels (``--group-by``): integers,
 #: booleans, strings, bytes and dates, each read as stored.
 NUMBERS = "biuf"
+#: Rows per record batch read from a Parquet file.
+PARQUET_ROWS = 1 << 20
 LABELS = "biuUSM"
 
 
@@ -259,7 +261,7 @@ class ParquetSource(Source):
             _check_column(arg, spec, column, pf.schema_arrow.names)
             field = pf.schema_arrow.field(column)
             self.shape = (pf.metadata.num_rows,)
-            batches: Iterator[Any] = pf.iter_batches(batch_size=1 << 20, columns=[column])
+            batches: Iterator[Any] = pf.iter_batches(batch_size=PARQUET_ROWS, columns=[column])
         except (OSError, pa.ArrowException) as e:
             raise CliError(f"--{arg} {spec}: cannot read parquet ({reason(e)})") from None
         t = field.type
