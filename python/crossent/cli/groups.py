@@ -33,29 +33,80 @@ from crossent.cli.sources import (
 FILE_TYPES = (".npy", ".npz", ".parquet", ".pq", ".csv")
 
 
-class Factoriser:
-    """Labels -> codes, in order of first appearance, consistent across batches."""
+class NumpyFactoriser:
+    """Labels -> codes, in order of first appearance, consistent across batches, for labels
+    that NumPy sorts (integers, booleans, strings, bytes, dates). The labels seen are kept
+    sorted, beside their codes: a batch's distinct labels are looked up by binary search, and
+    the new ones inserted (vectorised; no Python object per label)."""
 
     def __init__(self) -> None:
-        self.codes: dict[Any, int] = {}
+        self.sorted: np.ndarray | None = None
+        self.codes = np.empty(0, dtype=np.int64)
 
-    def encode(self, uniques: list[Any], inverse: np.ndarray) -> np.ndarray:
-        """The codes of a batch given as its distinct labels and, per item, the index of its
-        label among them."""
-        codes = self.codes
-        lut = np.fromiter(
-            (codes.setdefault(u, len(codes)) for u in uniques), dtype=np.int64, count=len(uniques)
-        )
-        return lut[np.asarray(inverse, dtype=np.intp)]
+    def encode(self, chunk: np.ndarray) -> np.ndarray:
+        """The codes of a batch of labels."""
+        uniques, inverse = np.unique(chunk, return_inverse=True)
+        known = self.sorted
+        if known is None:
+            known = uniques[:0]
+        at = np.searchsorted(known, uniques)
+        found = at < known.size
+        found[found] = known[at[found]] == uniques[found]
+        codes = np.empty(uniques.size, dtype=np.int64)
+        codes[found] = self.codes[at[found]]
+        new = ~found
+        codes[new] = np.arange(self.codes.size, self.codes.size + int(new.sum()))
+        if new.any() or self.sorted is None:
+            # Widen (strings of more characters) before inserting: np.insert casts to the
+            # array's dtype.
+            wide = known.astype(np.result_type(known, uniques), copy=False)
+            self.sorted = np.insert(wide, at[new], uniques[new])
+            self.codes = np.insert(self.codes, at[new], codes[new])
+        return codes[inverse.reshape(-1)]
 
-    def labels(self) -> list[Any]:
-        """The labels seen, indexed by code."""
-        return list(self.codes)
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """The codes in the sorted order of their labels, and the labels in that order."""
+        if self.sorted is None:
+            return np.empty(0, dtype=np.intp), np.empty(0)
+        return self.codes.astype(np.intp), self.sorted
 
-    def order(self) -> np.ndarray:
-        """The codes in the sorted order of their labels."""
-        labels = self.labels()
-        return np.array(sorted(range(len(labels)), key=labels.__getitem__), dtype=np.intp)
+
+class ArrowFactoriser:
+    """Labels -> codes, in order of first appearance, consistent across batches, for labels in
+    Arrow arrays: a label's code is its position in :attr:`known`, the distinct labels in
+    order of first appearance; a batch's distinct labels are found there by a hash lookup
+    (``pyarrow.compute.index_in``), and the new ones appended."""
+
+    def __init__(self) -> None:
+        self.known: Any = None
+
+    def encode(self, col: Any) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        encoded = col.dictionary_encode()
+        uniques = encoded.dictionary
+        if self.known is None:
+            self.known = uniques.slice(0, 0)
+        size = len(self.known)
+        pos = pc.index_in(uniques, value_set=self.known).fill_null(-1)
+        codes = np.asarray(pos.to_numpy(zero_copy_only=False), dtype=np.int64)
+        new = codes < 0
+        if new.any():
+            codes[new] = np.arange(size, size + int(new.sum()))
+            self.known = pa.concat_arrays([self.known, uniques.filter(pa.array(new))])
+        return codes[np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.intp)]
+
+    def result(self, type: Any) -> tuple[np.ndarray, Any]:
+        """The codes in the sorted order of their labels, and the labels in that order (an
+        Arrow array of ``type``)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self.known is None:
+            return np.empty(0, dtype=np.intp), pa.array([], type=type)
+        order = np.asarray(pc.sort_indices(self.known).to_numpy(), dtype=np.intp)
+        return order, self.known.take(pa.array(order))
 
 
 def label_text(label: Any) -> str:
@@ -75,39 +126,53 @@ def label_json(label: Any) -> Any:
 
 
 class Labels:
-    """The sorted labels of a run's groups, for printing and for the output table."""
+    """The sorted labels of a run's groups (a NumPy or a pyarrow array), for printing and for
+    the output table."""
 
-    def __init__(self, values: list[Any], numpy_dtype: Any = None, arrow_type: Any = None):
-        self.values = values
-        self.numpy_dtype = numpy_dtype
-        self.arrow_type = arrow_type
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @property
+    def values(self) -> list[Any]:
+        """The labels as Python values (NumPy dates and times as ISO 8601 text)."""
+        if isinstance(self.array, np.ndarray):
+            if self.array.dtype.kind == "M":
+                return [str(v) for v in np.datetime_as_string(self.array).tolist()]
+            return list(self.array.tolist())
+        return list(self.array.to_pylist())
 
     def text(self) -> list[str]:
         return [label_text(v) for v in self.values]
 
     def numpy(self) -> np.ndarray:
-        """A NumPy array (the labels' own dtype where they came from NumPy; strings as
-        fixed-width unicode, never Python objects, so that ``.npy`` needs no pickle)."""
-        if self.numpy_dtype is not None:
-            return np.array(self.values).astype(self.numpy_dtype)
-        if self.arrow_type is not None:
-            import pyarrow as pa
+        """A NumPy array: the labels' own dtype where they came from NumPy; otherwise dates
+        and timestamps as ``datetime64``, strings as fixed-width unicode, binary as bytes,
+        anything else as text; never Python objects, so that ``.npy`` needs no pickle."""
+        if isinstance(self.array, np.ndarray):
+            return self.array
+        import pyarrow as pa
 
-            if pa.types.is_date(self.arrow_type):
-                return np.array(self.values, dtype="datetime64[D]")
-            a = pa.array(self.values, type=self.arrow_type).to_numpy(zero_copy_only=False)
-            if a.dtype != object:
-                return np.asarray(a)
-        if all(isinstance(v, bytes) for v in self.values) and self.values:
+        t = self.array.type
+        if pa.types.is_date32(t):
+            days = self.array.cast(pa.int32()).to_numpy(zero_copy_only=False)
+            return np.asarray(days).astype("datetime64[D]")
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t):
             return np.array(self.values, dtype=bytes)
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            a = np.asarray(self.array.to_numpy(zero_copy_only=False))
+            if a.dtype != object:
+                return a
         return np.array(self.text(), dtype=str)
 
     def arrow(self) -> Any:
         import pyarrow as pa
 
-        if self.arrow_type is not None:
-            return pa.array(self.values, type=self.arrow_type)
-        return pa.array(self.numpy())
+        if isinstance(self.array, np.ndarray):
+            return pa.array(self.array)
+        return self.array
 
 
 class ArrayGroups(Source):
@@ -118,28 +183,24 @@ class ArrayGroups(Source):
 
     def __init__(self, spec: str, raw: Source) -> None:
         super().__init__(spec, "group-by")
-        self.factoriser = Factoriser()
+        self.factoriser = NumpyFactoriser()
         self.dtype = np.dtype(np.int64)
         self.name = "group"
         self.raw = raw
         self.shape = raw.shape
-        self.label_dtype = raw.dtype
         self._chunks = self._codes()
 
     def _codes(self) -> Iterator[np.ndarray]:
         while not self.raw.exhausted():
-            chunk = self.raw.take(sources.BATCH)
-            uniques, inverse = np.unique(chunk, return_inverse=True)
-            yield self.factoriser.encode(uniques.tolist(), inverse.reshape(-1))
+            yield self.factoriser.encode(self.raw.take(sources.BATCH))
 
     def close(self) -> None:
         self.raw.close()
 
     def result(self) -> tuple[np.ndarray, Labels]:
         """The codes in the sorted order of their labels, and the labels in that order."""
-        order = self.factoriser.order()
-        values = self.factoriser.labels()
-        return order, Labels([values[i] for i in order], numpy_dtype=self.label_dtype)
+        order, labels = self.factoriser.result()
+        return order, Labels(labels.astype(self.raw.dtype, copy=False))
 
 
 #: Arrow types whose values are labels (compared and sorted as Python values).
@@ -165,7 +226,7 @@ class ParquetGroups(Source):
 
     def __init__(self, spec: str, path: str, column: str) -> None:
         super().__init__(spec, "group-by")
-        self.factoriser = Factoriser()
+        self.factoriser = ArrowFactoriser()
         self.dtype = np.dtype(np.int64)
         try:
             import pyarrow as pa
@@ -206,11 +267,7 @@ class ParquetGroups(Source):
                     seen += len(col)
                     if pa.types.is_dictionary(col.type):
                         col = col.dictionary_decode()
-                    encoded = col.dictionary_encode()
-                    yield self.factoriser.encode(
-                        encoded.dictionary.to_pylist(),
-                        encoded.indices.to_numpy(zero_copy_only=False),
-                    )
+                    yield self.factoriser.encode(col)
             except (OSError, pa.ArrowException) as e:
                 raise CliError(f"--group-by {spec}: cannot read parquet ({reason(e)})") from None
 
@@ -218,9 +275,8 @@ class ParquetGroups(Source):
 
     def result(self) -> tuple[np.ndarray, Labels]:
         """The codes in the sorted order of their labels, and the labels in that order."""
-        order = self.factoriser.order()
-        values = self.factoriser.labels()
-        return order, Labels([values[i] for i in order], arrow_type=self.arrow_type)
+        order, labels = self.factoriser.result(self.arrow_type)
+        return order, Labels(labels)
 
 
 _CANONICAL_INT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})", re.ASCII)
@@ -233,7 +289,8 @@ class CsvGroups(CsvSource):
     numbers; otherwise they are strings, sorted as text."""
 
     def __init__(self, spec: str, path: str, column: str) -> None:
-        self.factoriser = Factoriser()
+        self.numpy_labels = NumpyFactoriser()  # the pure-Python reader's
+        self.arrow_labels = ArrowFactoriser()  # pyarrow's
         super().__init__(spec, "group-by", path, column)
         self.dtype = np.dtype(np.int64)
         self.name = column
@@ -249,8 +306,7 @@ class CsvGroups(CsvSource):
         return field
 
     def _python_batch(self, values: list[Any]) -> np.ndarray:
-        uniques, inverse = np.unique(np.array(values, dtype=object), return_inverse=True)
-        return self.factoriser.encode(uniques.tolist(), inverse.reshape(-1))
+        return self.numpy_labels.encode(np.array(values, dtype=str))
 
     def _arrow_batch(self, col: Any, row: int) -> np.ndarray:
         import pyarrow.compute as pc
@@ -258,21 +314,27 @@ class CsvGroups(CsvSource):
         empty = pc.equal(pc.utf8_length(col), 0)
         if pc.any(empty).as_py():
             raise self._missing(row + int(np.argmax(empty.to_numpy(zero_copy_only=False))))
-        encoded = col.dictionary_encode()
-        return self.factoriser.encode(
-            encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False)
-        )
+        return self.arrow_labels.encode(col)
 
     def result(self) -> tuple[np.ndarray, Labels]:
-        """The codes in the sorted order of their labels, and the labels in that order."""
-        values: list[Any] = self.factoriser.labels()
-        dtype: Any = None
+        """The codes in the sorted order of their labels, and the labels in that order: as
+        integers where every label is one in canonical form, else as text."""
+        if self.arrow_labels.known is not None:
+            import pyarrow as pa
+
+            order, arrow = self.arrow_labels.result(pa.string())
+            text = np.array(arrow.to_pylist(), dtype=str)
+        else:
+            order, text = self.numpy_labels.result()
+            text = text.astype(str)
+        values = text.tolist()
         if values and all(_CANONICAL_INT.fullmatch(v) for v in values):
             numbers = [int(v) for v in values]
             if all(-(2**63) <= n < 2**63 for n in numbers):
-                values, dtype = numbers, np.int64
-        order = np.array(sorted(range(len(values)), key=values.__getitem__), dtype=np.intp)
-        return order, Labels([values[i] for i in order], numpy_dtype=dtype)
+                ints = np.array(numbers, dtype=np.int64)
+                by_value = np.argsort(ints, kind="stable")
+                return order[by_value], Labels(ints[by_value])
+        return order, Labels(text)
 
 
 #: A ``--group-by`` operand.
