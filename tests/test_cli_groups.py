@@ -352,6 +352,51 @@ def test_group_table_keeps_the_labels_type(
             assert table["day"].tolist() == sorted(set(day))
 
 
+@pytest.mark.parametrize("kind", ["int", "str", "bool", "date", "bytes"])
+@pytest.mark.parametrize("factoriser", ["numpy", "arrow"])
+def test_codes_across_batches_name_the_sorted_labels(kind: str, factoriser: str) -> None:
+    """Labels cut into batches anywhere: every item's code, through the final order, names its
+    own label, and the labels come out sorted and distinct (as ``numpy.unique`` gives them)."""
+    from crossent.cli import groups
+
+    rng = np.random.default_rng(12)
+    n = 20_000
+    pool = {
+        "int": rng.integers(-(2**40), 2**40, 300),
+        "str": np.array([f"{'ab'[k % 2]}{k * 7919 % 1000}é" for k in range(300)]),
+        "bool": np.array([False, True]),
+        "date": np.datetime64("2020-01-01") + np.arange(300),
+        "bytes": np.array([bytes([65 + k % 26]) * (1 + k // 26) for k in range(300)]),
+    }[kind]
+    labels = pool[rng.integers(0, pool.size, n)]
+    labels[:100] = pool[0]  # the first batch: one label, the shortest string
+    labels[-50:] = pool[-1]  # maybe first seen at the very end
+    cuts = np.sort(np.append(rng.integers(100, n, 12), 100))
+    pieces = np.split(labels, cuts)
+    if factoriser == "numpy":
+        numpy_factoriser = groups.NumpyFactoriser()
+        # Each batch of strings as narrow as its longest (as the CSV reader makes them).
+        narrow = [
+            np.array(piece.tolist(), dtype=pool.dtype.kind) if kind in ("str", "bytes") else piece
+            for piece in pieces
+        ]
+        codes = np.concatenate([numpy_factoriser.encode(piece) for piece in narrow if piece.size])
+        order, sorted_labels = numpy_factoriser.result()
+    else:
+        pa = pytest.importorskip("pyarrow")
+        arrow_factoriser = groups.ArrowFactoriser()
+        codes = np.concatenate(
+            [arrow_factoriser.encode(pa.array(piece)) for piece in pieces if piece.size]
+        )
+        order, arrow = arrow_factoriser.result(pa.array(pool).type)
+        sorted_labels = np.array(arrow.to_pylist(), dtype=pool.dtype)
+    assert codes.dtype == np.int64 and codes.shape == (n,)
+    np.testing.assert_array_equal(sorted_labels, np.unique(labels))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    np.testing.assert_array_equal(sorted_labels[rank[codes]], labels)
+
+
 BCE = ["--loss", "bce", "--input", "{d}/p.npy", "--target", "{d}/p.npy"]
 USAGE = {
     "entropy": (
