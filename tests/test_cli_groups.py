@@ -352,7 +352,7 @@ def test_group_table_keeps_the_labels_type(
             assert table["day"].tolist() == sorted(set(day))
 
 
-@pytest.mark.parametrize("kind", ["int", "str", "bool", "date", "bytes"])
+@pytest.mark.parametrize("kind", ["int", "narrow int", "uint8", "str", "bool", "date", "bytes"])
 @pytest.mark.parametrize("factoriser", ["numpy", "arrow"])
 def test_codes_across_batches_name_the_sorted_labels(kind: str, factoriser: str) -> None:
     """Labels cut into batches anywhere: every item's code, through the final order, names its
@@ -363,6 +363,9 @@ def test_codes_across_batches_name_the_sorted_labels(kind: str, factoriser: str)
     n = 20_000
     pool = {
         "int": rng.integers(-(2**40), 2**40, 300),
+        # Counted rather than sorted (a range narrower than the batches).
+        "narrow int": rng.permutation(np.arange(-150, 150)),
+        "uint8": rng.permutation(np.arange(256, dtype=np.uint8)),
         "str": np.array([f"{'ab'[k % 2]}{k * 7919 % 1000}é" for k in range(300)]),
         "bool": np.array([False, True]),
         "date": np.datetime64("2020-01-01") + np.arange(300),

@@ -45,7 +45,22 @@ class NumpyFactoriser:
 
     def encode(self, chunk: np.ndarray) -> np.ndarray:
         """The codes of a batch of labels."""
-        uniques, inverse = np.unique(chunk, return_inverse=True)
+        dense = _dense(chunk)
+        if dense is None:
+            uniques, inverse = np.unique(chunk, return_inverse=True)
+            return self._codes(uniques)[inverse.reshape(-1)]
+        # Integers of a narrow range: the distinct values and each item's index among them
+        # by counting, not sorting.
+        offset, low = dense
+        present = np.flatnonzero(np.bincount(offset))
+        codes = self._codes((present + low).astype(chunk.dtype))
+        lookup = np.zeros(int(present[-1]) + 1 if present.size else 0, dtype=np.int64)
+        lookup[present] = codes
+        result: np.ndarray = lookup[offset]
+        return result
+
+    def _codes(self, uniques: np.ndarray) -> np.ndarray:
+        """The codes of a batch's distinct labels (sorted), giving new labels new codes."""
         known = self.sorted
         if known is None:
             known = uniques[:0]
@@ -62,13 +77,24 @@ class NumpyFactoriser:
             wide = known.astype(np.result_type(known, uniques), copy=False)
             self.sorted = np.insert(wide, at[new], uniques[new])
             self.codes = np.insert(self.codes, at[new], codes[new])
-        return codes[inverse.reshape(-1)]
+        return codes
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """The codes in the sorted order of their labels, and the labels in that order."""
         if self.sorted is None:
             return np.empty(0, dtype=np.intp), np.empty(0)
         return self.codes.astype(np.intp), self.sorted
+
+
+def _dense(chunk: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """For integer (or boolean) labels spanning a range no wider than a few times the batch:
+    each label's offset from the least (int64), and the least; else ``None``."""
+    if chunk.dtype.kind not in "biu" or not chunk.size:
+        return None
+    low, high = int(chunk.min()), int(chunk.max())
+    if high - low > max(4 * chunk.size, 1 << 16) or high >= 2**63:
+        return None
+    return chunk.astype(np.int64) - low, low
 
 
 class ArrowFactoriser:
@@ -227,6 +253,8 @@ class ParquetGroups(Source):
     def __init__(self, spec: str, path: str, column: str) -> None:
         super().__init__(spec, "group-by")
         self.factoriser = ArrowFactoriser()
+        # Integers and booleans go through NumPy (counted where their range is narrow).
+        self.numbers: NumpyFactoriser | None = None
         self.dtype = np.dtype(np.int64)
         try:
             import pyarrow as pa
@@ -253,6 +281,8 @@ class ParquetGroups(Source):
             )
         self.arrow_type = value_type
         self.name = column
+        if pa.types.is_integer(value_type) or pa.types.is_boolean(value_type):
+            self.numbers = NumpyFactoriser()
 
         def chunks() -> Iterator[np.ndarray]:
             seen = 0
@@ -267,7 +297,10 @@ class ParquetGroups(Source):
                     seen += len(col)
                     if pa.types.is_dictionary(col.type):
                         col = col.dictionary_decode()
-                    yield self.factoriser.encode(col)
+                    if self.numbers is not None:
+                        yield self.numbers.encode(np.asarray(col.to_numpy(zero_copy_only=False)))
+                    else:
+                        yield self.factoriser.encode(col)
             except (OSError, pa.ArrowException) as e:
                 raise CliError(f"--group-by {spec}: cannot read parquet ({reason(e)})") from None
 
@@ -275,6 +308,11 @@ class ParquetGroups(Source):
 
     def result(self) -> tuple[np.ndarray, Labels]:
         """The codes in the sorted order of their labels, and the labels in that order."""
+        if self.numbers is not None:
+            import pyarrow as pa
+
+            order, values = self.numbers.result()
+            return order, Labels(pa.array(values, type=self.arrow_type))
         order, labels = self.factoriser.result(self.arrow_type)
         return order, Labels(labels)
 
