@@ -453,8 +453,9 @@ class ExactSum:
 def evaluate(
     plan: Plan, *, reduction: str, output: str | None, progress: Progress
 ) -> tuple[float | Grouped | None, int]:
-    """Streams the operands through crossent; returns (value, per-group results or None, count
-    of items: elements or rows)."""
+    """Streams the operands through crossent; returns (the value, the per-group results with
+    ``--group-by``, or None when the losses went to ``output``; the count of items: elements
+    or rows)."""
     import crossent
 
     fn: Callable[..., Any] = getattr(crossent, plan.loss.function)
