@@ -100,28 +100,22 @@ def _dense(chunk: np.ndarray) -> tuple[np.ndarray, int] | None:
 class ArrowFactoriser:
     """Labels -> codes, in order of first appearance, consistent across batches, for labels in
     Arrow arrays: a label's code is its position in :attr:`known`, the distinct labels in
-    order of first appearance; a batch's distinct labels are found there by a hash lookup
-    (``pyarrow.compute.index_in``), and the new ones appended."""
+    order of first appearance. A batch is dictionary-encoded behind the labels known (Arrow
+    numbers a dictionary in order of first appearance), so that known labels keep their codes
+    and new ones get the next."""
 
     def __init__(self) -> None:
         self.known: Any = None
 
     def encode(self, col: Any) -> np.ndarray:
         import pyarrow as pa
-        import pyarrow.compute as pc
 
-        encoded = col.dictionary_encode()
-        uniques = encoded.dictionary
         if self.known is None:
-            self.known = uniques.slice(0, 0)
+            self.known = col.slice(0, 0)
         size = len(self.known)
-        pos = pc.index_in(uniques, value_set=self.known).fill_null(-1)
-        codes = np.asarray(pos.to_numpy(zero_copy_only=False), dtype=np.int64)
-        new = codes < 0
-        if new.any():
-            codes[new] = np.arange(size, size + int(new.sum()))
-            self.known = pa.concat_arrays([self.known, uniques.filter(pa.array(new))])
-        return codes[np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.intp)]
+        encoded = pa.concat_arrays([self.known, col]).dictionary_encode()
+        self.known = encoded.dictionary
+        return np.asarray(encoded.indices.to_numpy(zero_copy_only=False)[size:], dtype=np.int64)
 
     def result(self, type: Any) -> tuple[np.ndarray, Any]:
         """The codes in the sorted order of their labels, and the labels in that order (an
