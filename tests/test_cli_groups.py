@@ -317,6 +317,14 @@ def test_group_table_output(tmp_path: Path, fmt: str, capsys: pytest.CaptureFixt
         assert list(frame.columns) == ["group", "loss", "count"]
         got = list(frame.itertuples(index=False, name=None))
     assert got == [(g, float(v), int(n)) for g, v, n in lines]
+    # With --json: one record naming the output.
+    rc, stdout, err = run(
+        capsys, "--loss", "bce", *args, "--group-by", spec, "--output", out, "--json"
+    )
+    assert rc == 0, err
+    record = json.loads(stdout)
+    assert record["output"] == str(out) and record["groups"] == len(lines)
+    assert record["count"] == N and record["loss"] == "binary_cross_entropy"
 
 
 @grouped
