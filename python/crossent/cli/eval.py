@@ -5,8 +5,9 @@ from the archive), Parquet columns (``file.parquet:column``; read in record batc
 pyarrow) or CSV columns (``file.csv:column``; streamed as float64, the same with or without
 pyarrow). Data flow through the streaming accumulators in batches of whole blocks, so the
 result has the bits of one call on the whole arrays while memory stays bounded;
-``--reduction none`` writes every element's (every row's) loss to an ``.npy`` file
-(``--output``) batch by batch, under a temporary name renamed into place on success.
+``--reduction none`` writes every element's (every row's) loss to an ``.npy``, Parquet or CSV
+file (``--output``) batch by batch, under a temporary name renamed into place on success.
+``--group-by`` gives the mean or sum of each group of elements (rows), one line per group.
 ``--loss softmax_ce`` reads logits of shape ``(..., classes)`` and class indices of the
 leading shape (or probabilities of the logits' shape), in batches of whole rows.
 ``entropy``, ``cross_entropy``, ``kl_divergence`` and ``jensen_shannon`` read distributions
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -30,8 +32,9 @@ import numpy as np
 
 from crossent.cli import sources
 from crossent.cli.errors import CliError
+from crossent.cli.groups import GroupSource, Labels, label_json, open_groups
 from crossent.cli.names import names
-from crossent.cli.output import check_output, npy_output
+from crossent.cli.output import check_output, losses_output, output_format, write_table
 from crossent.cli.progress import Progress
 from crossent.cli.sources import Source, open_source, split_spec
 
@@ -190,6 +193,20 @@ class Plan:
     #: The mean or sum is taken by the command over the function's value per item (per row
     #: of a distribution), exactly (:class:`ExactSum`), rather than by an accumulator.
     per_item: bool = False
+    #: ``--group-by``: the group labels, streamed as codes (the last of :attr:`streams`).
+    groups: GroupSource | None = None
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """The result of a run with ``--group-by``: per group, in the sorted order of the labels,
+    the mean or sum and the count of items (elements, or rows counted). ``name``: the label
+    column's name in an output table (the group column's, or ``group``)."""
+
+    name: str
+    labels: Labels
+    values: np.ndarray
+    counts: np.ndarray
 
 
 def _loss_dtype(input: Source) -> np.dtype[Any]:
@@ -435,8 +452,9 @@ class ExactSum:
 
 def evaluate(
     plan: Plan, *, reduction: str, output: str | None, progress: Progress
-) -> tuple[float | None, int]:
-    """Streams the operands through crossent; returns (value or None, count of items: elements
+) -> tuple[float | Grouped | None, int]:
+    """Streams the operands through crossent; returns (the value, the per-group results with
+    ``--group-by``, or None when the losses went to ``output``; the count of items: elements
     or rows)."""
     import crossent
 
@@ -457,7 +475,8 @@ def evaluate(
     row = math.prod(plan.row)
     input = plan.streams[0].source
     done = 0
-    with npy_output(output, plan.dtype, len(plan.shape) if plan.shape is not None else 1) as out:
+    ndim = len(plan.shape) if plan.shape is not None else 1
+    with losses_output(output, plan.dtype, ndim) as out:
         per_item = out is not None or exact is not None
         buffer = np.empty(plan.items if per_item else 0, dtype=plan.dtype)
         while True:
@@ -522,7 +541,34 @@ def evaluate(
     if exact is not None:
         total_sum = exact.result()
         return (total_sum / done if done else math.nan) if reduction == "mean" else total_sum, done
+    if plan.groups is not None:
+        return _grouped(plan.groups, acc, done), done
     return float(acc.result()), done
+
+
+def _grouped(groups: GroupSource, acc: Any, done: int) -> Grouped:
+    """The per-group results of an accumulator fed group codes, in the sorted order of the
+    labels (the codes were given in order of first appearance)."""
+    order, labels = groups.result()
+    if not done:  # nothing read: no group
+        empty = np.empty(0)
+        return Grouped(
+            _label_name(groups), labels, empty.astype(np.float64), empty.astype(np.int64)
+        )
+    values = np.asarray(acc.result(), dtype=np.float64)
+    counts = np.asarray(acc.counts, dtype=np.int64)
+    if values.shape != order.shape or counts.shape != order.shape:
+        raise CliError(
+            f"the accumulator returned {values.size} groups, --group-by {groups.spec} has "
+            f"{order.size} labels"
+        )
+    return Grouped(_label_name(groups), labels, values[order], counts[order])
+
+
+def _label_name(groups: GroupSource) -> str:
+    """The labels' column in the output table: the group column's name, or ``group`` for an
+    array or a column named like one of the other two (``loss``, ``count``)."""
+    return "group" if groups.name in ("loss", "count") else groups.name
 
 
 def _pos_weight(text: str | None) -> np.ndarray | None:
@@ -599,8 +645,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="mean (default) or sum over elements (over rows for softmax_ce and the "
         "distributions), printed; none writes each one's value to --output",
     )
-    p.add_argument("--output", metavar="OUT.npy", help="with --reduction none: where the losses go")
-    p.add_argument("--json", action="store_true", help="print a JSON object instead")
+    p.add_argument(
+        "--group-by",
+        metavar="COLUMN|FILE[:KEY]",
+        help="bce, bce_logits, softmax_ce: the mean or sum of each group, one line per group "
+        "(label, value, count), groups in sorted label order; COLUMN is a column of the "
+        "operands' Parquet or CSV file, FILE[:KEY] a .npy/.npz array or a Parquet/CSV column "
+        "of labels (integers, booleans, strings, dates), one per element (per row for "
+        "softmax_ce)",
+    )
+    p.add_argument(
+        "--output",
+        metavar="OUT.npy|OUT.parquet|OUT.csv",
+        help="with --reduction none: where the losses go (a Parquet or CSV file holds them in "
+        "one column, 'loss', in C order); with --group-by: the table of groups (label, loss, "
+        "count); the type follows the extension",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON object instead (one per group with --group-by)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.set_defaults(run=main)
 
@@ -642,12 +707,39 @@ def _check_options(args: argparse.Namespace, loss: Loss) -> None:
         raise CliError(f"--base {args.base!r}: must be a positive finite number other than 1")
 
 
+#: The losses ``--group-by`` applies to: those with a grouped form in crossent.
+GROUPED = ("binary_cross_entropy", "binary_cross_entropy_with_logits", "softmax_cross_entropy")
+
+
+def _check_groups(args: argparse.Namespace, loss: Loss) -> None:
+    if args.group_by is None:
+        return
+    if loss.function not in GROUPED:
+        raise CliError(
+            f"--group-by does not apply to --loss {loss.function}: it applies to bce, "
+            "bce_logits and softmax_ce (binary_cross_entropy, "
+            "binary_cross_entropy_with_logits, softmax_cross_entropy)"
+        )
+    if args.reduction == "none":
+        raise CliError(
+            "--group-by gives the mean or sum of each group: it needs --reduction mean or sum"
+        )
+
+
+def _tables(args: argparse.Namespace) -> list[str]:
+    """The files of the operands that are Parquet or CSV columns, in option order: a bare
+    ``--group-by COLUMN`` is a column of the first."""
+    files = [split_spec(spec)[0] for name in _OPERANDS if (spec := getattr(args, name)) is not None]
+    return [f for f in files if os.path.splitext(f)[1].lower() in (".parquet", ".pq", ".csv")]
+
+
 def main(args: argparse.Namespace) -> int:
     loss = LOSSES[names(LOSSES)[args.loss]]
+    _check_groups(args, loss)
     if args.reduction == "none" and args.output is None:
-        raise CliError("--reduction none needs --output OUT.npy")
-    if args.output is not None and args.reduction != "none":
-        raise CliError("--output is only used with --reduction none")
+        raise CliError("--reduction none needs --output OUT.npy|OUT.parquet|OUT.csv")
+    if args.output is not None and args.reduction != "none" and args.group_by is None:
+        raise CliError("--output is only used with --reduction none or --group-by")
     _check_options(args, loss)
     if args.output is not None:
         # Before any file is opened: the output must not be one of the operands (by identity,
@@ -657,7 +749,11 @@ def main(args: argparse.Namespace) -> int:
             for name in _OPERANDS
             if (spec := getattr(args, name)) is not None
         ]
+        if args.group_by is not None:
+            spec = args.group_by
+            operands.append(("--group-by", spec, split_spec(spec)[0]))
         check_output("--output", args.output, operands)
+        output_format("--output", args.output)
     with contextlib.ExitStack() as stack:
         return _run(args, loss, stack)
 
@@ -672,6 +768,65 @@ def _settings(args: argparse.Namespace, loss: Loss) -> dict[str, Any]:
     # The accumulator of jensen_shannon must be told; the function's default is True.
     settings["normalize"] = True if args.normalize is None else args.normalize
     return settings
+
+
+def _with_groups(plan: Plan, groups: GroupSource) -> Plan:
+    """``plan`` with the group codes streamed in step with its operands (one per element, or
+    per row of logits): of its result's shape, or a column of as many labels."""
+    g, shape = groups.shape, plan.shape
+    if g is not None and shape is not None and g != shape:
+        if len(g) > 1 or math.prod(g) != math.prod(shape):
+            per = "row" if plan.unit == "rows" else "element"
+            raise CliError(
+                f"--group-by {groups.spec} has shape {_shape_str(g)}: one label per {per} of "
+                f"shape {_shape_str(shape)} expected (or a column of as many)"
+            )
+    stream = Stream(("groups",), groups, g)
+    return dataclasses.replace(plan, streams=[*plan.streams, stream], groups=groups)
+
+
+def _report_groups(
+    args: argparse.Namespace, loss: Loss, result: Grouped, count: int, seconds: float
+) -> int:
+    """Prints one line (one JSON object) per group, or writes the table to ``--output``."""
+    values, counts = result.values.tolist(), result.counts.tolist()
+    if args.output is not None:
+        write_table(
+            "--output",
+            args.output,
+            result.name,
+            result.labels,
+            {"loss": result.values, "count": result.counts},
+        )
+        if args.json:
+            record = {
+                "loss": loss.function,
+                "reduction": args.reduction,
+                "groups": len(values),
+                "count": count,
+                "seconds": round(seconds, 6),
+                "output": args.output,
+            }
+            sys.stdout.write(json.dumps(record, allow_nan=False) + "\n")
+        else:
+            sys.stdout.write(f"{args.output}\n")
+        return 0
+    lines = []
+    if args.json:
+        for label, v, n in zip(result.labels.values, values, counts, strict=True):
+            record = {
+                "loss": loss.function,
+                "reduction": args.reduction,
+                "group": label_json(label),
+                "count": n,
+                "value": _json_number(v),
+            }
+            lines.append(json.dumps(record, allow_nan=False))
+    else:
+        for text, v, n in zip(result.labels.text(), values, counts, strict=True):
+            lines.append(f"{text}\t{v!r}\t{n}")
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    return 0
 
 
 def _run(args: argparse.Namespace, loss: Loss, stack: contextlib.ExitStack) -> int:
@@ -697,8 +852,20 @@ def _run(args: argparse.Namespace, loss: Loss, stack: contextlib.ExitStack) -> i
             if loss.rows
             else elementwise(loss, input, target, weight, pos_weight)
         )
-    value, count = evaluate(plan, reduction=args.reduction, output=args.output, progress=progress)
+    if args.group_by is not None:
+        groups = open_groups(args.group_by, _tables(args))
+        stack.callback(groups.close)
+        plan = _with_groups(plan, groups)
+    result, count = evaluate(
+        plan,
+        reduction=args.reduction,
+        output=None if args.group_by is not None else args.output,
+        progress=progress,
+    )
     seconds = time.perf_counter() - start
+    if isinstance(result, Grouped):
+        return _report_groups(args, loss, result, count, seconds)
+    value = result
     if args.json:
         record: dict[str, Any] = {
             "loss": loss.function,

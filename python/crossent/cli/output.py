@@ -121,19 +121,169 @@ class NpyWriter:
         self.file.close()
 
 
+#: Output file types by extension.
+FORMATS = {".npy": "npy", ".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+#: The column of per-element (per-row) losses in a Parquet or CSV ``--output``.
+COLUMN = "loss"
+
+
+def output_format(option: str, path: str) -> str:
+    """``"npy"``, ``"parquet"`` or ``"csv"``, from the extension of ``path``; a Parquet output
+    needs pyarrow, which is checked here, before anything is read."""
+    ext = os.path.splitext(path)[1].lower()
+    fmt = FORMATS.get(ext)
+    if fmt is None:
+        raise CliError(
+            f"{option} {path}: unknown file type {ext or '(none)'} (use .npy, .parquet or .csv)"
+        )
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise CliError(
+                f"{option} {path}: writing parquet needs pyarrow (pip install pyarrow)"
+            ) from None
+    return fmt
+
+
+def _arrow_csv() -> Any:
+    """``pyarrow.csv`` where installed (it formats numbers faster), else ``None``."""
+    try:
+        import pyarrow.csv as pcsv
+    except ImportError:
+        return None
+    return pcsv
+
+
+def csv_numbers(values: np.ndarray) -> str:
+    """Float values as CSV lines (each ending in a newline): the shortest decimal text that
+    reads back as the same value of ``values``' dtype; ``nan``, ``inf``, ``-inf`` for the
+    others (the forms the command's CSV reader takes)."""
+    if not values.size:
+        return ""
+    return "\n".join(values.astype(str).tolist()) + "\n"
+
+
+class ColumnWriter:
+    """Writes the losses as one column named ``loss`` of a Parquet or CSV file, batch by batch
+    (in C order: a result of several dimensions is written flat)."""
+
+    def __init__(self, path: str, dtype: np.dtype[Any], fmt: str) -> None:
+        self.dtype = np.dtype(dtype)
+        self.fmt = fmt
+        self.count = 0
+        self.file = open(path, "wb")  # closed by close()
+        self.parquet: Any = None
+        self.arrow_csv: Any = None
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            schema = pa.schema([(COLUMN, pa.from_numpy_dtype(self.dtype))])
+            self.parquet = pq.ParquetWriter(self.file, schema)
+        else:
+            self.file.write(f"{COLUMN}\n".encode())
+            self.arrow_csv = _arrow_csv()
+
+    def write(self, batch: np.ndarray) -> None:
+        assert batch.dtype == self.dtype
+        if self.parquet is not None:
+            import pyarrow as pa
+
+            self.parquet.write_table(pa.table({COLUMN: batch.reshape(-1)}))
+        elif self.arrow_csv is not None:
+            import pyarrow as pa
+
+            self.arrow_csv.write_csv(
+                pa.table({COLUMN: batch.reshape(-1)}),
+                self.file,
+                self.arrow_csv.WriteOptions(include_header=False),
+            )
+        else:
+            self.file.write(csv_numbers(batch.reshape(-1)).encode())
+        self.count += batch.size
+
+    def finish(self, shape: tuple[int, ...]) -> None:
+        """Completes the file, which must hold ``shape``'s elements, and syncs it."""
+        if math.prod(shape) != self.count:
+            raise CliError(f"wrote {self.count} losses, expected shape {shape}")
+        if self.parquet is not None:
+            self.parquet.close()
+            self.parquet = None
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        if self.parquet is not None:
+            with contextlib.suppress(Exception):
+                self.parquet.close()
+        self.file.close()
+
+
 @contextlib.contextmanager
-def npy_output(output: str | None, dtype: np.dtype[Any], ndim: int) -> Iterator[NpyWriter | None]:
-    """The writer of ``--output``, or ``None`` without one. The file is written under a
-    temporary name beside the destination and renamed over it only when the run succeeds."""
+def losses_output(
+    output: str | None, dtype: np.dtype[Any], ndim: int
+) -> Iterator[NpyWriter | ColumnWriter | None]:
+    """The writer of ``--output``, or ``None`` without one: a ``.npy`` file of the result's
+    shape, or a Parquet or CSV column. The file is written under a temporary name beside the
+    destination and renamed over it only when the run succeeds."""
     if output is None:
         yield None
         return
+    fmt = output_format("--output", output)
     with atomic_output("--output", output) as tmp:
+        writer: NpyWriter | ColumnWriter
         try:
-            writer = NpyWriter(tmp, dtype, ndim)
+            writer = NpyWriter(tmp, dtype, ndim) if fmt == "npy" else ColumnWriter(tmp, dtype, fmt)
         except OSError as e:
             raise CliError(f"--output {output}: cannot write ({reason(e)})") from None
         try:
             yield writer
         finally:
             writer.close()
+
+
+def write_table(
+    option: str,
+    path: str,
+    label: str,
+    labels: Any,
+    columns: dict[str, np.ndarray],
+) -> None:
+    """Writes a small table (the per-group results) to ``path``, under a temporary name renamed
+    into place when complete: a first column ``label`` of ``labels`` (an object with
+    ``numpy()``, ``arrow()`` and ``text()``: the labels as a NumPy array, a pyarrow array and
+    text), then ``columns``. A ``.npy`` file holds a structured array with one field per
+    column, a Parquet file one column each, a CSV file a header line and one line per row
+    (numbers as the shortest text that reads back to the same value)."""
+    fmt = output_format(option, path)
+    with atomic_output(option, path) as tmp:
+        if fmt == "npy":
+            arrays = {label: labels.numpy(), **columns}
+            table = np.empty(len(arrays[label]), dtype=[(n, a.dtype) for n, a in arrays.items()])
+            for n, a in arrays.items():
+                table[n] = a
+            with open(tmp, "wb") as f:
+                np.save(f, table, allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
+        elif fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.table(
+                {label: labels.arrow(), **{n: pa.array(a) for n, a in columns.items()}}
+            )
+            pq.write_table(table, tmp)
+        else:
+            import csv
+
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow([label, *columns])
+                rest = [a.tolist() for a in columns.values()]
+                for row in zip(labels.text(), *rest, strict=True):
+                    writer.writerow([row[0], *(repr(v) for v in row[1:])])
+                f.flush()
+                os.fsync(f.fileno())

@@ -22,6 +22,13 @@ from crossent.cli.errors import CliError, reason
 #: Elements per batch a source reads (the evaluation rounds it to whole blocks and rows).
 BATCH = 1 << 22
 
+#: NumPy dtype kinds of operands (numbers), and of group labels (``--group-by``): integers,
+#: booleans, strings, bytes and dates, each read as stored.
+NUMBERS = "biuf"
+#: Rows per record batch read from a Parquet file.
+PARQUET_ROWS = 1 << 20
+LABELS = "biuUSM"
+
 
 class Source:
     """One operand stored in a file: its shape (``None`` until known), dtype, and a flat
@@ -90,26 +97,27 @@ class ArraySource(Source):
     """An array already in memory or memory-mapped: batches are views, never copies (for
     C-contiguous arrays)."""
 
-    def __init__(self, spec: str, arg: str, array: np.ndarray) -> None:
+    def __init__(self, spec: str, arg: str, array: np.ndarray, kinds: str = NUMBERS) -> None:
         super().__init__(spec, arg)
-        _check_dtype(arg, spec, array.dtype)
+        _check_dtype(arg, spec, array.dtype, kinds)
         self.shape = array.shape
         self.dtype = array.dtype
         # reshape(-1) is a view for C-contiguous arrays (memmaps included) and a copy otherwise.
         self._chunks = iter([array.reshape(-1)])
 
 
-def _check_dtype(arg: str, spec: str, dtype: np.dtype[Any]) -> None:
+def _check_dtype(arg: str, spec: str, dtype: np.dtype[Any], kinds: str = NUMBERS) -> None:
     if dtype.hasobject:
         raise CliError(
             f"--{arg} {spec}: holds Python objects (pickled data), which crossent does not read"
         )
-    if dtype.kind not in "biuf":
-        raise CliError(f"--{arg} {spec}: unsupported dtype {dtype}")
+    if dtype.kind not in kinds:
+        hint = " (group labels are integers, booleans, strings or dates)" if kinds == LABELS else ""
+        raise CliError(f"--{arg} {spec}: unsupported dtype {dtype}{hint}")
 
 
 def _read_npy_header(
-    f: Any, arg: str, spec: str, what: str
+    f: Any, arg: str, spec: str, what: str, kinds: str = NUMBERS
 ) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     """(shape, Fortran order, dtype) from the header of a ``.npy`` stream positioned at its
     start; refuses, naming ``what``, anything that is not a ``.npy`` header."""
@@ -128,17 +136,17 @@ def _read_npy_header(
     except (ValueError, TypeError, SyntaxError, EOFError) as e:
         raise CliError(f"--{arg} {spec}: not a valid {what} ({reason(e)})") from None
     dtype = np.dtype(dtype)
-    _check_dtype(arg, spec, dtype)
+    _check_dtype(arg, spec, dtype, kinds)
     return tuple(int(n) for n in shape), bool(fortran), dtype
 
 
-def _open_npy(spec: str, arg: str, path: str) -> np.ndarray:
+def _open_npy(spec: str, arg: str, path: str, kinds: str = NUMBERS) -> np.ndarray:
     """A ``.npy`` file, memory-mapped once its header and size have been checked."""
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
         raise CliError(f"--{arg} {spec}: not a regular file (a .npy operand is memory-mapped)")
     with open(path, "rb") as f:
-        shape, _, dtype = _read_npy_header(f, arg, spec, ".npy file")
+        shape, _, dtype = _read_npy_header(f, arg, spec, ".npy file", kinds)
         offset = f.tell()
     need = offset + math.prod(shape) * dtype.itemsize
     if st.st_size < need:
@@ -157,8 +165,11 @@ class NpzMemberSource(Source):
     """One member of an ``.npz`` archive, streamed from the (possibly compressed) zip member
     without loading it whole."""
 
-    def __init__(self, spec: str, arg: str, path: str, key: str | None) -> None:
+    def __init__(
+        self, spec: str, arg: str, path: str, key: str | None, kinds: str = NUMBERS
+    ) -> None:
         super().__init__(spec, arg)
+        self._kinds = kinds
         try:
             zf = zipfile.ZipFile(path)
         except (OSError, zipfile.BadZipFile) as e:
@@ -196,7 +207,7 @@ class NpzMemberSource(Source):
         except (OSError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile) as e:
             raise CliError(f"--{arg} {spec}: cannot read the member ({reason(e)})") from None
         self._member = f
-        shape, fortran, dtype = _read_npy_header(f, arg, spec, ".npy member")
+        shape, fortran, dtype = _read_npy_header(f, arg, spec, ".npy member", self._kinds)
         # The zip directory states the member's size: a header that declares more (or less)
         # data than the member holds is refused before anything is allocated or written.
         need = f.tell() + math.prod(shape) * dtype.itemsize
@@ -250,7 +261,7 @@ class ParquetSource(Source):
             _check_column(arg, spec, column, pf.schema_arrow.names)
             field = pf.schema_arrow.field(column)
             self.shape = (pf.metadata.num_rows,)
-            batches: Iterator[Any] = pf.iter_batches(batch_size=1 << 20, columns=[column])
+            batches: Iterator[Any] = pf.iter_batches(batch_size=PARQUET_ROWS, columns=[column])
         except (OSError, pa.ArrowException) as e:
             raise CliError(f"--{arg} {spec}: cannot read parquet ({reason(e)})") from None
         t = field.type
@@ -331,6 +342,30 @@ class CsvSource(Source):
             f"{row}, not a number"
         )
 
+    def _python_field(self, row: int, field: str) -> Any:
+        """One field (stripped) as the pure-Python reader reads it: a float."""
+        if not _CSV_NUMBER_RE.fullmatch(field):
+            raise self._bad(row, field)
+        return float(field)
+
+    def _python_batch(self, values: list[Any]) -> np.ndarray:
+        """A batch of :meth:`_python_field` values as the array the stream yields."""
+        return np.array(values, dtype=np.float64)
+
+    def _arrow_batch(self, col: Any, row: int) -> np.ndarray:
+        """A batch of fields (a pyarrow string array, stripped) whose first is at ``row``, as
+        the array the stream yields: checked against the number grammar, then converted."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        ok = pc.match_substring_regex(col, f"^(?:{_CSV_NUMBER})$", ignore_case=True)
+        if not pc.all(ok).as_py():
+            at = int(np.argmin(ok.to_numpy(zero_copy_only=False)))
+            raise self._bad(row + at, col[at].as_py())
+        return np.asarray(
+            pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+        )
+
     def _python_chunks(self) -> Iterator[np.ndarray]:
         import csv
 
@@ -340,7 +375,7 @@ class CsvSource(Source):
                 reader = csv.reader(f, strict=True)
                 next(reader, None)  # the header
                 row = 0
-                values: list[float] = []
+                values: list[Any] = []
                 for record in reader:
                     if not record:
                         continue  # a blank line
@@ -349,16 +384,13 @@ class CsvSource(Source):
                             f"--{arg} {spec}: row {row} has {_fields(len(record))}, the header "
                             f"{_fields(self.ncols)}"
                         )
-                    field = record[self.index].strip(_CSV_SPACE)
-                    if not _CSV_NUMBER_RE.fullmatch(field):
-                        raise self._bad(row, field)
-                    values.append(float(field))
+                    values.append(self._python_field(row, record[self.index].strip(_CSV_SPACE)))
                     row += 1
                     if len(values) == _CSV_ROWS:
-                        yield np.array(values, dtype=np.float64)
+                        yield self._python_batch(values)
                         values = []
                 if values:
-                    yield np.array(values, dtype=np.float64)
+                    yield self._python_batch(values)
         except (OSError, UnicodeDecodeError, csv.Error) as e:
             raise CliError(f"--{arg} {spec}: cannot read csv ({reason(e)})") from None
 
@@ -389,14 +421,9 @@ class CsvSource(Source):
             row = 0
             for batch in reader:
                 col = pc.utf8_trim(batch.column(0), characters=_CSV_SPACE)
-                ok = pc.match_substring_regex(col, f"^(?:{_CSV_NUMBER})$", ignore_case=True)
-                if not pc.all(ok).as_py():
-                    at = int(np.argmin(ok.to_numpy(zero_copy_only=False)))
-                    raise self._bad(row + at, col[at].as_py())
+                values = self._arrow_batch(col, row)
                 row += len(col)
-                yield np.asarray(
-                    pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-                )
+                yield values
         except (OSError, pa.ArrowException) as e:
             # The file cannot be split into rows as a CSV file (a row of the wrong length,
             # say): the pure-Python reader finds the same fault and words it, with its row.
