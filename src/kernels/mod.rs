@@ -14,6 +14,7 @@
 //!   and diagonal Hessian of its logits form.
 //! - [`divergence`]: entropy, cross-entropy, KL and Jensen-Shannon divergence per row.
 //! - [`logloss`]: scikit-learn's `log_loss` over class codes, one fused pass per row.
+//! - [`groups`]: per-group sums, counts and weights of any loss, in one deterministic pass.
 //! - [`softmax`]: softmax cross-entropy against class indices or probabilities;
 //!   [`softmax::grad`], its gradient and diagonal Hessian on the same log-sum-exp state.
 
@@ -21,6 +22,7 @@ pub mod bce;
 pub mod cancel;
 pub mod divergence;
 pub mod float;
+pub mod groups;
 pub mod isa;
 pub mod lanes;
 pub mod logloss;
