@@ -11,6 +11,7 @@ use super::args;
 use super::arrays::{ndarray, new_output, Operand, View, ViewMut};
 use super::arrow::stream_hook;
 use super::errors::{domain_error, Reported};
+use super::groups as grouped;
 use super::operand::LoadView;
 use super::precision::{as_float, precision, Precision};
 use super::reduction::{reduction, Reduction};
@@ -84,10 +85,11 @@ use crate::kernels::strided::Load;
 #[pyo3(
     signature = (
         logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
-        reduction=Reduction::Mean, out=None
+        reduction=Reduction::Mean, out=None, groups=None, n_groups=None
     ),
     text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, \
-                      label_smoothing=0.0, reduction=\"mean\", out=None)"
+                      label_smoothing=0.0, reduction=\"mean\", out=None, groups=None, \
+                      n_groups=None)"
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_cross_entropy<'py>(
@@ -99,7 +101,18 @@ pub fn softmax_cross_entropy<'py>(
     #[pyo3(from_py_with = args::label_smoothing)] label_smoothing: f64,
     #[pyo3(from_py_with = reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
+    groups: Option<&Bound<'py, PyAny>>,
+    #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(groups) = grouped::given(groups, n_groups)? {
+        let params = Params {
+            axis,
+            weight,
+            ignore_index,
+            smoothing: label_smoothing,
+        };
+        return grouped::softmax_cross_entropy(logits, target, &params, reduction, out, &groups);
+    }
     stream_hook!(logits.py(), "softmax_cross_entropy", [logits, target], {
         "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
         "ignore_index" => ignore_index, "label_smoothing" => label_smoothing,
