@@ -10,29 +10,26 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyTuple};
 
 use super::args::describe;
-use super::arrays::{dtype_name, is, ndarray, shape_str, with_input_dtype, View};
-use super::axes::{normalize_axis, Reduced};
+use super::arrays::{dtype_name, is, ndarray, with_input_dtype, View};
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::errors::{domain_error, Reported};
+use super::logloss::domain_errors;
 use super::operand::LoadView;
 use super::precision::{as_float, precision, Precision};
 use super::reduction::Reduction;
 use super::softmax::{
-    check_ignore_index_unused, check_smoothing, labels_shape_error, with_class_target,
-    ClassWeights, Params,
+    check_ignore_index_unused, check_smoothing, class_weights, target_errors, with_class_target,
+    Params,
 };
-use super::threads::run_detached;
+use super::threads::Gil;
 use crate::kernels::bce::Kind;
+use crate::kernels::drive::{self, groups::Grouping};
 use crate::kernels::float::{Bool, Float, Target};
-use crate::kernels::groups::{
-    self, flags as gflags, Code, CodeType, Codes, GroupSums, RowCodes, MAX_GROUPS,
-};
-use crate::kernels::logloss::{LogLoss, UNNORMALIZED, WEIGHT};
+use crate::kernels::groups::{flags as gflags, Code, CodeType, GroupSums, MAX_GROUPS};
+use crate::kernels::logloss::UNNORMALIZED;
 use crate::kernels::reduce::{flags, Partial};
-use crate::kernels::rows::{In, Rows};
-use crate::kernels::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
-use crate::kernels::strided::{find_first, Layout};
-use crate::kernels::strided::{Load, Src};
+use crate::kernels::softmax::Label;
+use crate::kernels::strided::Load;
 
 /// Evaluates `$call`, in which `C` names the integer type of the codes array `$g`, for each
 /// integer dtype; a `TypeError` naming `'groups'` for any other.
@@ -96,15 +93,18 @@ impl Groups<'_, '_> {
         self.n.map_or(MAX_GROUPS, |n| n as u64)
     }
 
+    /// The codes of `view` as the driver takes them.
+    fn grouping<'v, C: CodeType + Load + Element>(&self, view: &'v View<'_, C>) -> Grouping<'v, C> {
+        Grouping {
+            codes: view.kernel(),
+            limit: self.limit(),
+        }
+    }
+
     /// The error for a flagged code: the first that is negative or not below the limit.
-    fn code_error<C: Code + Element + Reported>(&self, view: &View<'_, C>) -> PyErr {
+    fn code_error<C: Code + Load + Element + Reported>(&self, view: &View<'_, C>) -> PyErr {
         let limit = self.limit();
-        // SAFETY: the view is alive and describes valid elements of type `C`.
-        let bad = unsafe {
-            find_first(view.ptr, &view.shape, &view.strides, |c: C| {
-                c.index() >= limit
-            })
-        };
+        let bad = view.kernel().first(|c: C| c.index() >= limit);
         let what = match self.n {
             Some(n) => format!("codes in [0, {n}) (n_groups={n})"),
             None => format!("codes in [0, {MAX_GROUPS})"),
@@ -227,7 +227,7 @@ fn bce_target<'py, T: Float + Element + Reported>(
     )
 }
 
-fn bce_codes<'py, T: Float + Element + Reported, E: Element, Y: Target + Reported>(
+fn bce_codes<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Reported>(
     state: &mut GroupSums,
     init: Partial,
     x: &Bound<'py, PyUntypedArray>,
@@ -242,7 +242,6 @@ fn bce_codes<'py, T: Float + Element + Reported, E: Element, Y: Target + Reporte
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 fn bce_compute<'py, T, E, Y, C>(
     state: &mut GroupSums,
     init: Partial,
@@ -255,39 +254,23 @@ fn bce_compute<'py, T, E, Y, C>(
 where
     T: Float + Element + Reported,
     E: Element,
-    Y: Target + Reported,
-    C: CodeType + Element + Reported,
+    Y: Target + Load + Reported,
+    C: CodeType + Load + Element + Reported,
 {
-    let py = x.py();
     let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?;
-    let shape = ops.shape().to_vec();
     let codes = View::<C>::new(g, "groups")?;
-    let gs = codes.broadcast_strides(&shape, "groups").map_err(|_| {
-        PyValueError::new_err(format!(
-            "'groups' must have the shape of 'input' {} (one code per element) or broadcast \
-             to it, got {}",
-            shape_str(&shape),
-            shape_str(&codes.shape)
-        ))
-    })?;
-    let [xs, ys, ws, pws] = ops.strides();
-    let layout = Layout::new(&shape, [xs, ys, ws, pws, &gs]);
-    let inputs = ops.inputs::<Y>();
-    let ptr = Codes::new(codes.ptr);
-    let (kind, limit) = (args.kind, groups.limit());
-    let n = layout.len();
-    let part = run_detached(py, n, |pool| {
-        // SAFETY: every pointer comes from a view that is alive (and borrowed) until this
-        // function returns; the layout is built from those views' own shapes and strides.
-        unsafe {
-            groups::binary_cross_entropy(state, init, &inputs, ptr, &layout, kind, limit, pool)
-        }
-    })?;
+    let call = drive::bce::Loss {
+        kind: args.kind,
+        init,
+        operands: ops.kernel::<Y>(),
+    };
+    let grouping = groups.grouping(&codes);
+    let part = drive::groups::binary_cross_entropy(state, &call, &grouping, &Gil(x.py()))?;
     check_groups(&part, state, &codes, groups)?;
     if part.flags & flags::INPUT != 0 {
         return Err(ops.probability_error());
     }
-    if part.flags & flags::TARGET != 0 && (kind == Kind::Probabilities || Y::HARD) {
+    if part.flags & flags::TARGET != 0 && (args.kind == Kind::Probabilities || Y::HARD) {
         return Err(ops.target_error::<Y>());
     }
     Ok(part)
@@ -574,9 +557,8 @@ impl<'py> SoftmaxCall<'_, 'py> {
         with_code_dtype!(self.g, self.compute::<T, L, C>(state, init, x, y))
     }
 
-    /// Runs the kernel for logits `T`, labels `L` (when the target holds class indices) and
-    /// codes `C`: the rows of the ungrouped call, with the codes as operand 3 (where the
-    /// ungrouped call has its per-row output).
+    /// Runs the driver for logits `T`, labels `L` (when the target holds class indices) and
+    /// codes `C`.
     fn compute<T, L, C>(
         &self,
         state: &mut GroupSums,
@@ -587,143 +569,37 @@ impl<'py> SoftmaxCall<'_, 'py> {
     where
         T: Float + Element + Reported,
         L: Label + Load + Element + Reported,
-        C: CodeType + Element + Reported,
+        C: CodeType + Load + Element + Reported,
     {
-        let py = x.py();
-        let params = self.params;
         let xv = View::<T>::new(x, "logits")?;
-        let shape = xv.shape.clone();
-        let axis = normalize_axis(params.axis, shape.len())?;
-        let classes = shape[axis];
-        let reduced = Reduced::axis(axis, &shape);
-        let rows_shape = &reduced.kept;
-        let weights = ClassWeights::<T>::new(params.weight, classes)?;
-        let w_strides = reduced.along_removed(weights.stride);
+        let wv = class_weights::<T>(self.params.weight)?;
+        let (labels, probs) = match target {
+            ClassTarget::Labels(y) => (Some(View::<L>::new(y, "target")?), None),
+            // Read as `T` where it lies, in its own float dtype.
+            ClassTarget::Probabilities(y) => (None, Some(LoadView::<T>::new(y, "target")?)),
+        };
         let codes = View::<C>::new(self.g, "groups")?;
-        if codes.shape != *rows_shape {
-            return Err(PyValueError::new_err(format!(
-                "'groups' must have the shape of the rows ('logits' {} without axis {axis}), {} \
-                 (one code per row), got {}",
-                shape_str(&shape),
-                shape_str(rows_shape),
-                shape_str(&codes.shape)
-            )));
-        }
-        let c_strides = reduced.widen(&codes.strides);
-        let class_info = Classes {
-            count: classes,
-            // SAFETY: operand 2 of the rows below, built from the weights' own strides; alive
-            // (and borrowed) until this function returns.
-            weight: unsafe { In::new(weights.src, 2) },
-            weight_total: weights.total,
-            smoothing: params.smoothing,
+        let call = drive::softmax::Loss {
+            logits: xv.kernel(),
+            target: match (&labels, &probs) {
+                (Some(yv), _) => drive::softmax::Target::Labels(yv.kernel()),
+                (None, Some(yv)) => drive::softmax::Target::Probabilities(yv.kernel()),
+                (None, None) => unreachable!("one of the two targets is viewed"),
+            },
+            weight: wv.as_ref().map(LoadView::kernel),
+            params: self.params.kernel(),
+            init,
         };
-        // SAFETY: operand 3 of the rows below (one code per row, stride 0 along the class
-        // axis), from the codes' own view, alive (and borrowed) until this function returns.
-        let codes_in = unsafe { RowCodes::operand(Codes::new(codes.ptr), 3) };
-        let limit = self.groups.limit();
-        let n = shape.iter().product::<usize>();
-        let part = match target {
-            ClassTarget::Labels(y) => {
-                let yv = View::<L>::new(y, "target")?;
-                if yv.shape != *rows_shape {
-                    return Err(labels_shape_error(&shape, axis, rows_shape, &yv.shape));
-                }
-                let y_strides = reduced.widen(&yv.strides);
-                let rows = Rows::new(
-                    &shape,
-                    [&xv.strides, &y_strides, &w_strides, &c_strides],
-                    &reduced.mask,
-                );
-                // SAFETY: operands 0 and 1 of `rows`, from views alive (and borrowed) until
-                // this function returns, with the shapes and strides `rows` is built from.
-                let op = unsafe {
-                    SoftmaxLabels {
-                        logits: In::new(xv.ptr, 0),
-                        labels: In::new(yv.ptr, 1),
-                        classes: class_info,
-                        ignore_index: params.ignore_index,
-                        out: None,
-                    }
-                };
-                let part = run_detached(py, n, |pool| {
-                    // SAFETY: every operand of `rows` comes from a view alive (and borrowed)
-                    // until this function returns, `rows` built from their shapes and strides.
-                    unsafe { groups::rows(state, init, &rows, &op, codes_in, limit, pool) }
-                })?;
-                self.check(&part, state, &codes)?;
-                if part.flags & flags::TARGET != 0 {
-                    let (ignore, c) = (params.ignore_index, classes as i64);
-                    // SAFETY: the view is alive and describes valid elements.
-                    let bad = unsafe {
-                        find_first(yv.ptr, &yv.shape, &yv.strides, |v: L| {
-                            let i = v.index();
-                            i != ignore && !(0..c).contains(&i)
-                        })
-                    };
-                    let what = format!("class indices in [0, {c}) or ignore_index ({ignore})");
-                    return Err(domain_error(py, "target", &what, bad));
-                }
-                part
-            }
-            ClassTarget::Probabilities(y) => {
-                let yv = LoadView::<T>::new(y, "target")?;
-                if yv.shape() != shape {
-                    return Err(PyValueError::new_err(format!(
-                        "'target' of class probabilities must have the shape of 'logits' {}, \
-                         got {}",
-                        shape_str(&shape),
-                        shape_str(yv.shape())
-                    )));
-                }
-                let rows = Rows::new(
-                    &shape,
-                    [&xv.strides, yv.strides(), &w_strides, &c_strides],
-                    &reduced.mask,
-                );
-                // SAFETY: operands 0 and 1 of `rows`, from views alive (and borrowed) until
-                // this function returns, with the shapes and strides `rows` is built from.
-                let op = unsafe {
-                    SoftmaxProbs {
-                        logits: In::new(xv.ptr, 0),
-                        target: In::new(yv.src(), 1),
-                        classes: class_info,
-                        out: None,
-                    }
-                };
-                let part = run_detached(py, n, |pool| {
-                    // SAFETY: as for class indices, the target read where it lies.
-                    unsafe { groups::rows(state, init, &rows, &op, codes_in, limit, pool) }
-                })?;
-                self.check(&part, state, &codes)?;
-                if part.flags & flags::TARGET != 0 {
-                    let bad = yv.first_bad(|v: T| v < T::ZERO);
-                    return Err(domain_error(
-                        py,
-                        "target",
-                        "non-negative probabilities",
-                        bad,
-                    ));
-                }
-                part
-            }
-        };
+        let grouping = self.groups.grouping(&codes);
+        let part = drive::groups::softmax_cross_entropy(state, &call, &grouping, &Gil(x.py()))?;
+        check_groups(&part, state, &codes, self.groups)?;
+        target_errors(&part, &xv, labels.as_ref(), probs.as_ref(), self.params)?;
         Ok(part)
-    }
-
-    /// The errors of the codes and the per-group state, reported before the loss's own.
-    fn check<C: Code + Element + Reported>(
-        &self,
-        part: &Partial,
-        state: &GroupSums,
-        codes: &View<'_, C>,
-    ) -> PyResult<()> {
-        check_groups(part, state, codes, self.groups)
     }
 }
 
 /// The errors of the codes and of the per-group state, reported before a loss's own.
-fn check_groups<C: Code + Element + Reported>(
+fn check_groups<C: Code + Load + Element + Reported>(
     part: &Partial,
     state: &GroupSums,
     codes: &View<'_, C>,
@@ -880,7 +756,7 @@ impl<'py> LogLossCall<'_, 'py> {
         with_code_dtype!(self.g, self.compute::<T, L, C>(state, init, x))
     }
 
-    /// The rows of the ungrouped log loss, each added to the group of its code.
+    /// Runs the driver for probabilities `T`, labels `L` and codes `C`.
     fn compute<T, L, C>(
         &self,
         state: &mut GroupSums,
@@ -890,126 +766,28 @@ impl<'py> LogLossCall<'_, 'py> {
     where
         T: Float + Element + Reported,
         L: Label + Load + Element + Reported,
-        C: CodeType + Element + Reported,
+        C: CodeType + Load + Element + Reported,
     {
-        let (py, classes, eps) = (x.py(), self.classes, self.eps);
         let xv = View::<T>::new(x, "y_pred")?;
-        let (n, binary, shape, x_strides) = match xv.shape.as_slice() {
-            [n] | [n, 1] => (*n, true, [*n, 1], [xv.strides[0], 0]),
-            [n, c] => (*n, false, [*n, *c], [xv.strides[0], xv.strides[1]]),
-            _ => {
-                return Err(PyValueError::new_err(format!(
-                    "'y_pred' must be 1-D (the positive class's probability) or 2-D \
-                     (n_samples, n_classes), got shape {}",
-                    shape_str(&xv.shape)
-                )))
-            }
-        };
-        let columns = if binary { 2 } else { shape[1] };
-        if columns != classes {
-            return Err(PyValueError::new_err(format!(
-                "'y_pred' has {columns} classes (shape {}), but the labels name {classes}",
-                shape_str(&xv.shape)
-            )));
-        }
         let yv = View::<L>::new(self.y, "y_true")?;
-        if yv.shape != [n] {
-            return Err(PyValueError::new_err(format!(
-                "'y_true' must hold one label per row of 'y_pred' (shape ({n},)), got shape {}",
-                shape_str(&yv.shape)
-            )));
-        }
         let codes = View::<C>::new(self.g, "groups")?;
-        if codes.shape != [n] {
-            return Err(PyValueError::new_err(format!(
-                "'groups' must hold one code per row of 'y_pred' (shape ({n},)), got shape {}",
-                shape_str(&codes.shape)
-            )));
-        }
         let weights = self
             .sample_weight
             .filter(|w| !w.is_none())
             .map(|w| LoadView::<f64>::new(&ndarray(w, "sample_weight")?, "sample_weight"))
             .transpose()?;
-        let (w_src, w_stride) = match &weights {
-            Some(w) => {
-                if w.shape() != [n] {
-                    return Err(PyValueError::new_err(format!(
-                        "'sample_weight' must have shape ({n},) (one weight per row of \
-                         'y_pred'), got {}",
-                        shape_str(w.shape())
-                    )));
-                }
-                (w.src(), w.strides()[0])
-            }
-            None => (Src::native(f64::one_ref() as *const f64), 0),
+        let call = drive::logloss::Call {
+            probs: xv.kernel(),
+            codes: yv.kernel(),
+            weights: weights.as_ref().map(LoadView::kernel),
+            classes: self.classes,
+            eps: self.eps,
+            init,
         };
-        // SAFETY: the views (and their claims) live until this function returns, unwritten by
-        // this call; `rows` below steps each operand over its own view's shape and strides
-        // only (labels and weights: one value per row; the single default weight with stride
-        // 0).
-        let op = unsafe {
-            LogLoss {
-                probs: In::new(xv.ptr, 0),
-                classes,
-                binary,
-                codes: In::new(yv.ptr, 1),
-                weights: In::new(w_src, 2),
-                eps: T::from_f64(eps),
-                tolerance: 1e-8 + eps.sqrt(),
-            }
-        };
-        let rows = Rows::new(
-            &shape,
-            [&x_strides, &[yv.strides[0], 0], &[w_stride, 0]],
-            &[false, true],
-        );
-        // SAFETY: the rows have one outer dimension (the n rows of `y_pred`, in their logical
-        // order), and the codes view holds n valid codes with this stride, alive and borrowed
-        // until this function returns.
-        let by_row = unsafe { RowCodes::by_row(Codes::new(codes.ptr), codes.strides[0]) };
-        let limit = self.groups.limit();
-        let part = run_detached(py, n * shape[1], |pool| {
-            // SAFETY: the views live until this function returns; `rows` is built from their
-            // shapes and strides, and the op only reads.
-            unsafe { groups::rows(state, init, &rows, &op, by_row, limit, pool) }
-        })?;
+        let grouping = self.groups.grouping(&codes);
+        let part = drive::groups::log_loss(state, &call, &grouping, &Gil(x.py()))?;
         check_groups(&part, state, &codes, self.groups)?;
-        if part.flags & flags::INPUT != 0 {
-            // SAFETY: the view is alive and describes valid elements.
-            let bad = unsafe {
-                find_first(xv.ptr, &xv.shape, &xv.strides, |v: T| {
-                    !(v >= T::ZERO && v <= T::ONE)
-                })
-            };
-            return Err(domain_error(py, "y_pred", "probabilities in [0, 1]", bad));
-        }
-        if part.flags & WEIGHT != 0 {
-            let bad = weights
-                .as_ref()
-                .and_then(|w| w.first_bad(|v: f64| !(v >= 0.0 && v.is_finite())));
-            return Err(domain_error(
-                py,
-                "sample_weight",
-                "non-negative finite weights",
-                bad,
-            ));
-        }
-        if part.flags & flags::TARGET != 0 {
-            let c = classes as i64;
-            // SAFETY: the view is alive and describes valid elements.
-            let bad = unsafe {
-                find_first(yv.ptr, &yv.shape, &yv.strides, |v: L| {
-                    !(0..c).contains(&v.index())
-                })
-            };
-            return Err(domain_error(
-                py,
-                "y_true",
-                &format!("class codes in [0, {c})"),
-                bad,
-            ));
-        }
+        domain_errors(&part, &xv, &yv, weights.as_ref(), self.classes)?;
         Ok(part)
     }
 }

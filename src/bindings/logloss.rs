@@ -145,14 +145,27 @@ fn compute<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
         init,
     };
     let part = drive::logloss::log_loss(&call, &Gil(py))?;
+    domain_errors(&part, &xv, &yv, weights.as_ref(), classes)?;
+    Ok(part)
+}
+
+/// The error for the first domain error `part.flags` reports (a probability outside [0, 1],
+/// a bad sample weight, a class code out of range), naming its position; shared with the
+/// per-group call.
+pub(super) fn domain_errors<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
+    part: &Partial,
+    xv: &View<'_, T>,
+    yv: &View<'_, L>,
+    weights: Option<&LoadView<'_, f64>>,
+    classes: usize,
+) -> PyResult<()> {
+    let py = xv.py();
     if part.flags & flags::INPUT != 0 {
         let bad = xv.kernel().first(|v: T| !(v >= T::ZERO && v <= T::ONE));
         return Err(domain_error(py, "y_pred", "probabilities in [0, 1]", bad));
     }
     if part.flags & WEIGHT != 0 {
-        let bad = weights
-            .as_ref()
-            .and_then(|w| w.first_bad(|v: f64| !(v >= 0.0 && v.is_finite())));
+        let bad = weights.and_then(|w| w.first_bad(|v: f64| !(v >= 0.0 && v.is_finite())));
         return Err(domain_error(
             py,
             "sample_weight",
@@ -170,7 +183,7 @@ fn compute<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
             bad,
         ));
     }
-    Ok(part)
+    Ok(())
 }
 
 /// Streaming :func:`crossent.log_loss` over batches, with the classes fixed at construction.

@@ -350,10 +350,25 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
         },
         &Gil(py),
     )?;
+    target_errors(&part, &xv, labels.as_ref(), probs.as_ref(), &args.params)?;
+    Ok((part, held.map(|(array, _)| array)))
+}
+
+/// The error for a target outside its domain when `part.flags` reports one (a class index
+/// out of range and not `ignore_index`, a negative probability), naming its position; shared
+/// with the per-group call.
+pub(super) fn target_errors<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
+    part: &Partial,
+    xv: &View<'_, T>,
+    labels: Option<&View<'_, L>>,
+    probs: Option<&LoadView<'_, T>>,
+    params: &Params<'_, '_>,
+) -> PyResult<()> {
+    let py = xv.py();
     if part.flags & flags::TARGET != 0 {
-        if let Some(yv) = &labels {
-            let classes = xv.shape[class_axis(&xv.shape, args.params.axis)];
-            let (ignore, c) = (args.params.ignore_index, classes as i64);
+        if let Some(yv) = labels {
+            let classes = xv.shape[class_axis(&xv.shape, params.axis)];
+            let (ignore, c) = (params.ignore_index, classes as i64);
             let bad = yv.kernel().first(|v: L| {
                 let i = v.index();
                 i != ignore && !(0..c).contains(&i)
@@ -361,7 +376,7 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
             let what = format!("class indices in [0, {c}) or ignore_index ({ignore})");
             return Err(domain_error(py, "target", &what, bad));
         }
-        if let Some(yv) = &probs {
+        if let Some(yv) = probs {
             let bad = yv.first_bad(|v: T| v < T::ZERO);
             return Err(domain_error(
                 py,
@@ -371,7 +386,7 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
             ));
         }
     }
-    Ok((part, held.map(|(array, _)| array)))
+    Ok(())
 }
 
 /// The class axis `axis` of logits of `shape`, once the driver has accepted it.
