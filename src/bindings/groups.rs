@@ -1,6 +1,8 @@
 //! `groups=` / `n_groups=`: losses per group, for the functions and their accumulators.
-//! Parses the codes and the number of groups, dispatches on the code dtype, runs
-//! [`crate::kernels::groups`] and converts its per-group state into the result array.
+//! Parses the codes and the number of groups, dispatches on the code dtype, views the arrays,
+//! calls the driver ([`crate::kernels::drive::groups`]) and converts its per-group state into
+//! the result array (and its flags into the errors: a code out of range names `groups` and
+//! its position).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

@@ -156,3 +156,154 @@ pub fn log_loss<T: Float, L: Label + Load, C: CodeType + Load, D: Detach>(
         unsafe { groups::rows(state, init, &rows, &op, by_row, limit, pool) }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::bce::Kind;
+    use crate::kernels::drive::Serial;
+    use crate::kernels::float::Bool;
+    use crate::kernels::groups::{flags as gflags, MAX_GROUPS};
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-12 * b.abs().max(1.0)
+    }
+
+    fn state() -> GroupSums {
+        GroupSums::new(0, true).unwrap()
+    }
+
+    #[test]
+    fn bce_sums_each_element_into_its_group_and_checks_the_codes_shape() {
+        let p = [0.9, 0.2, 0.6, 0.3];
+        let y = [Bool(1), Bool(0), Bool(1), Bool(1)];
+        let call = bce::Loss {
+            kind: Kind::Probabilities,
+            init: Partial::EMPTY,
+            operands: bce::Binary {
+                input: View::from_slice(&p),
+                target: View::from_slice(&y),
+                weight: None,
+                pos_weight: None,
+            },
+        };
+        let codes = [1u16, 0, 1, 2];
+        let grouping = Grouping {
+            codes: View::from_slice(&codes),
+            limit: MAX_GROUPS,
+        };
+        let mut s = GroupSums::new(0, false).unwrap();
+        let part = binary_cross_entropy(&mut s, &call, &grouping, &Serial).unwrap();
+        let l = [-0.9f64.ln(), -0.8f64.ln(), -0.6f64.ln(), -0.3f64.ln()];
+        assert_eq!(s.count, [1, 2, 1]);
+        for (got, want) in s.sum.iter().zip([l[1], l[0] + l[2], l[3]]) {
+            assert!(close(*got, want), "{got} vs {want}");
+        }
+        assert!(close(part.sum, l.iter().sum()));
+        assert_eq!(part.count, 4);
+
+        let short = [0i64, 1];
+        let grouping = Grouping {
+            codes: View::from_slice(&short),
+            limit: MAX_GROUPS,
+        };
+        let e = binary_cross_entropy(&mut state(), &call, &grouping, &Serial).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'groups' must have the shape of 'input' (4,) (one code per element) or broadcast \
+             to it, got (2,)"
+        );
+    }
+
+    #[test]
+    fn softmax_sums_each_row_into_its_group_and_flags_codes_out_of_range() {
+        // 3 rows of 2 classes (C order), one label and one code per row.
+        let x = [1.0, 2.0, 0.5, -0.5, 3.0, 0.0];
+        // SAFETY: 6 elements in C order for shape (3, 2).
+        let xv = unsafe { View::<f64>::new(x.as_ptr(), &[3, 2], &[2, 1]) };
+        let labels = [1i64, 0, 0];
+        let call = softmax::Loss {
+            logits: xv,
+            target: softmax::Target::<f64, i64>::Labels(View::from_slice(&labels)),
+            weight: None,
+            params: softmax::Params {
+                axis: -1,
+                ignore_index: -100,
+                smoothing: 0.0,
+            },
+            init: Partial::EMPTY,
+        };
+        let row = |a: f64, b: f64, y: usize| {
+            let lse = a.max(b) + ((a - a.max(b)).exp() + (b - a.max(b)).exp()).ln();
+            lse - [a, b][y]
+        };
+        let l = [row(1.0, 2.0, 1), row(0.5, -0.5, 0), row(3.0, 0.0, 0)];
+        let codes = [0i8, 1, 0];
+        let grouping = Grouping {
+            codes: View::from_slice(&codes),
+            limit: 2,
+        };
+        let mut s = state();
+        softmax_cross_entropy(&mut s, &call, &grouping, &Serial).unwrap();
+        assert_eq!(s.count, [2, 1]);
+        assert!(close(s.sum[0], l[0] + l[2]) && close(s.sum[1], l[1]));
+        assert_eq!(s.weight, [2.0, 1.0]);
+
+        let over = [0i8, 2, 0];
+        let grouping = Grouping {
+            codes: View::from_slice(&over),
+            limit: 2,
+        };
+        let part = softmax_cross_entropy(&mut state(), &call, &grouping, &Serial).unwrap();
+        assert_ne!(part.flags & gflags::GROUPS, 0);
+
+        let per_class = [0u8, 1];
+        let grouping = Grouping {
+            codes: View::from_slice(&per_class),
+            limit: 2,
+        };
+        let e = softmax_cross_entropy(&mut state(), &call, &grouping, &Serial).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'groups' must have the shape of the rows ('logits' (3, 2) without axis 1), (3,) \
+             (one code per row), got (2,)"
+        );
+    }
+
+    #[test]
+    fn log_loss_sums_each_sample_into_its_group() {
+        let p = [0.8, 0.2, 0.3, 0.7, 0.4, 0.6];
+        // SAFETY: 6 elements in C order for shape (3, 2).
+        let pv = unsafe { View::<f64>::new(p.as_ptr(), &[3, 2], &[2, 1]) };
+        let labels = [0i32, 1, 0];
+        let call = logloss::Call {
+            probs: pv,
+            codes: View::from_slice(&labels),
+            weights: None,
+            classes: 2,
+            eps: f64::EPSILON,
+            init: Partial::EMPTY,
+        };
+        let codes = [1u64, 1, 0];
+        let grouping = Grouping {
+            codes: View::from_slice(&codes),
+            limit: MAX_GROUPS,
+        };
+        let mut s = state();
+        log_loss(&mut s, &call, &grouping, &Serial).unwrap();
+        assert_eq!(s.count, [1, 2]);
+        assert!(close(s.sum[0], -0.4f64.ln()));
+        assert!(close(s.sum[1], -0.8f64.ln() - 0.7f64.ln()));
+
+        let short = [0u32; 2];
+        let grouping = Grouping {
+            codes: View::from_slice(&short),
+            limit: MAX_GROUPS,
+        };
+        let e = log_loss(&mut state(), &call, &grouping, &Serial).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'groups' must hold one code per row of 'y_pred' (shape (3,)), got shape (2,)"
+        );
+    }
+}
