@@ -29,6 +29,8 @@ mod _core {
         binary_cross_entropy_with_logits_grad, softmax_cross_entropy_grad,
     };
     #[pymodule_export]
+    use crate::bindings::groups::_log_loss_groups;
+    #[pymodule_export]
     use crate::bindings::logloss::{_log_loss, LogLossAccumulator};
     #[pymodule_export]
     use crate::bindings::reduction::_reduction;

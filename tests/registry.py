@@ -421,7 +421,168 @@ def _acc_update(**kwargs: Any) -> Callable[..., Any]:
     return update
 
 
+_GP = np.array([0.2, 0.8, 0.5, 0.1])
+_GY = np.array([0.0, 1.0, 1.0, 0.0])
+_GC = np.array([0, 1, 1, 0])
+
+
+def _grouped(
+    id: str, func: Callable[..., Any], exc: type[Exception], arg: str, *args: Any, **kwargs: Any
+) -> BadCall:
+    return BadCall(f"groups-{id}", func, args, kwargs, exc, arg)
+
+
+def _grouped_update(cls: Callable[..., Any], **init: Any) -> Callable[..., Any]:
+    def update(*args: Any, **kwargs: Any) -> Any:
+        return cls(**init).update(*args, **kwargs)
+
+    return update
+
+
+# `groups=` / `n_groups=` of every function and accumulator that takes them.
+_GROUP_CALLS: list[BadCall] = [
+    _grouped(
+        "float", crossent.binary_cross_entropy, TypeError, "groups", _GP, _GY, groups=_GC * 1.0
+    ),
+    _grouped("bool", crossent.binary_cross_entropy, TypeError, "groups", _GP, _GY, groups=_GC > 0),
+    _grouped("str", crossent.binary_cross_entropy, TypeError, "groups", _GP, _GY, groups="abcd"),
+    _grouped(
+        "shape", crossent.binary_cross_entropy, ValueError, "groups", _GP, _GY, groups=_GC[:3]
+    ),
+    _grouped(
+        "negative", crossent.binary_cross_entropy, ValueError, "groups", _GP, _GY, groups=-_GC
+    ),
+    _grouped(
+        "above",
+        crossent.binary_cross_entropy_with_logits,
+        ValueError,
+        "groups",
+        _GP,
+        _GY,
+        groups=_GC,
+        n_groups=1,
+    ),
+    _grouped(
+        "none",
+        crossent.binary_cross_entropy,
+        ValueError,
+        "groups",
+        _GP,
+        _GY,
+        groups=_GC,
+        reduction="none",
+    ),
+    _grouped(
+        "n-str",
+        crossent.binary_cross_entropy,
+        TypeError,
+        "n_groups",
+        _GP,
+        _GY,
+        groups=_GC,
+        n_groups="2",
+    ),
+    _grouped(
+        "n-bool",
+        crossent.binary_cross_entropy,
+        TypeError,
+        "n_groups",
+        _GP,
+        _GY,
+        groups=_GC,
+        n_groups=True,
+    ),
+    _grouped(
+        "n-negative",
+        crossent.binary_cross_entropy,
+        ValueError,
+        "n_groups",
+        _GP,
+        _GY,
+        groups=_GC,
+        n_groups=-1,
+    ),
+    _grouped(
+        "n-alone", crossent.binary_cross_entropy, ValueError, "n_groups", _GP, _GY, n_groups=2
+    ),
+    _grouped(
+        "softmax-shape",
+        crossent.softmax_cross_entropy,
+        ValueError,
+        "groups",
+        _P,
+        _Y,
+        groups=np.zeros((3, 2), int),
+    ),
+    _grouped(
+        "softmax-negative",
+        crossent.softmax_cross_entropy,
+        ValueError,
+        "groups",
+        _P,
+        _Y,
+        groups=[0, -1, 0],
+    ),
+    _grouped(
+        "softmax-float",
+        crossent.softmax_cross_entropy,
+        TypeError,
+        "groups",
+        _P,
+        _Y,
+        groups=[0.0, 1.0, 0.0],
+    ),
+    _grouped("log_loss-shape", crossent.log_loss, ValueError, "groups", _Y, _P, groups=[0, 1]),
+    _grouped(
+        "log_loss-above",
+        crossent.log_loss,
+        ValueError,
+        "groups",
+        _Y,
+        _P,
+        groups=[0, 3, 1],
+        n_groups=2,
+    ),
+    _grouped("log_loss-n-alone", crossent.log_loss, ValueError, "n_groups", _Y, _P, n_groups=2),
+    _grouped(
+        "BinaryCrossEntropyAccumulator-update",
+        _grouped_update(crossent.BinaryCrossEntropyAccumulator, n_groups=1),
+        ValueError,
+        "groups",
+        _GP,
+        _GY,
+        groups=_GC,
+    ),
+    _grouped(
+        "BinaryCrossEntropyWithLogitsAccumulator-n",
+        crossent.BinaryCrossEntropyWithLogitsAccumulator,
+        TypeError,
+        "n_groups",
+        n_groups=1.5,
+    ),
+    _grouped(
+        "SoftmaxCrossEntropyAccumulator-update",
+        _grouped_update(crossent.SoftmaxCrossEntropyAccumulator),
+        ValueError,
+        "groups",
+        _P,
+        _Y,
+        groups=[0, 0, -4],
+    ),
+    _grouped(
+        "LogLossAccumulator-update",
+        _grouped_update(crossent.LogLossAccumulator, labels=[0, 1]),
+        TypeError,
+        "groups",
+        _Y,
+        _P,
+        groups=["a", "b", "c"],
+    ),
+]
+
+
 BAD_CALLS: list[BadCall] = [
+    *_GROUP_CALLS,
     _log_loss_call("normalize-str", TypeError, "normalize", _Y, _P, normalize="yes"),
     _log_loss_call("normalize-none", TypeError, "normalize", _Y, _P, normalize=None),
     _log_loss_call("weight-scalar", TypeError, "sample_weight", _Y, _P, sample_weight=2.0),

@@ -226,7 +226,8 @@ def test_bad_arguments() -> None:
     # them as a constructor call does.
     reduced: Any = acc.__reduce__()
     rebuild, (cls, args, params), state = reduced
-    assert params == {"reduction": "mean"} and state == (acc.sum, 0.0, 2, 0.0, 0.0)
+    assert params == {"reduction": "mean", "n_groups": None}
+    assert state == (acc.sum, 0.0, 2, 0.0, 0.0)
     with pytest.raises(ValueError, match="'reduction'"):
         rebuild(cls, args, {"reduction": "median"})
 

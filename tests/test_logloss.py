@@ -42,7 +42,7 @@ def same_as_sklearn(y_true: Any, y_pred: Any, **kwargs: Any) -> float:
     theirs = sk(y_true, y_pred, **kwargs)
     if theirs is not None:
         assert ours == pytest.approx(theirs, rel=RTOL, abs=1e-300)
-    return ours
+    return float(ours)
 
 
 # --- scikit-learn's tests (sklearn/metrics/tests/test_classification.py), ported --------------

@@ -1,4 +1,4 @@
-from typing import Any, Literal, Protocol, Self, final, overload
+from typing import Any, Literal, Protocol, Self, SupportsIndex, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,7 @@ __all__ = [
     "__version__",
     "_isa",
     "_log_loss",
+    "_log_loss_groups",
     "_reduction",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
@@ -89,6 +90,63 @@ def binary_cross_entropy(
     weight: _ArrayLike | None = None,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
+    groups: _ArrayLike,
+    n_groups: SupportsIndex | None = None,
+) -> npt.NDArray[np.float64]:
+    """Binary cross-entropy between predicted probabilities and targets.
+
+    Each element's loss is ``-w * (y * max(log p, -100) + (1 - y) * max(log(1 - p), -100))``,
+    exactly as :func:`torch.nn.functional.binary_cross_entropy` defines it (``log(1 - p)`` is
+    computed as ``log1p(-p)``).
+
+    Parameters
+    ----------
+    input : array_like of float32 or float64
+        Probabilities in [0, 1], any shape and layout (read in place, never copied).
+    target : array_like
+        Same shape as ``input``: probabilities in [0, 1] (float32/float64, taken in
+        ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64), read
+        natively without conversion.
+    weight : array_like, optional
+        Per-element weight, broadcast to ``input``'s shape (float32/float64 read in place, in
+        ``input``'s precision).
+    reduction : {"mean", "sum", "none"}
+        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch);
+        ``"sum"`` returns the sum (0.0 for empty input); ``"none"`` returns every element's loss.
+    out : numpy.ndarray, optional
+        With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        A Python float (accumulated in float64, also for float32 input) for ``"mean"`` and
+        ``"sum"``; an array of ``input``'s shape and dtype for ``"none"``.
+
+    Raises ``ValueError`` for a probability or target outside [0, 1] (naming the first
+    position), mismatched shapes or an unknown reduction; ``TypeError`` for unsupported dtypes.
+    NaN propagates into the result (torch raises instead).
+
+    Examples
+    --------
+    >>> import numpy as np, crossent
+    >>> p = np.array([0.9, 0.2, 0.6], dtype=np.float32)
+    >>> y = np.array([True, False, True])
+    >>> round(crossent.binary_cross_entropy(p, y), 6)
+    0.279777
+    >>> crossent.binary_cross_entropy(p, y, reduction="none").round(4)
+    array([0.1054, 0.2231, 0.5108], dtype=float32)
+    """
+
+@overload
+def binary_cross_entropy(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    *,
+    weight: _ArrayLike | None = None,
+    reduction: Literal["mean", "sum"] = "mean",
+    out: None = None,
+    groups: None = None,
+    n_groups: None = None,
 ) -> float:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -142,6 +200,8 @@ def binary_cross_entropy(
     weight: _ArrayLike | None = None,
     reduction: Literal["none"],
     out: _FloatArray | None = None,
+    groups: None = None,
+    n_groups: None = None,
 ) -> _FloatArray:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -195,6 +255,8 @@ def binary_cross_entropy(
     weight: _ArrayLike | None = None,
     reduction: str = "mean",
     out: _FloatArray | None = None,
+    groups: _ArrayLike | None = None,
+    n_groups: SupportsIndex | None = None,
 ) -> float | _FloatArray:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -249,6 +311,57 @@ def binary_cross_entropy_with_logits(
     pos_weight: _ArrayLike | None = None,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
+    groups: _ArrayLike,
+    n_groups: SupportsIndex | None = None,
+) -> npt.NDArray[np.float64]:
+    """Binary cross-entropy between logits and targets, computed without overflow.
+
+    Each element's loss is ``w * ((1 - y) * x - (1 + (c - 1) * y) * log_sigmoid(x))`` with
+    ``log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|))``, exactly as
+    :func:`torch.nn.functional.binary_cross_entropy_with_logits` defines it; evaluated without
+    that formula's cancellation (its ``x`` terms cancel algebraically), so that for targets in
+    [0, 1] and ``pos_weight >= 0`` each loss is within 4 ulp of the exact loss of its inputs.
+
+    Parameters
+    ----------
+    input : array_like of float32 or float64
+        Logits, any shape and layout (read in place, never copied).
+    target : array_like
+        Same shape as ``input``: probabilities (float32/float64; like PyTorch, any real value
+        is accepted, the loss being linear in ``y``), or hard labels 0/1 (bool, uint8, int8,
+        int32, int64).
+    weight : array_like, optional
+        Per-element weight ``w``, broadcast to ``input``'s shape.
+    pos_weight : array_like, optional
+        Weight ``c`` of the positive class, broadcast to ``input``'s shape (typically one
+        value per class, along the last axis).
+    reduction : {"mean", "sum", "none"}
+        As in :func:`binary_cross_entropy`.
+    out : numpy.ndarray, optional
+        With ``reduction="none"``: the array to write into.
+
+    Examples
+    --------
+    >>> import numpy as np, crossent
+    >>> x = np.array([2.0, -1.0, 0.5])
+    >>> y = np.array([1, 0, 1], dtype=np.uint8)
+    >>> round(crossent.binary_cross_entropy_with_logits(x, y), 6)
+    0.304756
+    >>> round(crossent.binary_cross_entropy_with_logits(x, y, pos_weight=[2.0]), 6)
+    0.505091
+    """
+
+@overload
+def binary_cross_entropy_with_logits(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    *,
+    weight: _ArrayLike | None = None,
+    pos_weight: _ArrayLike | None = None,
+    reduction: Literal["mean", "sum"] = "mean",
+    out: None = None,
+    groups: None = None,
+    n_groups: None = None,
 ) -> float:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -296,6 +409,8 @@ def binary_cross_entropy_with_logits(
     pos_weight: _ArrayLike | None = None,
     reduction: Literal["none"],
     out: _FloatArray | None = None,
+    groups: None = None,
+    n_groups: None = None,
 ) -> _FloatArray:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -343,6 +458,8 @@ def binary_cross_entropy_with_logits(
     pos_weight: _ArrayLike | None = None,
     reduction: str = "mean",
     out: _FloatArray | None = None,
+    groups: _ArrayLike | None = None,
+    n_groups: SupportsIndex | None = None,
 ) -> float | _FloatArray:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -574,6 +691,83 @@ def softmax_cross_entropy(
     label_smoothing: float = 0.0,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
+    groups: _ArrayLike,
+    n_groups: SupportsIndex | None = None,
+) -> npt.NDArray[np.float64]:
+    """Cross-entropy between the softmax of ``logits`` and ``target``, as
+    :func:`torch.nn.functional.cross_entropy`.
+
+    With ``C`` classes along ``axis``, ``lse = log(sum(exp(x)))`` per row, class weights ``w``
+    (1 when absent) and label smoothing ``eps``, each row's loss is
+    ``(1 - eps) * w[y] * (lse - x[y]) + eps / C * sum(w * (lse - x))`` for a class index
+    ``y``, and ``sum(w * t' * (lse - x))`` with ``t' = (1 - eps) * t + eps / C`` for class
+    probabilities ``t``. The log-sum-exp is computed stably in one read of each row (online
+    maximum), never materialising the softmax.
+
+    Parameters
+    ----------
+    logits : array_like of float32 or float64
+        Unnormalised scores, any shape and layout (read in place, never copied).
+    target : array_like
+        Either class indices (int8, int16, int32, int64, uint8, uint16 or uint32) of
+        ``logits``' shape without ``axis``, or class probabilities (float) of ``logits``' shape,
+        read in place in ``logits``' precision.
+    axis : int, default -1
+        The class axis (PyTorch's dimension 1).
+    weight : array_like, optional
+        One weight per class (shape ``(C,)``).
+    ignore_index : int, default -100
+        Rows whose class index equals it contribute nothing, not even to the mean's
+        denominator. Class indices only: with class probabilities a value >= 0 raises
+        ``ValueError``, as in PyTorch.
+    label_smoothing : float, default 0.0
+        ``eps`` in [0, 1].
+    reduction : {"mean", "sum", "none"}
+        ``"mean"`` is PyTorch's: for class indices the sum divided by the sum of ``w[y]`` over
+        the rows not ignored (NaN if there are none), for probabilities the sum divided by the
+        number of rows. ``"none"`` returns every row's loss.
+    out : numpy.ndarray, optional
+        With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        A Python float (accumulated in float64) for ``"mean"`` and ``"sum"``; an array of the
+        rows' shape and ``logits``' dtype for ``"none"``.
+
+    Notes
+    -----
+    A class index outside ``[0, C)`` (other than ``ignore_index``) raises ``ValueError`` naming
+    its position; so does a negative target probability. NaN in a row's logits makes that
+    row's loss NaN (and so the mean); ``+inf`` logits give NaN as in PyTorch, ``-inf`` logits
+    are classes of probability 0.
+
+    Examples
+    --------
+    >>> import numpy as np, crossent
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    >>> labels = np.array([0, 2])
+    >>> round(crossent.softmax_cross_entropy(logits, labels), 6)
+    0.175456
+    >>> crossent.softmax_cross_entropy(logits, labels, reduction="none").round(6)
+    array([0.241311, 0.109601])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
+    0.345456
+    """
+
+@overload
+def softmax_cross_entropy(
+    logits: _ArrayLike,
+    target: _ArrayLike,
+    *,
+    axis: int = -1,
+    weight: _ArrayLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: Literal["mean", "sum"] = "mean",
+    out: None = None,
+    groups: None = None,
+    n_groups: None = None,
 ) -> float:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -647,6 +841,8 @@ def softmax_cross_entropy(
     label_smoothing: float = 0.0,
     reduction: Literal["none"],
     out: _FloatArray | None = None,
+    groups: None = None,
+    n_groups: None = None,
 ) -> _FloatArray:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -720,6 +916,8 @@ def softmax_cross_entropy(
     label_smoothing: float = 0.0,
     reduction: str = "mean",
     out: _FloatArray | None = None,
+    groups: _ArrayLike | None = None,
+    n_groups: SupportsIndex | None = None,
 ) -> float | _FloatArray:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -841,16 +1039,20 @@ class BinaryCrossEntropyAccumulator:
     >>> acc.result() == crossent.binary_cross_entropy(p, y)
     True
     """
-    def __new__(cls, *, reduction: Literal["mean", "sum"] = "mean") -> Self: ...
+    def __new__(
+        cls, *, reduction: Literal["mean", "sum"] = "mean", n_groups: SupportsIndex | None = None
+    ) -> Self: ...
     def update(
         self,
         input: _ArrayLike,
         target: _ArrayLike,
         *,
         weight: _ArrayLike | None = None,
+        groups: _ArrayLike | None = None,
     ) -> None:
         """Adds one batch: ``input`` probabilities, ``target`` of the same shape, optional
-        ``weight`` broadcast to ``input``'s shape. A batch with a value out of range raises
+        ``weight`` broadcast to ``input``'s shape, and ``groups`` (integer codes, one per
+        element) when the loss is kept per group. A batch with a value out of range raises
         ``ValueError`` and leaves the accumulator unchanged.
         """
     def merge(self, other: BinaryCrossEntropyAccumulator) -> None:
@@ -863,9 +1065,10 @@ class BinaryCrossEntropyAccumulator:
         """
     def reset(self) -> None:
         """Forgets every batch seen: back to the state of a new accumulator."""
-    def result(self) -> float:
+    def result(self) -> float | npt.NDArray[np.float64]:
         """The loss over everything seen so far: what one call on the concatenated
-        batches returns (see the class documentation).
+        batches returns (see the class documentation); per group (a float64 array)
+        when the updates were grouped.
         """
     @property
     def count(self) -> int:
@@ -878,8 +1081,16 @@ class BinaryCrossEntropyAccumulator:
     @property
     def reduction(self) -> Literal["mean", "sum"]:
         """``"mean"`` or ``"sum"``."""
+    @property
+    def counts(self) -> npt.NDArray[np.int64] | None:
+        """Elements seen per group (an int64 array), or ``None`` when not grouped."""
+    @property
+    def n_groups(self) -> int | None:
+        """The fixed number of groups, or ``None`` (the state grows with the codes seen)."""
     def __reduce__(self) -> tuple[object, ...]: ...
-    def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
+    def __setstate__(
+        self, state: tuple[float, float, int, float, float] | tuple[object, object]
+    ) -> None: ...
 
 @final
 class BinaryCrossEntropyWithLogitsAccumulator:
@@ -918,6 +1129,7 @@ class BinaryCrossEntropyWithLogitsAccumulator:
         *,
         reduction: Literal["mean", "sum"] = "mean",
         pos_weight: _ArrayLike | None = None,
+        n_groups: SupportsIndex | None = None,
     ) -> Self: ...
     def update(
         self,
@@ -925,9 +1137,11 @@ class BinaryCrossEntropyWithLogitsAccumulator:
         target: _ArrayLike,
         *,
         weight: _ArrayLike | None = None,
+        groups: _ArrayLike | None = None,
     ) -> None:
         """Adds one batch: ``input`` logits, ``target`` of the same shape, optional
-        ``weight`` broadcast to ``input``'s shape. A bad batch raises and leaves the
+        ``weight`` broadcast to ``input``'s shape, and ``groups`` (integer codes, one per
+        element) when the loss is kept per group. A bad batch raises and leaves the
         accumulator unchanged.
         """
     def merge(self, other: BinaryCrossEntropyWithLogitsAccumulator) -> None:
@@ -940,9 +1154,10 @@ class BinaryCrossEntropyWithLogitsAccumulator:
         """
     def reset(self) -> None:
         """Forgets every batch seen: back to the state of a new accumulator."""
-    def result(self) -> float:
+    def result(self) -> float | npt.NDArray[np.float64]:
         """The loss over everything seen so far: what one call on the concatenated
-        batches returns (see the class documentation).
+        batches returns (see the class documentation); per group (a float64 array)
+        when the updates were grouped.
         """
     @property
     def count(self) -> int:
@@ -958,8 +1173,16 @@ class BinaryCrossEntropyWithLogitsAccumulator:
     @property
     def pos_weight(self) -> npt.NDArray[np.float64] | None:
         """The positive-class weight (a read-only float64 array), or ``None``."""
+    @property
+    def counts(self) -> npt.NDArray[np.int64] | None:
+        """Elements seen per group (an int64 array), or ``None`` when not grouped."""
+    @property
+    def n_groups(self) -> int | None:
+        """The fixed number of groups, or ``None`` (the state grows with the codes seen)."""
     def __reduce__(self) -> tuple[object, ...]: ...
-    def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
+    def __setstate__(
+        self, state: tuple[float, float, int, float, float] | tuple[object, object]
+    ) -> None: ...
 
 @final
 class SoftmaxCrossEntropyAccumulator:
@@ -1020,11 +1243,15 @@ class SoftmaxCrossEntropyAccumulator:
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
         reduction: Literal["mean", "sum"] = "mean",
+        n_groups: SupportsIndex | None = None,
     ) -> Self: ...
-    def update(self, logits: _ArrayLike, target: _ArrayLike) -> None:
+    def update(
+        self, logits: _ArrayLike, target: _ArrayLike, *, groups: _ArrayLike | None = None
+    ) -> None:
         """Adds one batch of rows: ``logits`` of any shape with the classes along ``axis``,
         ``target`` class indices (``logits``' shape without ``axis``) or class
-        probabilities (``logits``' shape). A batch with a bad value raises and leaves the
+        probabilities (``logits``' shape), and ``groups`` (integer codes, one per row) when
+        the loss is kept per group. A batch with a bad value raises and leaves the
         accumulator unchanged.
         """
     def merge(self, other: SoftmaxCrossEntropyAccumulator) -> None:
@@ -1037,9 +1264,10 @@ class SoftmaxCrossEntropyAccumulator:
         """
     def reset(self) -> None:
         """Forgets every batch seen: back to the state of a new accumulator."""
-    def result(self) -> float:
+    def result(self) -> float | npt.NDArray[np.float64]:
         """The loss over everything seen so far: what one call on the concatenated
-        batches returns (see the class documentation).
+        batches returns (see the class documentation); per group (a float64 array)
+        when the updates were grouped.
         """
     @property
     def count(self) -> int:
@@ -1070,8 +1298,18 @@ class SoftmaxCrossEntropyAccumulator:
     @property
     def label_smoothing(self) -> float:
         """The label smoothing."""
+    @property
+    def counts(self) -> npt.NDArray[np.int64] | None:
+        """Rows counted per group (an int64 array; rows whose class index is
+        ``ignore_index`` do not count), or ``None`` when not grouped.
+        """
+    @property
+    def n_groups(self) -> int | None:
+        """The fixed number of groups, or ``None`` (the state grows with the codes seen)."""
     def __reduce__(self) -> tuple[object, ...]: ...
-    def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
+    def __setstate__(
+        self, state: tuple[float, float, int, float, float] | tuple[object, object]
+    ) -> None: ...
 
 @final
 class EntropyAccumulator:
@@ -1128,7 +1366,8 @@ class EntropyAccumulator:
         """Forgets every batch seen: back to the state of a new accumulator."""
     def result(self) -> float:
         """The loss over everything seen so far: what one call on the concatenated
-        batches returns (see the class documentation).
+        batches returns (see the class documentation); per group (a float64 array)
+        when the updates were grouped.
         """
     @property
     def count(self) -> int:
@@ -1201,7 +1440,8 @@ class CrossEntropyAccumulator:
         """Forgets every batch seen: back to the state of a new accumulator."""
     def result(self) -> float:
         """The loss over everything seen so far: what one call on the concatenated
-        batches returns (see the class documentation).
+        batches returns (see the class documentation); per group (a float64 array)
+        when the updates were grouped.
         """
     @property
     def count(self) -> int:
@@ -1274,7 +1514,8 @@ class KLDivergenceAccumulator:
         """Forgets every batch seen: back to the state of a new accumulator."""
     def result(self) -> float:
         """The loss over everything seen so far: what one call on the concatenated
-        batches returns (see the class documentation).
+        batches returns (see the class documentation); per group (a float64 array)
+        when the updates were grouped.
         """
     @property
     def count(self) -> int:
@@ -1355,7 +1596,8 @@ class JensenShannonAccumulator:
         """Forgets every batch seen: back to the state of a new accumulator."""
     def result(self) -> float:
         """The loss over everything seen so far: what one call on the concatenated
-        batches returns (see the class documentation).
+        batches returns (see the class documentation); per group (a float64 array)
+        when the updates were grouped.
         """
     @property
     def count(self) -> int:
@@ -1492,6 +1734,14 @@ def _log_loss(
     classes: int,
     sample_weight: npt.ArrayLike | None = None,
 ) -> tuple[float, float, int, bool]: ...
+def _log_loss_groups(
+    y_pred: npt.ArrayLike,
+    codes: npt.ArrayLike,
+    classes: int,
+    sample_weight: npt.ArrayLike | None,
+    groups: npt.ArrayLike,
+    n_groups: SupportsIndex | None = None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64], bool]: ...
 
 @final
 class LogLossAccumulator:
@@ -1535,15 +1785,20 @@ class LogLossAccumulator:
     Traceback (most recent call last):
     ValueError: y_true and y_prob contain different number of classes: 2 vs 3. ...
     """
-    def __new__(cls, *, labels: npt.ArrayLike, normalize: bool = True) -> Self: ...
+    def __new__(
+        cls, *, labels: npt.ArrayLike, normalize: bool = True, n_groups: SupportsIndex | None = None
+    ) -> Self: ...
     def update(
         self,
         y_true: npt.ArrayLike,
         y_pred: npt.ArrayLike,
         sample_weight: npt.ArrayLike | None = None,
+        *,
+        groups: npt.ArrayLike | None = None,
     ) -> None:
         """Adds one batch: ``y_true`` labels (each among ``labels``), ``y_pred`` of shape
-        ``(n, n_classes)`` (or ``(n,)`` with two classes), optional ``sample_weight``.
+        ``(n, n_classes)`` (or ``(n,)`` with two classes), optional ``sample_weight``, and
+        ``groups`` (integer codes, one per sample) when the loss is kept per group.
         """
     def merge(self, other: LogLossAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1555,9 +1810,10 @@ class LogLossAccumulator:
         """
     def reset(self) -> None:
         """Forgets every batch seen: back to the state of a new accumulator."""
-    def result(self) -> float:
+    def result(self) -> float | npt.NDArray[np.float64]:
         """The loss over everything seen so far: what one call on the concatenated
-        batches returns (see the class documentation).
+        batches returns (see the class documentation); per group (a float64 array)
+        when the updates were grouped.
         """
     @property
     def count(self) -> int:
@@ -1576,5 +1832,13 @@ class LogLossAccumulator:
     @property
     def normalize(self) -> bool:
         """Whether ``result()`` is the mean (``True``) or the sum."""
+    @property
+    def counts(self) -> npt.NDArray[np.int64] | None:
+        """Samples seen per group (an int64 array), or ``None`` when not grouped."""
+    @property
+    def n_groups(self) -> int | None:
+        """The fixed number of groups, or ``None`` (the state grows with the codes seen)."""
     def __reduce__(self) -> tuple[object, ...]: ...
-    def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
+    def __setstate__(
+        self, state: tuple[float, float, int, float, float] | tuple[object, object]
+    ) -> None: ...

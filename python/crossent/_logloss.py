@@ -9,11 +9,12 @@ clips, takes the log and adds the weighted sum.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
+import numpy.typing as npt
 
-from crossent._core import _log_loss
+from crossent._core import _log_loss, _log_loss_groups
 
 # Labels are encoded this many at a time, so that the temporaries of the generic path
 # (searchsorted, membership) stay this size whatever the number of rows.
@@ -302,6 +303,7 @@ def _prepare(
     return pred, codes, w, classes
 
 
+@overload
 def log_loss(
     y_true: Any,
     y_pred: Any,
@@ -309,7 +311,34 @@ def log_loss(
     normalize: bool = True,
     sample_weight: Any = None,
     labels: Any = None,
-) -> float:
+    groups: None = None,
+    n_groups: None = None,
+) -> float: ...
+
+
+@overload
+def log_loss(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    normalize: bool = True,
+    sample_weight: Any = None,
+    labels: Any = None,
+    groups: Any,
+    n_groups: int | None = None,
+) -> npt.NDArray[np.float64]: ...
+
+
+def log_loss(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    normalize: bool = True,
+    sample_weight: Any = None,
+    labels: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
+) -> float | npt.NDArray[np.float64]:
     """Log loss (multinomial negative log-likelihood), as :func:`sklearn.metrics.log_loss`.
 
     The mean (or, with ``normalize=False``, the sum) over samples of
@@ -345,12 +374,19 @@ def log_loss(
         The classes, when ``y_true`` may lack some (one batch of a larger set). Sorted as
         scikit-learn sorts them (a ``UserWarning`` when not given sorted); every label of
         ``y_true`` must be among them.
+    groups : array_like of int, shape (n_samples,), optional
+        Integer group codes ``0 … G-1`` (any integer dtype, read in place): the log loss of
+        each group, in one pass (see :doc:`guide/groups`).
+    n_groups : int, optional
+        ``G`` (default: the largest code + 1); a code outside ``[0, G)`` raises
+        ``ValueError`` naming ``groups`` and its position.
 
     Returns
     -------
-    float
+    float or numpy.ndarray
         The log loss (accumulated in float64, also for float32 input, whose log terms are
-        taken in float64 of the clipped float32 values).
+        taken in float64 of the clipped float32 values); with ``groups``, a float64 array of
+        each group's (weighted mean or sum; NaN for the mean of an empty group).
 
     Raises
     ------
@@ -379,9 +415,29 @@ def log_loss(
     1.203973
     >>> round(crossent.log_loss([0, 1, 1], [0.2, 0.9, 0.6], sample_weight=[1, 2, 1]), 6)
     0.236173
+    >>> crossent.log_loss([0, 1, 1, 0], [0.2, 0.9, 0.6, 0.3], groups=[0, 0, 1, 1]).round(6)
+    array([0.164252, 0.43375 ])
     """
     normalize = _check_normalize(normalize)
+    if groups is None and n_groups is not None:
+        raise ValueError("'n_groups' is only used with 'groups'")
     pred, codes, w, classes = _prepare(y_true, y_pred, sample_weight, labels, None)
+    if groups is not None:
+        sums, weights, _, unnormalized = _log_loss_groups(
+            pred, codes, int(classes.shape[0]), w, groups, n_groups
+        )
+        if unnormalized:
+            warnings.warn(_UNNORMALIZED, UserWarning, stacklevel=2)
+        if w is not None and weights.sum() == 0.0:
+            raise ValueError(
+                "Sample weights must contain at least one non-zero number ('sample_weight' "
+                "sums to zero)."
+            )
+        if not normalize:
+            return sums
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means: npt.NDArray[np.float64] = sums / weights
+        return means
     total, weight, _, unnormalized = _log_loss(pred, codes, int(classes.shape[0]), w)
     if unnormalized:
         warnings.warn(_UNNORMALIZED, UserWarning, stacklevel=2)

@@ -118,6 +118,77 @@ def _accumulated(factory: Callable[[], Any], states: da.Array) -> da.Array:
     return _reduce_states(states, merge, lambda acc: float(acc.result()))
 
 
+def _accumulated_groups(
+    factory: Callable[[], Any], states: da.Array, n_groups: int | None
+) -> da.Array:
+    """As :func:`_accumulated`, for accumulators updated with ``groups=``: a 1-D float64 array
+    of one value per group (of unknown length until computed when ``n_groups`` is None)."""
+
+    def merge(a: Any, b: Any) -> Any:
+        merged = factory()
+        merged.merge(a)
+        merged.merge(b)
+        return merged
+
+    def fold(a: np.ndarray) -> Any:
+        items = list(a.ravel())
+        state = items[0]
+        for s in items[1:]:
+            state = merge(state, s)
+        return state
+
+    def chunk(a: np.ndarray, axis: Any = None, keepdims: bool = True, **_: Any) -> np.ndarray:
+        return a
+
+    def combine(a: np.ndarray, axis: Any = None, keepdims: bool = True, **_: Any) -> np.ndarray:
+        return _cell(fold(a), a.ndim)
+
+    def aggregate(a: np.ndarray, axis: Any = None, keepdims: bool = False, **_: Any) -> Any:
+        return _cell(fold(a), 0)
+
+    final = da.reduction(
+        states,
+        chunk=chunk,
+        combine=combine,
+        aggregate=aggregate,
+        axis=tuple(range(states.ndim)),
+        keepdims=False,
+        dtype=object,
+        concatenate=True,
+        meta=np.empty((), dtype=object),
+    )
+
+    def result(cell: np.ndarray) -> np.ndarray:
+        acc: Any = cell[()]
+        return np.asarray(acc.result(), dtype=np.float64)
+
+    length = math.nan if n_groups is None else n_groups
+    return da.map_blocks(
+        result,
+        final,
+        new_axis=0,
+        chunks=((length,),),
+        dtype=np.float64,
+        meta=np.empty((0,), dtype=np.float64),
+    )
+
+
+def _groups(
+    groups: Any, n_groups: int | None, reduction: str
+) -> tuple[da.Array | None, dict[str, Any]]:
+    """``groups`` as a Dask array (or None), and the accumulators' ``n_groups`` keyword."""
+    if groups is None:
+        if n_groups is not None:
+            raise ValueError("'n_groups' is only used with 'groups'")
+        return None, {}
+    if reduction == "none":
+        raise ValueError(
+            "'groups' cannot be used with reduction='none' (each element's loss is its own; "
+            "group them with reduction='mean' or 'sum')"
+        )
+    return _dask(groups, "groups"), {"n_groups": n_groups}
+
+
 def _dask(a: Any, name: str) -> da.Array:
     """``a`` as a Dask array (Python scalars and array-likes are wrapped); refuses chunks of
     unknown size, on which shapes cannot be checked nor positions reported."""
@@ -216,11 +287,17 @@ def _bce(
     weight: Any,
     reduction: str,
     fixed: dict[str, Any],
+    groups: Any = None,
+    n_groups: int | None = None,
 ) -> da.Array:
     _reduction(reduction)  # checked as the in-memory functions check it
+    g, grouped = _groups(groups, n_groups, reduction)
     scalar = np.ndim(input) == 0 if not isinstance(input, da.Array) else input.ndim == 0
     x, y, w = _operands(input, target, weight)
     extra = [w] if w is not None else []
+    if g is not None:
+        _check_broadcast(g.shape, x.shape, "groups")
+        extra.append(_broadcast(g, x) if x.ndim else g.reshape(1))
     shapes = {
         "input": np.shape(input),
         "target": np.shape(target),
@@ -230,13 +307,20 @@ def _bce(
         _check_broadcast(fixed["pos_weight"].shape, x.shape, "pos_weight")
 
     def call(f: Callable[..., Any], blocks: Sequence[np.ndarray], info: Any) -> Any:
-        xb, yb, *wb = blocks
+        xb, yb, *rest = blocks
+        kw: dict[str, Any] = {}
+        if w is not None:
+            kw["weight"] = rest[0]
+        if g is not None:
+            kw["groups"] = rest[-1]
         try:
-            return f(xb, yb, **({"weight": wb[0]} if wb else {}))
+            return f(xb, yb, **kw)
         except ValueError as e:
             where = {"input": _starts(info, 0), "target": _starts(info, 1)}
-            if wb:
+            if w is not None:
                 where["weight"] = _starts(info, 2)
+            if g is not None:
+                where["groups"] = _starts(info, 2 + len(rest) - 1)
             raise _relocated(e, where, shapes) from None
 
     if reduction == "none":
@@ -251,7 +335,7 @@ def _bce(
         return out.reshape(()) if scalar else out
 
     def factory() -> Any:
-        return cls(reduction=reduction, **fixed)
+        return cls(reduction=reduction, **fixed, **grouped)
 
     factory()  # invalid parameters raise now, not at compute time
 
@@ -260,17 +344,28 @@ def _bce(
         call(acc.update, blocks, block_info)
         return _cell(acc, max(blocks[0].ndim, 1))
 
-    return _accumulated(factory, _block_states(state, [x, y, *extra]))
+    states = _block_states(state, [x, y, *extra])
+    if g is not None:
+        return _accumulated_groups(factory, states, n_groups)
+    return _accumulated(factory, states)
 
 
 def binary_cross_entropy(
-    input: Any, target: Any, *, weight: Any = None, reduction: str = "mean"
+    input: Any,
+    target: Any,
+    *,
+    weight: Any = None,
+    reduction: str = "mean",
+    groups: Any = None,
+    n_groups: int | None = None,
 ) -> da.Array:
     """:func:`crossent.binary_cross_entropy` on Dask arrays (lazy).
 
     Each chunk is reduced by a :class:`crossent.BinaryCrossEntropyAccumulator`; the
     accumulators are merged in chunk order. ``reduction="none"`` maps the function over the
-    chunks. ``weight`` (a Dask or NumPy array) is broadcast to ``input``'s shape.
+    chunks. ``weight`` (a Dask or NumPy array) is broadcast to ``input``'s shape. ``groups``
+    (integer codes broadcast to ``input``'s shape, rechunked like it) gives a 1-D array of one
+    loss per group, of length ``n_groups`` (unknown until computed when it is None).
 
     >>> import numpy as np, dask.array as da, crossent.dask
     >>> p = da.from_array(np.linspace(0.05, 0.95, 10), chunks=4)
@@ -287,6 +382,8 @@ def binary_cross_entropy(
         weight,
         reduction,
         {},
+        groups,
+        n_groups,
     )
 
 
@@ -297,6 +394,8 @@ def binary_cross_entropy_with_logits(
     weight: Any = None,
     pos_weight: Any = None,
     reduction: str = "mean",
+    groups: Any = None,
+    n_groups: int | None = None,
 ) -> da.Array:
     """:func:`crossent.binary_cross_entropy_with_logits` on Dask arrays (lazy).
 
@@ -331,6 +430,8 @@ def binary_cross_entropy_with_logits(
         weight,
         reduction,
         fixed,
+        groups,
+        n_groups,
     )
 
 
@@ -359,12 +460,16 @@ def softmax_cross_entropy(
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: str = "mean",
+    groups: Any = None,
+    n_groups: int | None = None,
 ) -> da.Array:
     """:func:`crossent.softmax_cross_entropy` on Dask arrays (lazy).
 
     The class axis is rechunked whole; each chunk of rows is reduced by a
     :class:`crossent.SoftmaxCrossEntropyAccumulator` (its state: the loss sum and its share of
-    PyTorch's mean denominator), and the accumulators are merged in chunk order.
+    PyTorch's mean denominator), and the accumulators are merged in chunk order. ``groups``
+    (one integer code per row, of ``logits``' shape without ``axis``) gives one loss per
+    group, as :func:`binary_cross_entropy` does.
 
     >>> import numpy as np, dask.array as da, crossent.dask
     >>> logits = da.from_array(np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]), chunks=(1, 3))
@@ -373,6 +478,7 @@ def softmax_cross_entropy(
     0.175456
     """
     _reduction(reduction)  # checked as the in-memory functions check it
+    g, grouped = _groups(groups, n_groups, reduction)
     x = _dask(logits, "logits")
     if x.ndim == 0:
         raise ValueError("'logits' must have at least one dimension (the classes)")
@@ -403,17 +509,27 @@ def softmax_cross_entropy(
         # Class indices get an axis of length 1 in place of the classes, so that their blocks
         # line up with the logits' blocks in map_blocks.
         t = da.expand_dims(t, ax).rechunk((*x.chunks[:ax], (1,), *x.chunks[ax + 1 :]))
+    ops = [x, t]
+    if g is not None:
+        if g.shape != rows_shape:
+            raise ValueError(
+                f"'groups' must have shape {rows_shape} ('logits' without axis {ax}: one code "
+                f"per row), got {g.shape}"
+            )
+        ops.append(da.expand_dims(g, ax).rechunk((*x.chunks[:ax], (1,), *x.chunks[ax + 1 :])))
 
-    def call(f: Callable[..., Any], xb: np.ndarray, tb: np.ndarray, info: Any) -> Any:
+    def call(f: Callable[..., Any], xb: np.ndarray, tb: np.ndarray, info: Any, *gb: Any) -> Any:
         if not soft:
             tb = tb.reshape(tb.shape[:ax] + tb.shape[ax + 1 :])
+        kw = {"groups": gb[0].reshape(gb[0].shape[:ax] + gb[0].shape[ax + 1 :])} if gb else {}
         try:
-            return f(xb, tb)
+            return f(xb, tb, **kw)
         except ValueError as e:
             xs, ts = _starts(info, 0), _starts(info, 1)
+            rows = None if xs is None else xs[:ax] + xs[ax + 1 :]
             if ts is not None and not soft:
                 ts = ts[:ax] + ts[ax + 1 :]
-            raise _relocated(e, {"logits": xs, "target": ts}) from None
+            raise _relocated(e, {"logits": xs, "target": ts, "groups": rows}) from None
 
     if reduction == "none":
 
@@ -432,16 +548,19 @@ def softmax_cross_entropy(
     scalar: Literal["mean", "sum"] = "sum" if reduction == "sum" else "mean"
 
     def factory() -> Any:
-        return crossent.SoftmaxCrossEntropyAccumulator(reduction=scalar, **kw)
+        return crossent.SoftmaxCrossEntropyAccumulator(reduction=scalar, **kw, **grouped)
 
     factory()  # invalid parameters raise now, not at compute time
 
-    def state(xb: np.ndarray, tb: np.ndarray, block_info: Any = None) -> np.ndarray:
+    def state(xb: np.ndarray, tb: np.ndarray, *gb: Any, block_info: Any = None) -> np.ndarray:
         acc = factory()
-        call(acc.update, xb, tb, block_info)
+        call(acc.update, xb, tb, block_info, *gb)
         return _cell(acc, max(xb.ndim, 1))
 
-    return _accumulated(factory, _block_states(state, [x, t]))
+    states = _block_states(state, ops)
+    if g is not None:
+        return _accumulated_groups(factory, states, n_groups)
+    return _accumulated(factory, states)
 
 
 def log_loss(
@@ -451,6 +570,8 @@ def log_loss(
     labels: Any,
     normalize: bool = True,
     sample_weight: Any = None,
+    groups: Any = None,
+    n_groups: int | None = None,
 ) -> da.Array:
     """:func:`crossent.log_loss` on Dask arrays (lazy), with the classes given.
 
@@ -459,8 +580,9 @@ def log_loss(
     order: the result is the log loss of all rows, whatever the chunk sizes (averaging each
     chunk's mean, as ``dask_ml.metrics.log_loss`` does, is biased when chunks differ in size).
     ``labels`` is required (a chunk may lack a class; inferring the classes would need a pass
-    over ``y_true`` first). The class axis of ``y_pred`` is rechunked whole; ``y_true`` and
-    ``sample_weight`` follow ``y_pred``'s row chunks.
+    over ``y_true`` first). The class axis of ``y_pred`` is rechunked whole; ``y_true``,
+    ``sample_weight`` and ``groups`` (one integer code per row: one loss per group, as
+    :func:`binary_cross_entropy` gives) follow ``y_pred``'s row chunks.
 
     >>> import numpy as np, dask.array as da, crossent.dask
     >>> p = da.from_array(np.array([[0.7, 0.3], [0.2, 0.8], [0.6, 0.4]]), chunks=(2, 2))
@@ -468,6 +590,7 @@ def log_loss(
     >>> round(float(crossent.dask.log_loss(y, p, labels=[0, 1]).compute()), 6)
     0.498703
     """
+    g, grouped = _groups(groups, n_groups, "mean")
     x = _dask(y_pred, "y_pred")
     if x.ndim not in (1, 2):
         raise ValueError(
@@ -493,6 +616,13 @@ def log_loss(
                 f"'y_pred'), got {w.shape}"
             )
         ops.append(w.rechunk((rows,)))
+    if g is not None:
+        if g.ndim != 1 or g.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"'groups' must hold one code per row of 'y_pred' (shape ({x.shape[0]},)), "
+                f"got shape {g.shape}"
+            )
+        ops.append(g.rechunk((rows,)))
     if x.ndim == 2:
         # Per-row operands get an axis of length 1, so that their blocks line up with the
         # predictions' blocks in map_blocks.
@@ -501,24 +631,33 @@ def log_loss(
     classes = fixed.labels
 
     def factory() -> Any:
-        return crossent.LogLossAccumulator(labels=classes, normalize=normalize)
+        return crossent.LogLossAccumulator(labels=classes, normalize=normalize, **grouped)
 
     def state(xb: np.ndarray, tb: np.ndarray, *rest: Any, block_info: Any = None) -> np.ndarray:
         acc = factory()
-        wb = rest[0] if rest else None
+        rest_list = list(rest)
+        gb = rest_list.pop() if g is not None else None
+        wb = rest_list[0] if rest_list else None
         if x.ndim == 2:
             tb = tb[:, 0]
             wb = None if wb is None else wb[:, 0]
+            gb = None if gb is None else gb[:, 0]
         try:
-            acc.update(tb, xb, wb)
+            if gb is None:
+                acc.update(tb, xb, wb)
+            else:
+                acc.update(tb, xb, wb, groups=gb)
         except ValueError as e:
             starts = [_starts(block_info, k) for k in range(len(ops))]
             row = None if starts[0] is None else starts[0][:1]
-            where = {"y_pred": starts[0], "y_true": row, "sample_weight": row}
+            where = {"y_pred": starts[0], "y_true": row, "sample_weight": row, "groups": row}
             raise _relocated(e, where) from None
         return _cell(acc, xb.ndim)
 
-    return _accumulated(factory, _block_states(state, ops))
+    states = _block_states(state, ops)
+    if g is not None:
+        return _accumulated_groups(factory, states, n_groups)
+    return _accumulated(factory, states)
 
 
 # --------------------------------------------------------------------------------------------

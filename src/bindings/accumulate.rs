@@ -37,10 +37,12 @@ use super::arrays::{ndarray_as, shape_str};
 use super::arrow;
 use super::bce;
 use super::divergence::{self, log_base};
+use super::groups::{self as grouped, Grouped};
 use super::reduction::{scalar_reduction, Reduction};
 use super::softmax::{self, check_smoothing};
 use crate::kernels::bce::Kind as BceKind;
 use crate::kernels::divergence::{self as divergence_kernel, Finish, Kind};
+use crate::kernels::groups::GroupSums;
 use crate::kernels::pool;
 use crate::kernels::reduce::Partial;
 
@@ -66,6 +68,12 @@ pub trait Rule: Copy {
     fn sum(&self, part: &Partial) -> f64 {
         part.sum
     }
+
+    /// How a per-group result is finished (`groups=`): the reduction, and whether a mean
+    /// divides by the weight sum; `None` for losses without groups.
+    fn per_group(&self) -> Option<(Reduction, bool)> {
+        None
+    }
 }
 
 /// The losses that reduce per-element (per-row) losses: their mean or their sum.
@@ -85,6 +93,10 @@ impl Rule for Reduce {
             (Reduction::Mean, MeanOver::Weight) => part.sum / part.weight,
             _ => part.sum,
         }
+    }
+
+    fn per_group(&self) -> Option<(Reduction, bool)> {
+        Some((self.reduction, self.over == MeanOver::Weight))
     }
 }
 
@@ -268,6 +280,10 @@ pub trait AsState {
     /// The constructor's keyword arguments that rebuild this accumulator without its data:
     /// what pickling stores besides the partial, and what `repr` shows.
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>>;
+    /// The per-group state (`groups=`), for the accumulators that have one.
+    fn grouped(&self) -> Option<&Grouped> {
+        None
+    }
 }
 
 /// The partial and the constructor parameters of `other`, which must be an accumulator of
@@ -278,7 +294,7 @@ pub(crate) fn state_of<
 >(
     other: &Bound<'py, PyAny>,
     class: &str,
-) -> PyResult<(Partial, Bound<'py, PyDict>)> {
+) -> PyResult<(Partial, Option<GroupSums>, Bound<'py, PyDict>)> {
     let other = other.cast::<C>().map_err(|_| {
         PyTypeError::new_err(format!(
             "'other' must be a {class}, got {}",
@@ -287,8 +303,9 @@ pub(crate) fn state_of<
     })?;
     let py = other.py();
     let theirs = other.get();
-    let part = *theirs.shared().lock(py, class)?;
-    Ok((part, theirs.params(py)?))
+    let part = theirs.shared().lock(py, class)?;
+    let groups = theirs.grouped().and_then(Grouped::snapshot);
+    Ok((*part, groups, theirs.params(py)?))
 }
 
 /// `Ok` if another accumulator's constructor parameters `theirs` equal `mine`, else a
@@ -394,24 +411,40 @@ macro_rules! accumulator_methods {
                 // Their state is copied first (under their lock), then added under ours: one
                 // lock at a time, so two threads merging two accumulators crosswise cannot
                 // deadlock, and `acc.merge(acc)` doubles the state.
-                let (theirs, their_params) = state_of::<$class>(other, stringify!($class))?;
+                let (theirs, their_groups, their_params) =
+                    state_of::<$class>(other, stringify!($class))?;
                 same_params(&self.params(py)?, &their_params)?;
                 let mut part = self.state.part.lock(py, stringify!($class))?;
+                if let Some(g) = self.grouped() {
+                    g.merge(their_groups.as_ref(), part.count, theirs.count)?;
+                }
                 *part = self.state.rule.merge(*part, theirs);
                 Ok(())
             }
 
             /// Forgets every batch seen: back to the state of a new accumulator.
             fn reset(&self, py: Python<'_>) -> PyResult<()> {
-                *self.state.part.lock(py, stringify!($class))? = Partial::EMPTY;
+                let mut part = self.state.part.lock(py, stringify!($class))?;
+                if let Some(g) = self.grouped() {
+                    g.reset()?;
+                }
+                *part = Partial::EMPTY;
                 Ok(())
             }
 
             /// The loss over everything seen so far: what one call on the concatenated
-            /// batches returns (see the class documentation).
-            fn result(&self, py: Python<'_>) -> PyResult<f64> {
-                let part = *self.state.part.lock(py, stringify!($class))?;
-                Ok(self.state.rule.result(&part))
+            /// batches returns (see the class documentation); per group (a float64 array)
+            /// when the updates were grouped.
+            fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                let part = self.state.part.lock(py, stringify!($class))?;
+                if let (Some(g), Some((reduction, over_weight))) =
+                    (self.grouped(), self.state.rule.per_group())
+                {
+                    if let Some(values) = g.result(py, reduction, over_weight) {
+                        return Ok(values);
+                    }
+                }
+                Ok(pyo3::types::PyFloat::new(py, self.state.rule.result(&part)).into_any())
             }
 
             #[doc = $count]
@@ -432,15 +465,33 @@ macro_rules! accumulator_methods {
             fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
                 let py = slf.py();
                 let me = slf.get();
-                let part = *me.state.part.lock(py, stringify!($class))?;
+                let part = me.state.part.lock(py, stringify!($class))?;
                 let newobj = py.import("copyreg")?.getattr("__newobj_ex__")?;
                 let args = (slf.get_type(), PyTuple::empty(py), me.params(py)?);
-                (newobj, args, partial_to_tuple(&part, py)?).into_pyobject(py)
+                let plain = partial_to_tuple(&part, py)?;
+                // Per-group state, when there is some: `(partial, (sums, counts, weights))`.
+                match me.grouped().map(|g| g.to_pickle(py)).transpose()?.flatten() {
+                    Some(groups) => (newobj, args, (plain, groups)).into_pyobject(py),
+                    None => (newobj, args, plain).into_pyobject(py),
+                }
             }
 
             fn __setstate__(&self, state: &Bound<'_, PyAny>) -> PyResult<()> {
-                let part = partial_from_tuple(state)?;
-                *self.state.part.lock(state.py(), stringify!($class))? = part;
+                let mut part = self.state.part.lock(state.py(), stringify!($class))?;
+                let grouped = state.cast::<PyTuple>().is_ok_and(|t| t.len() == 2);
+                match self.grouped() {
+                    Some(g) if grouped => {
+                        let new = partial_from_tuple(&state.get_item(0)?)?;
+                        g.from_pickle(&state.get_item(1)?)?;
+                        *part = new;
+                    }
+                    Some(g) => {
+                        let new = partial_from_tuple(state)?;
+                        g.reset()?;
+                        *part = new;
+                    }
+                    None => *part = partial_from_tuple(state)?,
+                }
                 Ok(())
             }
 
@@ -494,6 +545,7 @@ pub(crate) use accumulator_methods;
 #[pyclass(module = "crossent._core", frozen)]
 pub struct BinaryCrossEntropyAccumulator {
     state: State<Reduce>,
+    groups: Grouped,
 }
 
 /// The state of a new accumulator of the per-element losses.
@@ -511,7 +563,11 @@ impl AsState for BinaryCrossEntropyAccumulator {
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let params = PyDict::new(py);
         params.set_item("reduction", self.state.rule.reduction.name())?;
+        params.set_item("n_groups", self.groups.n)?;
         Ok(params)
+    }
+    fn grouped(&self) -> Option<&Grouped> {
+        Some(&self.groups)
     }
 }
 
@@ -521,27 +577,51 @@ accumulator_methods!(
     "Number of elements seen.",
     {
         #[new]
-        #[pyo3(signature = (*, reduction=Reduction::Mean), text_signature = "(*, reduction=\"mean\")")]
-        fn new(#[pyo3(from_py_with = scalar_reduction)] reduction: Reduction) -> Self {
-            Self {
+        #[pyo3(
+            signature = (*, reduction=Reduction::Mean, n_groups=None),
+            text_signature = "(*, reduction=\"mean\", n_groups=None)"
+        )]
+        fn new(
+            #[pyo3(from_py_with = scalar_reduction)] reduction: Reduction,
+            #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
+        ) -> PyResult<Self> {
+            Ok(Self {
                 state: per_element(reduction),
-            }
+                groups: Grouped::new(n_groups, false)?,
+            })
         }
 
         /// Adds one batch: ``input`` probabilities, ``target`` of the same shape, optional
-        /// ``weight`` broadcast to ``input``'s shape. A batch with a value out of range raises
+        /// ``weight`` broadcast to ``input``'s shape, and ``groups`` (integer codes, one per
+        /// element) when the loss is kept per group. A batch with a value out of range raises
         /// ``ValueError`` and leaves the accumulator unchanged.
-        #[pyo3(signature = (input, target, *, weight=None))]
+        #[pyo3(signature = (input, target, *, weight=None, groups=None))]
         fn update(
             &self,
             input: &Bound<'_, PyAny>,
             target: &Bound<'_, PyAny>,
             weight: Option<&Bound<'_, PyAny>>,
+            groups: Option<&Bound<'_, PyAny>>,
         ) -> PyResult<()> {
             let mut part = self
                 .state
                 .part
                 .lock(input.py(), "BinaryCrossEntropyAccumulator")?;
+            if let Some(codes) = groups {
+                let args = grouped::BceArgs {
+                    kind: BceKind::Probabilities,
+                    weight,
+                    pos_weight: None,
+                };
+                let g = grouped::Groups {
+                    codes,
+                    n: self.groups.n,
+                };
+                return self.groups.update(&mut part, |state, init| {
+                    grouped::bce_fold(state, init, input, target, &args, &g)
+                });
+            }
+            self.groups.check_plain()?;
             let ops = [Some(input), Some(target), weight];
             if let Some(s) =
                 arrow::fold_batches(input.py(), "binary_cross_entropy", &ops, *part, |s, b| {
@@ -554,6 +634,19 @@ accumulator_methods!(
             }
             *part = bce::fold(BceKind::Probabilities, *part, input, target, weight, None)?;
             Ok(())
+        }
+
+        /// Elements seen per group (an int64 array), or ``None`` when not grouped.
+        #[getter]
+        fn counts<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+            let _part = self.state.part.lock(py, "BinaryCrossEntropyAccumulator")?;
+            Ok(self.groups.counts(py))
+        }
+
+        /// The fixed number of groups, or ``None`` (the state grows with the codes seen).
+        #[getter]
+        fn n_groups(&self) -> Option<usize> {
+            self.groups.n
         }
     }
 );
@@ -590,6 +683,7 @@ accumulator_methods!(
 #[pyclass(module = "crossent._core", frozen)]
 pub struct BinaryCrossEntropyWithLogitsAccumulator {
     state: State<Reduce>,
+    groups: Grouped,
     /// `pos_weight` as a read-only float64 array, or `None`.
     pos_weight: Option<Py<PyAny>>,
 }
@@ -602,7 +696,11 @@ impl AsState for BinaryCrossEntropyWithLogitsAccumulator {
         let params = PyDict::new(py);
         params.set_item("reduction", self.state.rule.reduction.name())?;
         params.set_item("pos_weight", &self.pos_weight)?;
+        params.set_item("n_groups", self.groups.n)?;
         Ok(params)
+    }
+    fn grouped(&self) -> Option<&Grouped> {
+        Some(&self.groups)
     }
 }
 
@@ -613,28 +711,32 @@ accumulator_methods!(
     {
         #[new]
         #[pyo3(
-            signature = (*, reduction=Reduction::Mean, pos_weight=None),
-            text_signature = "(*, reduction=\"mean\", pos_weight=None)"
+            signature = (*, reduction=Reduction::Mean, pos_weight=None, n_groups=None),
+            text_signature = "(*, reduction=\"mean\", pos_weight=None, n_groups=None)"
         )]
         fn new(
             #[pyo3(from_py_with = scalar_reduction)] reduction: Reduction,
             pos_weight: Option<&Bound<'_, PyAny>>,
+            #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
         ) -> PyResult<Self> {
             Ok(Self {
                 state: per_element(reduction),
                 pos_weight: fixed_array(pos_weight, "pos_weight")?,
+                groups: Grouped::new(n_groups, false)?,
             })
         }
 
         /// Adds one batch: ``input`` logits, ``target`` of the same shape, optional
-        /// ``weight`` broadcast to ``input``'s shape. A bad batch raises and leaves the
+        /// ``weight`` broadcast to ``input``'s shape, and ``groups`` (integer codes, one per
+        /// element) when the loss is kept per group. A bad batch raises and leaves the
         /// accumulator unchanged.
-        #[pyo3(signature = (input, target, *, weight=None))]
+        #[pyo3(signature = (input, target, *, weight=None, groups=None))]
         fn update(
             &self,
             input: &Bound<'_, PyAny>,
             target: &Bound<'_, PyAny>,
             weight: Option<&Bound<'_, PyAny>>,
+            groups: Option<&Bound<'_, PyAny>>,
         ) -> PyResult<()> {
             let py = input.py();
             let pw = self.pos_weight.as_ref().map(|p| p.bind(py).clone());
@@ -642,6 +744,21 @@ accumulator_methods!(
                 .state
                 .part
                 .lock(py, "BinaryCrossEntropyWithLogitsAccumulator")?;
+            if let Some(codes) = groups {
+                let args = grouped::BceArgs {
+                    kind: BceKind::Logits,
+                    weight,
+                    pos_weight: pw.as_ref(),
+                };
+                let g = grouped::Groups {
+                    codes,
+                    n: self.groups.n,
+                };
+                return self.groups.update(&mut part, |state, init| {
+                    grouped::bce_fold(state, init, input, target, &args, &g)
+                });
+            }
+            self.groups.check_plain()?;
             let ops = [Some(input), Some(target), weight];
             let name = "binary_cross_entropy_with_logits";
             if let Some(s) = arrow::fold_batches(py, name, &ops, *part, |s, b| {
@@ -659,6 +776,22 @@ accumulator_methods!(
         #[getter]
         fn pos_weight(&self, py: Python<'_>) -> Option<Py<PyAny>> {
             self.pos_weight.as_ref().map(|p| p.clone_ref(py))
+        }
+
+        /// Elements seen per group (an int64 array), or ``None`` when not grouped.
+        #[getter]
+        fn counts<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+            let _part = self
+                .state
+                .part
+                .lock(py, "BinaryCrossEntropyWithLogitsAccumulator")?;
+            Ok(self.groups.counts(py))
+        }
+
+        /// The fixed number of groups, or ``None`` (the state grows with the codes seen).
+        #[getter]
+        fn n_groups(&self) -> Option<usize> {
+            self.groups.n
         }
     }
 );
@@ -719,6 +852,7 @@ pub struct SoftmaxCrossEntropyAccumulator {
     weight: Option<Py<PyAny>>,
     ignore_index: i64,
     label_smoothing: f64,
+    groups: Grouped,
 }
 
 impl AsState for SoftmaxCrossEntropyAccumulator {
@@ -732,7 +866,11 @@ impl AsState for SoftmaxCrossEntropyAccumulator {
         params.set_item("weight", &self.weight)?;
         params.set_item("ignore_index", self.ignore_index)?;
         params.set_item("label_smoothing", self.label_smoothing)?;
+        params.set_item("n_groups", self.groups.n)?;
         Ok(params)
+    }
+    fn grouped(&self) -> Option<&Grouped> {
+        Some(&self.groups)
     }
 }
 
@@ -745,10 +883,10 @@ accumulator_methods!(
         #[pyo3(
             signature = (
                 *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
-                reduction=Reduction::Mean
+                reduction=Reduction::Mean, n_groups=None
             ),
             text_signature = "(*, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, \
-                              reduction=\"mean\")"
+                              reduction=\"mean\", n_groups=None)"
         )]
         fn new(
             py: Python<'_>,
@@ -757,6 +895,7 @@ accumulator_methods!(
             #[pyo3(from_py_with = args::ignore_index)] ignore_index: i64,
             #[pyo3(from_py_with = args::label_smoothing)] label_smoothing: f64,
             #[pyo3(from_py_with = scalar_reduction)] reduction: Reduction,
+            #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
         ) -> PyResult<Self> {
             check_smoothing(label_smoothing)?;
             let weight = fixed_array(weight, "weight")?;
@@ -778,14 +917,22 @@ accumulator_methods!(
                 weight,
                 ignore_index,
                 label_smoothing,
+                groups: Grouped::new(n_groups, true)?,
             })
         }
 
         /// Adds one batch of rows: ``logits`` of any shape with the classes along ``axis``,
         /// ``target`` class indices (``logits``' shape without ``axis``) or class
-        /// probabilities (``logits``' shape). A batch with a bad value raises and leaves the
+        /// probabilities (``logits``' shape), and ``groups`` (integer codes, one per row) when
+        /// the loss is kept per group. A batch with a bad value raises and leaves the
         /// accumulator unchanged.
-        fn update(&self, logits: &Bound<'_, PyAny>, target: &Bound<'_, PyAny>) -> PyResult<()> {
+        #[pyo3(signature = (logits, target, *, groups=None))]
+        fn update(
+            &self,
+            logits: &Bound<'_, PyAny>,
+            target: &Bound<'_, PyAny>,
+            groups: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<()> {
             let py = logits.py();
             let weight = self.weight.as_ref().map(|w| w.bind(py).clone());
             let params = softmax::Params {
@@ -795,6 +942,16 @@ accumulator_methods!(
                 smoothing: self.label_smoothing,
             };
             let mut part = self.state.part.lock(py, "SoftmaxCrossEntropyAccumulator")?;
+            if let Some(codes) = groups {
+                let g = grouped::Groups {
+                    codes,
+                    n: self.groups.n,
+                };
+                return self.groups.update(&mut part, |state, init| {
+                    grouped::softmax_fold(state, init, logits, target, &params, &g)
+                });
+            }
+            self.groups.check_plain()?;
             let ops = [Some(logits), Some(target)];
             if let Some(s) =
                 arrow::fold_batches(py, "softmax_cross_entropy", &ops, *part, |s, b| {
@@ -846,6 +1003,20 @@ accumulator_methods!(
         #[getter]
         fn label_smoothing(&self) -> f64 {
             self.label_smoothing
+        }
+
+        /// Rows counted per group (an int64 array; rows whose class index is
+        /// ``ignore_index`` do not count), or ``None`` when not grouped.
+        #[getter]
+        fn counts<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+            let _part = self.state.part.lock(py, "SoftmaxCrossEntropyAccumulator")?;
+            Ok(self.groups.counts(py))
+        }
+
+        /// The fixed number of groups, or ``None`` (the state grows with the codes seen).
+        #[getter]
+        fn n_groups(&self) -> Option<usize> {
+            self.groups.n
         }
     }
 );

@@ -10,6 +10,7 @@ use super::arrays::{dtype_name, is, ndarray, new_output_like, with_input_dtype, 
 use super::arrow::stream_hook;
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::errors::Reported;
+use super::groups as grouped;
 use super::reduction::{reduction, Reduction};
 use super::threads::Gil;
 use crate::kernels::bce::Kind;
@@ -62,8 +63,12 @@ use crate::kernels::strided::Load;
 /// array([0.1054, 0.2231, 0.5108], dtype=float32)
 #[pyfunction]
 #[pyo3(
-    signature = (input, target, *, weight=None, reduction=Reduction::Mean, out=None),
-    text_signature = "(input, target, *, weight=None, reduction=\"mean\", out=None)"
+    signature = (
+        input, target, *, weight=None, reduction=Reduction::Mean, out=None, groups=None,
+        n_groups=None
+    ),
+    text_signature = "(input, target, *, weight=None, reduction=\"mean\", out=None, \
+                      groups=None, n_groups=None)"
 )]
 pub fn binary_cross_entropy<'py>(
     input: &Bound<'py, PyAny>,
@@ -71,7 +76,17 @@ pub fn binary_cross_entropy<'py>(
     weight: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
+    groups: Option<&Bound<'py, PyAny>>,
+    #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(groups) = grouped::given(groups, n_groups)? {
+        let args = grouped::BceArgs {
+            kind: Kind::Probabilities,
+            weight,
+            pos_weight: None,
+        };
+        return grouped::binary_cross_entropy(input, target, &args, reduction, out, &groups);
+    }
     let args = Args {
         kind: Kind::Probabilities,
         weight,
@@ -125,11 +140,13 @@ pub fn binary_cross_entropy<'py>(
 #[pyfunction]
 #[pyo3(
     signature = (
-        input, target, *, weight=None, pos_weight=None, reduction=Reduction::Mean, out=None
+        input, target, *, weight=None, pos_weight=None, reduction=Reduction::Mean, out=None,
+        groups=None, n_groups=None
     ),
     text_signature = "(input, target, *, weight=None, pos_weight=None, reduction=\"mean\", \
-                      out=None)"
+                      out=None, groups=None, n_groups=None)"
 )]
+#[allow(clippy::too_many_arguments)]
 pub fn binary_cross_entropy_with_logits<'py>(
     input: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
@@ -137,7 +154,17 @@ pub fn binary_cross_entropy_with_logits<'py>(
     pos_weight: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
+    groups: Option<&Bound<'py, PyAny>>,
+    #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(groups) = grouped::given(groups, n_groups)? {
+        let args = grouped::BceArgs {
+            kind: Kind::Logits,
+            weight,
+            pos_weight,
+        };
+        return grouped::binary_cross_entropy(input, target, &args, reduction, out, &groups);
+    }
     let args = Args {
         kind: Kind::Logits,
         weight,

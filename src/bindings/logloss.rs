@@ -15,6 +15,7 @@ use super::accumulate::{
 
 use super::arrays::{dtype_name, is, ndarray, View};
 use super::errors::{domain_error, Reported};
+use super::groups::{self as grouped, Grouped};
 use super::operand::LoadView;
 use super::precision::{as_float, precision, Precision};
 use super::reduction::Reduction;
@@ -144,14 +145,27 @@ fn compute<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
         init,
     };
     let part = drive::logloss::log_loss(&call, &Gil(py))?;
+    domain_errors(&part, &xv, &yv, weights.as_ref(), classes)?;
+    Ok(part)
+}
+
+/// The error for the first domain error `part.flags` reports (a probability outside [0, 1],
+/// a bad sample weight, a class code out of range), naming its position; shared with the
+/// per-group call.
+pub(super) fn domain_errors<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
+    part: &Partial,
+    xv: &View<'_, T>,
+    yv: &View<'_, L>,
+    weights: Option<&LoadView<'_, f64>>,
+    classes: usize,
+) -> PyResult<()> {
+    let py = xv.py();
     if part.flags & flags::INPUT != 0 {
         let bad = xv.kernel().first(|v: T| !(v >= T::ZERO && v <= T::ONE));
         return Err(domain_error(py, "y_pred", "probabilities in [0, 1]", bad));
     }
     if part.flags & WEIGHT != 0 {
-        let bad = weights
-            .as_ref()
-            .and_then(|w| w.first_bad(|v: f64| !(v >= 0.0 && v.is_finite())));
+        let bad = weights.and_then(|w| w.first_bad(|v: f64| !(v >= 0.0 && v.is_finite())));
         return Err(domain_error(
             py,
             "sample_weight",
@@ -169,7 +183,7 @@ fn compute<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
             bad,
         ));
     }
-    Ok(part)
+    Ok(())
 }
 
 /// Streaming :func:`crossent.log_loss` over batches, with the classes fixed at construction.
@@ -219,6 +233,7 @@ pub struct LogLossAccumulator {
     /// The sorted classes as a list (the `labels` parameter that pickling stores).
     labels: Py<PyAny>,
     count: usize,
+    groups: Grouped,
 }
 
 impl AsState for LogLossAccumulator {
@@ -229,7 +244,11 @@ impl AsState for LogLossAccumulator {
         let params = PyDict::new(py);
         params.set_item("labels", self.labels.bind(py))?;
         params.set_item("normalize", self.state.rule.reduction == Reduction::Mean)?;
+        params.set_item("n_groups", self.groups.n)?;
         Ok(params)
+    }
+    fn grouped(&self) -> Option<&Grouped> {
+        Some(&self.groups)
     }
 }
 
@@ -241,13 +260,14 @@ fn helpers(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 accumulator_methods!(LogLossAccumulator, "Number of samples seen.", {
     #[new]
     #[pyo3(
-            signature = (*, labels, normalize=None),
-            text_signature = "(*, labels, normalize=True)"
+            signature = (*, labels, normalize=None, n_groups=None),
+            text_signature = "(*, labels, normalize=True, n_groups=None)"
         )]
     fn new(
         py: Python<'_>,
         labels: &Bound<'_, PyAny>,
         normalize: Option<&Bound<'_, PyAny>>,
+        #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
     ) -> PyResult<Self> {
         let normalize: bool = match normalize {
             None => true,
@@ -271,17 +291,20 @@ accumulator_methods!(LogLossAccumulator, "Number of samples seen.", {
             classes: classes.unbind(),
             labels: labels.unbind(),
             count,
+            groups: Grouped::new(n_groups, true)?,
         })
     }
 
     /// Adds one batch: ``y_true`` labels (each among ``labels``), ``y_pred`` of shape
-    /// ``(n, n_classes)`` (or ``(n,)`` with two classes), optional ``sample_weight``.
-    #[pyo3(signature = (y_true, y_pred, sample_weight=None))]
+    /// ``(n, n_classes)`` (or ``(n,)`` with two classes), optional ``sample_weight``, and
+    /// ``groups`` (integer codes, one per sample) when the loss is kept per group.
+    #[pyo3(signature = (y_true, y_pred, sample_weight=None, *, groups=None))]
     fn update(
         &self,
         y_true: &Bound<'_, PyAny>,
         y_pred: &Bound<'_, PyAny>,
         sample_weight: Option<&Bound<'_, PyAny>>,
+        groups: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let py = y_true.py();
         let fixed = (self.classes.bind(py), self.labels.bind(py));
@@ -296,9 +319,32 @@ accumulator_methods!(LogLossAccumulator, "Number of samples seen.", {
         );
         let unnormalized = {
             let mut part = self.state.part.lock(py, "LogLossAccumulator")?;
-            let (next, unnormalized) = fold(*part, &pred, &codes, Some(&w), self.count)?;
-            *part = next;
-            unnormalized
+            if let Some(g) = groups {
+                let g = grouped::Groups {
+                    codes: g,
+                    n: self.groups.n,
+                };
+                let mut unnormalized = false;
+                self.groups.update(&mut part, |state, init| {
+                    let (next, u) = grouped::logloss_fold(
+                        state,
+                        init,
+                        &pred,
+                        &codes,
+                        Some(&w),
+                        self.count,
+                        &g,
+                    )?;
+                    unnormalized = u;
+                    Ok(next)
+                })?;
+                unnormalized
+            } else {
+                self.groups.check_plain()?;
+                let (next, unnormalized) = fold(*part, &pred, &codes, Some(&w), self.count)?;
+                *part = next;
+                unnormalized
+            }
         };
         if unnormalized {
             PyErr::warn(
@@ -327,5 +373,18 @@ accumulator_methods!(LogLossAccumulator, "Number of samples seen.", {
     #[getter]
     fn normalize(&self) -> bool {
         self.state.rule.reduction == Reduction::Mean
+    }
+
+    /// Samples seen per group (an int64 array), or ``None`` when not grouped.
+    #[getter]
+    fn counts<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let _part = self.state.part.lock(py, "LogLossAccumulator")?;
+        Ok(self.groups.counts(py))
+    }
+
+    /// The fixed number of groups, or ``None`` (the state grows with the codes seen).
+    #[getter]
+    fn n_groups(&self) -> Option<usize> {
+        self.groups.n
     }
 });

@@ -12,6 +12,7 @@ pub mod binary;
 pub mod divergence;
 pub mod errors;
 pub mod grad;
+pub mod groups;
 pub mod logloss;
 pub mod operand;
 pub mod precision;

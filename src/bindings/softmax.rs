@@ -11,6 +11,7 @@ use super::args;
 use super::arrays::{ndarray, new_output, Operand, View, ViewMut};
 use super::arrow::stream_hook;
 use super::errors::{domain_error, Reported};
+use super::groups as grouped;
 use super::operand::LoadView;
 use super::precision::{as_float, precision, Precision};
 use super::reduction::{reduction, Reduction};
@@ -84,10 +85,11 @@ use crate::kernels::strided::Load;
 #[pyo3(
     signature = (
         logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
-        reduction=Reduction::Mean, out=None
+        reduction=Reduction::Mean, out=None, groups=None, n_groups=None
     ),
     text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, \
-                      label_smoothing=0.0, reduction=\"mean\", out=None)"
+                      label_smoothing=0.0, reduction=\"mean\", out=None, groups=None, \
+                      n_groups=None)"
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_cross_entropy<'py>(
@@ -99,7 +101,18 @@ pub fn softmax_cross_entropy<'py>(
     #[pyo3(from_py_with = args::label_smoothing)] label_smoothing: f64,
     #[pyo3(from_py_with = reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
+    groups: Option<&Bound<'py, PyAny>>,
+    #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(groups) = grouped::given(groups, n_groups)? {
+        let params = Params {
+            axis,
+            weight,
+            ignore_index,
+            smoothing: label_smoothing,
+        };
+        return grouped::softmax_cross_entropy(logits, target, &params, reduction, out, &groups);
+    }
     stream_hook!(logits.py(), "softmax_cross_entropy", [logits, target], {
         "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
         "ignore_index" => ignore_index, "label_smoothing" => label_smoothing,
@@ -337,10 +350,25 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
         },
         &Gil(py),
     )?;
+    target_errors(&part, &xv, labels.as_ref(), probs.as_ref(), &args.params)?;
+    Ok((part, held.map(|(array, _)| array)))
+}
+
+/// The error for a target outside its domain when `part.flags` reports one (a class index
+/// out of range and not `ignore_index`, a negative probability), naming its position; shared
+/// with the per-group call.
+pub(super) fn target_errors<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
+    part: &Partial,
+    xv: &View<'_, T>,
+    labels: Option<&View<'_, L>>,
+    probs: Option<&LoadView<'_, T>>,
+    params: &Params<'_, '_>,
+) -> PyResult<()> {
+    let py = xv.py();
     if part.flags & flags::TARGET != 0 {
-        if let Some(yv) = &labels {
-            let classes = xv.shape[class_axis(&xv.shape, args.params.axis)];
-            let (ignore, c) = (args.params.ignore_index, classes as i64);
+        if let Some(yv) = labels {
+            let classes = xv.shape[class_axis(&xv.shape, params.axis)];
+            let (ignore, c) = (params.ignore_index, classes as i64);
             let bad = yv.kernel().first(|v: L| {
                 let i = v.index();
                 i != ignore && !(0..c).contains(&i)
@@ -348,7 +376,7 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
             let what = format!("class indices in [0, {c}) or ignore_index ({ignore})");
             return Err(domain_error(py, "target", &what, bad));
         }
-        if let Some(yv) = &probs {
+        if let Some(yv) = probs {
             let bad = yv.first_bad(|v: T| v < T::ZERO);
             return Err(domain_error(
                 py,
@@ -358,7 +386,7 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
             ));
         }
     }
-    Ok((part, held.map(|(array, _)| array)))
+    Ok(())
 }
 
 /// The class axis `axis` of logits of `shape`, once the driver has accepted it.

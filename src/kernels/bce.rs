@@ -564,6 +564,46 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
     })
 }
 
+/// The losses of one tile of `out.len()` elements (layout operands 0 to 3 at the offsets `at`
+/// with the steps `st`, the tile starting at flat index `flat`), each weighted, written to
+/// `out`; the tile's sum and domain errors are added to `part` exactly as a block of
+/// [`binary_cross_entropy_on`] adds them. For reductions other than the sum (per group:
+/// [`super::groups`]), with the very per-element values the sum is made of.
+///
+/// # Safety
+/// The elements of each operand from `at` with steps `st` must be valid and unmodified while
+/// this runs (see [`InputTiles::view`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub unsafe fn tile_losses<T: Float, Y: Target>(
+    ins: &Inputs<T, Y>,
+    tiles: &mut InputTiles<T, Y>,
+    kind: Kind,
+    isa: isa::Isa,
+    flat: usize,
+    at: &[isize],
+    st: &[isize],
+    out: &mut [T],
+    part: &mut Partial,
+) {
+    let n = out.len();
+    // SAFETY: forwarded: the caller guarantees the tile's elements are valid and unmodified.
+    let (x, y, w, pw) = unsafe { tiles.view_present(ins, at, st, n) };
+    let tile = Tile {
+        kind,
+        x,
+        y,
+        w: if ins.unweighted() { None } else { Some(w) },
+        pw: if ins.no_pos_weight() { None } else { Some(pw) },
+        out: Some(out),
+    };
+    let (sum, bad) = isa::dispatch_on(isa, tile);
+    part.sum += sum;
+    if bad != 0 && part.flags & bad != bad {
+        part.flag(bad, first_bad(kind, flat, x, y, bad));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

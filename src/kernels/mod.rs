@@ -17,6 +17,7 @@
 //!   and diagonal Hessian of its logits form.
 //! - [`divergence`]: entropy, cross-entropy, KL and Jensen-Shannon divergence per row.
 //! - [`logloss`]: scikit-learn's `log_loss` over class codes, one fused pass per row.
+//! - [`groups`]: per-group sums, counts and weights of any loss, in one deterministic pass.
 //! - [`softmax`]: softmax cross-entropy against class indices or probabilities;
 //!   [`softmax::grad`], its gradient and diagonal Hessian on the same log-sum-exp state.
 
@@ -25,6 +26,7 @@ pub mod cancel;
 pub mod divergence;
 pub mod drive;
 pub mod float;
+pub mod groups;
 pub mod isa;
 pub mod lanes;
 pub mod logloss;

@@ -521,6 +521,16 @@ impl<const K: usize> Rows<K> {
         self.row_len() <= TILE / 2 && self.inner.strides().len() == 1
     }
 
+    /// True when each row is reduced as one chunk (at most [`CHUNK`] elements).
+    pub fn one_chunk_per_row(&self) -> bool {
+        self.chunks() == 1
+    }
+
+    /// Rows per block of [`run_from`]'s reduction over rows: `max(1, CHUNK / row_len)`.
+    pub fn rows_per_block(&self) -> usize {
+        (CHUNK / self.row_len().max(1)).max(1)
+    }
+
     /// Number of chunks each row is cut into (at least 1, also for empty rows).
     fn chunks(&self) -> usize {
         self.row_len().div_ceil(CHUNK).max(1)
@@ -786,6 +796,25 @@ fn finish_row<A: Arch, const K: usize, O: RowOp<K>>(
         p.first_bad = row.index as u64;
     }
     p
+}
+
+/// Reduces the whole rows `range` with `op` on the calling thread, finishing each in row
+/// order, and returns the merge of what they contribute: exactly one block of [`run_from`]
+/// (blocks of [`Rows::rows_per_block`] rows). For reductions that use each row's result
+/// otherwise (per group: [`super::groups`]). Only when every row is one chunk
+/// ([`Rows::one_chunk_per_row`]).
+///
+/// # Safety
+/// As [`run`].
+pub unsafe fn reduce_block<const K: usize, O: RowOp<K>>(
+    rows: &Rows<K>,
+    op: &O,
+    range: Range<usize>,
+    isa: Isa,
+) -> Partial {
+    assert!(rows.one_chunk_per_row(), "rows of one chunk");
+    // SAFETY: forwarded from the caller.
+    unsafe { rows.block(op, range, isa) }
 }
 
 /// Reduces every row of `rows` with `op` (writing each row's result through the op) and

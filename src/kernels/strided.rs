@@ -307,7 +307,7 @@ macro_rules! impl_load_native {
         }
     )*};
 }
-impl_load_native!(i8, i16, i32, i64, u8, u16, u32);
+impl_load_native!(i8, i16, i32, i64, u8, u16, u32, u64);
 
 /// Where an operand read as `E` lies, and how it is stored ([`Stored`]): a pointer a kernel
 /// offsets and reads like a `*const E`, converting on load when the operand is stored as the

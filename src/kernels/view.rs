@@ -197,6 +197,17 @@ pub enum ShapeError {
         shape: Vec<usize>,
         classes: usize,
     },
+    /// Group codes that neither have nor broadcast to the input's shape (one per element).
+    GroupsElements { input: Vec<usize>, got: Vec<usize> },
+    /// Group codes not of the logits' shape without the class axis (`rows`, one per row).
+    GroupsRows {
+        logits: Vec<usize>,
+        axis: usize,
+        rows: Vec<usize>,
+        got: Vec<usize>,
+    },
+    /// Group codes not of one per sample (`n`).
+    GroupsSamples { n: usize, got: Vec<usize> },
     /// Operand `arg` not of one value per sample (`n`).
     PerSample {
         arg: &'static str,
@@ -282,6 +293,31 @@ impl fmt::Display for ShapeError {
                 f,
                 "'{arg}' must have shape ({n},) (one weight per row of 'y_pred'), got {}",
                 ShapeStr(shape)
+            ),
+            ShapeError::GroupsElements { input, got } => write!(
+                f,
+                "'groups' must have the shape of 'input' {} (one code per element) or \
+                 broadcast to it, got {}",
+                ShapeStr(input),
+                ShapeStr(got)
+            ),
+            ShapeError::GroupsRows {
+                logits,
+                axis,
+                rows,
+                got,
+            } => write!(
+                f,
+                "'groups' must have the shape of the rows ('logits' {} without axis {axis}), \
+                 {} (one code per row), got {}",
+                ShapeStr(logits),
+                ShapeStr(rows),
+                ShapeStr(got)
+            ),
+            ShapeError::GroupsSamples { n, got } => write!(
+                f,
+                "'groups' must hold one code per row of 'y_pred' (shape ({n},)), got shape {}",
+                ShapeStr(got)
             ),
             ShapeError::Probabilities { logits, got } => write!(
                 f,

@@ -23,7 +23,7 @@ impl<T: Float, Y: Target + Load> Binary<'_, T, Y> {
     /// The kernels' pointers, and the strides of `weight` and `pos_weight` broadcast to the
     /// common shape (the input's); refuses a target of another shape and parameters that do
     /// not broadcast.
-    fn prepare(&self) -> Result<Prepared<T, Y>, ShapeError> {
+    pub(super) fn prepare(&self) -> Result<Prepared<T, Y>, ShapeError> {
         let shape = self.input.shape();
         if self.target.shape() != shape {
             return Err(ShapeError::Same {
@@ -50,13 +50,13 @@ impl<T: Float, Y: Target + Load> Binary<'_, T, Y> {
     }
 
     /// The strides of `input` and `target`.
-    fn strides(&self) -> (&[isize], &[isize]) {
+    pub(super) fn strides(&self) -> (&[isize], &[isize]) {
         (self.input.strides(), self.target.strides())
     }
 }
 
 /// The kernels' pointers, and the strides of `weight` and `pos_weight` over the common shape.
-type Prepared<T, Y> = (Inputs<T, Y>, [Dims<isize>; 2]);
+pub(super) type Prepared<T, Y> = (Inputs<T, Y>, [Dims<isize>; 2]);
 
 /// One call of the loss: which form, the state it continues ([`Partial::EMPTY`] for a plain
 /// call; a streaming accumulator's state to fold a batch into it), and the inputs.

@@ -16,6 +16,8 @@
 //!
 //! - [`bce`]: binary cross-entropy (probabilities and logits), its fold and its gradient.
 //! - [`divergence`]: entropy, cross-entropy, KL and Jensen-Shannon, per row and folded.
+//! - [`groups`]: the losses of [`bce`], [`softmax`] and [`logloss`] per group of a code array,
+//!   folded into a per-group state.
 //! - [`logloss`]: scikit-learn's `log_loss` over class codes.
 //! - [`softmax`]: softmax cross-entropy (class indices or probabilities), folded, and its
 //!   gradient.
@@ -27,6 +29,7 @@ use super::view::ShapeError;
 
 pub mod bce;
 pub mod divergence;
+pub mod groups;
 pub mod logloss;
 pub mod softmax;
 

@@ -5,7 +5,7 @@
 use super::{execute, Detach};
 use crate::kernels::float::Float;
 use crate::kernels::reduce::Partial;
-use crate::kernels::rows::{run_from, In, Out, Rows};
+use crate::kernels::rows::{run_from, In, Out, RowOp, Rows};
 use crate::kernels::softmax::grad::{self as softmax_grad, ClassTarget, SoftmaxGrad};
 use crate::kernels::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
 use crate::kernels::strided::{Load, Src};
@@ -61,6 +61,153 @@ pub struct Loss<'a, T, L> {
     pub init: Partial,
 }
 
+/// The checked layout of one call of the loss: the class axis, the rows (the logits' shape
+/// without it), the class weights and their strides over the logits' shape.
+pub(super) struct Prepared<T> {
+    pub axis: usize,
+    pub reduced: Reduced,
+    classes: usize,
+    weight: Src<T>,
+    weight_total: f64,
+    weight_strides: Vec<isize>,
+}
+
+impl<T: Float, L: Label + Load> Loss<'_, T, L> {
+    /// Checks the class axis and the class weights.
+    pub(super) fn prepare(&self) -> Result<Prepared<T>, ShapeError> {
+        let shape = self.logits.shape();
+        let axis = normalize_axis(self.params.axis, shape.len())?;
+        let classes = shape[axis];
+        let reduced = Reduced::axis(axis, shape);
+        let (weight, w_stride, weight_total) = class_weights(&self.weight, classes)?;
+        let weight_strides = reduced.along_removed(w_stride);
+        Ok(Prepared {
+            axis,
+            reduced,
+            classes,
+            weight,
+            weight_total,
+            weight_strides,
+        })
+    }
+
+    /// Checks the target's shape against the rows (class indices) or the logits
+    /// (probabilities), and gives its strides over the logits' shape.
+    fn target_strides(&self, p: &Prepared<T>) -> Result<Vec<isize>, ShapeError> {
+        let shape = self.logits.shape();
+        match &self.target {
+            Target::Labels(y) if y.shape() != p.reduced.kept => Err(ShapeError::Labels {
+                logits: shape.to_vec(),
+                axis: p.axis,
+                rows: p.reduced.kept.clone(),
+                got: y.shape().to_vec(),
+            }),
+            Target::Labels(y) => Ok(p.reduced.widen(y.strides())),
+            Target::Probabilities(y) if y.shape() != shape => Err(ShapeError::Probabilities {
+                logits: shape.to_vec(),
+                got: y.shape().to_vec(),
+            }),
+            Target::Probabilities(y) => Ok(y.strides().to_vec()),
+        }
+    }
+
+    /// Checks the target (after what `prepare` checked), builds the rows, with `row_strides`
+    /// (one value per row, stride 0 along the class axis) as operand 3, and the row op of the
+    /// target's kind (writing each row's loss to `out`, operand 3, when given), and hands
+    /// them to `run`.
+    ///
+    /// # Safety
+    /// Operand 3 must be valid along `row_strides` for the call, as [`View::new`] requires of
+    /// the views (and `out`, when given, as [`ViewMut::new`] requires).
+    pub(super) unsafe fn with_rows<R: RunRows>(
+        &self,
+        p: &Prepared<T>,
+        row_strides: &[isize],
+        out: Option<*mut T>,
+        run: R,
+    ) -> Result<R::Output, ShapeError> {
+        let target_strides = self.target_strides(p)?;
+        let shape = self.logits.shape();
+        let rows = Rows::new(
+            shape,
+            [
+                self.logits.strides(),
+                &target_strides,
+                &p.weight_strides,
+                row_strides,
+            ],
+            &p.reduced.mask,
+        );
+        // SAFETY: the operands 0 to 3 of `rows`, built from their views' own shapes and
+        // strides (`View::new`'s contract: valid for the call; operand 3 by the caller's); the
+        // weights are one per class along the class axis, the labels and `out` one per row
+        // (stride 0 along the axis); `out` overlaps neither itself nor an input.
+        let (classes, out) = unsafe {
+            (
+                Classes {
+                    count: p.classes,
+                    weight: In::new(p.weight, 2),
+                    weight_total: p.weight_total,
+                    smoothing: self.params.smoothing,
+                },
+                out.map(|ptr| Out::new(ptr, 3)),
+            )
+        };
+        let n = shape.iter().product::<usize>();
+        Ok(match &self.target {
+            Target::Labels(y) => {
+                // SAFETY: as above, operands 0 and 1.
+                let op = unsafe {
+                    SoftmaxLabels {
+                        logits: In::new(self.logits.src(), 0),
+                        labels: In::new(y.src(), 1),
+                        classes,
+                        ignore_index: self.params.ignore_index,
+                        out,
+                    }
+                };
+                run.run(n, &rows, &op)
+            }
+            Target::Probabilities(y) => {
+                // SAFETY: as above, operands 0 and 1.
+                let op = unsafe {
+                    SoftmaxProbs {
+                        logits: In::new(self.logits.src(), 0),
+                        target: In::new(y.src(), 1),
+                        classes,
+                        out,
+                    }
+                };
+                run.run(n, &rows, &op)
+            }
+        })
+    }
+}
+
+/// What runs the rows of a call of the loss once [`Loss::with_rows`] has built them: `n`, the
+/// number of logits; `op`, valid along `rows` for the call.
+pub(super) trait RunRows {
+    type Output;
+    fn run<O: RowOp<4>>(self, n: usize, rows: &Rows<4>, op: &O) -> Self::Output;
+}
+
+/// The plain loss's run: the rows merged into `init`, through `detach`.
+struct Plain<'d, D> {
+    init: Partial,
+    detach: &'d D,
+}
+
+impl<D: Detach> RunRows for Plain<'_, D> {
+    type Output = Result<Partial, D::Error>;
+    fn run<O: RowOp<4>>(self, n: usize, rows: &Rows<4>, op: &O) -> Self::Output {
+        let init = self.init;
+        // SAFETY: `op`'s operands are valid along `rows` (`RunRows`' contract).
+        execute(self.detach, n, |pool| unsafe {
+            run_from(init, rows, op, pool)
+        })
+    }
+}
+
 /// Softmax cross-entropy of every row along the class axis ([`SoftmaxLabels`],
 /// [`SoftmaxProbs`]): asks `out` for the per-row output (the logits' shape without the axis)
 /// once the axis and the weights are checked, before the target's shape (`None`: nothing is
@@ -71,97 +218,20 @@ pub fn loss<'a, T: Float, L: Label + Load, D: Detach>(
     detach: &D,
 ) -> Result<Partial, D::Error> {
     let reject = |e| detach.reject(e);
-    let shape = args.logits.shape();
-    let axis = normalize_axis(args.params.axis, shape.len()).map_err(reject)?;
-    let classes = shape[axis];
-    let reduced = Reduced::axis(axis, shape);
-    let (w_src, w_stride, w_total) = class_weights(&args.weight, classes).map_err(reject)?;
-    let w_strides = reduced.along_removed(w_stride);
+    let p = args.prepare().map_err(reject)?;
     // The output before the target's shape: its allocation's failure (a size NumPy cannot
     // allocate) is reported first, as it always was.
-    let out = out(&reduced.kept)?;
+    let out = out(&p.reduced.kept)?;
     let (out_ptr, out_strides) = match &out {
-        Some(v) => (v.ptr(), reduced.widen(v.strides())),
-        None => (std::ptr::null_mut(), vec![0; shape.len()]),
+        Some(v) => (Some(v.ptr()), p.reduced.widen(v.strides())),
+        None => (None, vec![0; args.logits.shape().len()]),
     };
-    let target_strides = match &args.target {
-        Target::Labels(y) if y.shape() != reduced.kept => {
-            return Err(reject(ShapeError::Labels {
-                logits: shape.to_vec(),
-                axis,
-                rows: reduced.kept.clone(),
-                got: y.shape().to_vec(),
-            }))
-        }
-        Target::Labels(y) => reduced.widen(y.strides()),
-        Target::Probabilities(y) if y.shape() != shape => {
-            return Err(reject(ShapeError::Probabilities {
-                logits: shape.to_vec(),
-                got: y.shape().to_vec(),
-            }))
-        }
-        Target::Probabilities(y) => y.strides().to_vec(),
+    let run = Plain {
+        init: args.init,
+        detach,
     };
-    let rows = Rows::new(
-        shape,
-        [
-            args.logits.strides(),
-            &target_strides,
-            &w_strides,
-            &out_strides,
-        ],
-        &reduced.mask,
-    );
-    // SAFETY: the operands 0 to 3 of `rows`, built from their views' own shapes and strides
-    // (`View::new`'s contract: valid for the call); the weights are one per class along the
-    // class axis, the labels and `out` one per row (stride 0 along the axis); `out` overlaps
-    // neither itself nor an input (`ViewMut::new`).
-    let (classes, out) = unsafe {
-        (
-            Classes {
-                count: classes,
-                weight: In::new(w_src, 2),
-                weight_total: w_total,
-                smoothing: args.params.smoothing,
-            },
-            (!out_ptr.is_null()).then(|| Out::new(out_ptr, 3)),
-        )
-    };
-    let n = shape.iter().product::<usize>();
-    let init = args.init;
-    match &args.target {
-        Target::Labels(y) => {
-            // SAFETY: as above, operands 0 and 1.
-            let op = unsafe {
-                SoftmaxLabels {
-                    logits: In::new(args.logits.src(), 0),
-                    labels: In::new(y.src(), 1),
-                    classes,
-                    ignore_index: args.params.ignore_index,
-                    out,
-                }
-            };
-            // SAFETY: `op`'s operands are valid along `rows` (above).
-            execute(detach, n, |pool| unsafe {
-                run_from(init, &rows, &op, pool)
-            })
-        }
-        Target::Probabilities(y) => {
-            // SAFETY: as above, operands 0 and 1.
-            let op = unsafe {
-                SoftmaxProbs {
-                    logits: In::new(args.logits.src(), 0),
-                    target: In::new(y.src(), 1),
-                    classes,
-                    out,
-                }
-            };
-            // SAFETY: `op`'s operands are valid along `rows` (above).
-            execute(detach, n, |pool| unsafe {
-                run_from(init, &rows, &op, pool)
-            })
-        }
-    }
+    // SAFETY: `out` is a `ViewMut` of the rows' shape, widened with stride 0 along the axis.
+    unsafe { args.with_rows(&p, &out_strides, out_ptr, run) }.map_err(reject)?
 }
 
 /// One call of the gradient: logits, target (class indices or probabilities, `Y`), class

@@ -1,0 +1,906 @@
+//! Per-group reductions: one loss sum, count (and weight sum) per group code, in one pass.
+//!
+//! Each element (or row) carries an integer code `g` in `[0, G)`; the result is, per group,
+//! the sum of its losses, the number of its elements and, where a mean divides by a weight
+//! sum (softmax cross-entropy with class weights), the sum of its weights.
+//!
+//! Determinism: each group's sum is the plain sum of its elements' losses *in element order*
+//! (`((0 + l₀) + l₁) + …`), whichever thread computed which loss. The elements are cut into
+//! the blocks of the ungrouped reduction; a window of blocks is reduced in parallel, each block
+//! putting its elements' `(code, loss)` into one bucket per partition of the groups (in
+//! element order); then the partitions are folded into the dense state ([`GroupSums`]) in
+//! parallel, each by one thread, block after block. So the bits are the same for 1 thread or
+//! 64, and a stream of batches cut anywhere, folded one after the other into the same state,
+//! gives the bits of one call. (Sparse per-block partials merged in block order were measured
+//! first: with 10^6 groups a block touches as many groups as it has elements, and their
+//! serial merge made the call 7x slower than `numpy.bincount`.)
+//!
+//! Memory: the dense state (`G` sums and counts, and weights where needed), and the buckets
+//! of a window of [`WINDOW_PER_THREAD`] blocks per thread, at most [`MAX_WINDOW`] (12 or 20
+//! bytes per element of those blocks): `O(G)` plus a bounded window, however many elements
+//! there are.
+//!
+//! Codes: any integer type, read in place ([`Codes`]). A negative code, or one not below the
+//! limit (`n_groups`, or [`MAX_GROUPS`] when the number of groups grows with the codes seen),
+//! is reported through [`flags::GROUPS`] with its flat index; memory that cannot be had for
+//! a state that grows with the codes is reported through [`flags::MEMORY`], never an abort.
+
+use std::ops::Range;
+use std::sync::{Mutex, PoisonError};
+
+use rayon::ThreadPool;
+
+use super::bce::{self, InputTiles, Inputs, Kind};
+use super::float::{Float, Target};
+use super::isa::{self, Arch};
+use super::reduce::{for_each_ordered, Partial, BLOCK};
+use super::rows::{self, In, Row, RowOp, Rows, Tile};
+use super::strided::{Layout, SendPtr, TileBuf, TILE};
+
+/// Flags of [`Partial::flags`] raised by the per-group reductions, beside
+/// [`super::reduce::flags`].
+pub mod flags {
+    /// A group code outside `[0, limit)`.
+    pub const GROUPS: u32 = 1 << 8;
+    /// The state (or a slot map) could not grow to the codes seen: out of memory.
+    pub const MEMORY: u32 = 1 << 9;
+}
+
+/// Codes must be below this (the number of groups fits a `u32`, whose largest value marks a
+/// free slot).
+pub const MAX_GROUPS: u64 = u32::MAX as u64;
+
+/// Blocks reduced ahead per thread before their buckets are folded: enough to keep the
+/// threads busy between folds, few enough that the buckets held stay small (12 or 20 bytes
+/// per element of a block).
+pub const WINDOW_PER_THREAD: usize = 16;
+
+/// At most this many blocks per window, whatever the thread count (at most about 20 MiB of
+/// buckets).
+pub const MAX_WINDOW: usize = 128;
+
+/// An integer element type read as a group code.
+pub trait Code: Copy + Send + Sync + 'static {
+    /// The code as an index; a negative code maps to `u64::MAX` (out of range for any limit).
+    fn index(self) -> u64;
+}
+
+macro_rules! code_signed {
+    ($($t:ty),*) => {$(
+        impl Code for $t {
+            #[inline(always)]
+            fn index(self) -> u64 {
+                if self < 0 { u64::MAX } else { self as u64 }
+            }
+        }
+    )*};
+}
+macro_rules! code_unsigned {
+    ($($t:ty),*) => {$(
+        impl Code for $t {
+            #[inline(always)]
+            fn index(self) -> u64 {
+                self as u64
+            }
+        }
+    )*};
+}
+code_signed!(i8, i16, i32, i64);
+code_unsigned!(u8, u16, u32, u64);
+
+/// An array of codes of any integer type, where it lies: the kernels read codes through this
+/// one type (a `match` per tile or row), so that they are compiled once, not once per code
+/// type (eight types times every loss's own variants).
+#[derive(Clone, Copy, Debug)]
+pub enum Codes {
+    I8(SendPtr<i8>),
+    I16(SendPtr<i16>),
+    I32(SendPtr<i32>),
+    I64(SendPtr<i64>),
+    U8(SendPtr<u8>),
+    U16(SendPtr<u16>),
+    U32(SendPtr<u32>),
+    U64(SendPtr<u64>),
+}
+
+/// The integer types [`Codes`] holds.
+pub trait CodeType: Code {
+    fn codes(ptr: *const Self) -> Codes;
+}
+
+macro_rules! code_type {
+    ($($t:ty => $v:ident),*) => {$(
+        impl CodeType for $t {
+            fn codes(ptr: *const $t) -> Codes {
+                Codes::$v(SendPtr::from_const(ptr))
+            }
+        }
+    )*};
+}
+code_type!(i8 => I8, i16 => I16, i32 => I32, i64 => I64, u8 => U8, u16 => U16, u32 => U32,
+           u64 => U64);
+
+impl Codes {
+    /// The codes at `ptr` (of any [`CodeType`]).
+    pub fn new<C: CodeType>(ptr: *const C) -> Self {
+        C::codes(ptr)
+    }
+
+    /// The `out.len()` codes from element `offset` with step `stride`, as indices
+    /// ([`Code::index`]).
+    ///
+    /// # Safety
+    /// Those elements must be valid, aligned codes, alive and unwritten meanwhile.
+    #[inline(always)]
+    pub unsafe fn gather(self, offset: isize, stride: isize, out: &mut [u64]) {
+        macro_rules! go {
+            ($p:expr) => {{
+                // SAFETY: the caller's contract, for each of the `out.len()` elements.
+                let base = unsafe { $p.0.offset(offset) };
+                for (k, o) in out.iter_mut().enumerate() {
+                    // SAFETY: as above.
+                    *o = unsafe { *base.offset(k as isize * stride) }.index();
+                }
+            }};
+        }
+        match self {
+            Codes::I8(p) => go!(p),
+            Codes::I16(p) => go!(p),
+            Codes::I32(p) => go!(p),
+            Codes::I64(p) => go!(p),
+            Codes::U8(p) => go!(p),
+            Codes::U16(p) => go!(p),
+            Codes::U32(p) => go!(p),
+            Codes::U64(p) => go!(p),
+        }
+    }
+}
+
+/// Where a row-wise loss finds each row's code: an operand of its rows holding one code per
+/// row ([`RowCodes::operand`]), or the code at `ptr[r * stride]` for the engine's row `r`
+/// ([`RowCodes::by_row`]).
+#[derive(Clone, Copy, Debug)]
+pub enum RowCodes {
+    I8(In<i8>),
+    I16(In<i16>),
+    I32(In<i32>),
+    I64(In<i64>),
+    U8(In<u8>),
+    U16(In<u16>),
+    U32(In<u32>),
+    U64(In<u64>),
+    ByRow(Codes, isize),
+}
+
+impl RowCodes {
+    /// The codes as operand `k` of the rows (one value per row, stride 0 along it).
+    ///
+    /// # Safety
+    /// [`In::new`]'s contract, for the codes' own type.
+    pub unsafe fn operand(codes: Codes, k: usize) -> Self {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match codes {
+                Codes::I8(p) => RowCodes::I8(In::new(p.0.cast_const(), k)),
+                Codes::I16(p) => RowCodes::I16(In::new(p.0.cast_const(), k)),
+                Codes::I32(p) => RowCodes::I32(In::new(p.0.cast_const(), k)),
+                Codes::I64(p) => RowCodes::I64(In::new(p.0.cast_const(), k)),
+                Codes::U8(p) => RowCodes::U8(In::new(p.0.cast_const(), k)),
+                Codes::U16(p) => RowCodes::U16(In::new(p.0.cast_const(), k)),
+                Codes::U32(p) => RowCodes::U32(In::new(p.0.cast_const(), k)),
+                Codes::U64(p) => RowCodes::U64(In::new(p.0.cast_const(), k)),
+            }
+        }
+    }
+
+    /// The code of the engine's row `r` at element `r * stride` of `codes`: for rows whose
+    /// engine order is their logical order (one outer dimension, as the rows of a 2-D array
+    /// by its first axis).
+    ///
+    /// # Safety
+    /// Element `r * stride` of `codes` must be a valid, aligned code, alive and unwritten
+    /// while the rows are reduced, for every engine row index `r` of the rows it is used with.
+    pub unsafe fn by_row(codes: Codes, stride: isize) -> Self {
+        RowCodes::ByRow(codes, stride)
+    }
+
+    /// The code of `row`, as an index ([`Code::index`]).
+    #[inline(always)]
+    fn code<const K: usize>(&self, row: &Row<K>) -> u64 {
+        match self {
+            RowCodes::I8(x) => row.value(x).index(),
+            RowCodes::I16(x) => row.value(x).index(),
+            RowCodes::I32(x) => row.value(x).index(),
+            RowCodes::I64(x) => row.value(x).index(),
+            RowCodes::U8(x) => row.value(x).index(),
+            RowCodes::U16(x) => row.value(x).index(),
+            RowCodes::U32(x) => row.value(x).index(),
+            RowCodes::U64(x) => row.value(x).index(),
+            RowCodes::ByRow(codes, stride) => {
+                let mut one = [0u64];
+                // SAFETY: the contract of `RowCodes::by_row`.
+                unsafe { codes.gather(row.index() as isize * stride, 1, &mut one) };
+                one[0]
+            }
+        }
+    }
+}
+
+/// The dense per-group state: for group `g`, `sum[g]` (the loss sum, in `f64`), `count[g]`
+/// (elements or rows counted) and, when `weighted`, `weight[g]` (the weight sum a weighted mean
+/// divides by; empty otherwise).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupSums {
+    pub sum: Vec<f64>,
+    pub count: Vec<u64>,
+    pub weight: Vec<f64>,
+    pub weighted: bool,
+}
+
+impl GroupSums {
+    /// `len` empty groups; `None` if that memory cannot be had.
+    pub fn new(len: usize, weighted: bool) -> Option<Self> {
+        let mut s = GroupSums {
+            weighted,
+            ..GroupSums::default()
+        };
+        s.grow(len).then_some(s)
+    }
+
+    /// The number of groups.
+    pub fn len(&self) -> usize {
+        self.sum.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sum.is_empty()
+    }
+
+    /// Grows to at least `len` groups (new ones empty); false if out of memory.
+    fn grow(&mut self, len: usize) -> bool {
+        let more = len.saturating_sub(self.len());
+        if more == 0 {
+            return true;
+        }
+        let ok = self.sum.try_reserve(more).is_ok()
+            && self.count.try_reserve(more).is_ok()
+            && (!self.weighted || self.weight.try_reserve(more).is_ok());
+        if ok {
+            self.sum.resize(len, 0.0);
+            self.count.resize(len, 0);
+            if self.weighted {
+                self.weight.resize(len, 0.0);
+            }
+        }
+        ok
+    }
+
+    /// Adds `next` (the state of later elements) group by group, growing to its length;
+    /// false (and unchanged) if out of memory.
+    pub fn merge(&mut self, next: &GroupSums) -> bool {
+        if !self.grow(next.len()) {
+            return false;
+        }
+        for (a, b) in self.sum.iter_mut().zip(&next.sum) {
+            *a += b;
+        }
+        for (a, b) in self.count.iter_mut().zip(&next.count) {
+            *a += b;
+        }
+        if self.weighted && next.weighted {
+            for (a, b) in self.weight.iter_mut().zip(&next.weight) {
+                *a += b;
+            }
+        }
+        true
+    }
+}
+
+/// The `(code, loss, weight)` of each element a block put into one partition, in element
+/// order (weights only when the state is weighted).
+#[derive(Default)]
+struct Bucket {
+    codes: Vec<u32>,
+    losses: Vec<f64>,
+    weights: Vec<f64>,
+}
+
+/// Where a block puts each element's loss: one [`Bucket`] per partition of the groups, so
+/// that the fold of each partition reads only its own elements.
+pub struct Sink {
+    buckets: Vec<Bucket>,
+    /// `buckets.len()`, the number of partitions.
+    parts: usize,
+    weighted: bool,
+    /// One past the largest code seen.
+    top: usize,
+    limit: u64,
+    flags: u32,
+    first_bad: u64,
+}
+
+/// The partition of group `g` among `parts`: groups go by runs of 16 (whole cache lines of
+/// sums and counts), the run index's low 6 bits spread evenly over the partitions. Any rule
+/// gives the same result (each group is folded in element order, by one thread); this one
+/// keeps threads off each other's cache lines and costs no division.
+#[inline(always)]
+fn partition(g: u32, parts: usize) -> usize {
+    ((((g as usize) >> 4) & 63) * parts) >> 6
+}
+
+impl Sink {
+    fn new(parts: usize, weighted: bool, limit: u64, capacity: usize) -> Self {
+        // A fair share each; a bucket that needs more grows.
+        let per = capacity.div_ceil(parts);
+        Sink {
+            buckets: (0..parts)
+                .map(|_| Bucket {
+                    codes: Vec::with_capacity(per),
+                    losses: Vec::with_capacity(per),
+                    weights: Vec::with_capacity(if weighted { per } else { 0 }),
+                })
+                .collect(),
+            parts,
+            weighted,
+            top: 0,
+            limit,
+            flags: 0,
+            first_bad: u64::MAX,
+        }
+    }
+
+    /// Adds the loss `loss` (and weight `weight`) of the element at flat index `flat`, of
+    /// group `code`, to its group; flags a code out of range instead.
+    #[inline(always)]
+    pub fn add(&mut self, flat: usize, code: u64, loss: f64, weight: f64) {
+        if code >= self.limit {
+            self.flag(flags::GROUPS, flat);
+            return;
+        }
+        let g = code as u32;
+        self.top = self.top.max(code as usize + 1);
+        let b = &mut self.buckets[partition(g, self.parts)];
+        b.codes.push(g);
+        b.losses.push(loss);
+        if self.weighted {
+            b.weights.push(weight);
+        }
+    }
+
+    /// Adds the losses of a tile of elements from flat index `flat` on, of groups `codes`
+    /// (no weights): [`Sink::add`] for each, with the range check and the partitioning done
+    /// tile-wise.
+    #[inline(always)]
+    pub fn add_tile<T: Float>(&mut self, flat: usize, codes: &[u64], losses: &[T]) {
+        let max = codes.iter().fold(0, |m, &c| m.max(c));
+        if max >= self.limit || self.weighted {
+            for (k, (&code, &loss)) in codes.iter().zip(losses).enumerate() {
+                self.add(flat + k, code, loss.to_f64(), 0.0);
+            }
+            return;
+        }
+        self.top = self.top.max(max as usize + 1);
+        if self.parts == 1 {
+            let b = &mut self.buckets[0];
+            b.codes.extend(codes.iter().map(|&c| c as u32));
+            b.losses.extend(losses.iter().map(|l| l.to_f64()));
+            return;
+        }
+        // Scattered into each bucket's spare room, made first for the tile's elements.
+        let parts = self.parts;
+        let mut counts = [0usize; 64];
+        for &code in codes {
+            counts[partition(code as u32, parts)] += 1;
+        }
+        for (b, &k) in self.buckets.iter_mut().zip(&counts) {
+            b.codes.reserve(k);
+            b.losses.reserve(k);
+        }
+        let mut outs: Vec<_> = self
+            .buckets
+            .iter_mut()
+            .map(|b| {
+                (
+                    b.codes.spare_capacity_mut(),
+                    b.losses.spare_capacity_mut(),
+                    0usize,
+                )
+            })
+            .collect();
+        for (&code, &loss) in codes.iter().zip(losses) {
+            let g = code as u32;
+            let (c, l, len) = &mut outs[partition(g, parts)];
+            c[*len].write(g);
+            l[*len].write(loss.to_f64());
+            *len += 1;
+        }
+        let added: Vec<usize> = outs.iter().map(|o| o.2).collect();
+        for (b, n) in self.buckets.iter_mut().zip(added) {
+            // SAFETY: the first `n` slots of each vector's spare capacity were just written.
+            unsafe {
+                b.codes.set_len(b.codes.len() + n);
+                b.losses.set_len(b.losses.len() + n);
+            }
+        }
+    }
+
+    /// Checks the code of an element that adds nothing to its group (a row that is ignored):
+    /// it must still be in range.
+    #[inline(always)]
+    pub fn check(&mut self, flat: usize, code: u64) {
+        if code >= self.limit {
+            self.flag(flags::GROUPS, flat);
+        }
+    }
+
+    fn flag(&mut self, flag: u32, flat: usize) {
+        self.flags |= flag;
+        self.first_bad = self.first_bad.min(flat as u64);
+    }
+}
+
+/// The state's arrays, written by the threads that fold disjoint partitions of the groups.
+struct Dest {
+    sum: SendPtr<f64>,
+    count: SendPtr<u64>,
+    weight: SendPtr<f64>,
+    weighted: bool,
+}
+
+impl Dest {
+    fn of(state: &mut GroupSums) -> Self {
+        Dest {
+            sum: SendPtr(state.sum.as_mut_ptr()),
+            count: SendPtr(state.count.as_mut_ptr()),
+            weight: SendPtr(state.weight.as_mut_ptr()),
+            weighted: state.weighted,
+        }
+    }
+
+    /// Folds partition `p` of each block's sink, in block order (so each group in element
+    /// order).
+    ///
+    /// # Safety
+    /// Every code in the sinks must be below the state's length, and no other thread may
+    /// touch the groups of partition `p` meanwhile.
+    unsafe fn fold(&self, sinks: &[Sink], p: usize) {
+        for sink in sinks {
+            let b = &sink.buckets[p];
+            for (&g, &loss) in b.codes.iter().zip(&b.losses) {
+                // SAFETY: `g` is below the state's length; only this thread writes the groups
+                // of its partition (the caller's contract).
+                unsafe {
+                    *self.sum.0.add(g as usize) += loss;
+                    *self.count.0.add(g as usize) += 1;
+                }
+            }
+            if self.weighted {
+                for (&g, &w) in b.codes.iter().zip(&b.weights) {
+                    // SAFETY: as above.
+                    unsafe { *self.weight.0.add(g as usize) += w };
+                }
+            }
+        }
+    }
+}
+
+/// Reduces `n` items in blocks of `block` items into `state` (continuing it: its earlier
+/// elements come before these) and returns the total [`Partial`], continuing from `init`:
+/// `f(range, sink)` reduces one block, putting each item's loss into `sink` and returning the
+/// block's ungrouped partial (its sum, count and flags, as the ungrouped reduction computes
+/// them, so that the total has the bits of an ungrouped call). Codes must be below `limit`.
+///
+/// Each group's sum is the sum of its items' losses in item order, whichever thread computed
+/// which: a window of blocks is reduced in parallel (each block sorting its items by
+/// partition of the groups, in item order), then the partitions are folded in parallel, each
+/// by one thread, block after block.
+///
+/// On a flagged block (domain error, bad code, out of memory) the reduction stops before the
+/// window that holds it is folded: the result is then an error.
+pub fn reduce_groups<F>(
+    state: &mut GroupSums,
+    init: Partial,
+    n: usize,
+    block: usize,
+    limit: u64,
+    pool: Option<&ThreadPool>,
+    f: F,
+) -> Partial
+where
+    F: Fn(Range<usize>, &mut Sink) -> Partial + Sync,
+{
+    let blocks = n.div_ceil(block);
+    let threads = pool.map_or(1, ThreadPool::current_num_threads).max(1);
+    let parts = threads.min(64);
+    let weighted = state.weighted;
+    let run = |b: usize| {
+        let range = b * block..((b + 1) * block).min(n);
+        let mut sink = Sink::new(parts, weighted, limit, range.len());
+        let mut part = f(range, &mut sink);
+        if sink.flags != 0 {
+            part.flag(sink.flags, sink.first_bad);
+        }
+        (part, sink)
+    };
+    let window = if threads > 1 {
+        (WINDOW_PER_THREAD * threads).min(MAX_WINDOW)
+    } else {
+        1
+    };
+    let mut acc = init;
+    let mut sinks = Vec::with_capacity(window);
+    for start in (0..blocks).step_by(window) {
+        let end = (start + window).min(blocks);
+        sinks.clear();
+        let mut top = 0;
+        let done = for_each_ordered(start..end, pool, run, |_, (part, sink)| {
+            acc = acc.merge(part);
+            top = top.max(sink.top);
+            sinks.push(sink);
+        });
+        if !done {
+            return acc.cancelled();
+        }
+        if acc.flags != 0 {
+            break;
+        }
+        if !state.grow(top) {
+            acc.flag(flags::MEMORY, 0);
+            break;
+        }
+        let target = Dest::of(state);
+        let fold = |p: usize| {
+            // SAFETY: the state holds every code seen (grown to `top` above); partition `p`
+            // is folded by this item only.
+            unsafe { target.fold(&sinks, p) }
+        };
+        if !for_each_ordered(0..parts, pool, fold, |_, ()| {}) {
+            return acc.cancelled();
+        }
+    }
+    acc
+}
+
+/// Binary cross-entropy per group: each element's loss (exactly the value the ungrouped call
+/// sums, [`bce::tile_losses`]) is added to the group of its code, operand 4 of `layout`
+/// (operands 0 to 3 are those of [`bce::Operands`]). Continues `state` and `init` (see
+/// [`reduce_groups`]); the returned total has the bits of the ungrouped call's.
+///
+/// # Safety
+/// Every pointer, stepped by its strides over `layout`, must address valid, aligned elements
+/// that stay alive and unmodified for the whole call.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn binary_cross_entropy<T: Float, Y: Target>(
+    state: &mut GroupSums,
+    init: Partial,
+    ins: &Inputs<T, Y>,
+    codes: Codes,
+    layout: &Layout<5>,
+    kind: Kind,
+    limit: u64,
+    pool: Option<&ThreadPool>,
+) -> Partial {
+    // One instruction set for the whole call, as in the ungrouped reduction.
+    let isa = isa::active();
+    reduce_groups(
+        state,
+        init,
+        layout.len(),
+        BLOCK,
+        limit,
+        pool,
+        |range, sink| {
+            let mut part = Partial::EMPTY;
+            part.count = range.len() as u64;
+            let mut tiles = InputTiles::<T, Y>::default();
+            let mut buf = TileBuf::<T>::default();
+            let mut groups = [0u64; TILE];
+            layout.for_each_tile(range, |flat, n, at, st| {
+                let losses = buf.scratch(n);
+                // SAFETY: the caller guarantees every element of the layout is valid; `at`
+                // and `st` stay inside it for the n elements of this tile.
+                unsafe {
+                    bce::tile_losses(
+                        ins, &mut tiles, kind, isa, flat, &at, &st, losses, &mut part,
+                    )
+                };
+                // SAFETY: as above, for operand 4 (the codes).
+                unsafe { codes.gather(at[4], st[4], &mut groups[..n]) };
+                sink.add_tile(flat, &groups[..n], losses);
+            });
+            part
+        },
+    )
+}
+
+/// A row op that runs `op` and hands each finished row's result to a block's [`Sink`]: its
+/// loss, its weight and a count of 1 when the row counts (`count > 0`), only a check of its
+/// code otherwise (a row that is ignored). Built per block, on the thread that reduces it.
+struct ToSink<'s, 'a, O> {
+    op: &'a O,
+    codes: RowCodes,
+    sink: Mutex<&'s mut Sink>,
+}
+
+impl<const K: usize, O: RowOp<K>> RowOp<K> for ToSink<'_, '_, O> {
+    type State = O::State;
+    type Scratch = O::Scratch;
+
+    fn empty(&self) -> O::State {
+        self.op.empty()
+    }
+
+    #[inline(always)]
+    fn tile<A: Arch>(&self, scratch: &mut O::Scratch, tile: &Tile<K>, states: &mut [O::State]) {
+        self.op.tile::<A>(scratch, tile, states);
+    }
+
+    #[inline(always)]
+    fn merge(&self, a: O::State, b: O::State) -> O::State {
+        self.op.merge(a, b)
+    }
+
+    #[inline(always)]
+    fn finish<A: Arch>(&self, row: &Row<K>, state: O::State) -> Partial {
+        let part = self.op.finish::<A>(row, state);
+        let code = self.codes.code(row);
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        if part.count > 0 {
+            sink.add(row.index(), code, part.sum, part.weight);
+        } else {
+            sink.check(row.index(), code);
+        }
+        part
+    }
+}
+
+/// The per-group state of rows longer than one chunk, where the engine finishes rows one by
+/// one in row order on the calling thread: each row is added to its group directly (its
+/// element-order fold, as [`reduce_groups`] computes it), `errors` collecting the flags.
+struct Dense<'a> {
+    state: &'a mut GroupSums,
+    limit: u64,
+    errors: Partial,
+}
+
+impl Dense<'_> {
+    fn add(&mut self, flat: usize, code: u64, part: &Partial) {
+        if code >= self.limit {
+            self.errors.flag(flags::GROUPS, flat as u64);
+            return;
+        }
+        if part.count == 0 || self.errors.flags != 0 {
+            return;
+        }
+        let g = code as usize;
+        if !self.state.grow(g + 1) {
+            self.errors.flag(flags::MEMORY, flat as u64);
+            return;
+        }
+        self.state.sum[g] += part.sum;
+        self.state.count[g] += 1;
+        if self.state.weighted {
+            self.state.weight[g] += part.weight;
+        }
+    }
+}
+
+/// [`ToSink`] for rows longer than one chunk: adds each finished row to [`Dense`].
+struct ToDense<'s, 'd, 'a, O> {
+    op: &'a O,
+    codes: RowCodes,
+    dense: Mutex<&'s mut Dense<'d>>,
+}
+
+impl<const K: usize, O: RowOp<K>> RowOp<K> for ToDense<'_, '_, '_, O> {
+    type State = O::State;
+    type Scratch = O::Scratch;
+
+    fn empty(&self) -> O::State {
+        self.op.empty()
+    }
+
+    #[inline(always)]
+    fn tile<A: Arch>(&self, scratch: &mut O::Scratch, tile: &Tile<K>, states: &mut [O::State]) {
+        self.op.tile::<A>(scratch, tile, states);
+    }
+
+    #[inline(always)]
+    fn merge(&self, a: O::State, b: O::State) -> O::State {
+        self.op.merge(a, b)
+    }
+
+    fn finish<A: Arch>(&self, row: &Row<K>, state: O::State) -> Partial {
+        let part = self.op.finish::<A>(row, state);
+        let code = self.codes.code(row);
+        let mut dense = self.dense.lock().unwrap_or_else(PoisonError::into_inner);
+        dense.add(row.index(), code, &part);
+        part
+    }
+}
+
+/// Any row-wise loss per group: `op` reduces the rows of `rows` as the ungrouped call does,
+/// and each finished row's result (its loss, its weight, counted when `count > 0`) is added to
+/// the group of its code ([`RowCodes`]), each
+/// group summed in row order ([`reduce_groups`]). The rows are reduced in the blocks of
+/// [`rows::run_from`] (see [`Rows::rows_per_block`]), so the returned total has the bits of the
+/// ungrouped call's.
+///
+/// # Safety
+/// As [`rows::run`]; `codes` as [`RowCodes`]'s constructors require, for `rows`.
+pub unsafe fn rows<const K: usize, O: RowOp<K>>(
+    state: &mut GroupSums,
+    init: Partial,
+    rows: &Rows<K>,
+    op: &O,
+    codes: RowCodes,
+    limit: u64,
+    pool: Option<&ThreadPool>,
+) -> Partial {
+    if rows.one_chunk_per_row() {
+        let isa = isa::active();
+        let per_block = rows.rows_per_block();
+        return reduce_groups(
+            state,
+            init,
+            rows.rows(),
+            per_block,
+            limit,
+            pool,
+            |range, sink| {
+                let op = ToSink {
+                    op,
+                    codes,
+                    sink: Mutex::new(sink),
+                };
+                // SAFETY: forwarded from the caller (`ToSink` reads what `op` reads, and `codes`).
+                unsafe { rows::reduce_block(rows, &op, range, isa) }
+            },
+        );
+    }
+    let mut dense = Dense {
+        state,
+        limit,
+        errors: Partial::EMPTY,
+    };
+    let op = ToDense {
+        op,
+        codes,
+        dense: Mutex::new(&mut dense),
+    };
+    // SAFETY: forwarded from the caller.
+    let mut part = unsafe { rows::run_from(init, rows, &op, pool) };
+    if dense.errors.flags != 0 {
+        part.flag(dense.errors.flags, dense.errors.first_bad);
+    }
+    part
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(threads: usize) -> ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
+    /// Items `i` of group `codes[i]` with an order-sensitive loss.
+    fn run(
+        codes: &[i64],
+        state: &mut GroupSums,
+        init: Partial,
+        offset: usize,
+        limit: u64,
+        pool: Option<&ThreadPool>,
+    ) -> Partial {
+        let loss = |i: usize| ((i as f64) * 0.7).sin() * 10f64.powi((i % 17) as i32 - 8);
+        reduce_groups(state, init, codes.len(), 64, limit, pool, |r, sink| {
+            let mut part = Partial::EMPTY;
+            for i in r {
+                part.sum += loss(i + offset);
+                part.count += 1;
+                sink.add(i, codes[i].index(), loss(i + offset), 1.0);
+            }
+            part
+        })
+    }
+
+    fn codes(n: usize, g: i64) -> Vec<i64> {
+        (0..n as i64).map(|i| (i * 7919 + i / 3) % g).collect()
+    }
+
+    #[test]
+    fn same_bits_for_any_thread_count_and_exact_counts() {
+        for g in [1, 5, 1000, 100_000] {
+            let c = codes(200_003, g);
+            let mut serial = GroupSums::default();
+            let total = run(&c, &mut serial, Partial::EMPTY, 0, MAX_GROUPS, None);
+            assert_eq!(total.count, c.len() as u64);
+            assert_eq!(serial.len(), g as usize);
+            let mut want = vec![0u64; g as usize];
+            for &k in &c {
+                want[k as usize] += 1;
+            }
+            assert_eq!(serial.count, want);
+            for threads in [2, 3] {
+                let mut s = GroupSums::default();
+                let t = run(
+                    &c,
+                    &mut s,
+                    Partial::EMPTY,
+                    0,
+                    MAX_GROUPS,
+                    Some(&pool(threads)),
+                );
+                assert_eq!(t, total);
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&s.sum),
+                    bits(&serial.sum),
+                    "{g} groups, {threads} threads"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sums_are_the_sequential_sum_of_each_group() {
+        let c = codes(10_000, 37);
+        let mut s = GroupSums::default();
+        run(&c, &mut s, Partial::EMPTY, 0, MAX_GROUPS, Some(&pool(2)));
+        let mut want = vec![0f64; 37];
+        for (i, &k) in c.iter().enumerate() {
+            want[k as usize] += ((i as f64) * 0.7).sin() * 10f64.powi((i % 17) as i32 - 8);
+        }
+        // Each group is summed in element order: exactly this sequential sum.
+        assert_eq!(s.sum, want);
+    }
+
+    #[test]
+    fn batches_cut_at_blocks_give_the_bits_of_one_call() {
+        let c = codes(10_000, 300);
+        let mut whole = GroupSums::default();
+        let total = run(
+            &c,
+            &mut whole,
+            Partial::EMPTY,
+            0,
+            MAX_GROUPS,
+            Some(&pool(2)),
+        );
+        let mut state = GroupSums::default();
+        let mut part = Partial::EMPTY;
+        for (a, b) in [(0, 640), (640, 6400), (6400, 10_000)] {
+            part = run(&c[a..b], &mut state, part, a, MAX_GROUPS, Some(&pool(3)));
+        }
+        assert_eq!(part, total);
+        assert_eq!(state, whole);
+    }
+
+    #[test]
+    fn bad_codes_are_flagged_at_their_first_index() {
+        let mut c = codes(5000, 10);
+        c[3210] = 10;
+        c[4000] = -1;
+        let mut s = GroupSums::new(10, false).unwrap();
+        let p = run(&c, &mut s, Partial::EMPTY, 0, 10, Some(&pool(2)));
+        assert_eq!(p.flags & flags::GROUPS, flags::GROUPS);
+        assert_eq!(p.first_bad, 3210);
+        let mut s = GroupSums::default();
+        let p = run(&c, &mut s, Partial::EMPTY, 0, MAX_GROUPS, None);
+        assert_eq!(p.first_bad, 4000);
+        assert_eq!((-3i8).index(), u64::MAX);
+        assert_eq!(u64::MAX.index(), u64::MAX);
+    }
+
+    #[test]
+    fn empty_input_leaves_the_state() {
+        let mut s = GroupSums::new(4, true).unwrap();
+        let p = run(&[], &mut s, Partial::EMPTY, 0, 4, Some(&pool(2)));
+        assert_eq!(p, Partial::EMPTY);
+        assert_eq!(s, GroupSums::new(4, true).unwrap());
+    }
+}
