@@ -20,24 +20,6 @@ from crossent.cli import sources
 pd = pytest.importorskip("pandas")
 
 
-def _grouped_api() -> bool:
-    """Whether this build's accumulators take ``groups=`` (feature detection: only the
-    refusal of the keyword itself counts as absent)."""
-    acc: Any = crossent.BinaryCrossEntropyAccumulator()
-    try:
-        acc.update(np.array([0.5]), np.array([1.0]), groups=np.array([0]))
-    except TypeError as e:
-        if "groups" in str(e):
-            return False
-        raise
-    return True
-
-
-grouped = pytest.mark.skipif(
-    not _grouped_api(), reason="this build of crossent has no grouped accumulators (groups=)"
-)
-
-
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of two blocks, and files read in small pieces (Parquet record batches, CSV
@@ -190,7 +172,6 @@ CASES = [
 ]
 
 
-@grouped
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize(("loss", "fmt", "kind"), CASES)
 @pytest.mark.parametrize("pyarrow", ["with pyarrow", "without pyarrow"])
@@ -245,7 +226,6 @@ def test_each_group_matches_a_float64_pandas_groupby(
     assert [r["group"] for r in records] == json_labels
 
 
-@grouped
 def test_group_by_a_column_of_the_operands_file_streams_with_the_bits_of_one_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -273,15 +253,13 @@ def test_group_by_a_column_of_the_operands_file_streams_with_the_bits_of_one_cal
         outs.add(out)
     assert len(outs) == 1
     labels, codes = np.unique(seg, return_inverse=True)
-    bce: Any = crossent.binary_cross_entropy
-    want = bce(p, y, groups=codes, n_groups=labels.size)
+    want = crossent.binary_cross_entropy(p, y, groups=codes, n_groups=labels.size)
     lines = [line.split("\t") for line in outs.pop().splitlines()]
     assert [line[0] for line in lines] == labels.tolist()
     assert [float(line[1]) for line in lines] == np.asarray(want).tolist()
     assert [int(line[2]) for line in lines] == np.bincount(codes).tolist()
 
 
-@grouped
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "npy"])
 def test_group_table_output(tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
     """--output writes the table (label, loss, count) that the lines print."""
@@ -327,7 +305,6 @@ def test_group_table_output(tmp_path: Path, fmt: str, capsys: pytest.CaptureFixt
     assert record["count"] == N and record["loss"] == "binary_cross_entropy"
 
 
-@grouped
 def test_group_table_keeps_the_labels_type(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,15 +7,14 @@
 //! Determinism: each group's sum is the plain sum of its elements' losses *in element order*
 //! (`((0 + l₀) + l₁) + …`), whichever thread computed which loss. The elements are cut into
 //! the blocks of the ungrouped reduction; a window of blocks is reduced in parallel, each block
-//! putting its elements' `(code, loss)` into one bucket per partition of the groups (in
-//! element order); then the partitions ([`FOLD_PARTS`]) are folded into the dense state
-//! ([`GroupSums`]), each by one thread, block after block. So the bits are the same for 1 thread or
-//! 64, and a stream of batches cut anywhere, folded one after the other into the same state,
-//! gives the bits of one call. (Sparse per-block partials merged in block order were measured
-//! first: with 10^6 groups a block touches as many groups as it has elements, and their
-//! serial merge made the call 7x slower than `numpy.bincount`.)
+//! listing its elements' `(code, loss)` in element order; then the calling thread folds the
+//! lists into the dense state ([`GroupSums`]), block after block. So the bits are the same
+//! for 1 thread or 64, and a stream of batches cut anywhere, folded one after the other into
+//! the same state, gives the bits of one call. (Sparse per-block partials merged in block
+//! order were measured first: with 10^6 groups a block touches as many groups as it has
+//! elements, and their serial merge made the call 7x slower than `numpy.bincount`.)
 //!
-//! Memory: the dense state (`G` sums and counts, and weights where needed), and the buckets
+//! Memory: the dense state (`G` sums and counts, and weights where needed), and the lists
 //! of a window of [`WINDOW_PER_THREAD`] blocks per thread, at most [`MAX_WINDOW`] (12 or 20
 //! bytes per element of those blocks): `O(G)` plus a bounded window, however many elements
 //! there are.
@@ -50,18 +49,14 @@ pub mod flags {
 /// free slot).
 pub const MAX_GROUPS: u64 = u32::MAX as u64;
 
-/// Blocks reduced ahead per thread before their buckets are folded: enough to keep the
-/// threads busy between folds, few enough that the buckets held stay small (12 or 20 bytes
+/// Blocks reduced ahead per thread before their lists are folded: enough to keep the
+/// threads busy between folds, few enough that the lists held stay small (12 or 20 bytes
 /// per element of a block).
 pub const WINDOW_PER_THREAD: usize = 64;
 
 /// At most this many blocks per window, whatever the thread count (at most about 20 MiB of
-/// buckets).
+/// lists).
 pub const MAX_WINDOW: usize = 128;
-
-/// Partitions of the groups folded in parallel (see [`reduce_groups`]); 1: the calling thread
-/// folds every group.
-pub const FOLD_PARTS: usize = 1;
 
 /// An integer element type read as a group code.
 pub trait Code: Copy + Send + Sync + 'static {
@@ -300,21 +295,12 @@ impl GroupSums {
     }
 }
 
-/// The `(code, loss, weight)` of each element a block put into one partition, in element
-/// order (weights only when the state is weighted).
-#[derive(Default)]
-struct Bucket {
+/// Where a block puts each element's `(code, loss, weight)`, in element order (weights only
+/// when the state is weighted), to be folded into the state by [`GroupSums::fold`].
+pub struct Sink {
     codes: Vec<u32>,
     losses: Vec<f64>,
     weights: Vec<f64>,
-}
-
-/// Where a block puts each element's loss: one [`Bucket`] per partition of the groups, so
-/// that the fold of each partition reads only its own elements.
-pub struct Sink {
-    buckets: Vec<Bucket>,
-    /// `buckets.len()`, the number of partitions.
-    parts: usize,
     weighted: bool,
     /// One past the largest code seen.
     top: usize,
@@ -323,28 +309,12 @@ pub struct Sink {
     first_bad: u64,
 }
 
-/// The partition of group `g` among `parts`: groups go by runs of 16 (whole cache lines of
-/// sums and counts), the run index's low 6 bits spread evenly over the partitions. Any rule
-/// gives the same result (each group is folded in element order, by one thread); this one
-/// keeps threads off each other's cache lines and costs no division.
-#[inline(always)]
-fn partition(g: u32, parts: usize) -> usize {
-    ((((g as usize) >> 4) & 63) * parts) >> 6
-}
-
 impl Sink {
-    fn new(parts: usize, weighted: bool, limit: u64, capacity: usize) -> Self {
-        // A fair share each; a bucket that needs more grows.
-        let per = capacity.div_ceil(parts);
+    fn new(weighted: bool, limit: u64, capacity: usize) -> Self {
         Sink {
-            buckets: (0..parts)
-                .map(|_| Bucket {
-                    codes: Vec::with_capacity(per),
-                    losses: Vec::with_capacity(per),
-                    weights: Vec::with_capacity(if weighted { per } else { 0 }),
-                })
-                .collect(),
-            parts,
+            codes: Vec::with_capacity(capacity),
+            losses: Vec::with_capacity(capacity),
+            weights: Vec::with_capacity(if weighted { capacity } else { 0 }),
             weighted,
             top: 0,
             limit,
@@ -361,19 +331,16 @@ impl Sink {
             self.flag(flags::GROUPS, flat);
             return;
         }
-        let g = code as u32;
         self.top = self.top.max(code as usize + 1);
-        let b = &mut self.buckets[partition(g, self.parts)];
-        b.codes.push(g);
-        b.losses.push(loss);
+        self.codes.push(code as u32);
+        self.losses.push(loss);
         if self.weighted {
-            b.weights.push(weight);
+            self.weights.push(weight);
         }
     }
 
     /// Adds the losses of a tile of elements from flat index `flat` on, of groups `codes`
-    /// (no weights): [`Sink::add`] for each, with the range check and the partitioning done
-    /// tile-wise.
+    /// (no weights): [`Sink::add`] for each, with the range check done tile-wise.
     #[inline(always)]
     pub fn add_tile<T: Float>(&mut self, flat: usize, codes: &[u64], losses: &[T]) {
         let max = codes.iter().fold(0, |m, &c| m.max(c));
@@ -384,48 +351,8 @@ impl Sink {
             return;
         }
         self.top = self.top.max(max as usize + 1);
-        if self.parts == 1 {
-            let b = &mut self.buckets[0];
-            b.codes.extend(codes.iter().map(|&c| c as u32));
-            b.losses.extend(losses.iter().map(|l| l.to_f64()));
-            return;
-        }
-        // Scattered into each bucket's spare room, made first for the tile's elements.
-        let parts = self.parts;
-        let mut counts = [0usize; 64];
-        for &code in codes {
-            counts[partition(code as u32, parts)] += 1;
-        }
-        for (b, &k) in self.buckets.iter_mut().zip(&counts) {
-            b.codes.reserve(k);
-            b.losses.reserve(k);
-        }
-        let mut outs: Vec<_> = self
-            .buckets
-            .iter_mut()
-            .map(|b| {
-                (
-                    b.codes.spare_capacity_mut(),
-                    b.losses.spare_capacity_mut(),
-                    0usize,
-                )
-            })
-            .collect();
-        for (&code, &loss) in codes.iter().zip(losses) {
-            let g = code as u32;
-            let (c, l, len) = &mut outs[partition(g, parts)];
-            c[*len].write(g);
-            l[*len].write(loss.to_f64());
-            *len += 1;
-        }
-        let added: Vec<usize> = outs.iter().map(|o| o.2).collect();
-        for (b, n) in self.buckets.iter_mut().zip(added) {
-            // SAFETY: the first `n` slots of each vector's spare capacity were just written.
-            unsafe {
-                b.codes.set_len(b.codes.len() + n);
-                b.losses.set_len(b.losses.len() + n);
-            }
-        }
+        self.codes.extend(codes.iter().map(|&c| c as u32));
+        self.losses.extend(losses.iter().map(|l| l.to_f64()));
     }
 
     /// Checks the code of an element that adds nothing to its group (a row that is ignored):
@@ -443,45 +370,19 @@ impl Sink {
     }
 }
 
-/// The state's arrays, written by the threads that fold disjoint partitions of the groups.
-struct Dest {
-    sum: SendPtr<f64>,
-    count: SendPtr<u64>,
-    weight: SendPtr<f64>,
-    weighted: bool,
-}
-
-impl Dest {
-    fn of(state: &mut GroupSums) -> Self {
-        Dest {
-            sum: SendPtr(state.sum.as_mut_ptr()),
-            count: SendPtr(state.count.as_mut_ptr()),
-            weight: SendPtr(state.weight.as_mut_ptr()),
-            weighted: state.weighted,
-        }
-    }
-
-    /// Folds partition `p` of each block's sink, in block order (so each group in element
-    /// order).
-    ///
-    /// # Safety
-    /// Every code in the sinks must be below the state's length, and no other thread may
-    /// touch the groups of partition `p` meanwhile.
-    unsafe fn fold(&self, sinks: &[Sink], p: usize) {
+impl GroupSums {
+    /// Folds each sink's elements into their groups, sink after sink (so each group in
+    /// element order). Every code must be below the state's length (indexing panics
+    /// otherwise: the caller grows the state to the codes seen first).
+    fn fold(&mut self, sinks: &[Sink]) {
         for sink in sinks {
-            let b = &sink.buckets[p];
-            for (&g, &loss) in b.codes.iter().zip(&b.losses) {
-                // SAFETY: `g` is below the state's length; only this thread writes the groups
-                // of its partition (the caller's contract).
-                unsafe {
-                    *self.sum.0.add(g as usize) += loss;
-                    *self.count.0.add(g as usize) += 1;
-                }
+            for (&g, &loss) in sink.codes.iter().zip(&sink.losses) {
+                self.sum[g as usize] += loss;
+                self.count[g as usize] += 1;
             }
             if self.weighted {
-                for (&g, &w) in b.codes.iter().zip(&b.weights) {
-                    // SAFETY: as above.
-                    unsafe { *self.weight.0.add(g as usize) += w };
+                for (&g, &w) in sink.codes.iter().zip(&sink.weights) {
+                    self.weight[g as usize] += w;
                 }
             }
         }
@@ -495,9 +396,8 @@ impl Dest {
 /// them, so that the total has the bits of an ungrouped call). Codes must be below `limit`.
 ///
 /// Each group's sum is the sum of its items' losses in item order, whichever thread computed
-/// which: a window of blocks is reduced in parallel (each block sorting its items by
-/// partition of the groups, in item order), then the partitions are folded, each by one
-/// thread, block after block.
+/// which: a window of blocks is reduced in parallel (each block listing its items' codes and
+/// losses in item order), then the calling thread folds the lists, block after block.
 ///
 /// On a flagged block (domain error, bad code, out of memory) the reduction stops before the
 /// window that holds it is folded: the result is then an error.
@@ -515,15 +415,14 @@ where
 {
     let blocks = n.div_ceil(block);
     let threads = pool.map_or(1, ThreadPool::current_num_threads).max(1);
-    // One partition: the fold runs on the calling thread. Folding two partitions on two
+    // The fold runs on the calling thread. Folding two partitions of the groups on two
     // threads (each block scattering its elements by partition) measured slower on 2 cores
     // (10^7 float32, G = 10^3: 69 ms against 25 ms on one thread; G = 10^6: 146 against
-    // 108 ms); the partitioned fold is kept for hosts where it pays.
-    let parts = FOLD_PARTS.min(threads).min(64);
+    // 108 ms), so the groups are not partitioned.
     let weighted = state.weighted;
     let run = |b: usize| {
         let range = b * block..((b + 1) * block).min(n);
-        let mut sink = Sink::new(parts, weighted, limit, range.len());
+        let mut sink = Sink::new(weighted, limit, range.len());
         let mut part = f(range, &mut sink);
         if sink.flags != 0 {
             part.flag(sink.flags, sink.first_bad);
@@ -556,15 +455,7 @@ where
             acc.flag(flags::MEMORY, 0);
             break;
         }
-        let target = Dest::of(state);
-        let fold = |p: usize| {
-            // SAFETY: the state holds every code seen (grown to `top` above); partition `p`
-            // is folded by this item only.
-            unsafe { target.fold(&sinks, p) }
-        };
-        if !for_each_ordered(0..parts, pool, fold, |_, ()| {}) {
-            return acc.cancelled();
-        }
+        state.fold(&sinks);
     }
     acc
 }
