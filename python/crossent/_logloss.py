@@ -376,7 +376,7 @@ def log_loss(
         ``y_true`` must be among them.
     groups : array_like of int, shape (n_samples,), optional
         Integer group codes ``0 … G-1`` (any integer dtype, read in place): the log loss of
-        each group, in one pass (see :doc:`guide/groups`).
+        each group, in one pass (see :doc:`/guide/groups`).
     n_groups : int, optional
         ``G`` (default: the largest code + 1); a code outside ``[0, G)`` raises
         ``ValueError`` naming ``groups`` and its position.
