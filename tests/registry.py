@@ -156,6 +156,12 @@ _DIST_PARAMS: dict[str, tuple[tuple[Any, type[Exception]], ...]] = {
         (True, TypeError),
     ),
     "normalize": ((1, TypeError), (None, TypeError), ("yes", TypeError)),
+    "keepdims": (
+        (1, TypeError),
+        (None, TypeError),
+        ("yes", TypeError),
+        (np.array([True]), TypeError),
+    ),
 }
 _DIST_SPECIAL = {
     # Normalising by a sum that is NaN or infinite makes the whole distribution NaN, as SciPy.
@@ -322,6 +328,8 @@ _SOFTMAX_PARAMS: dict[str, tuple[tuple[Any, type[Exception]], ...]] = {
         (None, TypeError),
     ),
     "reduction": _REDUCTION_BAD,
+    # True needs reduction="none" (the registry calls with the default "mean").
+    "keepdims": ((1, TypeError), (None, TypeError), ("yes", TypeError), (True, ValueError)),
 }
 _SOFTMAX_LOGITS_SPECIAL = {
     ("logits", np.nan): "nan",

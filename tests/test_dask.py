@@ -453,3 +453,33 @@ def test_normalised_jensen_shannon_refuses_an_all_negative_distribution(arg: str
     expr = cd.jensen_shannon(da.from_array(p, chunks=5), da.from_array(q, chunks=5), axis=None)
     with pytest.raises(ValueError, match=rf"'{arg}' must hold non-negative values; found -0\.5"):
         expr.compute(scheduler="sync")
+
+
+@pytest.mark.parametrize("name", ["entropy", "cross_entropy", "kl_divergence", "jensen_shannon"])
+@pytest.mark.parametrize("axis", [0, 1, -1, None])
+def test_divergences_keepdims(name: str, axis: int | None) -> None:
+    p = rng.uniform(0.01, 0.99, (6, 8, 5))
+    q = rng.uniform(0.01, 0.99, (8, 5))  # broadcast against p
+    args = (p,) if name == "entropy" else (p, q)
+    lazy = getattr(cd, name)(*(da.from_array(a, chunks=3) for a in args), axis=axis, keepdims=True)
+    want = getattr(crossent, name)(*args, axis=axis, keepdims=True)
+    assert lazy.shape == want.shape
+    got = lazy.compute()
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    with pytest.raises(TypeError, match="'keepdims' must be True or False"):
+        getattr(cd, name)(*args, axis=axis, keepdims=1)
+
+
+@pytest.mark.parametrize("axis", [0, -1])
+def test_softmax_keepdims(axis: int) -> None:
+    x = X[:60, :7]
+    y = LABELS[:60] % 7 if axis == -1 else LABELS[:7] % 60
+    lazy = cd.softmax_cross_entropy(
+        da.from_array(x, chunks=(16, 7)), y, axis=axis, reduction="none", keepdims=True
+    )
+    want = crossent.softmax_cross_entropy(x, y, axis=axis, reduction="none", keepdims=True)
+    assert lazy.shape == want.shape
+    np.testing.assert_allclose(lazy.compute(), want, rtol=1e-12)
+    with pytest.raises(ValueError, match="'keepdims' is only used with reduction='none'"):
+        cd.softmax_cross_entropy(x, y, axis=axis, keepdims=True)

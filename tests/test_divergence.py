@@ -531,3 +531,113 @@ def test_long_rows_and_merged_accumulators_on_any_scale(dtype: Any, uneven: bool
             "entropy": -np.sum(p64 * np.log(p64)),
         }[name]
         assert first.sum == pytest.approx(float(terms), rel=1e-9)
+
+
+# --- keepdims --------------------------------------------------------------------------------
+
+
+def scipy_keepdims(name: str, p: Any, q: Any, axis: int | None, base: float | None) -> Any:
+    """SciPy's own ``keepdims=True`` results, live: ``scipy.stats.entropy`` (entropy and KL),
+    cross-entropy as entropy + KL of the two, and ``jensenshannon`` squared."""
+    p = np.asarray(p, dtype=np.float64)
+    q = None if q is None else np.asarray(q, dtype=np.float64)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        if name == "entropy":
+            return scipy.stats.entropy(p, base=base, axis=axis, keepdims=True)
+        p, q = np.broadcast_arrays(p, q)
+        kl = scipy.stats.entropy(p, q, base=base, axis=axis, keepdims=True)
+        if name == "kl_divergence":
+            return kl
+        if name == "cross_entropy":
+            return scipy.stats.entropy(p, base=base, axis=axis, keepdims=True) + kl
+        if axis is None:
+            js = jensenshannon(p.ravel(), q.ravel(), base=base)
+            return np.reshape(js**2, (1,) * p.ndim)
+        return jensenshannon(p, q, base=base, axis=axis, keepdims=True) ** 2
+
+
+@pytest.mark.parametrize("name", ALL)
+@settings(max_examples=60, deadline=None)
+@given(case=cases())
+def test_keepdims_matches_scipy(name: str, case: Any) -> None:
+    p, q, axis, base = case
+    got = call(name, p, q, axis=axis, base=base, keepdims=True)
+    plain = call(name, p, q, axis=axis, base=base)
+    shape = np.broadcast_shapes(p.shape, q.shape) if name != "entropy" else p.shape
+    kept = tuple(1 if axis is None or d == axis % len(shape) else n for d, n in enumerate(shape))
+    assert isinstance(got, np.ndarray)
+    assert got.dtype == p.dtype
+    assert got.shape == kept
+    assert got.flags.c_contiguous and got.base is None
+    # The same bits as without keepdims, only with the axis kept (a single value, returned
+    # without keepdims as a Python float, is stored in p's dtype).
+    np.testing.assert_array_equal(got.reshape(np.shape(plain)), np.asarray(plain, got.dtype))
+    if p.size == 0:
+        return  # SciPy warns and disagrees on empty distributions (see test_matches_scipy)
+    want = scipy_keepdims(name, p, q, axis, base)
+    assert want.shape == kept
+    rtol, atol = tolerances(p.dtype)
+    if name == "cross_entropy":
+        rtol, atol = max(rtol, 1e-9), max(atol, 1e-9)  # entropy + KL rounds twice
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("axis", [0, 1, -1, None])
+def test_keepdims_3d_strided_and_broadcast(name: str, axis: int | None) -> None:
+    rng = np.random.default_rng(11)
+    p = rng.random((5, 6, 8))[:, ::2, ::-2]  # (5, 3, 4), strided and reversed
+    q = rng.random((3, 1)) + 0.1  # broadcast along the first and last axes
+    got = call(name, p, q, axis=axis, keepdims=True)
+    want = scipy_keepdims(name, p, q, axis, None)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_keepdims_one_dimensional(name: str) -> None:
+    p, q = np.array([0.1, 0.2, 0.7]), np.array([0.3, 0.3, 0.4])
+    for axis in (0, -1, None):
+        got = call(name, p, q, axis=axis, keepdims=True)
+        assert isinstance(got, np.ndarray) and got.shape == (1,)
+        assert got[0] == call(name, p, q, axis=axis)
+        np.testing.assert_allclose(got, scipy_keepdims(name, p, q, axis, 2.0) * np.log(2.0))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_keepdims_out(name: str) -> None:
+    rng = np.random.default_rng(12)
+    p = rng.random((6, 5, 4))
+    q = rng.random((6, 5, 4)) + 0.1
+    out = np.full((4, 1, 6), np.nan).transpose(2, 1, 0)  # (6, 1, 4), strided
+    got = call(name, p, q, axis=1, out=out, keepdims=True)
+    assert got is out
+    np.testing.assert_array_equal(out[:, 0, :], call(name, p, q, axis=1))
+    whole = np.zeros((1, 1, 1), dtype=np.float64)
+    assert call(name, p, q, axis=None, out=whole, keepdims=True) is whole
+    assert whole[0, 0, 0] == call(name, p, q, axis=None)
+    # An out of the shape without the axis is refused: keepdims wants it kept.
+    with pytest.raises(ValueError, match=r"'out' must have shape \(6, 1, 4\), got \(6, 4\)"):
+        call(name, p, q, axis=1, out=np.zeros((6, 4)), keepdims=True)
+    with pytest.raises(ValueError, match=r"'out' must have shape \(6, 4\), got \(6, 1, 4\)"):
+        call(name, p, q, axis=1, out=np.zeros((6, 1, 4)))
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("bad", [1, 0, None, "yes", np.array([True])])
+def test_keepdims_must_be_a_bool(name: str, bad: Any) -> None:
+    p = np.full((2, 3), 1 / 3)
+    with pytest.raises(TypeError, match="'keepdims' must be True or False, got"):
+        call(name, p, p, keepdims=bad)
+    # A NumPy bool is a bool.
+    assert call(name, p, p, keepdims=np.bool_(True)).shape == (2, 1)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_keepdims_over_a_chunked_arrow_column_is_refused(name: str) -> None:
+    pa = pytest.importorskip("pyarrow")
+    col = pa.chunked_array([[0.1, 0.2], [0.3, 0.4]])
+    with pytest.raises(ValueError, match="'keepdims' must be False"):
+        call(name, col, col, keepdims=True)
+    assert isinstance(call(name, col, col, normalize=False), float)

@@ -477,3 +477,70 @@ def test_nan_and_infinities_as_pytorch(dtype: Any) -> None:
     assert probs([0.0, 1.0, 0.5], [0.5, INF, 0.5]) == INF
     with pytest.raises(ValueError, match="target"):
         probs([0.0, 1.0, 0.5], [-INF, 0.5, 0.5])
+
+
+# --- keepdims --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(7,), (4, 7), (3, 7, 5), (3, 4, 7, 2)])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_keepdims_keeps_the_class_axis(shape: Any, axis: int, soft: bool, dtype: Any) -> None:
+    import scipy.special
+
+    if axis >= len(shape):
+        pytest.skip("no such axis")
+    rng = np.random.default_rng(21)
+    # Strided, reversed logits, read in place.
+    big = rng.normal(size=tuple(2 * n for n in shape)).astype(dtype)
+    x = big[tuple(slice(None, None, -2) for _ in shape)]
+    ax = axis % x.ndim
+    classes = x.shape[ax]
+    rows = x.shape[:ax] + x.shape[ax + 1 :]
+    if soft:
+        t = rng.random(x.shape).astype(dtype)
+        t /= t.sum(axis=ax, keepdims=True)
+    else:
+        t = rng.integers(0, classes, rows)
+    got = crossent.softmax_cross_entropy(x, t, axis=axis, reduction="none", keepdims=True)
+    kept = (*x.shape[:ax], 1, *x.shape[ax + 1 :])
+    assert isinstance(got, np.ndarray) and got.shape == kept and got.dtype == dtype
+    assert got.flags.c_contiguous and got.base is None
+    plain = crossent.softmax_cross_entropy(x, t, axis=axis, reduction="none")
+    np.testing.assert_array_equal(got.reshape(np.shape(plain)), plain)
+    # SciPy's log-softmax, reduced along the class axis with its keepdims.
+    logp = scipy.special.log_softmax(x.astype(np.float64), axis=ax)
+    if soft:
+        want = -(t * logp).sum(axis=ax, keepdims=True)
+    else:
+        want = -np.take_along_axis(logp, np.expand_dims(t, ax), axis=ax)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+    # Into an out of the kept shape, strided.
+    out = np.full(kept[::-1], np.nan, dtype=dtype).T
+    res = crossent.softmax_cross_entropy(x, t, axis=axis, reduction="none", out=out, keepdims=True)
+    assert res is out
+    np.testing.assert_array_equal(out, got)
+
+
+def test_keepdims_refusals() -> None:
+    x = np.zeros((4, 3))
+    y = np.array([0, 1, 2, 0])
+    for reduction in ("mean", "sum"):
+        with pytest.raises(ValueError, match="'keepdims' is only used with reduction='none'"):
+            crossent.softmax_cross_entropy(x, y, reduction=reduction, keepdims=True)
+        # False is the default, and accepted with any reduction.
+        assert isinstance(
+            crossent.softmax_cross_entropy(x, y, reduction=reduction, keepdims=False), float
+        )
+    with pytest.raises(ValueError, match=r"'keepdims' is only used with .* no 'groups'"):
+        crossent.softmax_cross_entropy(
+            x, y, reduction="none", groups=np.zeros(4, np.int64), keepdims=True
+        )
+    with pytest.raises(ValueError, match=r"'out' must have shape \(4, 1\), got \(4,\)"):
+        crossent.softmax_cross_entropy(x, y, reduction="none", out=np.zeros(4), keepdims=True)
+    bads: tuple[Any, ...] = (1, 0, None, "yes", np.array([True]))
+    for bad in bads:
+        with pytest.raises(TypeError, match="'keepdims' must be True or False"):
+            crossent.softmax_cross_entropy(x, y, reduction="none", keepdims=bad)

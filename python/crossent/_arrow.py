@@ -619,6 +619,11 @@ def call_streamed(name: str, kwargs: dict[str, Any]) -> Any:
 
     operands = _OPERANDS[name]
     fixed = {k: v for k, v in kwargs.items() if k not in operands}
+    if fixed.pop("keepdims", False):
+        raise ValueError(
+            f"'keepdims' must be False for {name} over a chunked Arrow column (combine the "
+            "chunks, or add the axis to the result with numpy.expand_dims)"
+        )
     # Operands that broadcast go whole with every piece.
     whole = {n: kwargs[n] for n in operands if n not in sources and kwargs.get(n) is not None}
     grad = name.endswith("_grad")

@@ -505,6 +505,7 @@ def entropy(
     base: float | None = None,
     normalize: bool = True,
     out: _FloatArray | None = None,
+    keepdims: bool = False,
 ) -> float | _FloatArray:
     """Entropy of distributions along an axis, as :func:`scipy.stats.entropy` computes it.
 
@@ -525,14 +526,20 @@ def entropy(
     normalize : bool, default True
         ``False`` uses each row as given: ``-sum(p * log(p))``.
     out : numpy.ndarray, optional
-        Array of ``p``'s dtype and shape without ``axis`` to write the results into.
+        Array of ``p``'s dtype and shape without ``axis`` (with ``keepdims``: with ``axis``
+        kept with length 1) to write the results into.
+    keepdims : bool, default False
+        ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
+        NumPy's reductions and :func:`scipy.stats.entropy` do: the result is then always an
+        array, which broadcasts against ``p``.
 
     Returns
     -------
     float or numpy.ndarray
         One value per distribution: a Python float when there is one (1-D input or
-        ``axis=None``), otherwise an array of ``p``'s shape without ``axis`` and ``p``'s dtype.
-        Sums are accumulated in float64, also for float32 input.
+        ``axis=None``) and ``keepdims`` is False, otherwise an array of ``p``'s dtype and shape
+        without ``axis`` (with ``keepdims``: with it kept with length 1). Sums are accumulated
+        in float64, also for float32 input.
 
     Notes
     -----
@@ -546,6 +553,9 @@ def entropy(
     1.5
     >>> crossent.entropy(np.array([[1.0, 1.0], [3.0, 0.0]])).round(6)
     array([0.693147, 0.      ])
+    >>> crossent.entropy(np.array([[1.0, 1.0], [3.0, 0.0]]), keepdims=True).round(6)
+    array([[0.693147],
+           [0.      ]])
     """
 
 def cross_entropy(
@@ -556,6 +566,7 @@ def cross_entropy(
     base: float | None = None,
     normalize: bool = True,
     out: _FloatArray | None = None,
+    keepdims: bool = False,
 ) -> float | _FloatArray:
     """Cross-entropy of distribution ``q`` relative to ``p``, along an axis.
 
@@ -578,7 +589,11 @@ def cross_entropy(
     normalize : bool, default True
         ``False`` uses the rows as given: ``-sum(p * log(q))``.
     out : numpy.ndarray, optional
-        Array of the input dtype and the broadcast shape without ``axis``, to write into.
+        Array of the input dtype and the broadcast shape without ``axis`` (with ``keepdims``:
+        with ``axis`` kept with length 1), to write into.
+    keepdims : bool, default False
+        ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
+        :func:`entropy`.
 
     Returns
     -------
@@ -600,6 +615,7 @@ def kl_divergence(
     base: float | None = None,
     normalize: bool = True,
     out: _FloatArray | None = None,
+    keepdims: bool = False,
 ) -> float | _FloatArray:
     """Kullback-Leibler divergence ``D(p || q)`` along an axis, as ``scipy.stats.entropy(p, q)``.
 
@@ -619,7 +635,11 @@ def kl_divergence(
     normalize : bool, default True
         ``False`` uses the rows as given: ``sum(rel_entr(p, q))``.
     out : numpy.ndarray, optional
-        Array of the input dtype and the broadcast shape without ``axis``, to write into.
+        Array of the input dtype and the broadcast shape without ``axis`` (with ``keepdims``:
+        with ``axis`` kept with length 1), to write into.
+    keepdims : bool, default False
+        ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
+        :func:`entropy`.
 
     Returns
     -------
@@ -634,6 +654,8 @@ def kl_divergence(
     >>> p = np.array([[0.2, 0.8], [0.5, 0.5]])
     >>> crossent.kl_divergence(p, p[::-1]).round(6)
     array([0.192745, 0.223144])
+    >>> crossent.kl_divergence(p, p[::-1], axis=0, keepdims=True).round(6)
+    array([[0.392696, 0.108462]])
     """
 
 def jensen_shannon(
@@ -644,6 +666,7 @@ def jensen_shannon(
     base: float | None = None,
     normalize: bool = True,
     out: _FloatArray | None = None,
+    keepdims: bool = False,
 ) -> float | _FloatArray:
     """Jensen-Shannon divergence along an axis: the square of
     :func:`scipy.spatial.distance.jensenshannon`.
@@ -664,7 +687,11 @@ def jensen_shannon(
     normalize : bool, default True
         ``False`` uses the rows as given, with ``m = (p + q) / 2``.
     out : numpy.ndarray, optional
-        Array of the input dtype and the broadcast shape without ``axis``, to write into.
+        Array of the input dtype and the broadcast shape without ``axis`` (with ``keepdims``:
+        with ``axis`` kept with length 1), to write into.
+    keepdims : bool, default False
+        ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
+        :func:`entropy`.
 
     Returns
     -------
@@ -693,6 +720,7 @@ def softmax_cross_entropy(
     out: None = None,
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
+    keepdims: Literal[False] = False,
 ) -> npt.NDArray[np.float64]:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -728,12 +756,17 @@ def softmax_cross_entropy(
         number of rows. ``"none"`` returns every row's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
+    keepdims : bool, default False
+        With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
+        losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
+        ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
 
     Returns
     -------
     float or numpy.ndarray
         A Python float (accumulated in float64) for ``"mean"`` and ``"sum"``; an array of the
-        rows' shape and ``logits``' dtype for ``"none"``.
+        rows' shape (with ``keepdims``: ``logits``' shape with the class axis of length 1) and
+        ``logits``' dtype for ``"none"``.
 
     Notes
     -----
@@ -751,6 +784,8 @@ def softmax_cross_entropy(
     0.175456
     >>> crossent.softmax_cross_entropy(logits, labels, reduction="none").round(6)
     array([0.241311, 0.109601])
+    >>> crossent.softmax_cross_entropy(logits, labels, reduction="none", keepdims=True).shape
+    (2, 1)
     >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
     0.345456
     """
@@ -768,6 +803,7 @@ def softmax_cross_entropy(
     out: None = None,
     groups: None = None,
     n_groups: None = None,
+    keepdims: Literal[False] = False,
 ) -> float:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -803,12 +839,17 @@ def softmax_cross_entropy(
         number of rows. ``"none"`` returns every row's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
+    keepdims : bool, default False
+        With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
+        losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
+        ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
 
     Returns
     -------
     float or numpy.ndarray
         A Python float (accumulated in float64) for ``"mean"`` and ``"sum"``; an array of the
-        rows' shape and ``logits``' dtype for ``"none"``.
+        rows' shape (with ``keepdims``: ``logits``' shape with the class axis of length 1) and
+        ``logits``' dtype for ``"none"``.
 
     Notes
     -----
@@ -826,6 +867,8 @@ def softmax_cross_entropy(
     0.175456
     >>> crossent.softmax_cross_entropy(logits, labels, reduction="none").round(6)
     array([0.241311, 0.109601])
+    >>> crossent.softmax_cross_entropy(logits, labels, reduction="none", keepdims=True).shape
+    (2, 1)
     >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
     0.345456
     """
@@ -843,6 +886,7 @@ def softmax_cross_entropy(
     out: _FloatArray | None = None,
     groups: None = None,
     n_groups: None = None,
+    keepdims: bool = False,
 ) -> _FloatArray:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -878,12 +922,17 @@ def softmax_cross_entropy(
         number of rows. ``"none"`` returns every row's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
+    keepdims : bool, default False
+        With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
+        losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
+        ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
 
     Returns
     -------
     float or numpy.ndarray
         A Python float (accumulated in float64) for ``"mean"`` and ``"sum"``; an array of the
-        rows' shape and ``logits``' dtype for ``"none"``.
+        rows' shape (with ``keepdims``: ``logits``' shape with the class axis of length 1) and
+        ``logits``' dtype for ``"none"``.
 
     Notes
     -----
@@ -901,6 +950,8 @@ def softmax_cross_entropy(
     0.175456
     >>> crossent.softmax_cross_entropy(logits, labels, reduction="none").round(6)
     array([0.241311, 0.109601])
+    >>> crossent.softmax_cross_entropy(logits, labels, reduction="none", keepdims=True).shape
+    (2, 1)
     >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
     0.345456
     """
@@ -918,6 +969,7 @@ def softmax_cross_entropy(
     out: _FloatArray | None = None,
     groups: _ArrayLike | None = None,
     n_groups: SupportsIndex | None = None,
+    keepdims: bool = False,
 ) -> float | _FloatArray:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -953,12 +1005,17 @@ def softmax_cross_entropy(
         number of rows. ``"none"`` returns every row's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
+    keepdims : bool, default False
+        With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
+        losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
+        ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
 
     Returns
     -------
     float or numpy.ndarray
         A Python float (accumulated in float64) for ``"mean"`` and ``"sum"``; an array of the
-        rows' shape and ``logits``' dtype for ``"none"``.
+        rows' shape (with ``keepdims``: ``logits``' shape with the class axis of length 1) and
+        ``logits``' dtype for ``"none"``.
 
     Notes
     -----
@@ -976,6 +1033,8 @@ def softmax_cross_entropy(
     0.175456
     >>> crossent.softmax_cross_entropy(logits, labels, reduction="none").round(6)
     array([0.241311, 0.109601])
+    >>> crossent.softmax_cross_entropy(logits, labels, reduction="none", keepdims=True).shape
+    (2, 1)
     >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
     0.345456
     """

@@ -462,6 +462,7 @@ def softmax_cross_entropy(
     reduction: str = "mean",
     groups: Any = None,
     n_groups: int | None = None,
+    keepdims: bool = False,
 ) -> da.Array:
     """:func:`crossent.softmax_cross_entropy` on Dask arrays (lazy).
 
@@ -476,8 +477,18 @@ def softmax_cross_entropy(
     >>> labels = da.from_array(np.array([0, 2]), chunks=1)
     >>> round(float(crossent.dask.softmax_cross_entropy(logits, labels).compute()), 6)
     0.175456
+
+    ``keepdims=True`` (with ``reduction="none"`` only) keeps the class axis with length 1:
+
+    >>> crossent.dask.softmax_cross_entropy(logits, labels, reduction="none", keepdims=True).shape
+    (2, 1)
     """
     _reduction(reduction)  # checked as the in-memory functions check it
+    if _keepdims(keepdims) and (reduction != "none" or groups is not None):
+        raise ValueError(
+            "'keepdims' is only used with reduction='none' and no 'groups' (a mean or sum is "
+            "a Python float, with no axis to keep)"
+        )
     g, grouped = _groups(groups, n_groups, reduction)
     x = _dask(logits, "logits")
     if x.ndim == 0:
@@ -542,8 +553,11 @@ def softmax_cross_entropy(
 
         if x.ndim == 1:
             # One row: one block, one loss; kept 1-D through map_blocks, then made 0-d.
-            return da.map_blocks(per_row, x, t, dtype=x.dtype, chunks=((1,),)).reshape(())
-        return da.map_blocks(per_row, x, t, drop_axis=ax, dtype=x.dtype)
+            rows = da.map_blocks(per_row, x, t, dtype=x.dtype, chunks=((1,),)).reshape(())
+        else:
+            rows = da.map_blocks(per_row, x, t, drop_axis=ax, dtype=x.dtype)
+        # The class axis given back with length 1: a view of each block, no copy.
+        return da.expand_dims(rows, ax) if keepdims else rows
 
     scalar: Literal["mean", "sum"] = "sum" if reduction == "sum" else "mean"
 
@@ -665,10 +679,27 @@ def log_loss(
 # --------------------------------------------------------------------------------------------
 
 
+def _keepdims(keepdims: Any) -> bool:
+    """`keepdims` checked as the in-memory functions check it: True or False (a NumPy bool
+    too), now rather than at compute time."""
+    if not isinstance(keepdims, (bool, np.bool_)):
+        raise TypeError(
+            f"'keepdims' must be True or False, got {keepdims!r} of type {type(keepdims).__name__}"
+        )
+    return bool(keepdims)
+
+
 def _divergence(
-    name: str, p: Any, q: Any, axis: int | None, base: float | None, normalize: bool
+    name: str,
+    p: Any,
+    q: Any,
+    axis: int | None,
+    base: float | None,
+    normalize: bool,
+    keepdims: bool = False,
 ) -> da.Array:
     fn = getattr(crossent, name)
+    keepdims = _keepdims(keepdims)
     a = _dask(p, "p")
     b = None if q is None else _dask(q, "q")
     if b is not None:
@@ -693,11 +724,18 @@ def _divergence(
 
         def per_row(*blocks: np.ndarray, block_info: Any = None) -> np.ndarray:
             try:
-                return np.asarray(fn(*blocks, axis=ax, base=base, normalize=normalize))
+                return np.asarray(
+                    fn(*blocks, axis=ax, base=base, normalize=normalize, keepdims=keepdims)
+                )
             except ValueError as e:
                 raise located(e, block_info) from None
 
-        return da.map_blocks(per_row, *ops, drop_axis=ax, dtype=np.result_type(a.dtype, np.float32))
+        dtype = np.result_type(a.dtype, np.float32)
+        if keepdims:
+            # The axis stays, one chunk of length 1 (it was rechunked whole).
+            chunks = tuple((1,) if d == ax else c for d, c in enumerate(ops[0].chunks))
+            return da.map_blocks(per_row, *ops, chunks=chunks, dtype=dtype)
+        return da.map_blocks(per_row, *ops, drop_axis=ax, dtype=dtype)
 
     # axis=None: the whole array is one distribution, accumulated chunk by chunk. Normalised
     # Jensen-Shannon needs the totals inside every logarithm: a first pass normalises (and an
@@ -733,7 +771,9 @@ def _divergence(
             raise located(error, block_info) from None
         return _cell(acc, max(blocks[0].ndim, 1))
 
-    return _accumulated(factory, _block_states(state, ops + raw))
+    total = _accumulated(factory, _block_states(state, ops + raw))
+    # A 0-d result given every dimension back with length 1: a reshape, no copy.
+    return total.reshape((1,) * a.ndim) if keepdims else total
 
 
 _ACCUMULATORS: dict[str, type[Any]] = {
@@ -761,7 +801,12 @@ def _block_states(f: Callable[..., np.ndarray], ops: list[da.Array]) -> da.Array
 
 
 def entropy(
-    p: Any, *, axis: int | None = -1, base: float | None = None, normalize: bool = True
+    p: Any,
+    *,
+    axis: int | None = -1,
+    base: float | None = None,
+    normalize: bool = True,
+    keepdims: bool = False,
 ) -> da.Array:
     """:func:`crossent.entropy` on Dask arrays (lazy): per distribution along ``axis``
     (rechunked whole), or over the whole array with ``axis=None`` (each chunk reduced by a
@@ -771,12 +816,23 @@ def entropy(
     >>> p = da.from_array(np.array([1.0, 2.0, 3.0, 4.0]), chunks=2)
     >>> round(float(crossent.dask.entropy(p, axis=None).compute()), 6)
     1.279854
+
+    ``keepdims=True`` keeps the reduced axis (every axis with ``axis=None``) with length 1:
+
+    >>> crossent.dask.entropy(p.reshape(2, 2), axis=0, keepdims=True).shape
+    (1, 2)
     """
-    return _divergence("entropy", p, None, axis, base, normalize)
+    return _divergence("entropy", p, None, axis, base, normalize, keepdims)
 
 
 def cross_entropy(
-    p: Any, q: Any, *, axis: int | None = -1, base: float | None = None, normalize: bool = True
+    p: Any,
+    q: Any,
+    *,
+    axis: int | None = -1,
+    base: float | None = None,
+    normalize: bool = True,
+    keepdims: bool = False,
 ) -> da.Array:
     """:func:`crossent.cross_entropy` on Dask arrays (lazy); see :func:`entropy`.
 
@@ -786,11 +842,17 @@ def cross_entropy(
     >>> crossent.dask.cross_entropy(p, q).compute().round(6)
     array([0.836988, 0.693147])
     """
-    return _divergence("cross_entropy", p, q, axis, base, normalize)
+    return _divergence("cross_entropy", p, q, axis, base, normalize, keepdims)
 
 
 def kl_divergence(
-    p: Any, q: Any, *, axis: int | None = -1, base: float | None = None, normalize: bool = True
+    p: Any,
+    q: Any,
+    *,
+    axis: int | None = -1,
+    base: float | None = None,
+    normalize: bool = True,
+    keepdims: bool = False,
 ) -> da.Array:
     """:func:`crossent.kl_divergence` on Dask arrays (lazy); see :func:`entropy`.
 
@@ -800,11 +862,17 @@ def kl_divergence(
     >>> round(float(crossent.dask.kl_divergence(p, q, axis=None).compute()), 6)
     0.456435
     """
-    return _divergence("kl_divergence", p, q, axis, base, normalize)
+    return _divergence("kl_divergence", p, q, axis, base, normalize, keepdims)
 
 
 def jensen_shannon(
-    p: Any, q: Any, *, axis: int | None = -1, base: float | None = None, normalize: bool = True
+    p: Any,
+    q: Any,
+    *,
+    axis: int | None = -1,
+    base: float | None = None,
+    normalize: bool = True,
+    keepdims: bool = False,
 ) -> da.Array:
     """:func:`crossent.jensen_shannon` on Dask arrays (lazy). With ``axis=None`` and
     normalisation the totals are computed first (two passes over the data).
@@ -815,4 +883,4 @@ def jensen_shannon(
     >>> round(float(crossent.dask.jensen_shannon(p, q, axis=None).compute()), 6)
     0.10644
     """
-    return _divergence("jensen_shannon", p, q, axis, base, normalize)
+    return _divergence("jensen_shannon", p, q, axis, base, normalize, keepdims)

@@ -104,12 +104,22 @@ pub fn ignore_index(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
     int(obj, "ignore_index")
 }
 
-/// `normalize=`: `True` or `False` (a NumPy bool too; not an integer).
-pub fn normalize(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+/// A flag: `True` or `False` (a NumPy bool too; not an integer).
+fn flag(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<bool> {
     obj.extract::<bool>().map_err(|_| {
         PyTypeError::new_err(format!(
-            "'normalize' must be True or False, got {}",
+            "'{name}' must be True or False, got {}",
             describe(obj)
         ))
     })
+}
+
+/// `normalize=`: `True` or `False`.
+pub fn normalize(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    flag(obj, "normalize")
+}
+
+/// `keepdims=`: `True` or `False`.
+pub fn keepdims(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    flag(obj, "keepdims")
 }

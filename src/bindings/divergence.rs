@@ -39,14 +39,20 @@ use crate::kernels::view::Axis;
 /// normalize : bool, default True
 ///     ``False`` uses each row as given: ``-sum(p * log(p))``.
 /// out : numpy.ndarray, optional
-///     Array of ``p``'s dtype and shape without ``axis`` to write the results into.
+///     Array of ``p``'s dtype and shape without ``axis`` (with ``keepdims``: with ``axis``
+///     kept with length 1) to write the results into.
+/// keepdims : bool, default False
+///     ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
+///     NumPy's reductions and :func:`scipy.stats.entropy` do: the result is then always an
+///     array, which broadcasts against ``p``.
 ///
 /// Returns
 /// -------
 /// float or numpy.ndarray
 ///     One value per distribution: a Python float when there is one (1-D input or
-///     ``axis=None``), otherwise an array of ``p``'s shape without ``axis`` and ``p``'s dtype.
-///     Sums are accumulated in float64, also for float32 input.
+///     ``axis=None``) and ``keepdims`` is False, otherwise an array of ``p``'s dtype and shape
+///     without ``axis`` (with ``keepdims``: with it kept with length 1). Sums are accumulated
+///     in float64, also for float32 input.
 ///
 /// Notes
 /// -----
@@ -60,10 +66,13 @@ use crate::kernels::view::Axis;
 /// 1.5
 /// >>> crossent.entropy(np.array([[1.0, 1.0], [3.0, 0.0]])).round(6)
 /// array([0.693147, 0.      ])
+/// >>> crossent.entropy(np.array([[1.0, 1.0], [3.0, 0.0]]), keepdims=True).round(6)
+/// array([[0.693147],
+///        [0.      ]])
 #[pyfunction]
 #[pyo3(
-    signature = (p, *, axis=Some(-1), base=None, normalize=true, out=None),
-    text_signature = "(p, *, axis=-1, base=None, normalize=True, out=None)"
+    signature = (p, *, axis=Some(-1), base=None, normalize=true, out=None, keepdims=false),
+    text_signature = "(p, *, axis=-1, base=None, normalize=True, out=None, keepdims=False)"
 )]
 pub fn entropy<'py>(
     p: &Bound<'py, PyAny>,
@@ -71,8 +80,20 @@ pub fn entropy<'py>(
     #[pyo3(from_py_with = args::base)] base: Option<f64>,
     #[pyo3(from_py_with = args::normalize)] normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
+    #[pyo3(from_py_with = args::keepdims)] keepdims: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    compute_kind(Kind::Entropy, p, None, axis, base, normalize, out)
+    compute_kind(
+        Kind::Entropy,
+        p,
+        None,
+        Keywords {
+            axis,
+            base,
+            normalize,
+            out,
+            keepdims,
+        },
+    )
 }
 
 /// Cross-entropy of distribution ``q`` relative to ``p``, along an axis.
@@ -96,7 +117,11 @@ pub fn entropy<'py>(
 /// normalize : bool, default True
 ///     ``False`` uses the rows as given: ``-sum(p * log(q))``.
 /// out : numpy.ndarray, optional
-///     Array of the input dtype and the broadcast shape without ``axis``, to write into.
+///     Array of the input dtype and the broadcast shape without ``axis`` (with ``keepdims``:
+///     with ``axis`` kept with length 1), to write into.
+/// keepdims : bool, default False
+///     ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
+///     :func:`entropy`.
 ///
 /// Returns
 /// -------
@@ -110,8 +135,8 @@ pub fn entropy<'py>(
 /// 1.207519
 #[pyfunction]
 #[pyo3(
-    signature = (p, q, *, axis=Some(-1), base=None, normalize=true, out=None),
-    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None)"
+    signature = (p, q, *, axis=Some(-1), base=None, normalize=true, out=None, keepdims=false),
+    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None, keepdims=False)"
 )]
 pub fn cross_entropy<'py>(
     p: &Bound<'py, PyAny>,
@@ -120,8 +145,20 @@ pub fn cross_entropy<'py>(
     #[pyo3(from_py_with = args::base)] base: Option<f64>,
     #[pyo3(from_py_with = args::normalize)] normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
+    #[pyo3(from_py_with = args::keepdims)] keepdims: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    compute_kind(Kind::CrossEntropy, p, Some(q), axis, base, normalize, out)
+    compute_kind(
+        Kind::CrossEntropy,
+        p,
+        Some(q),
+        Keywords {
+            axis,
+            base,
+            normalize,
+            out,
+            keepdims,
+        },
+    )
 }
 
 /// Kullback-Leibler divergence ``D(p || q)`` along an axis, as ``scipy.stats.entropy(p, q)``.
@@ -142,7 +179,11 @@ pub fn cross_entropy<'py>(
 /// normalize : bool, default True
 ///     ``False`` uses the rows as given: ``sum(rel_entr(p, q))``.
 /// out : numpy.ndarray, optional
-///     Array of the input dtype and the broadcast shape without ``axis``, to write into.
+///     Array of the input dtype and the broadcast shape without ``axis`` (with ``keepdims``:
+///     with ``axis`` kept with length 1), to write into.
+/// keepdims : bool, default False
+///     ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
+///     :func:`entropy`.
 ///
 /// Returns
 /// -------
@@ -157,10 +198,12 @@ pub fn cross_entropy<'py>(
 /// >>> p = np.array([[0.2, 0.8], [0.5, 0.5]])
 /// >>> crossent.kl_divergence(p, p[::-1]).round(6)
 /// array([0.192745, 0.223144])
+/// >>> crossent.kl_divergence(p, p[::-1], axis=0, keepdims=True).round(6)
+/// array([[0.392696, 0.108462]])
 #[pyfunction]
 #[pyo3(
-    signature = (p, q, *, axis=Some(-1), base=None, normalize=true, out=None),
-    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None)"
+    signature = (p, q, *, axis=Some(-1), base=None, normalize=true, out=None, keepdims=false),
+    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None, keepdims=False)"
 )]
 pub fn kl_divergence<'py>(
     p: &Bound<'py, PyAny>,
@@ -169,8 +212,20 @@ pub fn kl_divergence<'py>(
     #[pyo3(from_py_with = args::base)] base: Option<f64>,
     #[pyo3(from_py_with = args::normalize)] normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
+    #[pyo3(from_py_with = args::keepdims)] keepdims: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    compute_kind(Kind::KlDivergence, p, Some(q), axis, base, normalize, out)
+    compute_kind(
+        Kind::KlDivergence,
+        p,
+        Some(q),
+        Keywords {
+            axis,
+            base,
+            normalize,
+            out,
+            keepdims,
+        },
+    )
 }
 
 /// Jensen-Shannon divergence along an axis: the square of
@@ -192,7 +247,11 @@ pub fn kl_divergence<'py>(
 /// normalize : bool, default True
 ///     ``False`` uses the rows as given, with ``m = (p + q) / 2``.
 /// out : numpy.ndarray, optional
-///     Array of the input dtype and the broadcast shape without ``axis``, to write into.
+///     Array of the input dtype and the broadcast shape without ``axis`` (with ``keepdims``:
+///     with ``axis`` kept with length 1), to write into.
+/// keepdims : bool, default False
+///     ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
+///     :func:`entropy`.
 ///
 /// Returns
 /// -------
@@ -208,8 +267,8 @@ pub fn kl_divergence<'py>(
 /// 0.101749
 #[pyfunction]
 #[pyo3(
-    signature = (p, q, *, axis=Some(-1), base=None, normalize=true, out=None),
-    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None)"
+    signature = (p, q, *, axis=Some(-1), base=None, normalize=true, out=None, keepdims=false),
+    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None, keepdims=False)"
 )]
 pub fn jensen_shannon<'py>(
     p: &Bound<'py, PyAny>,
@@ -218,8 +277,20 @@ pub fn jensen_shannon<'py>(
     #[pyo3(from_py_with = args::base)] base: Option<f64>,
     #[pyo3(from_py_with = args::normalize)] normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
+    #[pyo3(from_py_with = args::keepdims)] keepdims: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    compute_kind(Kind::JensenShannon, p, Some(q), axis, base, normalize, out)
+    compute_kind(
+        Kind::JensenShannon,
+        p,
+        Some(q),
+        Keywords {
+            axis,
+            base,
+            normalize,
+            out,
+            keepdims,
+        },
+    )
 }
 
 /// `ln(base)`, or 1 for natural logarithms; a base that is not a positive finite number other
@@ -253,25 +324,39 @@ fn inputs<'py>(p: &Bound<'py, PyAny>, q: Option<&Bound<'py, PyAny>>) -> PyResult
     Ok((prec, pa, qa))
 }
 
+/// The keyword arguments of the four functions, as parsed.
+struct Keywords<'a, 'py> {
+    axis: Option<isize>,
+    base: Option<f64>,
+    normalize: bool,
+    out: Option<&'a Bound<'py, PyAny>>,
+    keepdims: bool,
+}
+
 fn compute_kind<'py>(
     kind: Kind,
     p: &Bound<'py, PyAny>,
     q: Option<&Bound<'py, PyAny>>,
-    axis: Option<isize>,
-    base: Option<f64>,
-    normalize: bool,
-    out: Option<&Bound<'py, PyAny>>,
+    keywords: Keywords<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let Keywords {
+        axis,
+        base,
+        normalize,
+        out,
+        keepdims,
+    } = keywords;
     let args = Args {
         kind,
         axis,
         log_base: log_base(base)?,
         normalize,
         out,
+        keepdims,
     };
     stream_hook!(p.py(), divergence_name(kind), [p, q], {
         "p" => p, "q" => q, "axis" => axis, "base" => base, "normalize" => normalize,
-        "out" => out,
+        "out" => out, "keepdims" => keepdims,
     });
     match inputs(p, q)? {
         (Precision::F32, pa, qa) => compute::<f32>(pa, qa, &args),
@@ -318,6 +403,7 @@ struct Args<'a, 'py> {
     log_base: f64,
     normalize: bool,
     out: Option<&'a Bound<'py, PyAny>>,
+    keepdims: bool,
 }
 
 /// `p` and `q` viewed where they lie, read as `T` whatever float type each is stored in (`q`
@@ -373,17 +459,18 @@ fn compute<'py, T: Float + Element + Reported>(
         axis: Axis::from_arg(args.axis),
         normalize: args.normalize,
         log_base: args.log_base,
+        keepdims: args.keepdims,
     };
     let mut held = None;
     let (slot, operands) = (&mut held, &ops);
     let part = drive::divergence::rowwise(
         &call,
         // Asked for once the driver has checked the shapes: `out_shape` is the broadcast
-        // shape without the axis.
+        // shape without the axis (with `keepdims`, with the axis kept with length 1).
         move |out_shape: &[usize]| {
             let array = match args.out {
                 Some(out) => out.clone(),
-                None if out_shape.is_empty() => return Ok(None),
+                None if out_shape.is_empty() && !args.keepdims => return Ok(None),
                 // Uninitialised, but the kernel writes every element before it is returned
                 // (on error it is dropped unseen).
                 None => new_output::<T>(py, out_shape, false)?,

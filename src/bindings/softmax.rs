@@ -56,12 +56,17 @@ use crate::kernels::strided::Load;
 ///     number of rows. ``"none"`` returns every row's loss.
 /// out : numpy.ndarray, optional
 ///     With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
+/// keepdims : bool, default False
+///     With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
+///     losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
+///     ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
 ///
 /// Returns
 /// -------
 /// float or numpy.ndarray
 ///     A Python float (accumulated in float64) for ``"mean"`` and ``"sum"``; an array of the
-///     rows' shape and ``logits``' dtype for ``"none"``.
+///     rows' shape (with ``keepdims``: ``logits``' shape with the class axis of length 1) and
+///     ``logits``' dtype for ``"none"``.
 ///
 /// Notes
 /// -----
@@ -79,17 +84,19 @@ use crate::kernels::strided::Load;
 /// 0.175456
 /// >>> crossent.softmax_cross_entropy(logits, labels, reduction="none").round(6)
 /// array([0.241311, 0.109601])
+/// >>> crossent.softmax_cross_entropy(logits, labels, reduction="none", keepdims=True).shape
+/// (2, 1)
 /// >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
 /// 0.345456
 #[pyfunction]
 #[pyo3(
     signature = (
         logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
-        reduction=Reduction::Mean, out=None, groups=None, n_groups=None
+        reduction=Reduction::Mean, out=None, groups=None, n_groups=None, keepdims=false
     ),
     text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, \
                       label_smoothing=0.0, reduction=\"mean\", out=None, groups=None, \
-                      n_groups=None)"
+                      n_groups=None, keepdims=False)"
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_cross_entropy<'py>(
@@ -103,7 +110,14 @@ pub fn softmax_cross_entropy<'py>(
     out: Option<&Bound<'py, PyAny>>,
     groups: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
+    #[pyo3(from_py_with = args::keepdims)] keepdims: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if keepdims && (reduction != Reduction::None || groups.is_some()) {
+        return Err(PyValueError::new_err(
+            "'keepdims' is only used with reduction='none' and no 'groups' (a mean or sum is \
+             a Python float, with no axis to keep)",
+        ));
+    }
     if let Some(groups) = grouped::given(groups, n_groups)? {
         let params = Params {
             axis,
@@ -116,7 +130,7 @@ pub fn softmax_cross_entropy<'py>(
     stream_hook!(logits.py(), "softmax_cross_entropy", [logits, target], {
         "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
         "ignore_index" => ignore_index, "label_smoothing" => label_smoothing,
-        "reduction" => reduction.name(), "out" => out,
+        "reduction" => reduction.name(), "out" => out, "keepdims" => keepdims,
     });
     check_smoothing(label_smoothing)?;
     if out.is_some() && reduction != Reduction::None {
@@ -133,6 +147,7 @@ pub fn softmax_cross_entropy<'py>(
         },
         reduction,
         out,
+        keepdims,
         init: Partial::EMPTY,
     };
     let py = logits.py();
@@ -216,6 +231,7 @@ pub fn fold<'py>(
         params,
         reduction: Reduction::Sum,
         out: None,
+        keepdims: false,
         init,
     };
     Ok(dispatch_logits(logits, target, &args)?.0)
@@ -240,6 +256,8 @@ struct Args<'a, 'py> {
     params: Params<'a, 'py>,
     reduction: Reduction,
     out: Option<&'a Bound<'py, PyAny>>,
+    /// Whether the per-row output keeps the class axis with length 1.
+    keepdims: bool,
     /// The state the reduction continues from ([`Partial::EMPTY`] for a plain call).
     init: Partial,
 }
@@ -325,8 +343,9 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
     let (xr, lr, pr, wr) = (&xv, &labels, &probs, &wv);
     let part = drive::softmax::loss(
         &call,
+        args.keepdims,
         // Asked for once the driver has checked the shapes: `rows_shape` is the logits'
-        // shape without the class axis.
+        // shape without the class axis (with `keepdims`: with it kept with length 1).
         move |rows_shape: &[usize]| {
             let array = match (args.reduction, args.out) {
                 (Reduction::None, Some(out)) => out.clone(),

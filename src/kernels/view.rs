@@ -454,6 +454,25 @@ impl Reduced {
             .collect()
     }
 
+    /// `shape` with the removed dimensions kept with length 1 (NumPy's `keepdims=True`).
+    pub fn kept_dims(&self, shape: &[usize]) -> Vec<usize> {
+        shape
+            .iter()
+            .zip(&self.mask)
+            .map(|(&n, &r)| if r { 1 } else { n })
+            .collect()
+    }
+
+    /// The strides of an array of the [`kept_dims`](Self::kept_dims) shape (one per dimension)
+    /// with 0 along the removed dimensions: as [`widen`](Self::widen) does for the kept shape.
+    pub fn widen_kept(&self, strides: &[isize]) -> Vec<isize> {
+        strides
+            .iter()
+            .zip(&self.mask)
+            .map(|(&s, &r)| if r { 0 } else { s })
+            .collect()
+    }
+
     /// Strides that step by `stride` along the removed dimension and stay put along the
     /// others: one value per class (the class weights), the same for every row.
     pub fn along_removed(&self, stride: isize) -> Vec<isize> {
@@ -502,7 +521,10 @@ mod tests {
         assert_eq!(r.kept, [2, 4]);
         assert_eq!(r.widen(&[4, 1]), [4, 0, 1]);
         assert_eq!(r.along_removed(7), [0, 7, 0]);
+        assert_eq!(r.kept_dims(&[2, 3, 4]), [2, 1, 4]);
+        assert_eq!(r.widen_kept(&[4, 9, 1]), [4, 0, 1]);
         let all = Reduced::along(Axis::All, &[2, 3]).unwrap();
+        assert_eq!(all.kept_dims(&[2, 3]), [1, 1]);
         assert_eq!((all.mask, all.kept), (vec![true, true], vec![]));
         assert_eq!(
             Reduced::along(Axis::Along(2), &[2, 3])

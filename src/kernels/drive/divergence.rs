@@ -58,12 +58,15 @@ pub struct Rowwise<'a, T> {
     pub axis: Axis,
     pub normalize: bool,
     pub log_base: f64,
+    /// Whether the output keeps the reduced dimensions with length 1 (NumPy's `keepdims`).
+    pub keepdims: bool,
 }
 
 /// `args.kind` of every row along `args.axis` ([`divergence::divergence`]): asks `out` for
-/// the output of the broadcast shape without the axis once the shapes are checked (`None`:
-/// nothing is written; the caller returns the one row's value, `sum`), and returns the merge
-/// of the rows (`sum` of their values, domain errors in `flags`).
+/// the output of the broadcast shape without the axis (with `args.keepdims`: with the reduced
+/// dimensions kept with length 1) once the shapes are checked (`None`: nothing is written;
+/// the caller returns the one row's value, `sum`), and returns the merge of the rows (`sum`
+/// of their values, domain errors in `flags`).
 pub fn rowwise<'a, T: Float, D: Detach>(
     args: &Rowwise<'a, T>,
     out: impl FnOnce(&[usize]) -> Result<Option<ViewMut<'a, T>>, D::Error>,
@@ -71,8 +74,12 @@ pub fn rowwise<'a, T: Float, D: Detach>(
 ) -> Result<Partial, D::Error> {
     let b = args.operands.broadcast().map_err(|e| detach.reject(e))?;
     let reduced = Reduced::along(args.axis, &b.shape).map_err(|e| detach.reject(e))?;
-    let out = out(&reduced.kept)?;
+    let out = match args.keepdims {
+        false => out(&reduced.kept)?,
+        true => out(&reduced.kept_dims(&b.shape))?,
+    };
     let (out_ptr, out_strides) = match &out {
+        Some(v) if args.keepdims => (v.ptr(), reduced.widen_kept(v.strides())),
         Some(v) => (v.ptr(), reduced.widen(v.strides())),
         None => (std::ptr::null_mut(), vec![0; b.shape.len()]),
     };

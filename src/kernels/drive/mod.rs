@@ -194,6 +194,7 @@ mod tests {
             axis: Axis::Along(-1),
             normalize: true,
             log_base: 1.0,
+            keepdims: false,
         };
         let part = divergence::rowwise(
             &call,
@@ -214,9 +215,26 @@ mod tests {
         assert!(close(out[0], kl(&p[..3])), "{} vs {}", out[0], kl(&p[..3]));
         assert!(close(out[1], kl(&p[3..])));
         assert!(close(part.sum, out[0] + out[1]));
+        // keepdims: the output is asked for as (2, 1), written through its own strides.
+        let mut kept = [0.0; 2];
+        let keep = divergence::Rowwise {
+            keepdims: true,
+            ..call
+        };
+        divergence::rowwise(
+            &keep,
+            |shape| {
+                assert_eq!(shape, [2, 1]);
+                // SAFETY: 2 elements, one per row, the length-1 axis given any stride.
+                Ok(Some(unsafe { ViewMut::new(kept.as_mut_ptr(), &[1, 5]) }))
+            },
+            &Serial,
+        )
+        .unwrap();
+        assert_eq!(kept, out);
         let bad_axis = divergence::Rowwise {
             axis: Axis::Along(2),
-            ..call
+            ..keep
         };
         let e = divergence::rowwise(&bad_axis, |_| Ok(None), &Serial).unwrap_err();
         assert_eq!(

@@ -209,11 +209,13 @@ impl<D: Detach> RunRows for Plain<'_, D> {
 }
 
 /// Softmax cross-entropy of every row along the class axis ([`SoftmaxLabels`],
-/// [`SoftmaxProbs`]): asks `out` for the per-row output (the logits' shape without the axis)
-/// once the axis and the weights are checked, before the target's shape (`None`: nothing is
-/// written), and returns the merge of the rows (`sum`, the mean's denominator in `weight`, domain errors in `flags`).
+/// [`SoftmaxProbs`]): asks `out` for the per-row output (the logits' shape without the axis;
+/// with `keepdims`, with the axis kept with length 1) once the axis and the weights are
+/// checked, before the target's shape (`None`: nothing is written), and returns the merge of
+/// the rows (`sum`, the mean's denominator in `weight`, domain errors in `flags`).
 pub fn loss<'a, T: Float, L: Label + Load, D: Detach>(
     args: &Loss<'a, T, L>,
+    keepdims: bool,
     out: impl FnOnce(&[usize]) -> Result<Option<ViewMut<'a, T>>, D::Error>,
     detach: &D,
 ) -> Result<Partial, D::Error> {
@@ -221,8 +223,12 @@ pub fn loss<'a, T: Float, L: Label + Load, D: Detach>(
     let p = args.prepare().map_err(reject)?;
     // The output before the target's shape: its allocation's failure (a size NumPy cannot
     // allocate) is reported first, as it always was.
-    let out = out(&p.reduced.kept)?;
+    let out = match keepdims {
+        false => out(&p.reduced.kept)?,
+        true => out(&p.reduced.kept_dims(args.logits.shape()))?,
+    };
     let (out_ptr, out_strides) = match &out {
+        Some(v) if keepdims => (Some(v.ptr()), p.reduced.widen_kept(v.strides())),
         Some(v) => (Some(v.ptr()), p.reduced.widen(v.strides())),
         None => (None, vec![0; args.logits.shape().len()]),
     };
@@ -230,7 +236,8 @@ pub fn loss<'a, T: Float, L: Label + Load, D: Detach>(
         init: args.init,
         detach,
     };
-    // SAFETY: `out` is a `ViewMut` of the rows' shape, widened with stride 0 along the axis.
+    // SAFETY: `out` is a `ViewMut` of the rows' shape (or of it with the axis kept with
+    // length 1), with stride 0 along the axis.
     unsafe { args.with_rows(&p, &out_strides, out_ptr, run) }.map_err(reject)?
 }
 
