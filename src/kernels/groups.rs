@@ -8,16 +8,17 @@
 //! (`((0 + l₀) + l₁) + …`), whichever thread computed which loss. The elements are cut into
 //! the blocks of the ungrouped reduction; a window of blocks is reduced in parallel, each block
 //! listing its elements' `(code, loss)` in element order; then the calling thread folds the
-//! lists into the dense state ([`GroupSums`]), block after block. So the bits are the same
+//! lists into the dense state ([`GroupSums`]), block after block, while the pool reduces the
+//! next window (the caller joins in once its fold is done). So the bits are the same
 //! for 1 thread or 64, and a stream of batches cut anywhere, folded one after the other into
 //! the same state, gives the bits of one call. (Sparse per-block partials merged in block
 //! order were measured first: with 10^6 groups a block touches as many groups as it has
 //! elements, and their serial merge made the call 7x slower than `numpy.bincount`.)
 //!
 //! Memory: the dense state (`G` sums and counts, and weights where needed), and the lists
-//! of a window of [`WINDOW_PER_THREAD`] blocks per thread, at most [`MAX_WINDOW`] (12 or 20
-//! bytes per element of those blocks): `O(G)` plus a bounded window, however many elements
-//! there are.
+//! of two windows (the one folded, the one reduced) of [`WINDOW_PER_THREAD`] blocks per
+//! thread, at most [`MAX_WINDOW`] each (12 or 20 bytes per element of those blocks): `O(G)`
+//! plus a bounded window, however many elements there are.
 //!
 //! Codes: any integer type, read in place ([`Codes`]). A negative code, or one not below the
 //! limit (`n_groups`, or [`MAX_GROUPS`] when the number of groups grows with the codes seen),
@@ -32,7 +33,7 @@ use rayon::ThreadPool;
 use super::bce::{self, InputTiles, Inputs, Kind};
 use super::float::{Float, Target};
 use super::isa::{self, Arch};
-use super::reduce::{for_each_ordered, Partial, BLOCK};
+use super::reduce::{for_each_ordered, window_beside, Partial, BLOCK};
 use super::rows::{self, In, Row, RowOp, Rows, Tile};
 use super::strided::{Layout, SendPtr, TileBuf, TILE};
 
@@ -397,7 +398,8 @@ impl GroupSums {
 ///
 /// Each group's sum is the sum of its items' losses in item order, whichever thread computed
 /// which: a window of blocks is reduced in parallel (each block listing its items' codes and
-/// losses in item order), then the calling thread folds the lists, block after block.
+/// losses in item order), then the calling thread folds the lists, block after block, while
+/// the pool reduces the next window.
 ///
 /// On a flagged block (domain error, bad code, out of memory) the reduction stops before the
 /// window that holds it is folded: the result is then an error.
@@ -429,34 +431,66 @@ where
         }
         (part, sink)
     };
-    let window = if threads > 1 {
-        (WINDOW_PER_THREAD * threads).min(MAX_WINDOW)
-    } else {
-        1
-    };
     let mut acc = init;
-    let mut sinks = Vec::with_capacity(window);
+    let Some(pool) = pool.filter(|_| threads > 1) else {
+        // One thread: each block is folded as soon as it is reduced.
+        let mut ok = true;
+        let done = for_each_ordered(0..blocks, None, run, |_, (part, sink)| {
+            if !ok {
+                return;
+            }
+            acc = acc.merge(part);
+            if acc.flags != 0 {
+                ok = false;
+            } else if !state.grow(sink.top) {
+                acc.flag(flags::MEMORY, 0);
+                ok = false;
+            } else {
+                state.fold(std::slice::from_ref(&sink));
+            }
+        });
+        return if done { acc } else { acc.cancelled() };
+    };
+    // Several threads: window k+1 is reduced by the pool while the calling thread folds
+    // window k (`window_beside`), then joins in; the fold order is the same.
+    let window = (WINDOW_PER_THREAD * threads).min(MAX_WINDOW);
+    let mut pending: Vec<Sink> = Vec::with_capacity(window);
+    let mut next: Vec<Sink> = Vec::with_capacity(window);
+    let mut pending_top = 0;
     for start in (0..blocks).step_by(window) {
         let end = (start + window).min(blocks);
-        sinks.clear();
-        let mut top = 0;
-        let done = for_each_ordered(start..end, pool, run, |_, (part, sink)| {
-            acc = acc.merge(part);
-            top = top.max(sink.top);
-            sinks.push(sink);
-        });
-        if !done {
+        let mut grown = true;
+        let fold = || {
+            grown = state.grow(pending_top);
+            if grown {
+                state.fold(&pending);
+            }
+        };
+        let results = window_beside(pool, start..end, run, fold);
+        if !grown {
+            acc.flag(flags::MEMORY, 0);
+            return acc;
+        }
+        let Some(results) = results else {
             return acc.cancelled();
+        };
+        next.clear();
+        pending_top = 0;
+        for (part, sink) in results {
+            acc = acc.merge(part);
+            pending_top = pending_top.max(sink.top);
+            next.push(sink);
         }
         if acc.flags != 0 {
-            break;
+            return acc;
         }
-        if !state.grow(top) {
-            acc.flag(flags::MEMORY, 0);
-            break;
-        }
-        state.fold(&sinks);
+        std::mem::swap(&mut pending, &mut next);
     }
+    if !state.grow(pending_top) {
+        acc.flag(flags::MEMORY, 0);
+        return acc;
+    }
+    state.fold(&pending);
     acc
 }
 

@@ -205,11 +205,56 @@ where
     R: Send + Sync,
     F: Fn(usize) -> R + Sync,
 {
+    claim(pool, items, f, None::<fn()>)
+}
+
+/// [`window`], with `side` run on the calling thread first, while the pool's threads start
+/// on the items (the caller then claims items too): work that must stay on the caller, such
+/// as folding the results of the previous window, overlaps with this window's items. With
+/// a side task, every thread of the pool helps (the caller is busy with `side` meanwhile).
+/// `side` runs even if the call is cancelled before any item is computed.
+pub fn window_beside<R, F>(
+    pool: &ThreadPool,
+    items: Range<usize>,
+    f: F,
+    side: impl FnOnce(),
+) -> Option<Results<R>>
+where
+    R: Send + Sync,
+    F: Fn(usize) -> R + Sync,
+{
+    claim(pool, items, f, Some(side))
+}
+
+/// The claiming loop of [`window`] and [`window_beside`].
+fn claim<R, F, S>(
+    pool: &ThreadPool,
+    items: Range<usize>,
+    f: F,
+    side: Option<S>,
+) -> Option<Results<R>>
+where
+    R: Send + Sync,
+    F: Fn(usize) -> R + Sync,
+    S: FnOnce(),
+{
     if cancel::cancelled() {
+        if let Some(side) = side {
+            side();
+        }
         return None;
     }
     let (start, end) = (items.start, items.end);
-    let helpers = pool.current_num_threads().saturating_sub(1);
+    let threads = pool.current_num_threads();
+    // Threads beside the caller: all of the pool's while the caller runs `side`, one fewer
+    // otherwise (the caller claims items from the start); never more than there are items
+    // for them (the caller takes at least one when it has no side task).
+    let len = end.saturating_sub(start);
+    let helpers = if side.is_some() {
+        threads.min(len)
+    } else {
+        threads.saturating_sub(1).min(len.saturating_sub(1))
+    };
     let slots: Vec<OnceLock<R>> = items.map(|_| OnceLock::new()).collect();
     let next = AtomicUsize::new(start);
     let stop = AtomicBool::new(false);
@@ -227,8 +272,11 @@ where
         }
     };
     pool.in_place_scope(|scope| {
-        for _ in 0..helpers.min(end.saturating_sub(start + 1)) {
+        for _ in 0..helpers {
             scope.spawn(|_| work(false));
+        }
+        if let Some(side) = side {
+            side();
         }
         work(true);
     });
@@ -236,11 +284,15 @@ where
     if stop.into_inner() {
         return None;
     }
-    Some(slots.into_iter().map(|slot| {
+    let take: fn(OnceLock<R>) -> R = |slot| {
         slot.into_inner()
             .expect("every item of the window was computed")
-    }))
+    };
+    Some(slots.into_iter().map(take))
 }
+
+/// The results of a window, in index order.
+pub type Results<R> = std::iter::Map<std::vec::IntoIter<OnceLock<R>>, fn(OnceLock<R>) -> R>;
 
 /// Items computed in parallel before their results are consumed (see [`for_each_ordered`]):
 /// enough to keep 1024 threads busy, few enough that the results held (56 KiB of block
