@@ -546,16 +546,35 @@ pub unsafe fn binary_cross_entropy<T: Float, Y: Target>(
     )
 }
 
-/// A row op that runs `op` and hands each finished row's result to a block's [`Sink`]: its
-/// loss, its weight and a count of 1 when the row counts (`count > 0`), only a check of its
-/// code otherwise (a row that is ignored). Built per block, on the thread that reduces it.
-struct ToSink<'s, 'a, O> {
-    op: &'a O,
-    codes: RowCodes,
-    sink: Mutex<&'s mut Sink>,
+/// Where a finished row's result goes: a block's [`Sink`], or the dense state of rows longer
+/// than one chunk ([`Dense`]).
+trait RowSink {
+    /// Takes the result `part` of the row at flat index `flat`, of group `code`.
+    fn row(&mut self, flat: usize, code: u64, part: &Partial);
 }
 
-impl<const K: usize, O: RowOp<K>> RowOp<K> for ToSink<'_, '_, O> {
+impl RowSink for Sink {
+    /// The row's loss, its weight and a count of 1 when the row counts (`count > 0`), only a
+    /// check of its code otherwise (a row that is ignored).
+    #[inline(always)]
+    fn row(&mut self, flat: usize, code: u64, part: &Partial) {
+        if part.count > 0 {
+            self.add(flat, code, part.sum, part.weight);
+        } else {
+            self.check(flat, code);
+        }
+    }
+}
+
+/// A row op that runs `op` and hands each finished row's result, with its group code, to
+/// `sink` ([`RowSink`]).
+struct ToGroups<'s, 'a, O, S> {
+    op: &'a O,
+    codes: RowCodes,
+    sink: Mutex<&'s mut S>,
+}
+
+impl<const K: usize, O: RowOp<K>, S: RowSink + Send> RowOp<K> for ToGroups<'_, '_, O, S> {
     type State = O::State;
     type Scratch = O::Scratch;
 
@@ -578,11 +597,7 @@ impl<const K: usize, O: RowOp<K>> RowOp<K> for ToSink<'_, '_, O> {
         let part = self.op.finish::<A>(row, state);
         let code = self.codes.code(row);
         let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
-        if part.count > 0 {
-            sink.add(row.index(), code, part.sum, part.weight);
-        } else {
-            sink.check(row.index(), code);
-        }
+        sink.row(row.index(), code, &part);
         part
     }
 }
@@ -596,8 +611,8 @@ struct Dense<'a> {
     errors: Partial,
 }
 
-impl Dense<'_> {
-    fn add(&mut self, flat: usize, code: u64, part: &Partial) {
+impl RowSink for Dense<'_> {
+    fn row(&mut self, flat: usize, code: u64, part: &Partial) {
         if code >= self.limit {
             self.errors.flag(flags::GROUPS, flat as u64);
             return;
@@ -615,40 +630,6 @@ impl Dense<'_> {
         if self.state.weighted {
             self.state.weight[g] += part.weight;
         }
-    }
-}
-
-/// [`ToSink`] for rows longer than one chunk: adds each finished row to [`Dense`].
-struct ToDense<'s, 'd, 'a, O> {
-    op: &'a O,
-    codes: RowCodes,
-    dense: Mutex<&'s mut Dense<'d>>,
-}
-
-impl<const K: usize, O: RowOp<K>> RowOp<K> for ToDense<'_, '_, '_, O> {
-    type State = O::State;
-    type Scratch = O::Scratch;
-
-    fn empty(&self) -> O::State {
-        self.op.empty()
-    }
-
-    #[inline(always)]
-    fn tile<A: Arch>(&self, scratch: &mut O::Scratch, tile: &Tile<K>, states: &mut [O::State]) {
-        self.op.tile::<A>(scratch, tile, states);
-    }
-
-    #[inline(always)]
-    fn merge(&self, a: O::State, b: O::State) -> O::State {
-        self.op.merge(a, b)
-    }
-
-    fn finish<A: Arch>(&self, row: &Row<K>, state: O::State) -> Partial {
-        let part = self.op.finish::<A>(row, state);
-        let code = self.codes.code(row);
-        let mut dense = self.dense.lock().unwrap_or_else(PoisonError::into_inner);
-        dense.add(row.index(), code, &part);
-        part
     }
 }
 
@@ -681,12 +662,13 @@ pub unsafe fn rows<const K: usize, O: RowOp<K>>(
             limit,
             pool,
             |range, sink| {
-                let op = ToSink {
+                let op = ToGroups {
                     op,
                     codes,
                     sink: Mutex::new(sink),
                 };
-                // SAFETY: forwarded from the caller (`ToSink` reads what `op` reads, and `codes`).
+                // SAFETY: forwarded from the caller (`ToGroups` reads what `op` reads, and
+                // `codes`).
                 unsafe { rows::reduce_block(rows, &op, range, isa) }
             },
         );
@@ -696,10 +678,10 @@ pub unsafe fn rows<const K: usize, O: RowOp<K>>(
         limit,
         errors: Partial::EMPTY,
     };
-    let op = ToDense {
+    let op = ToGroups {
         op,
         codes,
-        dense: Mutex::new(&mut dense),
+        sink: Mutex::new(&mut dense),
     };
     // SAFETY: forwarded from the caller.
     let mut part = unsafe { rows::run_from(init, rows, &op, pool) };
