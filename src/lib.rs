@@ -5,7 +5,9 @@
 //! dispatches on dtypes, releases the GIL and converts results.
 
 pub mod bindings;
-pub mod kernels;
+/// The kernels are a crate of their own (`src/kernels/Cargo.toml`, no Python dependency), so the
+/// compiler keeps Python types out of them; re-exported here under their old path.
+pub use crossent_kernels as kernels;
 
 use pyo3::prelude::*;
 

@@ -607,7 +607,7 @@ pub unsafe fn tile_losses<T: Float, Y: Target>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::float::Bool;
+    use crate::float::Bool;
 
     static ONE32: f32 = 1.0;
 

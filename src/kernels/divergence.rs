@@ -860,7 +860,7 @@ pub unsafe fn whole<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::rows::Rows;
+    use crate::rows::Rows;
 
     /// SciPy's definitions in f64, normalising first.
     fn reference(kind: Kind, p: &[f64], q: &[f64]) -> f64 {
@@ -990,7 +990,7 @@ mod tests {
 
     #[test]
     fn whole_array_state_streams_and_finishes_as_one_call() {
-        use crate::kernels::rows::CHUNK;
+        use crate::rows::CHUNK;
         let n = 3 * CHUNK + 1234;
         let p = sample(n, 3);
         let q: Vec<f64> = sample(n, 4).iter().map(|x| x + 0.01).collect();

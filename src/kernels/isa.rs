@@ -13,7 +13,7 @@
 //! - Everything the hot loop calls must be `#[inline(always)]` (or small enough that LLVM
 //!   inlines it anyway): a function that is not inlined is compiled for the baseline CPU.
 //!   Closures defined in the body count as calls too; prefer plain loops.
-//! - Fused multiply-add goes through [`Arch::FMA`] (see [`crate::kernels::float::Float`]'s
+//! - Fused multiply-add goes through [`Arch::FMA`] (see [`crate::float::Float`]'s
 //!   `mul_add_on`): fused where the wrapper enables FMA, `a * b + c` on the portable path,
 //!   where a fused `mul_add` would be a slow library call.
 //! - Dispatch at a granularity of hundreds of elements or more (a tile, a row): one dispatch

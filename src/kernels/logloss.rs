@@ -156,8 +156,8 @@ impl<T: Float, L: Label + Load> RowOp<3> for LogLoss<T, L> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::float::Float;
-    use crate::kernels::rows::{run, Rows};
+    use crate::float::Float;
+    use crate::rows::{run, Rows};
 
     fn pool(threads: usize) -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new()

@@ -650,7 +650,7 @@ pub fn softplus_nonpos_f64<A: Arch>(z: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::isa::{dispatch_on, Arch, Isa, Kernel};
+    use crate::isa::{dispatch_on, Arch, Isa, Kernel};
 
     /// Error of `got` against `exact`, in units of the last place of `f32` at `exact`.
     fn ulp32(got: f32, exact: f64) -> f64 {
@@ -838,7 +838,7 @@ mod tests {
     fn isas() -> impl Iterator<Item = Isa> {
         Isa::ALL
             .into_iter()
-            .filter(|&i| i <= crate::kernels::isa::detected())
+            .filter(|&i| i <= crate::isa::detected())
     }
 
     #[test]

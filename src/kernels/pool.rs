@@ -149,7 +149,7 @@ mod fork {
     use std::sync::Once;
 
     use super::{FORK_GENERATION, POOL};
-    use crate::kernels::memory;
+    use crate::memory;
 
     extern "C" {
         fn pthread_atfork(

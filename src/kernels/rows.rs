@@ -971,7 +971,7 @@ pub unsafe fn fold_row<const K: usize, O: RowOp<K>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::lanes::sum_lanes;
+    use crate::lanes::sum_lanes;
 
     /// Sum of each row's elements, written to operand 1, with the row's sum as contribution.
     struct RowSum {
@@ -995,7 +995,7 @@ mod tests {
 
     impl RowOp<2> for RowSum {
         type State = f64;
-        type Scratch = crate::kernels::strided::TileBuf<f64>;
+        type Scratch = crate::strided::TileBuf<f64>;
         fn empty(&self) -> f64 {
             0.0
         }
@@ -1102,7 +1102,7 @@ mod tests {
     fn long_rows_past_one_window_of_chunk_states() {
         // Row `i` is `x[i..i + c]` (overlapping windows of one buffer): 2 chunks per row and
         // more rows than fit in one window of chunk states, with distinct sums per row.
-        let (r, c) = (crate::kernels::reduce::WINDOW / 2 + 90, CHUNK + 5);
+        let (r, c) = (crate::reduce::WINDOW / 2 + 90, CHUNK + 5);
         let x = data(r + c);
         let exact: Vec<f64> = (0..r).map(|i| x[i..i + c].iter().sum::<f64>()).collect();
         let (reference, part) = row_sums(&x, [r, c], [1, 1], 1, 1);
@@ -1245,14 +1245,14 @@ mod tests {
     /// second (uncancelled, each call below runs for minutes).
     fn cancelled_within_a_second<R>(f: impl FnOnce() -> R) -> R {
         let start = std::time::Instant::now();
-        let r = crate::kernels::cancel::with_hook(Box::new(|| true), f);
+        let r = crate::cancel::with_hook(Box::new(|| true), f);
         assert!(start.elapsed().as_secs_f64() < 1.0, "{:?}", start.elapsed());
         r
     }
 
     #[test]
     fn cancelled_runs_stop_for_short_and_long_rows_and_one_row() {
-        use crate::kernels::reduce::flags::CANCELLED;
+        use crate::reduce::flags::CANCELLED;
         // One value broadcast to 10^11 elements (stride 0), in rows of each kind.
         let x = [0.5f64];
         for threads in [1, 2] {
@@ -1277,7 +1277,7 @@ mod tests {
                 // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
                 // outlive the call (outputs are written by one row each).
                 unsafe { fold_row(0.0, &rows, &op, pool) };
-                assert!(crate::kernels::cancel::cancelled());
+                assert!(crate::cancel::cancelled());
             });
         }
     }

@@ -468,7 +468,7 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::rows::{run, Rows};
+    use crate::rows::{run, Rows};
 
     /// PyTorch's definition in f64: log_softmax, then the weighted (smoothed) NLL.
     fn reference(x: &[f64], target: &[f64], w: &[f64], eps: f64) -> f64 {

@@ -24,10 +24,10 @@
 use rayon::ThreadPool;
 
 use super::{InputTiles, Inputs};
-use crate::kernels::float::{Float, Target};
-use crate::kernels::isa::{self, Arch, Kernel};
-use crate::kernels::reduce::{flags, reduce, Partial, BLOCK};
-use crate::kernels::strided::{scatter, Layout, SendPtr, TileBuf};
+use crate::float::{Float, Target};
+use crate::isa::{self, Arch, Kernel};
+use crate::reduce::{flags, reduce, Partial, BLOCK};
+use crate::strided::{scatter, Layout, SendPtr, TileBuf};
 
 /// The operands of one gradient computation, in place in memory: the [`Inputs`] (layout
 /// operands 0 to 3), then `grad` and `hess` (4 and 5; `hess` may be null).
@@ -171,7 +171,7 @@ pub unsafe fn binary_cross_entropy_with_logits_grad<T: Float, Y: Target>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::strided::Src;
+    use crate::strided::Src;
 
     static ONE: f64 = 1.0;
 

@@ -2,12 +2,12 @@
 //! streaming accumulator's state) and the gradient of the logits form.
 
 use super::{execute, Detach};
-use crate::kernels::bce::grad::{self as bce_grad, LogitsGrad};
-use crate::kernels::bce::{self, Inputs, Kind, Operands};
-use crate::kernels::float::{Float, Target};
-use crate::kernels::reduce::Partial;
-use crate::kernels::strided::{Dims, Layout, Load, SendPtr, Src, Stored};
-use crate::kernels::view::{ShapeError, View, ViewMut};
+use crate::bce::grad::{self as bce_grad, LogitsGrad};
+use crate::bce::{self, Inputs, Kind, Operands};
+use crate::float::{Float, Target};
+use crate::reduce::Partial;
+use crate::strided::{Dims, Layout, Load, SendPtr, Src, Stored};
+use crate::view::{ShapeError, View, ViewMut};
 
 /// The four inputs of a binary-target function: `input` (probabilities or logits, stored as
 /// `T`), `target` of `input`'s shape (read as `Y`), and the optional `weight` and

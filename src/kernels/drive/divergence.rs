@@ -2,12 +2,12 @@
 //! [`Axis`], and folded into a streaming accumulator's state.
 
 use super::{execute, Detach};
-use crate::kernels::divergence::{self, Kind};
-use crate::kernels::float::Float;
-use crate::kernels::reduce::Partial;
-use crate::kernels::rows::Rows;
-use crate::kernels::strided::{Dims, SendPtr, Src};
-use crate::kernels::view::{broadcast_shape, Axis, Reduced, ShapeError, View, ViewMut};
+use crate::divergence::{self, Kind};
+use crate::float::Float;
+use crate::reduce::Partial;
+use crate::rows::Rows;
+use crate::strided::{Dims, SendPtr, Src};
+use crate::view::{broadcast_shape, Axis, Reduced, ShapeError, View, ViewMut};
 
 /// `p`, and `q` broadcast against it (`None` for entropy, which reads `p` twice), read as `T`.
 pub struct Pair<'a, T> {

@@ -1,16 +1,16 @@
-//! The driver of the per-group losses ([`crate::kernels::groups`]): binary cross-entropy per
+//! The driver of the per-group losses ([`crate::groups`]): binary cross-entropy per
 //! element, softmax cross-entropy per row, and log loss per sample, each folded into a
 //! per-group state. Each reuses its family's driver for the operands' checks and layout, and
 //! adds the codes, checked against the elements, rows or samples they label.
 
 use super::{bce, execute, logloss, softmax, Detach};
-use crate::kernels::float::{Float, Target};
-use crate::kernels::groups::{self, CodeType, Codes, GroupSums, RowCodes};
-use crate::kernels::reduce::Partial;
-use crate::kernels::rows::{RowOp, Rows};
-use crate::kernels::softmax::Label;
-use crate::kernels::strided::{Layout, Load, Stored};
-use crate::kernels::view::{ShapeError, View};
+use crate::float::{Float, Target};
+use crate::groups::{self, CodeType, Codes, GroupSums, RowCodes};
+use crate::reduce::Partial;
+use crate::rows::{RowOp, Rows};
+use crate::softmax::Label;
+use crate::strided::{Layout, Load, Stored};
+use crate::view::{ShapeError, View};
 
 /// The codes a call is grouped by (any integer type, read where they lie), and the bound
 /// every code must stay below (`n_groups`, or [`groups::MAX_GROUPS`] when the state grows with
@@ -160,10 +160,10 @@ pub fn log_loss<T: Float, L: Label + Load, C: CodeType + Load, D: Detach>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::bce::Kind;
-    use crate::kernels::drive::Serial;
-    use crate::kernels::float::Bool;
-    use crate::kernels::groups::{flags as gflags, MAX_GROUPS};
+    use crate::bce::Kind;
+    use crate::drive::Serial;
+    use crate::float::Bool;
+    use crate::groups::{flags as gflags, MAX_GROUPS};
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-12 * b.abs().max(1.0)

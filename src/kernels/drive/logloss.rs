@@ -2,13 +2,13 @@
 //! the state it continues.
 
 use super::{execute, Detach};
-use crate::kernels::float::Float;
-use crate::kernels::logloss::LogLoss;
-use crate::kernels::reduce::Partial;
-use crate::kernels::rows::{run_from, In, Rows};
-use crate::kernels::softmax::Label;
-use crate::kernels::strided::{Load, Src};
-use crate::kernels::view::{ShapeError, View};
+use crate::float::Float;
+use crate::logloss::LogLoss;
+use crate::reduce::Partial;
+use crate::rows::{run_from, In, Rows};
+use crate::softmax::Label;
+use crate::strided::{Load, Src};
+use crate::view::{ShapeError, View};
 
 /// One call (or one batch of an accumulator): the predicted probabilities (`n` of the positive
 /// class, 1-d or `(n, 1)`, or `(n, classes)`), `n` class codes, optional `n` sample weights,

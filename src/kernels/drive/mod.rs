@@ -82,11 +82,11 @@ mod tests {
     use std::cell::Cell;
 
     use super::*;
-    use crate::kernels::bce::Kind as BceKind;
-    use crate::kernels::divergence::Kind;
-    use crate::kernels::float::Bool;
-    use crate::kernels::reduce::Partial;
-    use crate::kernels::view::{Axis, View, ViewMut};
+    use crate::bce::Kind as BceKind;
+    use crate::divergence::Kind;
+    use crate::float::Bool;
+    use crate::reduce::Partial;
+    use crate::view::{Axis, View, ViewMut};
 
     /// Runs the work as is and records the size each call announced.
     #[derive(Default)]

@@ -3,13 +3,13 @@
 //! gradient.
 
 use super::{execute, Detach};
-use crate::kernels::float::Float;
-use crate::kernels::reduce::Partial;
-use crate::kernels::rows::{run_from, In, Out, RowOp, Rows};
-use crate::kernels::softmax::grad::{self as softmax_grad, ClassTarget, SoftmaxGrad};
-use crate::kernels::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
-use crate::kernels::strided::{Load, Src};
-use crate::kernels::view::{normalize_axis, Reduced, ShapeError, View, ViewMut};
+use crate::float::Float;
+use crate::reduce::Partial;
+use crate::rows::{run_from, In, Out, RowOp, Rows};
+use crate::softmax::grad::{self as softmax_grad, ClassTarget, SoftmaxGrad};
+use crate::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
+use crate::strided::{Load, Src};
+use crate::view::{normalize_axis, Reduced, ShapeError, View, ViewMut};
 
 /// What the loss is measured against: one class index per row (read as `L`), or class
 /// probabilities of the logits' shape (read as `T`).

@@ -5,12 +5,12 @@
 use rayon::ThreadPool;
 
 use super::{reference, Label, Lse};
-use crate::kernels::float::Float;
-use crate::kernels::isa::Arch;
-use crate::kernels::lanes::{max_lanes, sum_lanes2_of};
-use crate::kernels::reduce::{flags, Partial};
-use crate::kernels::rows::{then, In, Out, PerRow, Row, RowOp, Rows, Tile};
-use crate::kernels::strided::{Load, TileBuf};
+use crate::float::Float;
+use crate::isa::Arch;
+use crate::lanes::{max_lanes, sum_lanes2_of};
+use crate::reduce::{flags, Partial};
+use crate::rows::{then, In, Out, PerRow, Row, RowOp, Rows, Tile};
+use crate::strided::{Load, TileBuf};
 
 /// A target of softmax cross-entropy: a class index (the integer [`Label`] types) or a class
 /// probability (`f32`, `f64`).
@@ -94,7 +94,7 @@ struct RowInfo {
 pub struct SoftmaxGrad<T, Y> {
     pub logits: In<T>,
     /// Class indices, or probabilities read as `T` whatever float type they are stored in
-    /// ([`crate::kernels::strided::Src`]); so are the class weights.
+    /// ([`crate::strided::Src`]); so are the class weights.
     pub target: In<Y>,
     pub weight: In<T>,
     /// `W = Σ_c w_c`.
@@ -320,7 +320,7 @@ impl<T: Float, Y: ClassTarget> RowOp<5> for WritePass<'_, T, Y> {
 
 /// `(s, k)` of a row piece `x` against the reference `r` (a finite largest logit): `k` the
 /// number of elements equal to `r`, `s = Σ e^{x - r}` over the others (NaN with any NaN),
-/// in `f64` lanes summed as [`crate::kernels::lanes::sum_lanes`] sums.
+/// in `f64` lanes summed as [`crate::lanes::sum_lanes`] sums.
 #[inline(always)]
 fn exp_sums<A: Arch, T: Float>(x: &[T], r: f64) -> (f64, f64) {
     sum_lanes2_of(x, |v: T| {
@@ -335,7 +335,7 @@ fn exp_sums<A: Arch, T: Float>(x: &[T], r: f64) -> (f64, f64) {
 /// errors; the mean denominator in `weight`), after writing the outputs when it found no error.
 ///
 /// # Safety
-/// As [`crate::kernels::rows::run`].
+/// As [`crate::rows::run`].
 pub unsafe fn softmax_cross_entropy_grad<T: Float, Y: ClassTarget>(
     rows: &Rows<5>,
     op: &SoftmaxGrad<T, Y>,
