@@ -135,6 +135,17 @@ def _js_ref(a: Args) -> F64:
     return reference.jensen_shannon(a["p"], a["q"])
 
 
+# SciPy's spellings only: other strings (other cases too) are ValueError, other types TypeError.
+_NAN_POLICY_BAD: tuple[tuple[Any, type[Exception]], ...] = (
+    ("Omit", ValueError),
+    ("ignore", ValueError),
+    ("", ValueError),
+    (None, TypeError),
+    (1, TypeError),
+    (True, TypeError),
+    (b"omit", TypeError),
+)
+
 _DIST_PARAMS: dict[str, tuple[tuple[Any, type[Exception]], ...]] = {
     "axis": (
         (2, ValueError),
@@ -162,6 +173,7 @@ _DIST_PARAMS: dict[str, tuple[tuple[Any, type[Exception]], ...]] = {
         ("yes", TypeError),
         (np.array([True]), TypeError),
     ),
+    "nan_policy": _NAN_POLICY_BAD,
 }
 _DIST_SPECIAL = {
     # Normalising by a sum that is NaN or infinite makes the whole distribution NaN, as SciPy.
@@ -589,8 +601,27 @@ _GROUP_CALLS: list[BadCall] = [
 ]
 
 
+_DIVERGENCE_ACCUMULATORS = (
+    crossent.EntropyAccumulator,
+    crossent.CrossEntropyAccumulator,
+    crossent.KLDivergenceAccumulator,
+    crossent.JensenShannonAccumulator,
+)
+
 BAD_CALLS: list[BadCall] = [
     *_GROUP_CALLS,
+    *(
+        BadCall(
+            f"{cls.__name__}-nan_policy-{value!r}",
+            cls,
+            (),
+            {"nan_policy": value, "normalize": False},
+            exc,
+            "nan_policy",
+        )
+        for cls in _DIVERGENCE_ACCUMULATORS
+        for value, exc in _NAN_POLICY_BAD
+    ),
     _log_loss_call("normalize-str", TypeError, "normalize", _Y, _P, normalize="yes"),
     _log_loss_call("normalize-none", TypeError, "normalize", _Y, _P, normalize=None),
     _log_loss_call("weight-scalar", TypeError, "sample_weight", _Y, _P, sample_weight=2.0),

@@ -19,6 +19,7 @@ __all__ = [
     "_isa",
     "_log_loss",
     "_log_loss_groups",
+    "_nan_policy",
     "_reduction",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
@@ -80,6 +81,7 @@ class _ArrowStream(Protocol):
 # What every array argument takes: what NumPy converts, and Arrow columns.
 _ArrayLike = npt.ArrayLike | _ArrowArray | _ArrowStream
 _Reduction = Literal["mean", "sum", "none"]
+_NanPolicy = Literal["propagate", "omit", "raise"]
 _FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 
 @overload
@@ -506,6 +508,7 @@ def entropy(
     normalize: bool = True,
     out: _FloatArray | None = None,
     keepdims: bool = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Entropy of distributions along an axis, as :func:`scipy.stats.entropy` computes it.
 
@@ -532,6 +535,12 @@ def entropy(
         ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
         NumPy's reductions and :func:`scipy.stats.entropy` do: the result is then always an
         array, which broadcasts against ``p``.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN in ``p`` does, as in :func:`scipy.stats.entropy`: ``'propagate'``
+        makes its distribution's result NaN; ``'omit'`` leaves it out of its
+        distribution, sum included (a distribution left with no value gives 0.0, as
+        SciPy); ``'raise'`` raises :class:`crossent.DomainError` naming the first
+        position of a NaN (in C order). The check is fused into the single pass.
 
     Returns
     -------
@@ -544,7 +553,8 @@ def entropy(
     Notes
     -----
     A row of zeros gives NaN (0/0, as SciPy); an empty row gives 0.0; NaN propagates to its
-    row. A negative value raises ``ValueError`` naming its position (SciPy returns -inf).
+    row unless ``nan_policy`` says otherwise. A negative value raises ``ValueError`` naming
+    its position (SciPy returns -inf), whatever ``nan_policy`` is.
 
     Examples
     --------
@@ -556,6 +566,8 @@ def entropy(
     >>> crossent.entropy(np.array([[1.0, 1.0], [3.0, 0.0]]), keepdims=True).round(6)
     array([[0.693147],
            [0.      ]])
+    >>> crossent.entropy(np.array([[0.5, np.nan, 0.5], [np.nan] * 3]), nan_policy="omit").round(6)
+    array([0.693147, 0.      ])
     """
 
 def cross_entropy(
@@ -567,6 +579,7 @@ def cross_entropy(
     normalize: bool = True,
     out: _FloatArray | None = None,
     keepdims: bool = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Cross-entropy of distribution ``q`` relative to ``p``, along an axis.
 
@@ -594,6 +607,12 @@ def cross_entropy(
     keepdims : bool, default False
         ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
         :func:`entropy`.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in :func:`scipy.stats.entropy`: ``'propagate'`` makes its
+        distribution's result NaN; ``'omit'`` leaves out each pair where ``p`` or
+        ``q`` is NaN from both distributions, sums included (a distribution left with
+        no pair gives 0.0); ``'raise'`` raises :class:`crossent.DomainError` naming
+        the argument (``p`` before ``q``) and the first position of a NaN in it.
 
     Returns
     -------
@@ -616,6 +635,7 @@ def kl_divergence(
     normalize: bool = True,
     out: _FloatArray | None = None,
     keepdims: bool = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Kullback-Leibler divergence ``D(p || q)`` along an axis, as ``scipy.stats.entropy(p, q)``.
 
@@ -640,6 +660,12 @@ def kl_divergence(
     keepdims : bool, default False
         ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
         :func:`entropy`.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in :func:`scipy.stats.entropy`: ``'propagate'`` makes its
+        distribution's result NaN; ``'omit'`` leaves out each pair where ``p`` or
+        ``q`` is NaN from both distributions, sums included (a distribution left with
+        no pair gives 0.0); ``'raise'`` raises :class:`crossent.DomainError` naming
+        the argument (``p`` before ``q``) and the first position of a NaN in it.
 
     Returns
     -------
@@ -651,6 +677,8 @@ def kl_divergence(
     >>> import numpy as np, crossent
     >>> round(crossent.kl_divergence([0.5, 0.5], [0.9, 0.1]), 6)
     0.510826
+    >>> round(crossent.kl_divergence([0.5, 0.5, 0.2], [0.25, np.nan, 0.25], nan_policy="omit"), 6)
+    0.094878
     >>> p = np.array([[0.2, 0.8], [0.5, 0.5]])
     >>> crossent.kl_divergence(p, p[::-1]).round(6)
     array([0.192745, 0.223144])
@@ -667,6 +695,7 @@ def jensen_shannon(
     normalize: bool = True,
     out: _FloatArray | None = None,
     keepdims: bool = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Jensen-Shannon divergence along an axis: the square of
     :func:`scipy.spatial.distance.jensenshannon`.
@@ -675,6 +704,8 @@ def jensen_shannon(
     ``JS = (D(a || m) + D(b || m)) / 2``, divided by ``log(base)`` when given. Symmetric, and
     between 0 and ``log(2)`` (1 in base 2). Normalising needs both sums inside the logarithm,
     so each row is read twice: once for the sums, once for the logs.
+    :func:`scipy.spatial.distance.jensenshannon` has no ``nan_policy``; here ``'omit'``
+    leaves out the pairs where ``p`` or ``q`` is NaN, as the other divergences do.
 
     Parameters
     ----------
@@ -692,6 +723,12 @@ def jensen_shannon(
     keepdims : bool, default False
         ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
         :func:`entropy`.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in :func:`scipy.stats.entropy`: ``'propagate'`` makes its
+        distribution's result NaN; ``'omit'`` leaves out each pair where ``p`` or
+        ``q`` is NaN from both distributions, sums included (a distribution left with
+        no pair gives 0.0); ``'raise'`` raises :class:`crossent.DomainError` naming
+        the argument (``p`` before ``q``) and the first position of a NaN in it.
 
     Returns
     -------
@@ -1394,6 +1431,10 @@ class EntropyAccumulator:
         Logarithm base (natural logarithm by default).
     normalize : bool, default True
         ``False`` uses the values as given: ``-sum(p * log(p))``.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+        (from the sums and from ``count``), ``'raise'`` raises
+        :class:`crossent.DomainError` and leaves the accumulator unchanged.
 
     Examples
     --------
@@ -1407,11 +1448,19 @@ class EntropyAccumulator:
     >>> round(acc.result(), 6)
     2.108459
     """
-    def __new__(cls, *, base: float | None = None, normalize: bool = True) -> Self: ...
+    def __new__(
+        cls,
+        *,
+        base: float | None = None,
+        normalize: bool = True,
+        nan_policy: _NanPolicy = "propagate",
+    ) -> Self: ...
     def update(self, p: _ArrayLike) -> None:
         """Adds one batch of the distribution (non-negative values, any shape and layout;
-        ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
-        leaves the accumulator unchanged.
+        ``q`` broadcast against ``p``). A negative value (with
+        ``nan_policy='raise'``, a NaN too) raises ``ValueError`` and leaves the
+        accumulator unchanged; with ``nan_policy='omit'`` the pairs holding a NaN are
+        left out (and not counted).
         """
     def merge(self, other: EntropyAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1442,6 +1491,9 @@ class EntropyAccumulator:
     @property
     def normalize(self) -> bool:
         """Whether the distributions are normalised by their totals."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
 
@@ -1467,6 +1519,10 @@ class CrossEntropyAccumulator:
         Logarithm base (natural logarithm by default).
     normalize : bool, default True
         ``False`` uses the values as given: ``-sum(p * log(q))``.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+        (from the sums and from ``count``), ``'raise'`` raises
+        :class:`crossent.DomainError` and leaves the accumulator unchanged.
 
     Examples
     --------
@@ -1481,11 +1537,19 @@ class CrossEntropyAccumulator:
     >>> round(acc.result(), 6)
     1.736289
     """
-    def __new__(cls, *, base: float | None = None, normalize: bool = True) -> Self: ...
+    def __new__(
+        cls,
+        *,
+        base: float | None = None,
+        normalize: bool = True,
+        nan_policy: _NanPolicy = "propagate",
+    ) -> Self: ...
     def update(self, p: _ArrayLike, q: _ArrayLike) -> None:
         """Adds one batch of the distribution (non-negative values, any shape and layout;
-        ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
-        leaves the accumulator unchanged.
+        ``q`` broadcast against ``p``). A negative value (with
+        ``nan_policy='raise'``, a NaN too) raises ``ValueError`` and leaves the
+        accumulator unchanged; with ``nan_policy='omit'`` the pairs holding a NaN are
+        left out (and not counted).
         """
     def merge(self, other: CrossEntropyAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1516,6 +1580,9 @@ class CrossEntropyAccumulator:
     @property
     def normalize(self) -> bool:
         """Whether the distributions are normalised by their totals."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
 
@@ -1541,6 +1608,10 @@ class KLDivergenceAccumulator:
         Logarithm base (natural logarithm by default).
     normalize : bool, default True
         ``False`` uses the values as given: ``sum(rel_entr(p, q))``.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+        (from the sums and from ``count``), ``'raise'`` raises
+        :class:`crossent.DomainError` and leaves the accumulator unchanged.
 
     Examples
     --------
@@ -1555,11 +1626,19 @@ class KLDivergenceAccumulator:
     >>> round(acc.result(), 6)
     0.456435
     """
-    def __new__(cls, *, base: float | None = None, normalize: bool = True) -> Self: ...
+    def __new__(
+        cls,
+        *,
+        base: float | None = None,
+        normalize: bool = True,
+        nan_policy: _NanPolicy = "propagate",
+    ) -> Self: ...
     def update(self, p: _ArrayLike, q: _ArrayLike) -> None:
         """Adds one batch of the distribution (non-negative values, any shape and layout;
-        ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
-        leaves the accumulator unchanged.
+        ``q`` broadcast against ``p``). A negative value (with
+        ``nan_policy='raise'``, a NaN too) raises ``ValueError`` and leaves the
+        accumulator unchanged; with ``nan_policy='omit'`` the pairs holding a NaN are
+        left out (and not counted).
         """
     def merge(self, other: KLDivergenceAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1590,6 +1669,9 @@ class KLDivergenceAccumulator:
     @property
     def normalize(self) -> bool:
         """Whether the distributions are normalised by their totals."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
 
@@ -1621,6 +1703,10 @@ class JensenShannonAccumulator:
         Logarithm base (natural logarithm by default).
     normalize : bool
         Must be ``False``.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+        (from the sums and from ``count``), ``'raise'`` raises
+        :class:`crossent.DomainError` and leaves the accumulator unchanged.
 
     Examples
     --------
@@ -1637,11 +1723,19 @@ class JensenShannonAccumulator:
     """
     # normalize=True (the default, as for jensen_shannon) raises ValueError: only the
     # unnormalised divergence can be accumulated.
-    def __new__(cls, *, base: float | None = None, normalize: bool = True) -> Self: ...
+    def __new__(
+        cls,
+        *,
+        base: float | None = None,
+        normalize: bool = True,
+        nan_policy: _NanPolicy = "propagate",
+    ) -> Self: ...
     def update(self, p: _ArrayLike, q: _ArrayLike) -> None:
         """Adds one batch of the distribution (non-negative values, any shape and layout;
-        ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
-        leaves the accumulator unchanged.
+        ``q`` broadcast against ``p``). A negative value (with
+        ``nan_policy='raise'``, a NaN too) raises ``ValueError`` and leaves the
+        accumulator unchanged; with ``nan_policy='omit'`` the pairs holding a NaN are
+        left out (and not counted).
         """
     def merge(self, other: JensenShannonAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1672,6 +1766,9 @@ class JensenShannonAccumulator:
     @property
     def normalize(self) -> bool:
         """Whether the distributions are normalised by their totals."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
 
@@ -1736,6 +1833,7 @@ def binary_cross_entropy_with_logits_grad(
 
 def _isa() -> str: ...
 def _reduction(reduction: object) -> Literal["mean", "sum", "none"]: ...
+def _nan_policy(nan_policy: object) -> _NanPolicy: ...
 def softmax_cross_entropy_grad(
     logits: _ArrayLike,
     target: _ArrayLike,

@@ -43,7 +43,7 @@ except ImportError as e:  # pragma: no cover - exercised only without dask
     ) from e
 
 import crossent
-from crossent._core import _reduction
+from crossent._core import _nan_policy, _reduction
 
 __all__ = [
     "binary_cross_entropy",
@@ -697,9 +697,11 @@ def _divergence(
     base: float | None,
     normalize: bool,
     keepdims: bool = False,
+    nan_policy: str = "propagate",
 ) -> da.Array:
     fn = getattr(crossent, name)
     keepdims = _keepdims(keepdims)
+    nan_policy = _nan_policy(nan_policy)  # checked as the in-memory functions check it
     a = _dask(p, "p")
     b = None if q is None else _dask(q, "q")
     if b is not None:
@@ -725,7 +727,14 @@ def _divergence(
         def per_row(*blocks: np.ndarray, block_info: Any = None) -> np.ndarray:
             try:
                 return np.asarray(
-                    fn(*blocks, axis=ax, base=base, normalize=normalize, keepdims=keepdims)
+                    fn(
+                        *blocks,
+                        axis=ax,
+                        base=base,
+                        normalize=normalize,
+                        keepdims=keepdims,
+                        nan_policy=nan_policy,
+                    )
                 )
             except ValueError as e:
                 raise located(e, block_info) from None
@@ -744,11 +753,19 @@ def _divergence(
     raw: list[da.Array] = []
     if name == "jensen_shannon" and normalize:
         raw = ops
-        ops = [o / o.sum(dtype=np.float64) for o in ops]
+        if nan_policy == "omit":
+            # The pairs holding a NaN are left out of both totals (and, NaN in both, of the
+            # accumulated terms).
+            pair_nan = da.isnan(ops[0]) | da.isnan(ops[1])
+            ops = [da.where(pair_nan, np.nan, o) for o in ops]
+        # Under "omit" and "raise" the totals skip NaN, so that a NaN stays where it is (and
+        # "raise" names its own position) rather than making every normalised value NaN.
+        total = da.sum if nan_policy == "propagate" else da.nansum
+        ops = [o / total(o, dtype=np.float64) for o in ops]
         normalize = False
 
     def factory() -> Any:
-        return cls(base=base, normalize=normalize)
+        return cls(base=base, normalize=normalize, nan_policy=nan_policy)
 
     factory()  # invalid parameters raise now, not at compute time
 
@@ -807,6 +824,7 @@ def entropy(
     base: float | None = None,
     normalize: bool = True,
     keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.entropy` on Dask arrays (lazy): per distribution along ``axis``
     (rechunked whole), or over the whole array with ``axis=None`` (each chunk reduced by a
@@ -821,8 +839,15 @@ def entropy(
 
     >>> crossent.dask.entropy(p.reshape(2, 2), axis=0, keepdims=True).shape
     (1, 2)
+
+    ``nan_policy`` as in :func:`crossent.entropy`: ``"omit"`` leaves each NaN out of its
+    distribution, across chunks too:
+
+    >>> p = da.from_array(np.array([1.0, np.nan, 3.0, 4.0]), chunks=2)
+    >>> round(float(crossent.dask.entropy(p, axis=None, nan_policy="omit").compute()), 6)
+    0.974315
     """
-    return _divergence("entropy", p, None, axis, base, normalize, keepdims)
+    return _divergence("entropy", p, None, axis, base, normalize, keepdims, nan_policy)
 
 
 def cross_entropy(
@@ -833,6 +858,7 @@ def cross_entropy(
     base: float | None = None,
     normalize: bool = True,
     keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.cross_entropy` on Dask arrays (lazy); see :func:`entropy`.
 
@@ -842,7 +868,7 @@ def cross_entropy(
     >>> crossent.dask.cross_entropy(p, q).compute().round(6)
     array([0.836988, 0.693147])
     """
-    return _divergence("cross_entropy", p, q, axis, base, normalize, keepdims)
+    return _divergence("cross_entropy", p, q, axis, base, normalize, keepdims, nan_policy)
 
 
 def kl_divergence(
@@ -853,6 +879,7 @@ def kl_divergence(
     base: float | None = None,
     normalize: bool = True,
     keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.kl_divergence` on Dask arrays (lazy); see :func:`entropy`.
 
@@ -862,7 +889,7 @@ def kl_divergence(
     >>> round(float(crossent.dask.kl_divergence(p, q, axis=None).compute()), 6)
     0.456435
     """
-    return _divergence("kl_divergence", p, q, axis, base, normalize, keepdims)
+    return _divergence("kl_divergence", p, q, axis, base, normalize, keepdims, nan_policy)
 
 
 def jensen_shannon(
@@ -873,6 +900,7 @@ def jensen_shannon(
     base: float | None = None,
     normalize: bool = True,
     keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.jensen_shannon` on Dask arrays (lazy). With ``axis=None`` and
     normalisation the totals are computed first (two passes over the data).
@@ -883,4 +911,4 @@ def jensen_shannon(
     >>> round(float(crossent.dask.jensen_shannon(p, q, axis=None).compute()), 6)
     0.10644
     """
-    return _divergence("jensen_shannon", p, q, axis, base, normalize, keepdims)
+    return _divergence("jensen_shannon", p, q, axis, base, normalize, keepdims, nan_policy)

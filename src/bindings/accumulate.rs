@@ -38,11 +38,13 @@ use super::arrow;
 use super::bce;
 use super::divergence::{self, log_base};
 use super::groups::{self as grouped, Grouped};
+use super::nan_policy::nan_policy;
 use super::reduction::{scalar_reduction, Reduction};
 use super::softmax::{self, check_smoothing};
 use crate::kernels::bce::Kind as BceKind;
 use crate::kernels::divergence::{self as divergence_kernel, Finish, Kind};
 use crate::kernels::groups::GroupSums;
+use crate::kernels::nan::NanPolicy;
 use crate::kernels::pool;
 use crate::kernels::reduce::Partial;
 
@@ -1048,6 +1050,7 @@ macro_rules! divergence_accumulator {
         pub struct $class {
             state: State<Finish>,
             base: Option<f64>,
+            nan: NanPolicy,
         }
 
         impl AsState for $class {
@@ -1058,26 +1061,37 @@ macro_rules! divergence_accumulator {
                 let params = PyDict::new(py);
                 params.set_item("base", self.base)?;
                 params.set_item("normalize", self.state.rule.normalize)?;
+                // Named when not the default (the repr stays that of a plain accumulator).
+                if self.nan != NanPolicy::Propagate {
+                    params.set_item("nan_policy", self.nan.name())?;
+                }
                 Ok(params)
             }
         }
 
         accumulator_methods!($class, "Number of elements seen.", {
             #[new]
-            #[pyo3(signature = (*, base=None, normalize=true))]
+            #[pyo3(
+                signature = (*, base=None, normalize=true, nan_policy=NanPolicy::Propagate),
+                text_signature = "(*, base=None, normalize=True, nan_policy=\"propagate\")"
+            )]
             fn new(
                 #[pyo3(from_py_with = args::base)] base: Option<f64>,
                 #[pyo3(from_py_with = args::normalize)] normalize: bool,
+                #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
             ) -> PyResult<Self> {
                 Ok(Self {
                     state: whole_state($kind, base, normalize)?,
                     base,
+                    nan: nan_policy,
                 })
             }
 
             /// Adds one batch of the distribution (non-negative values, any shape and layout;
-            /// ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
-            /// leaves the accumulator unchanged.
+            /// ``q`` broadcast against ``p``). A negative value (with
+            /// ``nan_policy='raise'``, a NaN too) raises ``ValueError`` and leaves the
+            /// accumulator unchanged; with ``nan_policy='omit'`` the pairs holding a NaN are
+            /// left out (and not counted).
             fn update(
                 &self,
                 $p: &Bound<'_, PyAny>,
@@ -1087,12 +1101,12 @@ macro_rules! divergence_accumulator {
                 let mut part = self.state.part.lock($p.py(), stringify!($class))?;
                 let name = arrow::divergence_name($kind);
                 if let Some(s) = arrow::fold_batches($p.py(), name, &[Some($p), q], *part, |s, b| {
-                    divergence::fold($kind, s, arrow::given(b, 0)?, b[1].as_ref())
+                    divergence::fold($kind, self.nan, s, arrow::given(b, 0)?, b[1].as_ref())
                 })? {
                     *part = s;
                     return Ok(());
                 }
-                *part = divergence::fold($kind, *part, $p, q)?;
+                *part = divergence::fold($kind, self.nan, *part, $p, q)?;
                 Ok(())
             }
 
@@ -1106,6 +1120,12 @@ macro_rules! divergence_accumulator {
             #[getter]
             fn normalize(&self) -> bool {
                 self.state.rule.normalize
+            }
+
+            /// What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``.
+            #[getter]
+            fn nan_policy(&self) -> &'static str {
+                self.nan.name()
             }
         });
     };
@@ -1134,6 +1154,10 @@ divergence_accumulator!(
     ///     Logarithm base (natural logarithm by default).
     /// normalize : bool, default True
     ///     ``False`` uses the values as given: ``-sum(p * log(p))``.
+    /// nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+    ///     What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+    ///     (from the sums and from ``count``), ``'raise'`` raises
+    ///     :class:`crossent.DomainError` and leaves the accumulator unchanged.
     ///
     /// Examples
     /// --------
@@ -1172,6 +1196,10 @@ divergence_accumulator!(
     ///     Logarithm base (natural logarithm by default).
     /// normalize : bool, default True
     ///     ``False`` uses the values as given: ``-sum(p * log(q))``.
+    /// nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+    ///     What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+    ///     (from the sums and from ``count``), ``'raise'`` raises
+    ///     :class:`crossent.DomainError` and leaves the accumulator unchanged.
     ///
     /// Examples
     /// --------
@@ -1211,6 +1239,10 @@ divergence_accumulator!(
     ///     Logarithm base (natural logarithm by default).
     /// normalize : bool, default True
     ///     ``False`` uses the values as given: ``sum(rel_entr(p, q))``.
+    /// nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+    ///     What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+    ///     (from the sums and from ``count``), ``'raise'`` raises
+    ///     :class:`crossent.DomainError` and leaves the accumulator unchanged.
     ///
     /// Examples
     /// --------
@@ -1256,6 +1288,10 @@ divergence_accumulator!(
     ///     Logarithm base (natural logarithm by default).
     /// normalize : bool
     ///     Must be ``False``.
+    /// nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+    ///     What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+    ///     (from the sums and from ``count``), ``'raise'`` raises
+    ///     :class:`crossent.DomainError` and leaves the accumulator unchanged.
     ///
     /// Examples
     /// --------

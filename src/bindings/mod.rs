@@ -14,6 +14,7 @@ pub mod errors;
 pub mod grad;
 pub mod groups;
 pub mod logloss;
+pub mod nan_policy;
 pub mod operand;
 pub mod precision;
 pub mod reduction;

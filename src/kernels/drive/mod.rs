@@ -194,6 +194,7 @@ mod tests {
             axis: Axis::Along(-1),
             normalize: true,
             log_base: 1.0,
+            nan: crate::nan::NanPolicy::Propagate,
             keepdims: false,
         };
         let part = divergence::rowwise(
