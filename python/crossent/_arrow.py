@@ -552,10 +552,10 @@ def _blocked(pieces: Iterator[dict[str, Any]], unit: int) -> Iterator[tuple[int,
 
 # Per function: the per-element operands, streamed together.
 _OPERANDS: dict[str, tuple[str, ...]] = {
-    "binary_cross_entropy": ("input", "target", "weight"),
-    "binary_cross_entropy_with_logits": ("input", "target", "weight"),
+    "binary_cross_entropy": ("input", "target", "weight", "sample_weight"),
+    "binary_cross_entropy_with_logits": ("input", "target", "weight", "sample_weight"),
     "binary_cross_entropy_with_logits_grad": ("input", "target", "weight"),
-    "softmax_cross_entropy": ("logits", "target"),
+    "softmax_cross_entropy": ("logits", "target", "sample_weight"),
     "softmax_cross_entropy_grad": ("logits", "target"),
     "entropy": ("p", "q"),  # q: None (the Rust hook names it for every divergence)
     "cross_entropy": ("p", "q"),

@@ -90,6 +90,7 @@ def binary_cross_entropy(
     target: _ArrayLike,
     *,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
     groups: _ArrayLike,
@@ -112,9 +113,16 @@ def binary_cross_entropy(
     weight : array_like, optional
         Per-element weight, broadcast to ``input``'s shape (float32/float64 read in place, in
         ``input``'s precision).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
+        like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
+        and ``"mean"`` becomes the weighted average ``sum(sw * loss) / sum(sw)``
+        (``numpy.average``; NaN when ``sum(sw)`` is 0). A negative weight raises
+        :class:`crossent.DomainError`; NaN propagates. See :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
-        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch);
-        ``"sum"`` returns the sum (0.0 for empty input); ``"none"`` returns every element's loss.
+        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch),
+        or by ``sum(sample_weight)``; ``"sum"`` returns the sum (0.0 for empty input);
+        ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
 
@@ -137,6 +145,14 @@ def binary_cross_entropy(
     0.279777
     >>> crossent.binary_cross_entropy(p, y, reduction="none").round(4)
     array([0.1054, 0.2231, 0.5108], dtype=float32)
+
+    With ``sample_weight`` the mean is ``numpy.average`` of the losses (scikit-learn's):
+
+    >>> sw = np.array([1.0, 0.0, 3.0])
+    >>> losses = crossent.binary_cross_entropy(p, y, reduction="none").astype(float)
+    >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
+    ...                 np.average(losses, weights=sw)))
+    True
     """
 
 @overload
@@ -145,6 +161,7 @@ def binary_cross_entropy(
     target: _ArrayLike,
     *,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
     groups: None = None,
@@ -167,9 +184,16 @@ def binary_cross_entropy(
     weight : array_like, optional
         Per-element weight, broadcast to ``input``'s shape (float32/float64 read in place, in
         ``input``'s precision).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
+        like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
+        and ``"mean"`` becomes the weighted average ``sum(sw * loss) / sum(sw)``
+        (``numpy.average``; NaN when ``sum(sw)`` is 0). A negative weight raises
+        :class:`crossent.DomainError`; NaN propagates. See :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
-        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch);
-        ``"sum"`` returns the sum (0.0 for empty input); ``"none"`` returns every element's loss.
+        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch),
+        or by ``sum(sample_weight)``; ``"sum"`` returns the sum (0.0 for empty input);
+        ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
 
@@ -192,6 +216,14 @@ def binary_cross_entropy(
     0.279777
     >>> crossent.binary_cross_entropy(p, y, reduction="none").round(4)
     array([0.1054, 0.2231, 0.5108], dtype=float32)
+
+    With ``sample_weight`` the mean is ``numpy.average`` of the losses (scikit-learn's):
+
+    >>> sw = np.array([1.0, 0.0, 3.0])
+    >>> losses = crossent.binary_cross_entropy(p, y, reduction="none").astype(float)
+    >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
+    ...                 np.average(losses, weights=sw)))
+    True
     """
 
 @overload
@@ -200,6 +232,7 @@ def binary_cross_entropy(
     target: _ArrayLike,
     *,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: Literal["none"],
     out: _FloatArray | None = None,
     groups: None = None,
@@ -222,9 +255,16 @@ def binary_cross_entropy(
     weight : array_like, optional
         Per-element weight, broadcast to ``input``'s shape (float32/float64 read in place, in
         ``input``'s precision).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
+        like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
+        and ``"mean"`` becomes the weighted average ``sum(sw * loss) / sum(sw)``
+        (``numpy.average``; NaN when ``sum(sw)`` is 0). A negative weight raises
+        :class:`crossent.DomainError`; NaN propagates. See :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
-        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch);
-        ``"sum"`` returns the sum (0.0 for empty input); ``"none"`` returns every element's loss.
+        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch),
+        or by ``sum(sample_weight)``; ``"sum"`` returns the sum (0.0 for empty input);
+        ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
 
@@ -247,6 +287,14 @@ def binary_cross_entropy(
     0.279777
     >>> crossent.binary_cross_entropy(p, y, reduction="none").round(4)
     array([0.1054, 0.2231, 0.5108], dtype=float32)
+
+    With ``sample_weight`` the mean is ``numpy.average`` of the losses (scikit-learn's):
+
+    >>> sw = np.array([1.0, 0.0, 3.0])
+    >>> losses = crossent.binary_cross_entropy(p, y, reduction="none").astype(float)
+    >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
+    ...                 np.average(losses, weights=sw)))
+    True
     """
 
 @overload
@@ -255,6 +303,7 @@ def binary_cross_entropy(
     target: _ArrayLike,
     *,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: str = "mean",
     out: _FloatArray | None = None,
     groups: _ArrayLike | None = None,
@@ -277,9 +326,16 @@ def binary_cross_entropy(
     weight : array_like, optional
         Per-element weight, broadcast to ``input``'s shape (float32/float64 read in place, in
         ``input``'s precision).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
+        like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
+        and ``"mean"`` becomes the weighted average ``sum(sw * loss) / sum(sw)``
+        (``numpy.average``; NaN when ``sum(sw)`` is 0). A negative weight raises
+        :class:`crossent.DomainError`; NaN propagates. See :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
-        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch);
-        ``"sum"`` returns the sum (0.0 for empty input); ``"none"`` returns every element's loss.
+        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch),
+        or by ``sum(sample_weight)``; ``"sum"`` returns the sum (0.0 for empty input);
+        ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
 
@@ -302,6 +358,14 @@ def binary_cross_entropy(
     0.279777
     >>> crossent.binary_cross_entropy(p, y, reduction="none").round(4)
     array([0.1054, 0.2231, 0.5108], dtype=float32)
+
+    With ``sample_weight`` the mean is ``numpy.average`` of the losses (scikit-learn's):
+
+    >>> sw = np.array([1.0, 0.0, 3.0])
+    >>> losses = crossent.binary_cross_entropy(p, y, reduction="none").astype(float)
+    >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
+    ...                 np.average(losses, weights=sw)))
+    True
     """
 
 @overload
@@ -311,6 +375,7 @@ def binary_cross_entropy_with_logits(
     *,
     weight: _ArrayLike | None = None,
     pos_weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
     groups: _ArrayLike,
@@ -337,6 +402,9 @@ def binary_cross_entropy_with_logits(
     pos_weight : array_like, optional
         Weight ``c`` of the positive class, broadcast to ``input``'s shape (typically one
         value per class, along the last axis).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights, as in :func:`binary_cross_entropy`: ``"mean"`` is then
+        ``sum(sw * loss) / sum(sw)``.
     reduction : {"mean", "sum", "none"}
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
@@ -351,6 +419,9 @@ def binary_cross_entropy_with_logits(
     0.304756
     >>> round(crossent.binary_cross_entropy_with_logits(x, y, pos_weight=[2.0]), 6)
     0.505091
+    >>> sw = np.array([2.0, 1.0, 1.0])
+    >>> round(crossent.binary_cross_entropy_with_logits(x, y, sample_weight=sw), 6)
+    0.260299
     """
 
 @overload
@@ -360,6 +431,7 @@ def binary_cross_entropy_with_logits(
     *,
     weight: _ArrayLike | None = None,
     pos_weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
     groups: None = None,
@@ -386,6 +458,9 @@ def binary_cross_entropy_with_logits(
     pos_weight : array_like, optional
         Weight ``c`` of the positive class, broadcast to ``input``'s shape (typically one
         value per class, along the last axis).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights, as in :func:`binary_cross_entropy`: ``"mean"`` is then
+        ``sum(sw * loss) / sum(sw)``.
     reduction : {"mean", "sum", "none"}
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
@@ -400,6 +475,9 @@ def binary_cross_entropy_with_logits(
     0.304756
     >>> round(crossent.binary_cross_entropy_with_logits(x, y, pos_weight=[2.0]), 6)
     0.505091
+    >>> sw = np.array([2.0, 1.0, 1.0])
+    >>> round(crossent.binary_cross_entropy_with_logits(x, y, sample_weight=sw), 6)
+    0.260299
     """
 
 @overload
@@ -409,6 +487,7 @@ def binary_cross_entropy_with_logits(
     *,
     weight: _ArrayLike | None = None,
     pos_weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: Literal["none"],
     out: _FloatArray | None = None,
     groups: None = None,
@@ -435,6 +514,9 @@ def binary_cross_entropy_with_logits(
     pos_weight : array_like, optional
         Weight ``c`` of the positive class, broadcast to ``input``'s shape (typically one
         value per class, along the last axis).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights, as in :func:`binary_cross_entropy`: ``"mean"`` is then
+        ``sum(sw * loss) / sum(sw)``.
     reduction : {"mean", "sum", "none"}
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
@@ -449,6 +531,9 @@ def binary_cross_entropy_with_logits(
     0.304756
     >>> round(crossent.binary_cross_entropy_with_logits(x, y, pos_weight=[2.0]), 6)
     0.505091
+    >>> sw = np.array([2.0, 1.0, 1.0])
+    >>> round(crossent.binary_cross_entropy_with_logits(x, y, sample_weight=sw), 6)
+    0.260299
     """
 
 @overload
@@ -458,6 +543,7 @@ def binary_cross_entropy_with_logits(
     *,
     weight: _ArrayLike | None = None,
     pos_weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: str = "mean",
     out: _FloatArray | None = None,
     groups: _ArrayLike | None = None,
@@ -484,6 +570,9 @@ def binary_cross_entropy_with_logits(
     pos_weight : array_like, optional
         Weight ``c`` of the positive class, broadcast to ``input``'s shape (typically one
         value per class, along the last axis).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights, as in :func:`binary_cross_entropy`: ``"mean"`` is then
+        ``sum(sw * loss) / sum(sw)``.
     reduction : {"mean", "sum", "none"}
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
@@ -498,6 +587,9 @@ def binary_cross_entropy_with_logits(
     0.304756
     >>> round(crossent.binary_cross_entropy_with_logits(x, y, pos_weight=[2.0]), 6)
     0.505091
+    >>> sw = np.array([2.0, 1.0, 1.0])
+    >>> round(crossent.binary_cross_entropy_with_logits(x, y, sample_weight=sw), 6)
+    0.260299
     """
 
 def entropy(
@@ -751,6 +843,7 @@ def softmax_cross_entropy(
     *,
     axis: int = -1,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: Literal["mean", "sum"] = "mean",
@@ -787,10 +880,19 @@ def softmax_cross_entropy(
         ``ValueError``, as in PyTorch.
     label_smoothing : float, default 0.0
         ``eps`` in [0, 1].
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, one per row: broadcast to the rows' shape
+        (``target``'s for class indices: ``logits``' shape without ``axis``), read in place
+        like ``weight``. Each row's loss (class weights included) is multiplied by its ``sw``,
+        and ``"mean"`` becomes ``sum(sw * loss) / sum(sw)`` over the rows not ignored
+        (``numpy.average``; NaN when that sum is 0), instead of PyTorch's denominator. A
+        negative weight raises :class:`crossent.DomainError`; NaN propagates. See
+        :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
         ``"mean"`` is PyTorch's: for class indices the sum divided by the sum of ``w[y]`` over
         the rows not ignored (NaN if there are none), for probabilities the sum divided by the
-        number of rows. ``"none"`` returns every row's loss.
+        number of rows (with ``sample_weight``: by its sum, as above). ``"none"`` returns every
+        row's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
     keepdims : bool, default False
@@ -825,6 +927,16 @@ def softmax_cross_entropy(
     (2, 1)
     >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
     0.345456
+
+    With class weights, PyTorch's mean divides by ``sum(weight[y])``; with ``sample_weight``
+    the mean divides by ``sum(sample_weight)``:
+
+    >>> w = np.array([1.0, 2.0, 4.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w), 6)
+    0.135943
+    >>> sw = np.array([1.0, 1.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
+    0.339859
     """
 
 @overload
@@ -834,6 +946,7 @@ def softmax_cross_entropy(
     *,
     axis: int = -1,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: Literal["mean", "sum"] = "mean",
@@ -870,10 +983,19 @@ def softmax_cross_entropy(
         ``ValueError``, as in PyTorch.
     label_smoothing : float, default 0.0
         ``eps`` in [0, 1].
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, one per row: broadcast to the rows' shape
+        (``target``'s for class indices: ``logits``' shape without ``axis``), read in place
+        like ``weight``. Each row's loss (class weights included) is multiplied by its ``sw``,
+        and ``"mean"`` becomes ``sum(sw * loss) / sum(sw)`` over the rows not ignored
+        (``numpy.average``; NaN when that sum is 0), instead of PyTorch's denominator. A
+        negative weight raises :class:`crossent.DomainError`; NaN propagates. See
+        :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
         ``"mean"`` is PyTorch's: for class indices the sum divided by the sum of ``w[y]`` over
         the rows not ignored (NaN if there are none), for probabilities the sum divided by the
-        number of rows. ``"none"`` returns every row's loss.
+        number of rows (with ``sample_weight``: by its sum, as above). ``"none"`` returns every
+        row's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
     keepdims : bool, default False
@@ -908,6 +1030,16 @@ def softmax_cross_entropy(
     (2, 1)
     >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
     0.345456
+
+    With class weights, PyTorch's mean divides by ``sum(weight[y])``; with ``sample_weight``
+    the mean divides by ``sum(sample_weight)``:
+
+    >>> w = np.array([1.0, 2.0, 4.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w), 6)
+    0.135943
+    >>> sw = np.array([1.0, 1.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
+    0.339859
     """
 
 @overload
@@ -917,6 +1049,7 @@ def softmax_cross_entropy(
     *,
     axis: int = -1,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: Literal["none"],
@@ -953,10 +1086,19 @@ def softmax_cross_entropy(
         ``ValueError``, as in PyTorch.
     label_smoothing : float, default 0.0
         ``eps`` in [0, 1].
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, one per row: broadcast to the rows' shape
+        (``target``'s for class indices: ``logits``' shape without ``axis``), read in place
+        like ``weight``. Each row's loss (class weights included) is multiplied by its ``sw``,
+        and ``"mean"`` becomes ``sum(sw * loss) / sum(sw)`` over the rows not ignored
+        (``numpy.average``; NaN when that sum is 0), instead of PyTorch's denominator. A
+        negative weight raises :class:`crossent.DomainError`; NaN propagates. See
+        :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
         ``"mean"`` is PyTorch's: for class indices the sum divided by the sum of ``w[y]`` over
         the rows not ignored (NaN if there are none), for probabilities the sum divided by the
-        number of rows. ``"none"`` returns every row's loss.
+        number of rows (with ``sample_weight``: by its sum, as above). ``"none"`` returns every
+        row's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
     keepdims : bool, default False
@@ -991,6 +1133,16 @@ def softmax_cross_entropy(
     (2, 1)
     >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
     0.345456
+
+    With class weights, PyTorch's mean divides by ``sum(weight[y])``; with ``sample_weight``
+    the mean divides by ``sum(sample_weight)``:
+
+    >>> w = np.array([1.0, 2.0, 4.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w), 6)
+    0.135943
+    >>> sw = np.array([1.0, 1.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
+    0.339859
     """
 
 @overload
@@ -1000,6 +1152,7 @@ def softmax_cross_entropy(
     *,
     axis: int = -1,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: str = "mean",
@@ -1036,10 +1189,19 @@ def softmax_cross_entropy(
         ``ValueError``, as in PyTorch.
     label_smoothing : float, default 0.0
         ``eps`` in [0, 1].
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, one per row: broadcast to the rows' shape
+        (``target``'s for class indices: ``logits``' shape without ``axis``), read in place
+        like ``weight``. Each row's loss (class weights included) is multiplied by its ``sw``,
+        and ``"mean"`` becomes ``sum(sw * loss) / sum(sw)`` over the rows not ignored
+        (``numpy.average``; NaN when that sum is 0), instead of PyTorch's denominator. A
+        negative weight raises :class:`crossent.DomainError`; NaN propagates. See
+        :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
         ``"mean"`` is PyTorch's: for class indices the sum divided by the sum of ``w[y]`` over
         the rows not ignored (NaN if there are none), for probabilities the sum divided by the
-        number of rows. ``"none"`` returns every row's loss.
+        number of rows (with ``sample_weight``: by its sum, as above). ``"none"`` returns every
+        row's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
     keepdims : bool, default False
@@ -1074,6 +1236,16 @@ def softmax_cross_entropy(
     (2, 1)
     >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
     0.345456
+
+    With class weights, PyTorch's mean divides by ``sum(weight[y])``; with ``sample_weight``
+    the mean divides by ``sum(sample_weight)``:
+
+    >>> w = np.array([1.0, 2.0, 4.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w), 6)
+    0.135943
+    >>> sw = np.array([1.0, 1.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
+    0.339859
     """
 
 def set_num_threads(n: int) -> None:
@@ -1144,12 +1316,15 @@ class BinaryCrossEntropyAccumulator:
         target: _ArrayLike,
         *,
         weight: _ArrayLike | None = None,
+        sample_weight: _ArrayLike | None = None,
         groups: _ArrayLike | None = None,
     ) -> None:
         """Adds one batch: ``input`` probabilities, ``target`` of the same shape, optional
         ``weight`` broadcast to ``input``'s shape, and ``groups`` (integer codes, one per
-        element) when the loss is kept per group. A batch with a value out of range raises
-        ``ValueError`` and leaves the accumulator unchanged.
+        element) when the loss is kept per group, and ``sample_weight`` broadcast to
+        ``input``'s shape (given to every update or to none: the mean then divides by
+        their sum). A batch with a value out of range raises ``ValueError`` and leaves the
+        accumulator unchanged.
         """
     def merge(self, other: BinaryCrossEntropyAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1233,11 +1408,13 @@ class BinaryCrossEntropyWithLogitsAccumulator:
         target: _ArrayLike,
         *,
         weight: _ArrayLike | None = None,
+        sample_weight: _ArrayLike | None = None,
         groups: _ArrayLike | None = None,
     ) -> None:
         """Adds one batch: ``input`` logits, ``target`` of the same shape, optional
         ``weight`` broadcast to ``input``'s shape, and ``groups`` (integer codes, one per
-        element) when the loss is kept per group. A bad batch raises and leaves the
+        element) when the loss is kept per group, and ``sample_weight`` (as for
+        :class:`BinaryCrossEntropyAccumulator`). A bad batch raises and leaves the
         accumulator unchanged.
         """
     def merge(self, other: BinaryCrossEntropyWithLogitsAccumulator) -> None:
@@ -1342,13 +1519,20 @@ class SoftmaxCrossEntropyAccumulator:
         n_groups: SupportsIndex | None = None,
     ) -> Self: ...
     def update(
-        self, logits: _ArrayLike, target: _ArrayLike, *, groups: _ArrayLike | None = None
+        self,
+        logits: _ArrayLike,
+        target: _ArrayLike,
+        *,
+        sample_weight: _ArrayLike | None = None,
+        groups: _ArrayLike | None = None,
     ) -> None:
         """Adds one batch of rows: ``logits`` of any shape with the classes along ``axis``,
         ``target`` class indices (``logits``' shape without ``axis``) or class
         probabilities (``logits``' shape), and ``groups`` (integer codes, one per row) when
-        the loss is kept per group. A batch with a bad value raises and leaves the
-        accumulator unchanged.
+        the loss is kept per group, and ``sample_weight`` (one per row; given to every
+        update or to none: the mean then divides by their sum instead of PyTorch's
+        denominator). A batch with a bad value raises and leaves the accumulator
+        unchanged.
         """
     def merge(self, other: SoftmaxCrossEntropyAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1377,7 +1561,8 @@ class SoftmaxCrossEntropyAccumulator:
     def weight_sum(self) -> float:
         """The denominator of the mean so far: ``sum(weight[y])`` over the rows seen with a
         class index that is not ignored (their number without ``weight``), plus the
-        number of rows seen with class probabilities.
+        number of rows seen with class probabilities; with ``sample_weight``, the sum of
+        the sample weights of the rows not ignored.
         """
     @property
     def reduction(self) -> Literal["mean", "sum"]:

@@ -41,15 +41,16 @@ macro_rules! with_target_dtype {
 
 pub(crate) use with_target_dtype;
 
-/// The four inputs of a binary-target function, borrowed for as long as this lives:
-/// `input` as `T`, `target` as its own dtype `E`, and `weight` and `pos_weight` read as `T`
-/// (float32 and float64 in place, other real dtypes converted). Their shapes are the driver's
-/// to check ([`drive::bce`]).
+/// The inputs of a binary-target function, borrowed for as long as this lives: `input` as
+/// `T`, `target` as its own dtype `E`, and `weight`, `pos_weight` and (the losses only)
+/// `sample_weight` read as `T` (float32 and float64 in place, other real dtypes converted).
+/// Their shapes are the driver's to check ([`drive::bce`]).
 pub struct BinaryOperands<'py, T: Element, E: Element> {
     pub x: View<'py, T>,
     pub y: View<'py, E>,
     w: Option<LoadView<'py, T>>,
     pw: Option<LoadView<'py, T>>,
+    sw: Option<LoadView<'py, T>>,
 }
 
 impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
@@ -69,7 +70,24 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
             y: View::<E>::new(y, "target")?,
             w: parameter(weight, "weight")?,
             pw: parameter(pos_weight, "pos_weight")?,
+            sw: None,
         })
+    }
+
+    /// These operands with the sample weights `sample_weight` (`None`: none).
+    pub fn with_sample_weight(
+        mut self,
+        sample_weight: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Self> {
+        self.sw = sample_weight
+            .map(|obj| LoadView::<T>::new(&ndarray(obj, "sample_weight")?, "sample_weight"))
+            .transpose()?;
+        Ok(self)
+    }
+
+    /// Whether sample weights were given (the mean then divides by their sum).
+    pub fn sample_weighted(&self) -> bool {
+        self.sw.is_some()
     }
 
     /// The input's shape.
@@ -82,6 +100,7 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
         let mut ops = vec![self.x.operand("input"), self.y.operand("target")];
         ops.extend(self.w.as_ref().map(|v| v.operand("weight")));
         ops.extend(self.pw.as_ref().map(|v| v.operand("pos_weight")));
+        ops.extend(self.sw.as_ref().map(|v| v.operand("sample_weight")));
         ops
     }
 
@@ -94,7 +113,17 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
             target: unsafe { self.y.kernel_as::<Y>() },
             weight: self.w.as_ref().map(LoadView::kernel),
             pos_weight: self.pw.as_ref().map(LoadView::kernel),
+            sample_weight: self.sw.as_ref().map(LoadView::kernel),
         }
+    }
+
+    /// The error for a negative sample weight, naming the first position.
+    pub fn sample_weight_error(&self) -> PyErr {
+        let bad = self
+            .sw
+            .as_ref()
+            .and_then(|w| w.first_bad(|v: T| v < T::ZERO));
+        sample_weight_error(self.x.py(), bad)
     }
 
     /// The error for a target outside its domain, naming the first bad position.
@@ -114,4 +143,11 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
         let bad = self.x.kernel().first(|p: T| p < T::ZERO || p > T::ONE);
         domain_error(self.x.py(), "input", "probabilities in [0, 1]", bad)
     }
+}
+
+/// The [`DomainError`](super::errors::DomainError) of a negative sample weight at `bad` (its
+/// index and value), the message every loss that takes `sample_weight` gives (log loss also
+/// refuses non-finite ones, as scikit-learn does, with its own wording).
+pub fn sample_weight_error<V: Reported>(py: Python<'_>, bad: Option<(Vec<usize>, V)>) -> PyErr {
+    domain_error(py, "sample_weight", "non-negative weights", bad)
 }

@@ -30,12 +30,12 @@ use std::sync::{Mutex, PoisonError};
 
 use rayon::ThreadPool;
 
-use super::bce::{self, InputTiles, Inputs, Kind};
+use super::bce::{self, InputTiles, Inputs, Kind, SampleTiles};
 use super::float::{Float, Target};
 use super::isa::{self, Arch};
 use super::reduce::{for_each_ordered, window_beside, Partial, BLOCK};
 use super::rows::{self, In, Row, RowOp, Rows, Tile};
-use super::strided::{Layout, SendPtr, TileBuf, TILE};
+use super::strided::{Layout, SendPtr, Src, TileBuf, TILE};
 
 /// Flags of [`Partial::flags`] raised by the per-group reductions, beside
 /// [`super::reduce::flags`].
@@ -247,6 +247,16 @@ impl GroupSums {
         s.grow(len).then_some(s)
     }
 
+    /// Makes the state weighted (keeping `weight[g]`, the weight sum a mean divides by, per
+    /// group): the elements folded so far weigh 1 each, so each group's weight starts at its
+    /// count. For losses whose mean divides by the count unless sample weights are given.
+    pub fn set_weighted(&mut self) {
+        if !self.weighted {
+            self.weight = self.count.iter().map(|&c| c as f64).collect();
+            self.weighted = true;
+        }
+    }
+
     /// The number of groups.
     pub fn len(&self) -> usize {
         self.sum.len()
@@ -354,6 +364,22 @@ impl Sink {
         self.top = self.top.max(max as usize + 1);
         self.codes.extend(codes.iter().map(|&c| c as u32));
         self.losses.extend(losses.iter().map(|l| l.to_f64()));
+    }
+
+    /// [`Sink::add_tile`] with each element's weight (its sample weight): [`Sink::add`] for
+    /// each.
+    #[inline(always)]
+    pub fn add_tile_weighted<T: Float>(
+        &mut self,
+        flat: usize,
+        codes: &[u64],
+        losses: &[T],
+        weights: &[T],
+    ) {
+        let all = codes.iter().zip(losses).zip(weights).enumerate();
+        for (k, ((&code, &loss), &w)) in all {
+            self.add(flat + k, code, loss.to_f64(), w.to_f64());
+        }
     }
 
     /// Checks the code of an element that adds nothing to its group (a row that is ignored):
@@ -496,7 +522,9 @@ where
 
 /// Binary cross-entropy per group: each element's loss (exactly the value the ungrouped call
 /// sums, [`bce::tile_losses`]) is added to the group of its code, operand 4 of `layout`
-/// (operands 0 to 3 are those of [`bce::Operands`]). Continues `state` and `init` (see
+/// (operands 0 to 3 are those of [`bce::Operands`]; operand 5 the sample weights when
+/// `sample_weight` is given, each element's then added to its group's weight: `state` must be
+/// weighted). Continues `state` and `init` (see
 /// [`reduce_groups`]); the returned total has the bits of the ungrouped call's.
 ///
 /// # Safety
@@ -507,8 +535,9 @@ pub unsafe fn binary_cross_entropy<T: Float, Y: Target>(
     state: &mut GroupSums,
     init: Partial,
     ins: &Inputs<T, Y>,
+    sample_weight: Option<Src<T>>,
     codes: Codes,
-    layout: &Layout<5>,
+    layout: &Layout<6>,
     kind: Kind,
     limit: u64,
     pool: Option<&ThreadPool>,
@@ -526,20 +555,25 @@ pub unsafe fn binary_cross_entropy<T: Float, Y: Target>(
             let mut part = Partial::EMPTY;
             part.count = range.len() as u64;
             let mut tiles = InputTiles::<T, Y>::default();
+            let mut samples = SampleTiles::<T>::default();
             let mut buf = TileBuf::<T>::default();
             let mut groups = [0u64; TILE];
             layout.for_each_tile(range, |flat, n, at, st| {
                 let losses = buf.scratch(n);
+                let samples = sample_weight.map(|src| (src, &mut samples));
                 // SAFETY: the caller guarantees every element of the layout is valid; `at`
                 // and `st` stay inside it for the n elements of this tile.
-                unsafe {
+                let sw = unsafe {
                     bce::tile_losses(
-                        ins, &mut tiles, kind, isa, flat, &at, &st, losses, &mut part,
+                        ins, &mut tiles, samples, kind, isa, flat, &at, &st, losses, &mut part,
                     )
                 };
                 // SAFETY: as above, for operand 4 (the codes).
                 unsafe { codes.gather(at[4], st[4], &mut groups[..n]) };
-                sink.add_tile(flat, &groups[..n], losses);
+                match sw {
+                    Some(sw) => sink.add_tile_weighted(flat, &groups[..n], losses, sw),
+                    None => sink.add_tile(flat, &groups[..n], losses),
+                }
             });
             part
         },
