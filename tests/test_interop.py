@@ -115,7 +115,8 @@ def test_torch_tensors_that_cannot_be_read_in_place_are_refused() -> None:
 
 def test_pyarrow_nulls_are_refused() -> None:
     """Arrow arrays are read through the Arrow C data interface: a null is an error naming
-    the argument and the position (there is no nan_policy yet), not a NaN made by a copy."""
+    the argument and the position (nan_policy does not cover nulls yet), not a NaN made by a
+    copy."""
     pa = pytest.importorskip("pyarrow")
     p = pa.array([0.5, None, 0.25])
     with pytest.raises(ValueError, match="'input' holds a null at position 1"):

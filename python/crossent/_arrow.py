@@ -197,8 +197,9 @@ def _first_null(array: ArrowArray, start: int, length: int) -> int | None:
 def _null_error(arg: str, position: int | tuple[int, int]) -> ValueError:
     where = position if isinstance(position, int) else f"{position}"
     return ValueError(
-        f"'{arg}' holds a null at position {where}: crossent has no nan_policy yet, so drop "
-        "or fill the nulls first (e.g. drop_nulls() / fill_null())"
+        f"'{arg}' holds a null at position {where}: crossent does not read Arrow nulls (its "
+        "nan_policy applies to NaN values), so drop or fill the nulls first (e.g. "
+        "drop_nulls() / fill_null(float('nan')))"
     )
 
 

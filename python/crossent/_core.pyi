@@ -95,6 +95,7 @@ def binary_cross_entropy(
     out: None = None,
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
+    nan_policy: Literal["propagate"] = "propagate",
 ) -> npt.NDArray[np.float64]:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -125,6 +126,13 @@ def binary_cross_entropy(
         ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN in any operand (``input``, a float ``target``, ``weight``,
+        ``pos_weight``, ``sample_weight``) does: ``"propagate"`` lets it into the result;
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
+        mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
+        a NaN and its first position. Checked in the same single pass.
 
     Returns
     -------
@@ -134,7 +142,7 @@ def binary_cross_entropy(
 
     Raises ``ValueError`` for a probability or target outside [0, 1] (naming the first
     position), mismatched shapes or an unknown reduction; ``TypeError`` for unsupported dtypes.
-    NaN propagates into the result (torch raises instead).
+    NaN propagates into the result unless ``nan_policy`` says otherwise (torch raises).
 
     Examples
     --------
@@ -153,6 +161,12 @@ def binary_cross_entropy(
     >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
     ...                 np.average(losses, weights=sw)))
     True
+
+    ``nan_policy="omit"`` leaves out the elements holding a NaN, from the count too:
+
+    >>> q = np.array([0.9, np.nan, 0.6], dtype=np.float32)
+    >>> round(crossent.binary_cross_entropy(q, y, nan_policy="omit"), 6)
+    0.308093
     """
 
 @overload
@@ -166,6 +180,7 @@ def binary_cross_entropy(
     out: None = None,
     groups: None = None,
     n_groups: None = None,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -196,6 +211,13 @@ def binary_cross_entropy(
         ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN in any operand (``input``, a float ``target``, ``weight``,
+        ``pos_weight``, ``sample_weight``) does: ``"propagate"`` lets it into the result;
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
+        mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
+        a NaN and its first position. Checked in the same single pass.
 
     Returns
     -------
@@ -205,7 +227,7 @@ def binary_cross_entropy(
 
     Raises ``ValueError`` for a probability or target outside [0, 1] (naming the first
     position), mismatched shapes or an unknown reduction; ``TypeError`` for unsupported dtypes.
-    NaN propagates into the result (torch raises instead).
+    NaN propagates into the result unless ``nan_policy`` says otherwise (torch raises).
 
     Examples
     --------
@@ -224,6 +246,12 @@ def binary_cross_entropy(
     >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
     ...                 np.average(losses, weights=sw)))
     True
+
+    ``nan_policy="omit"`` leaves out the elements holding a NaN, from the count too:
+
+    >>> q = np.array([0.9, np.nan, 0.6], dtype=np.float32)
+    >>> round(crossent.binary_cross_entropy(q, y, nan_policy="omit"), 6)
+    0.308093
     """
 
 @overload
@@ -237,6 +265,7 @@ def binary_cross_entropy(
     out: _FloatArray | None = None,
     groups: None = None,
     n_groups: None = None,
+    nan_policy: _NanPolicy = "propagate",
 ) -> _FloatArray:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -267,6 +296,13 @@ def binary_cross_entropy(
         ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN in any operand (``input``, a float ``target``, ``weight``,
+        ``pos_weight``, ``sample_weight``) does: ``"propagate"`` lets it into the result;
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
+        mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
+        a NaN and its first position. Checked in the same single pass.
 
     Returns
     -------
@@ -276,7 +312,7 @@ def binary_cross_entropy(
 
     Raises ``ValueError`` for a probability or target outside [0, 1] (naming the first
     position), mismatched shapes or an unknown reduction; ``TypeError`` for unsupported dtypes.
-    NaN propagates into the result (torch raises instead).
+    NaN propagates into the result unless ``nan_policy`` says otherwise (torch raises).
 
     Examples
     --------
@@ -295,6 +331,12 @@ def binary_cross_entropy(
     >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
     ...                 np.average(losses, weights=sw)))
     True
+
+    ``nan_policy="omit"`` leaves out the elements holding a NaN, from the count too:
+
+    >>> q = np.array([0.9, np.nan, 0.6], dtype=np.float32)
+    >>> round(crossent.binary_cross_entropy(q, y, nan_policy="omit"), 6)
+    0.308093
     """
 
 @overload
@@ -308,6 +350,7 @@ def binary_cross_entropy(
     out: _FloatArray | None = None,
     groups: _ArrayLike | None = None,
     n_groups: SupportsIndex | None = None,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -338,6 +381,13 @@ def binary_cross_entropy(
         ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN in any operand (``input``, a float ``target``, ``weight``,
+        ``pos_weight``, ``sample_weight``) does: ``"propagate"`` lets it into the result;
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
+        mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
+        a NaN and its first position. Checked in the same single pass.
 
     Returns
     -------
@@ -347,7 +397,7 @@ def binary_cross_entropy(
 
     Raises ``ValueError`` for a probability or target outside [0, 1] (naming the first
     position), mismatched shapes or an unknown reduction; ``TypeError`` for unsupported dtypes.
-    NaN propagates into the result (torch raises instead).
+    NaN propagates into the result unless ``nan_policy`` says otherwise (torch raises).
 
     Examples
     --------
@@ -366,6 +416,12 @@ def binary_cross_entropy(
     >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
     ...                 np.average(losses, weights=sw)))
     True
+
+    ``nan_policy="omit"`` leaves out the elements holding a NaN, from the count too:
+
+    >>> q = np.array([0.9, np.nan, 0.6], dtype=np.float32)
+    >>> round(crossent.binary_cross_entropy(q, y, nan_policy="omit"), 6)
+    0.308093
     """
 
 @overload
@@ -380,6 +436,7 @@ def binary_cross_entropy_with_logits(
     out: None = None,
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
+    nan_policy: Literal["propagate"] = "propagate",
 ) -> npt.NDArray[np.float64]:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -409,6 +466,10 @@ def binary_cross_entropy_with_logits(
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
+        of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
 
     Examples
     --------
@@ -436,6 +497,7 @@ def binary_cross_entropy_with_logits(
     out: None = None,
     groups: None = None,
     n_groups: None = None,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -465,6 +527,10 @@ def binary_cross_entropy_with_logits(
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
+        of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
 
     Examples
     --------
@@ -492,6 +558,7 @@ def binary_cross_entropy_with_logits(
     out: _FloatArray | None = None,
     groups: None = None,
     n_groups: None = None,
+    nan_policy: _NanPolicy = "propagate",
 ) -> _FloatArray:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -521,6 +588,10 @@ def binary_cross_entropy_with_logits(
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
+        of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
 
     Examples
     --------
@@ -548,6 +619,7 @@ def binary_cross_entropy_with_logits(
     out: _FloatArray | None = None,
     groups: _ArrayLike | None = None,
     n_groups: SupportsIndex | None = None,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -577,6 +649,10 @@ def binary_cross_entropy_with_logits(
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
+        of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
 
     Examples
     --------
@@ -851,6 +927,7 @@ def softmax_cross_entropy(
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
     keepdims: Literal[False] = False,
+    nan_policy: Literal["propagate"] = "propagate",
 ) -> npt.NDArray[np.float64]:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -899,6 +976,15 @@ def softmax_cross_entropy(
         With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
         losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
         ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN does: ``"propagate"`` makes its row's loss NaN (and so the mean);
+        ``"omit"`` leaves out each row whose logits, target probabilities or sample weight
+        hold a NaN, as an ``ignore_index`` row is left out: from the sum and from the mean's
+        denominator (``sum(weight[y])``, the row count or ``sum(sample_weight)``), its loss
+        being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
+        NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
+        Checked in the same single pass.
 
     Returns
     -------
@@ -937,6 +1023,12 @@ def softmax_cross_entropy(
     >>> sw = np.array([1.0, 1.0])
     >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
     0.339859
+
+    ``nan_policy="omit"`` leaves out a row holding a NaN, as an ignored row:
+
+    >>> bad = np.array([[2.0, 0.5, -1.0], [0.1, np.nan, 3.0]])
+    >>> round(crossent.softmax_cross_entropy(bad, labels, nan_policy="omit"), 6)
+    0.241311
     """
 
 @overload
@@ -954,6 +1046,7 @@ def softmax_cross_entropy(
     groups: None = None,
     n_groups: None = None,
     keepdims: Literal[False] = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -1002,6 +1095,15 @@ def softmax_cross_entropy(
         With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
         losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
         ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN does: ``"propagate"`` makes its row's loss NaN (and so the mean);
+        ``"omit"`` leaves out each row whose logits, target probabilities or sample weight
+        hold a NaN, as an ``ignore_index`` row is left out: from the sum and from the mean's
+        denominator (``sum(weight[y])``, the row count or ``sum(sample_weight)``), its loss
+        being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
+        NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
+        Checked in the same single pass.
 
     Returns
     -------
@@ -1040,6 +1142,12 @@ def softmax_cross_entropy(
     >>> sw = np.array([1.0, 1.0])
     >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
     0.339859
+
+    ``nan_policy="omit"`` leaves out a row holding a NaN, as an ignored row:
+
+    >>> bad = np.array([[2.0, 0.5, -1.0], [0.1, np.nan, 3.0]])
+    >>> round(crossent.softmax_cross_entropy(bad, labels, nan_policy="omit"), 6)
+    0.241311
     """
 
 @overload
@@ -1057,6 +1165,7 @@ def softmax_cross_entropy(
     groups: None = None,
     n_groups: None = None,
     keepdims: bool = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> _FloatArray:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -1105,6 +1214,15 @@ def softmax_cross_entropy(
         With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
         losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
         ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN does: ``"propagate"`` makes its row's loss NaN (and so the mean);
+        ``"omit"`` leaves out each row whose logits, target probabilities or sample weight
+        hold a NaN, as an ``ignore_index`` row is left out: from the sum and from the mean's
+        denominator (``sum(weight[y])``, the row count or ``sum(sample_weight)``), its loss
+        being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
+        NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
+        Checked in the same single pass.
 
     Returns
     -------
@@ -1143,6 +1261,12 @@ def softmax_cross_entropy(
     >>> sw = np.array([1.0, 1.0])
     >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
     0.339859
+
+    ``nan_policy="omit"`` leaves out a row holding a NaN, as an ignored row:
+
+    >>> bad = np.array([[2.0, 0.5, -1.0], [0.1, np.nan, 3.0]])
+    >>> round(crossent.softmax_cross_entropy(bad, labels, nan_policy="omit"), 6)
+    0.241311
     """
 
 @overload
@@ -1160,6 +1284,7 @@ def softmax_cross_entropy(
     groups: _ArrayLike | None = None,
     n_groups: SupportsIndex | None = None,
     keepdims: bool = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -1208,6 +1333,15 @@ def softmax_cross_entropy(
         With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
         losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
         ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN does: ``"propagate"`` makes its row's loss NaN (and so the mean);
+        ``"omit"`` leaves out each row whose logits, target probabilities or sample weight
+        hold a NaN, as an ``ignore_index`` row is left out: from the sum and from the mean's
+        denominator (``sum(weight[y])``, the row count or ``sum(sample_weight)``), its loss
+        being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
+        NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
+        Checked in the same single pass.
 
     Returns
     -------
@@ -1246,6 +1380,12 @@ def softmax_cross_entropy(
     >>> sw = np.array([1.0, 1.0])
     >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
     0.339859
+
+    ``nan_policy="omit"`` leaves out a row holding a NaN, as an ignored row:
+
+    >>> bad = np.array([[2.0, 0.5, -1.0], [0.1, np.nan, 3.0]])
+    >>> round(crossent.softmax_cross_entropy(bad, labels, nan_policy="omit"), 6)
+    0.241311
     """
 
 def set_num_threads(n: int) -> None:
@@ -1291,6 +1431,10 @@ class BinaryCrossEntropyAccumulator:
     ----------
     reduction : {"mean", "sum"}
         What ``result()`` returns: the mean over all elements seen, or the sum.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What ``update`` does with a NaN operand, as the function does: ``"omit"`` leaves the
+        element out of the sum, of ``count`` and of the sample weights' sum; ``"raise"``
+        raises :class:`crossent.DomainError` and leaves the accumulator unchanged.
 
     Examples
     --------
@@ -1308,7 +1452,11 @@ class BinaryCrossEntropyAccumulator:
     True
     """
     def __new__(
-        cls, *, reduction: Literal["mean", "sum"] = "mean", n_groups: SupportsIndex | None = None
+        cls,
+        *,
+        reduction: Literal["mean", "sum"] = "mean",
+        n_groups: SupportsIndex | None = None,
+        nan_policy: _NanPolicy = "propagate",
     ) -> Self: ...
     def update(
         self,
@@ -1358,6 +1506,9 @@ class BinaryCrossEntropyAccumulator:
     @property
     def n_groups(self) -> int | None:
         """The fixed number of groups, or ``None`` (the state grows with the codes seen)."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(
         self, state: tuple[float, float, int, float, float] | tuple[object, object]
@@ -1381,6 +1532,8 @@ class BinaryCrossEntropyWithLogitsAccumulator:
         What ``result()`` returns.
     pos_weight : array_like, optional
         Broadcast to each batch's shape (kept as a read-only float64 copy).
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        As for :class:`BinaryCrossEntropyAccumulator`.
 
     Examples
     --------
@@ -1401,6 +1554,7 @@ class BinaryCrossEntropyWithLogitsAccumulator:
         reduction: Literal["mean", "sum"] = "mean",
         pos_weight: _ArrayLike | None = None,
         n_groups: SupportsIndex | None = None,
+        nan_policy: _NanPolicy = "propagate",
     ) -> Self: ...
     def update(
         self,
@@ -1452,6 +1606,9 @@ class BinaryCrossEntropyWithLogitsAccumulator:
     @property
     def n_groups(self) -> int | None:
         """The fixed number of groups, or ``None`` (the state grows with the codes seen)."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(
         self, state: tuple[float, float, int, float, float] | tuple[object, object]
@@ -1492,6 +1649,10 @@ class SoftmaxCrossEntropyAccumulator:
         In [0, 1].
     reduction : {"mean", "sum"}
         What ``result()`` returns.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What ``update`` does with a row holding a NaN, as the function does: ``"omit"``
+        leaves it out as an ignored row (of ``count`` and ``weight_sum`` too); ``"raise"``
+        raises :class:`crossent.DomainError` and leaves the accumulator unchanged.
 
     Examples
     --------
@@ -1517,6 +1678,7 @@ class SoftmaxCrossEntropyAccumulator:
         label_smoothing: float = 0.0,
         reduction: Literal["mean", "sum"] = "mean",
         n_groups: SupportsIndex | None = None,
+        nan_policy: _NanPolicy = "propagate",
     ) -> Self: ...
     def update(
         self,
@@ -1587,6 +1749,9 @@ class SoftmaxCrossEntropyAccumulator:
     @property
     def n_groups(self) -> int | None:
         """The fixed number of groups, or ``None`` (the state grows with the codes seen)."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(
         self, state: tuple[float, float, int, float, float] | tuple[object, object]

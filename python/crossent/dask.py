@@ -189,6 +189,16 @@ def _groups(
     return _dask(groups, "groups"), {"n_groups": n_groups}
 
 
+def _no_groups(nan_policy: str, groups: Any) -> None:
+    """Refuses ``nan_policy`` other than "propagate" with ``groups``, as the in-memory
+    functions do (their per-group reductions take none)."""
+    if groups is not None and nan_policy != "propagate":
+        raise ValueError(
+            f"'nan_policy' must be 'propagate' with 'groups', got '{nan_policy}': the "
+            "per-group reductions do not omit or check NaN (drop the NaN elements first)"
+        )
+
+
 def _dask(a: Any, name: str) -> da.Array:
     """``a`` as a Dask array (Python scalars and array-likes are wrapped); refuses chunks of
     unknown size, on which shapes cannot be checked nor positions reported."""
@@ -290,9 +300,14 @@ def _bce(
     groups: Any = None,
     n_groups: int | None = None,
     sample_weight: Any = None,
+    nan_policy: str = "propagate",
 ) -> da.Array:
     _reduction(reduction)  # checked as the in-memory functions check it
+    nan_policy = _nan_policy(nan_policy)
     g, grouped = _groups(groups, n_groups, reduction)
+    _no_groups(nan_policy, g)
+    if nan_policy != "propagate":
+        fixed = {**fixed, "nan_policy": nan_policy}
     scalar = np.ndim(input) == 0 if not isinstance(input, da.Array) else input.ndim == 0
     x, y, w = _operands(input, target, weight)
     # The per-element operands besides input and target, by keyword, in block order.
@@ -360,6 +375,7 @@ def binary_cross_entropy(
     reduction: str = "mean",
     groups: Any = None,
     n_groups: int | None = None,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.binary_cross_entropy` on Dask arrays (lazy).
 
@@ -382,6 +398,11 @@ def binary_cross_entropy(
     >>> bool(np.isclose(mean, crossent.binary_cross_entropy(np.asarray(p), np.asarray(y),
     ...                                                      sample_weight=np.asarray(sw))))
     True
+
+    ``nan_policy`` as in :func:`crossent.binary_cross_entropy`: ``"omit"`` leaves each element
+    with a NaN operand out of the whole array's sum and count (the mean is that of the
+    elements kept, whichever chunks hold the NaN); ``"raise"`` names the position in the
+    whole array.
     """
     return _bce(
         crossent.BinaryCrossEntropyAccumulator,
@@ -394,6 +415,7 @@ def binary_cross_entropy(
         groups,
         n_groups,
         sample_weight,
+        nan_policy,
     )
 
 
@@ -407,6 +429,7 @@ def binary_cross_entropy_with_logits(
     reduction: str = "mean",
     groups: Any = None,
     n_groups: int | None = None,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.binary_cross_entropy_with_logits` on Dask arrays (lazy).
 
@@ -444,6 +467,7 @@ def binary_cross_entropy_with_logits(
         groups,
         n_groups,
         sample_weight,
+        nan_policy,
     )
 
 
@@ -476,6 +500,7 @@ def softmax_cross_entropy(
     groups: Any = None,
     n_groups: int | None = None,
     keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.softmax_cross_entropy` on Dask arrays (lazy).
 
@@ -496,8 +521,13 @@ def softmax_cross_entropy(
 
     >>> crossent.dask.softmax_cross_entropy(logits, labels, reduction="none", keepdims=True).shape
     (2, 1)
+
+    ``nan_policy`` as in :func:`crossent.softmax_cross_entropy`: with ``"omit"`` a row
+    holding a NaN is left out of the sum and of the mean's denominator, as an ignored row.
     """
     _reduction(reduction)  # checked as the in-memory functions check it
+    nan_policy = _nan_policy(nan_policy)
+    _no_groups(nan_policy, groups)
     if _keepdims(keepdims) and (reduction != "none" or groups is not None):
         raise ValueError(
             "'keepdims' is only used with reduction='none' and no 'groups' (a mean or sum is "
@@ -517,6 +547,8 @@ def softmax_cross_entropy(
         "ignore_index": ignore_index,
         "label_smoothing": label_smoothing,
     }
+    if nan_policy != "propagate":
+        kw["nan_policy"] = nan_policy
     soft = np.dtype(t.dtype).kind == "f"
     rows_shape = x.shape[:ax] + x.shape[ax + 1 :]
     if soft:

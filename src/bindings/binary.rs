@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 use super::arrays::{ndarray, Operand, View};
 use super::errors::{domain_error, Reported};
+use super::nan_policy::NO_NAN;
 use super::operand::LoadView;
 use crate::kernels::drive;
 use crate::kernels::float::{Float, Target};
@@ -136,6 +137,33 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
             "values in [0, 1]"
         };
         domain_error(self.x.py(), "target", what, bad)
+    }
+
+    /// Under `nan_policy='raise'`: the error for the first NaN of the first operand holding
+    /// one, in the order `input`, `target`, `weight`, `pos_weight`, `sample_weight` (`None`
+    /// when none holds a NaN). Only looked for when the kernel's sum came out NaN, which
+    /// every NaN operand makes it: the check rides on the single pass.
+    pub fn nan_error<Y: Target + Load + Reported>(&self) -> Option<PyErr> {
+        let py = self.x.py();
+        if let Some(bad) = self.x.kernel().first(|v: T| v.is_nan()) {
+            return Some(domain_error(py, "input", NO_NAN, Some(bad)));
+        }
+        if !Y::HARD {
+            // SAFETY: as in `kernel`: `Y` reads every bit pattern of `E`.
+            let y = unsafe { self.y.kernel_as::<Y>() };
+            if let Some(bad) = y.first(|v: Y| v.prob::<f64>().is_nan()) {
+                return Some(domain_error(py, "target", NO_NAN, Some(bad)));
+            }
+        }
+        let params = [
+            (&self.w, "weight"),
+            (&self.pw, "pos_weight"),
+            (&self.sw, "sample_weight"),
+        ];
+        params.into_iter().find_map(|(v, arg)| {
+            let bad = v.as_ref()?.first_bad(|v: T| v.is_nan())?;
+            Some(domain_error(py, arg, NO_NAN, Some(bad)))
+        })
     }
 
     /// The error for a probability outside [0, 1] in `input`, naming the first position.

@@ -36,6 +36,7 @@ use rayon::ThreadPool;
 use super::float::{Float, Target};
 use super::isa::{self, Arch, Isa, Kernel};
 use super::lanes::sum_lanes;
+use super::nan::NanPolicy;
 use super::reduce::{flags, reduce_from, Partial, BLOCK};
 use super::strided::{scatter, Layout, SendPtr, Src, TileBuf};
 
@@ -169,11 +170,14 @@ impl<T: Float, Y: Target> InputTiles<T, Y> {
 
 /// The operands of one binary cross-entropy call: the [`Inputs`], `out` (layout operand
 /// 4), null when nothing is written, and the sample weights (layout operand 5, read as `T`
-/// whatever float type they are stored in), `None` when not given.
+/// whatever float type they are stored in), `None` when not given; and the NaN policy
+/// (the kernel acts on [`NanPolicy::Omit`] only: under [`NanPolicy::Raise`] it computes
+/// what [`NanPolicy::Propagate`] does, whose NaN sum tells the caller to look for a NaN).
 pub struct Operands<T, Y> {
     pub inputs: Inputs<T, Y>,
     pub out: SendPtr<T>,
     pub sample_weight: Option<Src<T>>,
+    pub nan: NanPolicy,
     pub layout: Layout<6>,
 }
 
@@ -216,13 +220,8 @@ impl<T: Float> SampleTiles<T> {
         part: &mut Partial,
     ) -> (&'a [T], &'a [T]) {
         // SAFETY: the caller's contract.
-        let sw = unsafe { self.sw.view_src(src.offset(at), st, n) };
+        let sw = unsafe { checked_sample_weights(&mut self.sw, src, at, st, n, flat, part) };
         part.weight += sum_lanes(sw);
-        // Branch-free, so it vectorises (NaN is not negative: it propagates).
-        if sw.iter().fold(false, |bad, &v| bad | (v < T::ZERO)) {
-            let k = sw.iter().position(|&v| v < T::ZERO).unwrap_or(0);
-            part.flag(flags::WEIGHT, (flat + k) as u64);
-        }
         if w.is_empty() {
             return (sw, sw);
         }
@@ -232,6 +231,52 @@ impl<T: Float> SampleTiles<T> {
         }
         (sw, scaled)
     }
+
+    /// The `n` sample weights of one tile, read as [`SampleTiles::scale`] reads them and
+    /// flagged [`flags::WEIGHT`] at the first negative one, but neither summed nor multiplied
+    /// into the element weights: under [`NanPolicy::Omit`] the tile kernel does both, for the
+    /// elements it keeps.
+    ///
+    /// # Safety
+    /// As for [`SampleTiles::scale`].
+    #[inline(always)]
+    pub unsafe fn checked(
+        &mut self,
+        src: Src<T>,
+        at: isize,
+        st: isize,
+        n: usize,
+        flat: usize,
+        part: &mut Partial,
+    ) -> &[T] {
+        // SAFETY: the caller's contract.
+        unsafe { checked_sample_weights(&mut self.sw, src, at, st, n, flat, part) }
+    }
+}
+
+/// The `n` sample weights from `src.offset(at)` with step `st`, read into `buf` where not
+/// contiguous, flagged [`flags::WEIGHT`] at the first negative one (flat index `flat + k`).
+///
+/// # Safety
+/// As for [`SampleTiles::scale`].
+#[inline(always)]
+unsafe fn checked_sample_weights<'a, T: Float>(
+    buf: &'a mut TileBuf<T>,
+    src: Src<T>,
+    at: isize,
+    st: isize,
+    n: usize,
+    flat: usize,
+    part: &mut Partial,
+) -> &'a [T] {
+    // SAFETY: the caller's contract.
+    let sw = unsafe { buf.view_src(src.offset(at), st, n) };
+    // Branch-free, so it vectorises (NaN is not negative: it propagates).
+    if sw.iter().fold(false, |bad, &v| bad | (v < T::ZERO)) {
+        let k = sw.iter().position(|&v| v < T::ZERO).unwrap_or(0);
+        part.flag(flags::WEIGHT, (flat + k) as u64);
+    }
+    sw
 }
 
 /// Elements per group of the tile loop (and independent `f64` accumulators of its sum) with
@@ -313,34 +358,84 @@ struct Tile<'a, T, Y> {
     pw: Option<&'a [T]>,
     /// Where each element's loss goes, when requested.
     out: Option<&'a mut [T]>,
+    /// [`NanPolicy::Omit`]: elements with a NaN operand are left out of the sums. `w` is then
+    /// the element weight as given (`None`: absent) and `sw` the sample weights (`None`:
+    /// none), multiplied here, element by element, as [`SampleTiles::scale`] multiplies them.
+    /// Otherwise `sw` is `None` and `w` holds the weights the losses are multiplied by.
+    omit: bool,
+    sw: Option<&'a [T]>,
+}
+
+/// What one tile adds up: its loss sum, the domain-error flags met and, under
+/// [`NanPolicy::Omit`], the number of elements kept and their sample weights' sum (under
+/// the other policies `kept` is the tile's length and `kept_sw` 0).
+#[derive(Clone, Copy, Debug)]
+struct TileSums {
+    sum: f64,
+    flags: u32,
+    kept: u64,
+    kept_sw: f64,
 }
 
 impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
-    /// The tile's loss sum and the domain-error flags met.
-    type Output = (f64, u32);
+    type Output = TileSums;
 
     /// Chooses the element formula once per tile, then runs [`lanes`]: hard labels take the
     /// one-log path; float targets take it too until one that is not exactly 0 or 1 shows
     /// up, and then the tile is done again with the two-log formula.
     #[inline(always)]
-    fn run<A: Arch>(self) -> (f64, u32) {
+    fn run<A: Arch>(self) -> TileSums {
         let n = self.x.len();
         let (x, y) = (self.x, &self.y[..n]);
         let w = self.w.map(|w| &w[..n]);
         let pw = self.pw.map(|pw| &pw[..n]);
+        let sw = self.sw.map(|sw| &sw[..n]);
+        let omit = self.omit;
         let mut out = self.out.map(|o| &mut o[..n]);
         // Absent operands are passed as `x` and never read (the const flags say so).
         macro_rules! go {
-            ($mode:expr, $l:expr) => {{
+            (@omit $mode:expr, $l:expr, $w:literal, $sw:literal, $ws:expr, $sws:expr) => {{
                 let o = out.as_deref_mut();
-                match (w, pw) {
-                    (None, None) => lanes::<A, T, Y, { $mode }, false, false, $l>(x, y, x, x, o),
-                    (Some(w), None) => lanes::<A, T, Y, { $mode }, true, false, $l>(x, y, w, x, o),
-                    (None, Some(pw)) => {
-                        lanes::<A, T, Y, { $mode }, false, true, $l>(x, y, x, pw, o)
+                match pw {
+                    None => lanes::<A, T, Y, { $mode }, $w, false, $l, true, $sw>(
+                        x, y, $ws, x, $sws, o,
+                    ),
+                    Some(pw) => lanes::<A, T, Y, { $mode }, $w, true, $l, true, $sw>(
+                        x, y, $ws, pw, $sws, o,
+                    ),
+                }
+            }};
+            ($mode:expr, $l:expr) => {{
+                if omit {
+                    match (w, sw) {
+                        (None, None) => go!(@omit $mode, $l, false, false, x, x),
+                        (Some(w), None) => go!(@omit $mode, $l, true, false, w, x),
+                        (None, Some(sw)) => go!(@omit $mode, $l, false, true, x, sw),
+                        (Some(w), Some(sw)) => go!(@omit $mode, $l, true, true, w, sw),
                     }
-                    (Some(w), Some(pw)) => {
-                        lanes::<A, T, Y, { $mode }, true, true, $l>(x, y, w, pw, o)
+                } else {
+                    let o = out.as_deref_mut();
+                    match (w, pw) {
+                        (None, None) => {
+                            lanes::<A, T, Y, { $mode }, false, false, $l, false, false>(
+                                x, y, x, x, x, o,
+                            )
+                        }
+                        (Some(w), None) => {
+                            lanes::<A, T, Y, { $mode }, true, false, $l, false, false>(
+                                x, y, w, x, x, o,
+                            )
+                        }
+                        (None, Some(pw)) => {
+                            lanes::<A, T, Y, { $mode }, false, true, $l, false, false>(
+                                x, y, x, pw, x, o,
+                            )
+                        }
+                        (Some(w), Some(pw)) => {
+                            lanes::<A, T, Y, { $mode }, true, true, $l, false, false>(
+                                x, y, w, pw, x, o,
+                            )
+                        }
                     }
                 }
             }};
@@ -389,7 +484,10 @@ struct LaneState<T, Y, const L: usize> {
 }
 
 /// One group of `L` elements: loss, weight, domain checks and sums, all lane-wise.
-/// Returns the losses (weighted).
+/// Returns the losses (weighted) and, under `OMIT`, which elements have no NaN operand
+/// (`x`, a float `y`, and `w`, `pw`, `sw` where present; all `true` otherwise). `SW` (only
+/// with `OMIT`): the losses are multiplied by the sample weights `sw` too, after `w`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn group<
     A: Arch,
@@ -399,14 +497,18 @@ fn group<
     const W: bool,
     const PW: bool,
     const L: usize,
+    const OMIT: bool,
+    const SW: bool,
 >(
     st: &mut LaneState<T, Y, L>,
     x: &[T; L],
     y: &[Y; L],
     w: &[T; L],
     pw: &[T; L],
-) -> [T; L] {
+    sw: &[T; L],
+) -> ([T; L], [bool; L]) {
     let mut l = [T::ZERO; L];
+    let mut keep = [true; L];
     for k in 0..L {
         let (v, t) = (x[k], y[k]);
         if MODE != LOGITS {
@@ -432,15 +534,32 @@ fn group<
             SOFT => prob_soft::<A, T>(v, t.prob()),
             _ => logits_loss::<A, T, PW>(v, t.prob(), pw[k]),
         };
-        l[k] = if W { loss * w[k] } else { loss };
+        // Under `OMIT` the product of the weights as `SampleTiles::scale` forms it.
+        let scale = match (W, SW) {
+            (true, true) => w[k] * sw[k],
+            (false, true) => sw[k],
+            _ => w[k],
+        };
+        l[k] = if W || SW { loss * scale } else { loss };
+        if OMIT {
+            let nan = v.is_nan()
+                | (!Y::HARD && t.prob::<T>().is_nan())
+                | (W && w[k].is_nan())
+                | (PW && pw[k].is_nan())
+                | (SW && sw[k].is_nan());
+            keep[k] = !nan;
+        }
     }
-    l
+    (l, keep)
 }
 
 /// The tile loop: groups of `L` elements through [`group`], the last, partial group
 /// padded with valid values (probability 1/2, target 0, weight 1) whose losses are dropped.
-/// `w` is only read when `W`. Returns the tile's sum and domain-error flags; `None` (in
-/// `HARD_FLOAT` mode only) as soon as a group holds a float target other than 0 and 1.
+/// `w` is only read when `W`, `pw` when `PW`, `sw` when `SW`. Returns the tile's sums and
+/// domain-error flags; `None` (in `HARD_FLOAT` mode only) as soon as a group holds a float
+/// target other than 0 and 1. Under `OMIT` an element with a NaN operand is written to
+/// `out` (its loss is NaN) but left out of the sum, of the count of elements kept and of the
+/// sum of sample weights kept.
 #[inline(always)]
 fn lanes<
     A: Arch,
@@ -450,13 +569,16 @@ fn lanes<
     const W: bool,
     const PW: bool,
     const L: usize,
+    const OMIT: bool,
+    const SW: bool,
 >(
     x: &[T],
     y: &[Y],
     w: &[T],
     pw: &[T],
+    sw: &[T],
     mut out: Option<&mut [T]>,
-) -> Option<(f64, u32)> {
+) -> Option<TileSums> {
     let n = x.len();
     let half = T::from_f64(0.5);
     let mut st = LaneState {
@@ -468,6 +590,9 @@ fn lanes<
         ylo: [Y::default(); L],
         yhi: [Y::default(); L],
     };
+    // Under `OMIT`: per lane, the elements kept and their sample weights' sum.
+    let mut kept = [0u32; L];
+    let mut kept_sw = [0f64; L];
     let full = n - n % L;
     let arr = |s: &[T], i: usize| -> [T; L] { s[i..i + L].try_into().unwrap() };
     let mut i = 0;
@@ -475,22 +600,34 @@ fn lanes<
         let ys: [Y; L] = y[i..i + L].try_into().unwrap();
         let ws = if W { arr(w, i) } else { [T::ONE; L] };
         let pws = if PW { arr(pw, i) } else { [T::ONE; L] };
-        let l = group::<A, T, Y, MODE, W, PW, L>(&mut st, &arr(x, i), &ys, &ws, &pws);
+        let sws = if SW { arr(sw, i) } else { [T::ONE; L] };
+        let (l, keep) =
+            group::<A, T, Y, MODE, W, PW, L, OMIT, SW>(&mut st, &arr(x, i), &ys, &ws, &pws, &sws);
         if MODE == HARD_FLOAT && any_soft(&st.soft) {
             return None;
         }
         if let Some(out) = out.as_deref_mut() {
             out[i..i + L].copy_from_slice(&l);
         }
-        for (a, v) in st.acc.iter_mut().zip(l) {
-            *a += v.to_f64();
+        if OMIT {
+            for k in 0..L {
+                st.acc[k] += if keep[k] { l[k].to_f64() } else { 0.0 };
+                kept[k] += u32::from(keep[k]);
+                if SW {
+                    kept_sw[k] += if keep[k] { sws[k].to_f64() } else { 0.0 };
+                }
+            }
+        } else {
+            for (a, v) in st.acc.iter_mut().zip(l) {
+                *a += v.to_f64();
+            }
         }
         i += L;
     }
     let rest = n - full;
     if rest > 0 {
         let (mut xs, mut ys) = ([half; L], [Y::default(); L]);
-        let (mut ws, mut pws) = ([T::ONE; L], [T::ONE; L]);
+        let (mut ws, mut pws, mut sws) = ([T::ONE; L], [T::ONE; L], [T::ONE; L]);
         xs[..rest].copy_from_slice(&x[full..]);
         ys[..rest].copy_from_slice(&y[full..]);
         if PW {
@@ -499,12 +636,26 @@ fn lanes<
         if W {
             ws[..rest].copy_from_slice(&w[full..]);
         }
-        let l = group::<A, T, Y, MODE, W, PW, L>(&mut st, &xs, &ys, &ws, &pws);
+        if SW {
+            sws[..rest].copy_from_slice(&sw[full..]);
+        }
+        let (l, keep) =
+            group::<A, T, Y, MODE, W, PW, L, OMIT, SW>(&mut st, &xs, &ys, &ws, &pws, &sws);
         if let Some(out) = out {
             out[full..].copy_from_slice(&l[..rest]);
         }
-        for (a, v) in st.acc.iter_mut().zip(&l[..rest]) {
-            *a += v.to_f64();
+        if OMIT {
+            for k in 0..rest {
+                st.acc[k] += if keep[k] { l[k].to_f64() } else { 0.0 };
+                kept[k] += u32::from(keep[k]);
+                if SW {
+                    kept_sw[k] += if keep[k] { sws[k].to_f64() } else { 0.0 };
+                }
+            }
+        } else {
+            for (a, v) in st.acc.iter_mut().zip(&l[..rest]) {
+                *a += v.to_f64();
+            }
         }
     }
     if MODE == HARD_FLOAT && any_soft(&st.soft) {
@@ -517,7 +668,16 @@ fn lanes<
         bad_y |= st.bad_y[k] | u32::from(!Y::extremes_in_range(st.ylo[k], st.yhi[k]));
     }
     let flags = if bad_x { flags::INPUT } else { 0 } | if bad_y != 0 { flags::TARGET } else { 0 };
-    Some((pairwise(st.acc), flags))
+    Some(TileSums {
+        sum: pairwise(st.acc),
+        flags,
+        kept: if OMIT {
+            kept.iter().map(|&k| u64::from(k)).sum()
+        } else {
+            n as u64
+        },
+        kept_sw: if SW { pairwise(kept_sw) } else { 0.0 },
+    })
 }
 
 /// True if any lane saw a soft target (no early exit, so it stays one vector test).
@@ -585,9 +745,11 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
 ) -> Partial {
     let ins = &ops.inputs;
     let (unweighted, no_pos_weight) = (ins.unweighted(), ins.no_pos_weight());
+    let omit = ops.nan == NanPolicy::Omit;
     reduce_from(init, ops.layout.len(), BLOCK, pool, |range| {
         let mut part = Partial::EMPTY;
-        part.count = range.len() as u64;
+        // Under `omit`, the elements kept are counted tile by tile.
+        part.count = if omit { 0 } else { range.len() as u64 };
         let mut tiles = InputTiles::<T, Y>::default();
         let mut samples = SampleTiles::<T>::default();
         let mut bout = TileBuf::<T>::default();
@@ -595,13 +757,19 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
             // SAFETY: the caller guarantees every element of the layout is valid; `at` and
             // `st` stay inside it for the n elements of this tile.
             let (x, y, w, pw) = unsafe { tiles.view_present(ins, &at, &st, n) };
-            let w = match ops.sample_weight {
-                None if unweighted => None,
-                None => Some(w),
+            let (w, sw) = match ops.sample_weight {
+                None if unweighted => (None, None),
+                None => (Some(w), None),
                 // SAFETY: as above, for operand 5 (the sample weights).
-                Some(src) => {
-                    Some(unsafe { samples.scale(src, at[5], st[5], n, w, flat, &mut part) }.1)
-                }
+                Some(src) if omit => (
+                    (!unweighted).then_some(w),
+                    Some(unsafe { samples.checked(src, at[5], st[5], n, flat, &mut part) }),
+                ),
+                // SAFETY: as above, for operand 5 (the sample weights).
+                Some(src) => (
+                    Some(unsafe { samples.scale(src, at[5], st[5], n, w, flat, &mut part) }.1),
+                    None,
+                ),
             };
             let tile = |out| Tile {
                 kind,
@@ -610,8 +778,10 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
                 w,
                 pw: if no_pos_weight { None } else { Some(pw) },
                 out,
+                omit,
+                sw,
             };
-            let (sum, bad) = if ops.out.0.is_null() {
+            let sums = if ops.out.0.is_null() {
                 isa::dispatch_on(isa, tile(None))
             } else {
                 // SAFETY: out is valid and written by this block only (blocks partition the
@@ -631,7 +801,12 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
                     r
                 }
             };
-            part.sum += sum;
+            part.sum += sums.sum;
+            if omit {
+                part.count += sums.kept;
+                part.weight += sums.kept_sw;
+            }
+            let bad = sums.flags;
             if bad != 0 && part.flags & bad != bad {
                 part.flag(bad, first_bad(kind, flat, x, y, bad));
             }
@@ -684,8 +859,12 @@ pub unsafe fn tile_losses<'s, T: Float, Y: Target>(
         w,
         pw: if ins.no_pos_weight() { None } else { Some(pw) },
         out: Some(out),
+        omit: false,
+        sw: None,
     };
-    let (sum, bad) = isa::dispatch_on(isa, tile);
+    let TileSums {
+        sum, flags: bad, ..
+    } = isa::dispatch_on(isa, tile);
     part.sum += sum;
     if bad != 0 && part.flags & bad != bad {
         part.flag(bad, first_bad(kind, flat, x, y, bad));
@@ -712,6 +891,7 @@ mod tests {
             },
             out: SendPtr(out),
             sample_weight: None,
+            nan: NanPolicy::Propagate,
             layout: Layout::new(&[n], [&[1], &[1], &[0], &[0], &[1], &[0]]),
         }
     }
@@ -899,6 +1079,7 @@ mod tests {
             },
             out: SendPtr(std::ptr::null_mut()),
             sample_weight: None,
+            nan: NanPolicy::Propagate,
             // logical (4, 300): element [i, j] at i + 4 j (a Fortran-ordered buffer).
             layout: Layout::new(
                 &[4, 300],
