@@ -617,7 +617,23 @@ accumulator_methods!(
                     codes,
                     n: self.groups.n,
                 };
+                let ops = [Some(input), Some(target), weight, Some(codes)];
                 return self.groups.update(&mut part, |state, init| {
+                    let name = "binary_cross_entropy";
+                    if let Some(s) = arrow::fold_batches(input.py(), name, &ops, init, |s, b| {
+                        let args = grouped::BceArgs {
+                            weight: b[2].as_ref(),
+                            ..args
+                        };
+                        let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
+                        let g = grouped::Groups {
+                            codes: arrow::given(b, 3)?,
+                            ..g
+                        };
+                        grouped::bce_fold(state, s, x, y, &args, &g)
+                    })? {
+                        return Ok(s);
+                    }
                     grouped::bce_fold(state, init, input, target, &args, &g)
                 });
             }
@@ -754,7 +770,23 @@ accumulator_methods!(
                     codes,
                     n: self.groups.n,
                 };
+                let ops = [Some(input), Some(target), weight, Some(codes)];
                 return self.groups.update(&mut part, |state, init| {
+                    let name = "binary_cross_entropy_with_logits";
+                    if let Some(s) = arrow::fold_batches(py, name, &ops, init, |s, b| {
+                        let args = grouped::BceArgs {
+                            weight: b[2].as_ref(),
+                            ..args
+                        };
+                        let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
+                        let g = grouped::Groups {
+                            codes: arrow::given(b, 3)?,
+                            ..g
+                        };
+                        grouped::bce_fold(state, s, x, y, &args, &g)
+                    })? {
+                        return Ok(s);
+                    }
                     grouped::bce_fold(state, init, input, target, &args, &g)
                 });
             }
@@ -947,7 +979,19 @@ accumulator_methods!(
                     codes,
                     n: self.groups.n,
                 };
+                let ops = [Some(logits), Some(target), Some(codes)];
                 return self.groups.update(&mut part, |state, init| {
+                    let name = "softmax_cross_entropy";
+                    if let Some(s) = arrow::fold_batches(py, name, &ops, init, |s, b| {
+                        let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
+                        let g = grouped::Groups {
+                            codes: arrow::given(b, 2)?,
+                            ..g
+                        };
+                        grouped::softmax_fold(state, s, x, y, &params, &g)
+                    })? {
+                        return Ok(s);
+                    }
                     grouped::softmax_fold(state, init, logits, target, &params, &g)
                 });
             }
