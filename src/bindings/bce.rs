@@ -96,7 +96,16 @@ pub fn binary_cross_entropy<'py>(
     groups: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if let Some(groups) = grouped::given(groups, n_groups)? {
+    let grouping = grouped::given(groups, n_groups)?;
+    if grouping.is_some() {
+        grouped::check_reduction(reduction, out)?;
+    }
+    stream_hook!(input.py(), "binary_cross_entropy", [input, target, weight, sample_weight, groups], {
+        "input" => input, "target" => target, "weight" => weight,
+        "sample_weight" => sample_weight, "reduction" => reduction.name(), "out" => out,
+        "groups" => groups, "n_groups" => n_groups,
+    });
+    if let Some(groups) = grouping {
         let args = grouped::BceArgs {
             kind: Kind::Probabilities,
             weight,
@@ -114,10 +123,6 @@ pub fn binary_cross_entropy<'py>(
         out,
         init: Partial::EMPTY,
     };
-    stream_hook!(input.py(), "binary_cross_entropy", [input, target, weight, sample_weight], {
-        "input" => input, "target" => target, "weight" => weight,
-        "sample_weight" => sample_weight, "reduction" => reduction.name(), "out" => out,
-    });
     dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
 }
 
@@ -183,7 +188,17 @@ pub fn binary_cross_entropy_with_logits<'py>(
     groups: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if let Some(groups) = grouped::given(groups, n_groups)? {
+    let grouping = grouped::given(groups, n_groups)?;
+    if grouping.is_some() {
+        grouped::check_reduction(reduction, out)?;
+    }
+    stream_hook!(input.py(), "binary_cross_entropy_with_logits",
+                 [input, target, weight, sample_weight, groups], {
+        "input" => input, "target" => target, "weight" => weight, "pos_weight" => pos_weight,
+        "sample_weight" => sample_weight, "reduction" => reduction.name(), "out" => out,
+        "groups" => groups, "n_groups" => n_groups,
+    });
+    if let Some(groups) = grouping {
         let args = grouped::BceArgs {
             kind: Kind::Logits,
             weight,
@@ -201,11 +216,6 @@ pub fn binary_cross_entropy_with_logits<'py>(
         out,
         init: Partial::EMPTY,
     };
-    stream_hook!(input.py(), "binary_cross_entropy_with_logits",
-                 [input, target, weight, sample_weight], {
-        "input" => input, "target" => target, "weight" => weight, "pos_weight" => pos_weight,
-        "sample_weight" => sample_weight, "reduction" => reduction.name(), "out" => out,
-    });
     dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
 }
 

@@ -140,7 +140,18 @@ pub fn softmax_cross_entropy<'py>(
              a Python float, with no axis to keep)",
         ));
     }
-    if let Some(groups) = grouped::given(groups, n_groups)? {
+    let grouping = grouped::given(groups, n_groups)?;
+    if grouping.is_some() {
+        check_smoothing(label_smoothing)?;
+        grouped::check_reduction(reduction, out)?;
+    }
+    stream_hook!(logits.py(), "softmax_cross_entropy", [logits, target, sample_weight, groups], {
+        "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
+        "sample_weight" => sample_weight, "ignore_index" => ignore_index,
+        "label_smoothing" => label_smoothing, "reduction" => reduction.name(), "out" => out,
+        "keepdims" => keepdims, "groups" => groups, "n_groups" => n_groups,
+    });
+    if let Some(groups) = grouping {
         let params = Params {
             axis,
             weight,
@@ -157,12 +168,6 @@ pub fn softmax_cross_entropy<'py>(
             &groups,
         );
     }
-    stream_hook!(logits.py(), "softmax_cross_entropy", [logits, target, sample_weight], {
-        "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
-        "sample_weight" => sample_weight, "ignore_index" => ignore_index,
-        "label_smoothing" => label_smoothing, "reduction" => reduction.name(), "out" => out,
-        "keepdims" => keepdims,
-    });
     check_smoothing(label_smoothing)?;
     if out.is_some() && reduction != Reduction::None {
         return Err(PyValueError::new_err(
