@@ -182,6 +182,48 @@ fn with_mode(
     Ok(())
 }
 
+/// A grouped update of a binary accumulator (`args.kind` picks the function): any operand
+/// may be an Arrow stream, folded batch by batch into one copy of the per-group state.
+fn bce_groups_update<'py>(
+    groups: &Grouped,
+    part: &mut Partial,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    args: &grouped::BceArgs<'_, 'py>,
+    codes: &Bound<'py, PyAny>,
+) -> PyResult<()> {
+    let g = grouped::Groups { codes, n: groups.n };
+    let ops = [
+        Some(input),
+        Some(target),
+        args.weight,
+        args.sample_weight,
+        Some(codes),
+    ];
+    let name = match args.kind {
+        BceKind::Probabilities => "binary_cross_entropy",
+        BceKind::Logits => "binary_cross_entropy_with_logits",
+    };
+    groups.update(part, |state, init| {
+        if let Some(s) = arrow::fold_batches(input.py(), name, &ops, init, |s, b| {
+            let args = grouped::BceArgs {
+                weight: b[2].as_ref(),
+                sample_weight: b[3].as_ref(),
+                ..*args
+            };
+            let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
+            let g = grouped::Groups {
+                codes: arrow::given(b, 4)?,
+                ..g
+            };
+            grouped::bce_fold(state, s, x, y, &args, &g)
+        })? {
+            return Ok(s);
+        }
+        grouped::bce_fold(state, init, input, target, args, &g)
+    })
+}
+
 /// A value that the threads sharing an accumulator take turns on (module doc): a lock word
 /// holding the [`pool::thread_token`] of the thread that holds it (0: free).
 pub struct Shared<T> {
@@ -717,13 +759,7 @@ accumulator_methods!(
                         pos_weight: None,
                         sample_weight,
                     };
-                    let g = grouped::Groups {
-                        codes,
-                        n: self.groups.n,
-                    };
-                    return self.groups.update(part, |state, init| {
-                        grouped::bce_fold(state, init, input, target, &args, &g)
-                    });
+                    return bce_groups_update(&self.groups, part, input, target, &args, codes);
                 }
                 self.groups.check_plain()?;
                 let ops = [Some(input), Some(target), weight, sample_weight];
@@ -886,13 +922,7 @@ accumulator_methods!(
                         pos_weight: pw.as_ref(),
                         sample_weight,
                     };
-                    let g = grouped::Groups {
-                        codes,
-                        n: self.groups.n,
-                    };
-                    return self.groups.update(part, |state, init| {
-                        grouped::bce_fold(state, init, input, target, &args, &g)
-                    });
+                    return bce_groups_update(&self.groups, part, input, target, &args, codes);
                 }
                 self.groups.check_plain()?;
                 let ops = [Some(input), Some(target), weight, sample_weight];
@@ -1120,7 +1150,19 @@ accumulator_methods!(
                         codes,
                         n: self.groups.n,
                     };
+                    let ops = [Some(logits), Some(target), sample_weight, Some(codes)];
                     return self.groups.update(part, |state, init| {
+                        let name = "softmax_cross_entropy";
+                        if let Some(s) = arrow::fold_batches(py, name, &ops, init, |s, b| {
+                            let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
+                            let g = grouped::Groups {
+                                codes: arrow::given(b, 3)?,
+                                ..g
+                            };
+                            grouped::softmax_fold(state, s, x, y, &params, b[2].as_ref(), &g)
+                        })? {
+                            return Ok(s);
+                        }
                         let sw = sample_weight;
                         grouped::softmax_fold(state, init, logits, target, &params, sw, &g)
                     });

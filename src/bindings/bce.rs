@@ -112,8 +112,17 @@ pub fn binary_cross_entropy<'py>(
     #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
     #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if let Some(groups) = grouped::given(groups, n_groups)? {
+    let grouping = grouped::given(groups, n_groups)?;
+    if grouping.is_some() {
         no_groups(nan_policy)?;
+        grouped::check_reduction(reduction, out)?;
+    }
+    stream_hook!(input.py(), "binary_cross_entropy", [input, target, weight, sample_weight, groups], {
+        "input" => input, "target" => target, "weight" => weight,
+        "sample_weight" => sample_weight, "reduction" => reduction.name(), "out" => out,
+        "groups" => groups, "n_groups" => n_groups, "nan_policy" => nan_policy.name(),
+    });
+    if let Some(groups) = grouping {
         let args = grouped::BceArgs {
             kind: Kind::Probabilities,
             weight,
@@ -132,11 +141,6 @@ pub fn binary_cross_entropy<'py>(
         init: Partial::EMPTY,
         nan: nan_policy,
     };
-    stream_hook!(input.py(), "binary_cross_entropy", [input, target, weight, sample_weight], {
-        "input" => input, "target" => target, "weight" => weight,
-        "sample_weight" => sample_weight, "reduction" => reduction.name(), "out" => out,
-        "nan_policy" => nan_policy.name(),
-    });
     dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
 }
 
@@ -209,8 +213,18 @@ pub fn binary_cross_entropy_with_logits<'py>(
     #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
     #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if let Some(groups) = grouped::given(groups, n_groups)? {
+    let grouping = grouped::given(groups, n_groups)?;
+    if grouping.is_some() {
         no_groups(nan_policy)?;
+        grouped::check_reduction(reduction, out)?;
+    }
+    stream_hook!(input.py(), "binary_cross_entropy_with_logits",
+                 [input, target, weight, sample_weight, groups], {
+        "input" => input, "target" => target, "weight" => weight, "pos_weight" => pos_weight,
+        "sample_weight" => sample_weight, "reduction" => reduction.name(), "out" => out,
+        "groups" => groups, "n_groups" => n_groups, "nan_policy" => nan_policy.name(),
+    });
+    if let Some(groups) = grouping {
         let args = grouped::BceArgs {
             kind: Kind::Logits,
             weight,
@@ -229,12 +243,6 @@ pub fn binary_cross_entropy_with_logits<'py>(
         init: Partial::EMPTY,
         nan: nan_policy,
     };
-    stream_hook!(input.py(), "binary_cross_entropy_with_logits",
-                 [input, target, weight, sample_weight], {
-        "input" => input, "target" => target, "weight" => weight, "pos_weight" => pos_weight,
-        "sample_weight" => sample_weight, "reduction" => reduction.name(), "out" => out,
-        "nan_policy" => nan_policy.name(),
-    });
     dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
 }
 

@@ -158,8 +158,20 @@ pub fn softmax_cross_entropy<'py>(
              a Python float, with no axis to keep)",
         ));
     }
-    if let Some(groups) = grouped::given(groups, n_groups)? {
+    let grouping = grouped::given(groups, n_groups)?;
+    if grouping.is_some() {
         no_groups(nan_policy)?;
+        check_smoothing(label_smoothing)?;
+        grouped::check_reduction(reduction, out)?;
+    }
+    stream_hook!(logits.py(), "softmax_cross_entropy", [logits, target, sample_weight, groups], {
+        "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
+        "sample_weight" => sample_weight, "ignore_index" => ignore_index,
+        "label_smoothing" => label_smoothing, "reduction" => reduction.name(), "out" => out,
+        "keepdims" => keepdims, "groups" => groups, "n_groups" => n_groups,
+        "nan_policy" => nan_policy.name(),
+    });
+    if let Some(groups) = grouping {
         let params = Params {
             axis,
             weight,
@@ -177,12 +189,6 @@ pub fn softmax_cross_entropy<'py>(
             &groups,
         );
     }
-    stream_hook!(logits.py(), "softmax_cross_entropy", [logits, target, sample_weight], {
-        "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
-        "sample_weight" => sample_weight, "ignore_index" => ignore_index,
-        "label_smoothing" => label_smoothing, "reduction" => reduction.name(), "out" => out,
-        "keepdims" => keepdims, "nan_policy" => nan_policy.name(),
-    });
     check_smoothing(label_smoothing)?;
     if out.is_some() && reduction != Reduction::None {
         return Err(PyValueError::new_err(
