@@ -472,3 +472,35 @@ def test_dask_losses_take_nan_policy() -> None:
     with pytest.raises(ValueError, match="'nan_policy' must be 'propagate', 'omit' or 'raise'"):
         unknown: Any = "ignore"
         crossent.dask.softmax_cross_entropy(lx, ll, nan_policy=unknown)
+
+
+def test_arrow_streams_take_nan_policy() -> None:
+    pa = pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(31)
+    n = 2 * crossent.BLOCK + 300
+    p = with_nan(rng.uniform(0.05, 0.95, n), rng, 0.01)
+    y = (rng.uniform(size=n) < 0.5).astype(np.float64)
+    cut = crossent.BLOCK + 17  # a chunk boundary inside a block
+    chunked = pa.chunked_array([p[:cut], p[cut:]])
+    for reduction in ("mean", "sum"):
+        want = crossent.binary_cross_entropy(p, y, reduction=reduction, nan_policy="omit")
+        got = crossent.binary_cross_entropy(chunked, y, reduction=reduction, nan_policy="omit")
+        assert got == want  # the bits of one call
+    with pytest.raises(crossent.DomainError) as info:
+        crossent.binary_cross_entropy(chunked, y, nan_policy="raise")
+    assert info.value.index == (int(np.argmax(np.isnan(p))),)
+    x = rng.standard_normal((500, 4))
+    x[[10, 400], [2, 0]] = np.nan
+    labels = rng.integers(0, 4, 500)
+    rows = pa.chunked_array(
+        [
+            pa.array(list(x[:250]), pa.list_(pa.float64(), 4)),
+            pa.array(list(x[250:]), pa.list_(pa.float64(), 4)),
+        ]
+    )
+    want = crossent.softmax_cross_entropy(x, labels, nan_policy="omit")
+    assert crossent.softmax_cross_entropy(rows, labels, nan_policy="omit") == pytest.approx(
+        want, rel=1e-12
+    )
+    with pytest.raises(ValueError, match="'nan_policy' must be 'propagate' with 'groups'"):
+        crossent.binary_cross_entropy(chunked, y, groups=np.zeros(n, int), nan_policy="omit")

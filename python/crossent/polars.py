@@ -61,8 +61,9 @@ def _array(series: pl.Series, arg: str) -> Any:
     if nulls:
         first = int(series.is_null().arg_true()[0])
         raise ValueError(
-            f"'{arg}' holds a null at position {first} of the batch: crossent has no "
-            "nan_policy yet, so drop or fill the nulls first (drop_nulls() / fill_null())"
+            f"'{arg}' holds a null at position {first} of the batch: crossent does not read "
+            "nulls (its nan_policy applies to NaN values), so drop or fill the nulls first "
+            "(drop_nulls() / fill_null(float('nan')))"
         )
     if series.n_chunks() > 1:
         return series

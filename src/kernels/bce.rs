@@ -27,6 +27,15 @@
 //! ([`Partial::weight`]). They are applied per tile, in the same pass ([`SampleTiles`]): the
 //! tile's weights become `w · sw`, so the tile kernels are the very ones of a weighted call.
 //! A negative sample weight is a domain error ([`flags::WEIGHT`]); NaN propagates.
+//!
+//! NaN policy ([`NanPolicy`], SciPy's `nan_policy`, in [`Operands::nan`]): under
+//! [`NanPolicy::Omit`] the tile loop runs in a mode of its own (`OMIT`): an element where any
+//! operand is NaN (input, a float target, weight, pos_weight, sample weight) keeps its NaN loss
+//! in `out` but is left out of the sum, of `count` and of `Σ sw`, which the loop then sums
+//! itself over the elements kept (the weights multiplied as [`SampleTiles::scale`] multiplies
+//! them). A NaN operand always makes its loss NaN, so under [`NanPolicy::Raise`] the kernel
+//! runs as under [`NanPolicy::Propagate`] and the caller looks for a NaN only when the sum is
+//! NaN.
 
 /// The gradient and diagonal Hessian of the logits loss, beside it.
 pub mod grad;

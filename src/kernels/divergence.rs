@@ -329,58 +329,49 @@ fn outside<T: Float, const NAN: u8>(x: &[T]) -> bool {
 
 /// [`NanPolicy::Omit`] on a tile of rows of `n` elements: `p` and `q` copied into `cp`,
 /// `cq` with every pair where either is NaN replaced by `(0, 0)`, and each row's number of
-/// pairs kept in `kept`. A zero pair adds nothing to any sum: its term is 0 (`0 · ln 0 = 0`,
-/// `0 · ln(0/0) = 0` by the kernels' convention, Jensen-Shannon's `m` is 0 too) and so are
-/// its masses, so the kernels then compute the rows without those pairs; a row with none
-/// kept is empty (0, as SciPy gives). Entropy, whose `q` is `p`, goes to [`omit_nan`]. One
-/// pass over the tile, in the gather buffers' cache; nothing the size of the input.
+/// pairs kept in `kept` (from `ck`, 1 or 0 per pair, summed by row). A zero pair adds nothing
+/// to any sum: its term is 0 (`0 · ln 0 = 0`, `0 · ln(0/0) = 0` by the kernels' convention,
+/// Jensen-Shannon's `m` is 0 too) and so are its masses, so the kernels then compute the rows
+/// without those pairs; a row with none kept is empty (0, as SciPy gives). Entropy, whose `q`
+/// is `p`, goes to [`omit_nan`]. One branch-free pass over the whole tile (short rows
+/// included), in the gather buffers' cache; nothing the size of the input.
 #[inline(always)]
 fn omit_pairs<'b, T: Float>(
     p: &[T],
     q: &[T],
     n: usize,
-    (cp, cq): (&'b mut [T], &'b mut [T]),
+    (cp, cq, ck): (&'b mut [T], &'b mut [T], &mut [T]),
     kept: &mut [f64],
 ) -> (&'b [T], &'b [T]) {
-    if n == 0 {
-        kept.fill(0.0);
-        return (cp, cq);
+    let pairs = p
+        .iter()
+        .zip(q)
+        .zip(cp.iter_mut().zip(cq.iter_mut()).zip(ck.iter_mut()));
+    for ((&x, &y), ((a, b), k)) in pairs {
+        let keep = !(x.is_nan() | y.is_nan());
+        *a = if keep { x } else { T::ZERO };
+        *b = if keep { y } else { T::ZERO };
+        *k = if keep { T::ONE } else { T::ZERO };
     }
-    let rows = p.chunks_exact(n).zip(q.chunks_exact(n));
-    let out = cp.chunks_exact_mut(n).zip(cq.chunks_exact_mut(n));
-    for (((p, q), (cp, cq)), k) in rows.zip(out).zip(kept.iter_mut()) {
-        let mut count = 0u64;
-        for (((&x, &y), a), b) in p.iter().zip(q).zip(cp.iter_mut()).zip(cq.iter_mut()) {
-            let keep = !(x.is_nan() | y.is_nan());
-            (*a, *b) = if keep { (x, y) } else { (T::ZERO, T::ZERO) };
-            count += u64::from(keep);
-        }
-        *k = count as f64;
-    }
+    row_sums(ck, n, kept);
     (cp, cq)
 }
 
-/// [`omit_pairs`] of one operand (entropy's `p`): `p` copied into `cp` with each NaN
-/// replaced by 0, each row's number of values kept in `kept`.
+/// [`omit_pairs`] of one operand (entropy's `p`): `p` copied into `cp` with each NaN replaced
+/// by 0, each row's number of values kept in `kept`.
 #[inline(always)]
-fn omit_nan<'b, T: Float>(p: &[T], n: usize, cp: &'b mut [T], kept: &mut [f64]) -> &'b [T] {
-    if n == 0 {
-        kept.fill(0.0);
-        return cp;
+fn omit_nan<'b, T: Float>(
+    p: &[T],
+    n: usize,
+    (cp, ck): (&'b mut [T], &mut [T]),
+    kept: &mut [f64],
+) -> &'b [T] {
+    for ((&x, a), k) in p.iter().zip(cp.iter_mut()).zip(ck.iter_mut()) {
+        let keep = !x.is_nan();
+        *a = if keep { x } else { T::ZERO };
+        *k = if keep { T::ONE } else { T::ZERO };
     }
-    for ((p, cp), k) in p
-        .chunks_exact(n)
-        .zip(cp.chunks_exact_mut(n))
-        .zip(kept.iter_mut())
-    {
-        let mut count = 0u64;
-        for (&x, a) in p.iter().zip(cp.iter_mut()) {
-            let keep = !x.is_nan();
-            *a = if keep { x } else { T::ZERO };
-            count += u64::from(keep);
-        }
-        *k = count as f64;
-    }
+    row_sums(ck, n, kept);
     cp
 }
 
@@ -528,7 +519,7 @@ impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN> {
         TileBuf<f64>,
         TileBuf<f64>,
         TileBuf<f64>,
-        (TileBuf<T>, TileBuf<T>, TileBuf<f64>),
+        (TileBuf<T>, TileBuf<T>, TileBuf<T>, TileBuf<f64>),
     );
 
     fn empty(&self) -> Partial {
@@ -538,7 +529,7 @@ impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN> {
     #[inline(always)]
     fn tile<A: Arch>(
         &self,
-        (bp, bq, bt, bfa, bfb, bs, (cp, cq, bk)): &mut Self::Scratch,
+        (bp, bq, bt, bfa, bfb, bs, (cp, cq, ck, bk)): &mut Self::Scratch,
         tile: &Tile<3>,
         states: &mut [Partial],
     ) {
@@ -564,12 +555,13 @@ impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN> {
         // Under `omit`, the rows without their NaN pairs from here on.
         let (p, q, kept) = if NAN == nan::OMIT {
             let kept = bk.scratch(rows);
-            let cp = cp.scratch(rows * n);
+            let len = rows * n;
+            let (cp, ck) = (cp.scratch(len), ck.scratch(len));
             let (p, q) = if self.kind == Kind::Entropy {
-                let p = omit_nan(p, n, cp, kept);
+                let p = omit_nan(p, n, (cp, ck), kept);
                 (p, p)
             } else {
-                omit_pairs(p, q, n, (cp, cq.scratch(rows * n)), kept)
+                omit_pairs(p, q, n, (cp, cq.scratch(len), ck), kept)
             };
             (p, q, &*kept)
         } else {
@@ -788,7 +780,7 @@ impl<T: Float, const NAN: u8> RowOp<3> for JsMasses<'_, T, NAN> {
         TileBuf<T>,
         TileBuf<T>,
         TileBuf<f64>,
-        (TileBuf<T>, TileBuf<T>, TileBuf<f64>),
+        (TileBuf<T>, TileBuf<T>, TileBuf<T>, TileBuf<f64>),
     );
 
     fn empty(&self) -> Partial {
@@ -798,7 +790,7 @@ impl<T: Float, const NAN: u8> RowOp<3> for JsMasses<'_, T, NAN> {
     #[inline(always)]
     fn tile<A: Arch>(
         &self,
-        (bp, bq, bs, (cp, cq, bk)): &mut Self::Scratch,
+        (bp, bq, bs, (cp, cq, ck, bk)): &mut Self::Scratch,
         tile: &Tile<3>,
         states: &mut [Partial],
     ) {
@@ -815,8 +807,9 @@ impl<T: Float, const NAN: u8> RowOp<3> for JsMasses<'_, T, NAN> {
             0
         };
         let (p, q) = if NAN == nan::OMIT {
-            let (cp, cq) = (cp.scratch(rows * n), cq.scratch(rows * n));
-            omit_pairs(p, q, n, (cp, cq), bk.scratch(rows))
+            let len = rows * n;
+            let (cp, cq, ck) = (cp.scratch(len), cq.scratch(len), ck.scratch(len));
+            omit_pairs(p, q, n, (cp, cq, ck), bk.scratch(rows))
         } else {
             (p, q)
         };
