@@ -490,12 +490,17 @@ struct LaneState<T, Y, const L: usize> {
     /// Smallest and largest target seen (float targets, see [`Target::BY_EXTREMES`]).
     ylo: [Y; L],
     yhi: [Y; L],
+    /// Under `OMIT`: the elements kept, and their sample weights' sum (`SW`), in `f64`.
+    kept: [f64; L],
+    kept_sw: [f64; L],
 }
 
 /// One group of `L` elements: loss, weight, domain checks and sums, all lane-wise.
-/// Returns the losses (weighted) and, under `OMIT`, which elements have no NaN operand
-/// (`x`, a float `y`, and `w`, `pw`, `sw` where present; all `true` otherwise). `SW` (only
-/// with `OMIT`): the losses are multiplied by the sample weights `sw` too, after `w`.
+/// Returns the losses (weighted), and the losses that go into the sum: under `OMIT`, 0 for
+/// an element with a NaN operand (`x`, a float `y`, and `w`, `pw`, `sw` where present), whose
+/// lanes of `kept` (and `kept_sw`) it leaves alone; the losses themselves otherwise. `SW`
+/// (only with `OMIT`): the losses are multiplied by the sample weights `sw` too, after `w`.
+/// Selects in `T` and `f64` lanes, no `bool` array: the loop vectorises as the plain one.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn group<
@@ -515,9 +520,9 @@ fn group<
     w: &[T; L],
     pw: &[T; L],
     sw: &[T; L],
-) -> ([T; L], [bool; L]) {
+) -> ([T; L], [T; L]) {
     let mut l = [T::ZERO; L];
-    let mut keep = [true; L];
+    let mut summed = [T::ZERO; L];
     for k in 0..L {
         let (v, t) = (x[k], y[k]);
         if MODE != LOGITS {
@@ -550,16 +555,21 @@ fn group<
             _ => w[k],
         };
         l[k] = if W || SW { loss * scale } else { loss };
+        summed[k] = l[k];
         if OMIT {
             let nan = v.is_nan()
                 | (!Y::HARD && t.prob::<T>().is_nan())
                 | (W && w[k].is_nan())
                 | (PW && pw[k].is_nan())
                 | (SW && sw[k].is_nan());
-            keep[k] = !nan;
+            summed[k] = if nan { T::ZERO } else { l[k] };
+            st.kept[k] += if nan { 0.0 } else { 1.0 };
+            if SW {
+                st.kept_sw[k] += if nan { 0.0 } else { sw[k].to_f64() };
+            }
         }
     }
-    (l, keep)
+    (l, summed)
 }
 
 /// The tile loop: groups of `L` elements through [`group`], the last, partial group
@@ -598,10 +608,9 @@ fn lanes<
         soft: [0; L],
         ylo: [Y::default(); L],
         yhi: [Y::default(); L],
+        kept: [0.0; L],
+        kept_sw: [0.0; L],
     };
-    // Under `OMIT`: per lane, the elements kept and their sample weights' sum.
-    let mut kept = [0u32; L];
-    let mut kept_sw = [0f64; L];
     let full = n - n % L;
     let arr = |s: &[T], i: usize| -> [T; L] { s[i..i + L].try_into().unwrap() };
     let mut i = 0;
@@ -610,7 +619,7 @@ fn lanes<
         let ws = if W { arr(w, i) } else { [T::ONE; L] };
         let pws = if PW { arr(pw, i) } else { [T::ONE; L] };
         let sws = if SW { arr(sw, i) } else { [T::ONE; L] };
-        let (l, keep) =
+        let (l, summed) =
             group::<A, T, Y, MODE, W, PW, L, OMIT, SW>(&mut st, &arr(x, i), &ys, &ws, &pws, &sws);
         if MODE == HARD_FLOAT && any_soft(&st.soft) {
             return None;
@@ -618,24 +627,16 @@ fn lanes<
         if let Some(out) = out.as_deref_mut() {
             out[i..i + L].copy_from_slice(&l);
         }
-        if OMIT {
-            for k in 0..L {
-                st.acc[k] += if keep[k] { l[k].to_f64() } else { 0.0 };
-                kept[k] += u32::from(keep[k]);
-                if SW {
-                    kept_sw[k] += if keep[k] { sws[k].to_f64() } else { 0.0 };
-                }
-            }
-        } else {
-            for (a, v) in st.acc.iter_mut().zip(l) {
-                *a += v.to_f64();
-            }
+        for (a, v) in st.acc.iter_mut().zip(summed) {
+            *a += v.to_f64();
         }
         i += L;
     }
     let rest = n - full;
     if rest > 0 {
-        let (mut xs, mut ys) = ([half; L], [Y::default(); L]);
+        // Under `OMIT` the padding is NaN, so that it is neither summed nor counted.
+        let pad = if OMIT { T::from_f64(f64::NAN) } else { half };
+        let (mut xs, mut ys) = ([pad; L], [Y::default(); L]);
         let (mut ws, mut pws, mut sws) = ([T::ONE; L], [T::ONE; L], [T::ONE; L]);
         xs[..rest].copy_from_slice(&x[full..]);
         ys[..rest].copy_from_slice(&y[full..]);
@@ -648,23 +649,13 @@ fn lanes<
         if SW {
             sws[..rest].copy_from_slice(&sw[full..]);
         }
-        let (l, keep) =
+        let (l, summed) =
             group::<A, T, Y, MODE, W, PW, L, OMIT, SW>(&mut st, &xs, &ys, &ws, &pws, &sws);
         if let Some(out) = out {
             out[full..].copy_from_slice(&l[..rest]);
         }
-        if OMIT {
-            for k in 0..rest {
-                st.acc[k] += if keep[k] { l[k].to_f64() } else { 0.0 };
-                kept[k] += u32::from(keep[k]);
-                if SW {
-                    kept_sw[k] += if keep[k] { sws[k].to_f64() } else { 0.0 };
-                }
-            }
-        } else {
-            for (a, v) in st.acc.iter_mut().zip(&l[..rest]) {
-                *a += v.to_f64();
-            }
+        for (a, v) in st.acc.iter_mut().zip(&summed[..rest]) {
+            *a += v.to_f64();
         }
     }
     if MODE == HARD_FLOAT && any_soft(&st.soft) {
@@ -680,12 +671,13 @@ fn lanes<
     Some(TileSums {
         sum: pairwise(st.acc),
         flags,
+        // Whole numbers below 2^53: exact in `f64`.
         kept: if OMIT {
-            kept.iter().map(|&k| u64::from(k)).sum()
+            st.kept.iter().sum::<f64>() as u64
         } else {
             n as u64
         },
-        kept_sw: if SW { pairwise(kept_sw) } else { 0.0 },
+        kept_sw: if SW { pairwise(st.kept_sw) } else { 0.0 },
     })
 }
 
