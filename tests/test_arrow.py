@@ -303,12 +303,12 @@ def test_duckdb_results_passed_straight_in() -> None:
     want = crossent.binary_cross_entropy_with_logits_grad(p, y)
     assert all(same_bits(g, w) for g, w in zip(grad, want, strict=True))
     # A SQL NULL in a float column is NaN.
-    got = crossent.binary_cross_entropy(
+    with_null = crossent.binary_cross_entropy(
         con.sql("select case when i = 3 then null else p end from t order by i"),
         y,
         reduction="none",
     )
-    assert np.isnan(got[3]) and not np.isnan(np.delete(got, 3)).any()
+    assert np.isnan(with_null[3]) and not np.isnan(np.delete(with_null, 3)).any()
 
 
 # --- errors ---------------------------------------------------------------------------------
