@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use crate::kernels::memory::{self, Access, Conflict, Held, Region};
-use crate::kernels::strided::Load;
+use crate::kernels::strided::{Load, Store};
 use crate::kernels::view;
 
 /// The `numpy` module, imported once.
@@ -42,10 +42,16 @@ pub fn ndarray<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, P
             .call_method1("from_dlpack", (obj,))
             .map_err(|e| conversion_error(py, arg, e))?
             .cast_into::<PyUntypedArray>()?,
-        Err(_) => numpy_module(py)?
-            .call_method1("asarray", (obj,))
-            .map_err(|e| conversion_error(py, arg, e))?
-            .cast_into::<PyUntypedArray>()?,
+        Err(_) => {
+            match super::half::torch_bfloat16(obj).map_err(|e| conversion_error(py, arg, e))? {
+                // PyTorch bfloat16 tensors, which NumPy cannot take: their memory, in place.
+                Some(a) => a.cast_into::<PyUntypedArray>()?,
+                None => numpy_module(py)?
+                    .call_method1("asarray", (obj,))
+                    .map_err(|e| conversion_error(py, arg, e))?
+                    .cast_into::<PyUntypedArray>()?,
+            }
+        }
     };
     let dtype = arr.dtype();
     let itemsize = dtype.itemsize().max(1) as isize;
@@ -518,7 +524,7 @@ impl<'py, E: Element> ViewMut<'py, E> {
     }
 }
 
-impl<E: Element + Copy> ViewMut<'_, E> {
+impl<E: Element + Store> ViewMut<'_, E> {
     /// This output as the kernels see it, for as long as it is borrowed (exclusively: one
     /// kernel view at a time).
     pub fn kernel(&mut self) -> view::ViewMut<'_, E> {
