@@ -274,6 +274,53 @@ def test_accumulators_take_half_batches() -> None:
     assert e.result() == pytest.approx(crossent.entropy(f32(x)), rel=1e-6)
 
 
+@pytest.mark.parametrize("dtype", HALVES, ids=IDS)
+def test_groups(dtype: Any) -> None:
+    """Per-group losses (groups=, n_groups=) over 16-bit operands: the float32 call's bits."""
+    x, y = probs((40, 25), dtype), probs((40, 25), dtype, seed=8)
+    codes = np.random.default_rng(1).integers(0, 4, (40, 25))
+    for func in (_bce, _bcel):
+        for red in ("mean", "sum"):
+            got = func(x, y, groups=codes, n_groups=4, reduction=red)
+            want = func(f32(x), f32(y), groups=codes, n_groups=4, reduction=red)
+            np.testing.assert_array_equal(got, want)
+    z = logits((40, 25), dtype)
+    labels = np.random.default_rng(2).integers(0, 25, 40)
+    rows = codes[:, 0]
+    got = crossent.softmax_cross_entropy(z, labels, groups=rows, n_groups=4)
+    want = crossent.softmax_cross_entropy(f32(z), labels, groups=rows, n_groups=4)
+    np.testing.assert_array_equal(got, want)
+    acc = crossent.BinaryCrossEntropyAccumulator(n_groups=4)
+    acc.update(x[:13], y[:13], groups=codes[:13])
+    acc.update(x[13:], y[13:], groups=codes[13:])
+    np.testing.assert_allclose(acc.result(), _bce(x, y, groups=codes, n_groups=4), rtol=1e-12)
+
+
+def test_dask_per_row_results_declare_the_dtype_they_compute() -> None:
+    """crossent.dask's per-row divergences and softmax losses announce the dtype their blocks
+    hold: that of 16-bit operands of one dtype, float64 when an operand is float64, bool or
+    integer (a float32 `p` with a float64 `q` included), float32 otherwise."""
+    da = pytest.importorskip("dask.array")
+    import crossent.dask as cd
+
+    rng = np.random.default_rng(0)
+    dtypes = [*HALVES, np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32)]
+    for dp in dtypes:
+        for dq in [None, *dtypes]:
+            p = rng.uniform(0.1, 0.9, (10, 4)).astype(dp)
+            ops = [p] if dq is None else [p, rng.uniform(0.1, 0.9, (10, 4)).astype(dq)]
+            name = "entropy" if dq is None else "kl_divergence"
+            want = getattr(crossent, name)(*ops, axis=1).dtype
+            lazy = getattr(cd, name)(*[da.from_array(o, chunks=(5, 4)) for o in ops], axis=1)
+            assert (lazy.dtype, lazy.compute().dtype) == (want, want), (dp, dq)
+    labels = da.from_array(rng.integers(0, 4, 10), chunks=5)
+    for dx in [*dtypes, np.dtype(np.bool_)]:
+        x = (rng.standard_normal((10, 4)) * 3).astype(dx)
+        want = crossent.softmax_cross_entropy(x, labels.compute(), reduction="none").dtype
+        lazy = cd.softmax_cross_entropy(da.from_array(x, chunks=(5, 4)), labels, reduction="none")
+        assert (lazy.dtype, lazy.compute().dtype) == (want, want), dx
+
+
 @pytest.mark.parametrize("name", IDS)
 def test_torch_tensors(name: str) -> None:
     """PyTorch CPU float16 and bfloat16 tensors are read in place; results are NumPy arrays of

@@ -128,31 +128,6 @@ pub fn is<E: Element>(arr: &Bound<'_, PyUntypedArray>) -> bool {
     arr.dtype().is_equiv_to(&numpy::dtype::<E>(arr.py()))
 }
 
-/// Evaluates `$call`, in which `T` names the float type of `$x` (an array from [`ndarray`]),
-/// when `$x` holds float32 or float64; a `TypeError` naming the argument `$arg` and the dtype
-/// received for any other dtype. The input (logits, probabilities) dispatch of every
-/// function that reads it in place in either precision.
-macro_rules! with_input_dtype {
-    ($x:expr, $arg:expr, $call:expr) => {{
-        let x: &::pyo3::Bound<'_, ::numpy::PyUntypedArray> = $x;
-        if $crate::bindings::arrays::is::<f32>(x) {
-            type T = f32;
-            $call
-        } else if $crate::bindings::arrays::is::<f64>(x) {
-            type T = f64;
-            $call
-        } else {
-            Err(::pyo3::exceptions::PyTypeError::new_err(format!(
-                "'{}' must be a float32 or float64 array, got dtype {}",
-                $arg,
-                $crate::bindings::arrays::dtype_name(x)
-            )))
-        }
-    }};
-}
-
-pub(crate) use with_input_dtype;
-
 /// Formats a shape the NumPy way: `(3,)`, `(2, 4)`, `()`.
 pub fn shape_str(shape: &[usize]) -> String {
     match shape {

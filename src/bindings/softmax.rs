@@ -385,15 +385,15 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
 /// with the per-group call.
 pub(super) fn target_errors<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
     part: &Partial,
-    xv: &impl LogitsView,
+    xv: &LoadView<'_, T>,
     labels: Option<&View<'_, L>>,
     probs: Option<&LoadView<'_, T>>,
     params: &Params<'_, '_>,
 ) -> PyResult<()> {
-    let py = xv.python();
+    let py = xv.py();
     if part.flags & flags::TARGET != 0 {
         if let Some(yv) = labels {
-            let classes = xv.dims()[class_axis(xv.dims(), params.axis)];
+            let classes = xv.shape()[class_axis(xv.shape(), params.axis)];
             let (ignore, c) = (params.ignore_index, classes as i64);
             let bad = yv.kernel().first(|v: L| {
                 let i = v.index();
@@ -413,31 +413,6 @@ pub(super) fn target_errors<T: Float + Element + Reported, L: Label + Load + Ele
         }
     }
     Ok(())
-}
-
-/// The logits' shape, as [`target_errors`] reads it: from the view of a plain call (a
-/// [`LoadView`], float16 and bfloat16 read in place) or of the per-group one (a [`View`]).
-pub(super) trait LogitsView {
-    fn dims(&self) -> &[usize];
-    fn python(&self) -> Python<'_>;
-}
-
-impl<E: Element> LogitsView for View<'_, E> {
-    fn dims(&self) -> &[usize] {
-        &self.shape
-    }
-    fn python(&self) -> Python<'_> {
-        self.py()
-    }
-}
-
-impl<E: Load + Element> LogitsView for LoadView<'_, E> {
-    fn dims(&self) -> &[usize] {
-        self.shape()
-    }
-    fn python(&self) -> Python<'_> {
-        self.py()
-    }
 }
 
 /// The class axis `axis` of logits of `shape`, once the driver has accepted it.
