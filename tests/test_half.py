@@ -343,6 +343,29 @@ def test_torch_tensors(name: str) -> None:
     assert g.dtype.name == name and g.shape == (20, 10)
 
 
+@pytest.mark.parametrize("name", IDS)
+def test_torch_tensors_refused_as_numpy_refuses_them(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tensor that requires grad, or on another device, is refused as for float32 tensors
+    (a TypeError naming the argument), bfloat16 ones too; without ml_dtypes a bfloat16 tensor
+    is refused with an error that says what to install."""
+    torch = pytest.importorskip("torch")
+    tdtype = getattr(torch, name)
+    y = torch.rand(4, dtype=tdtype)
+    needs_grad = torch.rand(4, dtype=tdtype, requires_grad=True)
+    with pytest.raises(TypeError, match=r"'input'.*requires grad"):
+        crossent.binary_cross_entropy(needs_grad, y)
+    with pytest.raises(TypeError, match=r"'target'.*requires grad"):
+        crossent.binary_cross_entropy(y, needs_grad)
+    with pytest.raises(TypeError, match=r"'p'.*meta"):
+        crossent.entropy(torch.rand(4, dtype=tdtype, device="meta"))
+    if name == "bfloat16":
+        monkeypatch.setitem(sys.modules, "ml_dtypes", None)
+        with pytest.raises(TypeError, match=r"'input'.*install ml_dtypes"):
+            crossent.binary_cross_entropy(y, y)
+
+
 MEMORY_SCRIPT = textwrap.dedent(
     """
     import gc, json

@@ -8,7 +8,7 @@
 //! input's format (to nearest, ties to even, as `astype`) on store.
 
 use numpy::{Element, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyImportError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 
 use super::arrays::{dtype_name, new_output, Operand, ViewMut};
@@ -152,8 +152,9 @@ pub fn new_half_output_like<'py>(like: &Bound<'py, PyUntypedArray>) -> PyResult<
 /// A PyTorch CPU bfloat16 tensor as a bfloat16 ndarray over the same memory, or `None` for
 /// any other object. NumPy cannot take such a tensor (`Tensor.numpy()` and its DLPack import
 /// refuse bfloat16), so its bits are viewed as int16 (`tensor.view(torch.int16).numpy()`, no
-/// copy) and re-viewed as `ml_dtypes.bfloat16`; what `numpy()` refuses (a tensor on another
-/// device, or one that requires grad) is refused here too, as for every other tensor.
+/// copy) and re-viewed as `ml_dtypes.bfloat16`. What `numpy()` refuses for every other
+/// tensor is refused here too, with its message: a tensor on another device (by `numpy()`
+/// itself) and one that requires grad (checked first: the int16 view does not require grad).
 pub fn torch_bfloat16<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
     if !obj.hasattr("__dlpack__")? {
         return Ok(None);
@@ -164,9 +165,26 @@ pub fn torch_bfloat16<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py
     if !dtype.str()?.to_cow()?.eq("torch.bfloat16") {
         return Ok(None);
     }
+    if obj.getattr("requires_grad")?.is_truthy()? {
+        return Err(PyRuntimeError::new_err(
+            "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() \
+             instead.",
+        ));
+    }
     let py = obj.py();
     let int16 = py.import("torch")?.getattr("int16")?;
     let bits = obj.call_method1("view", (int16,))?.call_method0("numpy")?;
-    let bfloat16 = py.import("ml_dtypes")?.getattr("bfloat16")?;
+    let bfloat16 = match py.import("ml_dtypes") {
+        Ok(module) => module.getattr("bfloat16")?,
+        Err(e) if e.is_instance_of::<PyImportError>(py) => {
+            let err = PyImportError::new_err(
+                "a bfloat16 tensor is read as an ml_dtypes.bfloat16 array: install ml_dtypes \
+                 (pip install ml_dtypes)",
+            );
+            err.set_cause(py, Some(e));
+            return Err(err);
+        }
+        Err(e) => return Err(e),
+    };
     Ok(Some(bits.call_method1("view", (bfloat16,))?))
 }
