@@ -19,7 +19,8 @@ fn ops<T: Float, Y: Target>(x: &[T], y: &[Y]) -> Operands<T, Y> {
             pos_weight: Src::native(T::one_ref()),
         },
         out: Dst::null(),
-        layout: Layout::new(&[x.len()], [&[1], &[1], &[0], &[0], &[0]]),
+        sample_weight: None,
+        layout: Layout::new(&[x.len()], [&[1], &[1], &[0], &[0], &[0], &[0]]),
     }
 }
 

@@ -600,8 +600,109 @@ _GROUP_CALLS: list[BadCall] = [
 ]
 
 
+_SX = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 1.0, 1.0], [0.0, -1.0, 0.5]])
+_SL = np.array([0, 2, 1, 1])
+
+
+def _sample_weight_calls() -> list[BadCall]:
+    """`sample_weight=` of every binary and softmax function and accumulator: a wrong type,
+    shape or value names it."""
+    bce: dict[str, Callable[..., Any]] = {
+        "binary_cross_entropy": crossent.binary_cross_entropy,
+        "binary_cross_entropy_with_logits": crossent.binary_cross_entropy_with_logits,
+        "BinaryCrossEntropyAccumulator-update": _grouped_update(
+            crossent.BinaryCrossEntropyAccumulator
+        ),
+        "BinaryCrossEntropyWithLogitsAccumulator-update": _grouped_update(
+            crossent.BinaryCrossEntropyWithLogitsAccumulator
+        ),
+    }
+    softmax: dict[str, Callable[..., Any]] = {
+        "softmax_cross_entropy": crossent.softmax_cross_entropy,
+        "SoftmaxCrossEntropyAccumulator-update": _grouped_update(
+            crossent.SoftmaxCrossEntropyAccumulator
+        ),
+    }
+    bad: list[tuple[str, Any, type[Exception]]] = [
+        ("str", "w", TypeError),
+        ("complex", np.ones(4, complex), TypeError),
+        ("object", np.array([1.0, None, 1.0, 1.0], dtype=object), TypeError),
+        ("short", np.ones(3), ValueError),
+        ("long", np.ones((2, 4)), ValueError),
+        ("negative", np.array([1.0, -0.5, 1.0, 1.0]), ValueError),
+        ("negative-zero-row", np.array([0.0, 0.0, 0.0, -1e-300]), ValueError),
+    ]
+    calls = []
+    for name, func in bce.items():
+        for id, value, exc in bad:
+            calls.append(
+                BadCall(
+                    f"sample_weight-{name}-{id}",
+                    func,
+                    (_GP, _GY),
+                    {"sample_weight": value},
+                    exc,
+                    "sample_weight",
+                )
+            )
+        calls.append(
+            BadCall(
+                f"sample_weight-{name}-groups-negative",
+                func,
+                (_GP, _GY),
+                {"sample_weight": np.array([1.0, 1.0, -2.0, 1.0]), "groups": _GC},
+                ValueError,
+                "sample_weight",
+            )
+        )
+    for name, func in softmax.items():
+        for id, value, exc in bad:
+            calls.append(
+                BadCall(
+                    f"sample_weight-{name}-{id}",
+                    func,
+                    (_SX, _SL),
+                    {"sample_weight": value},
+                    exc,
+                    "sample_weight",
+                )
+            )
+        calls.append(
+            BadCall(
+                f"sample_weight-{name}-per-class",
+                func,
+                (_SX, _SL),
+                {"sample_weight": np.ones(3)},
+                ValueError,
+                "sample_weight",
+            )
+        )
+        calls.append(
+            BadCall(
+                f"sample_weight-{name}-ignored-negative",
+                func,
+                (_SX, np.array([0, -100, 1, 1])),
+                {"sample_weight": np.array([1.0, -1.0, 1.0, 1.0])},
+                ValueError,
+                "sample_weight",
+            )
+        )
+        calls.append(
+            BadCall(
+                f"sample_weight-{name}-groups-negative",
+                func,
+                (_SX, _SL),
+                {"sample_weight": np.array([1.0, 1.0, -2.0, 1.0]), "groups": [0, 1, 0, 1]},
+                ValueError,
+                "sample_weight",
+            )
+        )
+    return calls
+
+
 BAD_CALLS: list[BadCall] = [
     *_GROUP_CALLS,
+    *_sample_weight_calls(),
     _log_loss_call("normalize-str", TypeError, "normalize", _Y, _P, normalize="yes"),
     _log_loss_call("normalize-none", TypeError, "normalize", _Y, _P, normalize=None),
     _log_loss_call("weight-scalar", TypeError, "sample_weight", _Y, _P, sample_weight=2.0),

@@ -275,6 +275,34 @@ def test_accumulators_take_half_batches() -> None:
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=IDS)
+def test_sample_weight(dtype: Any) -> None:
+    """scikit-learn's sample_weight with 16-bit operands (the weights 16-bit too): the bits of
+    the float32 call, per element in the input's dtype."""
+    x, y = probs((30, 20), dtype), probs((30, 20), dtype, seed=3)
+    sw = probs((30, 1), dtype, seed=4) * 4
+    for func in (_bce, _bcel):
+        for red in ("mean", "sum", "none"):
+            got = func(x, y, sample_weight=sw, reduction=red)
+            want: Any = func(f32(x), f32(y), sample_weight=f32(sw), reduction=red)
+            if red == "none":
+                same_bits(got, want.astype(dtype))
+            else:
+                assert got == want
+    z = logits((30, 20), dtype)
+    labels = np.random.default_rng(5).integers(0, 20, 30)
+    rows = sw[:, 0]
+    for red in ("mean", "sum", "none"):
+        got = crossent.softmax_cross_entropy(z, labels, sample_weight=rows, reduction=red)
+        want = crossent.softmax_cross_entropy(
+            f32(z), labels, sample_weight=f32(rows), reduction=red
+        )
+        if red == "none":
+            same_bits(got, want.astype(dtype))
+        else:
+            assert got == want
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=IDS)
 def test_groups(dtype: Any) -> None:
     """Per-group losses (groups=, n_groups=) over 16-bit operands: the float32 call's bits."""
     x, y = probs((40, 25), dtype), probs((40, 25), dtype, seed=8)

@@ -552,10 +552,10 @@ def _blocked(pieces: Iterator[dict[str, Any]], unit: int) -> Iterator[tuple[int,
 
 # Per function: the per-element operands, streamed together.
 _OPERANDS: dict[str, tuple[str, ...]] = {
-    "binary_cross_entropy": ("input", "target", "weight"),
-    "binary_cross_entropy_with_logits": ("input", "target", "weight"),
+    "binary_cross_entropy": ("input", "target", "weight", "sample_weight", "groups"),
+    "binary_cross_entropy_with_logits": ("input", "target", "weight", "sample_weight", "groups"),
     "binary_cross_entropy_with_logits_grad": ("input", "target", "weight"),
-    "softmax_cross_entropy": ("logits", "target"),
+    "softmax_cross_entropy": ("logits", "target", "sample_weight", "groups"),
     "softmax_cross_entropy_grad": ("logits", "target"),
     "entropy": ("p", "q"),  # q: None (the Rust hook names it for every divergence)
     "cross_entropy": ("p", "q"),
@@ -624,6 +624,15 @@ def call_streamed(name: str, kwargs: dict[str, Any]) -> Any:
             f"'keepdims' must be False for {name} over a chunked Arrow column (combine the "
             "chunks, or add the axis to the result with numpy.expand_dims)"
         )
+    if kwargs.get("groups") is not None:
+        # Per group (the compiled function has refused reduction="none" and `out`): one
+        # update with the streams themselves, which the accumulator folds batch by batch
+        # (`batches`) into one copy of its per-group state, rather than one update (one copy
+        # of the state) per batch. Nothing is read from the streams before.
+        fixed.pop("out", None)
+        acc = getattr(crossent, _ACCUMULATOR[name])(**fixed)
+        acc.update(**{n: kwargs[n] for n in operands if kwargs.get(n) is not None})
+        return acc.result()
     # Operands that broadcast go whole with every piece.
     whole = {n: kwargs[n] for n in operands if n not in sources and kwargs.get(n) is not None}
     grad = name.endswith("_grad")

@@ -88,6 +88,7 @@ def binary_cross_entropy(
     target: _ArrayLike,
     *,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
     groups: _ArrayLike,
@@ -111,9 +112,16 @@ def binary_cross_entropy(
     weight : array_like, optional
         Per-element weight, broadcast to ``input``'s shape (float16/bfloat16/float32/float64
         read in place, in ``input``'s precision).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
+        like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
+        and ``"mean"`` becomes the weighted average ``sum(sw * loss) / sum(sw)``
+        (``numpy.average``; NaN when ``sum(sw)`` is 0). A negative weight raises
+        :class:`crossent.DomainError`; NaN propagates. See :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
-        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch);
-        ``"sum"`` returns the sum (0.0 for empty input); ``"none"`` returns every element's loss.
+        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch),
+        or by ``sum(sample_weight)``; ``"sum"`` returns the sum (0.0 for empty input);
+        ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
 
@@ -136,6 +144,14 @@ def binary_cross_entropy(
     0.279777
     >>> crossent.binary_cross_entropy(p, y, reduction="none").round(4)
     array([0.1054, 0.2231, 0.5108], dtype=float32)
+
+    With ``sample_weight`` the mean is ``numpy.average`` of the losses (scikit-learn's):
+
+    >>> sw = np.array([1.0, 0.0, 3.0])
+    >>> losses = crossent.binary_cross_entropy(p, y, reduction="none").astype(float)
+    >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
+    ...                 np.average(losses, weights=sw)))
+    True
     """
 
 @overload
@@ -144,6 +160,7 @@ def binary_cross_entropy(
     target: _ArrayLike,
     *,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
     groups: None = None,
@@ -167,9 +184,16 @@ def binary_cross_entropy(
     weight : array_like, optional
         Per-element weight, broadcast to ``input``'s shape (float16/bfloat16/float32/float64
         read in place, in ``input``'s precision).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
+        like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
+        and ``"mean"`` becomes the weighted average ``sum(sw * loss) / sum(sw)``
+        (``numpy.average``; NaN when ``sum(sw)`` is 0). A negative weight raises
+        :class:`crossent.DomainError`; NaN propagates. See :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
-        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch);
-        ``"sum"`` returns the sum (0.0 for empty input); ``"none"`` returns every element's loss.
+        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch),
+        or by ``sum(sample_weight)``; ``"sum"`` returns the sum (0.0 for empty input);
+        ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
 
@@ -192,6 +216,14 @@ def binary_cross_entropy(
     0.279777
     >>> crossent.binary_cross_entropy(p, y, reduction="none").round(4)
     array([0.1054, 0.2231, 0.5108], dtype=float32)
+
+    With ``sample_weight`` the mean is ``numpy.average`` of the losses (scikit-learn's):
+
+    >>> sw = np.array([1.0, 0.0, 3.0])
+    >>> losses = crossent.binary_cross_entropy(p, y, reduction="none").astype(float)
+    >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
+    ...                 np.average(losses, weights=sw)))
+    True
     """
 
 @overload
@@ -200,6 +232,7 @@ def binary_cross_entropy(
     target: _ArrayLike,
     *,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: Literal["none"],
     out: _FloatArray | None = None,
     groups: None = None,
@@ -223,9 +256,16 @@ def binary_cross_entropy(
     weight : array_like, optional
         Per-element weight, broadcast to ``input``'s shape (float16/bfloat16/float32/float64
         read in place, in ``input``'s precision).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
+        like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
+        and ``"mean"`` becomes the weighted average ``sum(sw * loss) / sum(sw)``
+        (``numpy.average``; NaN when ``sum(sw)`` is 0). A negative weight raises
+        :class:`crossent.DomainError`; NaN propagates. See :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
-        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch);
-        ``"sum"`` returns the sum (0.0 for empty input); ``"none"`` returns every element's loss.
+        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch),
+        or by ``sum(sample_weight)``; ``"sum"`` returns the sum (0.0 for empty input);
+        ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
 
@@ -248,6 +288,14 @@ def binary_cross_entropy(
     0.279777
     >>> crossent.binary_cross_entropy(p, y, reduction="none").round(4)
     array([0.1054, 0.2231, 0.5108], dtype=float32)
+
+    With ``sample_weight`` the mean is ``numpy.average`` of the losses (scikit-learn's):
+
+    >>> sw = np.array([1.0, 0.0, 3.0])
+    >>> losses = crossent.binary_cross_entropy(p, y, reduction="none").astype(float)
+    >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
+    ...                 np.average(losses, weights=sw)))
+    True
     """
 
 @overload
@@ -256,6 +304,7 @@ def binary_cross_entropy(
     target: _ArrayLike,
     *,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: str = "mean",
     out: _FloatArray | None = None,
     groups: _ArrayLike | None = None,
@@ -279,9 +328,16 @@ def binary_cross_entropy(
     weight : array_like, optional
         Per-element weight, broadcast to ``input``'s shape (float16/bfloat16/float32/float64
         read in place, in ``input``'s precision).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
+        like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
+        and ``"mean"`` becomes the weighted average ``sum(sw * loss) / sum(sw)``
+        (``numpy.average``; NaN when ``sum(sw)`` is 0). A negative weight raises
+        :class:`crossent.DomainError`; NaN propagates. See :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
-        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch);
-        ``"sum"`` returns the sum (0.0 for empty input); ``"none"`` returns every element's loss.
+        ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch),
+        or by ``sum(sample_weight)``; ``"sum"`` returns the sum (0.0 for empty input);
+        ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
 
@@ -304,6 +360,14 @@ def binary_cross_entropy(
     0.279777
     >>> crossent.binary_cross_entropy(p, y, reduction="none").round(4)
     array([0.1054, 0.2231, 0.5108], dtype=float32)
+
+    With ``sample_weight`` the mean is ``numpy.average`` of the losses (scikit-learn's):
+
+    >>> sw = np.array([1.0, 0.0, 3.0])
+    >>> losses = crossent.binary_cross_entropy(p, y, reduction="none").astype(float)
+    >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
+    ...                 np.average(losses, weights=sw)))
+    True
     """
 
 @overload
@@ -313,6 +377,7 @@ def binary_cross_entropy_with_logits(
     *,
     weight: _ArrayLike | None = None,
     pos_weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
     groups: _ArrayLike,
@@ -340,6 +405,9 @@ def binary_cross_entropy_with_logits(
     pos_weight : array_like, optional
         Weight ``c`` of the positive class, broadcast to ``input``'s shape (typically one
         value per class, along the last axis).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights, as in :func:`binary_cross_entropy`: ``"mean"`` is then
+        ``sum(sw * loss) / sum(sw)``.
     reduction : {"mean", "sum", "none"}
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
@@ -354,6 +422,9 @@ def binary_cross_entropy_with_logits(
     0.304756
     >>> round(crossent.binary_cross_entropy_with_logits(x, y, pos_weight=[2.0]), 6)
     0.505091
+    >>> sw = np.array([2.0, 1.0, 1.0])
+    >>> round(crossent.binary_cross_entropy_with_logits(x, y, sample_weight=sw), 6)
+    0.260299
     """
 
 @overload
@@ -363,6 +434,7 @@ def binary_cross_entropy_with_logits(
     *,
     weight: _ArrayLike | None = None,
     pos_weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: Literal["mean", "sum"] = "mean",
     out: None = None,
     groups: None = None,
@@ -390,6 +462,9 @@ def binary_cross_entropy_with_logits(
     pos_weight : array_like, optional
         Weight ``c`` of the positive class, broadcast to ``input``'s shape (typically one
         value per class, along the last axis).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights, as in :func:`binary_cross_entropy`: ``"mean"`` is then
+        ``sum(sw * loss) / sum(sw)``.
     reduction : {"mean", "sum", "none"}
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
@@ -404,6 +479,9 @@ def binary_cross_entropy_with_logits(
     0.304756
     >>> round(crossent.binary_cross_entropy_with_logits(x, y, pos_weight=[2.0]), 6)
     0.505091
+    >>> sw = np.array([2.0, 1.0, 1.0])
+    >>> round(crossent.binary_cross_entropy_with_logits(x, y, sample_weight=sw), 6)
+    0.260299
     """
 
 @overload
@@ -413,6 +491,7 @@ def binary_cross_entropy_with_logits(
     *,
     weight: _ArrayLike | None = None,
     pos_weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: Literal["none"],
     out: _FloatArray | None = None,
     groups: None = None,
@@ -440,6 +519,9 @@ def binary_cross_entropy_with_logits(
     pos_weight : array_like, optional
         Weight ``c`` of the positive class, broadcast to ``input``'s shape (typically one
         value per class, along the last axis).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights, as in :func:`binary_cross_entropy`: ``"mean"`` is then
+        ``sum(sw * loss) / sum(sw)``.
     reduction : {"mean", "sum", "none"}
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
@@ -454,6 +536,9 @@ def binary_cross_entropy_with_logits(
     0.304756
     >>> round(crossent.binary_cross_entropy_with_logits(x, y, pos_weight=[2.0]), 6)
     0.505091
+    >>> sw = np.array([2.0, 1.0, 1.0])
+    >>> round(crossent.binary_cross_entropy_with_logits(x, y, sample_weight=sw), 6)
+    0.260299
     """
 
 @overload
@@ -463,6 +548,7 @@ def binary_cross_entropy_with_logits(
     *,
     weight: _ArrayLike | None = None,
     pos_weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     reduction: str = "mean",
     out: _FloatArray | None = None,
     groups: _ArrayLike | None = None,
@@ -490,6 +576,9 @@ def binary_cross_entropy_with_logits(
     pos_weight : array_like, optional
         Weight ``c`` of the positive class, broadcast to ``input``'s shape (typically one
         value per class, along the last axis).
+    sample_weight : array_like, optional
+        scikit-learn's sample weights, as in :func:`binary_cross_entropy`: ``"mean"`` is then
+        ``sum(sw * loss) / sum(sw)``.
     reduction : {"mean", "sum", "none"}
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
@@ -504,6 +593,9 @@ def binary_cross_entropy_with_logits(
     0.304756
     >>> round(crossent.binary_cross_entropy_with_logits(x, y, pos_weight=[2.0]), 6)
     0.505091
+    >>> sw = np.array([2.0, 1.0, 1.0])
+    >>> round(crossent.binary_cross_entropy_with_logits(x, y, sample_weight=sw), 6)
+    0.260299
     """
 
 def entropy(
@@ -723,6 +815,7 @@ def softmax_cross_entropy(
     *,
     axis: int = -1,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: Literal["mean", "sum"] = "mean",
@@ -760,10 +853,19 @@ def softmax_cross_entropy(
         ``ValueError``, as in PyTorch.
     label_smoothing : float, default 0.0
         ``eps`` in [0, 1].
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, one per row: broadcast to the rows' shape
+        (``target``'s for class indices: ``logits``' shape without ``axis``), read in place
+        like ``weight``. Each row's loss (class weights included) is multiplied by its ``sw``,
+        and ``"mean"`` becomes ``sum(sw * loss) / sum(sw)`` over the rows not ignored
+        (``numpy.average``; NaN when that sum is 0), instead of PyTorch's denominator. A
+        negative weight raises :class:`crossent.DomainError`; NaN propagates. See
+        :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
         ``"mean"`` is PyTorch's: for class indices the sum divided by the sum of ``w[y]`` over
         the rows not ignored (NaN if there are none), for probabilities the sum divided by the
-        number of rows. ``"none"`` returns every row's loss.
+        number of rows (with ``sample_weight``: by its sum, as above). ``"none"`` returns every
+        row's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
     keepdims : bool, default False
@@ -798,6 +900,16 @@ def softmax_cross_entropy(
     (2, 1)
     >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
     0.345456
+
+    With class weights, PyTorch's mean divides by ``sum(weight[y])``; with ``sample_weight``
+    the mean divides by ``sum(sample_weight)``:
+
+    >>> w = np.array([1.0, 2.0, 4.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w), 6)
+    0.135943
+    >>> sw = np.array([1.0, 1.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
+    0.339859
     """
 
 @overload
@@ -807,6 +919,7 @@ def softmax_cross_entropy(
     *,
     axis: int = -1,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: Literal["mean", "sum"] = "mean",
@@ -844,10 +957,19 @@ def softmax_cross_entropy(
         ``ValueError``, as in PyTorch.
     label_smoothing : float, default 0.0
         ``eps`` in [0, 1].
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, one per row: broadcast to the rows' shape
+        (``target``'s for class indices: ``logits``' shape without ``axis``), read in place
+        like ``weight``. Each row's loss (class weights included) is multiplied by its ``sw``,
+        and ``"mean"`` becomes ``sum(sw * loss) / sum(sw)`` over the rows not ignored
+        (``numpy.average``; NaN when that sum is 0), instead of PyTorch's denominator. A
+        negative weight raises :class:`crossent.DomainError`; NaN propagates. See
+        :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
         ``"mean"`` is PyTorch's: for class indices the sum divided by the sum of ``w[y]`` over
         the rows not ignored (NaN if there are none), for probabilities the sum divided by the
-        number of rows. ``"none"`` returns every row's loss.
+        number of rows (with ``sample_weight``: by its sum, as above). ``"none"`` returns every
+        row's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
     keepdims : bool, default False
@@ -882,6 +1004,16 @@ def softmax_cross_entropy(
     (2, 1)
     >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
     0.345456
+
+    With class weights, PyTorch's mean divides by ``sum(weight[y])``; with ``sample_weight``
+    the mean divides by ``sum(sample_weight)``:
+
+    >>> w = np.array([1.0, 2.0, 4.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w), 6)
+    0.135943
+    >>> sw = np.array([1.0, 1.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
+    0.339859
     """
 
 @overload
@@ -891,6 +1023,7 @@ def softmax_cross_entropy(
     *,
     axis: int = -1,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: Literal["none"],
@@ -928,10 +1061,19 @@ def softmax_cross_entropy(
         ``ValueError``, as in PyTorch.
     label_smoothing : float, default 0.0
         ``eps`` in [0, 1].
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, one per row: broadcast to the rows' shape
+        (``target``'s for class indices: ``logits``' shape without ``axis``), read in place
+        like ``weight``. Each row's loss (class weights included) is multiplied by its ``sw``,
+        and ``"mean"`` becomes ``sum(sw * loss) / sum(sw)`` over the rows not ignored
+        (``numpy.average``; NaN when that sum is 0), instead of PyTorch's denominator. A
+        negative weight raises :class:`crossent.DomainError`; NaN propagates. See
+        :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
         ``"mean"`` is PyTorch's: for class indices the sum divided by the sum of ``w[y]`` over
         the rows not ignored (NaN if there are none), for probabilities the sum divided by the
-        number of rows. ``"none"`` returns every row's loss.
+        number of rows (with ``sample_weight``: by its sum, as above). ``"none"`` returns every
+        row's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
     keepdims : bool, default False
@@ -966,6 +1108,16 @@ def softmax_cross_entropy(
     (2, 1)
     >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
     0.345456
+
+    With class weights, PyTorch's mean divides by ``sum(weight[y])``; with ``sample_weight``
+    the mean divides by ``sum(sample_weight)``:
+
+    >>> w = np.array([1.0, 2.0, 4.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w), 6)
+    0.135943
+    >>> sw = np.array([1.0, 1.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
+    0.339859
     """
 
 @overload
@@ -975,6 +1127,7 @@ def softmax_cross_entropy(
     *,
     axis: int = -1,
     weight: _ArrayLike | None = None,
+    sample_weight: _ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: str = "mean",
@@ -1012,10 +1165,19 @@ def softmax_cross_entropy(
         ``ValueError``, as in PyTorch.
     label_smoothing : float, default 0.0
         ``eps`` in [0, 1].
+    sample_weight : array_like, optional
+        scikit-learn's sample weights ``sw``, one per row: broadcast to the rows' shape
+        (``target``'s for class indices: ``logits``' shape without ``axis``), read in place
+        like ``weight``. Each row's loss (class weights included) is multiplied by its ``sw``,
+        and ``"mean"`` becomes ``sum(sw * loss) / sum(sw)`` over the rows not ignored
+        (``numpy.average``; NaN when that sum is 0), instead of PyTorch's denominator. A
+        negative weight raises :class:`crossent.DomainError`; NaN propagates. See
+        :doc:`/guide/sample-weight`.
     reduction : {"mean", "sum", "none"}
         ``"mean"`` is PyTorch's: for class indices the sum divided by the sum of ``w[y]`` over
         the rows not ignored (NaN if there are none), for probabilities the sum divided by the
-        number of rows. ``"none"`` returns every row's loss.
+        number of rows (with ``sample_weight``: by its sum, as above). ``"none"`` returns every
+        row's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
     keepdims : bool, default False
@@ -1050,6 +1212,16 @@ def softmax_cross_entropy(
     (2, 1)
     >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
     0.345456
+
+    With class weights, PyTorch's mean divides by ``sum(weight[y])``; with ``sample_weight``
+    the mean divides by ``sum(sample_weight)``:
+
+    >>> w = np.array([1.0, 2.0, 4.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w), 6)
+    0.135943
+    >>> sw = np.array([1.0, 1.0])
+    >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
+    0.339859
     """
 
 def set_num_threads(n: int) -> None:
@@ -1120,12 +1292,15 @@ class BinaryCrossEntropyAccumulator:
         target: _ArrayLike,
         *,
         weight: _ArrayLike | None = None,
+        sample_weight: _ArrayLike | None = None,
         groups: _ArrayLike | None = None,
     ) -> None:
         """Adds one batch: ``input`` probabilities, ``target`` of the same shape, optional
         ``weight`` broadcast to ``input``'s shape, and ``groups`` (integer codes, one per
-        element) when the loss is kept per group. A batch with a value out of range raises
-        ``ValueError`` and leaves the accumulator unchanged.
+        element) when the loss is kept per group, and ``sample_weight`` broadcast to
+        ``input``'s shape (given to every update or to none: the mean then divides by
+        their sum). A batch with a value out of range raises ``ValueError`` and leaves the
+        accumulator unchanged.
         """
     def merge(self, other: BinaryCrossEntropyAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1209,11 +1384,13 @@ class BinaryCrossEntropyWithLogitsAccumulator:
         target: _ArrayLike,
         *,
         weight: _ArrayLike | None = None,
+        sample_weight: _ArrayLike | None = None,
         groups: _ArrayLike | None = None,
     ) -> None:
         """Adds one batch: ``input`` logits, ``target`` of the same shape, optional
         ``weight`` broadcast to ``input``'s shape, and ``groups`` (integer codes, one per
-        element) when the loss is kept per group. A bad batch raises and leaves the
+        element) when the loss is kept per group, and ``sample_weight`` (as for
+        :class:`BinaryCrossEntropyAccumulator`). A bad batch raises and leaves the
         accumulator unchanged.
         """
     def merge(self, other: BinaryCrossEntropyWithLogitsAccumulator) -> None:
@@ -1318,13 +1495,20 @@ class SoftmaxCrossEntropyAccumulator:
         n_groups: SupportsIndex | None = None,
     ) -> Self: ...
     def update(
-        self, logits: _ArrayLike, target: _ArrayLike, *, groups: _ArrayLike | None = None
+        self,
+        logits: _ArrayLike,
+        target: _ArrayLike,
+        *,
+        sample_weight: _ArrayLike | None = None,
+        groups: _ArrayLike | None = None,
     ) -> None:
         """Adds one batch of rows: ``logits`` of any shape with the classes along ``axis``,
         ``target`` class indices (``logits``' shape without ``axis``) or class
         probabilities (``logits``' shape), and ``groups`` (integer codes, one per row) when
-        the loss is kept per group. A batch with a bad value raises and leaves the
-        accumulator unchanged.
+        the loss is kept per group, and ``sample_weight`` (one per row; given to every
+        update or to none: the mean then divides by their sum instead of PyTorch's
+        denominator). A batch with a bad value raises and leaves the accumulator
+        unchanged.
         """
     def merge(self, other: SoftmaxCrossEntropyAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1353,7 +1537,8 @@ class SoftmaxCrossEntropyAccumulator:
     def weight_sum(self) -> float:
         """The denominator of the mean so far: ``sum(weight[y])`` over the rows seen with a
         class index that is not ignored (their number without ``weight``), plus the
-        number of rows seen with class probabilities.
+        number of rows seen with class probabilities; with ``sample_weight``, the sum of
+        the sample weights of the rows not ignored.
         """
     @property
     def reduction(self) -> Literal["mean", "sum"]:

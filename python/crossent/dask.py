@@ -289,38 +289,39 @@ def _bce(
     fixed: dict[str, Any],
     groups: Any = None,
     n_groups: int | None = None,
+    sample_weight: Any = None,
 ) -> da.Array:
     _reduction(reduction)  # checked as the in-memory functions check it
     g, grouped = _groups(groups, n_groups, reduction)
     scalar = np.ndim(input) == 0 if not isinstance(input, da.Array) else input.ndim == 0
     x, y, w = _operands(input, target, weight)
-    extra = [w] if w is not None else []
+    # The per-element operands besides input and target, by keyword, in block order.
+    extra: dict[str, da.Array] = {} if w is None else {"weight": w}
+    if sample_weight is not None:
+        sw = _dask(sample_weight, "sample_weight")
+        _check_broadcast(sw.shape, x.shape, "sample_weight")
+        extra["sample_weight"] = _broadcast(sw, x) if x.ndim else sw.reshape(1)
     if g is not None:
         _check_broadcast(g.shape, x.shape, "groups")
-        extra.append(_broadcast(g, x) if x.ndim else g.reshape(1))
+        extra["groups"] = _broadcast(g, x) if x.ndim else g.reshape(1)
     shapes = {
         "input": np.shape(input),
         "target": np.shape(target),
         "weight": np.shape(weight) if w is not None else None,
+        "sample_weight": np.shape(sample_weight) if sample_weight is not None else None,
     }
     if "pos_weight" in fixed:
         _check_broadcast(fixed["pos_weight"].shape, x.shape, "pos_weight")
 
     def call(f: Callable[..., Any], blocks: Sequence[np.ndarray], info: Any) -> Any:
         xb, yb, *rest = blocks
-        kw: dict[str, Any] = {}
-        if w is not None:
-            kw["weight"] = rest[0]
-        if g is not None:
-            kw["groups"] = rest[-1]
+        kw = dict(zip(extra, rest, strict=True))
         try:
             return f(xb, yb, **kw)
         except ValueError as e:
             where = {"input": _starts(info, 0), "target": _starts(info, 1)}
-            if w is not None:
-                where["weight"] = _starts(info, 2)
-            if g is not None:
-                where["groups"] = _starts(info, 2 + len(rest) - 1)
+            for k, name in enumerate(extra):
+                where[name] = _starts(info, 2 + k)
             raise _relocated(e, where, shapes) from None
 
     if reduction == "none":
@@ -331,7 +332,7 @@ def _bce(
 
             return np.asarray(call(f, blocks, block_info))
 
-        out = da.map_blocks(per_element, x, y, *extra, dtype=x.dtype)
+        out = da.map_blocks(per_element, x, y, *extra.values(), dtype=x.dtype)
         return out.reshape(()) if scalar else out
 
     def factory() -> Any:
@@ -344,7 +345,7 @@ def _bce(
         call(acc.update, blocks, block_info)
         return _cell(acc, max(blocks[0].ndim, 1))
 
-    states = _block_states(state, [x, y, *extra])
+    states = _block_states(state, [x, y, *extra.values()])
     if g is not None:
         return _accumulated_groups(factory, states, n_groups)
     return _accumulated(factory, states)
@@ -355,6 +356,7 @@ def binary_cross_entropy(
     target: Any,
     *,
     weight: Any = None,
+    sample_weight: Any = None,
     reduction: str = "mean",
     groups: Any = None,
     n_groups: int | None = None,
@@ -363,9 +365,11 @@ def binary_cross_entropy(
 
     Each chunk is reduced by a :class:`crossent.BinaryCrossEntropyAccumulator`; the
     accumulators are merged in chunk order. ``reduction="none"`` maps the function over the
-    chunks. ``weight`` (a Dask or NumPy array) is broadcast to ``input``'s shape. ``groups``
-    (integer codes broadcast to ``input``'s shape, rechunked like it) gives a 1-D array of one
-    loss per group, of length ``n_groups`` (unknown until computed when it is None).
+    chunks. ``weight`` and ``sample_weight`` (Dask or NumPy arrays) are broadcast to
+    ``input``'s shape; with ``sample_weight`` the mean is ``sum(sw * loss) / sum(sw)`` over
+    the whole array (not an average of per-chunk means). ``groups`` (integer codes broadcast
+    to ``input``'s shape, rechunked like it) gives a 1-D array of one loss per group, of
+    length ``n_groups`` (unknown until computed when it is None).
 
     >>> import numpy as np, dask.array as da, crossent.dask
     >>> p = da.from_array(np.linspace(0.05, 0.95, 10), chunks=4)
@@ -373,6 +377,11 @@ def binary_cross_entropy(
     >>> lazy = crossent.dask.binary_cross_entropy(p, y, reduction="sum")
     >>> round(float(lazy.compute()), 6)
     7.767509
+    >>> sw = da.from_array(np.arange(10.0), chunks=3)
+    >>> mean = crossent.dask.binary_cross_entropy(p, y, sample_weight=sw).compute()
+    >>> bool(np.isclose(mean, crossent.binary_cross_entropy(np.asarray(p), np.asarray(y),
+    ...                                                      sample_weight=np.asarray(sw))))
+    True
     """
     return _bce(
         crossent.BinaryCrossEntropyAccumulator,
@@ -384,6 +393,7 @@ def binary_cross_entropy(
         {},
         groups,
         n_groups,
+        sample_weight,
     )
 
 
@@ -393,6 +403,7 @@ def binary_cross_entropy_with_logits(
     *,
     weight: Any = None,
     pos_weight: Any = None,
+    sample_weight: Any = None,
     reduction: str = "mean",
     groups: Any = None,
     n_groups: int | None = None,
@@ -432,6 +443,7 @@ def binary_cross_entropy_with_logits(
         fixed,
         groups,
         n_groups,
+        sample_weight,
     )
 
 
@@ -457,6 +469,7 @@ def softmax_cross_entropy(
     *,
     axis: int = -1,
     weight: Any = None,
+    sample_weight: Any = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: str = "mean",
@@ -468,9 +481,10 @@ def softmax_cross_entropy(
 
     The class axis is rechunked whole; each chunk of rows is reduced by a
     :class:`crossent.SoftmaxCrossEntropyAccumulator` (its state: the loss sum and its share of
-    PyTorch's mean denominator), and the accumulators are merged in chunk order. ``groups``
-    (one integer code per row, of ``logits``' shape without ``axis``) gives one loss per
-    group, as :func:`binary_cross_entropy` does.
+    the mean's denominator: PyTorch's, or the sum of ``sample_weight``, one weight per row
+    broadcast to ``logits``' shape without ``axis``), and the accumulators are merged in chunk
+    order. ``groups`` (one integer code per row, of ``logits``' shape without ``axis``) gives
+    one loss per group, as :func:`binary_cross_entropy` does.
 
     >>> import numpy as np, dask.array as da, crossent.dask
     >>> logits = da.from_array(np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]), chunks=(1, 3))
@@ -520,19 +534,38 @@ def softmax_cross_entropy(
         # Class indices get an axis of length 1 in place of the classes, so that their blocks
         # line up with the logits' blocks in map_blocks.
         t = da.expand_dims(t, ax).rechunk((*x.chunks[:ax], (1,), *x.chunks[ax + 1 :]))
-    ops = [x, t]
+    # Per-row operands besides the target, by keyword: an axis of length 1 in place of the
+    # classes, so that their blocks line up with the logits' blocks.
+    per_row_ops: dict[str, da.Array] = {}
+    if sample_weight is not None:
+        sw = _dask(sample_weight, "sample_weight")
+        _check_broadcast(sw.shape, rows_shape, "sample_weight")
+        sw = da.broadcast_to(sw, rows_shape)
+        if x.ndim == 1:
+            per_row_ops["sample_weight"] = sw.reshape(1)
+        else:
+            per_row_ops["sample_weight"] = da.expand_dims(sw, ax).rechunk(
+                (*x.chunks[:ax], (1,), *x.chunks[ax + 1 :])
+            )
     if g is not None:
         if g.shape != rows_shape:
             raise ValueError(
                 f"'groups' must have shape {rows_shape} ('logits' without axis {ax}: one code "
                 f"per row), got {g.shape}"
             )
-        ops.append(da.expand_dims(g, ax).rechunk((*x.chunks[:ax], (1,), *x.chunks[ax + 1 :])))
+        per_row_ops["groups"] = da.expand_dims(g, ax).rechunk(
+            (*x.chunks[:ax], (1,), *x.chunks[ax + 1 :])
+        )
+    ops = [x, t, *per_row_ops.values()]
+    sw_shape = None if sample_weight is None else np.shape(sample_weight)
 
-    def call(f: Callable[..., Any], xb: np.ndarray, tb: np.ndarray, info: Any, *gb: Any) -> Any:
+    def call(f: Callable[..., Any], xb: np.ndarray, tb: np.ndarray, info: Any, *rb: Any) -> Any:
         if not soft:
             tb = tb.reshape(tb.shape[:ax] + tb.shape[ax + 1 :])
-        kw = {"groups": gb[0].reshape(gb[0].shape[:ax] + gb[0].shape[ax + 1 :])} if gb else {}
+        kw = {
+            name: b.reshape(()) if x.ndim == 1 else b.reshape(b.shape[:ax] + b.shape[ax + 1 :])
+            for name, b in zip(per_row_ops, rb, strict=True)
+        }
         try:
             return f(xb, tb, **kw)
         except ValueError as e:
@@ -540,23 +573,26 @@ def softmax_cross_entropy(
             rows = None if xs is None else xs[:ax] + xs[ax + 1 :]
             if ts is not None and not soft:
                 ts = ts[:ax] + ts[ax + 1 :]
-            raise _relocated(e, {"logits": xs, "target": ts, "groups": rows}) from None
+            where = {"logits": xs, "target": ts, "groups": rows, "sample_weight": rows}
+            raise _relocated(e, where, {"sample_weight": sw_shape}) from None
 
     if reduction == "none":
         dtype = _result_dtype([x.dtype])
 
-        def per_row(xb: np.ndarray, tb: np.ndarray, block_info: Any = None) -> np.ndarray:
-            def f(a: np.ndarray, b: np.ndarray) -> Any:
-                return crossent.softmax_cross_entropy(a, b, reduction="none", **kw)
+        def per_row(
+            xb: np.ndarray, tb: np.ndarray, *rb: np.ndarray, block_info: Any = None
+        ) -> np.ndarray:
+            def f(a: np.ndarray, b: np.ndarray, **more: Any) -> Any:
+                return crossent.softmax_cross_entropy(a, b, reduction="none", **kw, **more)
 
-            out = np.asarray(call(f, xb, tb, block_info))
+            out = np.asarray(call(f, xb, tb, block_info, *rb))
             return out.reshape(1) if x.ndim == 1 else out
 
         if x.ndim == 1:
             # One row: one block, one loss; kept 1-D through map_blocks, then made 0-d.
-            rows = da.map_blocks(per_row, x, t, dtype=dtype, chunks=((1,),)).reshape(())
+            rows = da.map_blocks(per_row, *ops, dtype=dtype, chunks=((1,),)).reshape(())
         else:
-            rows = da.map_blocks(per_row, x, t, drop_axis=ax, dtype=dtype)
+            rows = da.map_blocks(per_row, *ops, drop_axis=ax, dtype=dtype)
         # The class axis given back with length 1: a view of each block, no copy.
         return da.expand_dims(rows, ax) if keepdims else rows
 
@@ -567,9 +603,9 @@ def softmax_cross_entropy(
 
     factory()  # invalid parameters raise now, not at compute time
 
-    def state(xb: np.ndarray, tb: np.ndarray, *gb: Any, block_info: Any = None) -> np.ndarray:
+    def state(xb: np.ndarray, tb: np.ndarray, *rb: Any, block_info: Any = None) -> np.ndarray:
         acc = factory()
-        call(acc.update, xb, tb, block_info, *gb)
+        call(acc.update, xb, tb, block_info, *rb)
         return _cell(acc, max(xb.ndim, 1))
 
     states = _block_states(state, ops)

@@ -86,9 +86,11 @@ pub struct Reduce {
 
 impl Rule for Reduce {
     /// The sum, or the mean: the sum over the count or the weight (NaN when that is 0, as a
-    /// call on an empty array gives).
+    /// call on an empty array gives); over the sample weights' sum when the batches had them
+    /// ([`SAMPLE_WEIGHTED`]).
     fn result(&self, part: &Partial) -> f64 {
         match (self.reduction, self.over) {
+            (Reduction::Mean, _) if part.flags & SAMPLE_WEIGHTED != 0 => part.sum / part.weight,
             (Reduction::Mean, MeanOver::Count) => part.sum / part.count as f64,
             (Reduction::Mean, MeanOver::Weight) => part.sum / part.weight,
             _ => part.sum,
@@ -114,6 +116,110 @@ impl Rule for Finish {
     fn sum(&self, part: &Partial) -> f64 {
         self.terms_sum(part)
     }
+}
+
+/// The mark of an accumulator's partial whose batches came with sample weights
+/// (`sample_weight=`): its `weight` is their sum, which its mean divides by. A bit of
+/// [`Partial::flags`] above every kernel's, set and read here only: it is taken off the state
+/// a batch is folded into (the kernels and the per-group fold stop at any flag) and put back
+/// after.
+pub const SAMPLE_WEIGHTED: u32 = 1 << 24;
+
+/// Whether `part` (an accumulator's state) has seen batches `with` sample weights or without:
+/// `None` while it has seen neither (no row counted and no mark).
+pub(crate) fn mode_of(part: &Partial) -> Option<bool> {
+    if part.flags & SAMPLE_WEIGHTED != 0 {
+        Some(true)
+    } else if part.count > 0 {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The `ValueError` of batches (or states, `what`) with and without sample weights mixed in
+/// one accumulator `class`: their means divide by different sums.
+pub(crate) fn mixed_modes(class: &str, what: &str, seen: bool) -> PyErr {
+    let (had, has) = if seen {
+        ("with", "without")
+    } else {
+        ("without", "with")
+    };
+    PyValueError::new_err(format!(
+        "'sample_weight' must be given to every update of a {class} or to none: its state \
+         comes from batches {had} it, {what} {has} it (the mean divides by the sum of the \
+         sample weights with them, by the count or PyTorch's weight sum without); reset() it, \
+         or use another accumulator"
+    ))
+}
+
+/// Runs `update` (which folds one batch into the partial it is given, or fails and leaves
+/// it) on the accumulator's state `part`, after checking that the batch (`weighted`: with
+/// sample weights) is of the state's kind ([`mode_of`]), with [`SAMPLE_WEIGHTED`] taken off
+/// for the fold and set after it when `weighted`.
+fn with_mode(
+    part: &mut Partial,
+    weighted: bool,
+    class: &str,
+    update: impl FnOnce(&mut Partial) -> PyResult<()>,
+) -> PyResult<()> {
+    if let Some(seen) = mode_of(part) {
+        if seen != weighted {
+            return Err(mixed_modes(class, "this batch comes", seen));
+        }
+    }
+    let mut plain = Partial {
+        flags: part.flags & !SAMPLE_WEIGHTED,
+        ..*part
+    };
+    update(&mut plain)?;
+    if weighted {
+        plain.flags |= SAMPLE_WEIGHTED;
+    }
+    *part = plain;
+    Ok(())
+}
+
+/// A grouped update of a binary accumulator (`args.kind` picks the function): any operand
+/// may be an Arrow stream, folded batch by batch into one copy of the per-group state.
+fn bce_groups_update<'py>(
+    groups: &Grouped,
+    part: &mut Partial,
+    input: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    args: &grouped::BceArgs<'_, 'py>,
+    codes: &Bound<'py, PyAny>,
+) -> PyResult<()> {
+    let g = grouped::Groups { codes, n: groups.n };
+    let ops = [
+        Some(input),
+        Some(target),
+        args.weight,
+        args.sample_weight,
+        Some(codes),
+    ];
+    let name = match args.kind {
+        BceKind::Probabilities => "binary_cross_entropy",
+        BceKind::Logits => "binary_cross_entropy_with_logits",
+    };
+    groups.update(part, |state, init| {
+        if let Some(s) = arrow::fold_batches(input.py(), name, &ops, init, |s, b| {
+            let args = grouped::BceArgs {
+                weight: b[2].as_ref(),
+                sample_weight: b[3].as_ref(),
+                ..*args
+            };
+            let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
+            let g = grouped::Groups {
+                codes: arrow::given(b, 4)?,
+                ..g
+            };
+            grouped::bce_fold(state, s, x, y, &args, &g)
+        })? {
+            return Ok(s);
+        }
+        grouped::bce_fold(state, init, input, target, args, &g)
+    })
 }
 
 /// A value that the threads sharing an accumulator take turns on (module doc): a lock word
@@ -246,12 +352,16 @@ impl<R: Rule> State<R> {
 }
 
 /// `(sum, weight, count, Σp, Σq)`: the partial as pickling stores it (an accumulator's state
-/// has no domain-error flags: a batch that raises one is not folded in).
+/// has no domain-error flags: a batch that raises one is not folded in), with a sixth item,
+/// `True`, when its batches had sample weights ([`SAMPLE_WEIGHTED`]).
 pub(crate) fn partial_to_tuple<'py>(
     part: &Partial,
     py: Python<'py>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let [mass_p, mass_q] = part.mass;
+    if part.flags & SAMPLE_WEIGHTED != 0 {
+        return (part.sum, part.weight, part.count, mass_p, mass_q, true).into_pyobject(py);
+    }
     (part.sum, part.weight, part.count, mass_p, mass_q).into_pyobject(py)
 }
 
@@ -259,16 +369,18 @@ pub(crate) fn partial_to_tuple<'py>(
 pub(crate) fn partial_from_tuple(state: &Bound<'_, PyAny>) -> PyResult<Partial> {
     let bad = || PyValueError::new_err("'state' is not an accumulator state");
     let tuple = state.cast::<PyTuple>().map_err(|_| bad())?;
-    if tuple.len() != 5 {
+    if tuple.len() != 5 && tuple.len() != 6 {
         return Err(bad());
     }
     let float = |i: usize| -> PyResult<f64> { tuple.get_item(i)?.extract().map_err(|_| bad()) };
     let count: u64 = tuple.get_item(2)?.extract().map_err(|_| bad())?;
+    let weighted = tuple.len() == 6 && tuple.get_item(5)?.extract::<bool>().map_err(|_| bad())?;
     Ok(Partial {
         sum: float(0)?,
         weight: float(1)?,
         count,
         mass: [float(3)?, float(4)?],
+        flags: if weighted { SAMPLE_WEIGHTED } else { 0 },
         ..Partial::EMPTY
     })
 }
@@ -415,6 +527,14 @@ macro_rules! accumulator_methods {
                     state_of::<$class>(other, stringify!($class))?;
                 same_params(&self.params(py)?, &their_params)?;
                 let mut part = self.state.part.lock(py, stringify!($class))?;
+                let mode = $crate::bindings::accumulate::mode_of;
+                if let (Some(mine), Some(theirs)) = (mode(&part), mode(&theirs)) {
+                    if mine != theirs {
+                        let class = stringify!($class);
+                        let what = "'other' comes from batches";
+                        return Err($crate::bindings::accumulate::mixed_modes(class, what, mine));
+                    }
+                }
                 if let Some(g) = self.grouped() {
                     g.merge(their_groups.as_ref(), part.count, theirs.count)?;
                 }
@@ -593,47 +713,53 @@ accumulator_methods!(
 
         /// Adds one batch: ``input`` probabilities, ``target`` of the same shape, optional
         /// ``weight`` broadcast to ``input``'s shape, and ``groups`` (integer codes, one per
-        /// element) when the loss is kept per group. A batch with a value out of range raises
-        /// ``ValueError`` and leaves the accumulator unchanged.
-        #[pyo3(signature = (input, target, *, weight=None, groups=None))]
+        /// element) when the loss is kept per group, and ``sample_weight`` broadcast to
+        /// ``input``'s shape (given to every update or to none: the mean then divides by
+        /// their sum). A batch with a value out of range raises ``ValueError`` and leaves the
+        /// accumulator unchanged.
+        #[pyo3(signature = (input, target, *, weight=None, sample_weight=None, groups=None))]
         fn update(
             &self,
             input: &Bound<'_, PyAny>,
             target: &Bound<'_, PyAny>,
             weight: Option<&Bound<'_, PyAny>>,
+            sample_weight: Option<&Bound<'_, PyAny>>,
             groups: Option<&Bound<'_, PyAny>>,
         ) -> PyResult<()> {
-            let mut part = self
-                .state
-                .part
-                .lock(input.py(), "BinaryCrossEntropyAccumulator")?;
-            if let Some(codes) = groups {
-                let args = grouped::BceArgs {
-                    kind: BceKind::Probabilities,
-                    weight,
-                    pos_weight: None,
-                };
-                let g = grouped::Groups {
-                    codes,
-                    n: self.groups.n,
-                };
-                return self.groups.update(&mut part, |state, init| {
-                    grouped::bce_fold(state, init, input, target, &args, &g)
-                });
-            }
-            self.groups.check_plain()?;
-            let ops = [Some(input), Some(target), weight];
-            if let Some(s) =
-                arrow::fold_batches(input.py(), "binary_cross_entropy", &ops, *part, |s, b| {
+            let class = "BinaryCrossEntropyAccumulator";
+            let mut part = self.state.part.lock(input.py(), class)?;
+            with_mode(&mut part, sample_weight.is_some(), class, |part| {
+                if let Some(codes) = groups {
+                    let args = grouped::BceArgs {
+                        kind: BceKind::Probabilities,
+                        weight,
+                        pos_weight: None,
+                        sample_weight,
+                    };
+                    return bce_groups_update(&self.groups, part, input, target, &args, codes);
+                }
+                self.groups.check_plain()?;
+                let ops = [Some(input), Some(target), weight, sample_weight];
+                let name = "binary_cross_entropy";
+                if let Some(s) = arrow::fold_batches(input.py(), name, &ops, *part, |s, b| {
                     let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
-                    bce::fold(BceKind::Probabilities, s, x, y, b[2].as_ref(), None)
-                })?
-            {
-                *part = s;
-                return Ok(());
-            }
-            *part = bce::fold(BceKind::Probabilities, *part, input, target, weight, None)?;
-            Ok(())
+                    let (w, sw) = (b[2].as_ref(), b[3].as_ref());
+                    bce::fold(BceKind::Probabilities, s, x, y, w, None, sw)
+                })? {
+                    *part = s;
+                    return Ok(());
+                }
+                *part = bce::fold(
+                    BceKind::Probabilities,
+                    *part,
+                    input,
+                    target,
+                    weight,
+                    None,
+                    sample_weight,
+                )?;
+                Ok(())
+            })
         }
 
         /// Elements seen per group (an int64 array), or ``None`` when not grouped.
@@ -728,48 +854,55 @@ accumulator_methods!(
 
         /// Adds one batch: ``input`` logits, ``target`` of the same shape, optional
         /// ``weight`` broadcast to ``input``'s shape, and ``groups`` (integer codes, one per
-        /// element) when the loss is kept per group. A bad batch raises and leaves the
+        /// element) when the loss is kept per group, and ``sample_weight`` (as for
+        /// :class:`BinaryCrossEntropyAccumulator`). A bad batch raises and leaves the
         /// accumulator unchanged.
-        #[pyo3(signature = (input, target, *, weight=None, groups=None))]
+        #[pyo3(signature = (input, target, *, weight=None, sample_weight=None, groups=None))]
         fn update(
             &self,
             input: &Bound<'_, PyAny>,
             target: &Bound<'_, PyAny>,
             weight: Option<&Bound<'_, PyAny>>,
+            sample_weight: Option<&Bound<'_, PyAny>>,
             groups: Option<&Bound<'_, PyAny>>,
         ) -> PyResult<()> {
             let py = input.py();
             let pw = self.pos_weight.as_ref().map(|p| p.bind(py).clone());
-            let mut part = self
-                .state
-                .part
-                .lock(py, "BinaryCrossEntropyWithLogitsAccumulator")?;
-            if let Some(codes) = groups {
-                let args = grouped::BceArgs {
-                    kind: BceKind::Logits,
+            let class = "BinaryCrossEntropyWithLogitsAccumulator";
+            let mut part = self.state.part.lock(py, class)?;
+            with_mode(&mut part, sample_weight.is_some(), class, |part| {
+                if let Some(codes) = groups {
+                    let args = grouped::BceArgs {
+                        kind: BceKind::Logits,
+                        weight,
+                        pos_weight: pw.as_ref(),
+                        sample_weight,
+                    };
+                    return bce_groups_update(&self.groups, part, input, target, &args, codes);
+                }
+                self.groups.check_plain()?;
+                let ops = [Some(input), Some(target), weight, sample_weight];
+                let name = "binary_cross_entropy_with_logits";
+                if let Some(s) = arrow::fold_batches(py, name, &ops, *part, |s, b| {
+                    let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
+                    let (w, sw) = (b[2].as_ref(), b[3].as_ref());
+                    bce::fold(BceKind::Logits, s, x, y, w, pw.as_ref(), sw)
+                })? {
+                    *part = s;
+                    return Ok(());
+                }
+                let pw = pw.as_ref();
+                *part = bce::fold(
+                    BceKind::Logits,
+                    *part,
+                    input,
+                    target,
                     weight,
-                    pos_weight: pw.as_ref(),
-                };
-                let g = grouped::Groups {
-                    codes,
-                    n: self.groups.n,
-                };
-                return self.groups.update(&mut part, |state, init| {
-                    grouped::bce_fold(state, init, input, target, &args, &g)
-                });
-            }
-            self.groups.check_plain()?;
-            let ops = [Some(input), Some(target), weight];
-            let name = "binary_cross_entropy_with_logits";
-            if let Some(s) = arrow::fold_batches(py, name, &ops, *part, |s, b| {
-                let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
-                bce::fold(BceKind::Logits, s, x, y, b[2].as_ref(), pw.as_ref())
-            })? {
-                *part = s;
-                return Ok(());
-            }
-            *part = bce::fold(BceKind::Logits, *part, input, target, weight, pw.as_ref())?;
-            Ok(())
+                    pw,
+                    sample_weight,
+                )?;
+                Ok(())
+            })
         }
 
         /// The positive-class weight (a read-only float64 array), or ``None``.
@@ -924,13 +1057,16 @@ accumulator_methods!(
         /// Adds one batch of rows: ``logits`` of any shape with the classes along ``axis``,
         /// ``target`` class indices (``logits``' shape without ``axis``) or class
         /// probabilities (``logits``' shape), and ``groups`` (integer codes, one per row) when
-        /// the loss is kept per group. A batch with a bad value raises and leaves the
-        /// accumulator unchanged.
-        #[pyo3(signature = (logits, target, *, groups=None))]
+        /// the loss is kept per group, and ``sample_weight`` (one per row; given to every
+        /// update or to none: the mean then divides by their sum instead of PyTorch's
+        /// denominator). A batch with a bad value raises and leaves the accumulator
+        /// unchanged.
+        #[pyo3(signature = (logits, target, *, sample_weight=None, groups=None))]
         fn update(
             &self,
             logits: &Bound<'_, PyAny>,
             target: &Bound<'_, PyAny>,
+            sample_weight: Option<&Bound<'_, PyAny>>,
             groups: Option<&Bound<'_, PyAny>>,
         ) -> PyResult<()> {
             let py = logits.py();
@@ -941,37 +1077,55 @@ accumulator_methods!(
                 ignore_index: self.ignore_index,
                 smoothing: self.label_smoothing,
             };
-            let mut part = self.state.part.lock(py, "SoftmaxCrossEntropyAccumulator")?;
-            if let Some(codes) = groups {
-                let g = grouped::Groups {
-                    codes,
-                    n: self.groups.n,
-                };
-                return self.groups.update(&mut part, |state, init| {
-                    grouped::softmax_fold(state, init, logits, target, &params, &g)
-                });
-            }
-            self.groups.check_plain()?;
-            let ops = [Some(logits), Some(target)];
-            if let Some(s) =
-                arrow::fold_batches(py, "softmax_cross_entropy", &ops, *part, |s, b| {
-                    let params = softmax::Params {
-                        weight: weight.as_ref(),
-                        ..params
+            let class = "SoftmaxCrossEntropyAccumulator";
+            let mut part = self.state.part.lock(py, class)?;
+            with_mode(&mut part, sample_weight.is_some(), class, |part| {
+                if let Some(codes) = groups {
+                    let g = grouped::Groups {
+                        codes,
+                        n: self.groups.n,
                     };
-                    softmax::fold(s, arrow::given(b, 0)?, arrow::given(b, 1)?, params)
-                })?
-            {
-                *part = s;
-                return Ok(());
-            }
-            *part = softmax::fold(*part, logits, target, params)?;
-            Ok(())
+                    let ops = [Some(logits), Some(target), sample_weight, Some(codes)];
+                    return self.groups.update(part, |state, init| {
+                        let name = "softmax_cross_entropy";
+                        if let Some(s) = arrow::fold_batches(py, name, &ops, init, |s, b| {
+                            let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
+                            let g = grouped::Groups {
+                                codes: arrow::given(b, 3)?,
+                                ..g
+                            };
+                            grouped::softmax_fold(state, s, x, y, &params, b[2].as_ref(), &g)
+                        })? {
+                            return Ok(s);
+                        }
+                        let sw = sample_weight;
+                        grouped::softmax_fold(state, init, logits, target, &params, sw, &g)
+                    });
+                }
+                self.groups.check_plain()?;
+                let ops = [Some(logits), Some(target), sample_weight];
+                if let Some(s) =
+                    arrow::fold_batches(py, "softmax_cross_entropy", &ops, *part, |s, b| {
+                        let params = softmax::Params {
+                            weight: weight.as_ref(),
+                            ..params
+                        };
+                        let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
+                        softmax::fold(s, x, y, params, b[2].as_ref())
+                    })?
+                {
+                    *part = s;
+                    return Ok(());
+                }
+                *part = softmax::fold(*part, logits, target, params, sample_weight)?;
+                Ok(())
+            })
         }
 
         /// The denominator of the mean so far: ``sum(weight[y])`` over the rows seen with a
         /// class index that is not ignored (their number without ``weight``), plus the
-        /// number of rows seen with class probabilities.
+        /// number of rows seen with class probabilities; with ``sample_weight``, the sum of
+        /// the sample weights of the rows not ignored.
         #[getter]
         fn weight_sum(&self, py: Python<'_>) -> PyResult<f64> {
             Ok(self

@@ -38,9 +38,16 @@ use crate::kernels::strided::Load;
 /// weight : array_like, optional
 ///     Per-element weight, broadcast to ``input``'s shape (float16/bfloat16/float32/float64
 ///     read in place, in ``input``'s precision).
+/// sample_weight : array_like, optional
+///     scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
+///     like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
+///     and ``"mean"`` becomes the weighted average ``sum(sw * loss) / sum(sw)``
+///     (``numpy.average``; NaN when ``sum(sw)`` is 0). A negative weight raises
+///     :class:`crossent.DomainError`; NaN propagates. See :doc:`/guide/sample-weight`.
 /// reduction : {"mean", "sum", "none"}
-///     ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch);
-///     ``"sum"`` returns the sum (0.0 for empty input); ``"none"`` returns every element's loss.
+///     ``"mean"`` divides the sum by the number of elements (NaN for empty input, as torch),
+///     or by ``sum(sample_weight)``; ``"sum"`` returns the sum (0.0 for empty input);
+///     ``"none"`` returns every element's loss.
 /// out : numpy.ndarray, optional
 ///     With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
 ///
@@ -63,29 +70,49 @@ use crate::kernels::strided::Load;
 /// 0.279777
 /// >>> crossent.binary_cross_entropy(p, y, reduction="none").round(4)
 /// array([0.1054, 0.2231, 0.5108], dtype=float32)
+///
+/// With ``sample_weight`` the mean is ``numpy.average`` of the losses (scikit-learn's):
+///
+/// >>> sw = np.array([1.0, 0.0, 3.0])
+/// >>> losses = crossent.binary_cross_entropy(p, y, reduction="none").astype(float)
+/// >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
+/// ...                 np.average(losses, weights=sw)))
+/// True
 #[pyfunction]
 #[pyo3(
     signature = (
-        input, target, *, weight=None, reduction=Reduction::Mean, out=None, groups=None,
-        n_groups=None
+        input, target, *, weight=None, sample_weight=None, reduction=Reduction::Mean, out=None,
+        groups=None, n_groups=None
     ),
-    text_signature = "(input, target, *, weight=None, reduction=\"mean\", out=None, \
-                      groups=None, n_groups=None)"
+    text_signature = "(input, target, *, weight=None, sample_weight=None, reduction=\"mean\", \
+                      out=None, groups=None, n_groups=None)"
 )]
+#[allow(clippy::too_many_arguments)]
 pub fn binary_cross_entropy<'py>(
     input: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
     groups: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if let Some(groups) = grouped::given(groups, n_groups)? {
+    let grouping = grouped::given(groups, n_groups)?;
+    if grouping.is_some() {
+        grouped::check_reduction(reduction, out)?;
+    }
+    stream_hook!(input.py(), "binary_cross_entropy", [input, target, weight, sample_weight, groups], {
+        "input" => input, "target" => target, "weight" => weight,
+        "sample_weight" => sample_weight, "reduction" => reduction.name(), "out" => out,
+        "groups" => groups, "n_groups" => n_groups,
+    });
+    if let Some(groups) = grouping {
         let args = grouped::BceArgs {
             kind: Kind::Probabilities,
             weight,
             pos_weight: None,
+            sample_weight,
         };
         return grouped::binary_cross_entropy(input, target, &args, reduction, out, &groups);
     }
@@ -93,14 +120,11 @@ pub fn binary_cross_entropy<'py>(
         kind: Kind::Probabilities,
         weight,
         pos_weight: None,
+        sample_weight,
         reduction,
         out,
         init: Partial::EMPTY,
     };
-    stream_hook!(input.py(), "binary_cross_entropy", [input, target, weight], {
-        "input" => input, "target" => target, "weight" => weight, "reduction" => reduction.name(),
-        "out" => out,
-    });
     dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
 }
 
@@ -126,6 +150,9 @@ pub fn binary_cross_entropy<'py>(
 /// pos_weight : array_like, optional
 ///     Weight ``c`` of the positive class, broadcast to ``input``'s shape (typically one
 ///     value per class, along the last axis).
+/// sample_weight : array_like, optional
+///     scikit-learn's sample weights, as in :func:`binary_cross_entropy`: ``"mean"`` is then
+///     ``sum(sw * loss) / sum(sw)``.
 /// reduction : {"mean", "sum", "none"}
 ///     As in :func:`binary_cross_entropy`.
 /// out : numpy.ndarray, optional
@@ -140,14 +167,17 @@ pub fn binary_cross_entropy<'py>(
 /// 0.304756
 /// >>> round(crossent.binary_cross_entropy_with_logits(x, y, pos_weight=[2.0]), 6)
 /// 0.505091
+/// >>> sw = np.array([2.0, 1.0, 1.0])
+/// >>> round(crossent.binary_cross_entropy_with_logits(x, y, sample_weight=sw), 6)
+/// 0.260299
 #[pyfunction]
 #[pyo3(
     signature = (
-        input, target, *, weight=None, pos_weight=None, reduction=Reduction::Mean, out=None,
-        groups=None, n_groups=None
+        input, target, *, weight=None, pos_weight=None, sample_weight=None,
+        reduction=Reduction::Mean, out=None, groups=None, n_groups=None
     ),
-    text_signature = "(input, target, *, weight=None, pos_weight=None, reduction=\"mean\", \
-                      out=None, groups=None, n_groups=None)"
+    text_signature = "(input, target, *, weight=None, pos_weight=None, sample_weight=None, \
+                      reduction=\"mean\", out=None, groups=None, n_groups=None)"
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn binary_cross_entropy_with_logits<'py>(
@@ -155,16 +185,28 @@ pub fn binary_cross_entropy_with_logits<'py>(
     target: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
     pos_weight: Option<&Bound<'py, PyAny>>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = reduction)] reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
     groups: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if let Some(groups) = grouped::given(groups, n_groups)? {
+    let grouping = grouped::given(groups, n_groups)?;
+    if grouping.is_some() {
+        grouped::check_reduction(reduction, out)?;
+    }
+    stream_hook!(input.py(), "binary_cross_entropy_with_logits",
+                 [input, target, weight, sample_weight, groups], {
+        "input" => input, "target" => target, "weight" => weight, "pos_weight" => pos_weight,
+        "sample_weight" => sample_weight, "reduction" => reduction.name(), "out" => out,
+        "groups" => groups, "n_groups" => n_groups,
+    });
+    if let Some(groups) = grouping {
         let args = grouped::BceArgs {
             kind: Kind::Logits,
             weight,
             pos_weight,
+            sample_weight,
         };
         return grouped::binary_cross_entropy(input, target, &args, reduction, out, &groups);
     }
@@ -172,20 +214,17 @@ pub fn binary_cross_entropy_with_logits<'py>(
         kind: Kind::Logits,
         weight,
         pos_weight,
+        sample_weight,
         reduction,
         out,
         init: Partial::EMPTY,
     };
-    stream_hook!(input.py(), "binary_cross_entropy_with_logits", [input, target, weight], {
-        "input" => input, "target" => target, "weight" => weight, "pos_weight" => pos_weight,
-        "reduction" => reduction.name(), "out" => out,
-    });
     dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
 }
 
 /// Folds the binary cross-entropy of one batch into `init`, the state of the batches before
-/// it (see [`crate::kernels::reduce::reduce_from`]). On a domain error the error is returned
-/// and nothing is folded.
+/// it (see [`crate::kernels::reduce::reduce_from`]; with sample weights, their sum is added
+/// to `weight`). On a domain error the error is returned and nothing is folded.
 pub fn fold<'py>(
     kind: Kind,
     init: Partial,
@@ -193,11 +232,13 @@ pub fn fold<'py>(
     target: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
     pos_weight: Option<&Bound<'py, PyAny>>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Partial> {
     let args = Args {
         kind,
         weight,
         pos_weight,
+        sample_weight,
         reduction: Reduction::Sum,
         out: None,
         init,
@@ -205,11 +246,12 @@ pub fn fold<'py>(
     Ok(dispatch_input(input, target, &args)?.part)
 }
 
-/// What one call computed: the reduction state, and the per-element array for
-/// `reduction="none"`.
+/// What one call computed: the reduction state, the per-element array for
+/// `reduction="none"`, and whether the mean divides by the sample weights' sum.
 struct Computed<'py> {
     part: Partial,
     out: Option<Bound<'py, PyAny>>,
+    sample_weighted: bool,
 }
 
 impl<'py> Computed<'py> {
@@ -217,6 +259,9 @@ impl<'py> Computed<'py> {
         Ok(match (reduction, self.out) {
             (Reduction::None, Some(out)) => out,
             (Reduction::Sum, _) => PyFloat::new(py, self.part.sum).into_any(),
+            _ if self.sample_weighted => {
+                PyFloat::new(py, self.part.sum / self.part.weight).into_any()
+            }
             _ => PyFloat::new(py, self.part.sum / self.part.count as f64).into_any(),
         })
     }
@@ -227,6 +272,7 @@ struct Args<'a, 'py> {
     kind: Kind,
     weight: Option<&'a Bound<'py, PyAny>>,
     pos_weight: Option<&'a Bound<'py, PyAny>>,
+    sample_weight: Option<&'a Bound<'py, PyAny>>,
     reduction: Reduction,
     out: Option<&'a Bound<'py, PyAny>>,
     /// The state the reduction continues from ([`Partial::EMPTY`] for a plain call).
@@ -258,7 +304,8 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
     args: &Args<'_, 'py>,
 ) -> PyResult<Computed<'py>> {
     let py = x.py();
-    let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?;
+    let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?
+        .with_sample_weight(args.sample_weight)?;
     let given = args.out.is_some();
     // The output array and its view, held until the driver has run. A float16 or bfloat16
     // input gets an output of its own dtype, each loss rounded to it as it is written.
@@ -307,8 +354,12 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
     if part.flags & flags::TARGET != 0 && (args.kind == Kind::Probabilities || Y::HARD) {
         return Err(ops.target_error::<Y>());
     }
+    if part.flags & flags::WEIGHT != 0 {
+        return Err(ops.sample_weight_error());
+    }
     Ok(Computed {
         part,
         out: held.map(|(array, _)| array),
+        sample_weighted: ops.sample_weighted(),
     })
 }

@@ -61,15 +61,16 @@ pub enum TargetView<'py, E: Element> {
     Half(View<'py, u16>, Half),
 }
 
-/// The four inputs of a binary-target function, borrowed for as long as this lives:
-/// `input` read as `T`, `target` as its own dtype `E` ([`TargetView`]), and `weight` and `pos_weight` read as `T` (float16,
-/// bfloat16, float32 and float64 in place, other real dtypes converted). Their shapes are the
-/// driver's to check ([`drive::bce`]).
+/// The inputs of a binary-target function, borrowed for as long as this lives: `input` read
+/// as `T`, `target` as its own dtype `E` ([`TargetView`]), and `weight`, `pos_weight` and (the
+/// losses only) `sample_weight` read as `T` (float16, bfloat16, float32 and float64 in place,
+/// other real dtypes converted). Their shapes are the driver's to check ([`drive::bce`]).
 pub struct BinaryOperands<'py, T: Element, E: Element> {
     pub x: LoadView<'py, T>,
     pub y: TargetView<'py, E>,
     w: Option<LoadView<'py, T>>,
     pw: Option<LoadView<'py, T>>,
+    sw: Option<LoadView<'py, T>>,
 }
 
 impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
@@ -93,7 +94,24 @@ impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, 
             y,
             w: parameter(weight, "weight")?,
             pw: parameter(pos_weight, "pos_weight")?,
+            sw: None,
         })
+    }
+
+    /// These operands with the sample weights `sample_weight` (`None`: none).
+    pub fn with_sample_weight(
+        mut self,
+        sample_weight: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Self> {
+        self.sw = sample_weight
+            .map(|obj| LoadView::<T>::new(&ndarray(obj, "sample_weight")?, "sample_weight"))
+            .transpose()?;
+        Ok(self)
+    }
+
+    /// Whether sample weights were given (the mean then divides by their sum).
+    pub fn sample_weighted(&self) -> bool {
+        self.sw.is_some()
     }
 
     /// The input's shape.
@@ -110,6 +128,7 @@ impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, 
         let mut ops = vec![self.x.operand("input"), y];
         ops.extend(self.w.as_ref().map(|v| v.operand("weight")));
         ops.extend(self.pw.as_ref().map(|v| v.operand("pos_weight")));
+        ops.extend(self.sw.as_ref().map(|v| v.operand("sample_weight")));
         ops
     }
 
@@ -120,6 +139,7 @@ impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, 
             target: self.target::<Y>(),
             weight: self.w.as_ref().map(LoadView::kernel),
             pos_weight: self.pw.as_ref().map(LoadView::kernel),
+            sample_weight: self.sw.as_ref().map(LoadView::kernel),
         }
     }
 
@@ -135,6 +155,15 @@ impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, 
             // size that reads every bit pattern of it (bool bytes as `Bool`).
             TargetView::Own(v) => unsafe { v.kernel_as::<Y>() },
         }
+    }
+
+    /// The error for a negative sample weight, naming the first position.
+    pub fn sample_weight_error(&self) -> PyErr {
+        let bad = self
+            .sw
+            .as_ref()
+            .and_then(|w| w.first_bad(|v: T| v < T::ZERO));
+        sample_weight_error(self.x.py(), bad)
     }
 
     /// The error for a target outside its domain, naming the first bad position.
@@ -165,4 +194,11 @@ impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, 
         let bad = self.x.first_bad(|p: T| p < T::ZERO || p > T::ONE);
         domain_error(self.x.py(), "input", "probabilities in [0, 1]", bad)
     }
+}
+
+/// The [`DomainError`](super::errors::DomainError) of a negative sample weight at `bad` (its
+/// index and value), the message every loss that takes `sample_weight` gives (log loss also
+/// refuses non-finite ones, as scikit-learn does, with its own wording).
+pub fn sample_weight_error<V: Reported>(py: Python<'_>, bad: Option<(Vec<usize>, V)>) -> PyErr {
+    domain_error(py, "sample_weight", "non-negative weights", bad)
 }

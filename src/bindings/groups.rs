@@ -21,8 +21,8 @@ use super::operand::LoadView;
 use super::precision::{as_float, as_float_or_half, precision, Precision};
 use super::reduction::Reduction;
 use super::softmax::{
-    check_ignore_index_unused, check_smoothing, class_weights, target_errors, with_class_target,
-    Params,
+    check_ignore_index_unused, check_smoothing, class_weights, sample_weight_errors,
+    sample_weights, target_errors, with_class_target, Params,
 };
 use super::threads::Gil;
 use crate::kernels::bce::Kind;
@@ -178,6 +178,8 @@ pub struct BceArgs<'a, 'py> {
     pub kind: Kind,
     pub weight: Option<&'a Bound<'py, PyAny>>,
     pub pos_weight: Option<&'a Bound<'py, PyAny>>,
+    /// With sample weights each group's mean divides by their sum over the group.
+    pub sample_weight: Option<&'a Bound<'py, PyAny>>,
 }
 
 /// `binary_cross_entropy(..., groups=...)` and its logits form: the per-group losses.
@@ -190,9 +192,10 @@ pub fn binary_cross_entropy<'py>(
     groups: &Groups<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     check_reduction(reduction, out)?;
-    let mut state = fresh_state(groups.n, false)?;
+    let weighted = args.sample_weight.is_some();
+    let mut state = fresh_state(groups.n, weighted)?;
     bce_fold(&mut state, Partial::EMPTY, input, target, args, groups)?;
-    Ok(finish(input.py(), &state, reduction, false))
+    Ok(finish(input.py(), &state, reduction, weighted))
 }
 
 /// Folds one batch of binary cross-entropy into `state` (and the total into `init`, which is
@@ -260,7 +263,8 @@ where
     Y: Target + Load + Reported,
     C: CodeType + Load + Element + Reported,
 {
-    let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?;
+    let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?
+        .with_sample_weight(args.sample_weight)?;
     let codes = View::<C>::new(g, "groups")?;
     let call = drive::bce::Loss {
         kind: args.kind,
@@ -275,6 +279,9 @@ where
     }
     if part.flags & flags::TARGET != 0 && (args.kind == Kind::Probabilities || Y::HARD) {
         return Err(ops.target_error::<Y>());
+    }
+    if part.flags & flags::WEIGHT != 0 {
+        return Err(ops.sample_weight_error());
     }
     Ok(part)
 }
@@ -353,7 +360,8 @@ impl Grouped {
         Ok(())
     }
 
-    /// The per-group result, or `None` for an ungrouped accumulator.
+    /// The per-group result, or `None` for an ungrouped accumulator. A mean divides by the
+    /// weights when `over_weight` or when the state is weighted (sample weights).
     pub fn result<'py>(
         &self,
         py: Python<'py>,
@@ -362,7 +370,7 @@ impl Grouped {
     ) -> Option<Bound<'py, PyAny>> {
         self.lock()
             .as_ref()
-            .map(|s| finish(py, s, reduction, over_weight))
+            .map(|s| finish(py, s, reduction, over_weight || s.weighted))
     }
 
     /// Elements (or rows) counted per group, as an int64 array; `None` when ungrouped.
@@ -403,6 +411,9 @@ impl Grouped {
                 Some(s) => s,
                 None => fresh_state(None, self.weighted)?,
             };
+            if theirs.weighted {
+                state.set_weighted();
+            }
             let ok = state.merge(theirs);
             let len = state.len();
             *guard = Some(state);
@@ -439,9 +450,11 @@ impl Grouped {
         let sum: Vec<f64> = t.get_item(0)?.extract::<Vec<f64>>().map_err(|_| bad())?;
         let count: Vec<i64> = t.get_item(1)?.extract::<Vec<i64>>().map_err(|_| bad())?;
         let weight: Vec<f64> = t.get_item(2)?.extract::<Vec<f64>>().map_err(|_| bad())?;
+        // A state without weights of its own is weighted once sample weights were folded in.
+        let weighted = self.weighted || !weight.is_empty();
         let consistent = count.len() == sum.len()
             && count.iter().all(|&c| c >= 0)
-            && weight.len() == if self.weighted { sum.len() } else { 0 }
+            && weight.len() == if weighted { sum.len() } else { 0 }
             && self.n.is_none_or(|n| n == sum.len());
         if !consistent {
             return Err(bad());
@@ -450,7 +463,7 @@ impl Grouped {
             sum,
             count: count.into_iter().map(|c| c as u64).collect(),
             weight,
-            weighted: self.weighted,
+            weighted,
         });
         Ok(())
     }
@@ -484,11 +497,12 @@ pub fn given<'a, 'py>(
 
 /// `softmax_cross_entropy(..., groups=...)`: the per-group losses (one code per row). The mean
 /// of a group is PyTorch's: its loss sum over its `Σ w[y]` (rows not ignored), or over its
-/// rows for class probabilities.
+/// rows for class probabilities; with `sample_weight`, over its `Σ sw` (rows not ignored).
 pub fn softmax_cross_entropy<'py>(
     logits: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     params: &Params<'_, 'py>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
     reduction: Reduction,
     out: Option<&Bound<'py, PyAny>>,
     groups: &Groups<'_, 'py>,
@@ -496,17 +510,27 @@ pub fn softmax_cross_entropy<'py>(
     check_smoothing(params.smoothing)?;
     check_reduction(reduction, out)?;
     let mut state = fresh_state(groups.n, true)?;
-    softmax_fold(&mut state, Partial::EMPTY, logits, target, params, groups)?;
+    softmax_fold(
+        &mut state,
+        Partial::EMPTY,
+        logits,
+        target,
+        params,
+        sample_weight,
+        groups,
+    )?;
     Ok(finish(logits.py(), &state, reduction, true))
 }
 
-/// Folds one batch of rows of softmax cross-entropy into `state` (see [`bce_fold`]).
+/// Folds one batch of rows of softmax cross-entropy into `state` (see [`bce_fold`]); with
+/// `sample_weight` (one per row), each group's weight is their sum over its rows.
 pub fn softmax_fold<'py>(
     state: &mut GroupSums,
     init: Partial,
     logits: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     params: &Params<'_, 'py>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
     groups: &Groups<'_, 'py>,
 ) -> PyResult<Partial> {
     let x = ndarray(logits, "logits")?;
@@ -514,6 +538,7 @@ pub fn softmax_fold<'py>(
     let y = ndarray(target, "target")?;
     let cx = SoftmaxCall {
         params,
+        sample_weight,
         groups,
         g: &g,
     };
@@ -526,6 +551,7 @@ pub fn softmax_fold<'py>(
 /// The arguments of one grouped softmax call besides the arrays dispatched on.
 struct SoftmaxCall<'a, 'py> {
     params: &'a Params<'a, 'py>,
+    sample_weight: Option<&'a Bound<'py, PyAny>>,
     groups: &'a Groups<'a, 'py>,
     g: &'a Bound<'py, PyUntypedArray>,
 }
@@ -582,6 +608,7 @@ impl<'py> SoftmaxCall<'_, 'py> {
             ClassTarget::Probabilities(y) => (None, Some(LoadView::<T>::new(y, "target")?)),
         };
         let codes = View::<C>::new(self.g, "groups")?;
+        let swv = sample_weights::<T>(self.sample_weight)?;
         let call = drive::softmax::Loss {
             logits: xv.kernel(),
             target: match (&labels, &probs) {
@@ -590,6 +617,7 @@ impl<'py> SoftmaxCall<'_, 'py> {
                 (None, None) => unreachable!("one of the two targets is viewed"),
             },
             weight: wv.as_ref().map(LoadView::kernel),
+            sample_weight: swv.as_ref().map(LoadView::kernel),
             params: self.params.kernel(),
             init,
         };
@@ -597,6 +625,7 @@ impl<'py> SoftmaxCall<'_, 'py> {
         let part = drive::groups::softmax_cross_entropy(state, &call, &grouping, &Gil(x.py()))?;
         check_groups(&part, state, &codes, self.groups)?;
         target_errors(&part, &xv, labels.as_ref(), probs.as_ref(), self.params)?;
+        sample_weight_errors(x.py(), &part, swv.as_ref())?;
         Ok(part)
     }
 }

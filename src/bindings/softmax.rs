@@ -10,6 +10,7 @@ use pyo3::types::PyFloat;
 use super::args;
 use super::arrays::{ndarray, new_output, Operand, View};
 use super::arrow::stream_hook;
+use super::binary::sample_weight_error;
 use super::errors::{domain_error, Reported};
 use super::groups as grouped;
 use super::half::{new_half_output, OutView};
@@ -52,10 +53,19 @@ use crate::kernels::strided::Load;
 ///     ``ValueError``, as in PyTorch.
 /// label_smoothing : float, default 0.0
 ///     ``eps`` in [0, 1].
+/// sample_weight : array_like, optional
+///     scikit-learn's sample weights ``sw``, one per row: broadcast to the rows' shape
+///     (``target``'s for class indices: ``logits``' shape without ``axis``), read in place
+///     like ``weight``. Each row's loss (class weights included) is multiplied by its ``sw``,
+///     and ``"mean"`` becomes ``sum(sw * loss) / sum(sw)`` over the rows not ignored
+///     (``numpy.average``; NaN when that sum is 0), instead of PyTorch's denominator. A
+///     negative weight raises :class:`crossent.DomainError`; NaN propagates. See
+///     :doc:`/guide/sample-weight`.
 /// reduction : {"mean", "sum", "none"}
 ///     ``"mean"`` is PyTorch's: for class indices the sum divided by the sum of ``w[y]`` over
 ///     the rows not ignored (NaN if there are none), for probabilities the sum divided by the
-///     number of rows. ``"none"`` returns every row's loss.
+///     number of rows (with ``sample_weight``: by its sum, as above). ``"none"`` returns every
+///     row's loss.
 /// out : numpy.ndarray, optional
 ///     With ``reduction="none"``: the array (``logits``' dtype, the rows' shape) to write into.
 /// keepdims : bool, default False
@@ -90,15 +100,26 @@ use crate::kernels::strided::Load;
 /// (2, 1)
 /// >>> round(crossent.softmax_cross_entropy(logits, labels, label_smoothing=0.1), 6)
 /// 0.345456
+///
+/// With class weights, PyTorch's mean divides by ``sum(weight[y])``; with ``sample_weight``
+/// the mean divides by ``sum(sample_weight)``:
+///
+/// >>> w = np.array([1.0, 2.0, 4.0])
+/// >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w), 6)
+/// 0.135943
+/// >>> sw = np.array([1.0, 1.0])
+/// >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
+/// 0.339859
 #[pyfunction]
 #[pyo3(
     signature = (
-        logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
-        reduction=Reduction::Mean, out=None, groups=None, n_groups=None, keepdims=false
+        logits, target, *, axis=-1, weight=None, sample_weight=None, ignore_index=-100,
+        label_smoothing=0.0, reduction=Reduction::Mean, out=None, groups=None, n_groups=None,
+        keepdims=false
     ),
-    text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, \
-                      label_smoothing=0.0, reduction=\"mean\", out=None, groups=None, \
-                      n_groups=None, keepdims=False)"
+    text_signature = "(logits, target, *, axis=-1, weight=None, sample_weight=None, \
+                      ignore_index=-100, label_smoothing=0.0, reduction=\"mean\", out=None, \
+                      groups=None, n_groups=None, keepdims=False)"
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_cross_entropy<'py>(
@@ -106,6 +127,7 @@ pub fn softmax_cross_entropy<'py>(
     target: &Bound<'py, PyAny>,
     #[pyo3(from_py_with = args::int_axis)] axis: isize,
     weight: Option<&Bound<'py, PyAny>>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = args::ignore_index)] ignore_index: i64,
     #[pyo3(from_py_with = args::label_smoothing)] label_smoothing: f64,
     #[pyo3(from_py_with = reduction)] reduction: Reduction,
@@ -120,20 +142,34 @@ pub fn softmax_cross_entropy<'py>(
              a Python float, with no axis to keep)",
         ));
     }
-    if let Some(groups) = grouped::given(groups, n_groups)? {
+    let grouping = grouped::given(groups, n_groups)?;
+    if grouping.is_some() {
+        check_smoothing(label_smoothing)?;
+        grouped::check_reduction(reduction, out)?;
+    }
+    stream_hook!(logits.py(), "softmax_cross_entropy", [logits, target, sample_weight, groups], {
+        "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
+        "sample_weight" => sample_weight, "ignore_index" => ignore_index,
+        "label_smoothing" => label_smoothing, "reduction" => reduction.name(), "out" => out,
+        "keepdims" => keepdims, "groups" => groups, "n_groups" => n_groups,
+    });
+    if let Some(groups) = grouping {
         let params = Params {
             axis,
             weight,
             ignore_index,
             smoothing: label_smoothing,
         };
-        return grouped::softmax_cross_entropy(logits, target, &params, reduction, out, &groups);
+        return grouped::softmax_cross_entropy(
+            logits,
+            target,
+            &params,
+            sample_weight,
+            reduction,
+            out,
+            &groups,
+        );
     }
-    stream_hook!(logits.py(), "softmax_cross_entropy", [logits, target], {
-        "logits" => logits, "target" => target, "axis" => axis, "weight" => weight,
-        "ignore_index" => ignore_index, "label_smoothing" => label_smoothing,
-        "reduction" => reduction.name(), "out" => out, "keepdims" => keepdims,
-    });
     check_smoothing(label_smoothing)?;
     if out.is_some() && reduction != Reduction::None {
         return Err(PyValueError::new_err(
@@ -147,6 +183,7 @@ pub fn softmax_cross_entropy<'py>(
             ignore_index,
             smoothing: label_smoothing,
         },
+        sample_weight,
         reduction,
         out,
         keepdims,
@@ -219,18 +256,47 @@ pub fn class_weights<'py, T: Float + Element>(
         .transpose()
 }
 
+/// The sample weights (`sample_weight=`, one per row) viewed as `T` where they lie (float32
+/// or float64; other real dtypes converted to `T`); `None` when not given. Their shape is the
+/// driver's to check.
+pub fn sample_weights<'py, T: Float + Element>(
+    sample_weight: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Option<LoadView<'py, T>>> {
+    sample_weight
+        .map(|obj| LoadView::<T>::new(&ndarray(obj, "sample_weight")?, "sample_weight"))
+        .transpose()
+}
+
+/// The error of a negative sample weight when `part.flags` reports one, naming its position.
+pub fn sample_weight_errors<T: Float + Element + Reported>(
+    py: Python<'_>,
+    part: &Partial,
+    sw: Option<&LoadView<'_, T>>,
+) -> PyResult<()> {
+    if part.flags & flags::WEIGHT != 0 {
+        if let Some(sw) = sw {
+            let bad = sw.first_bad(|v: T| v < T::ZERO);
+            return Err(sample_weight_error(py, bad));
+        }
+    }
+    Ok(())
+}
+
 /// Continues `init` with the rows of one batch: what [`softmax_cross_entropy`] with
 /// `reduction="sum"` reduces them to, merged into `init` in blocks of rows as one call merges
-/// its own blocks (see [`crate::kernels::drive::softmax::loss`]). A batch with a bad value raises
+/// its own blocks (see [`crate::kernels::drive::softmax::loss`]; with sample weights, their
+/// sum over the rows not ignored is the `weight` added). A batch with a bad value raises
 /// and `init` is not used.
 pub fn fold<'py>(
     init: Partial,
     logits: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     params: Params<'_, 'py>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Partial> {
     let args = Args {
         params,
+        sample_weight,
         reduction: Reduction::Sum,
         out: None,
         keepdims: false,
@@ -256,6 +322,8 @@ fn dispatch_logits<'py>(
 
 struct Args<'a, 'py> {
     params: Params<'a, 'py>,
+    /// One weight per row, or `None`.
+    sample_weight: Option<&'a Bound<'py, PyAny>>,
     reduction: Reduction,
     out: Option<&'a Bound<'py, PyAny>>,
     /// Whether the per-row output keeps the class axis with length 1.
@@ -328,6 +396,7 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
     // float16 or bfloat16 logits give per-row losses of their own dtype.
     let half = xv.half().map(|h| (h, x));
     let wv = class_weights::<T>(args.params.weight)?;
+    let swv = sample_weights::<T>(args.sample_weight)?;
     let (labels, probs) = match target {
         Target::Labels(y) => (Some(View::<L>::new(y, "target")?), None),
         // Read as `T` where it lies, in its own float dtype.
@@ -341,12 +410,13 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
             (None, None) => unreachable!("one of the two targets is viewed"),
         },
         weight: wv.as_ref().map(LoadView::kernel),
+        sample_weight: swv.as_ref().map(LoadView::kernel),
         params: args.params.kernel(),
         init: args.init,
     };
     let mut held = None;
     let slot = &mut held;
-    let (xr, lr, pr, wr) = (&xv, &labels, &probs, &wv);
+    let (xr, lr, pr, wr, sr) = (&xv, &labels, &probs, &wv, &swv);
     let part = drive::softmax::loss(
         &call,
         args.keepdims,
@@ -368,6 +438,7 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
                 inputs.extend(lr.as_ref().map(|v| v.operand("target")));
                 inputs.extend(pr.as_ref().map(|v| v.operand("target")));
                 inputs.extend(wr.as_ref().map(|v| v.operand("weight")));
+                inputs.extend(sr.as_ref().map(|v| v.operand("sample_weight")));
             }
             let given = args.out.is_some();
             let view = OutView::<T>::output(&array, given, rows_shape, T::NAME, half, &inputs)?;
@@ -377,6 +448,7 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
         &Gil(py),
     )?;
     target_errors(&part, &xv, labels.as_ref(), probs.as_ref(), &args.params)?;
+    sample_weight_errors(py, &part, swv.as_ref())?;
     Ok((part, held.map(|(array, _)| array)))
 }
 

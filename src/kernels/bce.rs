@@ -21,6 +21,12 @@
 //! or a target outside `[0, 1]` (for integer labels: other than 0 or 1) is a domain error
 //! reported through [`Partial::flags`] (`INPUT` / `TARGET`) with its flat index; NaN is not an
 //! error and propagates into the result. Sums are accumulated in `f64` for `f32` input too.
+//!
+//! Sample weights (scikit-learn's `sample_weight`, layout operand 5 when given) multiply each
+//! element's weighted loss, `sw · ℓ`, and their sum `Σ sw` is the mean's denominator
+//! ([`Partial::weight`]). They are applied per tile, in the same pass ([`SampleTiles`]): the
+//! tile's weights become `w · sw`, so the tile kernels are the very ones of a weighted call.
+//! A negative sample weight is a domain error ([`flags::WEIGHT`]); NaN propagates.
 
 /// The gradient and diagonal Hessian of the logits loss, beside it.
 pub mod grad;
@@ -29,6 +35,7 @@ use rayon::ThreadPool;
 
 use super::float::{Float, Target};
 use super::isa::{self, Arch, Isa, Kernel};
+use super::lanes::sum_lanes;
 use super::reduce::{flags, reduce_from, Partial, BLOCK};
 use super::strided::{Dst, Layout, Src, TileBuf};
 
@@ -161,12 +168,72 @@ impl<T: Float, Y: Target> InputTiles<T, Y> {
     }
 }
 
-/// The operands of one binary cross-entropy call: the [`Inputs`], and `out` (layout operand
-/// 4, stored as `T` or as a 16-bit float, see [`Dst`]), null when nothing is written.
+/// The operands of one binary cross-entropy call: the [`Inputs`], `out` (layout operand
+/// 4, stored as `T` or as a 16-bit float, see [`Dst`]), null when nothing is written, and the
+/// sample weights (layout operand 5, read as `T` whatever float type they are stored in),
+/// `None` when not given.
 pub struct Operands<T, Y> {
     pub inputs: Inputs<T, Y>,
     pub out: Dst<T>,
-    pub layout: Layout<5>,
+    pub sample_weight: Option<Src<T>>,
+    pub layout: Layout<6>,
+}
+
+/// Gather buffers for one tile of sample weights, and for the tile's element weights scaled
+/// by them.
+pub struct SampleTiles<T> {
+    sw: TileBuf<T>,
+    scaled: TileBuf<T>,
+}
+
+impl<T: Float> Default for SampleTiles<T> {
+    fn default() -> Self {
+        SampleTiles {
+            sw: TileBuf::default(),
+            scaled: TileBuf::default(),
+        }
+    }
+}
+
+impl<T: Float> SampleTiles<T> {
+    /// One tile of `n` elements: reads its `n` sample weights from `src` (offset `at`,
+    /// step `st`), adds their sum to `part.weight` (in `f64`, in a fixed lane order), flags
+    /// [`flags::WEIGHT`] at the first negative one (flat index `flat + k`), and returns the
+    /// sample weights and the weights the tile's losses are multiplied by: `w · sw`, or `sw`
+    /// itself when `w` is empty (no element weight).
+    ///
+    /// # Safety
+    /// The `n` sample weights from `src.offset(at)` with step `st` must be valid and
+    /// unmodified while the slices live (see [`TileBuf::view_src`]).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub unsafe fn scale<'a>(
+        &'a mut self,
+        src: Src<T>,
+        at: isize,
+        st: isize,
+        n: usize,
+        w: &[T],
+        flat: usize,
+        part: &mut Partial,
+    ) -> (&'a [T], &'a [T]) {
+        // SAFETY: the caller's contract.
+        let sw = unsafe { self.sw.view_src(src.offset(at), st, n) };
+        part.weight += sum_lanes(sw);
+        // Branch-free, so it vectorises (NaN is not negative: it propagates).
+        if sw.iter().fold(false, |bad, &v| bad | (v < T::ZERO)) {
+            let k = sw.iter().position(|&v| v < T::ZERO).unwrap_or(0);
+            part.flag(flags::WEIGHT, (flat + k) as u64);
+        }
+        if w.is_empty() {
+            return (sw, sw);
+        }
+        let scaled = self.scaled.scratch(n);
+        for ((c, &a), &b) in scaled.iter_mut().zip(w).zip(sw) {
+            *c = a * b;
+        }
+        (sw, scaled)
+    }
 }
 
 /// Elements per group of the tile loop (and independent `f64` accumulators of its sum) with
@@ -487,7 +554,8 @@ fn first_bad<T: Float, Y: Target>(kind: Kind, flat: usize, x: &[T], y: &[Y], fla
 /// Computes binary cross-entropy over all elements of `ops`, continuing from `init`, the state
 /// of earlier elements (see [`reduce_from`]; [`Partial::EMPTY`] for none, a streaming
 /// accumulator folds each batch into its state): writes each element's loss to `ops.out` when
-/// it is not null, and returns the sum (with `count` = number of elements).
+/// it is not null, and returns the sum (with `count` = number of elements, and `weight` =
+/// `Σ sw` when there are sample weights).
 ///
 /// # Safety
 /// Every pointer of `ops`, stepped by its strides over `ops.layout`, must address valid,
@@ -523,16 +591,25 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
         let mut part = Partial::EMPTY;
         part.count = range.len() as u64;
         let mut tiles = InputTiles::<T, Y>::default();
+        let mut samples = SampleTiles::<T>::default();
         let mut bout = TileBuf::<T>::default();
         ops.layout.for_each_tile(range, |flat, n, at, st| {
             // SAFETY: the caller guarantees every element of the layout is valid; `at` and
             // `st` stay inside it for the n elements of this tile.
             let (x, y, w, pw) = unsafe { tiles.view_present(ins, &at, &st, n) };
+            let w = match ops.sample_weight {
+                None if unweighted => None,
+                None => Some(w),
+                // SAFETY: as above, for operand 5 (the sample weights).
+                Some(src) => {
+                    Some(unsafe { samples.scale(src, at[5], st[5], n, w, flat, &mut part) }.1)
+                }
+            };
             let tile = |out| Tile {
                 kind,
                 x,
                 y,
-                w: if unweighted { None } else { Some(w) },
+                w,
                 pw: if no_pos_weight { None } else { Some(pw) },
                 out,
             };
@@ -566,19 +643,22 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
 }
 
 /// The losses of one tile of `out.len()` elements (layout operands 0 to 3 at the offsets `at`
-/// with the steps `st`, the tile starting at flat index `flat`), each weighted, written to
-/// `out`; the tile's sum and domain errors are added to `part` exactly as a block of
+/// with the steps `st`, the tile starting at flat index `flat`; the sample weights, when
+/// `samples` holds their source, operand 5), each weighted, written to `out`; the tile's sum,
+/// sample-weight sum and domain errors are added to `part` exactly as a block of
 /// [`binary_cross_entropy_on`] adds them. For reductions other than the sum (per group:
-/// [`super::groups`]), with the very per-element values the sum is made of.
+/// [`super::groups`]), with the very per-element values the sum is made of. Returns the
+/// tile's sample weights (`None` without them).
 ///
 /// # Safety
 /// The elements of each operand from `at` with steps `st` must be valid and unmodified while
 /// this runs (see [`InputTiles::view`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub unsafe fn tile_losses<T: Float, Y: Target>(
+pub unsafe fn tile_losses<'s, T: Float, Y: Target>(
     ins: &Inputs<T, Y>,
     tiles: &mut InputTiles<T, Y>,
+    samples: Option<(Src<T>, &'s mut SampleTiles<T>)>,
     kind: Kind,
     isa: isa::Isa,
     flat: usize,
@@ -586,15 +666,24 @@ pub unsafe fn tile_losses<T: Float, Y: Target>(
     st: &[isize],
     out: &mut [T],
     part: &mut Partial,
-) {
+) -> Option<&'s [T]> {
     let n = out.len();
     // SAFETY: forwarded: the caller guarantees the tile's elements are valid and unmodified.
     let (x, y, w, pw) = unsafe { tiles.view_present(ins, at, st, n) };
+    let (sw, w) = match samples {
+        None if ins.unweighted() => (None, None),
+        None => (None, Some(w)),
+        Some((src, samples)) => {
+            // SAFETY: forwarded, for operand 5 (the sample weights).
+            let (sw, w) = unsafe { samples.scale(src, at[5], st[5], n, w, flat, part) };
+            (Some(sw), Some(w))
+        }
+    };
     let tile = Tile {
         kind,
         x,
         y,
-        w: if ins.unweighted() { None } else { Some(w) },
+        w,
         pw: if ins.no_pos_weight() { None } else { Some(pw) },
         out: Some(out),
     };
@@ -603,6 +692,7 @@ pub unsafe fn tile_losses<T: Float, Y: Target>(
     if bad != 0 && part.flags & bad != bad {
         part.flag(bad, first_bad(kind, flat, x, y, bad));
     }
+    sw
 }
 
 #[cfg(test)]
@@ -623,7 +713,8 @@ mod tests {
                 pos_weight: Src::native(one),
             },
             out: Dst::from(out),
-            layout: Layout::new(&[n], [&[1], &[1], &[0], &[0], &[1]]),
+            sample_weight: None,
+            layout: Layout::new(&[n], [&[1], &[1], &[0], &[0], &[1], &[0]]),
         }
     }
 
@@ -809,8 +900,12 @@ mod tests {
                 pos_weight: Src::native(&ONE32),
             },
             out: Dst::null(),
+            sample_weight: None,
             // logical (4, 300): element [i, j] at i + 4 j (a Fortran-ordered buffer).
-            layout: Layout::new(&[4, 300], [&[1, 4], &[1, 4], &[0, 1], &[0, 0], &[0, 0]]),
+            layout: Layout::new(
+                &[4, 300],
+                [&[1, 4], &[1, 4], &[0, 1], &[0, 0], &[0, 0], &[0, 0]],
+            ),
         };
         // SAFETY: the (4, 300) layout reaches `p`/`y` at i + 4 j ≤ 1199 (1200 elements), `w` at j <
         // 300 and the `'static` one at offset 0; `out` is null.
@@ -864,6 +959,59 @@ mod tests {
                 assert_eq!((a.count, a.flags), (b.count, b.flags));
             }
         }
+    }
+
+    /// Sample weights multiply each loss and sum into `weight`, in the same pass; the bits
+    /// do not depend on the thread count; a negative one is flagged at its flat index.
+    #[test]
+    fn sample_weights_scale_losses_and_sum_into_weight() {
+        let n = 2 * BLOCK + 123;
+        let (p, y, _) = sample(n);
+        let sw: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.5).collect();
+        let w: Vec<f32> = (0..n).map(|i| 1.0 + (i % 3) as f32).collect();
+        let mut out = vec![0f32; n];
+        let mut ops = flat(&p, &y, &ONE32, out.as_mut_ptr());
+        ops.sample_weight = Some(Src::native(sw.as_ptr()));
+        ops.inputs.weight = Src::native(w.as_ptr());
+        ops.layout = Layout::new(&[n], [&[1], &[1], &[1], &[0], &[1], &[1]]);
+        // SAFETY: every operand addresses n live elements at unit stride (pos_weight a
+        // `'static` one at stride 0); `out` is a separate buffer of n.
+        let part =
+            unsafe { binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, None) };
+        let (mut sum, mut total) = (0.0, 0.0);
+        for i in 0..n {
+            let l = sw[i] as f64 * w[i] as f64 * reference_prob(p[i] as f64, y[i] as f64);
+            assert!(
+                (out[i] as f64 - l).abs() <= 1e-6 * l.max(1e-3),
+                "element {i}"
+            );
+            sum += l;
+            total += sw[i] as f64;
+        }
+        assert!((part.sum - sum).abs() <= 1e-6 * sum);
+        assert_eq!(part.weight, total);
+        assert_eq!((part.count, part.flags), (n as u64, 0));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        // SAFETY: the same operands as above.
+        let par = unsafe {
+            binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, Some(&pool))
+        };
+        assert_eq!(par.sum.to_bits(), part.sum.to_bits());
+        let mut bad = sw.clone();
+        bad[BLOCK + 5] = -1.0;
+        bad[n - 1] = -2.0;
+        ops.sample_weight = Some(Src::native(bad.as_ptr()));
+        // SAFETY: as above, with `bad` (n live elements) as the sample weights.
+        let part = unsafe {
+            binary_cross_entropy_from(Partial::EMPTY, &ops, Kind::Probabilities, Some(&pool))
+        };
+        assert_eq!(
+            (part.flags, part.first_bad),
+            (flags::WEIGHT, BLOCK as u64 + 5)
+        );
     }
 
     /// Every instruction set the CPU has gives the reference result (to f32 rounding), and the

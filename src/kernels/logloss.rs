@@ -40,8 +40,9 @@ use super::strided::{Load, TileBuf};
 /// above the bits of [`flags`]).
 pub const UNNORMALIZED: u32 = 1 << 8;
 
-/// A sample weight that is negative, NaN or infinite.
-pub const WEIGHT: u32 = 1 << 9;
+/// A sample weight that is negative, NaN or infinite: the flag every loss raises for a bad
+/// sample weight ([`flags::WEIGHT`]).
+pub const WEIGHT: u32 = flags::WEIGHT;
 
 /// Log loss over rows of operands `[probabilities, codes, weights]` (codes and weights: one
 /// value per row, stride 0 along the class axis; weights a single 1 with stride 0 when

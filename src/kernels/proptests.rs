@@ -237,7 +237,8 @@ proptest! {
                 pos_weight: Src::native(&one),
             },
             out: Dst::from(out),
-            layout: Layout::new(&[n], [&[step], &[step], &[0], &[0], &[1]]),
+            sample_weight: None,
+            layout: Layout::new(&[n], [&[step], &[step], &[0], &[0], &[1], &[0]]),
         };
         let mut out_serial = vec![0f32; n];
         let mut out_parallel = vec![0f32; n];

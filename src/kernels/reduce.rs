@@ -30,6 +30,9 @@ pub mod flags {
     pub const TARGET: u32 = 2;
     /// The call was cancelled ([`super::super::cancel`]): the state is incomplete.
     pub const CANCELLED: u32 = 4;
+    /// A sample weight (scikit-learn's `sample_weight`) outside its domain: negative (binary
+    /// and softmax cross-entropy), or also NaN or infinite (log loss, as scikit-learn).
+    pub const WEIGHT: u32 = 8;
 }
 
 /// The partial state of a reduction: what one block contributes.
@@ -39,7 +42,8 @@ pub mod flags {
 ///
 /// - `sum`: the loss sum (always accumulated in `f64`, also for `f32` input);
 /// - `weight`: the sum of the weights that form a weighted mean's denominator, where a loss
-///   has one (softmax cross-entropy: PyTorch's `Σ w[y]`);
+///   has one (softmax cross-entropy: PyTorch's `Σ w[y]`; with sample weights, `Σ sw` for
+///   every loss);
 /// - `count`: the number of elements (or rows) seen;
 /// - `mass`: the normalisation sums `[Σp, Σq]` of a divergence's distributions (see
 ///   [`super::divergence`]), zero for the other losses;

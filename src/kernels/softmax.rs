@@ -47,6 +47,12 @@
 //! (or its class weight is 0 under smoothing). A row of `-inf` only gives NaN. The mean's
 //! denominator is the returned `weight`: `Σ w_y` over the rows not ignored for class indices
 //! (so PyTorch's weighted mean is `sum / weight`), the number of rows for probabilities.
+//!
+//! Sample weights (scikit-learn's `sample_weight`, one per row, operand 4 of the rows when
+//! given) multiply each row's loss above (class weights included), `sw · ℓ`, and replace the
+//! row's share of the denominator: `weight` is then `Σ sw` over the rows not ignored, so
+//! `sum / weight` is `numpy.average(ℓ, weights=sw)` over those rows. A negative sample weight
+//! is a domain error ([`flags::WEIGHT`], also on an ignored row); NaN propagates.
 
 /// The gradient and diagonal Hessian of the loss, on the same log-sum-exp state ([`Lse`]).
 pub mod grad;
@@ -259,7 +265,8 @@ pub struct Classes<T> {
 }
 
 /// Softmax cross-entropy against class indices, over rows of operands
-/// `[logits, labels, weight, out]` (labels, out: stride 0 along the class axis).
+/// `[logits, labels, weight, out, sample_weight]` (labels, out, sample weights: stride 0
+/// along the class axis).
 pub struct SoftmaxLabels<T, L> {
     pub logits: In<T>,
     pub labels: In<L>,
@@ -267,9 +274,32 @@ pub struct SoftmaxLabels<T, L> {
     pub ignore_index: i64,
     /// Per-row losses (`None`: not written).
     pub out: Option<Out<T>>,
+    /// Per-row sample weights, read as `T` whatever float type they are stored in (`None`:
+    /// PyTorch's mean).
+    pub sample_weight: Option<In<T>>,
 }
 
-impl<T: Float, L: Label + Load> RowOp<4> for SoftmaxLabels<T, L> {
+/// A row's sample weight (`None` without sample weights), or the [`flags::WEIGHT`] error of a
+/// negative one.
+#[inline(always)]
+fn sample_weight<T: Float>(row: &Row<5>, sw: &Option<In<T>>) -> Result<Option<f64>, Partial> {
+    match sw {
+        None => Ok(None),
+        Some(sw) => {
+            let v = row.value(sw).to_f64();
+            if v < 0.0 {
+                Err(Partial {
+                    flags: flags::WEIGHT,
+                    ..Partial::EMPTY
+                })
+            } else {
+                Ok(Some(v))
+            }
+        }
+    }
+}
+
+impl<T: Float, L: Label + Load> RowOp<5> for SoftmaxLabels<T, L> {
     type State = Lse;
     /// Gather buffers for logits and weights; the exponentials and their references;
     /// `w · (r - x)`; per-row sums (two per row).
@@ -290,7 +320,7 @@ impl<T: Float, L: Label + Load> RowOp<4> for SoftmaxLabels<T, L> {
     fn tile<A: Arch>(
         &self,
         (bx, bw, be, bm, bt, bs): &mut Self::Scratch,
-        tile: &Tile<4>,
+        tile: &Tile<5>,
         states: &mut [Lse],
     ) {
         let (rows, n) = (states.len(), tile.len());
@@ -330,12 +360,16 @@ impl<T: Float, L: Label + Load> RowOp<4> for SoftmaxLabels<T, L> {
     }
 
     #[inline(always)]
-    fn finish<A: Arch>(&self, row: &Row<4>, st: Lse) -> Partial {
+    fn finish<A: Arch>(&self, row: &Row<5>, st: Lse) -> Partial {
         let y = row.value(&self.labels).index();
         let write = |loss: f64| {
             if let Some(out) = &self.out {
                 row.write(out, T::from_f64(loss));
             }
+        };
+        let sw = match sample_weight(row, &self.sample_weight) {
+            Ok(sw) => sw,
+            Err(bad) => return bad,
         };
         if y == self.ignore_index {
             write(0.0);
@@ -360,10 +394,14 @@ impl<T: Float, L: Label + Load> RowOp<4> for SoftmaxLabels<T, L> {
             let smooth = classes.weight_total.mul_add_on::<A>(ln_s, st.a);
             loss = (1.0 - eps) * loss + eps / classes.count as f64 * smooth;
         }
+        let (loss, weight) = match sw {
+            None => (loss, wy),
+            Some(sw) => (sw * loss, sw),
+        };
         write(loss);
         Partial {
             sum: loss,
-            weight: wy,
+            weight,
             count: 1,
             ..Partial::EMPTY
         }
@@ -371,16 +409,19 @@ impl<T: Float, L: Label + Load> RowOp<4> for SoftmaxLabels<T, L> {
 }
 
 /// Softmax cross-entropy against class probabilities, over rows of operands
-/// `[logits, target, weight, out]` (target: the logits' shape; out: stride 0 along classes).
+/// `[logits, target, weight, out, sample_weight]` (target: the logits' shape; out and sample
+/// weights: stride 0 along classes).
 pub struct SoftmaxProbs<T> {
     pub logits: In<T>,
     /// Read as `T` whatever float type it is stored in ([`super::strided::Src`]).
     pub target: In<T>,
     pub classes: Classes<T>,
     pub out: Option<Out<T>>,
+    /// As for [`SoftmaxLabels`].
+    pub sample_weight: Option<In<T>>,
 }
 
-impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
+impl<T: Float> RowOp<5> for SoftmaxProbs<T> {
     type State = Lse;
     /// Gather buffers for logits, targets and weights; the exponentials and their references;
     /// `w t'` and `w t' (r - x)`; per-row sums.
@@ -403,7 +444,7 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
     fn tile<A: Arch>(
         &self,
         (bx, bt, bw, be, bm, ba, bb, bs): &mut Self::Scratch,
-        tile: &Tile<4>,
+        tile: &Tile<5>,
         states: &mut [Lse],
     ) {
         let (rows, n) = (states.len(), tile.len());
@@ -444,7 +485,11 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
     }
 
     #[inline(always)]
-    fn finish<A: Arch>(&self, row: &Row<4>, st: Lse) -> Partial {
+    fn finish<A: Arch>(&self, row: &Row<5>, st: Lse) -> Partial {
+        let sw = match sample_weight(row, &self.sample_weight) {
+            Ok(sw) => sw,
+            Err(bad) => return bad,
+        };
         // No classes: an empty sum, 0 as in PyTorch (not `0 · lse = 0 · -inf = NaN`).
         let loss = if self.classes.count == 0 {
             0.0
@@ -452,12 +497,16 @@ impl<T: Float> RowOp<4> for SoftmaxProbs<T> {
             // `Σ w t' (lse - x)` as a sum of two non-negative terms.
             st.a.mul_add_on::<A>(st.ln_s::<A>(), st.b)
         };
+        let (loss, weight) = match sw {
+            None => (loss, 1.0),
+            Some(sw) => (sw * loss, sw),
+        };
         if let Some(out) = &self.out {
             row.write(out, T::from_f64(loss));
         }
         Partial {
             sum: loss,
-            weight: 1.0,
+            weight,
             count: 1,
             flags: st.flags,
             ..Partial::EMPTY
@@ -501,7 +550,7 @@ mod tests {
         let ci = c as isize;
         let rows = Rows::new(
             &[r, c],
-            [&[ci, 1], &[1, 0], &[0, 1], &[1, 0]],
+            [&[ci, 1], &[1, 0], &[0, 1], &[1, 0], &[0, 0]],
             &[false, true],
         );
         // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0 to 3).
@@ -517,6 +566,7 @@ mod tests {
                 },
                 ignore_index: -100,
                 out: Some(Out::new(out.as_mut_ptr(), 3)),
+                sample_weight: None,
             }
         };
         let pool = rayon::ThreadPoolBuilder::new()
@@ -587,7 +637,7 @@ mod tests {
         let ci = c as isize;
         let rows = Rows::new(
             &[r, c],
-            [&[ci, 1], &[ci, 1], &[0, 0], &[1, 0]],
+            [&[ci, 1], &[ci, 1], &[0, 0], &[1, 0], &[0, 0]],
             &[false, true],
         );
         // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0 to 3).
@@ -602,6 +652,7 @@ mod tests {
                     smoothing: 0.2,
                 },
                 out: Some(Out::new(out.as_mut_ptr(), 3)),
+                sample_weight: None,
             }
         };
         // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
@@ -619,6 +670,71 @@ mod tests {
                 out[i]
             );
         }
+    }
+
+    /// A row's loss (class weights included) is multiplied by its sample weight, which
+    /// replaces `w[y]` in the denominator; ignored rows count in neither; a negative weight
+    /// is flagged, also on an ignored row.
+    #[test]
+    fn sample_weights_scale_rows_and_form_the_denominator() {
+        let (r, c) = (50, 4);
+        let x = logits(r, c);
+        let w = [1.0, 2.0, 0.5, 3.0];
+        let labels: Vec<i64> = (0..r)
+            .map(|i| if i % 9 == 4 { -100 } else { (i % c) as i64 })
+            .collect();
+        let run_with = |sw: &[f64]| {
+            let mut out = vec![f64::NAN; r];
+            let ci = c as isize;
+            let rows = Rows::new(
+                &[r, c],
+                [&[ci, 1], &[1, 0], &[0, 1], &[1, 0], &[1, 0]],
+                &[false, true],
+            );
+            // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0 to 4).
+            let op = unsafe {
+                SoftmaxLabels {
+                    logits: In::new(x.as_ptr(), 0),
+                    labels: In::new(labels.as_ptr(), 1),
+                    classes: Classes {
+                        count: c,
+                        weight: In::new(w.as_ptr(), 2),
+                        weight_total: w.iter().sum(),
+                        smoothing: 0.0,
+                    },
+                    ignore_index: -100,
+                    out: Some(Out::new(out.as_mut_ptr(), 3)),
+                    sample_weight: Some(In::new(sw.as_ptr(), 4)),
+                }
+            };
+            // SAFETY: the buffers outlive the call; each output row is written by one row.
+            let part = unsafe { run(&rows, &op, None) };
+            (out, part)
+        };
+        let sw: Vec<f64> = (0..r).map(|i| (i % 5) as f64 * 0.75).collect();
+        let (out, part) = run_with(&sw);
+        let (mut sum, mut total) = (0.0, 0.0);
+        for i in 0..r {
+            if labels[i] == -100 {
+                assert_eq!(out[i], 0.0);
+                continue;
+            }
+            let mut onehot = vec![0.0; c];
+            onehot[labels[i] as usize] = 1.0;
+            let want = sw[i] * reference(&x[i * c..(i + 1) * c], &onehot, &w, 0.0);
+            assert!(
+                (out[i] - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "row {i}"
+            );
+            sum += want;
+            total += sw[i];
+        }
+        assert!((part.sum - sum).abs() <= 1e-12 * sum);
+        assert_eq!(part.weight, total);
+        let mut bad = sw.clone();
+        bad[4] = -1.0; // an ignored row
+        let (_, part) = run_with(&bad);
+        assert_eq!((part.flags, part.first_bad), (flags::WEIGHT, 4));
     }
 
     #[test]

@@ -9,14 +9,17 @@ use crate::reduce::Partial;
 use crate::strided::{Dims, Dst, Layout, Load, Src};
 use crate::view::{ShapeError, View, ViewMut};
 
-/// The four inputs of a binary-target function: `input` (probabilities or logits, read as
+/// The inputs of a binary-target function: `input` (probabilities or logits, read as
 /// `T`), `target` of `input`'s shape (read as `Y`), and the optional `weight` and
-/// `pos_weight`, broadcast to `input`'s shape (a constant 1 when absent).
+/// `pos_weight`, broadcast to `input`'s shape (a constant 1 when absent), and the optional
+/// `sample_weight` (scikit-learn's), broadcast to `input`'s shape too (the losses only; the
+/// gradient takes none).
 pub struct Binary<'a, T, Y> {
     pub input: View<'a, T>,
     pub target: View<'a, Y>,
     pub weight: Option<View<'a, T>>,
     pub pos_weight: Option<View<'a, T>>,
+    pub sample_weight: Option<View<'a, T>>,
 }
 
 impl<T: Float, Y: Target + Load> Binary<'_, T, Y> {
@@ -51,6 +54,16 @@ impl<T: Float, Y: Target + Load> Binary<'_, T, Y> {
     pub(super) fn strides(&self) -> (&[isize], &[isize]) {
         (self.input.strides(), self.target.strides())
     }
+
+    /// The sample weights (`None` when not given) and their strides broadcast to the input's
+    /// shape (zeros when not given); refuses a shape that does not broadcast.
+    pub(super) fn sample_weights(&self) -> Result<(Option<Src<T>>, Dims<isize>), ShapeError> {
+        let shape = self.input.shape();
+        match &self.sample_weight {
+            None => Ok((None, Dims::filled(shape.len(), 0))),
+            Some(v) => Ok((Some(v.src()), v.broadcast_strides(shape, "sample_weight")?)),
+        }
+    }
 }
 
 /// The kernels' pointers, and the strides of `weight` and `pos_weight` over the common shape.
@@ -66,13 +79,18 @@ pub struct Loss<'a, T, Y> {
 
 /// Binary cross-entropy of `args` ([`bce::binary_cross_entropy_from`]): asks `out` for the
 /// per-element output of the input's shape once the shapes are checked (`None`: nothing is
-/// written), and returns the reduction state (`sum`, `count`, the domain errors in `flags`).
+/// written), and returns the reduction state (`sum`, `count`, `Σ sample_weight` in `weight`
+/// when given, the domain errors in `flags`).
 pub fn loss<'a, T: Float, Y: Target + Load, D: Detach>(
     args: &Loss<'a, T, Y>,
     out: impl FnOnce(&[usize]) -> Result<Option<ViewMut<'a, T>>, D::Error>,
     detach: &D,
 ) -> Result<Partial, D::Error> {
     let (inputs, [ws, pws]) = args.operands.prepare().map_err(|e| detach.reject(e))?;
+    let (sample_weight, sws) = args
+        .operands
+        .sample_weights()
+        .map_err(|e| detach.reject(e))?;
     let (xs, ys) = args.operands.strides();
     let shape = args.operands.input.shape();
     let out = out(shape)?;
@@ -84,7 +102,8 @@ pub fn loss<'a, T: Float, Y: Target + Load, D: Detach>(
     let ops = Operands {
         inputs,
         out: out_dst,
-        layout: Layout::new(shape, [xs, ys, &ws, &pws, out_strides]),
+        sample_weight,
+        layout: Layout::new(shape, [xs, ys, &ws, &pws, out_strides, &sws]),
     };
     let (kind, init) = (args.kind, args.init);
     execute(detach, ops.layout.len(), move |pool| {

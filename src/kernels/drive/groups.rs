@@ -30,7 +30,8 @@ impl<C: CodeType + Load> Grouping<'_, C> {
 
 /// Binary cross-entropy per group ([`groups::binary_cross_entropy`]): the shapes of
 /// [`bce::loss`], and one code per element (`groups` broadcast to the input's shape), folded
-/// into `state` and `args.init`. Returns the total (its `flags` also carry the per-group
+/// into `state` and `args.init` (with sample weights, `state` is made weighted
+/// ([`GroupSums::set_weighted`]) and each group's weight is its `Σ sw`). Returns the total (its `flags` also carry the per-group
 /// errors, see [`groups::flags`]).
 pub fn binary_cross_entropy<T: Float, Y: Target + Load, C: CodeType + Load, D: Detach>(
     state: &mut GroupSums,
@@ -40,6 +41,7 @@ pub fn binary_cross_entropy<T: Float, Y: Target + Load, C: CodeType + Load, D: D
 ) -> Result<Partial, D::Error> {
     let reject = |e| detach.reject(e);
     let (inputs, [ws, pws]) = args.operands.prepare().map_err(reject)?;
+    let (sample_weight, sws) = args.operands.sample_weights().map_err(reject)?;
     let (xs, ys) = args.operands.strides();
     let shape = args.operands.input.shape();
     let gs = grouping
@@ -51,15 +53,29 @@ pub fn binary_cross_entropy<T: Float, Y: Target + Load, C: CodeType + Load, D: D
                 got: grouping.codes.shape().to_vec(),
             })
         })?;
-    let layout = Layout::new(shape, [xs, ys, &ws, &pws, &gs]);
+    let layout = Layout::new(shape, [xs, ys, &ws, &pws, &gs, &sws]);
     let codes = grouping.codes();
     let (kind, init, limit) = (args.kind, args.init, grouping.limit);
+    if sample_weight.is_some() {
+        // Each group's mean divides by its sample-weight sum.
+        state.set_weighted();
+    }
     execute(detach, layout.len(), move |pool| {
         // SAFETY: every pointer comes from a view, valid along its own shape and strides for
         // the call (`View::new`'s contract), broadcast here to the input's shape, from which
         // the layout is built; nothing is written but `state`.
         unsafe {
-            groups::binary_cross_entropy(state, init, &inputs, codes, &layout, kind, limit, pool)
+            groups::binary_cross_entropy(
+                state,
+                init,
+                &inputs,
+                sample_weight,
+                codes,
+                &layout,
+                kind,
+                limit,
+                pool,
+            )
         }
     })
 }
@@ -75,7 +91,7 @@ struct Grouped<'s, 'd, D> {
 
 impl<D: Detach> softmax::RunRows for Grouped<'_, '_, D> {
     type Output = Result<Partial, D::Error>;
-    fn run<O: RowOp<4>>(self, n: usize, rows: &Rows<4>, op: &O) -> Self::Output {
+    fn run<O: RowOp<5>>(self, n: usize, rows: &Rows<5>, op: &O) -> Self::Output {
         let Grouped {
             state,
             init,
@@ -185,6 +201,7 @@ mod tests {
                 target: View::from_slice(&y),
                 weight: None,
                 pos_weight: None,
+                sample_weight: None,
             },
         };
         let codes = [1u16, 0, 1, 2];
@@ -226,6 +243,7 @@ mod tests {
             logits: xv,
             target: softmax::Target::<f64, i64>::Labels(View::from_slice(&labels)),
             weight: None,
+            sample_weight: None,
             params: softmax::Params {
                 axis: -1,
                 ignore_index: -100,

@@ -121,6 +121,7 @@ mod tests {
                 target: View::from_slice(&y),
                 weight: Some(View::from_slice(&w)),
                 pos_weight: None,
+                sample_weight: None,
             },
         };
         let detach = Recording::default();
@@ -154,6 +155,7 @@ mod tests {
                 target,
                 weight,
                 pos_weight: None,
+                sample_weight: None,
             },
         };
         let no_out = |_: &[usize]| -> Result<Option<ViewMut<'_, f64>>, ShapeError> {

@@ -51,12 +51,14 @@ fn class_weights<T: Float>(
     Ok((src, stride, total))
 }
 
-/// One call of the loss: logits, target and class weights, the parameters, and the state it
-/// continues ([`Partial::EMPTY`] for a plain call).
+/// One call of the loss: logits, target and class weights, the sample weights (one per row,
+/// broadcast to the rows' shape: the logits' without the class axis), the parameters, and the
+/// state it continues ([`Partial::EMPTY`] for a plain call).
 pub struct Loss<'a, T, L> {
     pub logits: View<'a, T>,
     pub target: Target<'a, T, L>,
     pub weight: Option<View<'a, T>>,
+    pub sample_weight: Option<View<'a, T>>,
     pub params: Params,
     pub init: Partial,
 }
@@ -111,10 +113,10 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
         }
     }
 
-    /// Checks the target (after what `prepare` checked), builds the rows, with `row_strides`
-    /// (one value per row, stride 0 along the class axis) as operand 3, and the row op of the
-    /// target's kind (writing each row's loss to `out`, operand 3, when given), and hands
-    /// them to `run`.
+    /// Checks the target and the sample weights (after what `prepare` checked), builds the
+    /// rows, with `row_strides` (one value per row, stride 0 along the class axis) as operand
+    /// 3 and the sample weights as operand 4, and the row op of the target's kind (writing
+    /// each row's loss to `out`, operand 3, when given), and hands them to `run`.
     ///
     /// # Safety
     /// Operand 3 must be valid along `row_strides` for the call, as [`View::new`] requires of
@@ -128,6 +130,13 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
     ) -> Result<R::Output, ShapeError> {
         let target_strides = self.target_strides(p)?;
         let shape = self.logits.shape();
+        let (sample_weight, sw_strides) = match &self.sample_weight {
+            None => (None, vec![0; shape.len()]),
+            Some(v) => {
+                let strides = v.broadcast_strides(&p.reduced.kept, "sample_weight")?;
+                (Some(v.src()), p.reduced.widen(&strides))
+            }
+        };
         let rows = Rows::new(
             shape,
             [
@@ -135,14 +144,16 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
                 &target_strides,
                 &p.weight_strides,
                 row_strides,
+                &sw_strides,
             ],
             &p.reduced.mask,
         );
-        // SAFETY: the operands 0 to 3 of `rows`, built from their views' own shapes and
+        // SAFETY: the operands 0 to 4 of `rows`, built from their views' own shapes and
         // strides (`View::new`'s contract: valid for the call; operand 3 by the caller's); the
-        // weights are one per class along the class axis, the labels and `out` one per row
-        // (stride 0 along the axis); `out` overlaps neither itself nor an input.
-        let (classes, out) = unsafe {
+        // weights are one per class along the class axis, the labels, `out` and the sample
+        // weights one per row (stride 0 along the axis); `out` overlaps neither itself nor an
+        // input.
+        let (classes, out, sample_weight) = unsafe {
             (
                 Classes {
                     count: p.classes,
@@ -151,6 +162,7 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
                     smoothing: self.params.smoothing,
                 },
                 out.map(|ptr| Out::new(ptr, 3)),
+                sample_weight.map(|src| In::new(src, 4)),
             )
         };
         let n = shape.iter().product::<usize>();
@@ -164,6 +176,7 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
                         classes,
                         ignore_index: self.params.ignore_index,
                         out,
+                        sample_weight,
                     }
                 };
                 run.run(n, &rows, &op)
@@ -176,6 +189,7 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
                         target: In::new(y.src(), 1),
                         classes,
                         out,
+                        sample_weight,
                     }
                 };
                 run.run(n, &rows, &op)
@@ -188,7 +202,7 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
 /// number of logits; `op`, valid along `rows` for the call.
 pub(super) trait RunRows {
     type Output;
-    fn run<O: RowOp<4>>(self, n: usize, rows: &Rows<4>, op: &O) -> Self::Output;
+    fn run<O: RowOp<5>>(self, n: usize, rows: &Rows<5>, op: &O) -> Self::Output;
 }
 
 /// The plain loss's run: the rows merged into `init`, through `detach`.
@@ -199,7 +213,7 @@ struct Plain<'d, D> {
 
 impl<D: Detach> RunRows for Plain<'_, D> {
     type Output = Result<Partial, D::Error>;
-    fn run<O: RowOp<4>>(self, n: usize, rows: &Rows<4>, op: &O) -> Self::Output {
+    fn run<O: RowOp<5>>(self, n: usize, rows: &Rows<5>, op: &O) -> Self::Output {
         let init = self.init;
         // SAFETY: `op`'s operands are valid along `rows` (`RunRows`' contract).
         execute(self.detach, n, |pool| unsafe {
@@ -212,7 +226,8 @@ impl<D: Detach> RunRows for Plain<'_, D> {
 /// [`SoftmaxProbs`]): asks `out` for the per-row output (the logits' shape without the axis;
 /// with `keepdims`, with the axis kept with length 1) once the axis and the weights are
 /// checked, before the target's shape (`None`: nothing is written), and returns the merge of
-/// the rows (`sum`, the mean's denominator in `weight`, domain errors in `flags`).
+/// the rows (`sum`, the mean's denominator in `weight`: PyTorch's, or `Σ sample_weight` over
+/// the rows not ignored when given; domain errors in `flags`).
 pub fn loss<'a, T: Float, L: Label + Load, D: Detach>(
     args: &Loss<'a, T, L>,
     keepdims: bool,
