@@ -70,7 +70,7 @@ use super::reduce::{flags, Partial};
 use super::rows::{
     fold_row, run, then, In, Out, PerRow, Row, RowBatch, RowOp, Rows, Tile, BATCH_ROWS,
 };
-use super::strided::{Src, TileBuf};
+use super::strided::{Dst, Src, TileBuf};
 
 /// Which quantity of a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -755,11 +755,12 @@ pub unsafe fn divergence<T: Float>(
     rows: &Rows<3>,
     p: impl Into<Src<T>>,
     q: impl Into<Src<T>>,
-    out: *mut T,
+    out: impl Into<Dst<T>>,
     normalize: bool,
     log_base: f64,
     pool: Option<&rayon::ThreadPool>,
 ) -> Partial {
+    let out = out.into();
     let finish = Finish {
         kind,
         normalize,
@@ -772,7 +773,7 @@ pub unsafe fn divergence<T: Float>(
         let value = finish.value(&state);
         if !out.is_null() {
             // SAFETY: the row's output offset is valid (caller's contract).
-            unsafe { *out.offset(rows.base(0)[2]) = T::from_f64(value) };
+            unsafe { out.write(rows.base(0)[2], T::from_f64(value)) };
         }
         return Partial {
             sum: value,
