@@ -9,17 +9,17 @@ use crossent::kernels::float::{Bool, Float, Target};
 use crossent::kernels::isa::{detected, Isa};
 use crossent::kernels::nan::NanPolicy;
 use crossent::kernels::reduce::Partial;
-use crossent::kernels::strided::{Layout, SendPtr, Src};
+use crossent::kernels::strided::{Dst, Layout, Src};
 
 fn ops<T: Float, Y: Target>(x: &[T], y: &[Y]) -> Operands<T, Y> {
     Operands {
         inputs: Inputs {
-            input: SendPtr::from_const(x.as_ptr()),
-            target: SendPtr::from_const(y.as_ptr()),
+            input: Src::native(x.as_ptr()),
+            target: Src::native(y.as_ptr()),
             weight: Src::native(T::one_ref()),
             pos_weight: Src::native(T::one_ref()),
         },
-        out: SendPtr(std::ptr::null_mut()),
+        out: Dst::null(),
         sample_weight: None,
         nan: NanPolicy::Propagate,
         layout: Layout::new(&[x.len()], [&[1], &[1], &[0], &[0], &[0], &[0]]),
@@ -146,10 +146,10 @@ fn run<T: Float + Target>(n: usize, isa: Isa) {
             .wrapping_add(1_442_695_040_888_963_407);
         (s >> 11) as f64 / (1u64 << 53) as f64
     };
-    let p: Vec<T> = (0..n).map(|_| T::from_f64(u())).collect();
-    let soft: Vec<T> = (0..n).map(|_| T::from_f64(u())).collect();
+    let p: Vec<T> = (0..n).map(|_| <T as Float>::from_f64(u())).collect();
+    let soft: Vec<T> = (0..n).map(|_| <T as Float>::from_f64(u())).collect();
     let hard: Vec<T> = (0..n)
-        .map(|_| T::from_f64((u() < 0.5) as u8 as f64))
+        .map(|_| <T as Float>::from_f64((u() < 0.5) as u8 as f64))
         .collect();
     let b: Vec<Bool> = hard
         .iter()
@@ -157,7 +157,7 @@ fn run<T: Float + Target>(n: usize, isa: Isa) {
         .collect();
     let x: Vec<T> = p
         .iter()
-        .map(|&v| T::from_f64((v.to_f64() - 0.5) * 16.0))
+        .map(|&v| <T as Float>::from_f64((v.to_f64() - 0.5) * 16.0))
         .collect();
     time("bce soft", isa, Kind::Probabilities, &p, &soft);
     time("bce hard (float 0/1)", isa, Kind::Probabilities, &p, &hard);

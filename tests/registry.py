@@ -21,8 +21,17 @@ F64 = npt.NDArray[np.float64]
 
 FLOATS: tuple[type[np.floating[Any]], ...] = (np.float32, np.float64)
 
-# Dtypes no array argument accepts.
-NEVER = ("complex128", "object", "str", "datetime64[s]")
+# Dtypes no array argument accepts ("V2": two raw bytes, the size of a bfloat16 but not one).
+NEVER = ("complex128", "object", "str", "datetime64[s]", "V2")
+
+# Floats narrower than float16 (ml_dtypes' float8 formats, where it is installed): refused where
+# an array is read as a float in place (float16 and bfloat16 are read, never these).
+try:
+    import ml_dtypes  # noqa: F401  (registers its dtypes' names with NumPy)
+
+    FLOAT8: tuple[str, ...] = ("float8_e5m2", "float8_e4m3fn")
+except ImportError:
+    FLOAT8 = ()
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,7 @@ def _pairwise(name: str, reference: Callable[[Args], F64]) -> Func:
         reference=reference,
         mismatched={"q": _Q_MISMATCH},
         domain={"p": (-0.5, -1e-30, -np.inf), "q": (-0.5, -1e-30, -np.inf)},
+        bad_dtypes={"p": FLOAT8, "q": FLOAT8},
         bad_params=_DIST_PARAMS,
         reduces=False,
         rows=True,
@@ -206,7 +216,7 @@ def _pairwise(name: str, reference: Callable[[Args], F64]) -> Func:
     )
 
 
-_BCE_TARGET_BAD = ("float16", "uint16", "int16", "uint64")
+_BCE_TARGET_BAD = ("uint16", "int16", "uint64", *FLOAT8)
 _TARGET_MISMATCH = ((4, 6), (3, 5), (5,), (4, 5, 1), (1, 5), ())
 _REDUCTION_BAD: tuple[tuple[Any, type[Exception]], ...] = (
     ("avg", ValueError),
@@ -227,7 +237,7 @@ FUNCS: list[Func] = [
         mismatched={"target": _TARGET_MISMATCH},
         labels=True,
         broadcast=("weight",),
-        bad_dtypes={"input": ("float16", "int64", "bool"), "target": _BCE_TARGET_BAD},
+        bad_dtypes={"input": ("int16", "int64", "bool", *FLOAT8), "target": _BCE_TARGET_BAD},
         domain={
             "input": (1.5, -0.5, np.inf, -np.inf, 1 + 2.0**-23),
             "target": (1.5, -1e-30, np.inf, -np.inf),
@@ -254,7 +264,7 @@ FUNCS: list[Func] = [
         mismatched={"target": _TARGET_MISMATCH},
         labels=True,
         broadcast=("weight", "pos_weight"),
-        bad_dtypes={"input": ("float16", "int64", "bool"), "target": _BCE_TARGET_BAD},
+        bad_dtypes={"input": ("int16", "int64", "bool", *FLOAT8), "target": _BCE_TARGET_BAD},
         # Float targets may be any real number, as in PyTorch (integer labels must be 0/1).
         domain={},
         bad_params={"reduction": _REDUCTION_BAD, "nan_policy": _NAN_POLICY_BAD},
@@ -287,6 +297,7 @@ FUNCS += [
         make=_entropy_args,
         reference=_entropy_ref,
         domain={"p": (-0.5, -1e-30, -np.inf)},
+        bad_dtypes={"p": FLOAT8},
         bad_params=_DIST_PARAMS,
         reduces=False,
         rows=True,
@@ -359,7 +370,7 @@ FUNCS += [
         reference=_softmax_ref,
         mismatched={"target": ((5,), (3,), (4, 1), (4, 2))},
         broadcast=("weight",),
-        bad_dtypes={"target": ("uint64", "bool")},
+        bad_dtypes={"logits": FLOAT8, "target": ("uint64", "bool")},
         domain={"target": (99, -1, -99, 2**40)},
         bad_params=_SOFTMAX_PARAMS,
         rows=True,

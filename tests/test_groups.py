@@ -202,6 +202,31 @@ def test_code_out_of_range_names_groups_and_position(
         assert e.value.value == codes[index]
 
 
+@pytest.mark.parametrize("code_dtype", CODE_DTYPES)
+@pytest.mark.parametrize("step", [1, 3])
+def test_codes_out_of_range_are_found_however_they_narrow(code_dtype: str, step: int) -> None:
+    """Codes are narrowed to 32 bits inside the kernel: a negative code, or one that wraps to
+    a valid group once its high bits are dropped (2**32 + 1), is still refused at its first
+    position, with the code as given, contiguous or strided, and whether n_groups is given."""
+    info = np.iinfo(code_dtype)
+    bad = [v for v in (-1, info.min, 2**32 + 1, info.max) if info.min <= v <= info.max]
+    n = 3000
+    for value in bad:
+        for n_groups in (None, 4):
+            limit = 2**32 - 1 if n_groups is None else n_groups
+            if 0 <= value < limit:
+                continue
+            codes = np.zeros(n * step, code_dtype)
+            codes[: n * step : step] = np.arange(n) % 4
+            at = 1234
+            codes[at * step] = value
+            codes[(at + 500) * step] = value
+            p = np.full(n, 0.5, np.float32)
+            with pytest.raises(crossent.DomainError) as e:
+                crossent.binary_cross_entropy(p, p, groups=codes[::step], n_groups=n_groups)
+            assert (e.value.argument, e.value.index, e.value.value) == ("groups", (at,), value)
+
+
 def test_code_out_of_range_in_a_long_parallel_call(threads: None) -> None:
     crossent.set_num_threads(2)
     codes = np.zeros(300_000, np.int32)

@@ -105,15 +105,16 @@ def binary_cross_entropy(
 
     Parameters
     ----------
-    input : array_like of float32 or float64
-        Probabilities in [0, 1], any shape and layout (read in place, never copied).
+    input : array_like of float16, bfloat16, float32 or float64
+        Probabilities in [0, 1], any shape and layout (read in place, never copied; float16
+        and bfloat16, also PyTorch's, are computed in float32).
     target : array_like
-        Same shape as ``input``: probabilities in [0, 1] (float32/float64, taken in
-        ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64), read
-        natively without conversion.
+        Same shape as ``input``: probabilities in [0, 1] (float16/bfloat16/float32/float64,
+        taken in ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64),
+        read natively without conversion.
     weight : array_like, optional
-        Per-element weight, broadcast to ``input``'s shape (float32/float64 read in place, in
-        ``input``'s precision).
+        Per-element weight, broadcast to ``input``'s shape (float16/bfloat16/float32/float64
+        read in place, in ``input``'s precision).
     sample_weight : array_like, optional
         scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
         like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
@@ -190,15 +191,16 @@ def binary_cross_entropy(
 
     Parameters
     ----------
-    input : array_like of float32 or float64
-        Probabilities in [0, 1], any shape and layout (read in place, never copied).
+    input : array_like of float16, bfloat16, float32 or float64
+        Probabilities in [0, 1], any shape and layout (read in place, never copied; float16
+        and bfloat16, also PyTorch's, are computed in float32).
     target : array_like
-        Same shape as ``input``: probabilities in [0, 1] (float32/float64, taken in
-        ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64), read
-        natively without conversion.
+        Same shape as ``input``: probabilities in [0, 1] (float16/bfloat16/float32/float64,
+        taken in ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64),
+        read natively without conversion.
     weight : array_like, optional
-        Per-element weight, broadcast to ``input``'s shape (float32/float64 read in place, in
-        ``input``'s precision).
+        Per-element weight, broadcast to ``input``'s shape (float16/bfloat16/float32/float64
+        read in place, in ``input``'s precision).
     sample_weight : array_like, optional
         scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
         like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
@@ -275,15 +277,16 @@ def binary_cross_entropy(
 
     Parameters
     ----------
-    input : array_like of float32 or float64
-        Probabilities in [0, 1], any shape and layout (read in place, never copied).
+    input : array_like of float16, bfloat16, float32 or float64
+        Probabilities in [0, 1], any shape and layout (read in place, never copied; float16
+        and bfloat16, also PyTorch's, are computed in float32).
     target : array_like
-        Same shape as ``input``: probabilities in [0, 1] (float32/float64, taken in
-        ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64), read
-        natively without conversion.
+        Same shape as ``input``: probabilities in [0, 1] (float16/bfloat16/float32/float64,
+        taken in ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64),
+        read natively without conversion.
     weight : array_like, optional
-        Per-element weight, broadcast to ``input``'s shape (float32/float64 read in place, in
-        ``input``'s precision).
+        Per-element weight, broadcast to ``input``'s shape (float16/bfloat16/float32/float64
+        read in place, in ``input``'s precision).
     sample_weight : array_like, optional
         scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
         like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
@@ -360,15 +363,16 @@ def binary_cross_entropy(
 
     Parameters
     ----------
-    input : array_like of float32 or float64
-        Probabilities in [0, 1], any shape and layout (read in place, never copied).
+    input : array_like of float16, bfloat16, float32 or float64
+        Probabilities in [0, 1], any shape and layout (read in place, never copied; float16
+        and bfloat16, also PyTorch's, are computed in float32).
     target : array_like
-        Same shape as ``input``: probabilities in [0, 1] (float32/float64, taken in
-        ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64), read
-        natively without conversion.
+        Same shape as ``input``: probabilities in [0, 1] (float16/bfloat16/float32/float64,
+        taken in ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64),
+        read natively without conversion.
     weight : array_like, optional
-        Per-element weight, broadcast to ``input``'s shape (float32/float64 read in place, in
-        ``input``'s precision).
+        Per-element weight, broadcast to ``input``'s shape (float16/bfloat16/float32/float64
+        read in place, in ``input``'s precision).
     sample_weight : array_like, optional
         scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
         like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
@@ -448,10 +452,11 @@ def binary_cross_entropy_with_logits(
 
     Parameters
     ----------
-    input : array_like of float32 or float64
-        Logits, any shape and layout (read in place, never copied).
+    input : array_like of float16, bfloat16, float32 or float64
+        Logits, any shape and layout (read in place, never copied; float16 and bfloat16 are
+        computed in float32).
     target : array_like
-        Same shape as ``input``: probabilities (float32/float64; like PyTorch, any real value
+        Same shape as ``input``: probabilities (any float dtype; like PyTorch, any real value
         is accepted, the loss being linear in ``y``), or hard labels 0/1 (bool, uint8, int8,
         int32, int64).
     weight : array_like, optional
@@ -509,10 +514,11 @@ def binary_cross_entropy_with_logits(
 
     Parameters
     ----------
-    input : array_like of float32 or float64
-        Logits, any shape and layout (read in place, never copied).
+    input : array_like of float16, bfloat16, float32 or float64
+        Logits, any shape and layout (read in place, never copied; float16 and bfloat16 are
+        computed in float32).
     target : array_like
-        Same shape as ``input``: probabilities (float32/float64; like PyTorch, any real value
+        Same shape as ``input``: probabilities (any float dtype; like PyTorch, any real value
         is accepted, the loss being linear in ``y``), or hard labels 0/1 (bool, uint8, int8,
         int32, int64).
     weight : array_like, optional
@@ -570,10 +576,11 @@ def binary_cross_entropy_with_logits(
 
     Parameters
     ----------
-    input : array_like of float32 or float64
-        Logits, any shape and layout (read in place, never copied).
+    input : array_like of float16, bfloat16, float32 or float64
+        Logits, any shape and layout (read in place, never copied; float16 and bfloat16 are
+        computed in float32).
     target : array_like
-        Same shape as ``input``: probabilities (float32/float64; like PyTorch, any real value
+        Same shape as ``input``: probabilities (any float dtype; like PyTorch, any real value
         is accepted, the loss being linear in ``y``), or hard labels 0/1 (bool, uint8, int8,
         int32, int64).
     weight : array_like, optional
@@ -631,10 +638,11 @@ def binary_cross_entropy_with_logits(
 
     Parameters
     ----------
-    input : array_like of float32 or float64
-        Logits, any shape and layout (read in place, never copied).
+    input : array_like of float16, bfloat16, float32 or float64
+        Logits, any shape and layout (read in place, never copied; float16 and bfloat16 are
+        computed in float32).
     target : array_like
-        Same shape as ``input``: probabilities (float32/float64; like PyTorch, any real value
+        Same shape as ``input``: probabilities (any float dtype; like PyTorch, any real value
         is accepted, the loss being linear in ``y``), or hard labels 0/1 (bool, uint8, int8,
         int32, int64).
     weight : array_like, optional
@@ -688,8 +696,9 @@ def entropy(
     Parameters
     ----------
     p : array_like
-        Non-negative values (probabilities or counts). float32 and float64 arrays are read in
-        place, whatever their layout; other real dtypes are converted to float64 first.
+        Non-negative values (probabilities or counts). float16, bfloat16, float32 and float64
+        arrays are read in place, whatever their layout (float16 and bfloat16 computed in
+        float32); other real dtypes are converted to float64 first.
     axis : int or None, default -1
         The axis along which each distribution lies; ``None`` treats the whole array as one.
     base : float, optional
@@ -760,9 +769,9 @@ def cross_entropy(
     Parameters
     ----------
     p, q : array_like
-        Non-negative values, broadcast against each other. float32 and float64 arrays are
-        read in place, also one of each (computed in float64 then); other real dtypes are
-        converted.
+        Non-negative values, broadcast against each other. float16, bfloat16, float32 and
+        float64 arrays are read in place, also mixed (computed in the wider type, float16 and
+        bfloat16 in float32); other real dtypes are converted.
     axis : int or None, default -1
         The axis along which each distribution lies; ``None`` treats the whole array as one.
     base : float, optional
@@ -941,8 +950,9 @@ def softmax_cross_entropy(
 
     Parameters
     ----------
-    logits : array_like of float32 or float64
-        Unnormalised scores, any shape and layout (read in place, never copied).
+    logits : array_like of float16, bfloat16, float32 or float64
+        Unnormalised scores, any shape and layout (read in place, never copied; float16 and
+        bfloat16 are computed in float32, with ``"none"`` results of their dtype).
     target : array_like
         Either class indices (int8, int16, int32, int64, uint8, uint16 or uint32) of
         ``logits``' shape without ``axis``, or class probabilities (float) of ``logits``' shape,
@@ -1060,8 +1070,9 @@ def softmax_cross_entropy(
 
     Parameters
     ----------
-    logits : array_like of float32 or float64
-        Unnormalised scores, any shape and layout (read in place, never copied).
+    logits : array_like of float16, bfloat16, float32 or float64
+        Unnormalised scores, any shape and layout (read in place, never copied; float16 and
+        bfloat16 are computed in float32, with ``"none"`` results of their dtype).
     target : array_like
         Either class indices (int8, int16, int32, int64, uint8, uint16 or uint32) of
         ``logits``' shape without ``axis``, or class probabilities (float) of ``logits``' shape,
@@ -1179,8 +1190,9 @@ def softmax_cross_entropy(
 
     Parameters
     ----------
-    logits : array_like of float32 or float64
-        Unnormalised scores, any shape and layout (read in place, never copied).
+    logits : array_like of float16, bfloat16, float32 or float64
+        Unnormalised scores, any shape and layout (read in place, never copied; float16 and
+        bfloat16 are computed in float32, with ``"none"`` results of their dtype).
     target : array_like
         Either class indices (int8, int16, int32, int64, uint8, uint16 or uint32) of
         ``logits``' shape without ``axis``, or class probabilities (float) of ``logits``' shape,
@@ -1298,8 +1310,9 @@ def softmax_cross_entropy(
 
     Parameters
     ----------
-    logits : array_like of float32 or float64
-        Unnormalised scores, any shape and layout (read in place, never copied).
+    logits : array_like of float16, bfloat16, float32 or float64
+        Unnormalised scores, any shape and layout (read in place, never copied; float16 and
+        bfloat16 are computed in float32, with ``"none"`` results of their dtype).
     target : array_like
         Either class indices (int8, int16, int32, int64, uint8, uint16 or uint32) of
         ``logits``' shape without ``axis``, or class probabilities (float) of ``logits``' shape,
@@ -2147,10 +2160,11 @@ def binary_cross_entropy_with_logits_grad(
 
     Parameters
     ----------
-    input : array_like of float32 or float64
-        Logits (raw margins), any shape and layout (read in place).
+    input : array_like of float16, bfloat16, float32 or float64
+        Logits (raw margins), any shape and layout (read in place; float16 and bfloat16 are
+        computed in float32, and the gradient and Hessian rounded to their dtype).
     target : array_like
-        Same shape: probabilities (float32/float64, any real value as for the loss) or labels
+        Same shape: probabilities (any float dtype, any real value as for the loss) or labels
         0/1 (bool, uint8, int8, int32, int64).
     weight, pos_weight : array_like, optional
         As in :func:`binary_cross_entropy_with_logits`, broadcast to ``input``'s shape.
@@ -2207,7 +2221,8 @@ def softmax_cross_entropy_grad(
         both:           hess = A * p * (1 - p)      (the diagonal of the Hessian)
 
     Arrays of ``logits``' shape and float dtype (bool and integer logits are converted to
-    float64, float16 to float32, as by the loss): the shape XGBoost and LightGBM multi-class custom
+    float64, as by the loss; float16 and bfloat16 are computed in float32 and rounded to their
+    dtype): the shape XGBoost and LightGBM multi-class custom
     objectives take (``(n_rows, n_classes)``). Each row's log-sum-exp is computed in a first
     read of the row, the outputs in a second; the softmax is never stored.
 
@@ -2219,8 +2234,8 @@ def softmax_cross_entropy_grad(
         Derivatives of the summed loss, or of PyTorch's mean (divided by ``sum(w[y])`` over
         the rows not ignored, or by the row count for probabilities).
     out : tuple of two numpy.ndarray, optional
-        ``(grad, hess)`` arrays of ``logits``' dtype (float64 for bool and integer logits,
-        float32 for float16) and shape to write into.
+        ``(grad, hess)`` arrays of ``logits``' dtype (float64 for bool and integer logits)
+        and shape to write into.
 
     Examples
     --------

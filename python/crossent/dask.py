@@ -609,6 +609,7 @@ def softmax_cross_entropy(
             raise _relocated(e, where, {"sample_weight": sw_shape}) from None
 
     if reduction == "none":
+        dtype = _result_dtype([x.dtype])
 
         def per_row(
             xb: np.ndarray, tb: np.ndarray, *rb: np.ndarray, block_info: Any = None
@@ -621,9 +622,9 @@ def softmax_cross_entropy(
 
         if x.ndim == 1:
             # One row: one block, one loss; kept 1-D through map_blocks, then made 0-d.
-            rows = da.map_blocks(per_row, *ops, dtype=x.dtype, chunks=((1,),)).reshape(())
+            rows = da.map_blocks(per_row, *ops, dtype=dtype, chunks=((1,),)).reshape(())
         else:
-            rows = da.map_blocks(per_row, *ops, drop_axis=ax, dtype=x.dtype)
+            rows = da.map_blocks(per_row, *ops, drop_axis=ax, dtype=dtype)
         # The class axis given back with length 1: a view of each block, no copy.
         return da.expand_dims(rows, ax) if keepdims else rows
 
@@ -757,6 +758,17 @@ def _keepdims(keepdims: Any) -> bool:
     return bool(keepdims)
 
 
+def _result_dtype(dtypes: list[np.dtype[Any]]) -> np.dtype[Any]:
+    """The dtype of per-row results (the divergences, softmax cross-entropy), as the extension
+    computes them from its float operands: theirs when they share one 16-bit float dtype
+    (float16, bfloat16); else float64 when one is float64, bool or integer (computed in
+    float64), float32 otherwise."""
+    if len(set(dtypes)) == 1 and dtypes[0].itemsize == 2 and dtypes[0].kind in "fV":
+        return dtypes[0]
+    wide = any(d.kind in "biu" or (d.kind == "f" and d.itemsize == 8) for d in dtypes)
+    return np.dtype(np.float64 if wide else np.float32)
+
+
 def _divergence(
     name: str,
     p: Any,
@@ -807,7 +819,7 @@ def _divergence(
             except ValueError as e:
                 raise located(e, block_info) from None
 
-        dtype = np.result_type(a.dtype, np.float32)
+        dtype = _result_dtype([o.dtype for o in ops])
         if keepdims:
             # The axis stays, one chunk of length 1 (it was rechunked whole).
             chunks = tuple((1,) if d == ax else c for d, c in enumerate(ops[0].chunks))

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use crate::kernels::memory::{self, Access, Conflict, Held, Region};
-use crate::kernels::strided::Load;
+use crate::kernels::strided::{Load, Store};
 use crate::kernels::view;
 
 /// The `numpy` module, imported once.
@@ -42,10 +42,16 @@ pub fn ndarray<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, P
             .call_method1("from_dlpack", (obj,))
             .map_err(|e| conversion_error(py, arg, e))?
             .cast_into::<PyUntypedArray>()?,
-        Err(_) => numpy_module(py)?
-            .call_method1("asarray", (obj,))
-            .map_err(|e| conversion_error(py, arg, e))?
-            .cast_into::<PyUntypedArray>()?,
+        Err(_) => {
+            match super::half::torch_bfloat16(obj).map_err(|e| conversion_error(py, arg, e))? {
+                // PyTorch bfloat16 tensors, which NumPy cannot take: their memory, in place.
+                Some(a) => a.cast_into::<PyUntypedArray>()?,
+                None => numpy_module(py)?
+                    .call_method1("asarray", (obj,))
+                    .map_err(|e| conversion_error(py, arg, e))?
+                    .cast_into::<PyUntypedArray>()?,
+            }
+        }
     };
     let dtype = arr.dtype();
     let itemsize = dtype.itemsize().max(1) as isize;
@@ -121,31 +127,6 @@ pub fn dtype_name(arr: &Bound<'_, PyUntypedArray>) -> String {
 pub fn is<E: Element>(arr: &Bound<'_, PyUntypedArray>) -> bool {
     arr.dtype().is_equiv_to(&numpy::dtype::<E>(arr.py()))
 }
-
-/// Evaluates `$call`, in which `T` names the float type of `$x` (an array from [`ndarray`]),
-/// when `$x` holds float32 or float64; a `TypeError` naming the argument `$arg` and the dtype
-/// received for any other dtype. The input (logits, probabilities) dispatch of every
-/// function that reads it in place in either precision.
-macro_rules! with_input_dtype {
-    ($x:expr, $arg:expr, $call:expr) => {{
-        let x: &::pyo3::Bound<'_, ::numpy::PyUntypedArray> = $x;
-        if $crate::bindings::arrays::is::<f32>(x) {
-            type T = f32;
-            $call
-        } else if $crate::bindings::arrays::is::<f64>(x) {
-            type T = f64;
-            $call
-        } else {
-            Err(::pyo3::exceptions::PyTypeError::new_err(format!(
-                "'{}' must be a float32 or float64 array, got dtype {}",
-                $arg,
-                $crate::bindings::arrays::dtype_name(x)
-            )))
-        }
-    }};
-}
-
-pub(crate) use with_input_dtype;
 
 /// Formats a shape the NumPy way: `(3,)`, `(2, 4)`, `()`.
 pub fn shape_str(shape: &[usize]) -> String {
@@ -518,7 +499,7 @@ impl<'py, E: Element> ViewMut<'py, E> {
     }
 }
 
-impl<E: Element + Copy> ViewMut<'_, E> {
+impl<E: Element + Store> ViewMut<'_, E> {
     /// This output as the kernels see it, for as long as it is borrowed (exclusively: one
     /// kernel view at a time).
     pub fn kernel(&mut self) -> view::ViewMut<'_, E> {

@@ -6,11 +6,12 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
-use super::arrays::{dtype_name, is, ndarray, new_output_like, with_input_dtype, ViewMut};
+use super::arrays::{dtype_name, is, ndarray, new_output_like};
 use super::arrow::stream_hook;
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::errors::Reported;
 use super::groups as grouped;
+use super::half::{new_half_output_like, with_input_precision, OutView};
 use super::nan_policy::{nan_policy, no_groups};
 use super::reduction::{reduction, Reduction};
 use super::threads::Gil;
@@ -29,15 +30,16 @@ use crate::kernels::strided::Load;
 ///
 /// Parameters
 /// ----------
-/// input : array_like of float32 or float64
-///     Probabilities in [0, 1], any shape and layout (read in place, never copied).
+/// input : array_like of float16, bfloat16, float32 or float64
+///     Probabilities in [0, 1], any shape and layout (read in place, never copied; float16
+///     and bfloat16, also PyTorch's, are computed in float32).
 /// target : array_like
-///     Same shape as ``input``: probabilities in [0, 1] (float32/float64, taken in
-///     ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64), read
-///     natively without conversion.
+///     Same shape as ``input``: probabilities in [0, 1] (float16/bfloat16/float32/float64,
+///     taken in ``input``'s precision), or hard labels 0/1 (bool, uint8, int8, int32, int64),
+///     read natively without conversion.
 /// weight : array_like, optional
-///     Per-element weight, broadcast to ``input``'s shape (float32/float64 read in place, in
-///     ``input``'s precision).
+///     Per-element weight, broadcast to ``input``'s shape (float16/bfloat16/float32/float64
+///     read in place, in ``input``'s precision).
 /// sample_weight : array_like, optional
 ///     scikit-learn's sample weights ``sw``, broadcast to ``input``'s shape and read in place
 ///     like ``weight``: each loss (already scaled by ``weight``) is multiplied by its ``sw``,
@@ -154,10 +156,11 @@ pub fn binary_cross_entropy<'py>(
 ///
 /// Parameters
 /// ----------
-/// input : array_like of float32 or float64
-///     Logits, any shape and layout (read in place, never copied).
+/// input : array_like of float16, bfloat16, float32 or float64
+///     Logits, any shape and layout (read in place, never copied; float16 and bfloat16 are
+///     computed in float32).
 /// target : array_like
-///     Same shape as ``input``: probabilities (float32/float64; like PyTorch, any real value
+///     Same shape as ``input``: probabilities (any float dtype; like PyTorch, any real value
 ///     is accepted, the loss being linear in ``y``), or hard labels 0/1 (bool, uint8, int8,
 ///     int32, int64).
 /// weight : array_like, optional
@@ -314,7 +317,7 @@ fn dispatch_input<'py>(
     args: &Args<'_, 'py>,
 ) -> PyResult<Computed<'py>> {
     let x = ndarray(input, "input")?;
-    with_input_dtype!(&x, "input", dispatch_target::<T>(&x, target, args))
+    with_input_precision!(&x, "input", dispatch_target::<T>(&x, target, args))
 }
 
 fn dispatch_target<'py, T: Float + Element + Reported>(
@@ -336,8 +339,10 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
     let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?
         .with_sample_weight(args.sample_weight)?;
     let given = args.out.is_some();
-    // The output array and its view, held until the driver has run.
-    let mut held: Option<(Bound<'py, PyAny>, ViewMut<'py, T>)> = None;
+    // The output array and its view, held until the driver has run. A float16 or bfloat16
+    // input gets an output of its own dtype, each loss rounded to it as it is written.
+    let half = ops.x.half().map(|h| (h, x));
+    let mut held: Option<(Bound<'py, PyAny>, OutView<'py, T>)> = None;
     let (slot, operands) = (&mut held, &ops);
     let call = drive::bce::Loss {
         kind: args.kind,
@@ -353,6 +358,7 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
                 (Reduction::None, Some(out)) => out.clone(),
                 // Uninitialised: the kernel writes every element before it is returned (it is
                 // dropped on error).
+                (Reduction::None, None) if half.is_some() => new_half_output_like(x)?,
                 (Reduction::None, None) => new_output_like::<T>(x)?,
                 (_, Some(_)) => {
                     return Err(PyValueError::new_err(
@@ -367,7 +373,7 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
             } else {
                 Vec::new()
             };
-            let view = ViewMut::<T>::output(&array, given, shape, T::NAME, &inputs)?;
+            let view = OutView::<T>::output(&array, given, shape, T::NAME, half, &inputs)?;
             let (_, view) = slot.insert((array, view));
             Ok(Some(view.kernel()))
         },

@@ -7,25 +7,38 @@ use pyo3::prelude::*;
 
 use super::arrays::{ndarray, Operand, View};
 use super::errors::{domain_error, Reported};
+use super::half::{bits, half_of};
 use super::nan_policy::NO_NAN;
-use super::operand::LoadView;
+use super::operand::{LoadView, Value};
 use crate::kernels::drive;
 use crate::kernels::float::{Float, Target};
-use crate::kernels::strided::Load;
+use crate::kernels::half::{Half, HalfConvert};
+use crate::kernels::strided::{find_first, Load, Src};
+use crate::kernels::view;
 
 /// Evaluates `$call`, in which `E` names the NumPy element type of the binary target array
 /// `$y` and `Y` the type the kernels read it as, for each supported target dtype; a
 /// `TypeError` naming `'target'` for any other. Shared by the losses and their gradients;
 /// the caller's scope must have `Bound`, `PyUntypedArray`, `PyTypeError`, `Bool`, `is` and
 /// `dtype_name`.
+///
+/// A float16 or bfloat16 target is read in place as its bits, widened to `f32` (`E` and `Y`
+/// are then `f32`, see [`TargetView`]).
 macro_rules! with_target_dtype {
     ($y:expr, $call:expr) => {{
         let y: &Bound<'_, PyUntypedArray> = $y;
         with_target_dtype!(@try y, $call, f32 => f32, f64 => f64, bool => Bool, u8 => u8,
                            i8 => i8, i32 => i32, i64 => i64);
+        if $crate::bindings::half::half_of(y).is_some() {
+            #[allow(dead_code)]
+            type E = f32;
+            #[allow(dead_code)]
+            type Y = f32;
+            return $call;
+        }
         Err(PyTypeError::new_err(format!(
-            "'target' must be a float32, float64, bool, uint8, int8, int32 or int64 array, \
-             got dtype {}",
+            "'target' must be a float16, bfloat16, float32, float64, bool, uint8, int8, int32 \
+             or int64 array, got dtype {}",
             dtype_name(y)
         )))
     }};
@@ -42,20 +55,27 @@ macro_rules! with_target_dtype {
 
 pub(crate) use with_target_dtype;
 
-/// The inputs of a binary-target function, borrowed for as long as this lives: `input` as
-/// `T`, `target` as its own dtype `E`, and `weight`, `pos_weight` and (the losses only)
-/// `sample_weight` read as `T` (float32 and float64 in place, other real dtypes converted).
-/// Their shapes are the driver's to check ([`drive::bce`]).
+/// The target of a binary-target function: an array of its own dtype `E`, or the bits of a
+/// float16 or bfloat16 array (read as `f32`).
+pub enum TargetView<'py, E: Element> {
+    Own(View<'py, E>),
+    Half(View<'py, u16>, Half),
+}
+
+/// The inputs of a binary-target function, borrowed for as long as this lives: `input` read
+/// as `T`, `target` as its own dtype `E` ([`TargetView`]), and `weight`, `pos_weight` and (the
+/// losses only) `sample_weight` read as `T` (float16, bfloat16, float32 and float64 in place,
+/// other real dtypes converted). Their shapes are the driver's to check ([`drive::bce`]).
 pub struct BinaryOperands<'py, T: Element, E: Element> {
-    pub x: View<'py, T>,
-    pub y: View<'py, E>,
+    pub x: LoadView<'py, T>,
+    pub y: TargetView<'py, E>,
     w: Option<LoadView<'py, T>>,
     pw: Option<LoadView<'py, T>>,
     sw: Option<LoadView<'py, T>>,
 }
 
-impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
-    /// Borrows the operands.
+impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
+    /// Borrows the operands: `input` in place in any dtype [`LoadView`] reads as `T`.
     pub fn new(
         x: &Bound<'py, PyUntypedArray>,
         y: &Bound<'py, PyUntypedArray>,
@@ -66,9 +86,13 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
             obj.map(|obj| LoadView::<T>::new(&ndarray(obj, arg)?, arg))
                 .transpose()
         };
+        let y = match half_of(y) {
+            Some(half) => TargetView::Half(View::new(&bits(y)?, "target")?, half),
+            None => TargetView::Own(View::<E>::new(y, "target")?),
+        };
         Ok(BinaryOperands {
-            x: View::<T>::new(x, "input")?,
-            y: View::<E>::new(y, "target")?,
+            x: LoadView::<T>::new(x, "input")?,
+            y,
             w: parameter(weight, "weight")?,
             pw: parameter(pos_weight, "pos_weight")?,
             sw: None,
@@ -93,12 +117,16 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
 
     /// The input's shape.
     pub fn shape(&self) -> &[usize] {
-        &self.x.shape
+        self.x.shape()
     }
 
     /// The operands an output array given by the caller must not overlap, named.
     pub fn operands(&self) -> Vec<Operand<'static, 'py>> {
-        let mut ops = vec![self.x.operand("input"), self.y.operand("target")];
+        let y = match &self.y {
+            TargetView::Own(v) => v.operand("target"),
+            TargetView::Half(v, _) => v.operand("target"),
+        };
+        let mut ops = vec![self.x.operand("input"), y];
         ops.extend(self.w.as_ref().map(|v| v.operand("weight")));
         ops.extend(self.pw.as_ref().map(|v| v.operand("pos_weight")));
         ops.extend(self.sw.as_ref().map(|v| v.operand("sample_weight")));
@@ -109,12 +137,24 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
     pub fn kernel<Y: Target + Load>(&self) -> drive::bce::Binary<'_, T, Y> {
         drive::bce::Binary {
             input: self.x.kernel(),
-            // SAFETY: `with_target_dtype` pairs each NumPy dtype `E` with the type `Y` of its
-            // size that reads every bit pattern of it (bool bytes as `Bool`).
-            target: unsafe { self.y.kernel_as::<Y>() },
+            target: self.target::<Y>(),
             weight: self.w.as_ref().map(LoadView::kernel),
             pos_weight: self.pw.as_ref().map(LoadView::kernel),
             sample_weight: self.sw.as_ref().map(LoadView::kernel),
+        }
+    }
+
+    /// The target as the kernels read it, as `Y`.
+    fn target<Y: Target + Load>(&self) -> view::View<'_, Y> {
+        match &self.y {
+            // SAFETY: the bits of a 16-bit float array, valid along the view's shape and
+            // strides while it is held (`View::kernel`'s argument); `Src::half` reads them so.
+            TargetView::Half(v, half) => unsafe {
+                view::View::new(Src::half(v.ptr, *half), &v.shape, &v.strides)
+            },
+            // SAFETY: `with_target_dtype` pairs each NumPy dtype `E` with the type `Y` of its
+            // size that reads every bit pattern of it (bool bytes as `Bool`).
+            TargetView::Own(v) => unsafe { v.kernel_as::<Y>() },
         }
     }
 
@@ -129,8 +169,19 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
 
     /// The error for a target outside its domain, naming the first bad position.
     pub fn target_error<Y: Target + Load + Reported>(&self) -> PyErr {
-        // SAFETY: as in `kernel`: `Y` reads every bit pattern of `E`.
-        let bad = unsafe { self.y.kernel_as::<Y>() }.first(|v: Y| !v.in_range());
+        let bad = match &self.y {
+            // SAFETY: as in `target`, the target's bits along its own shape and strides.
+            TargetView::Half(v, half) => unsafe {
+                find_first(v.ptr, &v.shape, &v.strides, |b| {
+                    !f32::from_half(b, *half).in_range()
+                })
+            }
+            .map(|(i, b)| (i, Value::<Y>::F32(f32::from_half(b, *half)))),
+            TargetView::Own(_) => self
+                .target::<Y>()
+                .first(|v: Y| !v.in_range())
+                .map(|(i, v)| (i, Value::Own(v))),
+        };
         let what = if Y::HARD {
             "labels 0 or 1"
         } else {
@@ -145,14 +196,25 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
     /// every NaN operand makes it: the check rides on the single pass.
     pub fn nan_error<Y: Target + Load + Reported>(&self) -> Option<PyErr> {
         let py = self.x.py();
-        if let Some(bad) = self.x.kernel().first(|v: T| v.is_nan()) {
+        if let Some(bad) = self.x.first_bad(|v: T| v.is_nan()) {
             return Some(domain_error(py, "input", NO_NAN, Some(bad)));
         }
         if !Y::HARD {
-            // SAFETY: as in `kernel`: `Y` reads every bit pattern of `E`.
-            let y = unsafe { self.y.kernel_as::<Y>() };
-            if let Some(bad) = y.first(|v: Y| v.prob::<f64>().is_nan()) {
-                return Some(domain_error(py, "target", NO_NAN, Some(bad)));
+            let bad = match &self.y {
+                // SAFETY: as in `target`, the target's bits along its own shape and strides.
+                TargetView::Half(v, half) => unsafe {
+                    find_first(v.ptr, &v.shape, &v.strides, |b| {
+                        f32::from_half(b, *half).is_nan()
+                    })
+                }
+                .map(|(i, b)| (i, Value::<Y>::F32(f32::from_half(b, *half)))),
+                TargetView::Own(_) => self
+                    .target::<Y>()
+                    .first(|v: Y| v.prob::<f64>().is_nan())
+                    .map(|(i, v)| (i, Value::Own(v))),
+            };
+            if bad.is_some() {
+                return Some(domain_error(py, "target", NO_NAN, bad));
             }
         }
         let params = [
@@ -168,7 +230,7 @@ impl<'py, T: Float + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
 
     /// The error for a probability outside [0, 1] in `input`, naming the first position.
     pub fn probability_error(&self) -> PyErr {
-        let bad = self.x.kernel().first(|p: T| p < T::ZERO || p > T::ONE);
+        let bad = self.x.first_bad(|p: T| p < T::ZERO || p > T::ONE);
         domain_error(self.x.py(), "input", "probabilities in [0, 1]", bad)
     }
 }

@@ -8,9 +8,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
 use super::args;
-use super::arrays::{ndarray, new_output, ViewMut};
+use super::arrays::{ndarray, new_output};
 use super::arrow::{divergence_name, stream_hook};
 use super::errors::{domain_error, Reported};
+use super::half::{new_half_output, OutView};
 use super::nan_policy::{nan_policy, NO_NAN};
 use super::operand::LoadView;
 use super::precision::{precision, Precision};
@@ -32,8 +33,9 @@ use crate::kernels::view::Axis;
 /// Parameters
 /// ----------
 /// p : array_like
-///     Non-negative values (probabilities or counts). float32 and float64 arrays are read in
-///     place, whatever their layout; other real dtypes are converted to float64 first.
+///     Non-negative values (probabilities or counts). float16, bfloat16, float32 and float64
+///     arrays are read in place, whatever their layout (float16 and bfloat16 computed in
+///     float32); other real dtypes are converted to float64 first.
 /// axis : int or None, default -1
 ///     The axis along which each distribution lies; ``None`` treats the whole array as one.
 /// base : float, optional
@@ -124,9 +126,9 @@ pub fn entropy<'py>(
 /// Parameters
 /// ----------
 /// p, q : array_like
-///     Non-negative values, broadcast against each other. float32 and float64 arrays are
-///     read in place, also one of each (computed in float64 then); other real dtypes are
-///     converted.
+///     Non-negative values, broadcast against each other. float16, bfloat16, float32 and
+///     float64 arrays are read in place, also mixed (computed in the wider type, float16 and
+///     bfloat16 in float32); other real dtypes are converted.
 /// axis : int or None, default -1
 ///     The axis along which each distribution lies; ``None`` treats the whole array as one.
 /// base : float, optional
@@ -367,7 +369,7 @@ pub fn log_base(base: Option<f64>) -> PyResult<f64> {
 
 /// `p` (and `q`) as arrays, and the floating-point type they are computed in: the wider of
 /// their precisions, as NumPy promotes them. Each is read in its own dtype when that is
-/// float32 or float64 (see [`Operands`]).
+/// a float one (see [`Operands`]).
 type Inputs<'py> = (
     Precision,
     Bound<'py, PyUntypedArray>,
@@ -537,6 +539,14 @@ fn compute<'py, T: Float + Element + Reported>(
         nan: args.nan,
         keepdims: args.keepdims,
     };
+    // float16 (or bfloat16) operands give a result of their dtype; a mix with another dtype
+    // that of float32, as NumPy promotes them.
+    let like = &pa;
+    let half = match (ops.pv.half(), ops.qv.as_ref().map(LoadView::half)) {
+        (Some(h), None) => Some((h, like)),
+        (Some(h), Some(hq)) if hq == Some(h) => Some((h, like)),
+        _ => None,
+    };
     let mut held = None;
     let (slot, operands) = (&mut held, &ops);
     let part = drive::divergence::rowwise(
@@ -549,6 +559,7 @@ fn compute<'py, T: Float + Element + Reported>(
                 None if out_shape.is_empty() && !args.keepdims => return Ok(None),
                 // Uninitialised, but the kernel writes every element before it is returned
                 // (on error it is dropped unseen).
+                None if half.is_some() => new_half_output(like, out_shape, false)?,
                 None => new_output::<T>(py, out_shape, false)?,
             };
             // A given `out` must not overlap `p` or `q` (a fresh one cannot).
@@ -557,8 +568,8 @@ fn compute<'py, T: Float + Element + Reported>(
                 inputs.push(operands.pv.operand("p"));
                 inputs.extend(operands.qv.as_ref().map(|qv| qv.operand("q")));
             }
-            let view =
-                ViewMut::<T>::output(&array, args.out.is_some(), out_shape, T::NAME, &inputs)?;
+            let given = args.out.is_some();
+            let view = OutView::<T>::output(&array, given, out_shape, T::NAME, half, &inputs)?;
             let (_, view) = slot.insert((array, view));
             Ok(Some(view.kernel()))
         },

@@ -6,12 +6,13 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::args;
-use super::arrays::{dtype_name, is, ndarray, new_output_like, with_input_dtype, View, ViewMut};
+use super::arrays::{dtype_name, is, ndarray, new_output_like};
 use super::arrow::stream_hook;
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::errors::{domain_error, Reported};
+use super::half::{new_half_output_like, with_input_precision, OutView};
 use super::operand::LoadView;
-use super::precision::{as_float, precision, Precision};
+use super::precision::{as_float, as_float_or_half, precision, Precision};
 use super::reduction::{scalar_reduction, Reduction};
 use super::softmax::{
     check_ignore_index_unused, check_smoothing, class_axis, class_weights, with_class_target,
@@ -39,10 +40,11 @@ use crate::kernels::strided::Load;
 ///
 /// Parameters
 /// ----------
-/// input : array_like of float32 or float64
-///     Logits (raw margins), any shape and layout (read in place).
+/// input : array_like of float16, bfloat16, float32 or float64
+///     Logits (raw margins), any shape and layout (read in place; float16 and bfloat16 are
+///     computed in float32, and the gradient and Hessian rounded to their dtype).
 /// target : array_like
-///     Same shape: probabilities (float32/float64, any real value as for the loss) or labels
+///     Same shape: probabilities (any float dtype, any real value as for the loss) or labels
 ///     0/1 (bool, uint8, int8, int32, int64).
 /// weight, pos_weight : array_like, optional
 ///     As in :func:`binary_cross_entropy_with_logits`, broadcast to ``input``'s shape.
@@ -99,7 +101,7 @@ pub fn binary_cross_entropy_with_logits_grad<'py>(
         out,
     };
     let x = ndarray(input, "input")?;
-    with_input_dtype!(&x, "input", dispatch_target::<T>(&x, target, &args))
+    with_input_precision!(&x, "input", dispatch_target::<T>(&x, target, &args))
 }
 
 struct Args<'a, 'py> {
@@ -119,13 +121,18 @@ fn dispatch_target<'py, T: Float + Element + Reported>(
 }
 
 /// The `(grad, hess)` output arrays: `out` when given (checked to be a pair), fresh ones of
-/// `x`'s shape and memory order otherwise. Fresh ones are uninitialised: the kernels write every
-/// element before they are returned (they are dropped on error).
+/// `x`'s shape and memory order otherwise, of dtype `T` (of `x`'s own dtype when `half`, a
+/// float16 or bfloat16 input). Fresh ones are uninitialised: the kernels write every element
+/// before they are returned (they are dropped on error).
 fn outputs<'py, T: Element>(
     x: &Bound<'py, PyUntypedArray>,
     out: Option<&Bound<'py, PyAny>>,
+    half: bool,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let Some(out) = out else {
+        if half {
+            return Ok((new_half_output_like(x)?, new_half_output_like(x)?));
+        }
         return Ok((new_output_like::<T>(x)?, new_output_like::<T>(x)?));
     };
     let bad = || PyTypeError::new_err("'out' must be a tuple (grad, hess) of two arrays");
@@ -143,6 +150,8 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
 ) -> PyResult<Bound<'py, PyTuple>> {
     let py = x.py();
     let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?;
+    // A float16 or bfloat16 input gets outputs of its own dtype.
+    let half = ops.x.half().map(|h| (h, x));
     let mut held = None;
     let (slot, operands) = (&mut held, &ops);
     let call = drive::bce::Grad {
@@ -153,7 +162,7 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
         &call,
         // Asked for once the driver has checked the shapes.
         move |shape: &[usize]| {
-            let (g, h) = outputs::<T>(x, args.out)?;
+            let (g, h) = outputs::<T>(x, args.out, half.is_some())?;
             // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
             let given = args.out.is_some();
             let mut inputs = if given {
@@ -161,11 +170,11 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
             } else {
                 Vec::new()
             };
-            let gv = ViewMut::<T>::output(&g, given, shape, T::NAME, &inputs)?;
+            let gv = OutView::<T>::output(&g, given, shape, T::NAME, half, &inputs)?;
             if given {
                 inputs.push(gv.operand("out[0]"));
             }
-            let hv = ViewMut::<T>::output(&h, given, shape, T::NAME, &inputs)?;
+            let hv = OutView::<T>::output(&h, given, shape, T::NAME, half, &inputs)?;
             let (_, gv, hv) = slot.insert((PyTuple::new(py, [g, h])?, gv, hv));
             Ok((gv.kernel(), hv.kernel()))
         },
@@ -192,7 +201,8 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
 ///     both:           hess = A * p * (1 - p)      (the diagonal of the Hessian)
 ///
 /// Arrays of ``logits``' shape and float dtype (bool and integer logits are converted to
-/// float64, float16 to float32, as by the loss): the shape XGBoost and LightGBM multi-class custom
+/// float64, as by the loss; float16 and bfloat16 are computed in float32 and rounded to their
+/// dtype): the shape XGBoost and LightGBM multi-class custom
 /// objectives take (``(n_rows, n_classes)``). Each row's log-sum-exp is computed in a first
 /// read of the row, the outputs in a second; the softmax is never stored.
 ///
@@ -204,8 +214,8 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
 ///     Derivatives of the summed loss, or of PyTorch's mean (divided by ``sum(w[y])`` over
 ///     the rows not ignored, or by the row count for probabilities).
 /// out : tuple of two numpy.ndarray, optional
-///     ``(grad, hess)`` arrays of ``logits``' dtype (float64 for bool and integer logits,
-///     float32 for float16) and shape to write into.
+///     ``(grad, hess)`` arrays of ``logits``' dtype (float64 for bool and integer logits)
+///     and shape to write into.
 ///
 /// Examples
 /// --------
@@ -256,7 +266,7 @@ pub fn softmax_cross_entropy_grad<'py>(
     // Logits of other real dtypes are converted, as by the loss.
     let x = ndarray(logits, "logits")?;
     match precision(&x, "logits")? {
-        Precision::F32 => softmax_target::<f32>(&as_float::<f32>(x)?, target, &args),
+        Precision::F32 => softmax_target::<f32>(&as_float_or_half::<f32>(x)?, target, &args),
         Precision::F64 => softmax_target::<f64>(&as_float::<f64>(x)?, target, &args),
     }
 }
@@ -289,8 +299,10 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
     args: &SoftArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let py = x.py();
-    let xv = View::<T>::new(x, "logits")?;
+    let xv = LoadView::<T>::new(x, "logits")?;
     let yv = LoadView::<Y>::new(y, "target")?;
+    // float16 or bfloat16 logits get outputs of their own dtype.
+    let half = xv.half().map(|h| (h, x));
     let wv = class_weights::<T>(args.weight)?;
     let params = drive::softmax::Params {
         axis: args.axis,
@@ -311,7 +323,7 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
         &call,
         // Asked for once the driver has checked the shapes.
         move |shape: &[usize]| {
-            let (g, h) = outputs::<T>(x, args.out)?;
+            let (g, h) = outputs::<T>(x, args.out, half.is_some())?;
             // Given outputs must not overlap the inputs nor each other (fresh ones cannot).
             let given = args.out.is_some();
             let mut inputs = Vec::new();
@@ -320,18 +332,18 @@ fn softmax_compute<'py, T: Float + Element, Y: ClassTarget + Element + Reported>
                 inputs.push(yr.operand("target"));
                 inputs.extend(wr.as_ref().map(|v| v.operand("weight")));
             }
-            let gv = ViewMut::<T>::output(&g, given, shape, T::NAME, &inputs)?;
+            let gv = OutView::<T>::output(&g, given, shape, T::NAME, half, &inputs)?;
             if given {
                 inputs.push(gv.operand("out[0]"));
             }
-            let hv = ViewMut::<T>::output(&h, given, shape, T::NAME, &inputs)?;
+            let hv = OutView::<T>::output(&h, given, shape, T::NAME, half, &inputs)?;
             let (_, gv, hv) = slot.insert((PyTuple::new(py, [g, h])?, gv, hv));
             Ok((gv.kernel(), hv.kernel()))
         },
         &Gil(py),
     )?;
     if part.flags & flags::TARGET != 0 {
-        let classes = xv.shape[class_axis(&xv.shape, args.axis)];
+        let classes = xv.shape()[class_axis(xv.shape(), args.axis)];
         let c = classes as i64;
         let ignore = args.ignore_index;
         let bad = yv.first_bad(|v: Y| {

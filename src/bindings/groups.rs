@@ -12,12 +12,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyTuple};
 
 use super::args::describe;
-use super::arrays::{dtype_name, is, ndarray, with_input_dtype, View};
+use super::arrays::{dtype_name, is, ndarray, View};
 use super::binary::{with_target_dtype, BinaryOperands};
 use super::errors::{domain_error, Reported};
+use super::half::with_input_precision;
 use super::logloss::domain_errors;
 use super::operand::LoadView;
-use super::precision::{as_float, precision, Precision};
+use super::precision::{as_float, as_float_or_half, precision, Precision};
 use super::reduction::Reduction;
 use super::softmax::{
     check_ignore_index_unused, check_smoothing, class_weights, sample_weight_errors,
@@ -210,7 +211,7 @@ pub fn bce_fold<'py>(
 ) -> PyResult<Partial> {
     let x = ndarray(input, "input")?;
     let g = ndarray(groups.codes, "groups")?;
-    with_input_dtype!(
+    with_input_precision!(
         &x,
         "input",
         bce_target::<T>(state, init, &x, target, &g, args, groups)
@@ -544,7 +545,7 @@ pub fn softmax_fold<'py>(
         g: &g,
     };
     match precision(&x, "logits")? {
-        Precision::F32 => cx.target::<f32>(state, init, &as_float::<f32>(x)?, &y),
+        Precision::F32 => cx.target::<f32>(state, init, &as_float_or_half::<f32>(x)?, &y),
         Precision::F64 => cx.target::<f64>(state, init, &as_float::<f64>(x)?, &y),
     }
 }
@@ -601,7 +602,7 @@ impl<'py> SoftmaxCall<'_, 'py> {
         L: Label + Load + Element + Reported,
         C: CodeType + Load + Element + Reported,
     {
-        let xv = View::<T>::new(x, "logits")?;
+        let xv = LoadView::<T>::new(x, "logits")?;
         let wv = class_weights::<T>(self.params.weight)?;
         let (labels, probs) = match target {
             ClassTarget::Labels(y) => (Some(View::<L>::new(y, "target")?), None),

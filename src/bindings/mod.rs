@@ -13,6 +13,7 @@ pub mod divergence;
 pub mod errors;
 pub mod grad;
 pub mod groups;
+pub mod half;
 pub mod logloss;
 pub mod nan_policy;
 pub mod operand;

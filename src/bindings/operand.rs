@@ -4,9 +4,10 @@
 //! operands may mix float32 and float64 (a float64 weight of float32 logits, a float32 `p`
 //! with a float64 `q`). [`LoadView`] views such an operand where it lies, in its own dtype,
 //! and hands the kernels a [`Src`] that converts each element as a tile is read: no copy of
-//! the array is ever made. Only dtypes that are neither `T` nor float32/float64 (integers,
-//! bool, float16 where a float is wanted) are converted by NumPy first, the documented price of
-//! such input.
+//! the array is ever made. float16 and bfloat16 operands are read the same way (their bits,
+//! widened exactly as a tile is read, see [`super::half`]). Only dtypes that are none of these
+//! where a float is wanted (integers, bool) are converted by NumPy first, the documented price
+//! of such input.
 
 use std::fmt;
 
@@ -14,6 +15,8 @@ use numpy::{Element, PyUntypedArray};
 use pyo3::prelude::*;
 
 use super::arrays::{is, ndarray_as, Operand, View};
+use super::half::{bits, half_of};
+use crate::kernels::half::{Half, HalfConvert};
 use crate::kernels::strided::{find_first, Load, Src, Stored};
 use crate::kernels::view;
 
@@ -22,6 +25,8 @@ enum Held<'py, E: Element> {
     Own(View<'py, E>),
     F32(View<'py, f32>),
     F64(View<'py, f64>),
+    /// The bits of a float16 or bfloat16 array (viewed as uint16, in place).
+    Half(View<'py, u16>, Half),
 }
 
 /// Runs `$body` with `$v` bound to the [`View`] held, whatever its element type.
@@ -31,6 +36,7 @@ macro_rules! on_view {
             Held::Own($v) => $body,
             Held::F32($v) => $body,
             Held::F64($v) => $body,
+            Held::Half($v, _) => $body,
         }
     };
 }
@@ -43,8 +49,8 @@ pub struct LoadView<'py, E: Element> {
 
 impl<'py, E: Load + Element> LoadView<'py, E> {
     /// Views `arr` (an array from [`super::arrays::ndarray`]) as an operand read as `E`: in
-    /// place when it holds `E`, or float32 or float64 when `E` is a float type; any other
-    /// real dtype is converted to `E` (copied) first.
+    /// place when it holds `E`, or float32, float64, float16 or bfloat16 when `E` is a float
+    /// type; any other real dtype is converted to `E` (copied) first.
     pub fn new(arr: &Bound<'py, PyUntypedArray>, arg: &str) -> PyResult<Self> {
         let float = E::STORED != Stored::Native;
         let held = if is::<E>(arr) {
@@ -53,6 +59,8 @@ impl<'py, E: Load + Element> LoadView<'py, E> {
             Held::F32(View::new(arr, arg)?)
         } else if float && is::<f64>(arr) {
             Held::F64(View::new(arr, arg)?)
+        } else if let Some(half) = half_of(arr).filter(|_| float) {
+            Held::Half(View::new(&bits(arr)?, arg)?, half)
         } else {
             Held::Own(View::new(&ndarray_as::<E>(arr.as_any(), arg)?, arg)?)
         };
@@ -75,6 +83,7 @@ impl<'py, E: Load + Element> LoadView<'py, E> {
             Held::Own(v) => Src::native(v.ptr),
             Held::F32(v) => Src::f32(v.ptr),
             Held::F64(v) => Src::f64(v.ptr),
+            Held::Half(v, half) => Src::half(v.ptr, *half),
         }
     }
 
@@ -84,6 +93,19 @@ impl<'py, E: Load + Element> LoadView<'py, E> {
         // borrows it; `src` says how its elements are stored, and shape and strides are its
         // own (see `View::kernel`).
         unsafe { view::View::new(self.src(), self.shape(), self.strides()) }
+    }
+
+    /// The 16-bit float format it is stored in, if any.
+    pub fn half(&self) -> Option<Half> {
+        match &self.held {
+            Held::Half(_, half) => Some(*half),
+            _ => None,
+        }
+    }
+
+    /// The interpreter the viewed array belongs to.
+    pub fn py(&self) -> Python<'py> {
+        on_view!(&self.held, |v| v.py())
     }
 
     /// This operand for the overlap check on `out` (see [`View::operand`]).
@@ -105,12 +127,16 @@ impl<'py, E: Load + Element> LoadView<'py, E> {
                     .map(|(i, x)| (i, Value::F32(x))),
                 Held::F64(v) => find_first(v.ptr, shape, strides, |x| bad(E::from_f64(x)))
                     .map(|(i, x)| (i, Value::F64(x))),
+                Held::Half(v, h) => {
+                    find_first(v.ptr, shape, strides, |x| bad(E::from_half_bits(x, *h)))
+                        .map(|(i, x)| (i, Value::F32(f32::from_half(x, *h))))
+                }
             }
         }
     }
 }
 
-/// A value as its operand stores it, for error messages.
+/// A value as its operand stores it, for error messages (a 16-bit float as its exact `F32`).
 pub enum Value<E> {
     Own(E),
     F32(f32),

@@ -8,14 +8,15 @@ use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
 use super::args;
-use super::arrays::{ndarray, new_output, Operand, View, ViewMut};
+use super::arrays::{ndarray, new_output, Operand, View};
 use super::arrow::stream_hook;
 use super::binary::sample_weight_error;
 use super::errors::{domain_error, Reported};
 use super::groups as grouped;
+use super::half::{new_half_output, OutView};
 use super::nan_policy::{nan_policy, no_groups, NO_NAN};
 use super::operand::LoadView;
-use super::precision::{as_float, precision, Precision};
+use super::precision::{as_float, as_float_or_half, precision, Precision};
 use super::reduction::{reduction, Reduction};
 use super::threads::Gil;
 use crate::kernels::drive;
@@ -37,8 +38,9 @@ use crate::kernels::strided::Load;
 ///
 /// Parameters
 /// ----------
-/// logits : array_like of float32 or float64
-///     Unnormalised scores, any shape and layout (read in place, never copied).
+/// logits : array_like of float16, bfloat16, float32 or float64
+///     Unnormalised scores, any shape and layout (read in place, never copied; float16 and
+///     bfloat16 are computed in float32, with ``"none"`` results of their dtype).
 /// target : array_like
 ///     Either class indices (int8, int16, int32, int64, uint8, uint16 or uint32) of
 ///     ``logits``' shape without ``axis``, or class probabilities (float) of ``logits``' shape,
@@ -337,7 +339,7 @@ fn dispatch_logits<'py>(
 ) -> PyResult<Computed<'py>> {
     let x = ndarray(logits, "logits")?;
     match precision(&x, "logits")? {
-        Precision::F32 => dispatch_target::<f32>(as_float::<f32>(x)?, target, args),
+        Precision::F32 => dispatch_target::<f32>(as_float_or_half::<f32>(x)?, target, args),
         Precision::F64 => dispatch_target::<f64>(as_float::<f64>(x)?, target, args),
     }
 }
@@ -373,12 +375,14 @@ macro_rules! with_class_target {
     };
     (@try $y:ident, $L:ident => $labels:expr, $probs:expr;) => {{
         let dtype = ::numpy::PyUntypedArrayMethods::dtype($y);
-        if ::numpy::PyArrayDescrMethods::kind(&dtype) == b'f' {
+        let bfloat16 = $crate::bindings::half::half_of($y).is_some();
+        if ::numpy::PyArrayDescrMethods::kind(&dtype) == b'f' || bfloat16 {
             $probs
         } else {
             Err(::pyo3::exceptions::PyTypeError::new_err(format!(
                 "'target' must hold class indices (int8, int16, int32, int64, uint8, uint16, \
-                 uint32) or class probabilities (float32, float64), got dtype {}",
+                 uint32) or class probabilities (float16, bfloat16, float32, float64), got \
+                 dtype {}",
                 $crate::bindings::arrays::dtype_name($y)
             )))
         }
@@ -412,7 +416,9 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
     args: &Args<'_, 'py>,
 ) -> PyResult<Computed<'py>> {
     let py = x.py();
-    let xv = View::<T>::new(x, "logits")?;
+    let xv = LoadView::<T>::new(x, "logits")?;
+    // float16 or bfloat16 logits give per-row losses of their own dtype.
+    let half = xv.half().map(|h| (h, x));
     let wv = class_weights::<T>(args.params.weight)?;
     let swv = sample_weights::<T>(args.sample_weight)?;
     let (labels, probs) = match target {
@@ -453,6 +459,7 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
                 (Reduction::None, Some(out)) => out.clone(),
                 // Uninitialised, but the kernel writes every element before it is returned
                 // (on error it is dropped unseen).
+                (Reduction::None, None) if half.is_some() => new_half_output(x, rows_shape, false)?,
                 (Reduction::None, None) => new_output::<T>(py, rows_shape, false)?,
                 _ => return Ok(None),
             };
@@ -465,8 +472,8 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
                 inputs.extend(wr.as_ref().map(|v| v.operand("weight")));
                 inputs.extend(sr.as_ref().map(|v| v.operand("sample_weight")));
             }
-            let view =
-                ViewMut::<T>::output(&array, args.out.is_some(), rows_shape, T::NAME, &inputs)?;
+            let given = args.out.is_some();
+            let view = OutView::<T>::output(&array, given, rows_shape, T::NAME, half, &inputs)?;
             let (_, view) = slot.insert((array, view));
             Ok(Some(view.kernel()))
         },
@@ -483,13 +490,13 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
 /// Under `nan_policy='raise'`, when the kernel flagged a row holding a NaN: the error naming
 /// the first argument that holds one (`logits`, the target probabilities, `sample_weight`)
 /// and its first position there.
-fn nan_error<T: Float + Element + Reported>(
-    xv: &View<'_, T>,
+fn nan_error<T: Float + Load + Element + Reported>(
+    xv: &LoadView<'_, T>,
     probs: Option<&LoadView<'_, T>>,
     swv: Option<&LoadView<'_, T>>,
 ) -> PyErr {
     let py = xv.py();
-    if let Some(bad) = xv.kernel().first(|v: T| v.is_nan()) {
+    if let Some(bad) = xv.first_bad(|v: T| v.is_nan()) {
         return domain_error(py, "logits", NO_NAN, Some(bad));
     }
     let others = [(probs, "target"), (swv, "sample_weight")];
@@ -506,7 +513,7 @@ fn nan_error<T: Float + Element + Reported>(
 /// with the per-group call.
 pub(super) fn target_errors<T: Float + Element + Reported, L: Label + Load + Element + Reported>(
     part: &Partial,
-    xv: &View<'_, T>,
+    xv: &LoadView<'_, T>,
     labels: Option<&View<'_, L>>,
     probs: Option<&LoadView<'_, T>>,
     params: &Params<'_, '_>,
@@ -514,7 +521,7 @@ pub(super) fn target_errors<T: Float + Element + Reported, L: Label + Load + Ele
     let py = xv.py();
     if part.flags & flags::TARGET != 0 {
         if let Some(yv) = labels {
-            let classes = xv.shape[class_axis(&xv.shape, params.axis)];
+            let classes = xv.shape()[class_axis(xv.shape(), params.axis)];
             let (ignore, c) = (params.ignore_index, classes as i64);
             let bad = yv.kernel().first(|v: L| {
                 let i = v.index();

@@ -47,7 +47,7 @@ use super::isa::{self, Arch, Isa, Kernel};
 use super::lanes::sum_lanes;
 use super::nan::NanPolicy;
 use super::reduce::{flags, reduce_from, Partial, BLOCK};
-use super::strided::{scatter, Layout, SendPtr, Src, TileBuf};
+use super::strided::{Dst, Layout, Src, TileBuf};
 
 /// Which binary cross-entropy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,11 +60,12 @@ pub enum Kind {
 
 /// What every binary-target kernel reads, in place in memory: operands 0 to 3 of its
 /// [`Layout`] (input, target, weight, pos_weight). A missing weight or pos_weight points at a
-/// single `1` ([`Float::one_ref`]) with stride 0. The weights are read as `T` whatever float
-/// type they are stored in ([`Src`]), as targets are ([`Target::prob`]).
+/// single `1` ([`Float::one_ref`]) with stride 0. Each is read as `T` (the target as `Y`)
+/// whatever float type it is stored in ([`Src`]: a float16 input is widened to `f32` as its
+/// tiles are gathered), and targets as probabilities ([`Target::prob`]).
 pub struct Inputs<T, Y> {
-    pub input: SendPtr<T>,
-    pub target: SendPtr<Y>,
+    pub input: Src<T>,
+    pub target: Src<Y>,
     pub weight: Src<T>,
     pub pos_weight: Src<T>,
 }
@@ -160,8 +161,8 @@ impl<T: Float, Y: Target> InputTiles<T, Y> {
         // inside those operands.
         unsafe {
             (
-                self.x.view(ins.input.0.offset(at[0]), st[0], n),
-                self.y.view(ins.target.0.offset(at[1]), st[1], n),
+                self.x.view_src(ins.input.offset(at[0]), st[0], n),
+                self.y.view_src(ins.target.offset(at[1]), st[1], n),
                 if skip_absent && ins.unweighted() {
                     &[]
                 } else {
@@ -178,13 +179,14 @@ impl<T: Float, Y: Target> InputTiles<T, Y> {
 }
 
 /// The operands of one binary cross-entropy call: the [`Inputs`], `out` (layout operand
-/// 4), null when nothing is written, and the sample weights (layout operand 5, read as `T`
-/// whatever float type they are stored in), `None` when not given; and the NaN policy
-/// (the kernel acts on [`NanPolicy::Omit`] only: under [`NanPolicy::Raise`] it computes
-/// what [`NanPolicy::Propagate`] does, whose NaN sum tells the caller to look for a NaN).
+/// 4, stored as `T` or as a 16-bit float, see [`Dst`]), null when nothing is written, and the
+/// sample weights (layout operand 5, read as `T` whatever float type they are stored in),
+/// `None` when not given; and the NaN policy (the kernel acts on [`NanPolicy::Omit`] only:
+/// under [`NanPolicy::Raise`] it computes what [`NanPolicy::Propagate`] does, whose NaN sum
+/// tells the caller to look for a NaN).
 pub struct Operands<T, Y> {
     pub inputs: Inputs<T, Y>,
-    pub out: SendPtr<T>,
+    pub out: Dst<T>,
     pub sample_weight: Option<Src<T>>,
     pub nan: NanPolicy,
     pub layout: Layout<6>,
@@ -782,13 +784,13 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
                 omit,
                 sw,
             };
-            let sums = if ops.out.0.is_null() {
+            let sums = if ops.out.is_null() {
                 isa::dispatch_on(isa, tile(None))
             } else {
                 // SAFETY: out is valid and written by this block only (blocks partition the
                 // flat index space and out does not overlap itself or the inputs).
-                let dst = unsafe { ops.out.0.offset(at[4]) };
-                if st[4] == 1 {
+                let dst = unsafe { ops.out.offset(at[4]) };
+                if let (1, Some(dst)) = (st[4], dst.native()) {
                     // SAFETY: with unit stride this tile's n elements of out are contiguous from
                     // dst; only this block writes them (blocks partition the flat index space)
                     // and out overlaps no input, so no other reference to them exists.
@@ -798,7 +800,7 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
                     let scratch = bout.scratch(n);
                     let r = isa::dispatch_on(isa, tile(Some(&mut *scratch)));
                     // SAFETY: dst + i * st[4] for i < n are this block's out elements.
-                    unsafe { scatter(scratch, dst, st[4]) };
+                    unsafe { dst.scatter(scratch, st[4]) };
                     r
                 }
             };
@@ -885,12 +887,12 @@ mod tests {
         let n = x.len();
         Operands {
             inputs: Inputs {
-                input: SendPtr::from_const(x.as_ptr()),
-                target: SendPtr::from_const(y.as_ptr()),
+                input: Src::native(x.as_ptr()),
+                target: Src::native(y.as_ptr()),
                 weight: Src::native(one),
                 pos_weight: Src::native(one),
             },
-            out: SendPtr(out),
+            out: Dst::from(out),
             sample_weight: None,
             nan: NanPolicy::Propagate,
             layout: Layout::new(&[n], [&[1], &[1], &[0], &[0], &[1], &[0]]),
@@ -1073,12 +1075,12 @@ mod tests {
         let w: Vec<f32> = (0..300).map(|j| 0.5 + j as f32 / 300.0).collect();
         let ops = Operands {
             inputs: Inputs {
-                input: SendPtr::from_const(p.as_ptr()),
-                target: SendPtr::from_const(y.as_ptr()),
+                input: Src::native(p.as_ptr()),
+                target: Src::native(y.as_ptr()),
                 weight: Src::native(w.as_ptr()),
                 pos_weight: Src::native(&ONE32),
             },
-            out: SendPtr(std::ptr::null_mut()),
+            out: Dst::null(),
             sample_weight: None,
             nan: NanPolicy::Propagate,
             // logical (4, 300): element [i, j] at i + 4 j (a Fortran-ordered buffer).

@@ -71,7 +71,7 @@ use super::reduce::{flags, Partial};
 use super::rows::{
     fold_row, run, then, In, Out, PerRow, Row, RowBatch, RowOp, Rows, Tile, BATCH_ROWS,
 };
-use super::strided::{Src, TileBuf};
+use super::strided::{Dst, Src, TileBuf};
 
 /// Which quantity of a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -872,10 +872,10 @@ pub unsafe fn divergence<T: Float>(
     rows: &Rows<3>,
     p: impl Into<Src<T>>,
     q: impl Into<Src<T>>,
-    out: *mut T,
+    out: impl Into<Dst<T>>,
     pool: Option<&rayon::ThreadPool>,
 ) -> Partial {
-    let (p, q) = (p.into(), q.into());
+    let (p, q, out) = (p.into(), q.into(), out.into());
     // SAFETY (each arm): forwarded from the caller.
     match opts.nan {
         NanPolicy::Propagate => unsafe {
@@ -899,7 +899,7 @@ unsafe fn divergence_with<T: Float, const NAN: u8>(
     rows: &Rows<3>,
     p: Src<T>,
     q: Src<T>,
-    out: *mut T,
+    out: Dst<T>,
     pool: Option<&rayon::ThreadPool>,
 ) -> Partial {
     let Options {
@@ -920,7 +920,7 @@ unsafe fn divergence_with<T: Float, const NAN: u8>(
         let value = finish.value(&state);
         if !out.is_null() {
             // SAFETY: the row's output offset is valid (caller's contract).
-            unsafe { *out.offset(rows.base(0)[2]) = T::from_f64(value) };
+            unsafe { out.write(rows.base(0)[2], T::from_f64(value)) };
         }
         return Partial {
             sum: value,

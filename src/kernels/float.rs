@@ -27,6 +27,7 @@ use super::math;
 /// resolution gives the same bits.
 pub trait Float:
     Copy
+    + super::half::HalfConvert
     + Send
     + Sync
     + Debug
@@ -177,7 +178,10 @@ impl_float!(
 ///
 /// Float targets are probabilities in `[0, 1]`; integer targets are hard labels that must be
 /// `0` or `1`; [`Bool`] targets are hard labels where any non-zero byte means true.
-pub trait Target: Copy + Send + Sync + Debug + Default + 'static {
+///
+/// A target operand may be stored in another float type than the one it is read as (a
+/// float16 target read as `f32`), hence the [`Load`](super::strided::Load) bound.
+pub trait Target: super::strided::Load + Debug {
     /// Hard labels: every valid value is 0 or 1, so one log per element suffices.
     const HARD: bool;
     /// NumPy's name for the dtype, for error messages.

@@ -5,6 +5,7 @@
 //! - [`lanes`]: the lane sums and maxima every kernel reduces tiles with.
 //! - [`math`]: branch-free, vectorisable `ln`, `ln_1p`, `exp` and the hard-label log.
 //! - [`strided`]: walking N-d strided, broadcast operands in place.
+//! - [`half`]: the 16-bit float formats operands and outputs may be stored in.
 //! - [`view`]: the typed views, [`view::Axis`] and shape errors the bindings hand the drivers.
 //! - [`drive`]: one driver per family: broadcasting and axes, the parallel decision, and the
 //!   caller's hook to release the interpreter ([`drive::Detach`]).
@@ -28,6 +29,7 @@ pub mod divergence;
 pub mod drive;
 pub mod float;
 pub mod groups;
+pub mod half;
 pub mod isa;
 pub mod lanes;
 pub mod logloss;

@@ -12,7 +12,7 @@ use super::bce::{self, Inputs, Kind, Operands};
 use super::isa::Arch;
 use super::reduce::{reduce, reduce_from, Partial};
 use super::rows::{run, run_from, In, Out, Row, RowOp, Rows, Tile, CHUNK};
-use super::strided::{Layout, SendPtr, Src, TileBuf};
+use super::strided::{Dst, Layout, Src, TileBuf};
 
 /// Pools of 1 to 4 threads, built once for all cases.
 fn pool(threads: usize) -> &'static ThreadPool {
@@ -231,12 +231,12 @@ proptest! {
         let ops = |out: *mut f32| Operands {
             // SAFETY (of the offsets): start + i * step stays in 0..n for i < n.
             inputs: Inputs {
-                input: SendPtr::from_const(p.as_ptr().wrapping_offset(start)),
-                target: SendPtr::from_const(y.as_ptr().wrapping_offset(start)),
+                input: Src::native(p.as_ptr().wrapping_offset(start)),
+                target: Src::native(y.as_ptr().wrapping_offset(start)),
                 weight: Src::native(&one),
                 pos_weight: Src::native(&one),
             },
-            out: SendPtr(out),
+            out: Dst::from(out),
             sample_weight: None,
             nan: crate::nan::NanPolicy::Propagate,
             layout: Layout::new(&[n], [&[step], &[step], &[0], &[0], &[1], &[0]]),

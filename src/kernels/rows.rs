@@ -33,7 +33,7 @@ use rayon::ThreadPool;
 use super::isa::{self, Arch, Isa, Kernel};
 use super::reduce::{for_each_ordered, reduce_from, Partial};
 use super::strided::{
-    gather_converted, scatter, Dims, Layout, Load, SendPtr, Src, Stored, TileBuf, TILE,
+    gather_converted, Dims, Dst, Layout, Load, Src, Store, Stored, TileBuf, TILE,
 };
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
@@ -71,25 +71,22 @@ impl<E: Load> In<E> {
 }
 
 /// An output operand of a row op: written one element per row ([`Row::write`]) or per
-/// element ([`Tile::write`]).
+/// element ([`Tile::write`]), as `E` or rounded to the 16-bit float it is stored in ([`Dst`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Out<E> {
-    ptr: SendPtr<E>,
+    dst: Dst<E>,
     k: usize,
 }
 
-impl<E: Copy> Out<E> {
-    /// Operand `k` of the layout, at `ptr`.
+impl<E: Store> Out<E> {
+    /// Operand `k` of the layout, at `dst` (stored as it says).
     ///
     /// # Safety
     /// As [`In::new`], for writes; besides, the elements of distinct rows (and of distinct
     /// positions within a row, for an output written per element) must be distinct, and
     /// overlap no input nor any other output.
-    pub unsafe fn new(ptr: *mut E, k: usize) -> Self {
-        Out {
-            ptr: SendPtr(ptr),
-            k,
-        }
+    pub unsafe fn new(dst: impl Into<Dst<E>>, k: usize) -> Self {
+        Out { dst: dst.into(), k }
     }
 }
 
@@ -179,7 +176,7 @@ impl<const K: usize> Tile<K> {
 
     /// Writes `values` (`rows · len` of them, row after row) to the tile's elements of `out`.
     #[inline(always)]
-    pub fn write<E: Copy>(&self, out: &Out<E>, values: &[E]) {
+    pub fn write<E: Store>(&self, out: &Out<E>, values: &[E]) {
         assert_eq!(values.len(), self.rows * self.len, "one value per element");
         let k = out.k;
         for (r, row) in values.chunks_exact(self.len.max(1)).enumerate() {
@@ -187,11 +184,9 @@ impl<const K: usize> Tile<K> {
             // written by this task only (`Out::new`'s contract: rows and positions own
             // distinct elements, and each tile of a row is handed to one task).
             unsafe {
-                scatter(
-                    row,
-                    out.ptr.0.offset(self.at[k] + r as isize * self.rs[k]),
-                    self.st[k],
-                )
+                out.dst
+                    .offset(self.at[k] + r as isize * self.rs[k])
+                    .scatter(row, self.st[k])
             };
         }
     }
@@ -241,10 +236,10 @@ impl<const K: usize> Row<K> {
 
     /// Writes the row's result to `out` (an operand holding one element per row).
     #[inline(always)]
-    pub fn write<E: Copy>(&self, out: &Out<E>, value: E) {
+    pub fn write<E: Store>(&self, out: &Out<E>, value: E) {
         // SAFETY: the row's own element of `out` at the engine's offset, written by this
         // row's finish only (`Out::new`'s contract).
-        unsafe { *out.ptr.0.offset(self.base[out.k]) = value };
+        unsafe { out.dst.write(self.base[out.k], value) };
     }
 }
 

@@ -14,12 +14,15 @@
 //! (a float32 `p` with a float64 `q`, a float64 weight of float32 logits): [`Src`] says how it
 //! is stored, and [`TileBuf::view_src`] converts it element by element as it gathers a tile,
 //! never the whole array. One compiled kernel thus serves every mix of float32 and float64
-//! operands; only the gather loop exists per stored type.
+//! operands; only the gather loop exists per stored type. The 16-bit formats (binary16 and
+//! bfloat16, [`Half`]) are read the same way, widened exactly; an output may be stored in
+//! one of them too ([`Dst`]): each element is then rounded to it as a tile is written.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::float::Float;
+use super::half::{Half, HalfConvert};
 
 /// Elements per tile: small enough for the gather buffers to live in L1.
 pub const TILE: usize = 512;
@@ -264,6 +267,22 @@ pub enum Stored {
     F32,
     /// As `f64`, converted to `E` on load.
     F64,
+    /// As the raw bits of a 16-bit float, widened to `E` on load (exact), or rounded to it on
+    /// store (to nearest, ties to even).
+    Half(Half),
+}
+
+impl Stored {
+    /// Bytes per element, `native` being the size of the type read.
+    #[inline(always)]
+    fn size(self, native: usize) -> isize {
+        (match self {
+            Stored::Native => native,
+            Stored::F32 => 4,
+            Stored::F64 => 8,
+            Stored::Half(_) => 2,
+        }) as isize
+    }
 }
 
 /// An element type that operands stored as `f32` or `f64` can be read as (see [`Src`]).
@@ -275,6 +294,11 @@ pub trait Load: Copy + Default + Send + Sync + 'static {
     fn from_f32(v: f32) -> Self;
     /// As [`Load::from_f32`].
     fn from_f64(v: f64) -> Self;
+    /// The 16-bit float `bits` of the format `half` as this type: exact for `f32` and `f64`.
+    #[inline(always)]
+    fn from_half_bits(bits: u16, half: Half) -> Self {
+        Self::from_f32(f32::from_half(bits, half))
+    }
 }
 
 /// `f32` and `f64`.
@@ -350,6 +374,11 @@ impl<E: Load> Src<E> {
         Self::stored_as(ptr.cast(), Stored::F64)
     }
 
+    /// 16-bit floats of the format `half` at `ptr` (their bits), read as `E`.
+    pub fn half(ptr: *const u16, half: Half) -> Self {
+        Self::stored_as(ptr.cast(), Stored::Half(half))
+    }
+
     fn stored_as(ptr: *const E, stored: Stored) -> Self {
         debug_assert!(E::STORED != Stored::Native, "only floats are converted");
         Src {
@@ -388,11 +417,7 @@ impl<E: Load> Src<E> {
     #[inline(always)]
     #[must_use]
     pub unsafe fn offset(self, count: isize) -> Self {
-        let size = match self.stored {
-            Stored::Native => std::mem::size_of::<E>(),
-            Stored::F32 => 4,
-            Stored::F64 => 8,
-        } as isize;
+        let size = self.stored.size(std::mem::size_of::<E>());
         // SAFETY: forwarded from the caller.
         let ptr = unsafe { self.ptr.0.cast::<u8>().offset(count * size) };
         Src {
@@ -412,6 +437,7 @@ impl<E: Load> Src<E> {
             match self.stored {
                 Stored::F32 => E::from_f32(*self.ptr.0.cast::<f32>().offset(count)),
                 Stored::F64 => E::from_f64(*self.ptr.0.cast::<f64>().offset(count)),
+                Stored::Half(h) => E::from_half_bits(*self.ptr.0.cast::<u16>().offset(count), h),
                 Stored::Native => *self.ptr.0.offset(count),
             }
         }
@@ -442,6 +468,14 @@ pub unsafe fn gather_converted<E: Load>(
         match src.stored {
             Stored::F32 => gather(out, src.ptr.0.cast::<f32>(), rows, n, rs, st, E::from_f32),
             Stored::F64 => gather(out, src.ptr.0.cast::<f64>(), rows, n, rs, st, E::from_f64),
+            Stored::Half(Half::F16) => gather(out, src.ptr.0.cast::<u16>(), rows, n, rs, st, |b| {
+                E::from_half_bits(b, Half::F16)
+            }),
+            Stored::Half(Half::Bf16) => {
+                gather(out, src.ptr.0.cast::<u16>(), rows, n, rs, st, |b| {
+                    E::from_half_bits(b, Half::Bf16)
+                })
+            }
             Stored::Native => gather(out, src.ptr.0, rows, n, rs, st, |v| v),
         }
     }
@@ -462,6 +496,19 @@ unsafe fn gather<S: Copy, E>(
     st: isize,
     convert: impl Fn(S) -> E,
 ) {
+    if st == 1 {
+        // Contiguous rows: a plain loop over a slice, which vectorises (the conversions of
+        // the 16-bit formats are branch-free), where the strided loop below stays scalar.
+        for (r, row) in out.chunks_exact_mut(n.max(1)).enumerate() {
+            // SAFETY: the caller guarantees the `n` elements of row `r`, `ptr + r * rs + i`
+            // for `i < n`, are valid and initialised: with `st == 1` they are contiguous.
+            let src = unsafe { std::slice::from_raw_parts(ptr.offset(r as isize * rs), row.len()) };
+            for (slot, &v) in row.iter_mut().zip(src) {
+                *slot = convert(v);
+            }
+        }
+        return;
+    }
     // SAFETY: forwarded from the caller.
     let at =
         |r: usize, i: usize| convert(unsafe { *ptr.offset(r as isize * rs + i as isize * st) });
@@ -617,6 +664,157 @@ pub unsafe fn scatter<E: Copy>(values: &[E], ptr: *mut E, stride: isize) {
     for (i, &v) in values.iter().enumerate() {
         // SAFETY: guaranteed by the caller.
         unsafe { *ptr.offset(i as isize * stride) = v };
+    }
+}
+
+/// An output element type that may be stored rounded to a 16-bit float ([`Dst`]).
+pub trait Store: Copy + Send + Sync + 'static {
+    /// This value rounded to the 16-bit format `half` (nearest, ties to even).
+    fn to_half(self, half: Half) -> u16;
+}
+
+impl<T: Float> Store for T {
+    #[inline(always)]
+    fn to_half(self, half: Half) -> u16 {
+        HalfConvert::to_half(self, half)
+    }
+}
+
+/// Where an output written as `E` lies, and how it is stored: as `E` itself (`Native`), or as
+/// a 16-bit float ([`Stored::Half`]) that each value is rounded to as it is written. The
+/// write-side twin of [`Src`]; may cross to rayon workers, with [`SendPtr`]'s contract.
+#[derive(Clone, Copy, Debug)]
+pub struct Dst<E> {
+    /// The first element; of type `E` only when `stored` is `Native`.
+    ptr: SendPtr<E>,
+    stored: Stored,
+}
+
+impl<E> From<*mut E> for Dst<E> {
+    fn from(ptr: *mut E) -> Self {
+        Dst {
+            ptr: SendPtr(ptr),
+            stored: Stored::Native,
+        }
+    }
+}
+
+impl<E: Store> Dst<E> {
+    /// No output (a null pointer): nothing is written.
+    pub fn null() -> Self {
+        Dst::from(std::ptr::null_mut())
+    }
+
+    /// 16-bit floats of the format `half` at `ptr` (their bits), written from `E` values.
+    pub fn half(ptr: *mut u16, half: Half) -> Self {
+        Dst {
+            ptr: SendPtr(ptr.cast()),
+            stored: Stored::Half(half),
+        }
+    }
+
+    /// True for no output.
+    #[inline(always)]
+    pub fn is_null(self) -> bool {
+        self.ptr.0.is_null()
+    }
+
+    /// The first element when it is stored as `E` (to be written in place); `None` when the
+    /// values are rounded to another format on the way.
+    #[inline(always)]
+    pub fn native(self) -> Option<*mut E> {
+        (self.stored == Stored::Native).then_some(self.ptr.0)
+    }
+
+    /// The element `count` elements on, as `ptr.offset(count)` for a `*mut E`.
+    ///
+    /// # Safety
+    /// As [`pointer::offset`]: the result must lie within the output.
+    #[inline(always)]
+    #[must_use]
+    pub unsafe fn offset(self, count: isize) -> Self {
+        let size = self.stored.size(std::mem::size_of::<E>());
+        // SAFETY: forwarded from the caller.
+        let ptr = unsafe { self.ptr.0.cast::<u8>().offset(count * size) };
+        Dst {
+            ptr: SendPtr(ptr.cast()),
+            stored: self.stored,
+        }
+    }
+
+    /// Writes `value` to the element `count` elements on.
+    ///
+    /// # Safety
+    /// That element must be valid for writes, aligned, and not read or written by anyone else
+    /// meanwhile.
+    #[inline(always)]
+    pub unsafe fn write(self, count: isize, value: E) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match self.stored {
+                Stored::Half(h) => *self.ptr.0.cast::<u16>().offset(count) = value.to_half(h),
+                _ => *self.ptr.0.offset(count) = value,
+            }
+        }
+    }
+
+    /// Writes `values` to the elements `i * stride` on, as [`scatter`] does, rounding each to
+    /// the stored format.
+    ///
+    /// # Safety
+    /// As [`scatter`], for the elements as stored.
+    #[inline(always)]
+    pub unsafe fn scatter(self, values: &[E], stride: isize) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match self.stored {
+                Stored::Half(h) => scatter_half(values, self.ptr.0.cast(), stride, h),
+                _ => scatter(values, self.ptr.0, stride),
+            }
+        }
+    }
+}
+
+/// [`Dst::scatter`] to a 16-bit float output: out of line, one copy per element type and
+/// format, as [`gather_converted`] is.
+///
+/// # Safety
+/// As [`scatter`].
+#[inline(never)]
+unsafe fn scatter_half<E: Store>(values: &[E], ptr: *mut u16, stride: isize, half: Half) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match half {
+            Half::F16 => scatter_with(values, ptr, stride, |v| v.to_half(Half::F16)),
+            Half::Bf16 => scatter_with(values, ptr, stride, |v| v.to_half(Half::Bf16)),
+        }
+    }
+}
+
+/// Writes `convert(values[i])` to `ptr + i * stride`, contiguous outputs in a loop that
+/// vectorises.
+///
+/// # Safety
+/// As [`scatter`].
+#[inline(always)]
+unsafe fn scatter_with<E: Copy, S: Copy>(
+    values: &[E],
+    ptr: *mut S,
+    stride: isize,
+    convert: impl Fn(E) -> S,
+) {
+    if stride == 1 {
+        // SAFETY: with unit stride the elements are `values.len()` contiguous ones from `ptr`,
+        // which the caller guarantees are valid and exclusively this call's.
+        let out = unsafe { std::slice::from_raw_parts_mut(ptr, values.len()) };
+        for (o, &v) in out.iter_mut().zip(values) {
+            *o = convert(v);
+        }
+        return;
+    }
+    for (i, &v) in values.iter().enumerate() {
+        // SAFETY: guaranteed by the caller.
+        unsafe { *ptr.offset(i as isize * stride) = convert(v) };
     }
 }
 

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use super::strided::{find_first, Dims, Load, SendPtr, Src, Stored};
+use super::strided::{find_first, Dims, Dst, Load, Src, Store, Stored};
 
 /// An operand read as `E`: where its first element lies, its shape and its element strides
 /// (in elements of the type it is stored in), valid for `'a`.
@@ -92,27 +92,28 @@ impl<'a, E: Load> View<'a, E> {
     }
 }
 
-/// An output written in place: its first element, and its element strides over the shape the
-/// driver asked for, valid for `'a`.
+/// An output written in place: its first element (stored as `E`, or as a 16-bit float each
+/// value is rounded to, see [`Dst`]), and its element strides over the shape the driver asked
+/// for, valid for `'a`.
 #[derive(Debug)]
 pub struct ViewMut<'a, E> {
-    ptr: SendPtr<E>,
+    dst: Dst<E>,
     strides: Dims<isize>,
     _life: PhantomData<&'a mut E>,
 }
 
-impl<'a, E: Copy> ViewMut<'a, E> {
-    /// Views `ptr`, stepped by `strides` over the shape its driver asked for, for writing.
+impl<'a, E: Store> ViewMut<'a, E> {
+    /// Views `dst`, stepped by `strides` over the shape its driver asked for, for writing.
     ///
     /// # Safety
-    /// For every index of that shape, `ptr` offset by the dot product of the index and
-    /// `strides` must address a valid, aligned element, writable and not read nor written by
+    /// For every index of that shape, `dst` offset by the dot product of the index and
+    /// `strides` must address a valid, aligned element of the stored type, writable and not read nor written by
     /// anything else for `'a`; distinct indices must address distinct elements (no zero or
     /// overlapping strides), none of which lies in memory read by a [`View`] of the same
     /// call, nor in another output of it.
-    pub unsafe fn new(ptr: *mut E, strides: &[isize]) -> Self {
+    pub unsafe fn new(dst: impl Into<Dst<E>>, strides: &[isize]) -> Self {
         ViewMut {
-            ptr: SendPtr(ptr),
+            dst: dst.into(),
             strides: dims(strides, 0),
             _life: PhantomData,
         }
@@ -125,9 +126,9 @@ impl<'a, E: Copy> ViewMut<'a, E> {
         unsafe { Self::new(values.as_mut_ptr(), &[1]) }
     }
 
-    /// Its first element.
-    pub fn ptr(&self) -> *mut E {
-        self.ptr.0
+    /// Its first element, and how it is stored.
+    pub fn dst(&self) -> Dst<E> {
+        self.dst
     }
 
     /// Its element strides.

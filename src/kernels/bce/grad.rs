@@ -27,14 +27,15 @@ use super::{InputTiles, Inputs};
 use crate::float::{Float, Target};
 use crate::isa::{self, Arch, Kernel};
 use crate::reduce::{flags, reduce, Partial, BLOCK};
-use crate::strided::{scatter, Layout, SendPtr, TileBuf};
+use crate::strided::{Dst, Layout, TileBuf};
 
 /// The operands of one gradient computation, in place in memory: the [`Inputs`] (layout
-/// operands 0 to 3), then `grad` and `hess` (4 and 5; `hess` may be null).
+/// operands 0 to 3), then `grad` and `hess` (4 and 5; `hess` may be null), stored as `T` or
+/// as a 16-bit float ([`Dst`]).
 pub struct LogitsGrad<T, Y> {
     pub inputs: Inputs<T, Y>,
-    pub grad: SendPtr<T>,
-    pub hess: SendPtr<T>,
+    pub grad: Dst<T>,
+    pub hess: Dst<T>,
     /// Multiplies gradient and Hessian: 1 for `reduction="sum"`, `1/n` for `"mean"`.
     pub scale: T,
     pub layout: Layout<6>,
@@ -125,15 +126,16 @@ pub unsafe fn binary_cross_entropy_with_logits_grad<T: Float, Y: Target>(
         ops.layout.for_each_tile(range, |flat, n, at, st| {
             // SAFETY: the caller guarantees the layout addresses valid elements.
             let (x, y, w, pw) = unsafe { tiles.view(&ops.inputs, &at, &st, n) };
-            // Contiguous outputs are written in place, others through a buffer.
-            let hess = (!ops.hess.0.is_null()).then_some(ops.hess.0);
-            let in_place = |ptr: Option<*mut T>, k: usize| -> Option<&mut [T]> {
+            // Contiguous outputs stored as `T` are written in place, others through a buffer.
+            let hess = (!ops.hess.is_null()).then_some(ops.hess);
+            let in_place = |dst: Option<Dst<T>>, k: usize| -> Option<&mut [T]> {
                 // SAFETY: grad/hess are valid for writes along the layout, and each element
                 // is written by exactly one block (blocks partition the flat index space).
-                ptr.filter(|_| st[k] == 1)
+                dst.filter(|_| st[k] == 1)
+                    .and_then(Dst::native)
                     .map(|p| unsafe { std::slice::from_raw_parts_mut(p.offset(at[k]), n) })
             };
-            let g_direct = in_place(Some(ops.grad.0), 4);
+            let g_direct = in_place(Some(ops.grad), 4);
             let h_direct = in_place(hess, 5);
             let g_scattered = g_direct.is_none();
             let h_scattered = hess.is_some() && h_direct.is_none();
@@ -157,10 +159,10 @@ pub unsafe fn binary_cross_entropy_with_logits_grad<T: Float, Y: Target>(
             // each element belongs to one block only (blocks partition the flat index space).
             unsafe {
                 if g_scattered {
-                    scatter(g, ops.grad.0.offset(at[4]), st[4]);
+                    ops.grad.offset(at[4]).scatter(g, st[4]);
                 }
                 if h_scattered {
-                    scatter(h, ops.hess.0.offset(at[5]), st[5]);
+                    ops.hess.offset(at[5]).scatter(h, st[5]);
                 }
             }
         });
@@ -187,13 +189,13 @@ mod tests {
         let cs = [c];
         let ops = LogitsGrad {
             inputs: Inputs {
-                input: SendPtr::from_const(x.as_ptr()),
-                target: SendPtr::from_const(y.as_ptr()),
+                input: Src::native(x.as_ptr()),
+                target: Src::native(y.as_ptr()),
                 weight: Src::native(&ONE),
                 pos_weight: Src::native(cs.as_ptr()),
             },
-            grad: SendPtr(g.as_mut_ptr()),
-            hess: SendPtr(h.as_mut_ptr()),
+            grad: Dst::from(g.as_mut_ptr()),
+            hess: Dst::from(h.as_mut_ptr()),
             scale,
             layout: Layout::new(&[n], [&[1], &[1], &[0], &[0], &[1], &[1]]),
         };

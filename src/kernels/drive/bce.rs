@@ -7,10 +7,10 @@ use crate::bce::{self, Inputs, Kind, Operands};
 use crate::float::{Float, Target};
 use crate::nan::NanPolicy;
 use crate::reduce::Partial;
-use crate::strided::{Dims, Layout, Load, SendPtr, Src, Stored};
+use crate::strided::{Dims, Dst, Layout, Load, Src};
 use crate::view::{ShapeError, View, ViewMut};
 
-/// The inputs of a binary-target function: `input` (probabilities or logits, stored as
+/// The inputs of a binary-target function: `input` (probabilities or logits, read as
 /// `T`), `target` of `input`'s shape (read as `Y`), and the optional `weight` and
 /// `pos_weight`, broadcast to `input`'s shape (a constant 1 when absent), and the optional
 /// `sample_weight` (scikit-learn's), broadcast to `input`'s shape too (the losses only; the
@@ -42,11 +42,9 @@ impl<T: Float, Y: Target + Load> Binary<'_, T, Y> {
         };
         let (weight, ws) = parameter(&self.weight, "weight")?;
         let (pos_weight, pws) = parameter(&self.pos_weight, "pos_weight")?;
-        debug_assert!(self.input.src().stored() == Stored::Native);
-        debug_assert!(self.target.src().stored() == Stored::Native);
         let inputs = Inputs {
-            input: SendPtr::from_const(self.input.src().raw()),
-            target: SendPtr::from_const(self.target.src().raw()),
+            input: self.input.src(),
+            target: self.target.src(),
             weight,
             pos_weight,
         };
@@ -101,13 +99,13 @@ pub fn loss<'a, T: Float, Y: Target + Load, D: Detach>(
     let shape = args.operands.input.shape();
     let out = out(shape)?;
     let zeros = Dims::filled(shape.len(), 0);
-    let (out_ptr, out_strides) = match &out {
-        Some(v) => (v.ptr(), v.strides()),
-        None => (std::ptr::null_mut(), &zeros[..]),
+    let (out_dst, out_strides) = match &out {
+        Some(v) => (v.dst(), v.strides()),
+        None => (Dst::null(), &zeros[..]),
     };
     let ops = Operands {
         inputs,
-        out: SendPtr(out_ptr),
+        out: out_dst,
         sample_weight,
         nan: args.nan,
         layout: Layout::new(shape, [xs, ys, &ws, &pws, out_strides, &sws]),
@@ -149,8 +147,8 @@ pub fn grad<'a, T: Float, Y: Target + Load, D: Detach>(
     };
     let ops = LogitsGrad {
         inputs,
-        grad: SendPtr(g.ptr()),
-        hess: SendPtr(h.ptr()),
+        grad: g.dst(),
+        hess: h.dst(),
         scale,
         layout: Layout::new(shape, [xs, ys, &ws, &pws, g.strides(), h.strides()]),
     };

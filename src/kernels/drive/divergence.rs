@@ -7,7 +7,7 @@ use crate::float::Float;
 use crate::nan::NanPolicy;
 use crate::reduce::Partial;
 use crate::rows::Rows;
-use crate::strided::{Dims, SendPtr, Src};
+use crate::strided::{Dims, Dst, Src};
 use crate::view::{broadcast_shape, Axis, Reduced, ShapeError, View, ViewMut};
 
 /// `p`, and `q` broadcast against it (`None` for entropy, which reads `p` twice), read as `T`.
@@ -81,10 +81,10 @@ pub fn rowwise<'a, T: Float, D: Detach>(
         false => out(&reduced.kept)?,
         true => out(&reduced.kept_dims(&b.shape))?,
     };
-    let (out_ptr, out_strides) = match &out {
-        Some(v) if args.keepdims => (v.ptr(), reduced.widen_kept(v.strides())),
-        Some(v) => (v.ptr(), reduced.widen(v.strides())),
-        None => (std::ptr::null_mut(), vec![0; b.shape.len()]),
+    let (out_dst, out_strides) = match &out {
+        Some(v) if args.keepdims => (v.dst(), reduced.widen_kept(v.strides())),
+        Some(v) => (v.dst(), reduced.widen(v.strides())),
+        None => (Dst::null(), vec![0; b.shape.len()]),
     };
     let rows = Rows::new(
         &b.shape,
@@ -98,15 +98,13 @@ pub fn rowwise<'a, T: Float, D: Detach>(
         log_base: args.log_base,
         nan: args.nan,
     };
-    let (p, q, out_ptr) = (b.p, b.q, SendPtr(out_ptr));
+    let (p, q) = (b.p, b.q);
     execute(detach, n, move |pool| {
-        // The whole `SendPtr`, not its raw field, crosses to the worker.
-        let out_ptr = out_ptr;
         // SAFETY: `p` and `q` come from views valid along their own shapes and strides for
         // the call, broadcast here to `rows`' shape; `out`'s strides are widened from its own
         // over the kept dimensions, and it overlaps neither itself nor an input
         // (`ViewMut::new`).
-        unsafe { divergence::divergence(opts, &rows, p, q, out_ptr.0, pool) }
+        unsafe { divergence::divergence(opts, &rows, p, q, out_dst, pool) }
     })
 }
 

@@ -9,7 +9,7 @@ use crate::reduce::Partial;
 use crate::rows::{run_from, In, Out, RowOp, Rows};
 use crate::softmax::grad::{self as softmax_grad, ClassTarget, SoftmaxGrad};
 use crate::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
-use crate::strided::{Load, Src};
+use crate::strided::{Dst, Load, Src};
 use crate::view::{normalize_axis, Reduced, ShapeError, View, ViewMut};
 
 /// What the loss is measured against: one class index per row (read as `L`), or class
@@ -128,7 +128,7 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
         &self,
         p: &Prepared<T>,
         row_strides: &[isize],
-        out: Option<*mut T>,
+        out: Option<Dst<T>>,
         run: R,
     ) -> Result<R::Output, ShapeError> {
         let target_strides = self.target_strides(p)?;
@@ -248,8 +248,8 @@ pub fn loss<'a, T: Float, L: Label + Load, D: Detach>(
         true => out(&p.reduced.kept_dims(args.logits.shape()))?,
     };
     let (out_ptr, out_strides) = match &out {
-        Some(v) if keepdims => (Some(v.ptr()), p.reduced.widen_kept(v.strides())),
-        Some(v) => (Some(v.ptr()), p.reduced.widen(v.strides())),
+        Some(v) if keepdims => (Some(v.dst()), p.reduced.widen_kept(v.strides())),
+        Some(v) => (Some(v.dst()), p.reduced.widen(v.strides())),
         None => (None, vec![0; args.logits.shape().len()]),
     };
     let run = Plain {
@@ -331,8 +331,8 @@ pub fn grad<'a, T: Float, Y: ClassTarget, D: Detach>(
             target: In::new(y.src(), 1),
             weight: In::new(w_src, 2),
             weight_total: w_total,
-            grad: Out::new(g.ptr(), 3),
-            hess: Out::new(h.ptr(), 4),
+            grad: Out::new(g.dst(), 3),
+            hess: Out::new(h.dst(), 4),
             classes,
             smoothing: args.params.smoothing,
             ignore_index: args.params.ignore_index,
