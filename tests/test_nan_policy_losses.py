@@ -506,3 +506,19 @@ def test_arrow_streams_take_nan_policy() -> None:
     )
     with pytest.raises(ValueError, match="'nan_policy' must be 'propagate' with 'groups'"):
         crossent.binary_cross_entropy(chunked, y, groups=np.zeros(n, int), nan_policy="omit")
+
+
+def test_arrow_float_nulls_follow_nan_policy() -> None:
+    pa = pytest.importorskip("pyarrow")
+    p = pa.array([0.5, None, 0.25, 0.9])
+    y = np.array([1.0, 1.0, 0.0, 1.0])
+    kept = np.array([0.5, 0.25, 0.9]), np.array([1.0, 0.0, 1.0])
+    got = crossent.binary_cross_entropy(p, y, nan_policy="omit")
+    assert got == crossent.binary_cross_entropy(*kept)
+    assert np.isnan(crossent.binary_cross_entropy(p, y))
+    with pytest.raises(crossent.DomainError) as info:
+        crossent.binary_cross_entropy(p, y, nan_policy="raise")
+    assert (info.value.argument, info.value.index) == ("input", (1,))
+    q = pa.chunked_array([[0.2, None], [0.3, 0.5]])
+    want = crossent.entropy(np.array([0.2, 0.3, 0.5]), axis=None)
+    assert crossent.entropy(q, axis=None, nan_policy="omit") == pytest.approx(want, rel=1e-14)
