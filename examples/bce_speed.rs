@@ -7,6 +7,7 @@ use std::time::Instant;
 use crossent::kernels::bce::{binary_cross_entropy_on, Inputs, Kind, Operands};
 use crossent::kernels::float::{Bool, Float, Target};
 use crossent::kernels::isa::{detected, Isa};
+use crossent::kernels::nan::NanPolicy;
 use crossent::kernels::reduce::Partial;
 use crossent::kernels::strided::{Dst, Layout, Src};
 
@@ -20,6 +21,7 @@ fn ops<T: Float, Y: Target>(x: &[T], y: &[Y]) -> Operands<T, Y> {
         },
         out: Dst::null(),
         sample_weight: None,
+        nan: NanPolicy::Propagate,
         layout: Layout::new(&[x.len()], [&[1], &[1], &[0], &[0], &[0], &[0]]),
     }
 }

@@ -35,6 +35,8 @@ mod _core {
     #[pymodule_export]
     use crate::bindings::logloss::{_log_loss, LogLossAccumulator};
     #[pymodule_export]
+    use crate::bindings::nan_policy::_nan_policy;
+    #[pymodule_export]
     use crate::bindings::reduction::_reduction;
     #[pymodule_export]
     use crate::bindings::softmax::softmax_cross_entropy;

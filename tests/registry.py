@@ -144,6 +144,17 @@ def _js_ref(a: Args) -> F64:
     return reference.jensen_shannon(a["p"], a["q"])
 
 
+# SciPy's spellings only: other strings (other cases too) are ValueError, other types TypeError.
+_NAN_POLICY_BAD: tuple[tuple[Any, type[Exception]], ...] = (
+    ("Omit", ValueError),
+    ("ignore", ValueError),
+    ("", ValueError),
+    (None, TypeError),
+    (1, TypeError),
+    (True, TypeError),
+    (b"omit", TypeError),
+)
+
 _DIST_PARAMS: dict[str, tuple[tuple[Any, type[Exception]], ...]] = {
     "axis": (
         (2, ValueError),
@@ -171,6 +182,7 @@ _DIST_PARAMS: dict[str, tuple[tuple[Any, type[Exception]], ...]] = {
         ("yes", TypeError),
         (np.array([True]), TypeError),
     ),
+    "nan_policy": _NAN_POLICY_BAD,
 }
 _DIST_SPECIAL = {
     # Normalising by a sum that is NaN or infinite makes the whole distribution NaN, as SciPy.
@@ -230,7 +242,7 @@ FUNCS: list[Func] = [
             "input": (1.5, -0.5, np.inf, -np.inf, 1 + 2.0**-23),
             "target": (1.5, -1e-30, np.inf, -np.inf),
         },
-        bad_params={"reduction": _REDUCTION_BAD},
+        bad_params={"reduction": _REDUCTION_BAD, "nan_policy": _NAN_POLICY_BAD},
         special={
             ("input", np.nan): "nan",
             ("input", np.inf): "ValueError",
@@ -255,7 +267,7 @@ FUNCS: list[Func] = [
         bad_dtypes={"input": ("int16", "int64", "bool", *FLOAT8), "target": _BCE_TARGET_BAD},
         # Float targets may be any real number, as in PyTorch (integer labels must be 0/1).
         domain={},
-        bad_params={"reduction": _REDUCTION_BAD},
+        bad_params={"reduction": _REDUCTION_BAD, "nan_policy": _NAN_POLICY_BAD},
         special={
             # As PyTorch: +inf gives inf for a target below 1; -inf gives NaN, since the
             # formula's (1 - y) x and log_sigmoid(x) terms are both infinite.
@@ -341,6 +353,7 @@ _SOFTMAX_PARAMS: dict[str, tuple[tuple[Any, type[Exception]], ...]] = {
     "reduction": _REDUCTION_BAD,
     # True needs reduction="none" (the registry calls with the default "mean").
     "keepdims": ((1, TypeError), (None, TypeError), ("yes", TypeError), (True, ValueError)),
+    "nan_policy": _NAN_POLICY_BAD,
 }
 _SOFTMAX_LOGITS_SPECIAL = {
     ("logits", np.nan): "nan",
@@ -600,6 +613,18 @@ _GROUP_CALLS: list[BadCall] = [
 ]
 
 
+_DIVERGENCE_ACCUMULATORS = (
+    crossent.EntropyAccumulator,
+    crossent.CrossEntropyAccumulator,
+    crossent.KLDivergenceAccumulator,
+    crossent.JensenShannonAccumulator,
+)
+_LOSS_ACCUMULATORS = (
+    crossent.BinaryCrossEntropyAccumulator,
+    crossent.BinaryCrossEntropyWithLogitsAccumulator,
+    crossent.SoftmaxCrossEntropyAccumulator,
+)
+
 _SX = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 1.0, 1.0], [0.0, -1.0, 0.5]])
 _SL = np.array([0, 2, 1, 1])
 
@@ -703,6 +728,55 @@ def _sample_weight_calls() -> list[BadCall]:
 BAD_CALLS: list[BadCall] = [
     *_GROUP_CALLS,
     *_sample_weight_calls(),
+    *(
+        BadCall(
+            f"{cls.__name__}-nan_policy-{value!r}",
+            cls,
+            (),
+            {"nan_policy": value, "normalize": False},
+            exc,
+            "nan_policy",
+        )
+        for cls in _DIVERGENCE_ACCUMULATORS
+        for value, exc in _NAN_POLICY_BAD
+    ),
+    *(
+        BadCall(
+            f"{cls.__name__}-nan_policy-{value!r}",
+            cls,
+            (),
+            {"nan_policy": value},
+            exc,
+            "nan_policy",
+        )
+        for cls in _LOSS_ACCUMULATORS
+        for value, exc in _NAN_POLICY_BAD
+    ),
+    # The per-group reductions take no NaN policy: refused, naming it.
+    BadCall(
+        "binary_cross_entropy-groups-nan_policy",
+        crossent.binary_cross_entropy,
+        (_GP, _GY),
+        {"groups": _GC, "nan_policy": "omit"},
+        ValueError,
+        "nan_policy",
+    ),
+    BadCall(
+        "softmax_cross_entropy-groups-nan_policy",
+        crossent.softmax_cross_entropy,
+        (_SX, _SL),
+        {"groups": [0, 1, 0, 1], "nan_policy": "raise"},
+        ValueError,
+        "nan_policy",
+    ),
+    BadCall(
+        "BinaryCrossEntropyAccumulator-n_groups-nan_policy",
+        crossent.BinaryCrossEntropyAccumulator,
+        (),
+        {"n_groups": 3, "nan_policy": "omit"},
+        ValueError,
+        "nan_policy",
+    ),
     _log_loss_call("normalize-str", TypeError, "normalize", _Y, _P, normalize="yes"),
     _log_loss_call("normalize-none", TypeError, "normalize", _Y, _P, normalize=None),
     _log_loss_call("weight-scalar", TypeError, "sample_weight", _Y, _P, sample_weight=2.0),

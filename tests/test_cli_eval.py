@@ -964,7 +964,7 @@ def test_csv_reads_the_same_with_and_without_pyarrow(
         return
     assert rc == 0, err
     cols = _parse_csv(text)
-    kw = {"weight": cols[columns["weight"]]} if "weight" in columns else {}
+    kw: dict[str, Any] = {"weight": cols[columns["weight"]]} if "weight" in columns else {}
     want = crossent.binary_cross_entropy(
         cols[columns["input"]], cols[columns["target"]], reduction=reduction, **kw
     )

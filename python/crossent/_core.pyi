@@ -19,6 +19,7 @@ __all__ = [
     "_isa",
     "_log_loss",
     "_log_loss_groups",
+    "_nan_policy",
     "_reduction",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
@@ -80,6 +81,7 @@ class _ArrowStream(Protocol):
 # What every array argument takes: what NumPy converts, and Arrow columns.
 _ArrayLike = npt.ArrayLike | _ArrowArray | _ArrowStream
 _Reduction = Literal["mean", "sum", "none"]
+_NanPolicy = Literal["propagate", "omit", "raise"]
 _FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 
 @overload
@@ -93,6 +95,7 @@ def binary_cross_entropy(
     out: None = None,
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
+    nan_policy: Literal["propagate"] = "propagate",
 ) -> npt.NDArray[np.float64]:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -124,6 +127,13 @@ def binary_cross_entropy(
         ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN in any operand (``input``, a float ``target``, ``weight``,
+        ``pos_weight``, ``sample_weight``) does: ``"propagate"`` lets it into the result;
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
+        mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
+        a NaN and its first position. Checked in the same single pass.
 
     Returns
     -------
@@ -133,7 +143,7 @@ def binary_cross_entropy(
 
     Raises ``ValueError`` for a probability or target outside [0, 1] (naming the first
     position), mismatched shapes or an unknown reduction; ``TypeError`` for unsupported dtypes.
-    NaN propagates into the result (torch raises instead).
+    NaN propagates into the result unless ``nan_policy`` says otherwise (torch raises).
 
     Examples
     --------
@@ -152,6 +162,12 @@ def binary_cross_entropy(
     >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
     ...                 np.average(losses, weights=sw)))
     True
+
+    ``nan_policy="omit"`` leaves out the elements holding a NaN, from the count too:
+
+    >>> q = np.array([0.9, np.nan, 0.6], dtype=np.float32)
+    >>> round(crossent.binary_cross_entropy(q, y, nan_policy="omit"), 6)
+    0.308093
     """
 
 @overload
@@ -165,6 +181,7 @@ def binary_cross_entropy(
     out: None = None,
     groups: None = None,
     n_groups: None = None,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -196,6 +213,13 @@ def binary_cross_entropy(
         ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN in any operand (``input``, a float ``target``, ``weight``,
+        ``pos_weight``, ``sample_weight``) does: ``"propagate"`` lets it into the result;
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
+        mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
+        a NaN and its first position. Checked in the same single pass.
 
     Returns
     -------
@@ -205,7 +229,7 @@ def binary_cross_entropy(
 
     Raises ``ValueError`` for a probability or target outside [0, 1] (naming the first
     position), mismatched shapes or an unknown reduction; ``TypeError`` for unsupported dtypes.
-    NaN propagates into the result (torch raises instead).
+    NaN propagates into the result unless ``nan_policy`` says otherwise (torch raises).
 
     Examples
     --------
@@ -224,6 +248,12 @@ def binary_cross_entropy(
     >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
     ...                 np.average(losses, weights=sw)))
     True
+
+    ``nan_policy="omit"`` leaves out the elements holding a NaN, from the count too:
+
+    >>> q = np.array([0.9, np.nan, 0.6], dtype=np.float32)
+    >>> round(crossent.binary_cross_entropy(q, y, nan_policy="omit"), 6)
+    0.308093
     """
 
 @overload
@@ -237,6 +267,7 @@ def binary_cross_entropy(
     out: _FloatArray | None = None,
     groups: None = None,
     n_groups: None = None,
+    nan_policy: _NanPolicy = "propagate",
 ) -> _FloatArray:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -268,6 +299,13 @@ def binary_cross_entropy(
         ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN in any operand (``input``, a float ``target``, ``weight``,
+        ``pos_weight``, ``sample_weight``) does: ``"propagate"`` lets it into the result;
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
+        mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
+        a NaN and its first position. Checked in the same single pass.
 
     Returns
     -------
@@ -277,7 +315,7 @@ def binary_cross_entropy(
 
     Raises ``ValueError`` for a probability or target outside [0, 1] (naming the first
     position), mismatched shapes or an unknown reduction; ``TypeError`` for unsupported dtypes.
-    NaN propagates into the result (torch raises instead).
+    NaN propagates into the result unless ``nan_policy`` says otherwise (torch raises).
 
     Examples
     --------
@@ -296,6 +334,12 @@ def binary_cross_entropy(
     >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
     ...                 np.average(losses, weights=sw)))
     True
+
+    ``nan_policy="omit"`` leaves out the elements holding a NaN, from the count too:
+
+    >>> q = np.array([0.9, np.nan, 0.6], dtype=np.float32)
+    >>> round(crossent.binary_cross_entropy(q, y, nan_policy="omit"), 6)
+    0.308093
     """
 
 @overload
@@ -309,6 +353,7 @@ def binary_cross_entropy(
     out: _FloatArray | None = None,
     groups: _ArrayLike | None = None,
     n_groups: SupportsIndex | None = None,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -340,6 +385,13 @@ def binary_cross_entropy(
         ``"none"`` returns every element's loss.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN in any operand (``input``, a float ``target``, ``weight``,
+        ``pos_weight``, ``sample_weight``) does: ``"propagate"`` lets it into the result;
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
+        mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
+        a NaN and its first position. Checked in the same single pass.
 
     Returns
     -------
@@ -349,7 +401,7 @@ def binary_cross_entropy(
 
     Raises ``ValueError`` for a probability or target outside [0, 1] (naming the first
     position), mismatched shapes or an unknown reduction; ``TypeError`` for unsupported dtypes.
-    NaN propagates into the result (torch raises instead).
+    NaN propagates into the result unless ``nan_policy`` says otherwise (torch raises).
 
     Examples
     --------
@@ -368,6 +420,12 @@ def binary_cross_entropy(
     >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
     ...                 np.average(losses, weights=sw)))
     True
+
+    ``nan_policy="omit"`` leaves out the elements holding a NaN, from the count too:
+
+    >>> q = np.array([0.9, np.nan, 0.6], dtype=np.float32)
+    >>> round(crossent.binary_cross_entropy(q, y, nan_policy="omit"), 6)
+    0.308093
     """
 
 @overload
@@ -382,6 +440,7 @@ def binary_cross_entropy_with_logits(
     out: None = None,
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
+    nan_policy: Literal["propagate"] = "propagate",
 ) -> npt.NDArray[np.float64]:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -412,6 +471,10 @@ def binary_cross_entropy_with_logits(
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
+        of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
 
     Examples
     --------
@@ -439,6 +502,7 @@ def binary_cross_entropy_with_logits(
     out: None = None,
     groups: None = None,
     n_groups: None = None,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -469,6 +533,10 @@ def binary_cross_entropy_with_logits(
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
+        of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
 
     Examples
     --------
@@ -496,6 +564,7 @@ def binary_cross_entropy_with_logits(
     out: _FloatArray | None = None,
     groups: None = None,
     n_groups: None = None,
+    nan_policy: _NanPolicy = "propagate",
 ) -> _FloatArray:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -526,6 +595,10 @@ def binary_cross_entropy_with_logits(
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
+        of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
 
     Examples
     --------
@@ -553,6 +626,7 @@ def binary_cross_entropy_with_logits(
     out: _FloatArray | None = None,
     groups: _ArrayLike | None = None,
     n_groups: SupportsIndex | None = None,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -583,6 +657,10 @@ def binary_cross_entropy_with_logits(
         As in :func:`binary_cross_entropy`.
     out : numpy.ndarray, optional
         With ``reduction="none"``: the array to write into.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
+        ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
+        of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
 
     Examples
     --------
@@ -606,6 +684,7 @@ def entropy(
     normalize: bool = True,
     out: _FloatArray | None = None,
     keepdims: bool = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Entropy of distributions along an axis, as :func:`scipy.stats.entropy` computes it.
 
@@ -633,6 +712,12 @@ def entropy(
         ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
         NumPy's reductions and :func:`scipy.stats.entropy` do: the result is then always an
         array, which broadcasts against ``p``.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN in ``p`` does, as in :func:`scipy.stats.entropy`: ``'propagate'``
+        makes its distribution's result NaN; ``'omit'`` leaves it out of its
+        distribution, sum included (a distribution left with no value gives 0.0, as
+        SciPy); ``'raise'`` raises :class:`crossent.DomainError` naming the first
+        position of a NaN (in C order). The check is fused into the single pass.
 
     Returns
     -------
@@ -645,7 +730,8 @@ def entropy(
     Notes
     -----
     A row of zeros gives NaN (0/0, as SciPy); an empty row gives 0.0; NaN propagates to its
-    row. A negative value raises ``ValueError`` naming its position (SciPy returns -inf).
+    row unless ``nan_policy`` says otherwise. A negative value raises ``ValueError`` naming
+    its position (SciPy returns -inf), whatever ``nan_policy`` is.
 
     Examples
     --------
@@ -657,6 +743,8 @@ def entropy(
     >>> crossent.entropy(np.array([[1.0, 1.0], [3.0, 0.0]]), keepdims=True).round(6)
     array([[0.693147],
            [0.      ]])
+    >>> crossent.entropy(np.array([[0.5, np.nan, 0.5], [np.nan] * 3]), nan_policy="omit").round(6)
+    array([0.693147, 0.      ])
     """
 
 def cross_entropy(
@@ -668,6 +756,7 @@ def cross_entropy(
     normalize: bool = True,
     out: _FloatArray | None = None,
     keepdims: bool = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Cross-entropy of distribution ``q`` relative to ``p``, along an axis.
 
@@ -695,6 +784,12 @@ def cross_entropy(
     keepdims : bool, default False
         ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
         :func:`entropy`.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in :func:`scipy.stats.entropy`: ``'propagate'`` makes its
+        distribution's result NaN; ``'omit'`` leaves out each pair where ``p`` or
+        ``q`` is NaN from both distributions, sums included (a distribution left with
+        no pair gives 0.0); ``'raise'`` raises :class:`crossent.DomainError` naming
+        the argument (``p`` before ``q``) and the first position of a NaN in it.
 
     Returns
     -------
@@ -717,6 +812,7 @@ def kl_divergence(
     normalize: bool = True,
     out: _FloatArray | None = None,
     keepdims: bool = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Kullback-Leibler divergence ``D(p || q)`` along an axis, as ``scipy.stats.entropy(p, q)``.
 
@@ -741,6 +837,12 @@ def kl_divergence(
     keepdims : bool, default False
         ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
         :func:`entropy`.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in :func:`scipy.stats.entropy`: ``'propagate'`` makes its
+        distribution's result NaN; ``'omit'`` leaves out each pair where ``p`` or
+        ``q`` is NaN from both distributions, sums included (a distribution left with
+        no pair gives 0.0); ``'raise'`` raises :class:`crossent.DomainError` naming
+        the argument (``p`` before ``q``) and the first position of a NaN in it.
 
     Returns
     -------
@@ -752,6 +854,8 @@ def kl_divergence(
     >>> import numpy as np, crossent
     >>> round(crossent.kl_divergence([0.5, 0.5], [0.9, 0.1]), 6)
     0.510826
+    >>> round(crossent.kl_divergence([0.5, 0.5, 0.2], [0.25, np.nan, 0.25], nan_policy="omit"), 6)
+    0.094878
     >>> p = np.array([[0.2, 0.8], [0.5, 0.5]])
     >>> crossent.kl_divergence(p, p[::-1]).round(6)
     array([0.192745, 0.223144])
@@ -768,6 +872,7 @@ def jensen_shannon(
     normalize: bool = True,
     out: _FloatArray | None = None,
     keepdims: bool = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Jensen-Shannon divergence along an axis: the square of
     :func:`scipy.spatial.distance.jensenshannon`.
@@ -776,6 +881,8 @@ def jensen_shannon(
     ``JS = (D(a || m) + D(b || m)) / 2``, divided by ``log(base)`` when given. Symmetric, and
     between 0 and ``log(2)`` (1 in base 2). Normalising needs both sums inside the logarithm,
     so each row is read twice: once for the sums, once for the logs.
+    :func:`scipy.spatial.distance.jensenshannon` has no ``nan_policy``; here ``'omit'``
+    leaves out the pairs where ``p`` or ``q`` is NaN, as the other divergences do.
 
     Parameters
     ----------
@@ -793,6 +900,12 @@ def jensen_shannon(
     keepdims : bool, default False
         ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
         :func:`entropy`.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in :func:`scipy.stats.entropy`: ``'propagate'`` makes its
+        distribution's result NaN; ``'omit'`` leaves out each pair where ``p`` or
+        ``q`` is NaN from both distributions, sums included (a distribution left with
+        no pair gives 0.0); ``'raise'`` raises :class:`crossent.DomainError` naming
+        the argument (``p`` before ``q``) and the first position of a NaN in it.
 
     Returns
     -------
@@ -823,6 +936,7 @@ def softmax_cross_entropy(
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
     keepdims: Literal[False] = False,
+    nan_policy: Literal["propagate"] = "propagate",
 ) -> npt.NDArray[np.float64]:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -872,6 +986,15 @@ def softmax_cross_entropy(
         With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
         losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
         ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN does: ``"propagate"`` makes its row's loss NaN (and so the mean);
+        ``"omit"`` leaves out each row whose logits, target probabilities or sample weight
+        hold a NaN, as an ``ignore_index`` row is left out: from the sum and from the mean's
+        denominator (``sum(weight[y])``, the row count or ``sum(sample_weight)``), its loss
+        being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
+        NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
+        Checked in the same single pass.
 
     Returns
     -------
@@ -910,6 +1033,12 @@ def softmax_cross_entropy(
     >>> sw = np.array([1.0, 1.0])
     >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
     0.339859
+
+    ``nan_policy="omit"`` leaves out a row holding a NaN, as an ignored row:
+
+    >>> bad = np.array([[2.0, 0.5, -1.0], [0.1, np.nan, 3.0]])
+    >>> round(crossent.softmax_cross_entropy(bad, labels, nan_policy="omit"), 6)
+    0.241311
     """
 
 @overload
@@ -927,6 +1056,7 @@ def softmax_cross_entropy(
     groups: None = None,
     n_groups: None = None,
     keepdims: Literal[False] = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -976,6 +1106,15 @@ def softmax_cross_entropy(
         With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
         losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
         ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN does: ``"propagate"`` makes its row's loss NaN (and so the mean);
+        ``"omit"`` leaves out each row whose logits, target probabilities or sample weight
+        hold a NaN, as an ``ignore_index`` row is left out: from the sum and from the mean's
+        denominator (``sum(weight[y])``, the row count or ``sum(sample_weight)``), its loss
+        being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
+        NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
+        Checked in the same single pass.
 
     Returns
     -------
@@ -1014,6 +1153,12 @@ def softmax_cross_entropy(
     >>> sw = np.array([1.0, 1.0])
     >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
     0.339859
+
+    ``nan_policy="omit"`` leaves out a row holding a NaN, as an ignored row:
+
+    >>> bad = np.array([[2.0, 0.5, -1.0], [0.1, np.nan, 3.0]])
+    >>> round(crossent.softmax_cross_entropy(bad, labels, nan_policy="omit"), 6)
+    0.241311
     """
 
 @overload
@@ -1031,6 +1176,7 @@ def softmax_cross_entropy(
     groups: None = None,
     n_groups: None = None,
     keepdims: bool = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> _FloatArray:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -1080,6 +1226,15 @@ def softmax_cross_entropy(
         With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
         losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
         ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN does: ``"propagate"`` makes its row's loss NaN (and so the mean);
+        ``"omit"`` leaves out each row whose logits, target probabilities or sample weight
+        hold a NaN, as an ``ignore_index`` row is left out: from the sum and from the mean's
+        denominator (``sum(weight[y])``, the row count or ``sum(sample_weight)``), its loss
+        being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
+        NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
+        Checked in the same single pass.
 
     Returns
     -------
@@ -1118,6 +1273,12 @@ def softmax_cross_entropy(
     >>> sw = np.array([1.0, 1.0])
     >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
     0.339859
+
+    ``nan_policy="omit"`` leaves out a row holding a NaN, as an ignored row:
+
+    >>> bad = np.array([[2.0, 0.5, -1.0], [0.1, np.nan, 3.0]])
+    >>> round(crossent.softmax_cross_entropy(bad, labels, nan_policy="omit"), 6)
+    0.241311
     """
 
 @overload
@@ -1135,6 +1296,7 @@ def softmax_cross_entropy(
     groups: _ArrayLike | None = None,
     n_groups: SupportsIndex | None = None,
     keepdims: bool = False,
+    nan_policy: _NanPolicy = "propagate",
 ) -> float | _FloatArray:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -1184,6 +1346,15 @@ def softmax_cross_entropy(
         With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
         losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
         ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What a NaN does: ``"propagate"`` makes its row's loss NaN (and so the mean);
+        ``"omit"`` leaves out each row whose logits, target probabilities or sample weight
+        hold a NaN, as an ``ignore_index`` row is left out: from the sum and from the mean's
+        denominator (``sum(weight[y])``, the row count or ``sum(sample_weight)``), its loss
+        being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
+        ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
+        NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
+        Checked in the same single pass.
 
     Returns
     -------
@@ -1222,6 +1393,12 @@ def softmax_cross_entropy(
     >>> sw = np.array([1.0, 1.0])
     >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
     0.339859
+
+    ``nan_policy="omit"`` leaves out a row holding a NaN, as an ignored row:
+
+    >>> bad = np.array([[2.0, 0.5, -1.0], [0.1, np.nan, 3.0]])
+    >>> round(crossent.softmax_cross_entropy(bad, labels, nan_policy="omit"), 6)
+    0.241311
     """
 
 def set_num_threads(n: int) -> None:
@@ -1267,6 +1444,10 @@ class BinaryCrossEntropyAccumulator:
     ----------
     reduction : {"mean", "sum"}
         What ``result()`` returns: the mean over all elements seen, or the sum.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What ``update`` does with a NaN operand, as the function does: ``"omit"`` leaves the
+        element out of the sum, of ``count`` and of the sample weights' sum; ``"raise"``
+        raises :class:`crossent.DomainError` and leaves the accumulator unchanged.
 
     Examples
     --------
@@ -1284,7 +1465,11 @@ class BinaryCrossEntropyAccumulator:
     True
     """
     def __new__(
-        cls, *, reduction: Literal["mean", "sum"] = "mean", n_groups: SupportsIndex | None = None
+        cls,
+        *,
+        reduction: Literal["mean", "sum"] = "mean",
+        n_groups: SupportsIndex | None = None,
+        nan_policy: _NanPolicy = "propagate",
     ) -> Self: ...
     def update(
         self,
@@ -1334,6 +1519,9 @@ class BinaryCrossEntropyAccumulator:
     @property
     def n_groups(self) -> int | None:
         """The fixed number of groups, or ``None`` (the state grows with the codes seen)."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(
         self, state: tuple[float, float, int, float, float] | tuple[object, object]
@@ -1357,6 +1545,8 @@ class BinaryCrossEntropyWithLogitsAccumulator:
         What ``result()`` returns.
     pos_weight : array_like, optional
         Broadcast to each batch's shape (kept as a read-only float64 copy).
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        As for :class:`BinaryCrossEntropyAccumulator`.
 
     Examples
     --------
@@ -1377,6 +1567,7 @@ class BinaryCrossEntropyWithLogitsAccumulator:
         reduction: Literal["mean", "sum"] = "mean",
         pos_weight: _ArrayLike | None = None,
         n_groups: SupportsIndex | None = None,
+        nan_policy: _NanPolicy = "propagate",
     ) -> Self: ...
     def update(
         self,
@@ -1428,6 +1619,9 @@ class BinaryCrossEntropyWithLogitsAccumulator:
     @property
     def n_groups(self) -> int | None:
         """The fixed number of groups, or ``None`` (the state grows with the codes seen)."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(
         self, state: tuple[float, float, int, float, float] | tuple[object, object]
@@ -1468,6 +1662,10 @@ class SoftmaxCrossEntropyAccumulator:
         In [0, 1].
     reduction : {"mean", "sum"}
         What ``result()`` returns.
+    nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+        What ``update`` does with a row holding a NaN, as the function does: ``"omit"``
+        leaves it out as an ignored row (of ``count`` and ``weight_sum`` too); ``"raise"``
+        raises :class:`crossent.DomainError` and leaves the accumulator unchanged.
 
     Examples
     --------
@@ -1493,6 +1691,7 @@ class SoftmaxCrossEntropyAccumulator:
         label_smoothing: float = 0.0,
         reduction: Literal["mean", "sum"] = "mean",
         n_groups: SupportsIndex | None = None,
+        nan_policy: _NanPolicy = "propagate",
     ) -> Self: ...
     def update(
         self,
@@ -1563,6 +1762,9 @@ class SoftmaxCrossEntropyAccumulator:
     @property
     def n_groups(self) -> int | None:
         """The fixed number of groups, or ``None`` (the state grows with the codes seen)."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(
         self, state: tuple[float, float, int, float, float] | tuple[object, object]
@@ -1592,6 +1794,10 @@ class EntropyAccumulator:
         Logarithm base (natural logarithm by default).
     normalize : bool, default True
         ``False`` uses the values as given: ``-sum(p * log(p))``.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+        (from the sums and from ``count``), ``'raise'`` raises
+        :class:`crossent.DomainError` and leaves the accumulator unchanged.
 
     Examples
     --------
@@ -1605,11 +1811,19 @@ class EntropyAccumulator:
     >>> round(acc.result(), 6)
     2.108459
     """
-    def __new__(cls, *, base: float | None = None, normalize: bool = True) -> Self: ...
+    def __new__(
+        cls,
+        *,
+        base: float | None = None,
+        normalize: bool = True,
+        nan_policy: _NanPolicy = "propagate",
+    ) -> Self: ...
     def update(self, p: _ArrayLike) -> None:
         """Adds one batch of the distribution (non-negative values, any shape and layout;
-        ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
-        leaves the accumulator unchanged.
+        ``q`` broadcast against ``p``). A negative value (with
+        ``nan_policy='raise'``, a NaN too) raises ``ValueError`` and leaves the
+        accumulator unchanged; with ``nan_policy='omit'`` the pairs holding a NaN are
+        left out (and not counted).
         """
     def merge(self, other: EntropyAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1640,6 +1854,9 @@ class EntropyAccumulator:
     @property
     def normalize(self) -> bool:
         """Whether the distributions are normalised by their totals."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
 
@@ -1665,6 +1882,10 @@ class CrossEntropyAccumulator:
         Logarithm base (natural logarithm by default).
     normalize : bool, default True
         ``False`` uses the values as given: ``-sum(p * log(q))``.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+        (from the sums and from ``count``), ``'raise'`` raises
+        :class:`crossent.DomainError` and leaves the accumulator unchanged.
 
     Examples
     --------
@@ -1679,11 +1900,19 @@ class CrossEntropyAccumulator:
     >>> round(acc.result(), 6)
     1.736289
     """
-    def __new__(cls, *, base: float | None = None, normalize: bool = True) -> Self: ...
+    def __new__(
+        cls,
+        *,
+        base: float | None = None,
+        normalize: bool = True,
+        nan_policy: _NanPolicy = "propagate",
+    ) -> Self: ...
     def update(self, p: _ArrayLike, q: _ArrayLike) -> None:
         """Adds one batch of the distribution (non-negative values, any shape and layout;
-        ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
-        leaves the accumulator unchanged.
+        ``q`` broadcast against ``p``). A negative value (with
+        ``nan_policy='raise'``, a NaN too) raises ``ValueError`` and leaves the
+        accumulator unchanged; with ``nan_policy='omit'`` the pairs holding a NaN are
+        left out (and not counted).
         """
     def merge(self, other: CrossEntropyAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1714,6 +1943,9 @@ class CrossEntropyAccumulator:
     @property
     def normalize(self) -> bool:
         """Whether the distributions are normalised by their totals."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
 
@@ -1739,6 +1971,10 @@ class KLDivergenceAccumulator:
         Logarithm base (natural logarithm by default).
     normalize : bool, default True
         ``False`` uses the values as given: ``sum(rel_entr(p, q))``.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+        (from the sums and from ``count``), ``'raise'`` raises
+        :class:`crossent.DomainError` and leaves the accumulator unchanged.
 
     Examples
     --------
@@ -1753,11 +1989,19 @@ class KLDivergenceAccumulator:
     >>> round(acc.result(), 6)
     0.456435
     """
-    def __new__(cls, *, base: float | None = None, normalize: bool = True) -> Self: ...
+    def __new__(
+        cls,
+        *,
+        base: float | None = None,
+        normalize: bool = True,
+        nan_policy: _NanPolicy = "propagate",
+    ) -> Self: ...
     def update(self, p: _ArrayLike, q: _ArrayLike) -> None:
         """Adds one batch of the distribution (non-negative values, any shape and layout;
-        ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
-        leaves the accumulator unchanged.
+        ``q`` broadcast against ``p``). A negative value (with
+        ``nan_policy='raise'``, a NaN too) raises ``ValueError`` and leaves the
+        accumulator unchanged; with ``nan_policy='omit'`` the pairs holding a NaN are
+        left out (and not counted).
         """
     def merge(self, other: KLDivergenceAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1788,6 +2032,9 @@ class KLDivergenceAccumulator:
     @property
     def normalize(self) -> bool:
         """Whether the distributions are normalised by their totals."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
 
@@ -1819,6 +2066,10 @@ class JensenShannonAccumulator:
         Logarithm base (natural logarithm by default).
     normalize : bool
         Must be ``False``.
+    nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+        What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+        (from the sums and from ``count``), ``'raise'`` raises
+        :class:`crossent.DomainError` and leaves the accumulator unchanged.
 
     Examples
     --------
@@ -1835,11 +2086,19 @@ class JensenShannonAccumulator:
     """
     # normalize=True (the default, as for jensen_shannon) raises ValueError: only the
     # unnormalised divergence can be accumulated.
-    def __new__(cls, *, base: float | None = None, normalize: bool = True) -> Self: ...
+    def __new__(
+        cls,
+        *,
+        base: float | None = None,
+        normalize: bool = True,
+        nan_policy: _NanPolicy = "propagate",
+    ) -> Self: ...
     def update(self, p: _ArrayLike, q: _ArrayLike) -> None:
         """Adds one batch of the distribution (non-negative values, any shape and layout;
-        ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
-        leaves the accumulator unchanged.
+        ``q`` broadcast against ``p``). A negative value (with
+        ``nan_policy='raise'``, a NaN too) raises ``ValueError`` and leaves the
+        accumulator unchanged; with ``nan_policy='omit'`` the pairs holding a NaN are
+        left out (and not counted).
         """
     def merge(self, other: JensenShannonAccumulator) -> None:
         """Adds the state of ``other`` (an accumulator of the same class, e.g. one that
@@ -1870,6 +2129,9 @@ class JensenShannonAccumulator:
     @property
     def normalize(self) -> bool:
         """Whether the distributions are normalised by their totals."""
+    @property
+    def nan_policy(self) -> _NanPolicy:
+        """What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``."""
     def __reduce__(self) -> tuple[object, ...]: ...
     def __setstate__(self, state: tuple[float, float, int, float, float]) -> None: ...
 
@@ -1935,6 +2197,7 @@ def binary_cross_entropy_with_logits_grad(
 
 def _isa() -> str: ...
 def _reduction(reduction: object) -> Literal["mean", "sum", "none"]: ...
+def _nan_policy(nan_policy: object) -> _NanPolicy: ...
 def softmax_cross_entropy_grad(
     logits: _ArrayLike,
     target: _ArrayLike,

@@ -43,7 +43,7 @@ except ImportError as e:  # pragma: no cover - exercised only without dask
     ) from e
 
 import crossent
-from crossent._core import _reduction
+from crossent._core import _nan_policy, _reduction
 
 __all__ = [
     "binary_cross_entropy",
@@ -189,6 +189,16 @@ def _groups(
     return _dask(groups, "groups"), {"n_groups": n_groups}
 
 
+def _no_groups(nan_policy: str, groups: Any) -> None:
+    """Refuses ``nan_policy`` other than "propagate" with ``groups``, as the in-memory
+    functions do (their per-group reductions take none)."""
+    if groups is not None and nan_policy != "propagate":
+        raise ValueError(
+            f"'nan_policy' must be 'propagate' with 'groups', got '{nan_policy}': the "
+            "per-group reductions do not omit or check NaN (drop the NaN elements first)"
+        )
+
+
 def _dask(a: Any, name: str) -> da.Array:
     """``a`` as a Dask array (Python scalars and array-likes are wrapped); refuses chunks of
     unknown size, on which shapes cannot be checked nor positions reported."""
@@ -290,9 +300,14 @@ def _bce(
     groups: Any = None,
     n_groups: int | None = None,
     sample_weight: Any = None,
+    nan_policy: str = "propagate",
 ) -> da.Array:
     _reduction(reduction)  # checked as the in-memory functions check it
+    nan_policy = _nan_policy(nan_policy)
     g, grouped = _groups(groups, n_groups, reduction)
+    _no_groups(nan_policy, g)
+    if nan_policy != "propagate":
+        fixed = {**fixed, "nan_policy": nan_policy}
     scalar = np.ndim(input) == 0 if not isinstance(input, da.Array) else input.ndim == 0
     x, y, w = _operands(input, target, weight)
     # The per-element operands besides input and target, by keyword, in block order.
@@ -360,6 +375,7 @@ def binary_cross_entropy(
     reduction: str = "mean",
     groups: Any = None,
     n_groups: int | None = None,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.binary_cross_entropy` on Dask arrays (lazy).
 
@@ -382,6 +398,11 @@ def binary_cross_entropy(
     >>> bool(np.isclose(mean, crossent.binary_cross_entropy(np.asarray(p), np.asarray(y),
     ...                                                      sample_weight=np.asarray(sw))))
     True
+
+    ``nan_policy`` as in :func:`crossent.binary_cross_entropy`: ``"omit"`` leaves each element
+    with a NaN operand out of the whole array's sum and count (the mean is that of the
+    elements kept, whichever chunks hold the NaN); ``"raise"`` names the position in the
+    whole array.
     """
     return _bce(
         crossent.BinaryCrossEntropyAccumulator,
@@ -394,6 +415,7 @@ def binary_cross_entropy(
         groups,
         n_groups,
         sample_weight,
+        nan_policy,
     )
 
 
@@ -407,6 +429,7 @@ def binary_cross_entropy_with_logits(
     reduction: str = "mean",
     groups: Any = None,
     n_groups: int | None = None,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.binary_cross_entropy_with_logits` on Dask arrays (lazy).
 
@@ -444,6 +467,7 @@ def binary_cross_entropy_with_logits(
         groups,
         n_groups,
         sample_weight,
+        nan_policy,
     )
 
 
@@ -476,6 +500,7 @@ def softmax_cross_entropy(
     groups: Any = None,
     n_groups: int | None = None,
     keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.softmax_cross_entropy` on Dask arrays (lazy).
 
@@ -496,8 +521,13 @@ def softmax_cross_entropy(
 
     >>> crossent.dask.softmax_cross_entropy(logits, labels, reduction="none", keepdims=True).shape
     (2, 1)
+
+    ``nan_policy`` as in :func:`crossent.softmax_cross_entropy`: with ``"omit"`` a row
+    holding a NaN is left out of the sum and of the mean's denominator, as an ignored row.
     """
     _reduction(reduction)  # checked as the in-memory functions check it
+    nan_policy = _nan_policy(nan_policy)
+    _no_groups(nan_policy, groups)
     if _keepdims(keepdims) and (reduction != "none" or groups is not None):
         raise ValueError(
             "'keepdims' is only used with reduction='none' and no 'groups' (a mean or sum is "
@@ -517,6 +547,8 @@ def softmax_cross_entropy(
         "ignore_index": ignore_index,
         "label_smoothing": label_smoothing,
     }
+    if nan_policy != "propagate":
+        kw["nan_policy"] = nan_policy
     soft = np.dtype(t.dtype).kind == "f"
     rows_shape = x.shape[:ax] + x.shape[ax + 1 :]
     if soft:
@@ -745,9 +777,11 @@ def _divergence(
     base: float | None,
     normalize: bool,
     keepdims: bool = False,
+    nan_policy: str = "propagate",
 ) -> da.Array:
     fn = getattr(crossent, name)
     keepdims = _keepdims(keepdims)
+    nan_policy = _nan_policy(nan_policy)  # checked as the in-memory functions check it
     a = _dask(p, "p")
     b = None if q is None else _dask(q, "q")
     if b is not None:
@@ -773,7 +807,14 @@ def _divergence(
         def per_row(*blocks: np.ndarray, block_info: Any = None) -> np.ndarray:
             try:
                 return np.asarray(
-                    fn(*blocks, axis=ax, base=base, normalize=normalize, keepdims=keepdims)
+                    fn(
+                        *blocks,
+                        axis=ax,
+                        base=base,
+                        normalize=normalize,
+                        keepdims=keepdims,
+                        nan_policy=nan_policy,
+                    )
                 )
             except ValueError as e:
                 raise located(e, block_info) from None
@@ -792,11 +833,19 @@ def _divergence(
     raw: list[da.Array] = []
     if name == "jensen_shannon" and normalize:
         raw = ops
-        ops = [o / o.sum(dtype=np.float64) for o in ops]
+        if nan_policy == "omit":
+            # The pairs holding a NaN are left out of both totals (and, NaN in both, of the
+            # accumulated terms).
+            pair_nan = da.isnan(ops[0]) | da.isnan(ops[1])
+            ops = [da.where(pair_nan, np.nan, o) for o in ops]
+        # Under "omit" and "raise" the totals skip NaN, so that a NaN stays where it is (and
+        # "raise" names its own position) rather than making every normalised value NaN.
+        total = da.sum if nan_policy == "propagate" else da.nansum
+        ops = [o / total(o, dtype=np.float64) for o in ops]
         normalize = False
 
     def factory() -> Any:
-        return cls(base=base, normalize=normalize)
+        return cls(base=base, normalize=normalize, nan_policy=nan_policy)
 
     factory()  # invalid parameters raise now, not at compute time
 
@@ -855,6 +904,7 @@ def entropy(
     base: float | None = None,
     normalize: bool = True,
     keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.entropy` on Dask arrays (lazy): per distribution along ``axis``
     (rechunked whole), or over the whole array with ``axis=None`` (each chunk reduced by a
@@ -869,8 +919,15 @@ def entropy(
 
     >>> crossent.dask.entropy(p.reshape(2, 2), axis=0, keepdims=True).shape
     (1, 2)
+
+    ``nan_policy`` as in :func:`crossent.entropy`: ``"omit"`` leaves each NaN out of its
+    distribution, across chunks too:
+
+    >>> p = da.from_array(np.array([1.0, np.nan, 3.0, 4.0]), chunks=2)
+    >>> round(float(crossent.dask.entropy(p, axis=None, nan_policy="omit").compute()), 6)
+    0.974315
     """
-    return _divergence("entropy", p, None, axis, base, normalize, keepdims)
+    return _divergence("entropy", p, None, axis, base, normalize, keepdims, nan_policy)
 
 
 def cross_entropy(
@@ -881,6 +938,7 @@ def cross_entropy(
     base: float | None = None,
     normalize: bool = True,
     keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.cross_entropy` on Dask arrays (lazy); see :func:`entropy`.
 
@@ -890,7 +948,7 @@ def cross_entropy(
     >>> crossent.dask.cross_entropy(p, q).compute().round(6)
     array([0.836988, 0.693147])
     """
-    return _divergence("cross_entropy", p, q, axis, base, normalize, keepdims)
+    return _divergence("cross_entropy", p, q, axis, base, normalize, keepdims, nan_policy)
 
 
 def kl_divergence(
@@ -901,6 +959,7 @@ def kl_divergence(
     base: float | None = None,
     normalize: bool = True,
     keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.kl_divergence` on Dask arrays (lazy); see :func:`entropy`.
 
@@ -910,7 +969,7 @@ def kl_divergence(
     >>> round(float(crossent.dask.kl_divergence(p, q, axis=None).compute()), 6)
     0.456435
     """
-    return _divergence("kl_divergence", p, q, axis, base, normalize, keepdims)
+    return _divergence("kl_divergence", p, q, axis, base, normalize, keepdims, nan_policy)
 
 
 def jensen_shannon(
@@ -921,6 +980,7 @@ def jensen_shannon(
     base: float | None = None,
     normalize: bool = True,
     keepdims: bool = False,
+    nan_policy: Literal["propagate", "omit", "raise"] = "propagate",
 ) -> da.Array:
     """:func:`crossent.jensen_shannon` on Dask arrays (lazy). With ``axis=None`` and
     normalisation the totals are computed first (two passes over the data).
@@ -931,4 +991,4 @@ def jensen_shannon(
     >>> round(float(crossent.dask.jensen_shannon(p, q, axis=None).compute()), 6)
     0.10644
     """
-    return _divergence("jensen_shannon", p, q, axis, base, normalize, keepdims)
+    return _divergence("jensen_shannon", p, q, axis, base, normalize, keepdims, nan_policy)

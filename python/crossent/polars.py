@@ -29,11 +29,12 @@ operand raises ``ValueError`` naming the argument.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 import crossent
+from crossent._core import _nan_policy
 
 try:
     import polars as pl
@@ -44,6 +45,8 @@ except ImportError as e:  # pragma: no cover - exercised only without polars
     ) from e
 
 __all__ = ["CrossentExpr"]
+
+_NanPolicy = Literal["propagate", "omit", "raise"]
 
 
 def _expr(value: pl.Expr | str) -> pl.Expr:
@@ -58,8 +61,9 @@ def _array(series: pl.Series, arg: str) -> Any:
     if nulls:
         first = int(series.is_null().arg_true()[0])
         raise ValueError(
-            f"'{arg}' holds a null at position {first} of the batch: crossent has no "
-            "nan_policy yet, so drop or fill the nulls first (drop_nulls() / fill_null())"
+            f"'{arg}' holds a null at position {first} of the batch: crossent does not read "
+            "nulls (its nan_policy applies to NaN values), so drop or fill the nulls first "
+            "(drop_nulls() / fill_null(float('nan')))"
         )
     if series.n_chunks() > 1:
         return series
@@ -214,41 +218,68 @@ class CrossentExpr:
         return _reduce(per_row, reduction, _per_row([("target", target_expr)], denominator))
 
     def _divergence(
-        self, name: str, q: pl.Expr | str | None, base: float | None, normalize: bool
+        self,
+        name: str,
+        q: pl.Expr | str | None,
+        base: float | None,
+        normalize: bool,
+        nan_policy: str,
     ) -> pl.Expr:
         func = getattr(crossent, name)
+        nan_policy = _nan_policy(nan_policy)  # checked now, as the functions check it
 
         def compute(p: Any, q: Any = None) -> Any:
             args = (p,) if q is None else (p, q)
-            return func(*args, axis=-1, base=base, normalize=normalize)
+            return func(*args, axis=-1, base=base, normalize=normalize, nan_policy=nan_policy)
 
         return _per_row(
             [("p", self._expr), ("q", None if q is None else _expr(q))],
             compute,
         )
 
-    def entropy(self, *, base: float | None = None, normalize: bool = True) -> pl.Expr:
+    def entropy(
+        self,
+        *,
+        base: float | None = None,
+        normalize: bool = True,
+        nan_policy: _NanPolicy = "propagate",
+    ) -> pl.Expr:
         """:func:`crossent.entropy` of each row of this ``pl.Array`` column (one
         distribution per row): one value per row."""
-        return self._divergence("entropy", None, base, normalize)
+        return self._divergence("entropy", None, base, normalize, nan_policy)
 
     def cross_entropy(
-        self, q: pl.Expr | str, *, base: float | None = None, normalize: bool = True
+        self,
+        q: pl.Expr | str,
+        *,
+        base: float | None = None,
+        normalize: bool = True,
+        nan_policy: _NanPolicy = "propagate",
     ) -> pl.Expr:
         """:func:`crossent.cross_entropy` of each row of this ``pl.Array`` column against the
         same row of `q`: one value per row."""
-        return self._divergence("cross_entropy", q, base, normalize)
+        return self._divergence("cross_entropy", q, base, normalize, nan_policy)
 
     def kl_divergence(
-        self, q: pl.Expr | str, *, base: float | None = None, normalize: bool = True
+        self,
+        q: pl.Expr | str,
+        *,
+        base: float | None = None,
+        normalize: bool = True,
+        nan_policy: _NanPolicy = "propagate",
     ) -> pl.Expr:
         """:func:`crossent.kl_divergence` of each row of this ``pl.Array`` column from the
         same row of `q`: one value per row."""
-        return self._divergence("kl_divergence", q, base, normalize)
+        return self._divergence("kl_divergence", q, base, normalize, nan_policy)
 
     def jensen_shannon(
-        self, q: pl.Expr | str, *, base: float | None = None, normalize: bool = True
+        self,
+        q: pl.Expr | str,
+        *,
+        base: float | None = None,
+        normalize: bool = True,
+        nan_policy: _NanPolicy = "propagate",
     ) -> pl.Expr:
         """:func:`crossent.jensen_shannon` between each row of this ``pl.Array`` column and
         the same row of `q`: one value per row."""
-        return self._divergence("jensen_shannon", q, base, normalize)
+        return self._divergence("jensen_shannon", q, base, normalize, nan_policy)

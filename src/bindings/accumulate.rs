@@ -38,11 +38,13 @@ use super::arrow;
 use super::bce;
 use super::divergence::{self, log_base};
 use super::groups::{self as grouped, Grouped};
+use super::nan_policy::{nan_policy, no_groups};
 use super::reduction::{scalar_reduction, Reduction};
 use super::softmax::{self, check_smoothing};
 use crate::kernels::bce::Kind as BceKind;
 use crate::kernels::divergence::{self as divergence_kernel, Finish, Kind};
 use crate::kernels::groups::GroupSums;
+use crate::kernels::nan::NanPolicy;
 use crate::kernels::pool;
 use crate::kernels::reduce::Partial;
 
@@ -647,6 +649,10 @@ pub(crate) use accumulator_methods;
 /// ----------
 /// reduction : {"mean", "sum"}
 ///     What ``result()`` returns: the mean over all elements seen, or the sum.
+/// nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+///     What ``update`` does with a NaN operand, as the function does: ``"omit"`` leaves the
+///     element out of the sum, of ``count`` and of the sample weights' sum; ``"raise"``
+///     raises :class:`crossent.DomainError` and leaves the accumulator unchanged.
 ///
 /// Examples
 /// --------
@@ -666,6 +672,16 @@ pub(crate) use accumulator_methods;
 pub struct BinaryCrossEntropyAccumulator {
     state: State<Reduce>,
     groups: Grouped,
+    nan: NanPolicy,
+}
+
+/// Names the NaN policy among an accumulator's parameters when it is not the default (the
+/// repr of a plain accumulator stays as it was).
+fn set_nan_policy(params: &Bound<'_, PyDict>, nan: NanPolicy) -> PyResult<()> {
+    if nan != NanPolicy::Propagate {
+        params.set_item("nan_policy", nan.name())?;
+    }
+    Ok(())
 }
 
 /// The state of a new accumulator of the per-element losses.
@@ -684,6 +700,7 @@ impl AsState for BinaryCrossEntropyAccumulator {
         let params = PyDict::new(py);
         params.set_item("reduction", self.state.rule.reduction.name())?;
         params.set_item("n_groups", self.groups.n)?;
+        set_nan_policy(&params, self.nan)?;
         Ok(params)
     }
     fn grouped(&self) -> Option<&Grouped> {
@@ -698,16 +715,21 @@ accumulator_methods!(
     {
         #[new]
         #[pyo3(
-            signature = (*, reduction=Reduction::Mean, n_groups=None),
-            text_signature = "(*, reduction=\"mean\", n_groups=None)"
+            signature = (*, reduction=Reduction::Mean, n_groups=None, nan_policy=NanPolicy::Propagate),
+            text_signature = "(*, reduction=\"mean\", n_groups=None, nan_policy=\"propagate\")"
         )]
         fn new(
             #[pyo3(from_py_with = scalar_reduction)] reduction: Reduction,
             #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
+            #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
         ) -> PyResult<Self> {
+            if n_groups.is_some() {
+                no_groups(nan_policy)?;
+            }
             Ok(Self {
                 state: per_element(reduction),
                 groups: Grouped::new(n_groups, false)?,
+                nan: nan_policy,
             })
         }
 
@@ -730,6 +752,7 @@ accumulator_methods!(
             let mut part = self.state.part.lock(input.py(), class)?;
             with_mode(&mut part, sample_weight.is_some(), class, |part| {
                 if let Some(codes) = groups {
+                    no_groups(self.nan)?;
                     let args = grouped::BceArgs {
                         kind: BceKind::Probabilities,
                         weight,
@@ -744,13 +767,14 @@ accumulator_methods!(
                 if let Some(s) = arrow::fold_batches(input.py(), name, &ops, *part, |s, b| {
                     let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
                     let (w, sw) = (b[2].as_ref(), b[3].as_ref());
-                    bce::fold(BceKind::Probabilities, s, x, y, w, None, sw)
+                    bce::fold(BceKind::Probabilities, self.nan, s, x, y, w, None, sw)
                 })? {
                     *part = s;
                     return Ok(());
                 }
                 *part = bce::fold(
                     BceKind::Probabilities,
+                    self.nan,
                     *part,
                     input,
                     target,
@@ -767,6 +791,12 @@ accumulator_methods!(
         fn counts<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
             let _part = self.state.part.lock(py, "BinaryCrossEntropyAccumulator")?;
             Ok(self.groups.counts(py))
+        }
+
+        /// What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``.
+        #[getter]
+        fn nan_policy(&self) -> &'static str {
+            self.nan.name()
         }
 
         /// The fixed number of groups, or ``None`` (the state grows with the codes seen).
@@ -793,6 +823,8 @@ accumulator_methods!(
 ///     What ``result()`` returns.
 /// pos_weight : array_like, optional
 ///     Broadcast to each batch's shape (kept as a read-only float64 copy).
+/// nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+///     As for :class:`BinaryCrossEntropyAccumulator`.
 ///
 /// Examples
 /// --------
@@ -812,6 +844,7 @@ pub struct BinaryCrossEntropyWithLogitsAccumulator {
     groups: Grouped,
     /// `pos_weight` as a read-only float64 array, or `None`.
     pos_weight: Option<Py<PyAny>>,
+    nan: NanPolicy,
 }
 
 impl AsState for BinaryCrossEntropyWithLogitsAccumulator {
@@ -823,6 +856,7 @@ impl AsState for BinaryCrossEntropyWithLogitsAccumulator {
         params.set_item("reduction", self.state.rule.reduction.name())?;
         params.set_item("pos_weight", &self.pos_weight)?;
         params.set_item("n_groups", self.groups.n)?;
+        set_nan_policy(&params, self.nan)?;
         Ok(params)
     }
     fn grouped(&self) -> Option<&Grouped> {
@@ -837,18 +871,27 @@ accumulator_methods!(
     {
         #[new]
         #[pyo3(
-            signature = (*, reduction=Reduction::Mean, pos_weight=None, n_groups=None),
-            text_signature = "(*, reduction=\"mean\", pos_weight=None, n_groups=None)"
+            signature = (
+                *, reduction=Reduction::Mean, pos_weight=None, n_groups=None,
+                nan_policy=NanPolicy::Propagate
+            ),
+            text_signature = "(*, reduction=\"mean\", pos_weight=None, n_groups=None, \
+                              nan_policy=\"propagate\")"
         )]
         fn new(
             #[pyo3(from_py_with = scalar_reduction)] reduction: Reduction,
             pos_weight: Option<&Bound<'_, PyAny>>,
             #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
+            #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
         ) -> PyResult<Self> {
+            if n_groups.is_some() {
+                no_groups(nan_policy)?;
+            }
             Ok(Self {
                 state: per_element(reduction),
                 pos_weight: fixed_array(pos_weight, "pos_weight")?,
                 groups: Grouped::new(n_groups, false)?,
+                nan: nan_policy,
             })
         }
 
@@ -872,6 +915,7 @@ accumulator_methods!(
             let mut part = self.state.part.lock(py, class)?;
             with_mode(&mut part, sample_weight.is_some(), class, |part| {
                 if let Some(codes) = groups {
+                    no_groups(self.nan)?;
                     let args = grouped::BceArgs {
                         kind: BceKind::Logits,
                         weight,
@@ -886,7 +930,7 @@ accumulator_methods!(
                 if let Some(s) = arrow::fold_batches(py, name, &ops, *part, |s, b| {
                     let (x, y) = (arrow::given(b, 0)?, arrow::given(b, 1)?);
                     let (w, sw) = (b[2].as_ref(), b[3].as_ref());
-                    bce::fold(BceKind::Logits, s, x, y, w, pw.as_ref(), sw)
+                    bce::fold(BceKind::Logits, self.nan, s, x, y, w, pw.as_ref(), sw)
                 })? {
                     *part = s;
                     return Ok(());
@@ -894,6 +938,7 @@ accumulator_methods!(
                 let pw = pw.as_ref();
                 *part = bce::fold(
                     BceKind::Logits,
+                    self.nan,
                     *part,
                     input,
                     target,
@@ -909,6 +954,12 @@ accumulator_methods!(
         #[getter]
         fn pos_weight(&self, py: Python<'_>) -> Option<Py<PyAny>> {
             self.pos_weight.as_ref().map(|p| p.clone_ref(py))
+        }
+
+        /// What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``.
+        #[getter]
+        fn nan_policy(&self) -> &'static str {
+            self.nan.name()
         }
 
         /// Elements seen per group (an int64 array), or ``None`` when not grouped.
@@ -962,6 +1013,10 @@ accumulator_methods!(
 ///     In [0, 1].
 /// reduction : {"mean", "sum"}
 ///     What ``result()`` returns.
+/// nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+///     What ``update`` does with a row holding a NaN, as the function does: ``"omit"``
+///     leaves it out as an ignored row (of ``count`` and ``weight_sum`` too); ``"raise"``
+///     raises :class:`crossent.DomainError` and leaves the accumulator unchanged.
 ///
 /// Examples
 /// --------
@@ -986,6 +1041,7 @@ pub struct SoftmaxCrossEntropyAccumulator {
     ignore_index: i64,
     label_smoothing: f64,
     groups: Grouped,
+    nan: NanPolicy,
 }
 
 impl AsState for SoftmaxCrossEntropyAccumulator {
@@ -1000,6 +1056,7 @@ impl AsState for SoftmaxCrossEntropyAccumulator {
         params.set_item("ignore_index", self.ignore_index)?;
         params.set_item("label_smoothing", self.label_smoothing)?;
         params.set_item("n_groups", self.groups.n)?;
+        set_nan_policy(&params, self.nan)?;
         Ok(params)
     }
     fn grouped(&self) -> Option<&Grouped> {
@@ -1016,11 +1073,12 @@ accumulator_methods!(
         #[pyo3(
             signature = (
                 *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0,
-                reduction=Reduction::Mean, n_groups=None
+                reduction=Reduction::Mean, n_groups=None, nan_policy=NanPolicy::Propagate
             ),
             text_signature = "(*, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, \
-                              reduction=\"mean\", n_groups=None)"
+                              reduction=\"mean\", n_groups=None, nan_policy=\"propagate\")"
         )]
+        #[allow(clippy::too_many_arguments)] // the Python signature's keywords
         fn new(
             py: Python<'_>,
             #[pyo3(from_py_with = args::int_axis)] axis: isize,
@@ -1029,8 +1087,12 @@ accumulator_methods!(
             #[pyo3(from_py_with = args::label_smoothing)] label_smoothing: f64,
             #[pyo3(from_py_with = scalar_reduction)] reduction: Reduction,
             #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
+            #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
         ) -> PyResult<Self> {
             check_smoothing(label_smoothing)?;
+            if n_groups.is_some() {
+                no_groups(nan_policy)?;
+            }
             let weight = fixed_array(weight, "weight")?;
             if let Some(w) = &weight {
                 let shape: Vec<usize> = w.bind(py).getattr("shape")?.extract()?;
@@ -1051,6 +1113,7 @@ accumulator_methods!(
                 ignore_index,
                 label_smoothing,
                 groups: Grouped::new(n_groups, true)?,
+                nan: nan_policy,
             })
         }
 
@@ -1076,11 +1139,13 @@ accumulator_methods!(
                 weight: weight.as_ref(),
                 ignore_index: self.ignore_index,
                 smoothing: self.label_smoothing,
+                nan: self.nan,
             };
             let class = "SoftmaxCrossEntropyAccumulator";
             let mut part = self.state.part.lock(py, class)?;
             with_mode(&mut part, sample_weight.is_some(), class, |part| {
                 if let Some(codes) = groups {
+                    no_groups(self.nan)?;
                     let g = grouped::Groups {
                         codes,
                         n: self.groups.n,
@@ -1139,6 +1204,12 @@ accumulator_methods!(
         #[getter]
         fn axis(&self) -> isize {
             self.axis
+        }
+
+        /// What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``.
+        #[getter]
+        fn nan_policy(&self) -> &'static str {
+            self.nan.name()
         }
 
         /// The class weights (a read-only float64 array), or ``None``.
@@ -1202,6 +1273,7 @@ macro_rules! divergence_accumulator {
         pub struct $class {
             state: State<Finish>,
             base: Option<f64>,
+            nan: NanPolicy,
         }
 
         impl AsState for $class {
@@ -1212,26 +1284,34 @@ macro_rules! divergence_accumulator {
                 let params = PyDict::new(py);
                 params.set_item("base", self.base)?;
                 params.set_item("normalize", self.state.rule.normalize)?;
+                set_nan_policy(&params, self.nan)?;
                 Ok(params)
             }
         }
 
         accumulator_methods!($class, "Number of elements seen.", {
             #[new]
-            #[pyo3(signature = (*, base=None, normalize=true))]
+            #[pyo3(
+                signature = (*, base=None, normalize=true, nan_policy=NanPolicy::Propagate),
+                text_signature = "(*, base=None, normalize=True, nan_policy=\"propagate\")"
+            )]
             fn new(
                 #[pyo3(from_py_with = args::base)] base: Option<f64>,
                 #[pyo3(from_py_with = args::normalize)] normalize: bool,
+                #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
             ) -> PyResult<Self> {
                 Ok(Self {
                     state: whole_state($kind, base, normalize)?,
                     base,
+                    nan: nan_policy,
                 })
             }
 
             /// Adds one batch of the distribution (non-negative values, any shape and layout;
-            /// ``q`` broadcast against ``p``). A negative value raises ``ValueError`` and
-            /// leaves the accumulator unchanged.
+            /// ``q`` broadcast against ``p``). A negative value (with
+            /// ``nan_policy='raise'``, a NaN too) raises ``ValueError`` and leaves the
+            /// accumulator unchanged; with ``nan_policy='omit'`` the pairs holding a NaN are
+            /// left out (and not counted).
             fn update(
                 &self,
                 $p: &Bound<'_, PyAny>,
@@ -1241,12 +1321,12 @@ macro_rules! divergence_accumulator {
                 let mut part = self.state.part.lock($p.py(), stringify!($class))?;
                 let name = arrow::divergence_name($kind);
                 if let Some(s) = arrow::fold_batches($p.py(), name, &[Some($p), q], *part, |s, b| {
-                    divergence::fold($kind, s, arrow::given(b, 0)?, b[1].as_ref())
+                    divergence::fold($kind, self.nan, s, arrow::given(b, 0)?, b[1].as_ref())
                 })? {
                     *part = s;
                     return Ok(());
                 }
-                *part = divergence::fold($kind, *part, $p, q)?;
+                *part = divergence::fold($kind, self.nan, *part, $p, q)?;
                 Ok(())
             }
 
@@ -1260,6 +1340,12 @@ macro_rules! divergence_accumulator {
             #[getter]
             fn normalize(&self) -> bool {
                 self.state.rule.normalize
+            }
+
+            /// What ``update`` does with NaN: ``'propagate'``, ``'omit'`` or ``'raise'``.
+            #[getter]
+            fn nan_policy(&self) -> &'static str {
+                self.nan.name()
             }
         });
     };
@@ -1288,6 +1374,10 @@ divergence_accumulator!(
     ///     Logarithm base (natural logarithm by default).
     /// normalize : bool, default True
     ///     ``False`` uses the values as given: ``-sum(p * log(p))``.
+    /// nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+    ///     What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+    ///     (from the sums and from ``count``), ``'raise'`` raises
+    ///     :class:`crossent.DomainError` and leaves the accumulator unchanged.
     ///
     /// Examples
     /// --------
@@ -1326,6 +1416,10 @@ divergence_accumulator!(
     ///     Logarithm base (natural logarithm by default).
     /// normalize : bool, default True
     ///     ``False`` uses the values as given: ``-sum(p * log(q))``.
+    /// nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+    ///     What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+    ///     (from the sums and from ``count``), ``'raise'`` raises
+    ///     :class:`crossent.DomainError` and leaves the accumulator unchanged.
     ///
     /// Examples
     /// --------
@@ -1365,6 +1459,10 @@ divergence_accumulator!(
     ///     Logarithm base (natural logarithm by default).
     /// normalize : bool, default True
     ///     ``False`` uses the values as given: ``sum(rel_entr(p, q))``.
+    /// nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+    ///     What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+    ///     (from the sums and from ``count``), ``'raise'`` raises
+    ///     :class:`crossent.DomainError` and leaves the accumulator unchanged.
     ///
     /// Examples
     /// --------
@@ -1410,6 +1508,10 @@ divergence_accumulator!(
     ///     Logarithm base (natural logarithm by default).
     /// normalize : bool
     ///     Must be ``False``.
+    /// nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+    ///     What a NaN does, as in the function: ``'omit'`` leaves out each pair holding one
+    ///     (from the sums and from ``count``), ``'raise'`` raises
+    ///     :class:`crossent.DomainError` and leaves the accumulator unchanged.
     ///
     /// Examples
     /// --------

@@ -12,11 +12,13 @@ use super::binary::{with_target_dtype, BinaryOperands};
 use super::errors::Reported;
 use super::groups as grouped;
 use super::half::{new_half_output_like, with_input_precision, OutView};
+use super::nan_policy::{nan_policy, no_groups};
 use super::reduction::{reduction, Reduction};
 use super::threads::Gil;
 use crate::kernels::bce::Kind;
 use crate::kernels::drive;
 use crate::kernels::float::{Bool, Float, Target};
+use crate::kernels::nan::NanPolicy;
 use crate::kernels::reduce::{flags, Partial};
 use crate::kernels::strided::Load;
 
@@ -50,6 +52,13 @@ use crate::kernels::strided::Load;
 ///     ``"none"`` returns every element's loss.
 /// out : numpy.ndarray, optional
 ///     With ``reduction="none"``: the array (``input``'s dtype and shape) to write into.
+/// nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+///     What a NaN in any operand (``input``, a float ``target``, ``weight``,
+///     ``pos_weight``, ``sample_weight``) does: ``"propagate"`` lets it into the result;
+///     ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
+///     mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
+///     ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
+///     a NaN and its first position. Checked in the same single pass.
 ///
 /// Returns
 /// -------
@@ -59,7 +68,7 @@ use crate::kernels::strided::Load;
 ///
 /// Raises ``ValueError`` for a probability or target outside [0, 1] (naming the first
 /// position), mismatched shapes or an unknown reduction; ``TypeError`` for unsupported dtypes.
-/// NaN propagates into the result (torch raises instead).
+/// NaN propagates into the result unless ``nan_policy`` says otherwise (torch raises).
 ///
 /// Examples
 /// --------
@@ -78,14 +87,20 @@ use crate::kernels::strided::Load;
 /// >>> bool(np.isclose(crossent.binary_cross_entropy(p, y, sample_weight=sw),
 /// ...                 np.average(losses, weights=sw)))
 /// True
+///
+/// ``nan_policy="omit"`` leaves out the elements holding a NaN, from the count too:
+///
+/// >>> q = np.array([0.9, np.nan, 0.6], dtype=np.float32)
+/// >>> round(crossent.binary_cross_entropy(q, y, nan_policy="omit"), 6)
+/// 0.308093
 #[pyfunction]
 #[pyo3(
     signature = (
         input, target, *, weight=None, sample_weight=None, reduction=Reduction::Mean, out=None,
-        groups=None, n_groups=None
+        groups=None, n_groups=None, nan_policy=NanPolicy::Propagate
     ),
     text_signature = "(input, target, *, weight=None, sample_weight=None, reduction=\"mean\", \
-                      out=None, groups=None, n_groups=None)"
+                      out=None, groups=None, n_groups=None, nan_policy=\"propagate\")"
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn binary_cross_entropy<'py>(
@@ -97,15 +112,17 @@ pub fn binary_cross_entropy<'py>(
     out: Option<&Bound<'py, PyAny>>,
     groups: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
+    #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
 ) -> PyResult<Bound<'py, PyAny>> {
     let grouping = grouped::given(groups, n_groups)?;
     if grouping.is_some() {
+        no_groups(nan_policy)?;
         grouped::check_reduction(reduction, out)?;
     }
     stream_hook!(input.py(), "binary_cross_entropy", [input, target, weight, sample_weight, groups], {
         "input" => input, "target" => target, "weight" => weight,
         "sample_weight" => sample_weight, "reduction" => reduction.name(), "out" => out,
-        "groups" => groups, "n_groups" => n_groups,
+        "groups" => groups, "n_groups" => n_groups, "nan_policy" => nan_policy.name(),
     });
     if let Some(groups) = grouping {
         let args = grouped::BceArgs {
@@ -124,6 +141,7 @@ pub fn binary_cross_entropy<'py>(
         reduction,
         out,
         init: Partial::EMPTY,
+        nan: nan_policy,
     };
     dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
 }
@@ -157,6 +175,10 @@ pub fn binary_cross_entropy<'py>(
 ///     As in :func:`binary_cross_entropy`.
 /// out : numpy.ndarray, optional
 ///     With ``reduction="none"``: the array to write into.
+/// nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+///     As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
+///     ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
+///     of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
 ///
 /// Examples
 /// --------
@@ -174,10 +196,12 @@ pub fn binary_cross_entropy<'py>(
 #[pyo3(
     signature = (
         input, target, *, weight=None, pos_weight=None, sample_weight=None,
-        reduction=Reduction::Mean, out=None, groups=None, n_groups=None
+        reduction=Reduction::Mean, out=None, groups=None, n_groups=None,
+        nan_policy=NanPolicy::Propagate
     ),
     text_signature = "(input, target, *, weight=None, pos_weight=None, sample_weight=None, \
-                      reduction=\"mean\", out=None, groups=None, n_groups=None)"
+                      reduction=\"mean\", out=None, groups=None, n_groups=None, \
+                      nan_policy=\"propagate\")"
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn binary_cross_entropy_with_logits<'py>(
@@ -190,16 +214,18 @@ pub fn binary_cross_entropy_with_logits<'py>(
     out: Option<&Bound<'py, PyAny>>,
     groups: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
+    #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
 ) -> PyResult<Bound<'py, PyAny>> {
     let grouping = grouped::given(groups, n_groups)?;
     if grouping.is_some() {
+        no_groups(nan_policy)?;
         grouped::check_reduction(reduction, out)?;
     }
     stream_hook!(input.py(), "binary_cross_entropy_with_logits",
                  [input, target, weight, sample_weight, groups], {
         "input" => input, "target" => target, "weight" => weight, "pos_weight" => pos_weight,
         "sample_weight" => sample_weight, "reduction" => reduction.name(), "out" => out,
-        "groups" => groups, "n_groups" => n_groups,
+        "groups" => groups, "n_groups" => n_groups, "nan_policy" => nan_policy.name(),
     });
     if let Some(groups) = grouping {
         let args = grouped::BceArgs {
@@ -218,15 +244,19 @@ pub fn binary_cross_entropy_with_logits<'py>(
         reduction,
         out,
         init: Partial::EMPTY,
+        nan: nan_policy,
     };
     dispatch_input(input, target, &args)?.finish(input.py(), args.reduction)
 }
 
 /// Folds the binary cross-entropy of one batch into `init`, the state of the batches before
 /// it (see [`crate::kernels::reduce::reduce_from`]; with sample weights, their sum is added
-/// to `weight`). On a domain error the error is returned and nothing is folded.
+/// to `weight`), under NaN policy `nan`. On a domain error the error is returned and nothing
+/// is folded.
+#[allow(clippy::too_many_arguments)]
 pub fn fold<'py>(
     kind: Kind,
+    nan: NanPolicy,
     init: Partial,
     input: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
@@ -242,6 +272,7 @@ pub fn fold<'py>(
         reduction: Reduction::Sum,
         out: None,
         init,
+        nan,
     };
     Ok(dispatch_input(input, target, &args)?.part)
 }
@@ -277,6 +308,7 @@ struct Args<'a, 'py> {
     out: Option<&'a Bound<'py, PyAny>>,
     /// The state the reduction continues from ([`Partial::EMPTY`] for a plain call).
     init: Partial,
+    nan: NanPolicy,
 }
 
 fn dispatch_input<'py>(
@@ -315,6 +347,7 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
     let call = drive::bce::Loss {
         kind: args.kind,
         init: args.init,
+        nan: args.nan,
         operands: ops.kernel::<Y>(),
     };
     // Asked for once the driver has checked the shapes.
@@ -356,6 +389,12 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
     }
     if part.flags & flags::WEIGHT != 0 {
         return Err(ops.sample_weight_error());
+    }
+    // Every NaN operand makes the sum NaN: only then is there a NaN to look for.
+    if args.nan == NanPolicy::Raise && part.sum.is_nan() {
+        if let Some(e) = ops.nan_error::<Y>() {
+            return Err(e);
+        }
     }
     Ok(Computed {
         part,

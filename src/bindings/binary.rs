@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use super::arrays::{ndarray, Operand, View};
 use super::errors::{domain_error, Reported};
 use super::half::{bits, half_of};
+use super::nan_policy::NO_NAN;
 use super::operand::{LoadView, Value};
 use crate::kernels::drive;
 use crate::kernels::float::{Float, Target};
@@ -187,6 +188,44 @@ impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, 
             "values in [0, 1]"
         };
         domain_error(self.x.py(), "target", what, bad)
+    }
+
+    /// Under `nan_policy='raise'`: the error for the first NaN of the first operand holding
+    /// one, in the order `input`, `target`, `weight`, `pos_weight`, `sample_weight` (`None`
+    /// when none holds a NaN). Only looked for when the kernel's sum came out NaN, which
+    /// every NaN operand makes it: the check rides on the single pass.
+    pub fn nan_error<Y: Target + Load + Reported>(&self) -> Option<PyErr> {
+        let py = self.x.py();
+        if let Some(bad) = self.x.first_bad(|v: T| v.is_nan()) {
+            return Some(domain_error(py, "input", NO_NAN, Some(bad)));
+        }
+        if !Y::HARD {
+            let bad = match &self.y {
+                // SAFETY: as in `target`, the target's bits along its own shape and strides.
+                TargetView::Half(v, half) => unsafe {
+                    find_first(v.ptr, &v.shape, &v.strides, |b| {
+                        f32::from_half(b, *half).is_nan()
+                    })
+                }
+                .map(|(i, b)| (i, Value::<Y>::F32(f32::from_half(b, *half)))),
+                TargetView::Own(_) => self
+                    .target::<Y>()
+                    .first(|v: Y| v.prob::<f64>().is_nan())
+                    .map(|(i, v)| (i, Value::Own(v))),
+            };
+            if bad.is_some() {
+                return Some(domain_error(py, "target", NO_NAN, bad));
+            }
+        }
+        let params = [
+            (&self.w, "weight"),
+            (&self.pw, "pos_weight"),
+            (&self.sw, "sample_weight"),
+        ];
+        params.into_iter().find_map(|(v, arg)| {
+            let bad = v.as_ref()?.first_bad(|v: T| v.is_nan())?;
+            Some(domain_error(py, arg, NO_NAN, Some(bad)))
+        })
     }
 
     /// The error for a probability outside [0, 1] in `input`, naming the first position.

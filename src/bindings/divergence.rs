@@ -12,12 +12,14 @@ use super::arrays::{ndarray, new_output};
 use super::arrow::{divergence_name, stream_hook};
 use super::errors::{domain_error, Reported};
 use super::half::{new_half_output, OutView};
+use super::nan_policy::{nan_policy, NO_NAN};
 use super::operand::LoadView;
 use super::precision::{precision, Precision};
 use super::threads::Gil;
 use crate::kernels::divergence::Kind;
 use crate::kernels::drive;
 use crate::kernels::float::Float;
+use crate::kernels::nan::NanPolicy;
 use crate::kernels::reduce::{flags, Partial};
 use crate::kernels::view::Axis;
 
@@ -47,6 +49,12 @@ use crate::kernels::view::Axis;
 ///     ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
 ///     NumPy's reductions and :func:`scipy.stats.entropy` do: the result is then always an
 ///     array, which broadcasts against ``p``.
+/// nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+///     What a NaN in ``p`` does, as in :func:`scipy.stats.entropy`: ``'propagate'``
+///     makes its distribution's result NaN; ``'omit'`` leaves it out of its
+///     distribution, sum included (a distribution left with no value gives 0.0, as
+///     SciPy); ``'raise'`` raises :class:`crossent.DomainError` naming the first
+///     position of a NaN (in C order). The check is fused into the single pass.
 ///
 /// Returns
 /// -------
@@ -59,7 +67,8 @@ use crate::kernels::view::Axis;
 /// Notes
 /// -----
 /// A row of zeros gives NaN (0/0, as SciPy); an empty row gives 0.0; NaN propagates to its
-/// row. A negative value raises ``ValueError`` naming its position (SciPy returns -inf).
+/// row unless ``nan_policy`` says otherwise. A negative value raises ``ValueError`` naming
+/// its position (SciPy returns -inf), whatever ``nan_policy`` is.
 ///
 /// Examples
 /// --------
@@ -71,10 +80,16 @@ use crate::kernels::view::Axis;
 /// >>> crossent.entropy(np.array([[1.0, 1.0], [3.0, 0.0]]), keepdims=True).round(6)
 /// array([[0.693147],
 ///        [0.      ]])
+/// >>> crossent.entropy(np.array([[0.5, np.nan, 0.5], [np.nan] * 3]), nan_policy="omit").round(6)
+/// array([0.693147, 0.      ])
 #[pyfunction]
 #[pyo3(
-    signature = (p, *, axis=Some(-1), base=None, normalize=true, out=None, keepdims=false),
-    text_signature = "(p, *, axis=-1, base=None, normalize=True, out=None, keepdims=False)"
+    signature = (
+        p, *, axis=Some(-1), base=None, normalize=true, out=None, keepdims=false,
+        nan_policy=NanPolicy::Propagate
+    ),
+    text_signature = "(p, *, axis=-1, base=None, normalize=True, out=None, keepdims=False, \
+                      nan_policy='propagate')"
 )]
 pub fn entropy<'py>(
     p: &Bound<'py, PyAny>,
@@ -83,6 +98,7 @@ pub fn entropy<'py>(
     #[pyo3(from_py_with = args::normalize)] normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = args::keepdims)] keepdims: bool,
+    #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
 ) -> PyResult<Bound<'py, PyAny>> {
     compute_kind(
         Kind::Entropy,
@@ -94,6 +110,7 @@ pub fn entropy<'py>(
             normalize,
             out,
             keepdims,
+            nan_policy,
         },
     )
 }
@@ -124,6 +141,12 @@ pub fn entropy<'py>(
 /// keepdims : bool, default False
 ///     ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
 ///     :func:`entropy`.
+/// nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+///     What a NaN does, as in :func:`scipy.stats.entropy`: ``'propagate'`` makes its
+///     distribution's result NaN; ``'omit'`` leaves out each pair where ``p`` or
+///     ``q`` is NaN from both distributions, sums included (a distribution left with
+///     no pair gives 0.0); ``'raise'`` raises :class:`crossent.DomainError` naming
+///     the argument (``p`` before ``q``) and the first position of a NaN in it.
 ///
 /// Returns
 /// -------
@@ -136,9 +159,14 @@ pub fn entropy<'py>(
 /// >>> round(crossent.cross_entropy([1, 1], [1, 3], base=2), 6)
 /// 1.207519
 #[pyfunction]
+#[allow(clippy::too_many_arguments)] // the Python signature's keywords
 #[pyo3(
-    signature = (p, q, *, axis=Some(-1), base=None, normalize=true, out=None, keepdims=false),
-    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None, keepdims=False)"
+    signature = (
+        p, q, *, axis=Some(-1), base=None, normalize=true, out=None, keepdims=false,
+        nan_policy=NanPolicy::Propagate
+    ),
+    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None, keepdims=False, \
+                      nan_policy='propagate')"
 )]
 pub fn cross_entropy<'py>(
     p: &Bound<'py, PyAny>,
@@ -148,6 +176,7 @@ pub fn cross_entropy<'py>(
     #[pyo3(from_py_with = args::normalize)] normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = args::keepdims)] keepdims: bool,
+    #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
 ) -> PyResult<Bound<'py, PyAny>> {
     compute_kind(
         Kind::CrossEntropy,
@@ -159,6 +188,7 @@ pub fn cross_entropy<'py>(
             normalize,
             out,
             keepdims,
+            nan_policy,
         },
     )
 }
@@ -186,6 +216,12 @@ pub fn cross_entropy<'py>(
 /// keepdims : bool, default False
 ///     ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
 ///     :func:`entropy`.
+/// nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+///     What a NaN does, as in :func:`scipy.stats.entropy`: ``'propagate'`` makes its
+///     distribution's result NaN; ``'omit'`` leaves out each pair where ``p`` or
+///     ``q`` is NaN from both distributions, sums included (a distribution left with
+///     no pair gives 0.0); ``'raise'`` raises :class:`crossent.DomainError` naming
+///     the argument (``p`` before ``q``) and the first position of a NaN in it.
 ///
 /// Returns
 /// -------
@@ -197,15 +233,22 @@ pub fn cross_entropy<'py>(
 /// >>> import numpy as np, crossent
 /// >>> round(crossent.kl_divergence([0.5, 0.5], [0.9, 0.1]), 6)
 /// 0.510826
+/// >>> round(crossent.kl_divergence([0.5, 0.5, 0.2], [0.25, np.nan, 0.25], nan_policy="omit"), 6)
+/// 0.094878
 /// >>> p = np.array([[0.2, 0.8], [0.5, 0.5]])
 /// >>> crossent.kl_divergence(p, p[::-1]).round(6)
 /// array([0.192745, 0.223144])
 /// >>> crossent.kl_divergence(p, p[::-1], axis=0, keepdims=True).round(6)
 /// array([[0.392696, 0.108462]])
 #[pyfunction]
+#[allow(clippy::too_many_arguments)] // the Python signature's keywords
 #[pyo3(
-    signature = (p, q, *, axis=Some(-1), base=None, normalize=true, out=None, keepdims=false),
-    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None, keepdims=False)"
+    signature = (
+        p, q, *, axis=Some(-1), base=None, normalize=true, out=None, keepdims=false,
+        nan_policy=NanPolicy::Propagate
+    ),
+    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None, keepdims=False, \
+                      nan_policy='propagate')"
 )]
 pub fn kl_divergence<'py>(
     p: &Bound<'py, PyAny>,
@@ -215,6 +258,7 @@ pub fn kl_divergence<'py>(
     #[pyo3(from_py_with = args::normalize)] normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = args::keepdims)] keepdims: bool,
+    #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
 ) -> PyResult<Bound<'py, PyAny>> {
     compute_kind(
         Kind::KlDivergence,
@@ -226,6 +270,7 @@ pub fn kl_divergence<'py>(
             normalize,
             out,
             keepdims,
+            nan_policy,
         },
     )
 }
@@ -237,6 +282,8 @@ pub fn kl_divergence<'py>(
 /// ``JS = (D(a || m) + D(b || m)) / 2``, divided by ``log(base)`` when given. Symmetric, and
 /// between 0 and ``log(2)`` (1 in base 2). Normalising needs both sums inside the logarithm,
 /// so each row is read twice: once for the sums, once for the logs.
+/// :func:`scipy.spatial.distance.jensenshannon` has no ``nan_policy``; here ``'omit'``
+/// leaves out the pairs where ``p`` or ``q`` is NaN, as the other divergences do.
 ///
 /// Parameters
 /// ----------
@@ -254,6 +301,12 @@ pub fn kl_divergence<'py>(
 /// keepdims : bool, default False
 ///     ``True`` keeps the reduced axis (every axis with ``axis=None``) with length 1, as
 ///     :func:`entropy`.
+/// nan_policy : {'propagate', 'omit', 'raise'}, default 'propagate'
+///     What a NaN does, as in :func:`scipy.stats.entropy`: ``'propagate'`` makes its
+///     distribution's result NaN; ``'omit'`` leaves out each pair where ``p`` or
+///     ``q`` is NaN from both distributions, sums included (a distribution left with
+///     no pair gives 0.0); ``'raise'`` raises :class:`crossent.DomainError` naming
+///     the argument (``p`` before ``q``) and the first position of a NaN in it.
 ///
 /// Returns
 /// -------
@@ -268,9 +321,14 @@ pub fn kl_divergence<'py>(
 /// >>> round(crossent.jensen_shannon([0.5, 0.5], [0.9, 0.1]), 6)
 /// 0.101749
 #[pyfunction]
+#[allow(clippy::too_many_arguments)] // the Python signature's keywords
 #[pyo3(
-    signature = (p, q, *, axis=Some(-1), base=None, normalize=true, out=None, keepdims=false),
-    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None, keepdims=False)"
+    signature = (
+        p, q, *, axis=Some(-1), base=None, normalize=true, out=None, keepdims=false,
+        nan_policy=NanPolicy::Propagate
+    ),
+    text_signature = "(p, q, *, axis=-1, base=None, normalize=True, out=None, keepdims=False, \
+                      nan_policy='propagate')"
 )]
 pub fn jensen_shannon<'py>(
     p: &Bound<'py, PyAny>,
@@ -280,6 +338,7 @@ pub fn jensen_shannon<'py>(
     #[pyo3(from_py_with = args::normalize)] normalize: bool,
     out: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = args::keepdims)] keepdims: bool,
+    #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
 ) -> PyResult<Bound<'py, PyAny>> {
     compute_kind(
         Kind::JensenShannon,
@@ -291,6 +350,7 @@ pub fn jensen_shannon<'py>(
             normalize,
             out,
             keepdims,
+            nan_policy,
         },
     )
 }
@@ -333,6 +393,7 @@ struct Keywords<'a, 'py> {
     normalize: bool,
     out: Option<&'a Bound<'py, PyAny>>,
     keepdims: bool,
+    nan_policy: NanPolicy,
 }
 
 fn compute_kind<'py>(
@@ -347,6 +408,7 @@ fn compute_kind<'py>(
         normalize,
         out,
         keepdims,
+        nan_policy,
     } = keywords;
     let args = Args {
         kind,
@@ -355,10 +417,11 @@ fn compute_kind<'py>(
         normalize,
         out,
         keepdims,
+        nan: nan_policy,
     };
     stream_hook!(p.py(), divergence_name(kind), [p, q], {
         "p" => p, "q" => q, "axis" => axis, "base" => base, "normalize" => normalize,
-        "out" => out, "keepdims" => keepdims,
+        "out" => out, "keepdims" => keepdims, "nan_policy" => nan_policy.name(),
     });
     match inputs(p, q)? {
         (Precision::F32, pa, qa) => compute::<f32>(pa, qa, &args),
@@ -368,22 +431,25 @@ fn compute_kind<'py>(
 
 /// Continues `init`, the state of everything seen before as one distribution (see
 /// [`crate::kernels::divergence::whole`]), with `p` (and `q`, broadcast against it) — a batch
-/// of a divergence accumulator, reduced as `axis=None` reduces an array. A negative value raises `ValueError`
-/// naming its position, and `init` is not used.
+/// of a divergence accumulator, reduced as `axis=None` reduces an array, under NaN policy
+/// `nan`. A negative value (or a NaN under `nan='raise'`) raises `ValueError` naming its
+/// position, and `init` is not used.
 pub fn fold<'py>(
     kind: Kind,
+    nan: NanPolicy,
     init: Partial,
     p: &Bound<'py, PyAny>,
     q: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Partial> {
     match inputs(p, q)? {
-        (Precision::F32, pa, qa) => fold_typed::<f32>(kind, init, pa, qa),
-        (Precision::F64, pa, qa) => fold_typed::<f64>(kind, init, pa, qa),
+        (Precision::F32, pa, qa) => fold_typed::<f32>(kind, nan, init, pa, qa),
+        (Precision::F64, pa, qa) => fold_typed::<f64>(kind, nan, init, pa, qa),
     }
 }
 
 fn fold_typed<'py, T: Float + Element + Reported>(
     kind: Kind,
+    nan: NanPolicy,
     init: Partial,
     pa: Bound<'py, PyUntypedArray>,
     qa: Option<Bound<'py, PyUntypedArray>>,
@@ -391,11 +457,12 @@ fn fold_typed<'py, T: Float + Element + Reported>(
     let ops = Operands::<T>::new(&pa, qa.as_ref())?;
     let call = drive::divergence::Fold {
         kind,
+        nan,
         init,
         operands: ops.kernel(),
     };
     let state = drive::divergence::fold(&call, &Gil(pa.py()))?;
-    ops.check(pa.py(), state.flags)?;
+    ops.check(pa.py(), state.flags, nan)?;
     Ok(state)
 }
 
@@ -406,6 +473,7 @@ struct Args<'a, 'py> {
     normalize: bool,
     out: Option<&'a Bound<'py, PyAny>>,
     keepdims: bool,
+    nan: NanPolicy,
 }
 
 /// `p` and `q` viewed where they lie, read as `T` whatever float type each is stored in (`q`
@@ -433,16 +501,23 @@ impl<'py, T: Float + Element + Reported> Operands<'py, T> {
         }
     }
 
-    /// The `ValueError` naming the first negative value, if the kernel flagged one.
-    fn check(&self, py: Python<'_>, part_flags: u32) -> PyResult<()> {
+    /// The `ValueError` naming the first negative value (under `nan='raise'`, the first
+    /// negative value or NaN, in C order of the operand), if the kernel flagged one: `p`'s
+    /// before `q`'s.
+    fn check(&self, py: Python<'_>, part_flags: u32, nan: NanPolicy) -> PyResult<()> {
         let (pv, qv) = (&self.pv, &self.qv);
+        let raise = nan == NanPolicy::Raise;
+        let what = if raise {
+            format!("non-negative values and {NO_NAN}")
+        } else {
+            "non-negative values".to_string()
+        };
+        let bad = |v: T| v < T::ZERO || (raise && v.is_nan());
         if part_flags & flags::INPUT != 0 {
-            let bad = pv.first_bad(|v: T| v < T::ZERO);
-            return Err(domain_error(py, "p", "non-negative values", bad));
+            return Err(domain_error(py, "p", &what, pv.first_bad(bad)));
         }
         if let (true, Some(qv)) = (part_flags & flags::TARGET != 0, qv) {
-            let bad = qv.first_bad(|v: T| v < T::ZERO);
-            return Err(domain_error(py, "q", "non-negative values", bad));
+            return Err(domain_error(py, "q", &what, qv.first_bad(bad)));
         }
         Ok(())
     }
@@ -461,6 +536,7 @@ fn compute<'py, T: Float + Element + Reported>(
         axis: Axis::from_arg(args.axis),
         normalize: args.normalize,
         log_base: args.log_base,
+        nan: args.nan,
         keepdims: args.keepdims,
     };
     // float16 (or bfloat16) operands give a result of their dtype; a mix with another dtype
@@ -499,7 +575,7 @@ fn compute<'py, T: Float + Element + Reported>(
         },
         &Gil(py),
     )?;
-    ops.check(py, part.flags)?;
+    ops.check(py, part.flags, args.nan)?;
     Ok(match held {
         Some((out, _)) => out,
         None => PyFloat::new(py, part.sum).into_any(),

@@ -30,6 +30,7 @@ use crate::kernels::drive::{self, groups::Grouping};
 use crate::kernels::float::{Bool, Float, Target};
 use crate::kernels::groups::{flags as gflags, Code, CodeType, GroupSums, MAX_GROUPS};
 use crate::kernels::logloss::UNNORMALIZED;
+use crate::kernels::nan::NanPolicy;
 use crate::kernels::reduce::{flags, Partial};
 use crate::kernels::softmax::Label;
 use crate::kernels::strided::Load;
@@ -269,6 +270,7 @@ where
     let call = drive::bce::Loss {
         kind: args.kind,
         init,
+        nan: NanPolicy::Propagate,
         operands: ops.kernel::<Y>(),
     };
     let grouping = groups.grouping(&codes);
@@ -620,6 +622,7 @@ impl<'py> SoftmaxCall<'_, 'py> {
             sample_weight: swv.as_ref().map(LoadView::kernel),
             params: self.params.kernel(),
             init,
+            nan: NanPolicy::Propagate,
         };
         let grouping = self.groups.grouping(&codes);
         let part = drive::groups::softmax_cross_entropy(state, &call, &grouping, &Gil(x.py()))?;

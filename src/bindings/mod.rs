@@ -15,6 +15,7 @@ pub mod grad;
 pub mod groups;
 pub mod half;
 pub mod logloss;
+pub mod nan_policy;
 pub mod operand;
 pub mod precision;
 pub mod reduction;

@@ -14,12 +14,14 @@ use super::binary::sample_weight_error;
 use super::errors::{domain_error, Reported};
 use super::groups as grouped;
 use super::half::{new_half_output, OutView};
+use super::nan_policy::{nan_policy, no_groups, NO_NAN};
 use super::operand::LoadView;
 use super::precision::{as_float, as_float_or_half, precision, Precision};
 use super::reduction::{reduction, Reduction};
 use super::threads::Gil;
 use crate::kernels::drive;
 use crate::kernels::float::Float;
+use crate::kernels::nan::NanPolicy;
 use crate::kernels::reduce::{flags, Partial};
 use crate::kernels::softmax::Label;
 use crate::kernels::strided::Load;
@@ -72,6 +74,15 @@ use crate::kernels::strided::Load;
 ///     With ``reduction="none"``: ``True`` keeps the class axis with length 1, so that the
 ///     losses broadcast against ``logits`` (and ``out`` has that shape). With ``"mean"`` or
 ///     ``"sum"`` (a Python float, no axis left) or ``groups``, ``True`` raises ``ValueError``.
+/// nan_policy : {"propagate", "omit", "raise"}, default "propagate"
+///     What a NaN does: ``"propagate"`` makes its row's loss NaN (and so the mean);
+///     ``"omit"`` leaves out each row whose logits, target probabilities or sample weight
+///     hold a NaN, as an ``ignore_index`` row is left out: from the sum and from the mean's
+///     denominator (``sum(weight[y])``, the row count or ``sum(sample_weight)``), its loss
+///     being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
+///     ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
+///     NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
+///     Checked in the same single pass.
 ///
 /// Returns
 /// -------
@@ -110,16 +121,22 @@ use crate::kernels::strided::Load;
 /// >>> sw = np.array([1.0, 1.0])
 /// >>> round(crossent.softmax_cross_entropy(logits, labels, weight=w, sample_weight=sw), 6)
 /// 0.339859
+///
+/// ``nan_policy="omit"`` leaves out a row holding a NaN, as an ignored row:
+///
+/// >>> bad = np.array([[2.0, 0.5, -1.0], [0.1, np.nan, 3.0]])
+/// >>> round(crossent.softmax_cross_entropy(bad, labels, nan_policy="omit"), 6)
+/// 0.241311
 #[pyfunction]
 #[pyo3(
     signature = (
         logits, target, *, axis=-1, weight=None, sample_weight=None, ignore_index=-100,
         label_smoothing=0.0, reduction=Reduction::Mean, out=None, groups=None, n_groups=None,
-        keepdims=false
+        keepdims=false, nan_policy=NanPolicy::Propagate
     ),
     text_signature = "(logits, target, *, axis=-1, weight=None, sample_weight=None, \
                       ignore_index=-100, label_smoothing=0.0, reduction=\"mean\", out=None, \
-                      groups=None, n_groups=None, keepdims=False)"
+                      groups=None, n_groups=None, keepdims=False, nan_policy=\"propagate\")"
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_cross_entropy<'py>(
@@ -135,6 +152,7 @@ pub fn softmax_cross_entropy<'py>(
     groups: Option<&Bound<'py, PyAny>>,
     #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
     #[pyo3(from_py_with = args::keepdims)] keepdims: bool,
+    #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
 ) -> PyResult<Bound<'py, PyAny>> {
     if keepdims && (reduction != Reduction::None || groups.is_some()) {
         return Err(PyValueError::new_err(
@@ -144,6 +162,7 @@ pub fn softmax_cross_entropy<'py>(
     }
     let grouping = grouped::given(groups, n_groups)?;
     if grouping.is_some() {
+        no_groups(nan_policy)?;
         check_smoothing(label_smoothing)?;
         grouped::check_reduction(reduction, out)?;
     }
@@ -152,6 +171,7 @@ pub fn softmax_cross_entropy<'py>(
         "sample_weight" => sample_weight, "ignore_index" => ignore_index,
         "label_smoothing" => label_smoothing, "reduction" => reduction.name(), "out" => out,
         "keepdims" => keepdims, "groups" => groups, "n_groups" => n_groups,
+        "nan_policy" => nan_policy.name(),
     });
     if let Some(groups) = grouping {
         let params = Params {
@@ -159,6 +179,7 @@ pub fn softmax_cross_entropy<'py>(
             weight,
             ignore_index,
             smoothing: label_smoothing,
+            nan: NanPolicy::Propagate,
         };
         return grouped::softmax_cross_entropy(
             logits,
@@ -182,6 +203,7 @@ pub fn softmax_cross_entropy<'py>(
             weight,
             ignore_index,
             smoothing: label_smoothing,
+            nan: nan_policy,
         },
         sample_weight,
         reduction,
@@ -232,6 +254,8 @@ pub struct Params<'a, 'py> {
     pub weight: Option<&'a Bound<'py, PyAny>>,
     pub ignore_index: i64,
     pub smoothing: f64,
+    /// The NaN policy (`'propagate'` with `groups`).
+    pub nan: NanPolicy,
 }
 
 impl Params<'_, '_> {
@@ -413,7 +437,15 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
         sample_weight: swv.as_ref().map(LoadView::kernel),
         params: args.params.kernel(),
         init: args.init,
+        nan: args.params.nan,
     };
+    // Class weights are a parameter the kernel does not check for NaN: `raise` looks at
+    // them here (one per class).
+    if args.params.nan == NanPolicy::Raise {
+        if let Some(bad) = wv.as_ref().and_then(|w| w.first_bad(|v: T| v.is_nan())) {
+            return Err(domain_error(py, "weight", NO_NAN, Some(bad)));
+        }
+    }
     let mut held = None;
     let slot = &mut held;
     let (xr, lr, pr, wr, sr) = (&xv, &labels, &probs, &wv, &swv);
@@ -449,7 +481,31 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
     )?;
     target_errors(&part, &xv, labels.as_ref(), probs.as_ref(), &args.params)?;
     sample_weight_errors(py, &part, swv.as_ref())?;
+    if part.flags & flags::NAN != 0 {
+        return Err(nan_error(&xv, probs.as_ref(), swv.as_ref()));
+    }
     Ok((part, held.map(|(array, _)| array)))
+}
+
+/// Under `nan_policy='raise'`, when the kernel flagged a row holding a NaN: the error naming
+/// the first argument that holds one (`logits`, the target probabilities, `sample_weight`)
+/// and its first position there.
+fn nan_error<T: Float + Load + Element + Reported>(
+    xv: &LoadView<'_, T>,
+    probs: Option<&LoadView<'_, T>>,
+    swv: Option<&LoadView<'_, T>>,
+) -> PyErr {
+    let py = xv.py();
+    if let Some(bad) = xv.first_bad(|v: T| v.is_nan()) {
+        return domain_error(py, "logits", NO_NAN, Some(bad));
+    }
+    let others = [(probs, "target"), (swv, "sample_weight")];
+    for (v, arg) in others {
+        if let Some(bad) = v.and_then(|v| v.first_bad(|v: T| v.is_nan())) {
+            return domain_error(py, arg, NO_NAN, Some(bad));
+        }
+    }
+    domain_error(py, "logits", NO_NAN, None::<(Vec<usize>, T)>)
 }
 
 /// The error for a target outside its domain when `part.flags` reports one (a class index

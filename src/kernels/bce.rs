@@ -27,6 +27,15 @@
 //! ([`Partial::weight`]). They are applied per tile, in the same pass ([`SampleTiles`]): the
 //! tile's weights become `w · sw`, so the tile kernels are the very ones of a weighted call.
 //! A negative sample weight is a domain error ([`flags::WEIGHT`]); NaN propagates.
+//!
+//! NaN policy ([`NanPolicy`], SciPy's `nan_policy`, in [`Operands::nan`]): under
+//! [`NanPolicy::Omit`] the tile loop runs in a mode of its own (`OMIT`): an element where any
+//! operand is NaN (input, a float target, weight, pos_weight, sample weight) keeps its NaN loss
+//! in `out` but is left out of the sum, of `count` and of `Σ sw`, which the loop then sums
+//! itself over the elements kept (the weights multiplied as [`SampleTiles::scale`] multiplies
+//! them). A NaN operand always makes its loss NaN, so under [`NanPolicy::Raise`] the kernel
+//! runs as under [`NanPolicy::Propagate`] and the caller looks for a NaN only when the sum is
+//! NaN.
 
 /// The gradient and diagonal Hessian of the logits loss, beside it.
 pub mod grad;
@@ -36,6 +45,7 @@ use rayon::ThreadPool;
 use super::float::{Float, Target};
 use super::isa::{self, Arch, Isa, Kernel};
 use super::lanes::sum_lanes;
+use super::nan::NanPolicy;
 use super::reduce::{flags, reduce_from, Partial, BLOCK};
 use super::strided::{Dst, Layout, Src, TileBuf};
 
@@ -171,11 +181,14 @@ impl<T: Float, Y: Target> InputTiles<T, Y> {
 /// The operands of one binary cross-entropy call: the [`Inputs`], `out` (layout operand
 /// 4, stored as `T` or as a 16-bit float, see [`Dst`]), null when nothing is written, and the
 /// sample weights (layout operand 5, read as `T` whatever float type they are stored in),
-/// `None` when not given.
+/// `None` when not given; and the NaN policy (the kernel acts on [`NanPolicy::Omit`] only:
+/// under [`NanPolicy::Raise`] it computes what [`NanPolicy::Propagate`] does, whose NaN sum
+/// tells the caller to look for a NaN).
 pub struct Operands<T, Y> {
     pub inputs: Inputs<T, Y>,
     pub out: Dst<T>,
     pub sample_weight: Option<Src<T>>,
+    pub nan: NanPolicy,
     pub layout: Layout<6>,
 }
 
@@ -218,13 +231,8 @@ impl<T: Float> SampleTiles<T> {
         part: &mut Partial,
     ) -> (&'a [T], &'a [T]) {
         // SAFETY: the caller's contract.
-        let sw = unsafe { self.sw.view_src(src.offset(at), st, n) };
+        let sw = unsafe { checked_sample_weights(&mut self.sw, src, at, st, n, flat, part) };
         part.weight += sum_lanes(sw);
-        // Branch-free, so it vectorises (NaN is not negative: it propagates).
-        if sw.iter().fold(false, |bad, &v| bad | (v < T::ZERO)) {
-            let k = sw.iter().position(|&v| v < T::ZERO).unwrap_or(0);
-            part.flag(flags::WEIGHT, (flat + k) as u64);
-        }
         if w.is_empty() {
             return (sw, sw);
         }
@@ -234,6 +242,52 @@ impl<T: Float> SampleTiles<T> {
         }
         (sw, scaled)
     }
+
+    /// The `n` sample weights of one tile, read as [`SampleTiles::scale`] reads them and
+    /// flagged [`flags::WEIGHT`] at the first negative one, but neither summed nor multiplied
+    /// into the element weights: under [`NanPolicy::Omit`] the tile kernel does both, for the
+    /// elements it keeps.
+    ///
+    /// # Safety
+    /// As for [`SampleTiles::scale`].
+    #[inline(always)]
+    pub unsafe fn checked(
+        &mut self,
+        src: Src<T>,
+        at: isize,
+        st: isize,
+        n: usize,
+        flat: usize,
+        part: &mut Partial,
+    ) -> &[T] {
+        // SAFETY: the caller's contract.
+        unsafe { checked_sample_weights(&mut self.sw, src, at, st, n, flat, part) }
+    }
+}
+
+/// The `n` sample weights from `src.offset(at)` with step `st`, read into `buf` where not
+/// contiguous, flagged [`flags::WEIGHT`] at the first negative one (flat index `flat + k`).
+///
+/// # Safety
+/// As for [`SampleTiles::scale`].
+#[inline(always)]
+unsafe fn checked_sample_weights<'a, T: Float>(
+    buf: &'a mut TileBuf<T>,
+    src: Src<T>,
+    at: isize,
+    st: isize,
+    n: usize,
+    flat: usize,
+    part: &mut Partial,
+) -> &'a [T] {
+    // SAFETY: the caller's contract.
+    let sw = unsafe { buf.view_src(src.offset(at), st, n) };
+    // Branch-free, so it vectorises (NaN is not negative: it propagates).
+    if sw.iter().fold(false, |bad, &v| bad | (v < T::ZERO)) {
+        let k = sw.iter().position(|&v| v < T::ZERO).unwrap_or(0);
+        part.flag(flags::WEIGHT, (flat + k) as u64);
+    }
+    sw
 }
 
 /// Elements per group of the tile loop (and independent `f64` accumulators of its sum) with
@@ -315,34 +369,84 @@ struct Tile<'a, T, Y> {
     pw: Option<&'a [T]>,
     /// Where each element's loss goes, when requested.
     out: Option<&'a mut [T]>,
+    /// [`NanPolicy::Omit`]: elements with a NaN operand are left out of the sums. `w` is then
+    /// the element weight as given (`None`: absent) and `sw` the sample weights (`None`:
+    /// none), multiplied here, element by element, as [`SampleTiles::scale`] multiplies them.
+    /// Otherwise `sw` is `None` and `w` holds the weights the losses are multiplied by.
+    omit: bool,
+    sw: Option<&'a [T]>,
+}
+
+/// What one tile adds up: its loss sum, the domain-error flags met and, under
+/// [`NanPolicy::Omit`], the number of elements kept and their sample weights' sum (under
+/// the other policies `kept` is the tile's length and `kept_sw` 0).
+#[derive(Clone, Copy, Debug)]
+struct TileSums {
+    sum: f64,
+    flags: u32,
+    kept: u64,
+    kept_sw: f64,
 }
 
 impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
-    /// The tile's loss sum and the domain-error flags met.
-    type Output = (f64, u32);
+    type Output = TileSums;
 
     /// Chooses the element formula once per tile, then runs [`lanes`]: hard labels take the
     /// one-log path; float targets take it too until one that is not exactly 0 or 1 shows
     /// up, and then the tile is done again with the two-log formula.
     #[inline(always)]
-    fn run<A: Arch>(self) -> (f64, u32) {
+    fn run<A: Arch>(self) -> TileSums {
         let n = self.x.len();
         let (x, y) = (self.x, &self.y[..n]);
         let w = self.w.map(|w| &w[..n]);
         let pw = self.pw.map(|pw| &pw[..n]);
+        let sw = self.sw.map(|sw| &sw[..n]);
+        let omit = self.omit;
         let mut out = self.out.map(|o| &mut o[..n]);
         // Absent operands are passed as `x` and never read (the const flags say so).
         macro_rules! go {
-            ($mode:expr, $l:expr) => {{
+            (@omit $mode:expr, $l:expr, $w:literal, $sw:literal, $ws:expr, $sws:expr) => {{
                 let o = out.as_deref_mut();
-                match (w, pw) {
-                    (None, None) => lanes::<A, T, Y, { $mode }, false, false, $l>(x, y, x, x, o),
-                    (Some(w), None) => lanes::<A, T, Y, { $mode }, true, false, $l>(x, y, w, x, o),
-                    (None, Some(pw)) => {
-                        lanes::<A, T, Y, { $mode }, false, true, $l>(x, y, x, pw, o)
+                match pw {
+                    None => lanes::<A, T, Y, { $mode }, $w, false, $l, true, $sw>(
+                        x, y, $ws, x, $sws, o,
+                    ),
+                    Some(pw) => lanes::<A, T, Y, { $mode }, $w, true, $l, true, $sw>(
+                        x, y, $ws, pw, $sws, o,
+                    ),
+                }
+            }};
+            ($mode:expr, $l:expr) => {{
+                if omit {
+                    match (w, sw) {
+                        (None, None) => go!(@omit $mode, $l, false, false, x, x),
+                        (Some(w), None) => go!(@omit $mode, $l, true, false, w, x),
+                        (None, Some(sw)) => go!(@omit $mode, $l, false, true, x, sw),
+                        (Some(w), Some(sw)) => go!(@omit $mode, $l, true, true, w, sw),
                     }
-                    (Some(w), Some(pw)) => {
-                        lanes::<A, T, Y, { $mode }, true, true, $l>(x, y, w, pw, o)
+                } else {
+                    let o = out.as_deref_mut();
+                    match (w, pw) {
+                        (None, None) => {
+                            lanes::<A, T, Y, { $mode }, false, false, $l, false, false>(
+                                x, y, x, x, x, o,
+                            )
+                        }
+                        (Some(w), None) => {
+                            lanes::<A, T, Y, { $mode }, true, false, $l, false, false>(
+                                x, y, w, x, x, o,
+                            )
+                        }
+                        (None, Some(pw)) => {
+                            lanes::<A, T, Y, { $mode }, false, true, $l, false, false>(
+                                x, y, x, pw, x, o,
+                            )
+                        }
+                        (Some(w), Some(pw)) => {
+                            lanes::<A, T, Y, { $mode }, true, true, $l, false, false>(
+                                x, y, w, pw, x, o,
+                            )
+                        }
                     }
                 }
             }};
@@ -388,10 +492,18 @@ struct LaneState<T, Y, const L: usize> {
     /// Smallest and largest target seen (float targets, see [`Target::BY_EXTREMES`]).
     ylo: [Y; L],
     yhi: [Y; L],
+    /// Under `OMIT`: the elements kept, and their sample weights' sum (`SW`), in `f64`.
+    kept: [f64; L],
+    kept_sw: [f64; L],
 }
 
 /// One group of `L` elements: loss, weight, domain checks and sums, all lane-wise.
-/// Returns the losses (weighted).
+/// Returns the losses (weighted), and the losses that go into the sum: under `OMIT`, 0 for
+/// an element with a NaN operand (`x`, a float `y`, and `w`, `pw`, `sw` where present), whose
+/// lanes of `kept` (and `kept_sw`) it leaves alone; the losses themselves otherwise. `SW`
+/// (only with `OMIT`): the losses are multiplied by the sample weights `sw` too, after `w`.
+/// Selects in `T` and `f64` lanes, no `bool` array: the loop vectorises as the plain one.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn group<
     A: Arch,
@@ -401,14 +513,18 @@ fn group<
     const W: bool,
     const PW: bool,
     const L: usize,
+    const OMIT: bool,
+    const SW: bool,
 >(
     st: &mut LaneState<T, Y, L>,
     x: &[T; L],
     y: &[Y; L],
     w: &[T; L],
     pw: &[T; L],
-) -> [T; L] {
+    sw: &[T; L],
+) -> ([T; L], [T; L]) {
     let mut l = [T::ZERO; L];
+    let mut summed = [T::ZERO; L];
     for k in 0..L {
         let (v, t) = (x[k], y[k]);
         if MODE != LOGITS {
@@ -434,15 +550,37 @@ fn group<
             SOFT => prob_soft::<A, T>(v, t.prob()),
             _ => logits_loss::<A, T, PW>(v, t.prob(), pw[k]),
         };
-        l[k] = if W { loss * w[k] } else { loss };
+        // Under `OMIT` the product of the weights as `SampleTiles::scale` forms it.
+        let scale = match (W, SW) {
+            (true, true) => w[k] * sw[k],
+            (false, true) => sw[k],
+            _ => w[k],
+        };
+        l[k] = if W || SW { loss * scale } else { loss };
+        summed[k] = l[k];
+        if OMIT {
+            let nan = v.is_nan()
+                | (!Y::HARD && t.prob::<T>().is_nan())
+                | (W && w[k].is_nan())
+                | (PW && pw[k].is_nan())
+                | (SW && sw[k].is_nan());
+            summed[k] = if nan { T::ZERO } else { l[k] };
+            st.kept[k] += if nan { 0.0 } else { 1.0 };
+            if SW {
+                st.kept_sw[k] += if nan { 0.0 } else { sw[k].to_f64() };
+            }
+        }
     }
-    l
+    (l, summed)
 }
 
 /// The tile loop: groups of `L` elements through [`group`], the last, partial group
 /// padded with valid values (probability 1/2, target 0, weight 1) whose losses are dropped.
-/// `w` is only read when `W`. Returns the tile's sum and domain-error flags; `None` (in
-/// `HARD_FLOAT` mode only) as soon as a group holds a float target other than 0 and 1.
+/// `w` is only read when `W`, `pw` when `PW`, `sw` when `SW`. Returns the tile's sums and
+/// domain-error flags; `None` (in `HARD_FLOAT` mode only) as soon as a group holds a float
+/// target other than 0 and 1. Under `OMIT` an element with a NaN operand is written to
+/// `out` (its loss is NaN) but left out of the sum, of the count of elements kept and of the
+/// sum of sample weights kept.
 #[inline(always)]
 fn lanes<
     A: Arch,
@@ -452,13 +590,16 @@ fn lanes<
     const W: bool,
     const PW: bool,
     const L: usize,
+    const OMIT: bool,
+    const SW: bool,
 >(
     x: &[T],
     y: &[Y],
     w: &[T],
     pw: &[T],
+    sw: &[T],
     mut out: Option<&mut [T]>,
-) -> Option<(f64, u32)> {
+) -> Option<TileSums> {
     let n = x.len();
     let half = T::from_f64(0.5);
     let mut st = LaneState {
@@ -469,6 +610,8 @@ fn lanes<
         soft: [0; L],
         ylo: [Y::default(); L],
         yhi: [Y::default(); L],
+        kept: [0.0; L],
+        kept_sw: [0.0; L],
     };
     let full = n - n % L;
     let arr = |s: &[T], i: usize| -> [T; L] { s[i..i + L].try_into().unwrap() };
@@ -477,22 +620,26 @@ fn lanes<
         let ys: [Y; L] = y[i..i + L].try_into().unwrap();
         let ws = if W { arr(w, i) } else { [T::ONE; L] };
         let pws = if PW { arr(pw, i) } else { [T::ONE; L] };
-        let l = group::<A, T, Y, MODE, W, PW, L>(&mut st, &arr(x, i), &ys, &ws, &pws);
+        let sws = if SW { arr(sw, i) } else { [T::ONE; L] };
+        let (l, summed) =
+            group::<A, T, Y, MODE, W, PW, L, OMIT, SW>(&mut st, &arr(x, i), &ys, &ws, &pws, &sws);
         if MODE == HARD_FLOAT && any_soft(&st.soft) {
             return None;
         }
         if let Some(out) = out.as_deref_mut() {
             out[i..i + L].copy_from_slice(&l);
         }
-        for (a, v) in st.acc.iter_mut().zip(l) {
+        for (a, v) in st.acc.iter_mut().zip(summed) {
             *a += v.to_f64();
         }
         i += L;
     }
     let rest = n - full;
     if rest > 0 {
-        let (mut xs, mut ys) = ([half; L], [Y::default(); L]);
-        let (mut ws, mut pws) = ([T::ONE; L], [T::ONE; L]);
+        // Under `OMIT` the padding is NaN, so that it is neither summed nor counted.
+        let pad = if OMIT { T::from_f64(f64::NAN) } else { half };
+        let (mut xs, mut ys) = ([pad; L], [Y::default(); L]);
+        let (mut ws, mut pws, mut sws) = ([T::ONE; L], [T::ONE; L], [T::ONE; L]);
         xs[..rest].copy_from_slice(&x[full..]);
         ys[..rest].copy_from_slice(&y[full..]);
         if PW {
@@ -501,11 +648,15 @@ fn lanes<
         if W {
             ws[..rest].copy_from_slice(&w[full..]);
         }
-        let l = group::<A, T, Y, MODE, W, PW, L>(&mut st, &xs, &ys, &ws, &pws);
+        if SW {
+            sws[..rest].copy_from_slice(&sw[full..]);
+        }
+        let (l, summed) =
+            group::<A, T, Y, MODE, W, PW, L, OMIT, SW>(&mut st, &xs, &ys, &ws, &pws, &sws);
         if let Some(out) = out {
             out[full..].copy_from_slice(&l[..rest]);
         }
-        for (a, v) in st.acc.iter_mut().zip(&l[..rest]) {
+        for (a, v) in st.acc.iter_mut().zip(&summed[..rest]) {
             *a += v.to_f64();
         }
     }
@@ -519,7 +670,17 @@ fn lanes<
         bad_y |= st.bad_y[k] | u32::from(!Y::extremes_in_range(st.ylo[k], st.yhi[k]));
     }
     let flags = if bad_x { flags::INPUT } else { 0 } | if bad_y != 0 { flags::TARGET } else { 0 };
-    Some((pairwise(st.acc), flags))
+    Some(TileSums {
+        sum: pairwise(st.acc),
+        flags,
+        // Whole numbers below 2^53: exact in `f64`.
+        kept: if OMIT {
+            st.kept.iter().sum::<f64>() as u64
+        } else {
+            n as u64
+        },
+        kept_sw: if SW { pairwise(st.kept_sw) } else { 0.0 },
+    })
 }
 
 /// True if any lane saw a soft target (no early exit, so it stays one vector test).
@@ -587,9 +748,11 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
 ) -> Partial {
     let ins = &ops.inputs;
     let (unweighted, no_pos_weight) = (ins.unweighted(), ins.no_pos_weight());
+    let omit = ops.nan == NanPolicy::Omit;
     reduce_from(init, ops.layout.len(), BLOCK, pool, |range| {
         let mut part = Partial::EMPTY;
-        part.count = range.len() as u64;
+        // Under `omit`, the elements kept are counted tile by tile.
+        part.count = if omit { 0 } else { range.len() as u64 };
         let mut tiles = InputTiles::<T, Y>::default();
         let mut samples = SampleTiles::<T>::default();
         let mut bout = TileBuf::<T>::default();
@@ -597,13 +760,19 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
             // SAFETY: the caller guarantees every element of the layout is valid; `at` and
             // `st` stay inside it for the n elements of this tile.
             let (x, y, w, pw) = unsafe { tiles.view_present(ins, &at, &st, n) };
-            let w = match ops.sample_weight {
-                None if unweighted => None,
-                None => Some(w),
+            let (w, sw) = match ops.sample_weight {
+                None if unweighted => (None, None),
+                None => (Some(w), None),
                 // SAFETY: as above, for operand 5 (the sample weights).
-                Some(src) => {
-                    Some(unsafe { samples.scale(src, at[5], st[5], n, w, flat, &mut part) }.1)
-                }
+                Some(src) if omit => (
+                    (!unweighted).then_some(w),
+                    Some(unsafe { samples.checked(src, at[5], st[5], n, flat, &mut part) }),
+                ),
+                // SAFETY: as above, for operand 5 (the sample weights).
+                Some(src) => (
+                    Some(unsafe { samples.scale(src, at[5], st[5], n, w, flat, &mut part) }.1),
+                    None,
+                ),
             };
             let tile = |out| Tile {
                 kind,
@@ -612,8 +781,10 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
                 w,
                 pw: if no_pos_weight { None } else { Some(pw) },
                 out,
+                omit,
+                sw,
             };
-            let (sum, bad) = if ops.out.is_null() {
+            let sums = if ops.out.is_null() {
                 isa::dispatch_on(isa, tile(None))
             } else {
                 // SAFETY: out is valid and written by this block only (blocks partition the
@@ -633,7 +804,12 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
                     r
                 }
             };
-            part.sum += sum;
+            part.sum += sums.sum;
+            if omit {
+                part.count += sums.kept;
+                part.weight += sums.kept_sw;
+            }
+            let bad = sums.flags;
             if bad != 0 && part.flags & bad != bad {
                 part.flag(bad, first_bad(kind, flat, x, y, bad));
             }
@@ -686,8 +862,12 @@ pub unsafe fn tile_losses<'s, T: Float, Y: Target>(
         w,
         pw: if ins.no_pos_weight() { None } else { Some(pw) },
         out: Some(out),
+        omit: false,
+        sw: None,
     };
-    let (sum, bad) = isa::dispatch_on(isa, tile);
+    let TileSums {
+        sum, flags: bad, ..
+    } = isa::dispatch_on(isa, tile);
     part.sum += sum;
     if bad != 0 && part.flags & bad != bad {
         part.flag(bad, first_bad(kind, flat, x, y, bad));
@@ -714,6 +894,7 @@ mod tests {
             },
             out: Dst::from(out),
             sample_weight: None,
+            nan: NanPolicy::Propagate,
             layout: Layout::new(&[n], [&[1], &[1], &[0], &[0], &[1], &[0]]),
         }
     }
@@ -901,6 +1082,7 @@ mod tests {
             },
             out: Dst::null(),
             sample_weight: None,
+            nan: NanPolicy::Propagate,
             // logical (4, 300): element [i, j] at i + 4 j (a Fortran-ordered buffer).
             layout: Layout::new(
                 &[4, 300],

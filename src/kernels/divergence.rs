@@ -66,6 +66,7 @@ use super::float::Float;
 use super::isa::{self, Arch, Kernel};
 use super::lanes::{max_lanes, row_sums, LANES};
 use super::math;
+use super::nan::{self, NanPolicy};
 use super::reduce::{flags, Partial};
 use super::rows::{
     fold_row, run, then, In, Out, PerRow, Row, RowBatch, RowOp, Rows, Tile, BATCH_ROWS,
@@ -295,8 +296,9 @@ fn row_values<A: Arch, const KIND: u8, const NORMALIZE: bool>(
 /// without normalisation. Rows written to an `f32` `out` get
 /// entropy and cross-entropy logs only as accurate as an `f32` result needs (see the module
 /// doc). `p` and `q` are read as `T` where they lie, whatever float type each is stored in
-/// ([`Src`]).
-pub struct Divergence<'a, T> {
+/// ([`Src`]). `NAN` is the [`NanPolicy::code`] of the NaN policy (see [`omit_pairs`] and
+/// [`outside`]).
+pub struct Divergence<'a, T, const NAN: u8> {
     pub kind: Kind,
     pub p: In<T>,
     pub q: In<T>,
@@ -311,6 +313,66 @@ pub struct Divergence<'a, T> {
 #[inline(always)]
 fn any_negative<T: Float>(x: &[T]) -> bool {
     x.iter().fold(false, |bad, &v| bad | (v < T::ZERO))
+}
+
+/// True if any element is outside the domain of NaN policy `NAN`: negative, or, under
+/// [`NanPolicy::Raise`], NaN as well.
+#[inline(always)]
+fn outside<T: Float, const NAN: u8>(x: &[T]) -> bool {
+    if NAN == nan::RAISE {
+        x.iter()
+            .fold(false, |bad, &v| bad | (v < T::ZERO) | v.is_nan())
+    } else {
+        any_negative(x)
+    }
+}
+
+/// [`NanPolicy::Omit`] on a tile of rows of `n` elements: `p` and `q` copied into `cp`,
+/// `cq` with every pair where either is NaN replaced by `(0, 0)`, and each row's number of
+/// pairs kept in `kept` (from `ck`, 1 or 0 per pair, summed by row). A zero pair adds nothing
+/// to any sum: its term is 0 (`0 · ln 0 = 0`, `0 · ln(0/0) = 0` by the kernels' convention,
+/// Jensen-Shannon's `m` is 0 too) and so are its masses, so the kernels then compute the rows
+/// without those pairs; a row with none kept is empty (0, as SciPy gives). Entropy, whose `q`
+/// is `p`, goes to [`omit_nan`]. One branch-free pass over the whole tile (short rows
+/// included), in the gather buffers' cache; nothing the size of the input.
+#[inline(always)]
+fn omit_pairs<'b, T: Float>(
+    p: &[T],
+    q: &[T],
+    n: usize,
+    (cp, cq, ck): (&'b mut [T], &'b mut [T], &mut [T]),
+    kept: &mut [f64],
+) -> (&'b [T], &'b [T]) {
+    let pairs = p
+        .iter()
+        .zip(q)
+        .zip(cp.iter_mut().zip(cq.iter_mut()).zip(ck.iter_mut()));
+    for ((&x, &y), ((a, b), k)) in pairs {
+        let keep = !(x.is_nan() | y.is_nan());
+        *a = if keep { x } else { T::ZERO };
+        *b = if keep { y } else { T::ZERO };
+        *k = if keep { T::ONE } else { T::ZERO };
+    }
+    row_sums(ck, n, kept);
+    (cp, cq)
+}
+
+/// [`omit_pairs`] of one operand (entropy's `p`): `p` copied into `cp` with each NaN replaced
+/// by 0, each row's number of values kept in `kept`.
+#[inline(always)]
+fn omit_nan<'b, T: Float>(
+    p: &[T],
+    n: usize,
+    (cp, ck): (&'b mut [T], &mut [T]),
+    kept: &mut [f64],
+) -> &'b [T] {
+    for ((&x, a), k) in p.iter().zip(cp.iter_mut()).zip(ck.iter_mut()) {
+        let keep = !x.is_nan();
+        *a = if keep { x } else { T::ZERO };
+        *k = if keep { T::ONE } else { T::ZERO };
+    }
+    row_sums(ck, n, kept);
+    cp
 }
 
 /// `x · ln(x / y)` with `0 · ln(0 / y) = 0` (branch-free), for `x`, `y` computed from values
@@ -445,10 +507,11 @@ fn top_log_fix<A: Arch, T: Float>(x: &[T], mass: f64, k: f64) -> Option<(T, f64)
     })
 }
 
-impl<T: Float> RowOp<3> for Divergence<'_, T> {
+impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN> {
     type State = Partial;
     /// Gather buffers for `p` and `q`; the element terms; Jensen-Shannon's scale factors;
-    /// the per-row sums.
+    /// the per-row sums; under [`NanPolicy::Omit`], the copies of `p` and `q` without their
+    /// NaN pairs and the rows' counts of pairs kept ([`omit_pairs`]; untouched otherwise).
     type Scratch = (
         TileBuf<T>,
         TileBuf<T>,
@@ -456,6 +519,7 @@ impl<T: Float> RowOp<3> for Divergence<'_, T> {
         TileBuf<f64>,
         TileBuf<f64>,
         TileBuf<f64>,
+        (TileBuf<T>, TileBuf<T>, TileBuf<T>, TileBuf<f64>),
     );
 
     fn empty(&self) -> Partial {
@@ -465,14 +529,44 @@ impl<T: Float> RowOp<3> for Divergence<'_, T> {
     #[inline(always)]
     fn tile<A: Arch>(
         &self,
-        (bp, bq, bt, bfa, bfb, bs): &mut Self::Scratch,
+        (bp, bq, bt, bfa, bfb, bs, (cp, cq, ck, bk)): &mut Self::Scratch,
         tile: &Tile<3>,
         states: &mut [Partial],
     ) {
         let (rows, n, first_row) = (states.len(), tile.len(), tile.first_row());
         let p = tile.read(&self.p, bp);
         // Domain errors are flagged on the batch's first row (the caller locates them).
-        let bad_p = if any_negative(p) { flags::INPUT } else { 0 };
+        let bad_p = if outside::<T, NAN>(p) {
+            flags::INPUT
+        } else {
+            0
+        };
+        let q = if self.kind == Kind::Entropy {
+            p
+        } else {
+            tile.read(&self.q, bq)
+        };
+        let bad = bad_p
+            | if self.kind != Kind::Entropy && outside::<T, NAN>(q) {
+                flags::TARGET
+            } else {
+                0
+            };
+        // Under `omit`, the rows without their NaN pairs from here on.
+        let (p, q, kept) = if NAN == nan::OMIT {
+            let kept = bk.scratch(rows);
+            let len = rows * n;
+            let (cp, ck) = (cp.scratch(len), ck.scratch(len));
+            let (p, q) = if self.kind == Kind::Entropy {
+                let p = omit_nan(p, n, (cp, ck), kept);
+                (p, p)
+            } else {
+                omit_pairs(p, q, n, (cp, cq.scratch(len), ck), kept)
+            };
+            (p, q, &*kept)
+        } else {
+            (p, q, &[][..])
+        };
         let sums = bs.scratch(4 * rows);
         let (sp, rest) = sums.split_at_mut(rows);
         let (sq, rest) = rest.split_at_mut(rows);
@@ -482,17 +576,12 @@ impl<T: Float> RowOp<3> for Divergence<'_, T> {
         // that finding their largest element costs more than the cheaper logs save.
         let f32_rows = T::NARROW && self.out.is_some() && n > LANES;
         row_sums(p, n, sp);
-        let q = if self.kind == Kind::Entropy {
+        if self.kind == Kind::Entropy {
             sq.fill(0.0);
-            p
-        } else {
-            let q = tile.read(&self.q, bq);
+        } else if self.kind != Kind::JensenShannon || self.norms.is_none() {
             // The second pass of Jensen-Shannon reads its factors instead.
-            if self.kind != Kind::JensenShannon || self.norms.is_none() {
-                row_sums(q, n, sq);
-            }
-            q
-        };
+            row_sums(q, n, sq);
+        }
         // Each row's reference exponent, and a copy per element for the term loops.
         let ks = bfb.scratch(rows * n);
         for ((k, &p), &q) in kr.iter_mut().zip(&*sp).zip(&*sq) {
@@ -551,12 +640,6 @@ impl<T: Float> RowOp<3> for Divergence<'_, T> {
                 }
             }
         }
-        let bad = bad_p
-            | if self.kind != Kind::Entropy && any_negative(q) {
-                flags::TARGET
-            } else {
-                0
-            };
         row_sums(terms, n, sl);
         if f32_rows && matches!(self.kind, Kind::Entropy | Kind::CrossEntropy) {
             for r in 0..rows {
@@ -591,7 +674,11 @@ impl<T: Float> RowOp<3> for Divergence<'_, T> {
             *s = Partial {
                 sum,
                 weight: kr[r],
-                count: n as u64,
+                count: if NAN == nan::OMIT {
+                    kept[r] as u64
+                } else {
+                    n as u64
+                },
                 mass,
                 flags: if r == 0 { bad } else { 0 },
                 ..Partial::EMPTY
@@ -679,16 +766,22 @@ impl<T: Float> RowOp<3> for Divergence<'_, T> {
 /// The first pass of normalised Jensen-Shannon over rows that do not fit in one tile: each
 /// row's masses `P`, `Q` (summed as [`Divergence`] sums them), finished into its factors
 /// `(1/P, 1/Q)`, stored in `norms` (one entry per row) for the second pass ([`then`]).
-pub struct JsMasses<'a, T> {
+pub struct JsMasses<'a, T, const NAN: u8> {
     pub p: In<T>,
     pub q: In<T>,
     pub norms: &'a PerRow<[f64; 2]>,
 }
 
-impl<T: Float> RowOp<3> for JsMasses<'_, T> {
+impl<T: Float, const NAN: u8> RowOp<3> for JsMasses<'_, T, NAN> {
     type State = Partial;
-    /// Gather buffers for `p` and `q`; the per-row sums.
-    type Scratch = (TileBuf<T>, TileBuf<T>, TileBuf<f64>);
+    /// Gather buffers for `p` and `q`; the per-row sums; under [`NanPolicy::Omit`], the
+    /// copies without NaN pairs and the counts kept ([`omit_pairs`]).
+    type Scratch = (
+        TileBuf<T>,
+        TileBuf<T>,
+        TileBuf<f64>,
+        (TileBuf<T>, TileBuf<T>, TileBuf<T>, TileBuf<f64>),
+    );
 
     fn empty(&self) -> Partial {
         Partial::EMPTY
@@ -697,15 +790,29 @@ impl<T: Float> RowOp<3> for JsMasses<'_, T> {
     #[inline(always)]
     fn tile<A: Arch>(
         &self,
-        (bp, bq, bs): &mut Self::Scratch,
+        (bp, bq, bs, (cp, cq, ck, bk)): &mut Self::Scratch,
         tile: &Tile<3>,
         states: &mut [Partial],
     ) {
         let (rows, n) = (states.len(), tile.len());
         let p = tile.read(&self.p, bp);
         let q = tile.read(&self.q, bq);
-        let bad = if any_negative(p) { flags::INPUT } else { 0 }
-            | if any_negative(q) { flags::TARGET } else { 0 };
+        let bad = if outside::<T, NAN>(p) {
+            flags::INPUT
+        } else {
+            0
+        } | if outside::<T, NAN>(q) {
+            flags::TARGET
+        } else {
+            0
+        };
+        let (p, q) = if NAN == nan::OMIT {
+            let len = rows * n;
+            let (cp, cq, ck) = (cp.scratch(len), cq.scratch(len), ck.scratch(len));
+            omit_pairs(p, q, n, (cp, cq, ck), bk.scratch(rows))
+        } else {
+            (p, q)
+        };
         let (sp, sq) = bs.scratch(2 * rows).split_at_mut(rows);
         row_sums(p, n, sp);
         row_sums(q, n, sq);
@@ -738,9 +845,20 @@ impl<T: Float> RowOp<3> for JsMasses<'_, T> {
     }
 }
 
-/// Computes `kind` for every row of `rows` (operands `[p, q, out]`), writing each row's value
-/// to `out` when it is not null. Returns the merged row contributions: `sum` is the sum of
-/// the row values (the value itself for one row), `flags` the domain errors met.
+/// The arguments of a call of [`divergence`] besides its operands: which quantity, whether
+/// rows are normalised, `ln(base)` (1 for natural logarithms) and the NaN policy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Options {
+    pub kind: Kind,
+    pub normalize: bool,
+    pub log_base: f64,
+    pub nan: NanPolicy,
+}
+
+/// Computes `opts.kind` for every row of `rows` (operands `[p, q, out]`), writing each row's
+/// value to `out` when it is not null. Returns the merged row contributions: `sum` is the sum
+/// of the row values (the value itself for one row), `flags` the domain errors met (under
+/// [`NanPolicy::Raise`], a NaN among them).
 ///
 /// A single row (e.g. `axis=None`) is reduced by [`whole`] and finished by [`Finish::value`]:
 /// the code of the streaming accumulators, so that they give the bits of this call.
@@ -749,18 +867,47 @@ impl<T: Float> RowOp<3> for JsMasses<'_, T> {
 /// # Safety
 /// `p`, `q` (and `out`, when not null) stepped over `rows` must address valid, aligned elements
 /// that stay alive for the call; `out` must not overlap the inputs nor itself.
-#[allow(clippy::too_many_arguments)]
 pub unsafe fn divergence<T: Float>(
-    kind: Kind,
+    opts: Options,
     rows: &Rows<3>,
     p: impl Into<Src<T>>,
     q: impl Into<Src<T>>,
     out: impl Into<Dst<T>>,
-    normalize: bool,
-    log_base: f64,
     pool: Option<&rayon::ThreadPool>,
 ) -> Partial {
-    let out = out.into();
+    let (p, q, out) = (p.into(), q.into(), out.into());
+    // SAFETY (each arm): forwarded from the caller.
+    match opts.nan {
+        NanPolicy::Propagate => unsafe {
+            divergence_with::<T, { nan::PROPAGATE }>(opts, rows, p, q, out, pool)
+        },
+        NanPolicy::Omit => unsafe {
+            divergence_with::<T, { nan::OMIT }>(opts, rows, p, q, out, pool)
+        },
+        NanPolicy::Raise => unsafe {
+            divergence_with::<T, { nan::RAISE }>(opts, rows, p, q, out, pool)
+        },
+    }
+}
+
+/// [`divergence`] with the NaN policy fixed at compile time (`NAN` is its code).
+///
+/// # Safety
+/// As [`divergence`].
+unsafe fn divergence_with<T: Float, const NAN: u8>(
+    opts: Options,
+    rows: &Rows<3>,
+    p: Src<T>,
+    q: Src<T>,
+    out: Dst<T>,
+    pool: Option<&rayon::ThreadPool>,
+) -> Partial {
+    let Options {
+        kind,
+        normalize,
+        log_base,
+        ..
+    } = opts;
     let finish = Finish {
         kind,
         normalize,
@@ -769,7 +916,7 @@ pub unsafe fn divergence<T: Float>(
     let js = kind == Kind::JensenShannon;
     if rows.rows() == 1 && !(js && normalize) {
         // SAFETY: forwarded from the caller.
-        let state = unsafe { whole(kind, rows, p, q, Partial::EMPTY, pool) };
+        let state = unsafe { whole_with::<T, NAN>(kind, rows, p, q, Partial::EMPTY, pool) };
         let value = finish.value(&state);
         if !out.is_null() {
             // SAFETY: the row's output offset is valid (caller's contract).
@@ -786,7 +933,7 @@ pub unsafe fn divergence<T: Float>(
     // SAFETY: `p`, `q` and `out` are the operands 0, 1 and 2 of `rows`, valid along them
     // (the caller's contract).
     let op = unsafe {
-        Divergence {
+        Divergence::<T, NAN> {
             kind,
             p: In::new(p, 0),
             q: In::new(q, 1),
@@ -808,7 +955,7 @@ pub unsafe fn divergence<T: Float>(
     // Rows longer than half a tile: a first pass stores each row's factors, which the terms
     // of the second read.
     let norms = PerRow::new(rows.rows());
-    let masses = JsMasses {
+    let masses = JsMasses::<T, NAN> {
         p: op.p,
         q: op.q,
         norms: &norms,
@@ -825,26 +972,53 @@ pub unsafe fn divergence<T: Float>(
 
 /// The *unfinished* state (see the module doc) of `kind` over the single row of `rows` (every
 /// dimension reduced: the whole array as one distribution), continuing from `init`, the state
-/// of the elements seen before: [`fold_row`] with this kernel. Streaming an array through
-/// calls that each cover a whole number of the engine's chunks gives the very state of one
-/// call; [`Finish::value`] then gives the result. For Jensen-Shannon the state of the
-/// unnormalised divergence (`m = (p + q) / 2`): the normalised one needs `P` and `Q` inside
-/// every logarithm, so no state of part of the data determines it.
+/// of the elements seen before: [`fold_row`] with this kernel, under NaN policy `nan` (under
+/// [`NanPolicy::Omit`], `count` counts the pairs kept). Streaming an array through calls that
+/// each cover a whole number of the engine's chunks gives the very state of one call;
+/// [`Finish::value`] then gives the result. For Jensen-Shannon the state of the unnormalised
+/// divergence (`m = (p + q) / 2`): the normalised one needs `P` and `Q` inside every
+/// logarithm, so no state of part of the data determines it.
 ///
 /// # Safety
 /// As [`divergence`] (there is no output); `rows` must hold exactly one row.
 pub unsafe fn whole<T: Float>(
     kind: Kind,
+    nan: NanPolicy,
     rows: &Rows<3>,
     p: impl Into<Src<T>>,
     q: impl Into<Src<T>>,
     init: Partial,
     pool: Option<&rayon::ThreadPool>,
 ) -> Partial {
+    let (p, q) = (p.into(), q.into());
+    // SAFETY (each arm): forwarded from the caller.
+    match nan {
+        NanPolicy::Propagate => unsafe {
+            whole_with::<T, { nan::PROPAGATE }>(kind, rows, p, q, init, pool)
+        },
+        NanPolicy::Omit => unsafe { whole_with::<T, { nan::OMIT }>(kind, rows, p, q, init, pool) },
+        NanPolicy::Raise => unsafe {
+            whole_with::<T, { nan::RAISE }>(kind, rows, p, q, init, pool)
+        },
+    }
+}
+
+/// [`whole`] with the NaN policy fixed at compile time.
+///
+/// # Safety
+/// As [`whole`].
+unsafe fn whole_with<T: Float, const NAN: u8>(
+    kind: Kind,
+    rows: &Rows<3>,
+    p: Src<T>,
+    q: Src<T>,
+    init: Partial,
+    pool: Option<&rayon::ThreadPool>,
+) -> Partial {
     // SAFETY: `p` and `q` are the operands 0 and 1 of `rows`, valid along them (the caller's
     // contract). Without normalisation Jensen-Shannon's factors are 1.
     let op = unsafe {
-        Divergence {
+        Divergence::<T, NAN> {
             kind,
             p: In::new(p, 0),
             q: In::new(q, 1),
@@ -892,6 +1066,17 @@ mod tests {
         shape: [usize; 2],
         threads: usize,
     ) -> (Vec<T>, Partial) {
+        rows_with(kind, NanPolicy::Propagate, p, q, shape, threads)
+    }
+
+    fn rows_with<T: Float>(
+        kind: Kind,
+        nan: NanPolicy,
+        p: &[T],
+        q: &[T],
+        shape: [usize; 2],
+        threads: usize,
+    ) -> (Vec<T>, Partial) {
         let mut out = vec![T::ZERO; shape[0]];
         let c = shape[1] as isize;
         let rows = Rows::new(&shape, [&[c, 1], &[c, 1], &[1, 0]], &[false, true]);
@@ -903,13 +1088,16 @@ mod tests {
         // outlive the call (outputs are written by one row each).
         let part = unsafe {
             divergence(
-                kind,
+                Options {
+                    kind,
+                    normalize: true,
+                    log_base: 1.0,
+                    nan,
+                },
                 &rows,
                 p.as_ptr(),
                 q.as_ptr(),
                 out.as_mut_ptr(),
-                true,
-                1.0,
                 (threads > 1).then_some(&pool),
             )
         };
@@ -979,6 +1167,7 @@ mod tests {
             unsafe {
                 whole(
                     kind,
+                    NanPolicy::Propagate,
                     &rows,
                     p[w[0]..].as_ptr(),
                     q[w[0]..].as_ptr(),
@@ -1028,13 +1217,16 @@ mod tests {
                 // outlive the call (outputs are written by one row each).
                 let part = unsafe {
                     divergence(
-                        kind,
+                        Options {
+                            kind,
+                            normalize,
+                            log_base: finish.log_base,
+                            nan: NanPolicy::Propagate,
+                        },
                         &rows,
                         pp.as_ptr(),
                         qq.as_ptr(),
                         out.as_mut_ptr(),
-                        normalize,
-                        finish.log_base,
                         None,
                     )
                 };
@@ -1144,5 +1336,89 @@ mod tests {
             1,
         );
         assert_eq!(part.flags, flags::TARGET);
+    }
+
+    /// `omit`: each row as SciPy's `entropy(..., nan_policy="omit")` gives it, that is the
+    /// row without the pairs where `p` or `q` is NaN (an empty row gives 0), for short rows
+    /// (batched), long rows (several tiles; Jensen-Shannon's two passes), any thread count.
+    #[test]
+    fn omit_drops_nan_pairs_from_each_row() {
+        let kinds = [
+            Kind::Entropy,
+            Kind::CrossEntropy,
+            Kind::KlDivergence,
+            Kind::JensenShannon,
+        ];
+        for &(r, c) in &[(40, 9), (3, 5000)] {
+            let mut p = sample(r * c, 5);
+            let mut q: Vec<f64> = sample(r * c, 6).iter().map(|x| x + 0.01).collect();
+            for i in (0..r * c).step_by(7) {
+                p[i] = f64::NAN;
+            }
+            for i in (3..r * c).step_by(11) {
+                q[i] = f64::NAN;
+            }
+            // A row all NaN: empty once omitted.
+            p[c..2 * c].fill(f64::NAN);
+            for kind in kinds {
+                let (out, part) = rows_with(kind, NanPolicy::Omit, &p, &q, [r, c], 1);
+                assert_eq!(part.flags, 0);
+                for (i, &got) in out.iter().enumerate() {
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    for j in i * c..(i + 1) * c {
+                        let use_q = kind != Kind::Entropy;
+                        if p[j].is_nan() || (use_q && q[j].is_nan()) {
+                            continue;
+                        }
+                        a.push(p[j]);
+                        b.push(q[j]);
+                    }
+                    let want = if a.is_empty() {
+                        0.0
+                    } else {
+                        reference(kind, &a, &b)
+                    };
+                    assert!(
+                        (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                        "{kind:?} ({r}, {c}) row {i}: {got} vs {want}"
+                    );
+                }
+                for threads in [2, 3] {
+                    let (o, _) = rows_with(kind, NanPolicy::Omit, &p, &q, [r, c], threads);
+                    assert!(o.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()));
+                }
+                // Propagate: the NaN rows are NaN.
+                let (o, _) = rows_with(kind, NanPolicy::Propagate, &p, &q, [r, c], 1);
+                assert!(o[1].is_nan());
+            }
+        }
+    }
+
+    /// `raise`: a NaN is flagged as a domain error of its operand; without NaN the values
+    /// are those of `propagate`, bit for bit.
+    #[test]
+    fn raise_flags_nan_of_its_operand() {
+        let (p, q) = (sample(60, 7), sample(60, 8));
+        for kind in [Kind::Entropy, Kind::KlDivergence, Kind::JensenShannon] {
+            let (a, pa) = rows_with(kind, NanPolicy::Raise, &p, &q, [4, 15], 2);
+            let (b, _) = rows_with(kind, NanPolicy::Propagate, &p, &q, [4, 15], 2);
+            assert_eq!(pa.flags, 0);
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+            let mut pn = p.clone();
+            pn[31] = f64::NAN;
+            let (_, part) = rows_with(kind, NanPolicy::Raise, &pn, &q, [4, 15], 2);
+            assert_eq!(part.flags, flags::INPUT, "{kind:?}");
+            let (_, part) = rows_with(kind, NanPolicy::Propagate, &pn, &q, [4, 15], 2);
+            assert_eq!(part.flags, 0);
+            let mut qn = q.clone();
+            qn[59] = f64::NAN;
+            let (_, part) = rows_with(kind, NanPolicy::Raise, &p, &qn, [1, 60], 1);
+            let want = if kind == Kind::Entropy {
+                0
+            } else {
+                flags::TARGET
+            };
+            assert_eq!(part.flags, want, "{kind:?}");
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`rows`]: the row-wise engine (one result per distribution along an axis).
 //! - [`pool`]: the crate's fork-safe rayon pool (and the locks and fork handlers of the crate).
 //! - [`memory`]: which bytes a call reads and writes; the claims of running calls on them.
+//! - [`nan`]: SciPy's `nan_policy`, the policy kernels take as a compile-time parameter.
 //! - [`cancel`]: the cancellation hook the engines poll (Ctrl-C in a long call).
 //! - [`bce`]: binary cross-entropy on probabilities and logits; [`bce::grad`], the gradient
 //!   and diagonal Hessian of its logits form.
@@ -34,6 +35,7 @@ pub mod lanes;
 pub mod logloss;
 pub mod math;
 pub mod memory;
+pub mod nan;
 pub mod pool;
 pub mod reduce;
 pub mod rows;

@@ -238,6 +238,7 @@ proptest! {
             },
             out: Dst::from(out),
             sample_weight: None,
+            nan: crate::nan::NanPolicy::Propagate,
             layout: Layout::new(&[n], [&[step], &[step], &[0], &[0], &[1], &[0]]),
         };
         let mut out_serial = vec![0f32; n];

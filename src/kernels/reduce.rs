@@ -33,6 +33,9 @@ pub mod flags {
     /// A sample weight (scikit-learn's `sample_weight`) outside its domain: negative (binary
     /// and softmax cross-entropy), or also NaN or infinite (log loss, as scikit-learn).
     pub const WEIGHT: u32 = 8;
+    /// A NaN met under `nan_policy='raise'` (softmax cross-entropy; the caller locates it).
+    /// Inside a softmax row's state: the row holds a NaN (see [`super::super::softmax`]).
+    pub const NAN: u32 = 16;
 }
 
 /// The partial state of a reduction: what one block contributes.

@@ -53,6 +53,15 @@
 //! row's share of the denominator: `weight` is then `Σ sw` over the rows not ignored, so
 //! `sum / weight` is `numpy.average(ℓ, weights=sw)` over those rows. A negative sample weight
 //! is a domain error ([`flags::WEIGHT`], also on an ignored row); NaN propagates.
+//!
+//! NaN policy ([`NanPolicy`], SciPy's `nan_policy`): under [`NanPolicy::Propagate`] the
+//! kernels are those above. Under the others each tile also marks the rows whose logits (or
+//! target probabilities) hold a NaN, in the tile's gather buffers as they are read ([`nan_rows`]).
+//! [`NanPolicy::Omit`] then leaves such a row out, as an ignored row is left out (of the sum
+//! and of the mean's denominator, `Σ w_y`, the row count or `Σ sw`), and a row whose sample
+//! weight is NaN likewise; its loss, when written, is NaN. [`NanPolicy::Raise`] flags
+//! [`flags::NAN`] on such a row (ignored or not) for the caller to locate. Class weights are
+//! parameters, not data: a NaN among them propagates under `omit`.
 
 /// The gradient and diagonal Hessian of the loss, on the same log-sum-exp state ([`Lse`]).
 pub mod grad;
@@ -61,6 +70,7 @@ use super::float::Float;
 use super::isa::Arch;
 use super::lanes::{max_lanes, row_sums, LANES};
 use super::math;
+use super::nan::NanPolicy;
 use super::reduce::{flags, Partial};
 use super::rows::{In, Out, Row, RowOp, Tile};
 use super::strided::{Load, TileBuf};
@@ -277,6 +287,44 @@ pub struct SoftmaxLabels<T, L> {
     /// Per-row sample weights, read as `T` whatever float type they are stored in (`None`:
     /// PyTorch's mean).
     pub sample_weight: Option<In<T>>,
+    /// The NaN policy (see the module doc).
+    pub nan: NanPolicy,
+}
+
+/// Marks with [`flags::NAN`] the state of each row (of `n` elements, row after row in `x`)
+/// that holds a NaN. A branch-free fold per row, over the tile's gather buffer while it is
+/// in cache: no pass over the input of its own, no mask.
+#[inline(always)]
+fn nan_rows<T: Float>(x: &[T], n: usize, states: &mut [Lse]) {
+    if n == 0 {
+        return;
+    }
+    for (row, state) in x.chunks_exact(n).zip(states.iter_mut()) {
+        if row.iter().fold(false, |nan, &v| nan | v.is_nan()) {
+            state.flags |= flags::NAN;
+        }
+    }
+}
+
+/// What [`NanPolicy`] `nan` makes of a row that [`nan_rows`] marked in `st_flags`, or whose
+/// sample weight `sw` is NaN: `None` when it is not such a row (or NaN propagates), else the
+/// row's contribution: nothing (`omit`; its loss, written, is NaN), or the [`flags::NAN`]
+/// error (`raise`).
+#[inline(always)]
+fn nan_row(nan: NanPolicy, st_flags: u32, sw: Option<f64>) -> Option<Partial> {
+    if nan == NanPolicy::Propagate {
+        return None;
+    }
+    if st_flags & flags::NAN == 0 && !sw.is_some_and(f64::is_nan) {
+        return None;
+    }
+    Some(match nan {
+        NanPolicy::Raise => Partial {
+            flags: flags::NAN,
+            ..Partial::EMPTY
+        },
+        _ => Partial::EMPTY,
+    })
 }
 
 /// A row's sample weight (`None` without sample weights), or the [`flags::WEIGHT`] error of a
@@ -331,6 +379,9 @@ impl<T: Float, L: Label + Load> RowOp<5> for SoftmaxLabels<T, L> {
         let (sums, ks) = bs.scratch(2 * rows).split_at_mut(rows);
         let shift = bm.scratch(rows * n);
         batch_lse::<A, T>(x, n, be.scratch(rows * n), shift, sums, states);
+        if self.nan != NanPolicy::Propagate {
+            nan_rows(x, n, states);
+        }
         if self.classes.smoothing > 0.0 {
             let w = tile.read(&self.classes.weight, bw);
             let wx = bt.scratch(rows * n);
@@ -371,6 +422,12 @@ impl<T: Float, L: Label + Load> RowOp<5> for SoftmaxLabels<T, L> {
             Ok(sw) => sw,
             Err(bad) => return bad,
         };
+        // `raise` looks at every row, ignored ones too.
+        if self.nan == NanPolicy::Raise {
+            if let Some(bad) = nan_row(self.nan, st.flags, sw) {
+                return bad;
+            }
+        }
         if y == self.ignore_index {
             write(0.0);
             return Partial::EMPTY;
@@ -399,6 +456,9 @@ impl<T: Float, L: Label + Load> RowOp<5> for SoftmaxLabels<T, L> {
             Some(sw) => (sw * loss, sw),
         };
         write(loss);
+        if let Some(omitted) = nan_row(self.nan, st.flags, sw) {
+            return omitted;
+        }
         Partial {
             sum: loss,
             weight,
@@ -419,6 +479,8 @@ pub struct SoftmaxProbs<T> {
     pub out: Option<Out<T>>,
     /// As for [`SoftmaxLabels`].
     pub sample_weight: Option<In<T>>,
+    /// The NaN policy (see the module doc): a NaN target probability counts as a NaN logit.
+    pub nan: NanPolicy,
 }
 
 impl<T: Float> RowOp<5> for SoftmaxProbs<T> {
@@ -477,6 +539,10 @@ impl<T: Float> RowOp<5> for SoftmaxProbs<T> {
             s.b = sb[r];
             s.flags = if negative && r == 0 { flags::TARGET } else { 0 };
         }
+        if self.nan != NanPolicy::Propagate {
+            nan_rows(x, n, states);
+            nan_rows(t, n, states);
+        }
     }
 
     #[inline(always)]
@@ -504,11 +570,19 @@ impl<T: Float> RowOp<5> for SoftmaxProbs<T> {
         if let Some(out) = &self.out {
             row.write(out, T::from_f64(loss));
         }
+        // The domain errors stay (a negative target raises whatever the policy).
+        let errors = st.flags & !flags::NAN;
+        if let Some(omitted) = nan_row(self.nan, st.flags, sw) {
+            return Partial {
+                flags: omitted.flags | errors,
+                ..omitted
+            };
+        }
         Partial {
             sum: loss,
             weight,
             count: 1,
-            flags: st.flags,
+            flags: errors,
             ..Partial::EMPTY
         }
     }
@@ -567,6 +641,7 @@ mod tests {
                 ignore_index: -100,
                 out: Some(Out::new(out.as_mut_ptr(), 3)),
                 sample_weight: None,
+                nan: NanPolicy::Propagate,
             }
         };
         let pool = rayon::ThreadPoolBuilder::new()
@@ -653,6 +728,7 @@ mod tests {
                 },
                 out: Some(Out::new(out.as_mut_ptr(), 3)),
                 sample_weight: None,
+                nan: NanPolicy::Propagate,
             }
         };
         // SAFETY: the layout is built from these buffers' own shapes and strides, and the buffers
@@ -705,6 +781,7 @@ mod tests {
                     ignore_index: -100,
                     out: Some(Out::new(out.as_mut_ptr(), 3)),
                     sample_weight: Some(In::new(sw.as_ptr(), 4)),
+                    nan: NanPolicy::Propagate,
                 }
             };
             // SAFETY: the buffers outlive the call; each output row is written by one row.

@@ -5,6 +5,7 @@ use super::{execute, Detach};
 use crate::bce::grad::{self as bce_grad, LogitsGrad};
 use crate::bce::{self, Inputs, Kind, Operands};
 use crate::float::{Float, Target};
+use crate::nan::NanPolicy;
 use crate::reduce::Partial;
 use crate::strided::{Dims, Dst, Layout, Load, Src};
 use crate::view::{ShapeError, View, ViewMut};
@@ -70,17 +71,20 @@ impl<T: Float, Y: Target + Load> Binary<'_, T, Y> {
 pub(super) type Prepared<T, Y> = (Inputs<T, Y>, [Dims<isize>; 2]);
 
 /// One call of the loss: which form, the state it continues ([`Partial::EMPTY`] for a plain
-/// call; a streaming accumulator's state to fold a batch into it), and the inputs.
+/// call; a streaming accumulator's state to fold a batch into it), the NaN policy (see
+/// [`Operands::nan`]) and the inputs.
 pub struct Loss<'a, T, Y> {
     pub kind: Kind,
     pub init: Partial,
+    pub nan: NanPolicy,
     pub operands: Binary<'a, T, Y>,
 }
 
 /// Binary cross-entropy of `args` ([`bce::binary_cross_entropy_from`]): asks `out` for the
 /// per-element output of the input's shape once the shapes are checked (`None`: nothing is
 /// written), and returns the reduction state (`sum`, `count`, `Σ sample_weight` in `weight`
-/// when given, the domain errors in `flags`).
+/// when given, the domain errors in `flags`; under [`NanPolicy::Omit`] `count` and `weight`
+/// are those of the elements kept).
 pub fn loss<'a, T: Float, Y: Target + Load, D: Detach>(
     args: &Loss<'a, T, Y>,
     out: impl FnOnce(&[usize]) -> Result<Option<ViewMut<'a, T>>, D::Error>,
@@ -103,6 +107,7 @@ pub fn loss<'a, T: Float, Y: Target + Load, D: Detach>(
         inputs,
         out: out_dst,
         sample_weight,
+        nan: args.nan,
         layout: Layout::new(shape, [xs, ys, &ws, &pws, out_strides, &sws]),
     };
     let (kind, init) = (args.kind, args.init);

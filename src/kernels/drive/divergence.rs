@@ -2,8 +2,9 @@
 //! [`Axis`], and folded into a streaming accumulator's state.
 
 use super::{execute, Detach};
-use crate::divergence::{self, Kind};
+use crate::divergence::{self, Kind, Options};
 use crate::float::Float;
+use crate::nan::NanPolicy;
 use crate::reduce::Partial;
 use crate::rows::Rows;
 use crate::strided::{Dims, Dst, Src};
@@ -51,13 +52,15 @@ impl<T: Float> Pair<'_, T> {
 }
 
 /// One call over rows: which divergence, of which operands, along which axis, normalising
-/// each row or not, divided by `log_base` (`ln(base)`, 1 for natural logarithms).
+/// each row or not, divided by `log_base` (`ln(base)`, 1 for natural logarithms), under
+/// which NaN policy.
 pub struct Rowwise<'a, T> {
     pub kind: Kind,
     pub operands: Pair<'a, T>,
     pub axis: Axis,
     pub normalize: bool,
     pub log_base: f64,
+    pub nan: NanPolicy,
     /// Whether the output keeps the reduced dimensions with length 1 (NumPy's `keepdims`).
     pub keepdims: bool,
 }
@@ -89,21 +92,27 @@ pub fn rowwise<'a, T: Float, D: Detach>(
         &reduced.mask,
     );
     let n = rows.rows() * rows.row_len();
-    let (kind, normalize, log_base) = (args.kind, args.normalize, args.log_base);
+    let opts = Options {
+        kind: args.kind,
+        normalize: args.normalize,
+        log_base: args.log_base,
+        nan: args.nan,
+    };
     let (p, q) = (b.p, b.q);
     execute(detach, n, move |pool| {
         // SAFETY: `p` and `q` come from views valid along their own shapes and strides for
         // the call, broadcast here to `rows`' shape; `out`'s strides are widened from its own
         // over the kept dimensions, and it overlaps neither itself nor an input
         // (`ViewMut::new`).
-        unsafe { divergence::divergence(kind, &rows, p, q, out_dst, normalize, log_base, pool) }
+        unsafe { divergence::divergence(opts, &rows, p, q, out_dst, pool) }
     })
 }
 
 /// One batch of a streaming accumulator: the state of everything before it as one
-/// distribution, and the batch.
+/// distribution, and the batch, under NaN policy `nan`.
 pub struct Fold<'a, T> {
     pub kind: Kind,
+    pub nan: NanPolicy,
     pub init: Partial,
     pub operands: Pair<'a, T>,
 }
@@ -118,10 +127,10 @@ pub fn fold<T: Float, D: Detach>(args: &Fold<'_, T>, detach: &D) -> Result<Parti
         [&b.p_strides, &b.q_strides, &vec![0; nd]],
         &vec![true; nd],
     );
-    let (kind, init, p, q) = (args.kind, args.init, b.p, b.q);
+    let (kind, nan, init, p, q) = (args.kind, args.nan, args.init, b.p, b.q);
     execute(detach, rows.row_len(), move |pool| {
         // SAFETY: `p` and `q` come from views valid along their own shapes and strides for
         // the call, broadcast here to `rows`' shape; nothing is written.
-        unsafe { divergence::whole(kind, &rows, p, q, init, pool) }
+        unsafe { divergence::whole(kind, nan, &rows, p, q, init, pool) }
     })
 }

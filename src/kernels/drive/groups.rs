@@ -196,6 +196,7 @@ mod tests {
         let call = bce::Loss {
             kind: Kind::Probabilities,
             init: Partial::EMPTY,
+            nan: crate::nan::NanPolicy::Propagate,
             operands: bce::Binary {
                 input: View::from_slice(&p),
                 target: View::from_slice(&y),
@@ -250,6 +251,7 @@ mod tests {
                 smoothing: 0.0,
             },
             init: Partial::EMPTY,
+            nan: crate::nan::NanPolicy::Propagate,
         };
         let row = |a: f64, b: f64, y: usize| {
             let lse = a.max(b) + ((a - a.max(b)).exp() + (b - a.max(b)).exp()).ln();

@@ -116,6 +116,7 @@ mod tests {
         let call = bce::Loss {
             kind: BceKind::Probabilities,
             init: Partial::EMPTY,
+            nan: crate::nan::NanPolicy::Propagate,
             operands: bce::Binary {
                 input: View::from_slice(&p),
                 target: View::from_slice(&y),
@@ -150,6 +151,7 @@ mod tests {
         let call = |target, weight| bce::Loss {
             kind: BceKind::Logits,
             init: Partial::EMPTY,
+            nan: crate::nan::NanPolicy::Propagate,
             operands: bce::Binary {
                 input: View::from_slice(&p),
                 target,
@@ -196,6 +198,7 @@ mod tests {
             axis: Axis::Along(-1),
             normalize: true,
             log_base: 1.0,
+            nan: crate::nan::NanPolicy::Propagate,
             keepdims: false,
         };
         let part = divergence::rowwise(

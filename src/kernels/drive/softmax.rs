@@ -4,6 +4,7 @@
 
 use super::{execute, Detach};
 use crate::float::Float;
+use crate::nan::NanPolicy;
 use crate::reduce::Partial;
 use crate::rows::{run_from, In, Out, RowOp, Rows};
 use crate::softmax::grad::{self as softmax_grad, ClassTarget, SoftmaxGrad};
@@ -53,7 +54,8 @@ fn class_weights<T: Float>(
 
 /// One call of the loss: logits, target and class weights, the sample weights (one per row,
 /// broadcast to the rows' shape: the logits' without the class axis), the parameters, and the
-/// state it continues ([`Partial::EMPTY`] for a plain call).
+/// state it continues ([`Partial::EMPTY`] for a plain call), and the NaN policy (see
+/// [`crate::softmax`]).
 pub struct Loss<'a, T, L> {
     pub logits: View<'a, T>,
     pub target: Target<'a, T, L>,
@@ -61,6 +63,7 @@ pub struct Loss<'a, T, L> {
     pub sample_weight: Option<View<'a, T>>,
     pub params: Params,
     pub init: Partial,
+    pub nan: NanPolicy,
 }
 
 /// The checked layout of one call of the loss: the class axis, the rows (the logits' shape
@@ -177,6 +180,7 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
                         ignore_index: self.params.ignore_index,
                         out,
                         sample_weight,
+                        nan: self.nan,
                     }
                 };
                 run.run(n, &rows, &op)
@@ -190,6 +194,7 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
                         classes,
                         out,
                         sample_weight,
+                        nan: self.nan,
                     }
                 };
                 run.run(n, &rows, &op)
