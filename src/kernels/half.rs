@@ -4,8 +4,7 @@
 //! Reading widens exactly (every 16-bit value is a binary32 value): bfloat16 is a 16-bit
 //! shift, binary16 a branch-free rebias of exponent and significand (subnormals renormalised
 //! by one exact float subtraction), which vectorises in the gather loops on every instruction
-//! set; contiguous binary16 goes through F16C's `vcvtph2ps` where the CPU has it
-//! ([`widen_f16`]), with the same bits (a NaN comes back quiet either way). Writing rounds a binary32 to nearest, ties to even, as NumPy's `astype` and
+//! set. Writing rounds a binary32 to nearest, ties to even, as NumPy's `astype` and
 //! `ml_dtypes` round: overflow gives infinity, NaN stays NaN (its sign and leading payload
 //! bits kept, quiet). A binary64 is first rounded to binary32 *to odd*, which makes the
 //! second rounding exact (binary32 has more than 11 + 2 significand bits).
