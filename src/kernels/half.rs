@@ -18,8 +18,7 @@ pub enum Half {
     Bf16,
 }
 
-/// The binary32 value of the binary16 `bits` (exact; a NaN keeps its sign and payload and
-/// comes back quiet, as F16C's `vcvtph2ps` gives it).
+/// The binary32 value of the binary16 `bits` (exact).
 #[inline(always)]
 pub fn f16_to_f32(bits: u16) -> f32 {
     const SHIFTED_EXP: u32 = 0x7c00 << 13;
@@ -27,9 +26,8 @@ pub fn f16_to_f32(bits: u16) -> f32 {
     let mut o = (h & 0x7fff) << 13;
     let exp = o & SHIFTED_EXP;
     o += (127 - 15) << 23;
-    // Infinity and NaN: the exponent goes to 255, a NaN quiet.
-    let quiet = if h & 0x3ff != 0 { 1 << 22 } else { 0 };
-    let o_special = (o + ((128 - 16) << 23)) | quiet;
+    // Infinity and NaN: the exponent goes to 255.
+    let o_special = o + ((128 - 16) << 23);
     // Zero and subnormals: value = significand · 2^-24, that is (2^-14 + s · 2^-24) - 2^-14
     // with the exponent set to that of 2^-14; exact.
     let o_sub = f32::from_bits(o + (1 << 23)) - f32::from_bits(113 << 23);
@@ -41,52 +39,6 @@ pub fn f16_to_f32(bits: u16) -> f32 {
         o
     };
     f32::from_bits(o | ((h & 0x8000) << 16))
-}
-
-/// `convert` of the binary32 value of each binary16 of `src`, into `out` (of the same length):
-/// with F16C's `vcvtph2ps`, eight at a time, where [`crate::isa::f16c`] allows it, else
-/// [`f16_to_f32`] element by element (the same bits either way).
-#[inline(always)]
-pub fn widen_f16<E>(src: &[u16], out: &mut [E], convert: impl Fn(f32) -> E) {
-    debug_assert_eq!(src.len(), out.len());
-    #[cfg(target_arch = "x86_64")]
-    if crate::isa::f16c() {
-        // SAFETY: `isa::f16c()` holds only where the CPU has F16C (and AVX, which every
-        // F16C CPU has and `active() >= Avx2` implies).
-        unsafe { widen_f16_f16c(src, out, convert) };
-        return;
-    }
-    for (o, &b) in out.iter_mut().zip(src) {
-        *o = convert(f16_to_f32(b));
-    }
-}
-
-/// [`widen_f16`] with F16C.
-///
-/// # Safety
-/// The CPU must have F16C and AVX.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx,f16c")]
-unsafe fn widen_f16_f16c<E>(src: &[u16], out: &mut [E], convert: impl Fn(f32) -> E) {
-    use std::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_loadu_si128};
-    let n = src.len().min(out.len());
-    let mut lanes = [0f32; 8];
-    let mut i = 0;
-    while i + 8 <= n {
-        // SAFETY: `src[i..i + 8]` is in bounds (i + 8 <= n <= src.len()); the load is
-        // unaligned, and `lanes` holds the eight floats stored.
-        unsafe {
-            let h = _mm_loadu_si128(src.as_ptr().add(i).cast::<__m128i>());
-            _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_cvtph_ps(h));
-        }
-        for (o, &v) in out[i..i + 8].iter_mut().zip(&lanes) {
-            *o = convert(v);
-        }
-        i += 8;
-    }
-    for (o, &b) in out[i..n].iter_mut().zip(&src[i..n]) {
-        *o = convert(f16_to_f32(b));
-    }
 }
 
 /// The binary32 value of the bfloat16 `bits` (exact).
@@ -255,32 +207,6 @@ mod tests {
                 assert_eq!(f64::from(got), want, "{b:#06x}");
                 assert_eq!(got.is_sign_negative(), b & 0x8000 != 0, "{b:#06x}");
                 assert_eq!(f32_to_f16(got), b, "round trip {b:#06x}");
-            }
-        }
-    }
-
-    /// F16C's conversion (where the CPU has it) and the portable one agree on every bit of
-    /// every binary16, NaNs included, in every position of a slice.
-    #[test]
-    fn f16c_and_portable_widening_agree() {
-        let bits: Vec<u16> = (0..=u16::MAX).collect();
-        let mut fast = vec![0f32; bits.len()];
-        // Odd lengths and offsets exercise the tails.
-        for (start, len) in [(0, bits.len()), (3, 1000), (7, 7), (1, 9)] {
-            let src = &bits[start..start + len];
-            widen_f16(src, &mut fast[..len], |v| v);
-            for (k, (&b, &got)) in src.iter().zip(&fast[..len]).enumerate() {
-                let want = f16_to_f32(b);
-                assert_eq!(got.to_bits(), want.to_bits(), "{b:#06x} at {k}");
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("f16c") {
-            let mut f16c = vec![0f32; bits.len()];
-            // SAFETY: the CPU has F16C (and so AVX).
-            unsafe { widen_f16_f16c(&bits, &mut f16c, |v| v) };
-            for (&b, &got) in bits.iter().zip(&f16c) {
-                assert_eq!(got.to_bits(), f16_to_f32(b).to_bits(), "{b:#06x}");
             }
         }
     }

@@ -162,22 +162,6 @@ pub fn active() -> Isa {
     }
 }
 
-/// Whether float16 operands are widened with F16C's `vcvtph2ps` (see
-/// [`crate::half::widen_f16`]): the CPU has F16C, and the active level is above the portable
-/// baseline, so that `CROSSENT_ISA=generic` runs (and the tests check) the portable conversion.
-/// Both give the same bits.
-#[inline]
-pub fn f16c() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        active() >= Isa::Avx2 && std::arch::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// A compile-time instruction-set level: the type parameter of a kernel body.
 pub trait Arch: Copy + Send + Sync + 'static {
     /// The level this type stands for.

@@ -463,18 +463,6 @@ pub unsafe fn gather_converted<E: Load>(
     st: isize,
 ) {
     debug_assert_eq!(out.len(), rows * n);
-    if src.stored == Stored::Half(Half::F16) && st == 1 {
-        // Contiguous binary16 rows: widened eight at a time where the CPU can (F16C).
-        let ptr = src.ptr.0.cast::<u16>();
-        for (r, row) in out.chunks_exact_mut(n.max(1)).enumerate() {
-            // SAFETY: the caller guarantees the `n` elements of row `r`, `ptr + r * rs + i`
-            // for `i < n`, are valid and initialised: with `st == 1` they are contiguous.
-            let bits =
-                unsafe { std::slice::from_raw_parts(ptr.offset(r as isize * rs), row.len()) };
-            super::half::widen_f16(bits, row, E::from_f32);
-        }
-        return;
-    }
     // SAFETY: forwarded from the caller.
     unsafe {
         match src.stored {
