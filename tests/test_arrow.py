@@ -295,32 +295,96 @@ def test_duckdb_results_passed_straight_in() -> None:
     )
     assert got == ref
     assert crossent.binary_cross_entropy(con.sql("select p from t order by i"), y) == ref
-    with pytest.raises(ValueError, match="'input' holds a null at position 3"):
-        crossent.binary_cross_entropy(
-            con.sql("select case when i = 3 then null else p end from t order by i"), y
-        )
+    # Per-element results of a stream whose length is not known before it is read (len() of
+    # a DuckDB result would run a second query while the first is open, which DuckDB refuses).
+    each = crossent.binary_cross_entropy(con.sql("select p from t order by i"), y, reduction="none")
+    assert same_bits(each, crossent.binary_cross_entropy(p, y, reduction="none"))
+    grad = crossent.binary_cross_entropy_with_logits_grad(con.sql("select p from t order by i"), y)
+    want = crossent.binary_cross_entropy_with_logits_grad(p, y)
+    assert all(same_bits(g, w) for g, w in zip(grad, want, strict=True))
+    # A SQL NULL in a float column is NaN.
+    with_null = crossent.binary_cross_entropy(
+        con.sql("select case when i = 3 then null else p end from t order by i"),
+        y,
+        reduction="none",
+    )
+    assert np.isnan(with_null[3]) and not np.isnan(np.delete(with_null, 3)).any()
 
 
 # --- errors ---------------------------------------------------------------------------------
 
 
-def test_nulls_are_refused_naming_the_argument_and_position() -> None:
-    with pytest.raises(ValueError, match="'input' holds a null at position 1"):
-        crossent.binary_cross_entropy(pa.array([0.5, None, 0.2]), np.ones(3))
-    with pytest.raises(ValueError, match="'target' holds a null at position 1"):
+def with_nan(values: Any, nulls: Any) -> Any:
+    """`values` as float64 with NaN where `nulls` (positions) are."""
+    out = np.array(values, dtype=np.float64)
+    out[nulls] = np.nan
+    return out
+
+
+def same_bits(a: Any, b: Any) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return bool(a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes())
+
+
+def test_float_nulls_are_read_as_nan_in_every_layout() -> None:
+    """A null in a float column is NaN (so nan_policy decides): the result has the bits of
+    the same call on a NumPy array with NaN there, whatever the Arrow layout holding it, and
+    the column the caller passed is left as it was."""
+    rng = np.random.default_rng(7)
+    n = 2 * crossent.BLOCK + 99
+    p = rng.uniform(0.05, 0.95, n)
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    nulls = [1, crossent.BLOCK + 3, n - 1]
+    mask = np.zeros(n, bool)
+    mask[nulls] = True
+    want = crossent.binary_cross_entropy(with_nan(p, nulls), y, reduction="none")
+    arrow_p = pa.array(p, mask=mask)
+    before = arrow_p.to_pylist()
+    layouts = {
+        "array": arrow_p,
+        "slice": pa.array(np.concatenate([[0.5], p]), mask=np.concatenate([[False], mask])).slice(
+            1
+        ),
+        "chunked": pa.chunked_array(
+            [arrow_p[:5], arrow_p[5 : crossent.BLOCK + 10], arrow_p[crossent.BLOCK + 10 :]]
+        ),
+        "struct": pa.StructArray.from_arrays([pa.array(p)], names=["p"], mask=pa.array(mask)),
+    }
+    for name, col in layouts.items():
+        got = crossent.binary_cross_entropy(col, y, reduction="none")
+        assert same_bits(got, want), name
+        assert np.isnan(crossent.binary_cross_entropy(col, y)), name
+    # As the weight, and float32 stays float32.
+    w = pa.array(np.ones(n, np.float32), mask=mask)
+    got = crossent.binary_cross_entropy(p.astype(np.float32), y, weight=w, reduction="none")
+    assert got.dtype == np.float32 and np.isnan(got[nulls]).all() and not np.isnan(got[~mask]).any()
+    assert arrow_p.to_pylist() == before
+    # Fixed-size lists: a null slot, and a null row (all its slots).
+    x = rng.normal(size=(6, 3))
+    slots = pa.array(x.ravel(), mask=np.isin(np.arange(18), [4]))
+    fsl = pa.FixedSizeListArray.from_arrays(slots, 3, mask=pa.array([False] * 4 + [True, False]))
+    want_x = x.copy()
+    want_x[1, 1] = np.nan
+    want_x[4] = np.nan
+    labels = np.zeros(6, np.int64)
+    got = crossent.softmax_cross_entropy(fsl, labels, reduction="none")
+    assert same_bits(got, crossent.softmax_cross_entropy(want_x, labels, reduction="none"))
+
+
+def test_nulls_without_nan_are_refused_naming_the_argument_and_position() -> None:
+    """Integer and boolean columns have no NaN: a null there is an error naming the argument
+    and its position in the whole column (in a slice, the slice's position)."""
+    with pytest.raises(ValueError, match="'target' holds a null at position 1: its type, int64"):
         crossent.binary_cross_entropy(np.full(3, 0.5), pa.array([1, None, 0]).slice(0))
-    # In a slice, the position is the slice's; in a chunked column, the column's.
-    with pytest.raises(ValueError, match="'weight' holds a null at position 2"):
-        crossent.binary_cross_entropy(
-            np.full(4, 0.5), np.ones(4), weight=pa.array([None, 1.0, 1.0, None, 1.0]).slice(1)
-        )
-    with pytest.raises(ValueError, match="'input' holds a null at position 3"):
-        crossent.binary_cross_entropy(pa.chunked_array([[0.5, 0.2], [0.1, None]]), np.ones(4))
-    with pytest.raises(ValueError, match="'target' holds a null at position 2"):
+    with pytest.raises(ValueError, match="'target' holds a null at position 2: its type, bool"):
         crossent.binary_cross_entropy(np.full(3, 0.5), pa.array([True, False, None]))
-    fsl = pa.FixedSizeListArray.from_arrays(pa.array([1.0, 2.0, None, 4.0]), 2)
-    with pytest.raises(ValueError, match=r"'logits' holds a null at position \(1, 0\)"):
-        crossent.softmax_cross_entropy(fsl, np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="'target' holds a null at position 3"):
+        crossent.binary_cross_entropy(np.full(4, 0.5), pa.array([None, 1, 0, 1, None]).slice(1))
+    with pytest.raises(ValueError, match="'target' holds a null at position 3"):
+        crossent.binary_cross_entropy(np.full(4, 0.5), pa.chunked_array([[1, 0], [1, None]]))
+    ints = pa.FixedSizeListArray.from_arrays(pa.array([1, 2, None, 4]), 2)
+    with pytest.raises(ValueError, match=r"'p' holds a null at position \(1, 0\)"):
+        crossent.entropy(ints)
 
 
 def test_refused_types_and_lengths() -> None:

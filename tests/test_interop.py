@@ -113,13 +113,13 @@ def test_torch_tensors_that_cannot_be_read_in_place_are_refused() -> None:
     assert crossent.binary_cross_entropy(t.detach(), torch.ones(3)) == pytest.approx(np.log(2))
 
 
-def test_pyarrow_nulls_are_refused() -> None:
-    """Arrow arrays are read through the Arrow C data interface: a null is an error naming
-    the argument and the position (there is no nan_policy yet), not a NaN made by a copy."""
+def test_pyarrow_float_nulls_are_nan() -> None:
+    """Arrow arrays are read through the Arrow C data interface: a null in a float column is
+    read as NaN (a copy of that column), which nan_policy then treats as any NaN."""
     pa = pytest.importorskip("pyarrow")
     p = pa.array([0.5, None, 0.25])
-    with pytest.raises(ValueError, match="'input' holds a null at position 1"):
-        crossent.binary_cross_entropy(p, np.array([1.0, 1.0, 1.0]))
+    got = crossent.binary_cross_entropy(p, np.array([1.0, 1.0, 1.0]), reduction="none")
+    np.testing.assert_array_equal(got, [np.log(2), np.nan, np.log(4)])
 
 
 def test_dlpack_errors_name_the_argument() -> None:

@@ -189,8 +189,8 @@ def test_chunked_frames() -> None:
 
 
 def test_errors_name_the_argument() -> None:
-    df = pl.DataFrame({"p": [0.5, None, 0.2], "y": [1, 0, 1]})
-    with pytest.raises(ValueError, match="'input' holds a null at position 1"):
+    df = pl.DataFrame({"p": [0.5, 0.3, 0.2], "y": [1, None, 1]})
+    with pytest.raises(ValueError, match="'target' holds a null at position 1"):
         df.select(ns(pl.col("p")).binary_cross_entropy("y"))
     bad = pl.DataFrame({"p": [0.5, 1.5], "y": [1, 0]})
     with pytest.raises(ValueError, match=r"'input' must hold probabilities in \[0, 1\]"):

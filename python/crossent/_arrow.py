@@ -12,7 +12,10 @@ an ``ArrowSchema`` format string (``"f"``, ``"g"``, ``"c"`` … ``"L"``, ``"b"``
 ``base`` keeps the capsule, and so the producer's buffers, alive until the array is gone); a
 fixed-size list of numbers (``pl.Array``, ``pa.list_(pa.float32(), C)``) becomes an
 ``(n, C)`` array. A boolean column is bit-packed: it is unpacked to one byte per element (the
-one conversion). A null raises ``ValueError`` naming the argument and the position.
+one conversion). A floating-point column with nulls is read as a copy with NaN in their
+place (so that ``nan_policy`` decides: ``"propagate"`` gives NaN, ``"omit"`` leaves them
+out, ``"raise"`` names the first); a null in an integer or boolean column, which has no NaN,
+raises ``ValueError`` naming the argument and the position.
 
 A stream of several chunks is not concatenated: :func:`call_streamed` runs the loss over
 aligned pieces of the operands (zero-copy slices where chunk boundaries differ), through the
@@ -176,9 +179,9 @@ def _view(owner: object, address: int, dtype: np.dtype[Any], shape: tuple[int, .
     return np.asarray(_Keep(owner, interface))
 
 
-def _first_null(array: ArrowArray, start: int, length: int) -> int | None:
-    """Index (from `start`) of the first null among `length` slots of `array` from `start`;
-    None when there is none."""
+def _validity(array: Any, start: int, length: int) -> Any:
+    """The validity of `length` slots of `array` from `start` (a bool array, True where a
+    value is present), or None when none of them is null."""
     if array.null_count == 0 or length == 0:
         return None
     bitmap = array.buffers[0] if array.n_buffers > 0 else None
@@ -188,18 +191,33 @@ def _first_null(array: ArrowArray, start: int, length: int) -> int | None:
     first = array.offset + start
     nbytes = (first + length + 7) // 8
     raw = np.ctypeslib.as_array(ctypes.cast(bitmap, ctypes.POINTER(ctypes.c_uint8)), (nbytes,))
-    valid = np.unpackbits(raw, bitorder="little")[first : first + length]
-    if valid.all():
-        return None
-    return int(np.argmin(valid))
+    valid = np.unpackbits(raw, bitorder="little")[first : first + length].view(np.bool_)
+    return None if valid.all() else valid
 
 
-def _null_error(arg: str, position: int | tuple[int, int]) -> ValueError:
+def _null_error(arg: str, position: int | tuple[int, int], dtype: Any) -> ValueError:
     where = position if isinstance(position, int) else f"{position}"
     return ValueError(
-        f"'{arg}' holds a null at position {where}: crossent has no nan_policy yet, so drop "
-        "or fill the nulls first (e.g. drop_nulls() / fill_null())"
+        f"'{arg}' holds a null at position {where}: its type, {dtype}, has no NaN to read it as "
+        "(nan_policy applies to NaN), so drop or fill the nulls first (e.g. drop_nulls() / "
+        "fill_null()), or cast the column to a float type"
     )
+
+
+def _refuse_nulls(array: Any, arg: str, start: int, dtype: Any) -> None:
+    """Raises for a null among `array`'s slots (`start`: its first row's position in the
+    whole column)."""
+    valid = _validity(array, 0, array.length)
+    if valid is not None:
+        raise _null_error(arg, start + int(np.argmin(valid)), dtype)
+
+
+def _nan_where_null(values: Any, valid: Any) -> Any:
+    """A copy of the floating-point `values` with NaN where `valid` (of `values`' shape, or
+    of its rows) is False: the one copy a column with nulls costs."""
+    out = np.array(values, copy=True)
+    out[~valid] = np.nan
+    return out
 
 
 def _column(schema: ArrowSchema, array: ArrowArray, owner: object, arg: str, start: int) -> Any:
@@ -219,23 +237,23 @@ def _column(schema: ArrowSchema, array: ArrowArray, owner: object, arg: str, sta
                 f"'{arg}' is an Arrow table of {schema.n_children} columns ({shown}): pass "
                 "one column"
             )
-        null = _first_null(array, 0, array.length)
-        if null is not None:
-            raise _null_error(arg, start + null)
         child = array.children[0].contents
         # A struct's offset applies to its children on top of their own.
-        return _column(
+        values = _column(
             schema.children[0].contents,
             _shifted(child, array.offset, array.length),
             owner,
             arg,
             start,
         )
+        valid = _validity(array, 0, array.length)
+        if valid is None:
+            return values
+        if values.dtype.kind != "f":
+            raise _null_error(arg, start + int(np.argmin(valid)), values.dtype)
+        return _nan_where_null(values, valid)
     if fmt.startswith(b"+w:"):
         width = int(fmt[3:])
-        null = _first_null(array, 0, array.length)
-        if null is not None:
-            raise _null_error(arg, start + null)
         child_schema = schema.children[0].contents
         child = array.children[0].contents
         dtype = _NUMERIC.get(child_schema.format)
@@ -245,26 +263,36 @@ def _column(schema: ArrowSchema, array: ArrowArray, owner: object, arg: str, sta
                 "crossent reads fixed-size lists of numbers"
             )
         first = (array.offset) * width
-        null = _first_null(child, first, array.length * width)
-        if null is not None:
-            row, col = divmod(null, width)
-            raise _null_error(arg, (start + row, col))
-        return _primitive(child, dtype, owner, first, (array.length, width))
+        values = _primitive(child, dtype, owner, first, (array.length, width))
+        rows = _validity(array, 0, array.length)
+        slots = _validity(child, first, array.length * width)
+        if rows is None and slots is None:
+            return values
+        valid = np.ones((array.length, width), np.bool_)
+        if rows is not None:
+            valid &= rows[:, None]
+        if slots is not None:
+            valid &= slots.reshape(array.length, width)
+        if values.dtype.kind != "f":
+            row, col = divmod(int(np.argmin(valid)), width)
+            raise _null_error(arg, (start + row, col), values.dtype)
+        return _nan_where_null(values, valid)
     dtype = _NUMERIC.get(fmt)
     if fmt == b"b":
-        null = _first_null(array, 0, array.length)
-        if null is not None:
-            raise _null_error(arg, start + null)
+        _refuse_nulls(array, arg, start, "bool")
         return _booleans(array)
     if dtype is None:
         raise TypeError(
             f"'{arg}' is an Arrow array of type {_format_name(fmt)}: crossent reads numeric "
             "columns (float32, float64, integers, bool) and fixed-size lists of them"
         )
-    null = _first_null(array, 0, array.length)
-    if null is not None:
-        raise _null_error(arg, start + null)
-    return _primitive(array, dtype, owner, array.offset, (array.length,))
+    values = _primitive(array, dtype, owner, array.offset, (array.length,))
+    valid = _validity(array, 0, array.length)
+    if valid is None:
+        return values
+    if values.dtype.kind != "f":
+        raise _null_error(arg, start + int(np.argmin(valid)), values.dtype)
+    return _nan_where_null(values, valid)
 
 
 class _Shifted:
@@ -710,8 +738,16 @@ def relocate(error: BaseException, start: int) -> BaseException:
     return moved
 
 
+# Producers whose len() is known without reading: a pyarrow ChunkedArray or Table, a polars
+# Series or DataFrame. Others are not asked (len() of a DuckDB result runs a second query, which
+# DuckDB refuses while the stream being read is open).
+_SIZED = ("pyarrow", "polars")
+
+
 def _total_rows(sources: dict[str, Any]) -> int | None:
     for obj in sources.values():
+        if not type(obj).__module__.startswith(_SIZED):
+            continue
         try:
             return len(obj)
         except TypeError:
