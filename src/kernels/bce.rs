@@ -492,8 +492,9 @@ struct LaneState<T, Y, const L: usize> {
     /// Smallest and largest target seen (float targets, see [`Target::BY_EXTREMES`]).
     ylo: [Y; L],
     yhi: [Y; L],
-    /// Under `OMIT`: the elements kept, and their sample weights' sum (`SW`), in `f64`.
-    kept: [f64; L],
+    /// Under `OMIT`: the elements kept, counted in `T` (exact: at most `TILE / L` per lane,
+    /// one register), and their sample weights' sum (`SW`), in `f64`.
+    kept: [T; L],
     kept_sw: [f64; L],
 }
 
@@ -565,7 +566,7 @@ fn group<
                 | (PW && pw[k].is_nan())
                 | (SW && sw[k].is_nan());
             summed[k] = if nan { T::ZERO } else { l[k] };
-            st.kept[k] += if nan { 0.0 } else { 1.0 };
+            st.kept[k] = st.kept[k] + if nan { T::ZERO } else { T::ONE };
             if SW {
                 st.kept_sw[k] += if nan { 0.0 } else { sw[k].to_f64() };
             }
@@ -610,7 +611,7 @@ fn lanes<
         soft: [0; L],
         ylo: [Y::default(); L],
         yhi: [Y::default(); L],
-        kept: [0.0; L],
+        kept: [T::ZERO; L],
         kept_sw: [0.0; L],
     };
     let full = n - n % L;
@@ -675,7 +676,7 @@ fn lanes<
         flags,
         // Whole numbers below 2^53: exact in `f64`.
         kept: if OMIT {
-            st.kept.iter().sum::<f64>() as u64
+            st.kept.iter().map(|k| k.to_f64()).sum::<f64>() as u64
         } else {
             n as u64
         },
