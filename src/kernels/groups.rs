@@ -352,8 +352,8 @@ impl Sink {
         }
     }
 
-    /// Adds the losses of a tile of elements from flat index `flat` on, whose codes are
-    /// `codes.len()` elements of `src` from element `at` with step `st` (no weights): as
+    /// Adds the losses of a tile of elements from flat index `flat` on, whose codes are the
+    /// `losses.len()` elements of `src` from element `at` with step `st` (no weights): as
     /// [`Sink::add`] for each, with the codes read, narrowed and range-checked in one loop
     /// compiled for the instruction set `isa` ([`AddTile`]; a tile with a code out of range
     /// is redone element by element, to flag the first).
