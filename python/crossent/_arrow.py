@@ -204,17 +204,17 @@ def _null_error(arg: str, position: int | tuple[int, int], dtype: Any) -> ValueE
     )
 
 
-def _refuse_nulls(array: Any, arg: str, start: int, dtype: Any) -> None:
-    """Raises for a null among `array`'s slots (`start`: its first row's position in the
-    whole column)."""
-    valid = _validity(array, 0, array.length)
-    if valid is not None:
-        raise _null_error(arg, start + int(np.argmin(valid)), dtype)
-
-
-def _nan_where_null(values: Any, valid: Any) -> Any:
-    """A copy of the floating-point `values` with NaN where `valid` (of `values`' shape, or
-    of its rows) is False: the one copy a column with nulls costs."""
+def _nulls_as_nan(values: Any, valid: Any, arg: str, start: int) -> Any:
+    """`values` itself when `valid` is None (no null); else, for floating-point `values`, a
+    copy with NaN where `valid` (of `values`' shape, or of its rows) is False: the one copy a
+    column with nulls costs. Other types have no NaN: a null there raises, naming its
+    position (`start`: the first row's position in the whole column)."""
+    if valid is None:
+        return values
+    if values.dtype.kind != "f":
+        at = np.unravel_index(int(np.argmin(valid)), valid.shape)
+        where = start + int(at[0]) if len(at) == 1 else (start + int(at[0]), int(at[1]))
+        raise _null_error(arg, where, values.dtype)
     out = np.array(values, copy=True)
     out[~valid] = np.nan
     return out
@@ -246,12 +246,7 @@ def _column(schema: ArrowSchema, array: ArrowArray, owner: object, arg: str, sta
             arg,
             start,
         )
-        valid = _validity(array, 0, array.length)
-        if valid is None:
-            return values
-        if values.dtype.kind != "f":
-            raise _null_error(arg, start + int(np.argmin(valid)), values.dtype)
-        return _nan_where_null(values, valid)
+        return _nulls_as_nan(values, _validity(array, 0, array.length), arg, start)
     if fmt.startswith(b"+w:"):
         width = int(fmt[3:])
         child_schema = schema.children[0].contents
@@ -273,26 +268,17 @@ def _column(schema: ArrowSchema, array: ArrowArray, owner: object, arg: str, sta
             valid &= rows[:, None]
         if slots is not None:
             valid &= slots.reshape(array.length, width)
-        if values.dtype.kind != "f":
-            row, col = divmod(int(np.argmin(valid)), width)
-            raise _null_error(arg, (start + row, col), values.dtype)
-        return _nan_where_null(values, valid)
+        return _nulls_as_nan(values, valid, arg, start)
     dtype = _NUMERIC.get(fmt)
     if fmt == b"b":
-        _refuse_nulls(array, arg, start, "bool")
-        return _booleans(array)
+        return _nulls_as_nan(_booleans(array), _validity(array, 0, array.length), arg, start)
     if dtype is None:
         raise TypeError(
             f"'{arg}' is an Arrow array of type {_format_name(fmt)}: crossent reads numeric "
             "columns (float32, float64, integers, bool) and fixed-size lists of them"
         )
     values = _primitive(array, dtype, owner, array.offset, (array.length,))
-    valid = _validity(array, 0, array.length)
-    if valid is None:
-        return values
-    if values.dtype.kind != "f":
-        raise _null_error(arg, start + int(np.argmin(valid)), values.dtype)
-    return _nan_where_null(values, valid)
+    return _nulls_as_nan(values, _validity(array, 0, array.length), arg, start)
 
 
 class _Shifted:
