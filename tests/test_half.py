@@ -8,15 +8,12 @@ per-element (or per-row) results are those float32 results rounded to the input'
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import textwrap
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import peak
 import pytest
 import reference
 
@@ -394,26 +391,10 @@ def test_torch_tensors_refused_as_numpy_refuses_them(
             crossent.binary_cross_entropy(y, y)
 
 
-MEMORY_SCRIPT = textwrap.dedent(
-    """
-    import gc, json
+MEMORY_SCRIPT = """
+    import json
     import numpy as np
     import crossent
-
-    def status(key):
-        for line in open("/proc/self/status"):
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-        raise KeyError(key)
-
-    def growth(call):
-        call()  # warm up: the pool, the allocator
-        gc.collect()
-        before = status("VmRSS")
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # the peak starts again from the current resident size
-        call()
-        return status("VmHWM") - before
 
     N = 1 << 24  # float16: 32 MiB; a float32 copy would be 64 MiB
     x = np.random.default_rng(0).uniform(0.05, 0.95, N).astype(np.float16)
@@ -427,18 +408,11 @@ MEMORY_SCRIPT = textwrap.dedent(
     }
     print(json.dumps(report))
     """
-)
 
 
-@pytest.mark.skipif(
-    not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc/self/clear_refs"
-)
+@peak.needs_clear_refs
 def test_a_mean_over_float16_needs_no_copy() -> None:
     """Over 2^24 float16 values the peak resident memory grows by less than 1 MiB."""
-    proc = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = peak.run(MEMORY_SCRIPT)
     grew = {case: kib for case, kib in report.items() if kib >= 1024}
     assert not grew, f"peak memory grew (KiB): {grew}"

@@ -4,14 +4,11 @@ than 2^31 elements (no 32-bit index anywhere)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import peak
 import pytest
 from registry import FLOATS, FUNCS, full_args
 
@@ -97,9 +94,8 @@ def test_bce_over_more_than_2_31_elements() -> None:
         crossent.binary_cross_entropy(x, y)
 
 
-MIXED_SCRIPT = textwrap.dedent(
-    """
-    import gc, itertools, json, sys
+MIXED_SCRIPT = """
+    import itertools, json, sys
     import numpy as np
     import crossent
 
@@ -108,20 +104,6 @@ MIXED_SCRIPT = textwrap.dedent(
     SOFTMAX_LABELS = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32)
     ROWS, COLS = 1 << 12, 1 << 10  # 4 Mi elements: a float32 copy is 16 MiB
     rng = np.random.default_rng(0)
-
-    def status(key):
-        for line in open("/proc/self/status"):
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-        raise KeyError(key)
-
-    def growth(call):
-        gc.collect()
-        before = status("VmRSS")
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # the peak starts again from the current resident size
-        result = call()
-        return status("VmHWM") - before, result
 
     def as_(a, dtype):
         return None if a is None else np.asarray(a).astype(dtype)
@@ -234,27 +216,20 @@ MIXED_SCRIPT = textwrap.dedent(
     # Gradients are written into `out` (shared by the cases: compared before the next one).
     for name, call, reference in cases():
         call()  # warm up: the pool, the allocator, NumPy's caches
-        grown, got = growth(call)
+        grown, got = peak(call)
         report.append({"case": name, "kib": grown, "same": same(got, reference())})
     print(json.dumps(report))
     """
-)
 
 
-@pytest.mark.skipif(
-    not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc/self/clear_refs"
-)
+@peak.needs_clear_refs
 def test_every_dtype_combination_is_read_in_place() -> None:
     """Operands of every supported dtype combination (float32 with float64, float targets and
     weights of the other precision, integer and bool labels) are read where they lie: over
     4 Mi elements the peak resident memory grows by less than a copy of one operand would
     take (16 MiB in float32), and the results have the very bits of the same call on
     operands converted first (what crossent did before it read them in place)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", MIXED_SCRIPT], capture_output=True, text=True, timeout=1200
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = peak.run(MIXED_SCRIPT, timeout=1200)
     assert len(report) > 300
     copied = [f"{r['case']}: +{r['kib']} KiB" for r in report if r["kib"] >= 2048]
     assert not copied, "peak memory grew by a copy:\n" + "\n".join(copied)
@@ -262,26 +237,10 @@ def test_every_dtype_combination_is_read_in_place() -> None:
     assert not differ, "results differ from the converted operands':\n" + "\n".join(differ)
 
 
-LOG_LOSS_SCRIPT = textwrap.dedent(
-    """
-    import gc, json
+LOG_LOSS_SCRIPT = """
+    import json
     import numpy as np
     import crossent
-
-    def status(key):
-        for line in open("/proc/self/status"):
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-        raise KeyError(key)
-
-    def growth(call):
-        call()  # warm up: the pool, the allocator, NumPy's caches
-        gc.collect()
-        before = status("VmRSS")
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # the peak starts again from the current resident size
-        call()
-        return status("VmHWM") - before
 
     ROWS, COLS = 1 << 18, 64  # float32 y_pred: 64 MiB; a float64 one-hot: 128 MiB
     rng = np.random.default_rng(0)
@@ -305,22 +264,15 @@ LOG_LOSS_SCRIPT = textwrap.dedent(
     }
     print(json.dumps(report))
     """
-)
 
 
-@pytest.mark.skipif(
-    not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc/self/clear_refs"
-)
+@peak.needs_clear_refs
 def test_log_loss_makes_no_one_hot_and_no_copy_of_y_pred() -> None:
     """log_loss over 2^18 x 64 float32 predictions (64 MiB; scikit-learn's one-hot is 128 MiB
     and its clipped copy 64 MiB): integer codes 0..K-1 are read in place, so the peak resident
     memory grows by less than 2 MiB; other labels cost their code array (1 MiB of int32) and,
     when the classes are inferred, the sort of a copy of y_true, far below one y_pred."""
-    proc = subprocess.run(
-        [sys.executable, "-c", LOG_LOSS_SCRIPT], capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = peak.run(LOG_LOSS_SCRIPT)
     for case in ("int codes", "int codes, labels, weights", "uint8 codes, fortran", "accumulator"):
         assert report[case] < 2048, f"{case}: +{report[case]} KiB"
     for case in ("str labels", "str labels given"):
