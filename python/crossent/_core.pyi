@@ -95,7 +95,7 @@ def binary_cross_entropy(
     out: None = None,
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
-    nan_policy: Literal["propagate"] = "propagate",
+    nan_policy: _NanPolicy = "propagate",
 ) -> npt.NDArray[np.float64]:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -440,7 +440,7 @@ def binary_cross_entropy_with_logits(
     out: None = None,
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
-    nan_policy: Literal["propagate"] = "propagate",
+    nan_policy: _NanPolicy = "propagate",
 ) -> npt.NDArray[np.float64]:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -936,7 +936,7 @@ def softmax_cross_entropy(
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
     keepdims: Literal[False] = False,
-    nan_policy: Literal["propagate"] = "propagate",
+    nan_policy: _NanPolicy = "propagate",
 ) -> npt.NDArray[np.float64]:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
