@@ -431,15 +431,23 @@ impl Sink {
 
     /// Takes back the elements added since `from` (one tile's, the `k`-th of them being its
     /// element `k`) for which `drop(k)` is true, keeping the others in order; their codes stay
-    /// checked and their groups exist. Does nothing once a code was flagged (the block is an
-    /// error, and a flagged tile did not add each of its elements).
+    /// checked and their groups exist. `drop` is only asked of elements whose loss is NaN
+    /// (an element left out for a NaN operand has a NaN loss), so a tile pays a NaN test per
+    /// element and moves only the elements after the first one dropped. Does nothing once a
+    /// code was flagged (the block is an error, and a flagged tile did not add each of its
+    /// elements).
     pub fn drop_since(&mut self, from: usize, drop: impl Fn(usize) -> bool) {
         if self.flags != 0 {
             return;
         }
-        let mut kept = from;
-        for k in from..self.codes.len() {
-            if drop(k - from) {
+        let len = self.codes.len();
+        let dropped = |losses: &[f64], k: usize| losses[k].is_nan() && drop(k - from);
+        let Some(first) = (from..len).find(|&k| dropped(&self.losses, k)) else {
+            return;
+        };
+        let mut kept = first;
+        for k in first + 1..len {
+            if dropped(&self.losses, k) {
                 continue;
             }
             self.codes[kept] = self.codes[k];
