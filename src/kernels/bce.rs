@@ -560,11 +560,13 @@ fn group<
         l[k] = if W || SW { loss * scale } else { loss };
         summed[k] = l[k];
         if OMIT {
-            let nan = v.is_nan()
-                | (!Y::HARD && t.prob::<T>().is_nan())
-                | (W && w[k].is_nan())
-                | (PW && pw[k].is_nan())
-                | (SW && sw[k].is_nan());
+            let nan = nan_operand(
+                v,
+                t,
+                W.then_some(w[k]),
+                PW.then_some(pw[k]),
+                SW.then_some(sw[k]),
+            );
             summed[k] = if nan { T::ZERO } else { l[k] };
             st.kept[k] = st.kept[k] + if nan { T::ZERO } else { T::ONE };
             if SW {
@@ -573,6 +575,22 @@ fn group<
         }
     }
     (l, summed)
+}
+
+/// True if an operand of an element is NaN: the input `x`, a float target `y`, or the
+/// weight `w`, the positive-class weight `pw` or the sample weight `sw` where given. The
+/// elements `nan_policy='omit'` leaves out, in the tile loop ([`group`]) and per group
+/// ([`OmitTile::is_omitted`]).
+#[inline(always)]
+fn nan_operand<T: Float, Y: Target>(
+    x: T,
+    y: Y,
+    w: Option<T>,
+    pw: Option<T>,
+    sw: Option<T>,
+) -> bool {
+    let nan = |v: Option<T>| v.is_some_and(|v| v.is_nan());
+    x.is_nan() | (!Y::HARD && y.prob::<T>().is_nan()) | nan(w) | nan(pw) | nan(sw)
 }
 
 /// The tile loop: groups of `L` elements through [`group`], the last, partial group
@@ -822,10 +840,11 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
 /// The losses of one tile of `out.len()` elements (layout operands 0 to 3 at the offsets `at`
 /// with the steps `st`, the tile starting at flat index `flat`; the sample weights, when
 /// `samples` holds their source, operand 5), each weighted, written to `out`; the tile's sum,
-/// sample-weight sum and domain errors are added to `part` exactly as a block of
-/// [`binary_cross_entropy_on`] adds them. For reductions other than the sum (per group:
-/// [`super::groups`]), with the very per-element values the sum is made of. Returns the
-/// tile's sample weights (`None` without them).
+/// count, sample-weight sum and domain errors are added to `part` exactly as a block of
+/// [`binary_cross_entropy_on`] adds them, under the NaN policy `nan` (under
+/// [`NanPolicy::Omit`] the loss of an element left out is NaN in `out`, and it is not counted).
+/// For reductions other than the sum (per group: [`super::groups`]), with the very
+/// per-element values the sum is made of.
 ///
 /// # Safety
 /// The elements of each operand from `at` with steps `st` must be valid and unmodified while
@@ -834,26 +853,37 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
 #[inline(always)]
 pub unsafe fn tile_losses<'s, T: Float, Y: Target>(
     ins: &Inputs<T, Y>,
-    tiles: &mut InputTiles<T, Y>,
+    tiles: &'s mut InputTiles<T, Y>,
     samples: Option<(Src<T>, &'s mut SampleTiles<T>)>,
     kind: Kind,
+    nan: NanPolicy,
     isa: isa::Isa,
     flat: usize,
     at: &[isize],
     st: &[isize],
     out: &mut [T],
     part: &mut Partial,
-) -> Option<&'s [T]> {
+) -> TileLosses<'s, T, Y> {
     let n = out.len();
+    let (unweighted, omit) = (ins.unweighted(), nan == NanPolicy::Omit);
     // SAFETY: forwarded: the caller guarantees the tile's elements are valid and unmodified.
     let (x, y, w, pw) = unsafe { tiles.view_present(ins, at, st, n) };
-    let (sw, w) = match samples {
-        None if ins.unweighted() => (None, None),
-        None => (None, Some(w)),
+    let pw = (!ins.no_pos_weight()).then_some(pw);
+    // The weights as a block of `binary_cross_entropy_on` forms them: under `omit` the
+    // element weights and the sample weights as given (the tile kernel multiplies them for
+    // the elements it keeps), otherwise their product.
+    let (w, sw, sample) = match samples {
+        None if unweighted => (None, None, None),
+        None => (Some(w), None, None),
+        Some((src, samples)) if omit => {
+            // SAFETY: forwarded, for operand 5 (the sample weights).
+            let sw = unsafe { samples.checked(src, at[5], st[5], n, flat, part) };
+            ((!unweighted).then_some(w), Some(sw), Some(sw))
+        }
         Some((src, samples)) => {
             // SAFETY: forwarded, for operand 5 (the sample weights).
-            let (sw, w) = unsafe { samples.scale(src, at[5], st[5], n, w, flat, part) };
-            (Some(sw), Some(w))
+            let (sw, scaled) = unsafe { samples.scale(src, at[5], st[5], n, w, flat, part) };
+            (Some(scaled), None, Some(sw))
         }
     };
     let tile = Tile {
@@ -861,19 +891,54 @@ pub unsafe fn tile_losses<'s, T: Float, Y: Target>(
         x,
         y,
         w,
-        pw: if ins.no_pos_weight() { None } else { Some(pw) },
+        pw,
         out: Some(out),
-        omit: false,
-        sw: None,
+        omit,
+        sw,
     };
-    let TileSums {
-        sum, flags: bad, ..
-    } = isa::dispatch_on(isa, tile);
-    part.sum += sum;
+    let sums = isa::dispatch_on(isa, tile);
+    part.sum += sums.sum;
+    part.count += sums.kept;
+    if omit {
+        part.weight += sums.kept_sw;
+    }
+    let bad = sums.flags;
     if bad != 0 && part.flags & bad != bad {
         part.flag(bad, first_bad(kind, flat, x, y, bad));
     }
-    sw
+    TileLosses {
+        sample_weight: sample,
+        omitted: (sums.kept < n as u64).then_some(OmitTile { x, y, w, pw, sw }),
+    }
+}
+
+/// What [`tile_losses`] says of a tile besides its losses.
+pub struct TileLosses<'s, T, Y> {
+    /// The tile's sample weights, as given (`None` without them).
+    pub sample_weight: Option<&'s [T]>,
+    /// Under [`NanPolicy::Omit`], when the tile left elements out: its operands, which tell
+    /// which ([`OmitTile::is_omitted`]); `None` when every element counts.
+    pub omitted: Option<OmitTile<'s, T, Y>>,
+}
+
+/// The operands of a tile from which [`NanPolicy::Omit`] left elements out, as the tile
+/// kernel read them (element weights and sample weights as given, `None` where absent).
+pub struct OmitTile<'s, T, Y> {
+    x: &'s [T],
+    y: &'s [Y],
+    w: Option<&'s [T]>,
+    pw: Option<&'s [T]>,
+    sw: Option<&'s [T]>,
+}
+
+impl<T: Float, Y: Target> OmitTile<'_, T, Y> {
+    /// True if the tile kernel left element `k` of the tile out (a NaN operand): the test of
+    /// the tile loop itself ([`nan_operand`]).
+    #[inline(always)]
+    pub fn is_omitted(&self, k: usize) -> bool {
+        let at = |v: Option<&[T]>| v.map(|v| v[k]);
+        nan_operand(self.x[k], self.y[k], at(self.w), at(self.pw), at(self.sw))
+    }
 }
 
 #[cfg(test)]
