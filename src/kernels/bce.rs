@@ -1176,6 +1176,81 @@ mod tests {
         );
     }
 
+    /// The tile loop sums the sample weights in the order of `sum_lanes` over each tile (16
+    /// lanes, whatever its own lane count: 8 for `f64` and below AVX-512), tile after tile and
+    /// block after block, on every instruction set, `f32` and `f64`, both kinds, with and
+    /// without an element weight; and flags the first negative one wherever it is in a tile.
+    #[test]
+    fn sample_weight_sum_has_the_bits_of_sum_lanes_per_tile_on_every_isa() {
+        use super::super::lanes::sum_lanes;
+        use super::super::strided::TILE;
+        fn check<T: Float + Target>(one: &'static T) {
+            let f = <T as Float>::from_f64;
+            let n = 2 * BLOCK + 517;
+            let (p, y, _) = sample(n);
+            let p: Vec<T> = p.iter().map(|&v| f(v as f64)).collect();
+            let y: Vec<T> = y.iter().map(|&v| f((v > 0.5) as u8 as f64)).collect();
+            // Not dyadic, spread over decades: the order of the additions shows in the bits.
+            let sw: Vec<T> = (0..n)
+                .map(|i| f(((i * 7919 % 1013) as f64 / 97.0).exp() / 3.0))
+                .collect();
+            let w: Vec<T> = (0..n).map(|i| f(0.5 + (i % 5) as f64)).collect();
+            let mut expect = Partial::EMPTY.weight;
+            for block in sw.chunks(BLOCK) {
+                let mut part = Partial::EMPTY.weight;
+                for tile in block.chunks(TILE) {
+                    part += sum_lanes(tile);
+                }
+                expect += part;
+            }
+            for isa in isa::Isa::ALL {
+                for kind in [Kind::Probabilities, Kind::Logits] {
+                    for weighted in [false, true] {
+                        let mut ops = flat(&p, &y, one, std::ptr::null_mut());
+                        ops.sample_weight = Some(Src::native(sw.as_ptr()));
+                        if weighted {
+                            ops.inputs.weight = Src::native(w.as_ptr());
+                        }
+                        let ws = weighted as isize;
+                        ops.layout = Layout::new(&[n], [&[1], &[1], &[ws], &[0], &[1], &[1]]);
+                        // SAFETY: every operand addresses n live elements at unit stride (the
+                        // weight, when absent, and pos_weight a `'static` one at stride 0);
+                        // `out` is null.
+                        let part = unsafe {
+                            binary_cross_entropy_on(Partial::EMPTY, &ops, kind, None, isa)
+                        };
+                        assert_eq!(
+                            part.weight.to_bits(),
+                            expect.to_bits(),
+                            "{isa:?} {kind:?} weighted {weighted}"
+                        );
+                        assert_eq!(part.flags, 0);
+                        for bad in [[3, 700], [BLOCK + 515, BLOCK + 513], [n - 1, n - 2]] {
+                            let mut neg = sw.clone();
+                            for &i in &bad {
+                                neg[i] = f(-0.5);
+                            }
+                            ops.sample_weight = Some(Src::native(neg.as_ptr()));
+                            // SAFETY: as above, with `neg` (n live elements) as the sample
+                            // weights.
+                            let part = unsafe {
+                                binary_cross_entropy_on(Partial::EMPTY, &ops, kind, None, isa)
+                            };
+                            assert_eq!(
+                                (part.flags, part.first_bad),
+                                (flags::WEIGHT, bad[0].min(bad[1]) as u64),
+                                "{isa:?} {kind:?} {bad:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        static ONE64: f64 = 1.0;
+        check::<f32>(&ONE32);
+        check::<f64>(&ONE64);
+    }
+
     /// Every instruction set the CPU has gives the reference result (to f32 rounding), and the
     /// same bits for any thread count.
     #[test]
