@@ -401,13 +401,20 @@ struct LaneState<T, Y, const L: usize> {
     /// one register), and their sample weights' sum (`SW`), in `f64`.
     kept: [T; L],
     kept_sw: [f64; L],
+    /// `SW` without `OMIT`: the sample weights' sum in the lanes of [`super::lanes::sum_lanes`]
+    /// (element `i` of the tile into lane `i mod 16`), lane `L·h + k` in `sw_acc[h][k]`:
+    /// `sw_acc[0]` alone when `L` is 16, both halves when `L` is 8 ([`fold_halves`]).
+    sw_acc: [[f64; L]; 2],
+    /// `SW`: non-zero (all ones) where a negative sample weight was seen.
+    neg_sw: [u32; L],
 }
 
 /// One group of `L` elements: loss, weight, domain checks and sums, all lane-wise.
 /// Returns the losses (weighted), and the losses that go into the sum: under `OMIT`, 0 for
 /// an element with a NaN operand (`x`, a float `y`, and `w`, `pw`, `sw` where present), whose
 /// lanes of `kept` (and `kept_sw`) it leaves alone; the losses themselves otherwise. `SW`:
-/// the losses are multiplied by the sample weights `sw` too (by `w · sw`, formed first).
+/// the losses are multiplied by the sample weights `sw` too (by `w · sw`, formed first), and
+/// a negative sample weight is marked in `neg_sw` (NaN is not negative).
 /// Selects in `T` and `f64` lanes, no `bool` array: the loop vectorises as the plain one.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -450,6 +457,13 @@ fn group<
             }
         } else if Y::HARD {
             st.bad_y[k] |= u32::from(!t.in_range());
+        }
+        if SW {
+            st.neg_sw[k] = if sw[k] < T::ZERO {
+                u32::MAX
+            } else {
+                st.neg_sw[k]
+            };
         }
         let loss = match MODE {
             HARD | HARD_FLOAT => prob_hard::<A, T>(v, t.is_one()),
@@ -519,21 +533,11 @@ fn lanes<
         yhi: [Y::default(); L],
         kept: [T::ZERO; L],
         kept_sw: [0.0; L],
+        sw_acc: [[0.0; L]; 2],
+        neg_sw: [0; L],
     };
-    // `SW`, kept apart from `st` (where they made the `OMIT` loop store its sums to memory
-    // every group): non-zero (all ones) where a negative sample weight was seen (NaN is not
-    // negative); and without `OMIT`, the sample weights' sum in the lanes of
-    // `sum_lanes` (element `i` of the tile into lane `i mod 16`), lane `L·h + k` in
-    // `sw_acc[h][k]`: `sw_acc[0]` alone when `L` is 16, both halves when `L` is 8
-    // ([`fold_halves`]); `sw_half(i)` is the half the group at `i` adds to.
-    let mut neg_sw = [0u32; L];
-    let mut sw_acc = [[0f64; L]; 2];
+    // Which half of `sw_acc` the group at `i` adds to: its place in the lanes of `sum_lanes`.
     let sw_half = |i: usize| if L == SUM_LANES { 0 } else { (i / L) & 1 };
-    let check_sw = |neg: &mut [u32; L], sws: &[T; L]| {
-        for (m, &v) in neg.iter_mut().zip(sws) {
-            *m = if v < T::ZERO { u32::MAX } else { *m };
-        }
-    };
     let full = n - n % L;
     let arr = |s: &[T], i: usize| -> [T; L] { s[i..i + L].try_into().unwrap() };
     let mut i = 0;
@@ -553,11 +557,8 @@ fn lanes<
         for (a, v) in st.acc.iter_mut().zip(summed) {
             *a += v.to_f64();
         }
-        if SW {
-            check_sw(&mut neg_sw, &sws);
-        }
         if SW && !OMIT {
-            for (a, v) in sw_acc[sw_half(i)].iter_mut().zip(sws) {
+            for (a, v) in st.sw_acc[sw_half(i)].iter_mut().zip(sws) {
                 *a += v.to_f64();
             }
         }
@@ -588,11 +589,8 @@ fn lanes<
         for (a, v) in st.acc.iter_mut().zip(&summed[..rest]) {
             *a += v.to_f64();
         }
-        if SW {
-            check_sw(&mut neg_sw, &sws);
-        }
         if SW && !OMIT {
-            for (a, v) in sw_acc[sw_half(full)].iter_mut().zip(&sws[..rest]) {
+            for (a, v) in st.sw_acc[sw_half(full)].iter_mut().zip(&sws[..rest]) {
                 *a += v.to_f64();
             }
         }
@@ -608,7 +606,7 @@ fn lanes<
     }
     let flags = if bad_x { flags::INPUT } else { 0 }
         | if bad_y != 0 { flags::TARGET } else { 0 }
-        | if SW && any_soft(&neg_sw) {
+        | if SW && any_soft(&st.neg_sw) {
             flags::WEIGHT
         } else {
             0
@@ -625,7 +623,7 @@ fn lanes<
         sw_sum: match (SW, OMIT) {
             (false, _) => 0.0,
             (true, true) => pairwise(st.kept_sw),
-            (true, false) => fold_halves(sw_acc),
+            (true, false) => fold_halves(st.sw_acc),
         },
     })
 }
@@ -650,7 +648,7 @@ fn pairwise<const L: usize>(acc: [f64; L]) -> f64 {
     v[0]
 }
 
-/// Sums the sample weights' lanes of [`lanes`] (`sw_acc`) as [`super::lanes::sum_lanes`] folds its 16 lanes: the
+/// Sums `sw_acc` of [`LaneState`] as [`super::lanes::sum_lanes`] folds its 16 lanes: the
 /// halves added lane by lane (lanes `k` and `k + 8`), then the tree of [`pairwise`]. With
 /// `L = 16` the second half is unused (all zero) and this is `pairwise(acc[0])`.
 #[inline(always)]
