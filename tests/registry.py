@@ -610,6 +610,58 @@ _GROUP_CALLS: list[BadCall] = [
         _P,
         groups=["a", "b", "c"],
     ),
+    # `nan_policy=` per group: a wrong value, and a NaN under "raise", name their argument.
+    _grouped(
+        "nan_policy-value",
+        crossent.binary_cross_entropy,
+        ValueError,
+        "nan_policy",
+        _GP,
+        _GY,
+        groups=_GC,
+        nan_policy="drop",
+    ),
+    _grouped(
+        "raise-input",
+        crossent.binary_cross_entropy_with_logits,
+        ValueError,
+        "input",
+        np.array([0.2, 0.8, np.nan, 0.1]),
+        _GY,
+        groups=_GC,
+        nan_policy="raise",
+    ),
+    _grouped(
+        "BinaryCrossEntropyAccumulator-raise-sample_weight",
+        _grouped_update(crossent.BinaryCrossEntropyAccumulator, nan_policy="raise"),
+        ValueError,
+        "sample_weight",
+        _GP,
+        _GY,
+        sample_weight=np.array([1.0, np.nan, 1.0, 1.0]),
+        groups=_GC,
+    ),
+    _grouped(
+        "softmax-raise-logits",
+        crossent.softmax_cross_entropy,
+        ValueError,
+        "logits",
+        np.array([[0.2, 0.8], [0.6, np.nan], [0.5, 0.5]]),
+        _Y,
+        groups=[0, 1, 0],
+        nan_policy="raise",
+    ),
+    _grouped(
+        "SoftmaxCrossEntropyAccumulator-raise-weight",
+        _grouped_update(
+            crossent.SoftmaxCrossEntropyAccumulator, weight=[1.0, np.nan], nan_policy="raise"
+        ),
+        ValueError,
+        "weight",
+        _P,
+        _Y,
+        groups=[0, 1, 0],
+    ),
 ]
 
 
@@ -751,31 +803,6 @@ BAD_CALLS: list[BadCall] = [
         )
         for cls in _LOSS_ACCUMULATORS
         for value, exc in _NAN_POLICY_BAD
-    ),
-    # The per-group reductions take no NaN policy: refused, naming it.
-    BadCall(
-        "binary_cross_entropy-groups-nan_policy",
-        crossent.binary_cross_entropy,
-        (_GP, _GY),
-        {"groups": _GC, "nan_policy": "omit"},
-        ValueError,
-        "nan_policy",
-    ),
-    BadCall(
-        "softmax_cross_entropy-groups-nan_policy",
-        crossent.softmax_cross_entropy,
-        (_SX, _SL),
-        {"groups": [0, 1, 0, 1], "nan_policy": "raise"},
-        ValueError,
-        "nan_policy",
-    ),
-    BadCall(
-        "BinaryCrossEntropyAccumulator-n_groups-nan_policy",
-        crossent.BinaryCrossEntropyAccumulator,
-        (),
-        {"n_groups": 3, "nan_policy": "omit"},
-        ValueError,
-        "nan_policy",
     ),
     _log_loss_call("normalize-str", TypeError, "normalize", _Y, _P, normalize="yes"),
     _log_loss_call("normalize-none", TypeError, "normalize", _Y, _P, normalize=None),

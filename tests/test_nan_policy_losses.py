@@ -232,13 +232,15 @@ def test_bce_accumulators_follow_nan_policy(name: str) -> None:
     assert cls().nan_policy == "propagate"
 
 
-def test_bce_groups_refuse_a_nan_policy() -> None:
-    p, y = np.array([0.5, 0.2]), np.array([1.0, 0.0])
-    with pytest.raises(ValueError, match="'nan_policy' must be 'propagate' with 'groups'"):
-        crossent.binary_cross_entropy(p, y, groups=[0, 1], nan_policy="omit")
+def test_bce_groups_take_a_nan_policy() -> None:
+    """Per group, "omit" leaves the element out of its group and "raise" raises, in a call and
+    in an accumulator (tests/test_groups_nan_policy.py covers it in full)."""
+    p, y = np.array([0.5, np.nan, 0.2]), np.array([1.0, 0.0, 0.0])
+    got = crossent.binary_cross_entropy(p, y, groups=[0, 1, 0], nan_policy="omit")
+    assert got[0] == crossent.binary_cross_entropy(p[[0, 2]], y[[0, 2]]) and np.isnan(got[1])
     acc = crossent.BinaryCrossEntropyAccumulator(nan_policy="raise")
-    with pytest.raises(ValueError, match="'nan_policy'"):
-        acc.update(p, y, groups=[0, 1])
+    with pytest.raises(crossent.DomainError, match="nan_policy='raise'"):
+        acc.update(p, y, groups=[0, 1, 0])
     assert acc.count == 0
 
 
@@ -455,8 +457,12 @@ def test_dask_losses_take_nan_policy() -> None:
         with pytest.raises(crossent.DomainError) as info:
             lazy_fn(da.from_array(one, chunks=(7, 11)), clean_y, nan_policy="raise").compute()
         assert (info.value.argument, info.value.index) == ("input", (22, 13))
-        with pytest.raises(ValueError, match="nan_policy"):
-            lazy_fn(lp, ly, groups=da.zeros((40, 30), dtype=int, chunks=(7, 11)), nan_policy="omit")
+        # Per group too (tests/test_groups_nan_policy.py covers it in full).
+        codes = rng.integers(0, 4, (40, 30))
+        lg = da.from_array(codes, chunks=(7, 11))
+        got = lazy_fn(lp, ly, sample_weight=lsw, groups=lg, nan_policy="omit").compute()
+        want = fn(p, y, sample_weight=sw, groups=codes, nan_policy="omit")
+        np.testing.assert_allclose(got, want, rtol=1e-12)
     x = rng.standard_normal((40, 6))
     x[[3, 17, 30], [1, 5, 0]] = np.nan
     labels = rng.integers(0, 6, 40)
@@ -504,8 +510,11 @@ def test_arrow_streams_take_nan_policy() -> None:
     assert crossent.softmax_cross_entropy(rows, labels, nan_policy="omit") == pytest.approx(
         want, rel=1e-12
     )
-    with pytest.raises(ValueError, match="'nan_policy' must be 'propagate' with 'groups'"):
-        crossent.binary_cross_entropy(chunked, y, groups=np.zeros(n, int), nan_policy="omit")
+    # Per group too (tests/test_groups_nan_policy.py covers it in full).
+    codes = rng.integers(0, 5, n)
+    per_group = crossent.binary_cross_entropy(chunked, y, groups=codes, nan_policy="omit")
+    want_groups = crossent.binary_cross_entropy(p, y, groups=codes, nan_policy="omit")
+    np.testing.assert_array_equal(per_group, want_groups)
 
 
 def test_arrow_float_nulls_follow_nan_policy() -> None:

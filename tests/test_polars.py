@@ -153,6 +153,123 @@ def test_softmax_cross_entropy_per_group() -> None:
     )
 
 
+def nan_frame(seed: int) -> Any:
+    """A frame with NaN in the probabilities, logits, float targets and weights; group 3 is
+    made entirely of NaN probabilities and logits."""
+    rng = np.random.default_rng(seed)
+    df = frame(seed=seed)
+    p, x, w = (df[c].to_numpy().copy() for c in ("p", "x", "w"))
+    yf = rng.uniform(0, 1, ROWS)
+    for a in (p, x, yf, w):
+        a[rng.random(ROWS) < 0.03] = np.nan
+    g = df["g"].to_numpy()
+    p[g == 3] = x[g == 3] = np.nan
+    return df.with_columns(p=p, x=x, w=w, yf=yf)
+
+
+@pytest.mark.parametrize("logits", [False, True], ids=["probabilities", "logits"])
+@pytest.mark.parametrize("target", ["y", "yf"])
+def test_bce_nan_policy_against_the_numpy_call(logits: bool, target: str) -> None:
+    df = nan_frame(5)
+    col = "x" if logits else "p"
+    fn = crossent.binary_cross_entropy_with_logits if logits else crossent.binary_cross_entropy
+    fixed: dict[str, Any] = {"pos_weight": 2.5} if logits else {}
+    call: dict[str, Any] = {"pos_weight": np.array([2.5])} if logits else {}
+    method = getattr(ns(pl.col(col)), fn.__name__)
+    v, y, w, g = (df[c].to_numpy() for c in (col, target, "w", "g"))
+    for reduction in ("mean", "sum"):
+        loss = method(target, weight="w", reduction=reduction, nan_policy="omit", **fixed)
+        got = by_group(df.group_by("g").agg(loss.alias("l")), "l")
+        for k in range(GROUPS):
+            m = g == k
+            want = fn(v[m], y[m], weight=w[m], reduction=reduction, nan_policy="omit", **call)
+            if k == 3 and reduction == "mean":
+                assert np.isnan(got[k]) and np.isnan(want)
+            else:
+                assert got[k] == pytest.approx(want, rel=1e-13), (k, reduction)
+        # A float64 reference over the rows without NaN.
+        keep = ~(np.isnan(v) | np.isnan(y.astype(np.float64)) | np.isnan(w))
+        elem = logits_ref(v, y, w, 2.5) if logits else bce_ref(v, y, w)
+        whole = df.select(loss).item()
+        want_whole = getattr(elem[keep], reduction)()
+        assert whole == pytest.approx(want_whole, rel=1e-12)
+        lazy = df.lazy().select(loss).collect().item()
+        assert lazy == pytest.approx(whole, rel=1e-15)
+    # over: each row gets its group's mean; "none" is the NumPy call's (NaN where left out).
+    mean = method(target, weight="w", nan_policy="omit", **fixed)
+    over = df.with_columns(mean.over("g").alias("m"))["m"].to_numpy()
+    for k in range(GROUPS):
+        want = fn(v[g == k], y[g == k], weight=w[g == k], nan_policy="omit", **call)
+        np.testing.assert_allclose(over[g == k], np.full((g == k).sum(), want), rtol=1e-13)
+    none = method(target, weight="w", reduction="none", nan_policy="omit", **fixed)
+    np.testing.assert_array_equal(
+        df.select(none).to_series().to_numpy(),
+        fn(v, y, weight=w, reduction="none", nan_policy="omit", **call),
+    )
+    # "raise": the function's error, naming the argument and the position in the batch.
+    # (polars re-raises the error with its message only.)
+    first = int(np.flatnonzero(np.isnan(v))[0])
+    at = rf"'input' must hold no NaN \(nan_policy='raise'\); found NaN at index \({first},\)"
+    with pytest.raises(crossent.DomainError, match=at):
+        df.select(method(target, nan_policy="raise", **fixed))
+    clean = df.filter(pl.col(col).is_not_nan() & pl.col("w").is_not_nan())
+    for policy in ("omit", "raise"):
+        got = clean.select(method("y", weight="w", nan_policy=policy, **fixed)).item()
+        assert got == clean.select(method("y", weight="w", **fixed)).item()
+    # Checked when the expression is built, as the functions check it.
+    with pytest.raises(ValueError, match="'nan_policy' must be 'propagate', 'omit' or 'raise'"):
+        method("y", nan_policy="ignore")
+
+
+def test_softmax_nan_policy_against_the_numpy_call() -> None:
+    rng = np.random.default_rng(6)
+    n, c = 3000, 5
+    logits = rng.normal(size=(n, c))
+    logits[rng.random(n) < 0.05, 2] = np.nan
+    labels = rng.integers(0, c, n)
+    labels[::11] = -100
+    g = rng.integers(0, GROUPS, n)
+    logits[g == 4, 0] = np.nan  # a group made entirely of NaN rows
+    weight = np.linspace(0.5, 2.0, c)
+    df = pl.DataFrame({"g": g, "logits": logits, "y": labels})
+    for reduction in ("mean", "sum"):
+        loss = ns(pl.col("logits")).softmax_cross_entropy(
+            "y", weight=weight, reduction=reduction, nan_policy="omit"
+        )
+        got = by_group(df.group_by("g").agg(loss.alias("l")), "l")
+        for k in range(GROUPS):
+            m = g == k
+            want = crossent.softmax_cross_entropy(
+                logits[m], labels[m], weight=weight, reduction=reduction, nan_policy="omit"
+            )
+            if k == 4 and reduction == "mean":
+                assert np.isnan(got[k]) and np.isnan(want)
+            else:
+                assert got[k] == pytest.approx(want, rel=1e-13), (k, reduction)
+        whole = crossent.softmax_cross_entropy(
+            logits, labels, weight=weight, reduction=reduction, nan_policy="omit"
+        )
+        assert df.select(loss).item() == pytest.approx(whole, rel=1e-13)
+    # Class probabilities, NaN in the target too: the mean is over the rows kept.
+    t = rng.dirichlet(np.ones(c), n)
+    t[7, 1] = np.nan
+    dp = pl.DataFrame({"logits": logits, "t": t})
+    loss = ns(pl.col("logits")).softmax_cross_entropy("t", nan_policy="omit")
+    want = crossent.softmax_cross_entropy(logits, t, nan_policy="omit")
+    assert dp.select(loss).item() == pytest.approx(want, rel=1e-13)
+    none = ns(pl.col("logits")).softmax_cross_entropy("y", reduction="none", nan_policy="omit")
+    np.testing.assert_array_equal(
+        df.select(none).to_series().to_numpy(),
+        crossent.softmax_cross_entropy(logits, labels, reduction="none", nan_policy="omit"),
+    )
+    r, k = np.argwhere(np.isnan(logits))[0]
+    at = rf"'logits' must hold no NaN \(nan_policy='raise'\); found NaN at index \({r}, {k}\)"
+    with pytest.raises(crossent.DomainError, match=at):
+        df.select(ns(pl.col("logits")).softmax_cross_entropy("y", nan_policy="raise"))
+    with pytest.raises(TypeError, match="'nan_policy' must be"):
+        ns(pl.col("logits")).softmax_cross_entropy("y", nan_policy=None)
+
+
 def test_row_divergences() -> None:
     rng = np.random.default_rng(3)
     p = rng.uniform(0.01, 1, (400, 6)).astype(np.float32)

@@ -95,7 +95,7 @@ def binary_cross_entropy(
     out: None = None,
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
-    nan_policy: Literal["propagate"] = "propagate",
+    nan_policy: _NanPolicy = "propagate",
 ) -> npt.NDArray[np.float64]:
     """Binary cross-entropy between predicted probabilities and targets.
 
@@ -133,7 +133,8 @@ def binary_cross_entropy(
         ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
         mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
         ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
-        a NaN and its first position. Checked in the same single pass.
+        a NaN and its first position. Checked in the same single pass. With ``groups``, it
+        applies within each group (a group left with no element has a NaN mean).
 
     Returns
     -------
@@ -219,7 +220,8 @@ def binary_cross_entropy(
         ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
         mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
         ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
-        a NaN and its first position. Checked in the same single pass.
+        a NaN and its first position. Checked in the same single pass. With ``groups``, it
+        applies within each group (a group left with no element has a NaN mean).
 
     Returns
     -------
@@ -305,7 +307,8 @@ def binary_cross_entropy(
         ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
         mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
         ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
-        a NaN and its first position. Checked in the same single pass.
+        a NaN and its first position. Checked in the same single pass. With ``groups``, it
+        applies within each group (a group left with no element has a NaN mean).
 
     Returns
     -------
@@ -391,7 +394,8 @@ def binary_cross_entropy(
         ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
         mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
         ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
-        a NaN and its first position. Checked in the same single pass.
+        a NaN and its first position. Checked in the same single pass. With ``groups``, it
+        applies within each group (a group left with no element has a NaN mean).
 
     Returns
     -------
@@ -440,7 +444,7 @@ def binary_cross_entropy_with_logits(
     out: None = None,
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
-    nan_policy: Literal["propagate"] = "propagate",
+    nan_policy: _NanPolicy = "propagate",
 ) -> npt.NDArray[np.float64]:
     """Binary cross-entropy between logits and targets, computed without overflow.
 
@@ -474,7 +478,8 @@ def binary_cross_entropy_with_logits(
     nan_policy : {"propagate", "omit", "raise"}, default "propagate"
         As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
         ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
-        of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
+        of ``sum(sample_weight)`` (of its group's, with ``groups``); ``"raise"`` names the
+        first operand holding a NaN.
 
     Examples
     --------
@@ -536,7 +541,8 @@ def binary_cross_entropy_with_logits(
     nan_policy : {"propagate", "omit", "raise"}, default "propagate"
         As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
         ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
-        of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
+        of ``sum(sample_weight)`` (of its group's, with ``groups``); ``"raise"`` names the
+        first operand holding a NaN.
 
     Examples
     --------
@@ -598,7 +604,8 @@ def binary_cross_entropy_with_logits(
     nan_policy : {"propagate", "omit", "raise"}, default "propagate"
         As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
         ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
-        of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
+        of ``sum(sample_weight)`` (of its group's, with ``groups``); ``"raise"`` names the
+        first operand holding a NaN.
 
     Examples
     --------
@@ -660,7 +667,8 @@ def binary_cross_entropy_with_logits(
     nan_policy : {"propagate", "omit", "raise"}, default "propagate"
         As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
         ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
-        of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
+        of ``sum(sample_weight)`` (of its group's, with ``groups``); ``"raise"`` names the
+        first operand holding a NaN.
 
     Examples
     --------
@@ -936,7 +944,7 @@ def softmax_cross_entropy(
     groups: _ArrayLike,
     n_groups: SupportsIndex | None = None,
     keepdims: Literal[False] = False,
-    nan_policy: Literal["propagate"] = "propagate",
+    nan_policy: _NanPolicy = "propagate",
 ) -> npt.NDArray[np.float64]:
     """Cross-entropy between the softmax of ``logits`` and ``target``, as
     :func:`torch.nn.functional.cross_entropy`.
@@ -994,7 +1002,8 @@ def softmax_cross_entropy(
         being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
         ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
         NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
-        Checked in the same single pass.
+        Checked in the same single pass. With ``groups``, it applies within each group (a
+        group left with no row has a NaN mean).
 
     Returns
     -------
@@ -1114,7 +1123,8 @@ def softmax_cross_entropy(
         being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
         ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
         NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
-        Checked in the same single pass.
+        Checked in the same single pass. With ``groups``, it applies within each group (a
+        group left with no row has a NaN mean).
 
     Returns
     -------
@@ -1234,7 +1244,8 @@ def softmax_cross_entropy(
         being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
         ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
         NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
-        Checked in the same single pass.
+        Checked in the same single pass. With ``groups``, it applies within each group (a
+        group left with no row has a NaN mean).
 
     Returns
     -------
@@ -1354,7 +1365,8 @@ def softmax_cross_entropy(
         being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
         ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
         NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
-        Checked in the same single pass.
+        Checked in the same single pass. With ``groups``, it applies within each group (a
+        group left with no row has a NaN mean).
 
     Returns
     -------

@@ -189,16 +189,6 @@ def _groups(
     return _dask(groups, "groups"), {"n_groups": n_groups}
 
 
-def _no_groups(nan_policy: str, groups: Any) -> None:
-    """Refuses ``nan_policy`` other than "propagate" with ``groups``, as the in-memory
-    functions do (their per-group reductions take none)."""
-    if groups is not None and nan_policy != "propagate":
-        raise ValueError(
-            f"'nan_policy' must be 'propagate' with 'groups', got '{nan_policy}': the "
-            "per-group reductions do not omit or check NaN (drop the NaN elements first)"
-        )
-
-
 def _dask(a: Any, name: str) -> da.Array:
     """``a`` as a Dask array (Python scalars and array-likes are wrapped); refuses chunks of
     unknown size, on which shapes cannot be checked nor positions reported."""
@@ -305,7 +295,6 @@ def _bce(
     _reduction(reduction)  # checked as the in-memory functions check it
     nan_policy = _nan_policy(nan_policy)
     g, grouped = _groups(groups, n_groups, reduction)
-    _no_groups(nan_policy, g)
     if nan_policy != "propagate":
         fixed = {**fixed, "nan_policy": nan_policy}
     scalar = np.ndim(input) == 0 if not isinstance(input, da.Array) else input.ndim == 0
@@ -527,7 +516,6 @@ def softmax_cross_entropy(
     """
     _reduction(reduction)  # checked as the in-memory functions check it
     nan_policy = _nan_policy(nan_policy)
-    _no_groups(nan_policy, groups)
     if _keepdims(keepdims) and (reduction != "none" or groups is not None):
         raise ValueError(
             "'keepdims' is only used with reduction='none' and no 'groups' (a mean or sum is "

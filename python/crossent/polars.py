@@ -80,26 +80,65 @@ def _per_row(
     operands: Sequence[tuple[str, pl.Expr | None]], compute: Callable[..., Any]
 ) -> pl.Expr:
     """One float64 value per row: `compute(**arrays)` over each batch of the `operands`
-    given (a float32 result is widened, exactly)."""
+    given (a float32 result is widened, exactly; a Series is taken as it is, nulls
+    included)."""
     given = [(name, e) for name, e in operands if e is not None]
     names = [name for name, _ in given]
 
     def run(batch: Sequence[pl.Series]) -> pl.Series:
         arrays = {name: _array(s, name) for name, s in zip(names, batch, strict=True)}
-        return pl.Series(np.asarray(compute(**arrays), dtype=np.float64))
+        out = compute(**arrays)
+        if isinstance(out, pl.Series):  # with nulls (rows left out, see `_omitted`)
+            return out.cast(pl.Float64)
+        return pl.Series(np.asarray(out, dtype=np.float64))
 
     return pl.map_batches([e for _, e in given], run, return_dtype=pl.Float64, is_elementwise=True)
 
 
-def _reduce(per_row: pl.Expr, reduction: str, denominator: pl.Expr | None = None) -> pl.Expr:
+def _reduce(
+    per_row: pl.Expr,
+    reduction: str,
+    denominator: pl.Expr | None = None,
+    nan_policy: str = "propagate",
+) -> pl.Expr:
+    """`per_row` reduced as crossent reduces it. Under ``"omit"`` the rows left out are null
+    in `per_row` (``_omitted``), which polars' ``sum`` and ``mean`` skip; a mean over no row
+    is NaN (0/0), as crossent's, where polars gives null."""
     if reduction == "none":
         return per_row
     total = per_row.sum()
     if reduction == "sum":
         return total
     if denominator is None:
-        return per_row.mean()
+        mean = per_row.mean()
+        return mean.fill_null(float("nan")) if nan_policy == "omit" else mean
     return total / denominator.sum()
+
+
+def _nan_rows(rows: int, operands: Sequence[Any]) -> np.ndarray[Any, Any]:
+    """Which of the `rows` rows of a batch hold a NaN in one of the float `operands` (arrays
+    of the batch's rows, or None): the rows ``nan_policy="omit"`` leaves out. An operand
+    is scanned (and a flag array made) only when its minimum says it holds a NaN."""
+    left = np.zeros(rows, dtype=bool)
+    for a in operands:
+        if a is None:
+            continue
+        a = np.asarray(a)
+        if a.dtype.kind != "f" or a.size == 0 or not np.isnan(np.min(a)):
+            continue
+        nan = np.isnan(a)
+        left |= nan.reshape(len(nan), -1).any(axis=1) if nan.ndim > 1 else nan
+    return left
+
+
+def _omitted(loss: Any, operands: Sequence[Any]) -> pl.Series:
+    """The per-row losses `loss` of a call under ``nan_policy="omit"`` (NaN where a row is
+    left out) as a Float64 Series with null at the rows left out (``_nan_rows``), which
+    polars' ``sum`` and ``mean`` skip. Looked for only when a loss is NaN."""
+    out = pl.Series(np.asarray(loss, dtype=np.float64))
+    if not out.is_nan().any():
+        return out
+    return out.scatter(np.flatnonzero(_nan_rows(len(out), operands)), None)
 
 
 @pl.api.register_expr_namespace("crossent")
@@ -111,12 +150,26 @@ class CrossentExpr:
 
     def _elementwise(
         self,
-        compute: Callable[..., Any],
+        loss: Callable[..., Any],
         target: pl.Expr | str,
         weight: pl.Expr | str | None,
         reduction: str,
+        nan_policy: str,
+        **fixed: Any,
     ) -> pl.Expr:
-        """A binary loss of this column against `target` (and `weight`), per row, reduced."""
+        """A binary loss of this column against `target` (and `weight`), per row, reduced:
+        `loss(input, target, weight=..., reduction="none", nan_policy=..., **fixed)`."""
+        _check_reduction(reduction)
+        nan_policy = _nan_policy(nan_policy)  # checked now, as the functions check it
+
+        def compute(input: Any, target: Any, weight: Any = None) -> Any:
+            out = loss(
+                input, target, weight=weight, reduction="none", nan_policy=nan_policy, **fixed
+            )
+            if nan_policy != "omit" or reduction == "none":
+                return out
+            return _omitted(out, [input, target, weight, *fixed.values()])
+
         per_row = _per_row(
             [
                 ("input", self._expr),
@@ -125,7 +178,7 @@ class CrossentExpr:
             ],
             compute,
         )
-        return _reduce(per_row, reduction)
+        return _reduce(per_row, reduction, nan_policy=nan_policy)
 
     def binary_cross_entropy(
         self,
@@ -133,18 +186,26 @@ class CrossentExpr:
         *,
         weight: pl.Expr | str | None = None,
         reduction: str = "mean",
+        nan_policy: _NanPolicy = "propagate",
     ) -> pl.Expr:
         """:func:`crossent.binary_cross_entropy` of this column of probabilities against
         `target` (probabilities, or labels 0/1 of an integer or boolean column).
 
         ``"mean"`` divides by the number of rows (of the group), as crossent and PyTorch do,
-        also with a `weight`."""
-        _check_reduction(reduction)
+        also with a `weight`. `nan_policy` as in the function: ``"omit"`` leaves a row whose
+        input, target or weight is NaN out of the sum and of the count (a group left with
+        no row gives NaN for a mean; with ``reduction="none"`` its loss is NaN);
+        ``"raise"`` raises :class:`crossent.DomainError` at the first NaN of a batch
+        (polars re-raises it with its message, which names the argument and the position).
 
-        def compute(input: Any, target: Any, weight: Any = None) -> Any:
-            return crossent.binary_cross_entropy(input, target, weight=weight, reduction="none")
-
-        return self._elementwise(compute, target, weight, reduction)
+        >>> import polars as pl, crossent.polars
+        >>> df = pl.DataFrame({"p": [0.9, float("nan"), 0.6], "y": [1, 0, 1]})
+        >>> loss = pl.col("p").crossent.binary_cross_entropy("y", nan_policy="omit")
+        >>> round(df.select(loss).item(), 6)
+        0.308093"""
+        return self._elementwise(
+            crossent.binary_cross_entropy, target, weight, reduction, nan_policy
+        )
 
     def binary_cross_entropy_with_logits(
         self,
@@ -153,18 +214,26 @@ class CrossentExpr:
         weight: pl.Expr | str | None = None,
         pos_weight: float | None = None,
         reduction: str = "mean",
+        nan_policy: _NanPolicy = "propagate",
     ) -> pl.Expr:
         """:func:`crossent.binary_cross_entropy_with_logits` of this column of logits
-        against `target`; `pos_weight` is the positive class's weight (a number)."""
-        _check_reduction(reduction)
+        against `target`; `pos_weight` is the positive class's weight (a number).
+        `nan_policy` as for :meth:`binary_cross_entropy`.
+
+        >>> import polars as pl, crossent.polars
+        >>> df = pl.DataFrame({"x": [2.0, -1.0, 0.5], "y": [1.0, float("nan"), 1.0]})
+        >>> loss = pl.col("x").crossent.binary_cross_entropy_with_logits("y", nan_policy="omit")
+        >>> round(df.select(loss).item(), 6)
+        0.300502"""
         pw = None if pos_weight is None else np.asarray([pos_weight], dtype=np.float64)
-
-        def compute(input: Any, target: Any, weight: Any = None) -> Any:
-            return crossent.binary_cross_entropy_with_logits(
-                input, target, weight=weight, pos_weight=pw, reduction="none"
-            )
-
-        return self._elementwise(compute, target, weight, reduction)
+        return self._elementwise(
+            crossent.binary_cross_entropy_with_logits,
+            target,
+            weight,
+            reduction,
+            nan_policy,
+            pos_weight=pw,
+        )
 
     def softmax_cross_entropy(
         self,
@@ -174,6 +243,7 @@ class CrossentExpr:
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
         reduction: str = "mean",
+        nan_policy: _NanPolicy = "propagate",
     ) -> pl.Expr:
         """:func:`crossent.softmax_cross_entropy` of this column of logits (a
         ``pl.Array(Float32 | Float64, C)`` column, one row of C classes per row) against
@@ -182,20 +252,35 @@ class CrossentExpr:
 
         ``"mean"`` divides by the sum of ``weight[y]`` over the rows whose class is not
         `ignore_index` (their number without `weight`), as PyTorch; by the number of rows
-        for class probabilities."""
+        for class probabilities. `nan_policy` as in the function: ``"omit"`` leaves a row
+        whose logits (or target probabilities) hold a NaN out, as an ignored row is left
+        out (of the sum and of the mean's denominator; with ``reduction="none"`` its loss is
+        NaN); ``"raise"`` raises :class:`crossent.DomainError` at the first NaN of a batch
+        (as for :meth:`binary_cross_entropy`).
+
+        >>> import numpy as np, polars as pl, crossent.polars
+        >>> x = np.array([[2.0, 0.5, -1.0], [0.1, np.nan, 3.0], [0.1, 0.2, 3.0]])
+        >>> df = pl.DataFrame({"x": x, "y": [0, 2, 2]})
+        >>> loss = pl.col("x").crossent.softmax_cross_entropy("y", nan_policy="omit")
+        >>> round(df.select(loss).item(), 6)
+        0.175456"""
         _check_reduction(reduction)
+        nan_policy = _nan_policy(nan_policy)  # checked now, as the function checks it
         w = None if weight is None else np.asarray(weight, dtype=np.float64)
         target_expr = _expr(target)
+        omit = nan_policy == "omit" and reduction != "none"
 
         def compute(logits: Any, target: Any) -> Any:
-            return crossent.softmax_cross_entropy(
+            out = crossent.softmax_cross_entropy(
                 logits,
                 target,
                 weight=w,
                 ignore_index=ignore_index,
                 label_smoothing=label_smoothing,
                 reduction="none",
+                nan_policy=nan_policy,
             )
+            return _omitted(out, [logits, target]) if omit else out
 
         per_row = _per_row(
             [("logits", self._expr), ("target", target_expr)],
@@ -204,18 +289,22 @@ class CrossentExpr:
         if reduction != "mean":
             return _reduce(per_row, reduction)
 
-        def denominator(target: Any) -> Any:
+        def denominator(logits: Any, target: Any) -> Any:
             y = np.asarray(target)
             if y.ndim == 2:  # class probabilities: one per row
-                return np.ones(len(y))
-            kept = y != ignore_index
-            if w is None:
-                return kept.astype(np.float64)
-            out = np.zeros(len(y))
-            out[kept] = w[y[kept]]
+                out = np.ones(len(y))
+            else:
+                kept = y != ignore_index
+                out = kept.astype(np.float64) if w is None else np.zeros(len(y))
+                if w is not None:
+                    out[kept] = w[y[kept]]
+            if omit:
+                # A row left out for a NaN is out of the denominator, as an ignored row.
+                out[_nan_rows(len(out), [logits, target])] = 0.0
             return out
 
-        return _reduce(per_row, reduction, _per_row([("target", target_expr)], denominator))
+        den = _per_row([("logits", self._expr), ("target", target_expr)], denominator)
+        return _reduce(per_row, reduction, den)
 
     def _divergence(
         self,

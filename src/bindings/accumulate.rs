@@ -38,7 +38,7 @@ use super::arrow;
 use super::bce;
 use super::divergence::{self, log_base};
 use super::groups::{self as grouped, Grouped};
-use super::nan_policy::{nan_policy, no_groups};
+use super::nan_policy::nan_policy;
 use super::reduction::{scalar_reduction, Reduction};
 use super::softmax::{self, check_smoothing};
 use crate::kernels::bce::Kind as BceKind;
@@ -723,9 +723,6 @@ accumulator_methods!(
             #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
             #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
         ) -> PyResult<Self> {
-            if n_groups.is_some() {
-                no_groups(nan_policy)?;
-            }
             Ok(Self {
                 state: per_element(reduction),
                 groups: Grouped::new(n_groups, false)?,
@@ -752,12 +749,12 @@ accumulator_methods!(
             let mut part = self.state.part.lock(input.py(), class)?;
             with_mode(&mut part, sample_weight.is_some(), class, |part| {
                 if let Some(codes) = groups {
-                    no_groups(self.nan)?;
                     let args = grouped::BceArgs {
                         kind: BceKind::Probabilities,
                         weight,
                         pos_weight: None,
                         sample_weight,
+                        nan: self.nan,
                     };
                     return bce_groups_update(&self.groups, part, input, target, &args, codes);
                 }
@@ -884,9 +881,6 @@ accumulator_methods!(
             #[pyo3(from_py_with = grouped::n_groups)] n_groups: Option<usize>,
             #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
         ) -> PyResult<Self> {
-            if n_groups.is_some() {
-                no_groups(nan_policy)?;
-            }
             Ok(Self {
                 state: per_element(reduction),
                 pos_weight: fixed_array(pos_weight, "pos_weight")?,
@@ -915,12 +909,12 @@ accumulator_methods!(
             let mut part = self.state.part.lock(py, class)?;
             with_mode(&mut part, sample_weight.is_some(), class, |part| {
                 if let Some(codes) = groups {
-                    no_groups(self.nan)?;
                     let args = grouped::BceArgs {
                         kind: BceKind::Logits,
                         weight,
                         pos_weight: pw.as_ref(),
                         sample_weight,
+                        nan: self.nan,
                     };
                     return bce_groups_update(&self.groups, part, input, target, &args, codes);
                 }
@@ -1090,9 +1084,6 @@ accumulator_methods!(
             #[pyo3(from_py_with = nan_policy)] nan_policy: NanPolicy,
         ) -> PyResult<Self> {
             check_smoothing(label_smoothing)?;
-            if n_groups.is_some() {
-                no_groups(nan_policy)?;
-            }
             let weight = fixed_array(weight, "weight")?;
             if let Some(w) = &weight {
                 let shape: Vec<usize> = w.bind(py).getattr("shape")?.extract()?;
@@ -1145,7 +1136,6 @@ accumulator_methods!(
             let mut part = self.state.part.lock(py, class)?;
             with_mode(&mut part, sample_weight.is_some(), class, |part| {
                 if let Some(codes) = groups {
-                    no_groups(self.nan)?;
                     let g = grouped::Groups {
                         codes,
                         n: self.groups.n,

@@ -12,7 +12,7 @@ use super::binary::{with_target_dtype, BinaryOperands};
 use super::errors::Reported;
 use super::groups as grouped;
 use super::half::{new_half_output_like, with_input_precision, OutView};
-use super::nan_policy::{nan_policy, no_groups};
+use super::nan_policy::nan_policy;
 use super::reduction::{reduction, Reduction};
 use super::threads::Gil;
 use crate::kernels::bce::Kind;
@@ -58,7 +58,8 @@ use crate::kernels::strided::Load;
 ///     ``"omit"`` leaves each element with a NaN operand out of the sum, of the count the
 ///     mean divides by and of ``sum(sample_weight)`` (with ``"none"`` its loss is NaN);
 ///     ``"raise"`` raises :class:`crossent.DomainError` naming the first operand that holds
-///     a NaN and its first position. Checked in the same single pass.
+///     a NaN and its first position. Checked in the same single pass. With ``groups``, it
+///     applies within each group (a group left with no element has a NaN mean).
 ///
 /// Returns
 /// -------
@@ -116,7 +117,6 @@ pub fn binary_cross_entropy<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let grouping = grouped::given(groups, n_groups)?;
     if grouping.is_some() {
-        no_groups(nan_policy)?;
         grouped::check_reduction(reduction, out)?;
     }
     stream_hook!(input.py(), "binary_cross_entropy", [input, target, weight, sample_weight, groups], {
@@ -130,6 +130,7 @@ pub fn binary_cross_entropy<'py>(
             weight,
             pos_weight: None,
             sample_weight,
+            nan: nan_policy,
         };
         return grouped::binary_cross_entropy(input, target, &args, reduction, out, &groups);
     }
@@ -178,7 +179,8 @@ pub fn binary_cross_entropy<'py>(
 /// nan_policy : {"propagate", "omit", "raise"}, default "propagate"
 ///     As in :func:`binary_cross_entropy`, ``pos_weight`` included among the operands:
 ///     ``"omit"`` leaves each element with a NaN operand out of the sum, of the count and
-///     of ``sum(sample_weight)``; ``"raise"`` names the first operand holding a NaN.
+///     of ``sum(sample_weight)`` (of its group's, with ``groups``); ``"raise"`` names the
+///     first operand holding a NaN.
 ///
 /// Examples
 /// --------
@@ -218,7 +220,6 @@ pub fn binary_cross_entropy_with_logits<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let grouping = grouped::given(groups, n_groups)?;
     if grouping.is_some() {
-        no_groups(nan_policy)?;
         grouped::check_reduction(reduction, out)?;
     }
     stream_hook!(input.py(), "binary_cross_entropy_with_logits",
@@ -233,6 +234,7 @@ pub fn binary_cross_entropy_with_logits<'py>(
             weight,
             pos_weight,
             sample_weight,
+            nan: nan_policy,
         };
         return grouped::binary_cross_entropy(input, target, &args, reduction, out, &groups);
     }

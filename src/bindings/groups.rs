@@ -21,8 +21,8 @@ use super::operand::LoadView;
 use super::precision::{as_float, as_float_or_half, precision, Precision};
 use super::reduction::Reduction;
 use super::softmax::{
-    check_ignore_index_unused, check_smoothing, class_weights, sample_weight_errors,
-    sample_weights, target_errors, with_class_target, Params,
+    check_ignore_index_unused, check_smoothing, class_weight_nan, class_weights, nan_error,
+    sample_weight_errors, sample_weights, target_errors, with_class_target, Params,
 };
 use super::threads::Gil;
 use crate::kernels::bce::Kind;
@@ -181,6 +181,9 @@ pub struct BceArgs<'a, 'py> {
     pub pos_weight: Option<&'a Bound<'py, PyAny>>,
     /// With sample weights each group's mean divides by their sum over the group.
     pub sample_weight: Option<&'a Bound<'py, PyAny>>,
+    /// `'omit'` leaves an element with a NaN operand out of its group; `'raise'` raises at the
+    /// first NaN, as the ungrouped call does.
+    pub nan: NanPolicy,
 }
 
 /// `binary_cross_entropy(..., groups=...)` and its logits form: the per-group losses.
@@ -270,7 +273,7 @@ where
     let call = drive::bce::Loss {
         kind: args.kind,
         init,
-        nan: NanPolicy::Propagate,
+        nan: args.nan,
         operands: ops.kernel::<Y>(),
     };
     let grouping = groups.grouping(&codes);
@@ -284,6 +287,13 @@ where
     }
     if part.flags & flags::WEIGHT != 0 {
         return Err(ops.sample_weight_error());
+    }
+    // As the ungrouped call: every NaN operand makes the total NaN, only then is there a NaN
+    // to look for.
+    if args.nan == NanPolicy::Raise && part.sum.is_nan() {
+        if let Some(e) = ops.nan_error::<Y>() {
+            return Err(e);
+        }
     }
     Ok(part)
 }
@@ -622,13 +632,17 @@ impl<'py> SoftmaxCall<'_, 'py> {
             sample_weight: swv.as_ref().map(LoadView::kernel),
             params: self.params.kernel(),
             init,
-            nan: NanPolicy::Propagate,
+            nan: self.params.nan,
         };
+        class_weight_nan(self.params, wv.as_ref())?;
         let grouping = self.groups.grouping(&codes);
         let part = drive::groups::softmax_cross_entropy(state, &call, &grouping, &Gil(x.py()))?;
         check_groups(&part, state, &codes, self.groups)?;
         target_errors(&part, &xv, labels.as_ref(), probs.as_ref(), self.params)?;
         sample_weight_errors(x.py(), &part, swv.as_ref())?;
+        if part.flags & flags::NAN != 0 {
+            return Err(nan_error(&xv, probs.as_ref(), swv.as_ref()));
+        }
         Ok(part)
     }
 }

@@ -40,16 +40,3 @@ pub const NO_NAN: &str = "no NaN (nan_policy='raise')";
 pub fn _nan_policy(nan_policy: &Bound<'_, PyAny>) -> PyResult<&'static str> {
     self::nan_policy(nan_policy).map(NanPolicy::name)
 }
-
-/// Refuses a NaN policy other than `'propagate'` with `groups=`: the per-group reductions
-/// do not take one.
-pub fn no_groups(nan: NanPolicy) -> PyResult<()> {
-    if nan == NanPolicy::Propagate {
-        return Ok(());
-    }
-    Err(PyValueError::new_err(format!(
-        "'nan_policy' must be 'propagate' with 'groups', got '{}': the per-group \
-         reductions do not omit or check NaN (drop the NaN elements first)",
-        nan.name()
-    )))
-}

@@ -14,7 +14,7 @@ use super::binary::sample_weight_error;
 use super::errors::{domain_error, Reported};
 use super::groups as grouped;
 use super::half::{new_half_output, OutView};
-use super::nan_policy::{nan_policy, no_groups, NO_NAN};
+use super::nan_policy::{nan_policy, NO_NAN};
 use super::operand::LoadView;
 use super::precision::{as_float, as_float_or_half, precision, Precision};
 use super::reduction::{reduction, Reduction};
@@ -82,7 +82,8 @@ use crate::kernels::strided::Load;
 ///     being NaN with ``"none"`` (NaN class weights are parameters: they propagate);
 ///     ``"raise"`` raises :class:`crossent.DomainError` naming the first argument holding a
 ///     NaN (``logits``, ``target``, ``sample_weight``, ``weight``) and its first position.
-///     Checked in the same single pass.
+///     Checked in the same single pass. With ``groups``, it applies within each group (a
+///     group left with no row has a NaN mean).
 ///
 /// Returns
 /// -------
@@ -162,7 +163,6 @@ pub fn softmax_cross_entropy<'py>(
     }
     let grouping = grouped::given(groups, n_groups)?;
     if grouping.is_some() {
-        no_groups(nan_policy)?;
         check_smoothing(label_smoothing)?;
         grouped::check_reduction(reduction, out)?;
     }
@@ -179,7 +179,7 @@ pub fn softmax_cross_entropy<'py>(
             weight,
             ignore_index,
             smoothing: label_smoothing,
-            nan: NanPolicy::Propagate,
+            nan: nan_policy,
         };
         return grouped::softmax_cross_entropy(
             logits,
@@ -254,7 +254,7 @@ pub struct Params<'a, 'py> {
     pub weight: Option<&'a Bound<'py, PyAny>>,
     pub ignore_index: i64,
     pub smoothing: f64,
-    /// The NaN policy (`'propagate'` with `groups`).
+    /// The NaN policy.
     pub nan: NanPolicy,
 }
 
@@ -439,13 +439,7 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
         init: args.init,
         nan: args.params.nan,
     };
-    // Class weights are a parameter the kernel does not check for NaN: `raise` looks at
-    // them here (one per class).
-    if args.params.nan == NanPolicy::Raise {
-        if let Some(bad) = wv.as_ref().and_then(|w| w.first_bad(|v: T| v.is_nan())) {
-            return Err(domain_error(py, "weight", NO_NAN, Some(bad)));
-        }
-    }
+    class_weight_nan(&args.params, wv.as_ref())?;
     let mut held = None;
     let slot = &mut held;
     let (xr, lr, pr, wr, sr) = (&xv, &labels, &probs, &wv, &swv);
@@ -487,10 +481,25 @@ fn compute<'py, T: Float + Element + Reported, L: Label + Load + Element + Repor
     Ok((part, held.map(|(array, _)| array)))
 }
 
+/// Class weights are a parameter the kernel does not check for NaN: under
+/// `nan_policy='raise'` they are looked at here (one per class), before the call; shared with
+/// the per-group call.
+pub(super) fn class_weight_nan<T: Float + Load + Element + Reported>(
+    params: &Params<'_, '_>,
+    wv: Option<&LoadView<'_, T>>,
+) -> PyResult<()> {
+    if let (NanPolicy::Raise, Some(w)) = (params.nan, wv) {
+        if let Some(bad) = w.first_bad(|v: T| v.is_nan()) {
+            return Err(domain_error(w.py(), "weight", NO_NAN, Some(bad)));
+        }
+    }
+    Ok(())
+}
+
 /// Under `nan_policy='raise'`, when the kernel flagged a row holding a NaN: the error naming
 /// the first argument that holds one (`logits`, the target probabilities, `sample_weight`)
-/// and its first position there.
-fn nan_error<T: Float + Load + Element + Reported>(
+/// and its first position there; shared with the per-group call.
+pub(super) fn nan_error<T: Float + Load + Element + Reported>(
     xv: &LoadView<'_, T>,
     probs: Option<&LoadView<'_, T>>,
     swv: Option<&LoadView<'_, T>>,

@@ -23,17 +23,20 @@
 //! error and propagates into the result. Sums are accumulated in `f64` for `f32` input too.
 //!
 //! Sample weights (scikit-learn's `sample_weight`, layout operand 5 when given) multiply each
-//! element's weighted loss, `sw · ℓ`, and their sum `Σ sw` is the mean's denominator
-//! ([`Partial::weight`]). They are applied per tile, in the same pass ([`SampleTiles`]): the
-//! tile's weights become `w · sw`, so the tile kernels are the very ones of a weighted call.
-//! A negative sample weight is a domain error ([`flags::WEIGHT`]); NaN propagates.
+//! element's loss by `w · sw` (that product formed first, in `T`; `sw` alone without `w`),
+//! and their sum `Σ sw` is the mean's denominator ([`Partial::weight`]). The tile loop does
+//! all of it in its one pass over the tile ([`SampleTiles`] only gathers them): the multiply,
+//! the sign check and `Σ sw`, summed in `f64` in the lanes and fold order of
+//! [`super::lanes::sum_lanes`] over the tile (element `i` into lane `i mod 16`, lanes folded
+//! by halves), tile after tile. A negative sample weight is a domain error
+//! ([`flags::WEIGHT`], at the first one); NaN propagates.
 //!
 //! NaN policy ([`NanPolicy`], SciPy's `nan_policy`, in [`Operands::nan`]): under
 //! [`NanPolicy::Omit`] the tile loop runs in a mode of its own (`OMIT`): an element where any
 //! operand is NaN (input, a float target, weight, pos_weight, sample weight) keeps its NaN loss
-//! in `out` but is left out of the sum, of `count` and of `Σ sw`, which the loop then sums
-//! itself over the elements kept (the weights multiplied as [`SampleTiles::scale`] multiplies
-//! them). A NaN operand always makes its loss NaN, so under [`NanPolicy::Raise`] the kernel
+//! in `out` but is left out of the sum, of `count` and of `Σ sw`, which is then summed over
+//! the elements kept in the loop's own `L` lanes (8 or 16, see [`LANES`]), folded by halves.
+//! A NaN operand always makes its loss NaN, so under [`NanPolicy::Raise`] the kernel
 //! runs as under [`NanPolicy::Propagate`] and the caller looks for a NaN only when the sum is
 //! NaN.
 
@@ -44,7 +47,7 @@ use rayon::ThreadPool;
 
 use super::float::{Float, Target};
 use super::isa::{self, Arch, Isa, Kernel};
-use super::lanes::sum_lanes;
+use super::lanes::LANES as SUM_LANES;
 use super::nan::NanPolicy;
 use super::reduce::{flags, reduce_from, Partial, BLOCK};
 use super::strided::{Dst, Layout, Src, TileBuf};
@@ -192,102 +195,32 @@ pub struct Operands<T, Y> {
     pub layout: Layout<6>,
 }
 
-/// Gather buffers for one tile of sample weights, and for the tile's element weights scaled
-/// by them.
+/// The gather buffer for one tile of sample weights. The tile kernel ([`lanes`]) multiplies
+/// them into the losses, sums them and checks their sign, in its own pass over the tile.
 pub struct SampleTiles<T> {
     sw: TileBuf<T>,
-    scaled: TileBuf<T>,
 }
 
 impl<T: Float> Default for SampleTiles<T> {
     fn default() -> Self {
         SampleTiles {
             sw: TileBuf::default(),
-            scaled: TileBuf::default(),
         }
     }
 }
 
 impl<T: Float> SampleTiles<T> {
-    /// One tile of `n` elements: reads its `n` sample weights from `src` (offset `at`,
-    /// step `st`), adds their sum to `part.weight` (in `f64`, in a fixed lane order), flags
-    /// [`flags::WEIGHT`] at the first negative one (flat index `flat + k`), and returns the
-    /// sample weights and the weights the tile's losses are multiplied by: `w · sw`, or `sw`
-    /// itself when `w` is empty (no element weight).
+    /// The `n` sample weights of one tile, from `src` at offset `at` with step `st`, read in
+    /// place when contiguous (and widened to `T` as [`Src`] reads them).
     ///
     /// # Safety
     /// The `n` sample weights from `src.offset(at)` with step `st` must be valid and
-    /// unmodified while the slices live (see [`TileBuf::view_src`]).
-    #[allow(clippy::too_many_arguments)]
+    /// unmodified while the slice lives (see [`TileBuf::view_src`]).
     #[inline(always)]
-    pub unsafe fn scale<'a>(
-        &'a mut self,
-        src: Src<T>,
-        at: isize,
-        st: isize,
-        n: usize,
-        w: &[T],
-        flat: usize,
-        part: &mut Partial,
-    ) -> (&'a [T], &'a [T]) {
+    pub unsafe fn view(&mut self, src: Src<T>, at: isize, st: isize, n: usize) -> &[T] {
         // SAFETY: the caller's contract.
-        let sw = unsafe { checked_sample_weights(&mut self.sw, src, at, st, n, flat, part) };
-        part.weight += sum_lanes(sw);
-        if w.is_empty() {
-            return (sw, sw);
-        }
-        let scaled = self.scaled.scratch(n);
-        for ((c, &a), &b) in scaled.iter_mut().zip(w).zip(sw) {
-            *c = a * b;
-        }
-        (sw, scaled)
+        unsafe { self.sw.view_src(src.offset(at), st, n) }
     }
-
-    /// The `n` sample weights of one tile, read as [`SampleTiles::scale`] reads them and
-    /// flagged [`flags::WEIGHT`] at the first negative one, but neither summed nor multiplied
-    /// into the element weights: under [`NanPolicy::Omit`] the tile kernel does both, for the
-    /// elements it keeps.
-    ///
-    /// # Safety
-    /// As for [`SampleTiles::scale`].
-    #[inline(always)]
-    pub unsafe fn checked(
-        &mut self,
-        src: Src<T>,
-        at: isize,
-        st: isize,
-        n: usize,
-        flat: usize,
-        part: &mut Partial,
-    ) -> &[T] {
-        // SAFETY: the caller's contract.
-        unsafe { checked_sample_weights(&mut self.sw, src, at, st, n, flat, part) }
-    }
-}
-
-/// The `n` sample weights from `src.offset(at)` with step `st`, read into `buf` where not
-/// contiguous, flagged [`flags::WEIGHT`] at the first negative one (flat index `flat + k`).
-///
-/// # Safety
-/// As for [`SampleTiles::scale`].
-#[inline(always)]
-unsafe fn checked_sample_weights<'a, T: Float>(
-    buf: &'a mut TileBuf<T>,
-    src: Src<T>,
-    at: isize,
-    st: isize,
-    n: usize,
-    flat: usize,
-    part: &mut Partial,
-) -> &'a [T] {
-    // SAFETY: the caller's contract.
-    let sw = unsafe { buf.view_src(src.offset(at), st, n) };
-    // Branch-free, so it vectorises (NaN is not negative: it propagates).
-    if sw.iter().fold(false, |bad, &v| bad | (v < T::ZERO)) {
-        let k = sw.iter().position(|&v| v < T::ZERO).unwrap_or(0);
-        part.flag(flags::WEIGHT, (flat + k) as u64);
-    }
-    sw
 }
 
 /// Elements per group of the tile loop (and independent `f64` accumulators of its sum) with
@@ -369,23 +302,22 @@ struct Tile<'a, T, Y> {
     pw: Option<&'a [T]>,
     /// Where each element's loss goes, when requested.
     out: Option<&'a mut [T]>,
-    /// [`NanPolicy::Omit`]: elements with a NaN operand are left out of the sums. `w` is then
-    /// the element weight as given (`None`: absent) and `sw` the sample weights (`None`:
-    /// none), multiplied here, element by element, as [`SampleTiles::scale`] multiplies them.
-    /// Otherwise `sw` is `None` and `w` holds the weights the losses are multiplied by.
+    /// [`NanPolicy::Omit`]: elements with a NaN operand are left out of the sums.
     omit: bool,
+    /// The sample weights (`None`: none): each loss is multiplied by `w · sw` (formed in
+    /// `T`, `w` first), and they are summed and checked for sign in the same pass.
     sw: Option<&'a [T]>,
 }
 
-/// What one tile adds up: its loss sum, the domain-error flags met and, under
-/// [`NanPolicy::Omit`], the number of elements kept and their sample weights' sum (under
-/// the other policies `kept` is the tile's length and `kept_sw` 0).
+/// What one tile adds up: its loss sum, the domain-error flags met (with [`flags::WEIGHT`]
+/// for a negative sample weight), the number of elements kept (under [`NanPolicy::Omit`];
+/// the tile's length otherwise) and the sum of their sample weights (0 without them).
 #[derive(Clone, Copy, Debug)]
 struct TileSums {
     sum: f64,
     flags: u32,
     kept: u64,
-    kept_sw: f64,
+    sw_sum: f64,
 }
 
 impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
@@ -403,53 +335,26 @@ impl<T: Float, Y: Target> Kernel for Tile<'_, T, Y> {
         let sw = self.sw.map(|sw| &sw[..n]);
         let omit = self.omit;
         let mut out = self.out.map(|o| &mut o[..n]);
-        // Absent operands are passed as `x` and never read (the const flags say so).
+        // Absent operands are passed as `x` and never read (the const flags say so). `@pick`
+        // turns each optional operand (`w`, `pw`, `sw`, in the order of `lanes`' flags) into
+        // its const flag and its slice.
         macro_rules! go {
-            (@omit $mode:expr, $l:expr, $w:literal, $sw:literal, $ws:expr, $sws:expr) => {{
-                let o = out.as_deref_mut();
-                match pw {
-                    None => lanes::<A, T, Y, { $mode }, $w, false, $l, true, $sw>(
-                        x, y, $ws, x, $sws, o,
-                    ),
-                    Some(pw) => lanes::<A, T, Y, { $mode }, $w, true, $l, true, $sw>(
-                        x, y, $ws, pw, $sws, o,
-                    ),
+            (@pick [$($c:tt)*] [$($arg:expr),*];) => {
+                lanes::<A, T, Y, $($c)*>(x, y, $($arg,)* out.as_deref_mut())
+            };
+            (@pick [$($c:tt)*] [$($arg:expr),*]; $opt:expr $(, $rest:expr)*) => {
+                match $opt {
+                    None => go!(@pick [$($c)* false,] [$($arg,)* x]; $($rest),*),
+                    Some(v) => go!(@pick [$($c)* true,] [$($arg,)* v]; $($rest),*),
                 }
-            }};
-            ($mode:expr, $l:expr) => {{
+            };
+            ($mode:expr, $l:expr) => {
                 if omit {
-                    match (w, sw) {
-                        (None, None) => go!(@omit $mode, $l, false, false, x, x),
-                        (Some(w), None) => go!(@omit $mode, $l, true, false, w, x),
-                        (None, Some(sw)) => go!(@omit $mode, $l, false, true, x, sw),
-                        (Some(w), Some(sw)) => go!(@omit $mode, $l, true, true, w, sw),
-                    }
+                    go!(@pick [{ $mode }, $l, true,] []; w, pw, sw)
                 } else {
-                    let o = out.as_deref_mut();
-                    match (w, pw) {
-                        (None, None) => {
-                            lanes::<A, T, Y, { $mode }, false, false, $l, false, false>(
-                                x, y, x, x, x, o,
-                            )
-                        }
-                        (Some(w), None) => {
-                            lanes::<A, T, Y, { $mode }, true, false, $l, false, false>(
-                                x, y, w, x, x, o,
-                            )
-                        }
-                        (None, Some(pw)) => {
-                            lanes::<A, T, Y, { $mode }, false, true, $l, false, false>(
-                                x, y, x, pw, x, o,
-                            )
-                        }
-                        (Some(w), Some(pw)) => {
-                            lanes::<A, T, Y, { $mode }, true, true, $l, false, false>(
-                                x, y, w, pw, x, o,
-                            )
-                        }
-                    }
+                    go!(@pick [{ $mode }, $l, false,] []; w, pw, sw)
                 }
-            }};
+            };
             ($mode:expr) => {
                 if A::ISA == Isa::Avx512 && T::NARROW {
                     go!($mode, LANES)
@@ -496,13 +401,20 @@ struct LaneState<T, Y, const L: usize> {
     /// one register), and their sample weights' sum (`SW`), in `f64`.
     kept: [T; L],
     kept_sw: [f64; L],
+    /// `SW` without `OMIT`: the sample weights' sum in the lanes of [`super::lanes::sum_lanes`]
+    /// (element `i` of the tile into lane `i mod 16`), lane `L·h + k` in `sw_acc[h][k]`:
+    /// `sw_acc[0]` alone when `L` is 16, both halves when `L` is 8 ([`fold_halves`]).
+    sw_acc: [[f64; L]; 2],
+    /// `SW`: non-zero (all ones) where a negative sample weight was seen.
+    neg_sw: [u32; L],
 }
 
 /// One group of `L` elements: loss, weight, domain checks and sums, all lane-wise.
 /// Returns the losses (weighted), and the losses that go into the sum: under `OMIT`, 0 for
 /// an element with a NaN operand (`x`, a float `y`, and `w`, `pw`, `sw` where present), whose
-/// lanes of `kept` (and `kept_sw`) it leaves alone; the losses themselves otherwise. `SW`
-/// (only with `OMIT`): the losses are multiplied by the sample weights `sw` too, after `w`.
+/// lanes of `kept` (and `kept_sw`) it leaves alone; the losses themselves otherwise. `SW`:
+/// the losses are multiplied by the sample weights `sw` too (by `w · sw`, formed first), and
+/// a negative sample weight is marked in `neg_sw` (NaN is not negative).
 /// Selects in `T` and `f64` lanes, no `bool` array: the loop vectorises as the plain one.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -511,10 +423,10 @@ fn group<
     T: Float,
     Y: Target,
     const MODE: u8,
-    const W: bool,
-    const PW: bool,
     const L: usize,
     const OMIT: bool,
+    const W: bool,
+    const PW: bool,
     const SW: bool,
 >(
     st: &mut LaneState<T, Y, L>,
@@ -546,12 +458,18 @@ fn group<
         } else if Y::HARD {
             st.bad_y[k] |= u32::from(!t.in_range());
         }
+        if SW {
+            st.neg_sw[k] = if sw[k] < T::ZERO {
+                u32::MAX
+            } else {
+                st.neg_sw[k]
+            };
+        }
         let loss = match MODE {
             HARD | HARD_FLOAT => prob_hard::<A, T>(v, t.is_one()),
             SOFT => prob_soft::<A, T>(v, t.prob()),
             _ => logits_loss::<A, T, PW>(v, t.prob(), pw[k]),
         };
-        // Under `OMIT` the product of the weights as `SampleTiles::scale` forms it.
         let scale = match (W, SW) {
             (true, true) => w[k] * sw[k],
             (false, true) => sw[k],
@@ -560,11 +478,13 @@ fn group<
         l[k] = if W || SW { loss * scale } else { loss };
         summed[k] = l[k];
         if OMIT {
-            let nan = v.is_nan()
-                | (!Y::HARD && t.prob::<T>().is_nan())
-                | (W && w[k].is_nan())
-                | (PW && pw[k].is_nan())
-                | (SW && sw[k].is_nan());
+            let nan = nan_operand(
+                v,
+                t,
+                W.then_some(w[k]),
+                PW.then_some(pw[k]),
+                SW.then_some(sw[k]),
+            );
             summed[k] = if nan { T::ZERO } else { l[k] };
             st.kept[k] = st.kept[k] + if nan { T::ZERO } else { T::ONE };
             if SW {
@@ -575,23 +495,40 @@ fn group<
     (l, summed)
 }
 
+/// True if an operand of an element is NaN: the input `x`, a float target `y`, or the
+/// weight `w`, the positive-class weight `pw` or the sample weight `sw` where given. The
+/// elements `nan_policy='omit'` leaves out, in the tile loop ([`group`]) and per group
+/// ([`OmitTile::is_omitted`]).
+#[inline(always)]
+fn nan_operand<T: Float, Y: Target>(
+    x: T,
+    y: Y,
+    w: Option<T>,
+    pw: Option<T>,
+    sw: Option<T>,
+) -> bool {
+    let nan = |v: Option<T>| v.is_some_and(|v| v.is_nan());
+    x.is_nan() | (!Y::HARD && y.prob::<T>().is_nan()) | nan(w) | nan(pw) | nan(sw)
+}
+
 /// The tile loop: groups of `L` elements through [`group`], the last, partial group
 /// padded with valid values (probability 1/2, target 0, weight 1) whose losses are dropped.
 /// `w` is only read when `W`, `pw` when `PW`, `sw` when `SW`. Returns the tile's sums and
 /// domain-error flags; `None` (in `HARD_FLOAT` mode only) as soon as a group holds a float
 /// target other than 0 and 1. Under `OMIT` an element with a NaN operand is written to
 /// `out` (its loss is NaN) but left out of the sum, of the count of elements kept and of the
-/// sum of sample weights kept.
+/// sum of sample weights kept. With `SW` the sample weights are summed here too (see
+/// [`TileSums::sw_sum`] for the order) and a negative one is flagged [`flags::WEIGHT`].
 #[inline(always)]
 fn lanes<
     A: Arch,
     T: Float,
     Y: Target,
     const MODE: u8,
-    const W: bool,
-    const PW: bool,
     const L: usize,
     const OMIT: bool,
+    const W: bool,
+    const PW: bool,
     const SW: bool,
 >(
     x: &[T],
@@ -601,6 +538,7 @@ fn lanes<
     sw: &[T],
     mut out: Option<&mut [T]>,
 ) -> Option<TileSums> {
+    const { assert!(L == SUM_LANES || 2 * L == SUM_LANES) };
     let n = x.len();
     let half = T::from_f64(0.5);
     let mut st = LaneState {
@@ -613,7 +551,11 @@ fn lanes<
         yhi: [Y::default(); L],
         kept: [T::ZERO; L],
         kept_sw: [0.0; L],
+        sw_acc: [[0.0; L]; 2],
+        neg_sw: [0; L],
     };
+    // Which half of `sw_acc` the group at `i` adds to: its place in the lanes of `sum_lanes`.
+    let sw_half = |i: usize| if L == SUM_LANES { 0 } else { (i / L) & 1 };
     let full = n - n % L;
     let arr = |s: &[T], i: usize| -> [T; L] { s[i..i + L].try_into().unwrap() };
     let mut i = 0;
@@ -623,7 +565,7 @@ fn lanes<
         let pws = if PW { arr(pw, i) } else { [T::ONE; L] };
         let sws = if SW { arr(sw, i) } else { [T::ONE; L] };
         let (l, summed) =
-            group::<A, T, Y, MODE, W, PW, L, OMIT, SW>(&mut st, &arr(x, i), &ys, &ws, &pws, &sws);
+            group::<A, T, Y, MODE, L, OMIT, W, PW, SW>(&mut st, &arr(x, i), &ys, &ws, &pws, &sws);
         if MODE == HARD_FLOAT && any_soft(&st.soft) {
             return None;
         }
@@ -632,6 +574,11 @@ fn lanes<
         }
         for (a, v) in st.acc.iter_mut().zip(summed) {
             *a += v.to_f64();
+        }
+        if SW && !OMIT {
+            for (a, v) in st.sw_acc[sw_half(i)].iter_mut().zip(sws) {
+                *a += v.to_f64();
+            }
         }
         i += L;
     }
@@ -653,12 +600,17 @@ fn lanes<
             sws[..rest].copy_from_slice(&sw[full..]);
         }
         let (l, summed) =
-            group::<A, T, Y, MODE, W, PW, L, OMIT, SW>(&mut st, &xs, &ys, &ws, &pws, &sws);
+            group::<A, T, Y, MODE, L, OMIT, W, PW, SW>(&mut st, &xs, &ys, &ws, &pws, &sws);
         if let Some(out) = out {
             out[full..].copy_from_slice(&l[..rest]);
         }
         for (a, v) in st.acc.iter_mut().zip(&summed[..rest]) {
             *a += v.to_f64();
+        }
+        if SW && !OMIT {
+            for (a, v) in st.sw_acc[sw_half(full)].iter_mut().zip(&sws[..rest]) {
+                *a += v.to_f64();
+            }
         }
     }
     if MODE == HARD_FLOAT && any_soft(&st.soft) {
@@ -670,7 +622,13 @@ fn lanes<
         bad_x |= (st.lo[k] < T::ZERO) | (st.hi[k] > T::ONE);
         bad_y |= st.bad_y[k] | u32::from(!Y::extremes_in_range(st.ylo[k], st.yhi[k]));
     }
-    let flags = if bad_x { flags::INPUT } else { 0 } | if bad_y != 0 { flags::TARGET } else { 0 };
+    let flags = if bad_x { flags::INPUT } else { 0 }
+        | if bad_y != 0 { flags::TARGET } else { 0 }
+        | if SW && any_soft(&st.neg_sw) {
+            flags::WEIGHT
+        } else {
+            0
+        };
     Some(TileSums {
         sum: pairwise(st.acc),
         flags,
@@ -680,7 +638,11 @@ fn lanes<
         } else {
             n as u64
         },
-        kept_sw: if SW { pairwise(st.kept_sw) } else { 0.0 },
+        sw_sum: match (SW, OMIT) {
+            (false, _) => 0.0,
+            (true, true) => pairwise(st.kept_sw),
+            (true, false) => fold_halves(st.sw_acc),
+        },
     })
 }
 
@@ -704,13 +666,97 @@ fn pairwise<const L: usize>(acc: [f64; L]) -> f64 {
     v[0]
 }
 
-/// The flat index (within a tile starting at `flat`) of the first domain error of `flag`.
-fn first_bad<T: Float, Y: Target>(kind: Kind, flat: usize, x: &[T], y: &[Y], flag: u32) -> u64 {
-    let pos = x.iter().zip(y).position(|(&xi, &yi)| {
-        (flag & flags::TARGET != 0 && !yi.in_range())
-            || (flag & flags::INPUT != 0 && kind == Kind::Probabilities && !prob_in_range(xi))
+/// Sums `sw_acc` of [`LaneState`] as [`super::lanes::sum_lanes`] folds its 16 lanes: the
+/// halves added lane by lane (lanes `k` and `k + 8`), then the tree of [`pairwise`]. With
+/// `L = 16` the second half is unused (all zero) and this is `pairwise(acc[0])`.
+#[inline(always)]
+fn fold_halves<const L: usize>(acc: [[f64; L]; 2]) -> f64 {
+    if L == SUM_LANES {
+        return pairwise(acc[0]);
+    }
+    let mut v = acc[0];
+    for (a, b) in v.iter_mut().zip(acc[1]) {
+        *a += b;
+    }
+    pairwise(v)
+}
+
+/// The flat index (within a tile starting at `flat`) of the first domain error of `flag`
+/// (a negative sample weight in `sw` for [`flags::WEIGHT`]).
+fn first_bad<T: Float, Y: Target>(
+    kind: Kind,
+    flat: usize,
+    x: &[T],
+    y: &[Y],
+    sw: Option<&[T]>,
+    flag: u32,
+) -> u64 {
+    let pos = (0..x.len()).position(|i| {
+        (flag & flags::TARGET != 0 && !y[i].in_range())
+            || (flag & flags::INPUT != 0 && kind == Kind::Probabilities && !prob_in_range(x[i]))
+            || (flag & flags::WEIGHT != 0 && sw.is_some_and(|sw| sw[i] < T::ZERO))
     });
     (flat + pos.unwrap_or(0)) as u64
+}
+
+impl<'a, T: Float, Y: Target> Tile<'a, T, Y> {
+    /// The tile of `n` elements at the offsets `at` with the steps `st`: operands 0 to 3 of
+    /// `ins` gathered into `tiles` (absent weights left out), with the sample weights `sw`
+    /// and no `out` yet.
+    ///
+    /// # Safety
+    /// As for [`InputTiles::view`].
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn gather(
+        kind: Kind,
+        omit: bool,
+        ins: &Inputs<T, Y>,
+        tiles: &'a mut InputTiles<T, Y>,
+        sw: Option<&'a [T]>,
+        at: &[isize],
+        st: &[isize],
+        n: usize,
+    ) -> Self {
+        // SAFETY: forwarded: the caller guarantees the tile's elements are valid and unmodified.
+        let (x, y, w, pw) = unsafe { tiles.view_present(ins, at, st, n) };
+        Tile {
+            kind,
+            x,
+            y,
+            w: (!ins.unweighted()).then_some(w),
+            pw: (!ins.no_pos_weight()).then_some(pw),
+            out: None,
+            omit,
+            sw,
+        }
+    }
+
+    /// This tile, writing its losses to `out`.
+    #[inline(always)]
+    fn with_out(self, out: &'a mut [T]) -> Self {
+        Tile {
+            out: Some(out),
+            ..self
+        }
+    }
+
+    /// Runs the tile with `isa` and adds its loss sum, its sample weights' sum and its domain
+    /// errors (at the first position of each) to `part`; returns its sums.
+    #[inline(always)]
+    fn add_to(self, isa: isa::Isa, flat: usize, part: &mut Partial) -> TileSums {
+        let (kind, x, y, sw) = (self.kind, self.x, self.y, self.sw);
+        let sums = isa::dispatch_on(isa, self);
+        part.sum += sums.sum;
+        if sw.is_some() {
+            part.weight += sums.sw_sum;
+        }
+        let bad = sums.flags;
+        if bad != 0 && part.flags & bad != bad {
+            part.flag(bad, first_bad(kind, flat, x, y, sw, bad));
+        }
+        sums
+    }
 }
 
 /// Computes binary cross-entropy over all elements of `ops`, continuing from `init`, the state
@@ -747,8 +793,6 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
     pool: Option<&ThreadPool>,
     isa: isa::Isa,
 ) -> Partial {
-    let ins = &ops.inputs;
-    let (unweighted, no_pos_weight) = (ins.unweighted(), ins.no_pos_weight());
     let omit = ops.nan == NanPolicy::Omit;
     reduce_from(init, ops.layout.len(), BLOCK, pool, |range| {
         let mut part = Partial::EMPTY;
@@ -759,34 +803,16 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
         let mut bout = TileBuf::<T>::default();
         ops.layout.for_each_tile(range, |flat, n, at, st| {
             // SAFETY: the caller guarantees every element of the layout is valid; `at` and
-            // `st` stay inside it for the n elements of this tile.
-            let (x, y, w, pw) = unsafe { tiles.view_present(ins, &at, &st, n) };
-            let (w, sw) = match ops.sample_weight {
-                None if unweighted => (None, None),
-                None => (Some(w), None),
-                // SAFETY: as above, for operand 5 (the sample weights).
-                Some(src) if omit => (
-                    (!unweighted).then_some(w),
-                    Some(unsafe { samples.checked(src, at[5], st[5], n, flat, &mut part) }),
-                ),
-                // SAFETY: as above, for operand 5 (the sample weights).
-                Some(src) => (
-                    Some(unsafe { samples.scale(src, at[5], st[5], n, w, flat, &mut part) }.1),
-                    None,
-                ),
-            };
-            let tile = |out| Tile {
-                kind,
-                x,
-                y,
-                w,
-                pw: if no_pos_weight { None } else { Some(pw) },
-                out,
-                omit,
-                sw,
-            };
+            // `st` stay inside it for the n elements of this tile (operand 5: the sample
+            // weights).
+            let sw = ops
+                .sample_weight
+                .map(|src| unsafe { samples.view(src, at[5], st[5], n) });
+            // SAFETY: as above, for operands 0 to 3.
+            let tile =
+                unsafe { Tile::gather(kind, omit, &ops.inputs, &mut tiles, sw, &at, &st, n) };
             let sums = if ops.out.is_null() {
-                isa::dispatch_on(isa, tile(None))
+                tile.add_to(isa, flat, &mut part)
             } else {
                 // SAFETY: out is valid and written by this block only (blocks partition the
                 // flat index space and out does not overlap itself or the inputs).
@@ -796,23 +822,17 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
                     // dst; only this block writes them (blocks partition the flat index space)
                     // and out overlaps no input, so no other reference to them exists.
                     let slice = unsafe { std::slice::from_raw_parts_mut(dst, n) };
-                    isa::dispatch_on(isa, tile(Some(slice)))
+                    tile.with_out(slice).add_to(isa, flat, &mut part)
                 } else {
                     let scratch = bout.scratch(n);
-                    let r = isa::dispatch_on(isa, tile(Some(&mut *scratch)));
+                    let r = tile.with_out(&mut *scratch).add_to(isa, flat, &mut part);
                     // SAFETY: dst + i * st[4] for i < n are this block's out elements.
                     unsafe { dst.scatter(scratch, st[4]) };
                     r
                 }
             };
-            part.sum += sums.sum;
             if omit {
                 part.count += sums.kept;
-                part.weight += sums.kept_sw;
-            }
-            let bad = sums.flags;
-            if bad != 0 && part.flags & bad != bad {
-                part.flag(bad, first_bad(kind, flat, x, y, bad));
             }
         });
         part
@@ -822,10 +842,11 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
 /// The losses of one tile of `out.len()` elements (layout operands 0 to 3 at the offsets `at`
 /// with the steps `st`, the tile starting at flat index `flat`; the sample weights, when
 /// `samples` holds their source, operand 5), each weighted, written to `out`; the tile's sum,
-/// sample-weight sum and domain errors are added to `part` exactly as a block of
-/// [`binary_cross_entropy_on`] adds them. For reductions other than the sum (per group:
-/// [`super::groups`]), with the very per-element values the sum is made of. Returns the
-/// tile's sample weights (`None` without them).
+/// count, sample-weight sum and domain errors are added to `part` exactly as a block of
+/// [`binary_cross_entropy_on`] adds them, under the NaN policy `nan` (under
+/// [`NanPolicy::Omit`] the loss of an element left out is NaN in `out`, and it is not counted).
+/// For reductions other than the sum (per group: [`super::groups`]), with the very
+/// per-element values the sum is made of.
 ///
 /// # Safety
 /// The elements of each operand from `at` with steps `st` must be valid and unmodified while
@@ -834,46 +855,59 @@ pub unsafe fn binary_cross_entropy_on<T: Float, Y: Target>(
 #[inline(always)]
 pub unsafe fn tile_losses<'s, T: Float, Y: Target>(
     ins: &Inputs<T, Y>,
-    tiles: &mut InputTiles<T, Y>,
+    tiles: &'s mut InputTiles<T, Y>,
     samples: Option<(Src<T>, &'s mut SampleTiles<T>)>,
     kind: Kind,
+    nan: NanPolicy,
     isa: isa::Isa,
     flat: usize,
     at: &[isize],
     st: &[isize],
     out: &mut [T],
     part: &mut Partial,
-) -> Option<&'s [T]> {
+) -> TileLosses<'s, T, Y> {
     let n = out.len();
+    let omit = nan == NanPolicy::Omit;
+    // SAFETY: forwarded, for operand 5 (the sample weights).
+    let sw = samples.map(|(src, s)| unsafe { s.view(src, at[5], st[5], n) });
     // SAFETY: forwarded: the caller guarantees the tile's elements are valid and unmodified.
-    let (x, y, w, pw) = unsafe { tiles.view_present(ins, at, st, n) };
-    let (sw, w) = match samples {
-        None if ins.unweighted() => (None, None),
-        None => (None, Some(w)),
-        Some((src, samples)) => {
-            // SAFETY: forwarded, for operand 5 (the sample weights).
-            let (sw, w) = unsafe { samples.scale(src, at[5], st[5], n, w, flat, part) };
-            (Some(sw), Some(w))
-        }
-    };
-    let tile = Tile {
-        kind,
-        x,
-        y,
-        w,
-        pw: if ins.no_pos_weight() { None } else { Some(pw) },
-        out: Some(out),
-        omit: false,
-        sw: None,
-    };
-    let TileSums {
-        sum, flags: bad, ..
-    } = isa::dispatch_on(isa, tile);
-    part.sum += sum;
-    if bad != 0 && part.flags & bad != bad {
-        part.flag(bad, first_bad(kind, flat, x, y, bad));
+    let tile = unsafe { Tile::gather(kind, omit, ins, tiles, sw, at, st, n) };
+    let (x, y, w, pw) = (tile.x, tile.y, tile.w, tile.pw);
+    let sums = tile.with_out(out).add_to(isa, flat, part);
+    part.count += sums.kept;
+    TileLosses {
+        sample_weight: sw,
+        omitted: (sums.kept < n as u64).then_some(OmitTile { x, y, w, pw, sw }),
     }
-    sw
+}
+
+/// What [`tile_losses`] says of a tile besides its losses.
+pub struct TileLosses<'s, T, Y> {
+    /// The tile's sample weights, as given (`None` without them).
+    pub sample_weight: Option<&'s [T]>,
+    /// Under [`NanPolicy::Omit`], when the tile left elements out: its operands, which tell
+    /// which ([`OmitTile::is_omitted`]); `None` when every element counts.
+    pub omitted: Option<OmitTile<'s, T, Y>>,
+}
+
+/// The operands of a tile from which [`NanPolicy::Omit`] left elements out, as the tile
+/// kernel read them (element weights and sample weights as given, `None` where absent).
+pub struct OmitTile<'s, T, Y> {
+    x: &'s [T],
+    y: &'s [Y],
+    w: Option<&'s [T]>,
+    pw: Option<&'s [T]>,
+    sw: Option<&'s [T]>,
+}
+
+impl<T: Float, Y: Target> OmitTile<'_, T, Y> {
+    /// True if the tile kernel left element `k` of the tile out (a NaN operand): the test of
+    /// the tile loop itself ([`nan_operand`]).
+    #[inline(always)]
+    pub fn is_omitted(&self, k: usize) -> bool {
+        let at = |v: Option<&[T]>| v.map(|v| v[k]);
+        nan_operand(self.x[k], self.y[k], at(self.w), at(self.pw), at(self.sw))
+    }
 }
 
 #[cfg(test)]
@@ -1195,6 +1229,81 @@ mod tests {
             (part.flags, part.first_bad),
             (flags::WEIGHT, BLOCK as u64 + 5)
         );
+    }
+
+    /// The tile loop sums the sample weights in the order of `sum_lanes` over each tile (16
+    /// lanes, whatever its own lane count: 8 for `f64` and below AVX-512), tile after tile and
+    /// block after block, on every instruction set, `f32` and `f64`, both kinds, with and
+    /// without an element weight; and flags the first negative one wherever it is in a tile.
+    #[test]
+    fn sample_weight_sum_has_the_bits_of_sum_lanes_per_tile_on_every_isa() {
+        use super::super::lanes::sum_lanes;
+        use super::super::strided::TILE;
+        fn check<T: Float + Target>(one: &'static T) {
+            let f = <T as Float>::from_f64;
+            let n = 2 * BLOCK + 517;
+            let (p, y, _) = sample(n);
+            let p: Vec<T> = p.iter().map(|&v| f(v as f64)).collect();
+            let y: Vec<T> = y.iter().map(|&v| f((v > 0.5) as u8 as f64)).collect();
+            // Not dyadic, spread over decades: the order of the additions shows in the bits.
+            let sw: Vec<T> = (0..n)
+                .map(|i| f(((i * 7919 % 1013) as f64 / 97.0).exp() / 3.0))
+                .collect();
+            let w: Vec<T> = (0..n).map(|i| f(0.5 + (i % 5) as f64)).collect();
+            let mut expect = Partial::EMPTY.weight;
+            for block in sw.chunks(BLOCK) {
+                let mut part = Partial::EMPTY.weight;
+                for tile in block.chunks(TILE) {
+                    part += sum_lanes(tile);
+                }
+                expect += part;
+            }
+            for isa in isa::Isa::ALL {
+                for kind in [Kind::Probabilities, Kind::Logits] {
+                    for weighted in [false, true] {
+                        let mut ops = flat(&p, &y, one, std::ptr::null_mut());
+                        ops.sample_weight = Some(Src::native(sw.as_ptr()));
+                        if weighted {
+                            ops.inputs.weight = Src::native(w.as_ptr());
+                        }
+                        let ws = weighted as isize;
+                        ops.layout = Layout::new(&[n], [&[1], &[1], &[ws], &[0], &[1], &[1]]);
+                        // SAFETY: every operand addresses n live elements at unit stride (the
+                        // weight, when absent, and pos_weight a `'static` one at stride 0);
+                        // `out` is null.
+                        let part = unsafe {
+                            binary_cross_entropy_on(Partial::EMPTY, &ops, kind, None, isa)
+                        };
+                        assert_eq!(
+                            part.weight.to_bits(),
+                            expect.to_bits(),
+                            "{isa:?} {kind:?} weighted {weighted}"
+                        );
+                        assert_eq!(part.flags, 0);
+                        for bad in [[3, 700], [BLOCK + 515, BLOCK + 513], [n - 1, n - 2]] {
+                            let mut neg = sw.clone();
+                            for &i in &bad {
+                                neg[i] = f(-0.5);
+                            }
+                            ops.sample_weight = Some(Src::native(neg.as_ptr()));
+                            // SAFETY: as above, with `neg` (n live elements) as the sample
+                            // weights.
+                            let part = unsafe {
+                                binary_cross_entropy_on(Partial::EMPTY, &ops, kind, None, isa)
+                            };
+                            assert_eq!(
+                                (part.flags, part.first_bad),
+                                (flags::WEIGHT, bad[0].min(bad[1]) as u64),
+                                "{isa:?} {kind:?} {bad:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        static ONE64: f64 = 1.0;
+        check::<f32>(&ONE32);
+        check::<f64>(&ONE64);
     }
 
     /// Every instruction set the CPU has gives the reference result (to f32 rounding), and the

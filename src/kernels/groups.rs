@@ -33,6 +33,7 @@ use rayon::ThreadPool;
 use super::bce::{self, InputTiles, Inputs, Kind, SampleTiles};
 use super::float::{Float, Target};
 use super::isa::{self, Arch};
+use super::nan::NanPolicy;
 use super::reduce::{for_each_ordered, window_beside, Partial, BLOCK};
 use super::rows::{self, In, Row, RowOp, Rows, Tile};
 use super::strided::{Layout, SendPtr, Src, TileBuf, TILE};
@@ -407,12 +408,59 @@ impl Sink {
         }
     }
 
-    /// Checks the code of an element that adds nothing to its group (a row that is ignored):
-    /// it must still be in range.
+    /// Checks the code of an element that adds nothing to its group (a row that is ignored,
+    /// or left out for a NaN): it must still be in range, and its group exists (the number of
+    /// groups follows the codes, not the values).
     #[inline(always)]
     pub fn check(&mut self, flat: usize, code: u64) {
         if code >= self.limit {
             self.flag(flags::GROUPS, flat);
+        } else {
+            self.top = self.top.max(code as usize + 1);
+        }
+    }
+
+    /// The number of elements added so far.
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+
+    /// Takes back the elements added since `from` (one tile's, the `k`-th of them being its
+    /// element `k`) for which `drop(k)` is true, keeping the others in order; their codes stay
+    /// checked and their groups exist. `drop` is only asked of elements whose loss is NaN
+    /// (an element left out for a NaN operand has a NaN loss), so a tile pays a NaN test per
+    /// element and moves only the elements after the first one dropped. Does nothing once a
+    /// code was flagged (the block is an error, and a flagged tile did not add each of its
+    /// elements).
+    pub fn drop_since(&mut self, from: usize, drop: impl Fn(usize) -> bool) {
+        if self.flags != 0 {
+            return;
+        }
+        let len = self.codes.len();
+        let dropped = |losses: &[f64], k: usize| losses[k].is_nan() && drop(k - from);
+        let Some(first) = (from..len).find(|&k| dropped(&self.losses, k)) else {
+            return;
+        };
+        let mut kept = first;
+        for k in first + 1..len {
+            if dropped(&self.losses, k) {
+                continue;
+            }
+            self.codes[kept] = self.codes[k];
+            self.losses[kept] = self.losses[k];
+            if self.weighted {
+                self.weights[kept] = self.weights[k];
+            }
+            kept += 1;
+        }
+        self.codes.truncate(kept);
+        self.losses.truncate(kept);
+        if self.weighted {
+            self.weights.truncate(kept);
         }
     }
 
@@ -647,7 +695,10 @@ where
 /// sums, [`bce::tile_losses`]) is added to the group of its code, operand 4 of `layout`
 /// (operands 0 to 3 are those of [`bce::Operands`]; operand 5 the sample weights when
 /// `sample_weight` is given, each element's then added to its group's weight: `state` must be
-/// weighted). Continues `state` and `init` (see
+/// weighted). Under [`NanPolicy::Omit`] an element with a NaN operand is left out of its
+/// group (its sum, count and weight), as the ungrouped call leaves it out of its own; its code
+/// is still checked. (Under [`NanPolicy::Raise`] this computes what `Propagate` does: the
+/// caller looks for a NaN when the total is NaN.) Continues `state` and `init` (see
 /// [`reduce_groups`]); the returned total has the bits of the ungrouped call's.
 ///
 /// # Safety
@@ -662,6 +713,7 @@ pub unsafe fn binary_cross_entropy<T: Float, Y: Target>(
     codes: Codes,
     layout: &Layout<6>,
     kind: Kind,
+    nan: NanPolicy,
     limit: u64,
     pool: Option<&ThreadPool>,
 ) -> Partial {
@@ -676,7 +728,6 @@ pub unsafe fn binary_cross_entropy<T: Float, Y: Target>(
         pool,
         |range, sink| {
             let mut part = Partial::EMPTY;
-            part.count = range.len() as u64;
             let mut tiles = InputTiles::<T, Y>::default();
             let mut samples = SampleTiles::<T>::default();
             let mut buf = TileBuf::<T>::default();
@@ -686,12 +737,13 @@ pub unsafe fn binary_cross_entropy<T: Float, Y: Target>(
                 let samples = sample_weight.map(|src| (src, &mut samples));
                 // SAFETY: the caller guarantees every element of the layout is valid; `at`
                 // and `st` stay inside it for the n elements of this tile.
-                let sw = unsafe {
+                let tile = unsafe {
                     bce::tile_losses(
-                        ins, &mut tiles, samples, kind, isa, flat, &at, &st, losses, &mut part,
+                        ins, &mut tiles, samples, kind, nan, isa, flat, &at, &st, losses, &mut part,
                     )
                 };
-                match sw {
+                let from = sink.len();
+                match tile.sample_weight {
                     Some(sw) => {
                         // SAFETY: as above, for operand 4 (the codes).
                         unsafe { codes.gather(at[4], st[4], &mut groups[..n]) };
@@ -699,6 +751,11 @@ pub unsafe fn binary_cross_entropy<T: Float, Y: Target>(
                     }
                     // SAFETY: as above, for operand 4 (the codes).
                     None => unsafe { sink.add_tile(isa, flat, codes, at[4], st[4], losses) },
+                }
+                // `omit`: the elements the tile kernel left out leave their groups too (their
+                // codes were checked). Only tiles that hold one pay for this.
+                if let Some(omitted) = tile.omitted {
+                    sink.drop_since(from, |k| omitted.is_omitted(k));
                 }
             });
             part
@@ -777,12 +834,17 @@ impl RowSink for Dense<'_> {
             self.errors.flag(flags::GROUPS, flat as u64);
             return;
         }
-        if part.count == 0 || self.errors.flags != 0 {
+        if self.errors.flags != 0 {
             return;
         }
+        // A row that adds nothing (ignored, or left out for a NaN) still makes its group
+        // exist, as [`Sink::check`] does.
         let g = code as usize;
         if !self.state.grow(g + 1) {
             self.errors.flag(flags::MEMORY, flat as u64);
+            return;
+        }
+        if part.count == 0 {
             return;
         }
         self.state.sum[g] += part.sum;

@@ -31,8 +31,9 @@ impl<C: CodeType + Load> Grouping<'_, C> {
 /// Binary cross-entropy per group ([`groups::binary_cross_entropy`]): the shapes of
 /// [`bce::loss`], and one code per element (`groups` broadcast to the input's shape), folded
 /// into `state` and `args.init` (with sample weights, `state` is made weighted
-/// ([`GroupSums::set_weighted`]) and each group's weight is its `Σ sw`). Returns the total (its `flags` also carry the per-group
-/// errors, see [`groups::flags`]).
+/// ([`GroupSums::set_weighted`]) and each group's weight is its `Σ sw`), under the NaN policy
+/// `args.nan`. Returns the total (its `flags` also carry the per-group errors, see
+/// [`groups::flags`]).
 pub fn binary_cross_entropy<T: Float, Y: Target + Load, C: CodeType + Load, D: Detach>(
     state: &mut GroupSums,
     args: &bce::Loss<'_, T, Y>,
@@ -55,7 +56,7 @@ pub fn binary_cross_entropy<T: Float, Y: Target + Load, C: CodeType + Load, D: D
         })?;
     let layout = Layout::new(shape, [xs, ys, &ws, &pws, &gs, &sws]);
     let codes = grouping.codes();
-    let (kind, init, limit) = (args.kind, args.init, grouping.limit);
+    let (kind, init, nan, limit) = (args.kind, args.init, args.nan, grouping.limit);
     if sample_weight.is_some() {
         // Each group's mean divides by its sample-weight sum.
         state.set_weighted();
@@ -73,6 +74,7 @@ pub fn binary_cross_entropy<T: Float, Y: Target + Load, C: CodeType + Load, D: D
                 codes,
                 &layout,
                 kind,
+                nan,
                 limit,
                 pool,
             )
@@ -231,6 +233,72 @@ mod tests {
             "'groups' must have the shape of 'input' (4,) (one code per element) or broadcast \
              to it, got (2,)"
         );
+    }
+
+    #[test]
+    fn bce_omit_leaves_each_nan_element_out_of_its_group() {
+        // Enough elements for several tiles; NaN inputs and weights here and there, a whole
+        // group (2) of NaN inputs, and one NaN whose code is the largest (group 4 exists).
+        let n = 3000;
+        let mut p: Vec<f64> = (0..n)
+            .map(|i| 0.05 + 0.9 * ((i * 37 % 101) as f64 / 101.0))
+            .collect();
+        let y: Vec<Bool> = (0..n).map(|i| Bool(u8::from(i % 3 == 0))).collect();
+        let mut w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 7) as f64 / 7.0).collect();
+        let mut codes: Vec<u8> = (0..n).map(|i| (i * 13 % 4) as u8).collect();
+        for i in (0..n).step_by(17) {
+            p[i] = f64::NAN;
+        }
+        for i in (5..n).step_by(29) {
+            w[i] = f64::NAN;
+        }
+        for i in 0..n {
+            if codes[i] == 2 {
+                p[i] = f64::NAN;
+            }
+        }
+        codes[n - 1] = 4;
+        p[n - 1] = f64::NAN;
+        let call = bce::Loss {
+            kind: Kind::Probabilities,
+            init: Partial::EMPTY,
+            nan: crate::nan::NanPolicy::Omit,
+            operands: bce::Binary {
+                input: View::from_slice(&p),
+                target: View::from_slice(&y),
+                weight: Some(View::from_slice(&w)),
+                pos_weight: None,
+                sample_weight: None,
+            },
+        };
+        let grouping = Grouping {
+            codes: View::from_slice(&codes),
+            limit: MAX_GROUPS,
+        };
+        let mut s = GroupSums::new(0, false).unwrap();
+        let part = binary_cross_entropy(&mut s, &call, &grouping, &Serial).unwrap();
+        // Each group: the sequential sum of its kept elements' losses, and their count.
+        let (mut sum, mut count) = (vec![0f64; 5], vec![0u64; 5]);
+        for i in 0..n {
+            if p[i].is_nan() || w[i].is_nan() {
+                continue;
+            }
+            let l = if y[i].0 == 1 {
+                -p[i].ln()
+            } else {
+                -(1.0 - p[i]).ln()
+            };
+            sum[codes[i] as usize] += w[i] * l;
+            count[codes[i] as usize] += 1;
+        }
+        assert_eq!(s.count, count);
+        assert_eq!((s.count[2], s.count[4]), (0, 0));
+        for (got, want) in s.sum.iter().zip(&sum) {
+            assert!(close(*got, *want), "{got} vs {want}");
+        }
+        // The total: the ungrouped "omit" call's count.
+        assert_eq!(part.count, count.iter().sum::<u64>());
+        assert!(close(part.sum, sum.iter().sum()));
     }
 
     #[test]
