@@ -296,7 +296,7 @@ fn row_values<A: Arch, const KIND: u8, const NORMALIZE: bool>(
 /// without normalisation. Rows written to an `f32` `out` get
 /// entropy and cross-entropy logs only as accurate as an `f32` result needs (see the module
 /// doc). `p` and `q` are read as `T` where they lie, whatever float type each is stored in
-/// ([`Src`]). `NAN` is the [`NanPolicy::code`] of the NaN policy (see [`OmitBufs::pairs`] and
+/// ([`Src`]). `NAN` is the [`NanPolicy::code`] of the NaN policy (see [`omit_pairs`] and
 /// [`outside`]).
 pub struct Divergence<'a, T, const NAN: u8> {
     pub kind: Kind,
@@ -327,78 +327,52 @@ fn outside<T: Float, const NAN: u8>(x: &[T]) -> bool {
     }
 }
 
-/// The scratch of [`NanPolicy::Omit`]: copies of `p` and `q` with their NaN pairs replaced by
-/// `(0, 0)`, the pairs' keep marks (1 or 0) and each row's count of pairs kept. The ops hold it
-/// boxed, made on first use: only `omit` pays for it. Held inline, its 10 KiB (20 KiB for
-/// `f64`) made every call's scratch a size that was built by a `memcpy` (as a nested tuple) or
-/// a `memset` (as a struct), about 10,000 or 4,000 instructions per divergence call whatever
-/// the policy, more than the rest of a small call.
-pub struct OmitBufs<T> {
-    p: TileBuf<T>,
-    q: TileBuf<T>,
-    marks: TileBuf<T>,
-    kept: TileBuf<f64>,
+/// [`NanPolicy::Omit`] on a tile of rows of `n` elements: `p` and `q` copied into `cp`,
+/// `cq` with every pair where either is NaN replaced by `(0, 0)`, and each row's number of
+/// pairs kept in `kept` (from `ck`, 1 or 0 per pair, summed by row). A zero pair adds nothing
+/// to any sum: its term is 0 (`0 · ln 0 = 0`, `0 · ln(0/0) = 0` by the kernels' convention,
+/// Jensen-Shannon's `m` is 0 too) and so are its masses, so the kernels then compute the rows
+/// without those pairs; a row with none kept is empty (0, as SciPy gives). Entropy, whose `q`
+/// is `p`, goes to [`omit_nan`]. One branch-free pass over the whole tile (short rows
+/// included), in the gather buffers' cache; nothing the size of the input.
+#[inline(always)]
+fn omit_pairs<'b, T: Float>(
+    p: &[T],
+    q: &[T],
+    n: usize,
+    (cp, cq, ck): (&'b mut [T], &'b mut [T], &mut [T]),
+    kept: &mut [f64],
+) -> (&'b [T], &'b [T]) {
+    let pairs = p
+        .iter()
+        .zip(q)
+        .zip(cp.iter_mut().zip(cq.iter_mut()).zip(ck.iter_mut()));
+    for ((&x, &y), ((a, b), k)) in pairs {
+        let keep = !(x.is_nan() | y.is_nan());
+        *a = if keep { x } else { T::ZERO };
+        *b = if keep { y } else { T::ZERO };
+        *k = if keep { T::ONE } else { T::ZERO };
+    }
+    row_sums(ck, n, kept);
+    (cp, cq)
 }
 
-impl<T: Float> Default for OmitBufs<T> {
-    #[inline(always)]
-    fn default() -> Self {
-        OmitBufs {
-            p: TileBuf::default(),
-            q: TileBuf::default(),
-            marks: TileBuf::default(),
-            kept: TileBuf::default(),
-        }
+/// [`omit_pairs`] of one operand (entropy's `p`): `p` copied into `cp` with each NaN replaced
+/// by 0, each row's number of values kept in `kept`.
+#[inline(always)]
+fn omit_nan<'b, T: Float>(
+    p: &[T],
+    n: usize,
+    (cp, ck): (&'b mut [T], &mut [T]),
+    kept: &mut [f64],
+) -> &'b [T] {
+    for ((&x, a), k) in p.iter().zip(cp.iter_mut()).zip(ck.iter_mut()) {
+        let keep = !x.is_nan();
+        *a = if keep { x } else { T::ZERO };
+        *k = if keep { T::ONE } else { T::ZERO };
     }
-}
-
-impl<T: Float> OmitBufs<T> {
-    /// [`NanPolicy::Omit`] on a tile of `rows` rows of `n` elements: `p` and `q` copied with every
-    /// pair where either is NaN replaced by `(0, 0)`, and each row's number of pairs kept. A
-    /// zero pair adds nothing to any sum: its term is 0 (`0 · ln 0 = 0`, `0 · ln(0/0) = 0` by
-    /// the kernels' convention, Jensen-Shannon's `m` is 0 too) and so are its masses, so the
-    /// kernels then compute the rows without those pairs; a row with none kept is empty (0,
-    /// as SciPy gives). Entropy, whose `q` is `p`, goes to [`OmitBufs::single`]. One
-    /// branch-free pass over the whole tile (short rows included), in the gather buffers'
-    /// cache; nothing the size of the input.
-    #[inline(always)]
-    fn pairs(&mut self, p: &[T], q: &[T], rows: usize, n: usize) -> (&[T], &[T], &[f64]) {
-        let len = rows * n;
-        let (cp, cq, ck) = (
-            self.p.scratch(len),
-            self.q.scratch(len),
-            self.marks.scratch(len),
-        );
-        let pairs = p
-            .iter()
-            .zip(q)
-            .zip(cp.iter_mut().zip(cq.iter_mut()).zip(ck.iter_mut()));
-        for ((&x, &y), ((a, b), k)) in pairs {
-            let keep = !(x.is_nan() | y.is_nan());
-            *a = if keep { x } else { T::ZERO };
-            *b = if keep { y } else { T::ZERO };
-            *k = if keep { T::ONE } else { T::ZERO };
-        }
-        let kept = self.kept.scratch(rows);
-        row_sums(ck, n, kept);
-        (cp, cq, kept)
-    }
-
-    /// [`OmitBufs::pairs`] of one operand (entropy's `p`): `p` copied with each NaN replaced
-    /// by 0, and each row's number of values kept.
-    #[inline(always)]
-    fn single(&mut self, p: &[T], rows: usize, n: usize) -> (&[T], &[f64]) {
-        let len = rows * n;
-        let (cp, ck) = (self.p.scratch(len), self.marks.scratch(len));
-        for ((&x, a), k) in p.iter().zip(cp.iter_mut()).zip(ck.iter_mut()) {
-            let keep = !x.is_nan();
-            *a = if keep { x } else { T::ZERO };
-            *k = if keep { T::ONE } else { T::ZERO };
-        }
-        let kept = self.kept.scratch(rows);
-        row_sums(ck, n, kept);
-        (cp, kept)
-    }
+    row_sums(ck, n, kept);
+    cp
 }
 
 /// `x · ln(x / y)` with `0 · ln(0 / y) = 0` (branch-free), for `x`, `y` computed from values
@@ -537,7 +511,7 @@ impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN> {
     type State = Partial;
     /// Gather buffers for `p` and `q`; the element terms; Jensen-Shannon's scale factors;
     /// the per-row sums; under [`NanPolicy::Omit`], the copies of `p` and `q` without their
-    /// NaN pairs and the rows' counts of pairs kept ([`OmitBufs`]; untouched otherwise).
+    /// NaN pairs and the rows' counts of pairs kept ([`omit_pairs`]; untouched otherwise).
     type Scratch = (
         TileBuf<T>,
         TileBuf<T>,
@@ -545,7 +519,7 @@ impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN> {
         TileBuf<f64>,
         TileBuf<f64>,
         TileBuf<f64>,
-        Option<Box<OmitBufs<T>>>,
+        (TileBuf<T>, TileBuf<T>, TileBuf<T>, TileBuf<f64>),
     );
 
     fn empty(&self) -> Partial {
@@ -555,7 +529,7 @@ impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN> {
     #[inline(always)]
     fn tile<A: Arch>(
         &self,
-        (bp, bq, bt, bfa, bfb, bs, omit): &mut Self::Scratch,
+        (bp, bq, bt, bfa, bfb, bs, (cp, cq, ck, bk)): &mut Self::Scratch,
         tile: &Tile<3>,
         states: &mut [Partial],
     ) {
@@ -580,12 +554,16 @@ impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN> {
             };
         // Under `omit`, the rows without their NaN pairs from here on.
         let (p, q, kept) = if NAN == nan::OMIT {
-            if self.kind == Kind::Entropy {
-                let (p, kept) = omit.get_or_insert_default().single(p, rows, n);
-                (p, p, kept)
+            let kept = bk.scratch(rows);
+            let len = rows * n;
+            let (cp, ck) = (cp.scratch(len), ck.scratch(len));
+            let (p, q) = if self.kind == Kind::Entropy {
+                let p = omit_nan(p, n, (cp, ck), kept);
+                (p, p)
             } else {
-                omit.get_or_insert_default().pairs(p, q, rows, n)
-            }
+                omit_pairs(p, q, n, (cp, cq.scratch(len), ck), kept)
+            };
+            (p, q, &*kept)
         } else {
             (p, q, &[][..])
         };
@@ -797,12 +775,12 @@ pub struct JsMasses<'a, T, const NAN: u8> {
 impl<T: Float, const NAN: u8> RowOp<3> for JsMasses<'_, T, NAN> {
     type State = Partial;
     /// Gather buffers for `p` and `q`; the per-row sums; under [`NanPolicy::Omit`], the
-    /// copies without NaN pairs and the counts kept ([`OmitBufs`]).
+    /// copies without NaN pairs and the counts kept ([`omit_pairs`]).
     type Scratch = (
         TileBuf<T>,
         TileBuf<T>,
         TileBuf<f64>,
-        Option<Box<OmitBufs<T>>>,
+        (TileBuf<T>, TileBuf<T>, TileBuf<T>, TileBuf<f64>),
     );
 
     fn empty(&self) -> Partial {
@@ -812,7 +790,7 @@ impl<T: Float, const NAN: u8> RowOp<3> for JsMasses<'_, T, NAN> {
     #[inline(always)]
     fn tile<A: Arch>(
         &self,
-        (bp, bq, bs, omit): &mut Self::Scratch,
+        (bp, bq, bs, (cp, cq, ck, bk)): &mut Self::Scratch,
         tile: &Tile<3>,
         states: &mut [Partial],
     ) {
@@ -829,8 +807,9 @@ impl<T: Float, const NAN: u8> RowOp<3> for JsMasses<'_, T, NAN> {
             0
         };
         let (p, q) = if NAN == nan::OMIT {
-            let (p, q, _) = omit.get_or_insert_default().pairs(p, q, rows, n);
-            (p, q)
+            let len = rows * n;
+            let (cp, cq, ck) = (cp.scratch(len), cq.scratch(len), ck.scratch(len));
+            omit_pairs(p, q, n, (cp, cq, ck), bk.scratch(rows))
         } else {
             (p, q)
         };

@@ -276,10 +276,8 @@ pub struct Classes<T> {
 
 /// Softmax cross-entropy against class indices, over rows of operands
 /// `[logits, labels, weight, out, sample_weight]` (labels, out, sample weights: stride 0
-/// along the class axis). `KEYWORDS`: whether the call has sample weights or a NaN policy
-/// other than `propagate`; without, the rows' finish is compiled without their checks (they
-/// cost the plain call about a tenth of its instructions on rows of 10 classes).
-pub struct SoftmaxLabels<T, L, const KEYWORDS: bool> {
+/// along the class axis).
+pub struct SoftmaxLabels<T, L> {
     pub logits: In<T>,
     pub labels: In<L>,
     pub classes: Classes<T>,
@@ -289,7 +287,7 @@ pub struct SoftmaxLabels<T, L, const KEYWORDS: bool> {
     /// Per-row sample weights, read as `T` whatever float type they are stored in (`None`:
     /// PyTorch's mean).
     pub sample_weight: Option<In<T>>,
-    /// The NaN policy (see the module doc); `propagate` unless `KEYWORDS`.
+    /// The NaN policy (see the module doc).
     pub nan: NanPolicy,
 }
 
@@ -312,15 +310,9 @@ fn nan_rows<T: Float>(x: &[T], n: usize, states: &mut [Lse]) {
 /// sample weight `sw` is NaN: `None` when it is not such a row (or NaN propagates), else the
 /// row's contribution: nothing (`omit`; its loss, written, is NaN), or the [`flags::NAN`]
 /// error (`raise`).
-///
-/// `KEYWORDS` false: the call has neither (always `None`, compiled away).
 #[inline(always)]
-fn nan_row<const KEYWORDS: bool>(
-    nan: NanPolicy,
-    st_flags: u32,
-    sw: Option<f64>,
-) -> Option<Partial> {
-    if !KEYWORDS || nan == NanPolicy::Propagate {
+fn nan_row(nan: NanPolicy, st_flags: u32, sw: Option<f64>) -> Option<Partial> {
+    if nan == NanPolicy::Propagate {
         return None;
     }
     if st_flags & flags::NAN == 0 && !sw.is_some_and(f64::is_nan) {
@@ -336,15 +328,9 @@ fn nan_row<const KEYWORDS: bool>(
 }
 
 /// A row's sample weight (`None` without sample weights), or the [`flags::WEIGHT`] error of a
-/// negative one. `KEYWORDS` false: the call has none (always `None`, compiled away).
+/// negative one.
 #[inline(always)]
-fn sample_weight<T: Float, const KEYWORDS: bool>(
-    row: &Row<5>,
-    sw: &Option<In<T>>,
-) -> Result<Option<f64>, Partial> {
-    if !KEYWORDS {
-        return Ok(None);
-    }
+fn sample_weight<T: Float>(row: &Row<5>, sw: &Option<In<T>>) -> Result<Option<f64>, Partial> {
     match sw {
         None => Ok(None),
         Some(sw) => {
@@ -361,7 +347,7 @@ fn sample_weight<T: Float, const KEYWORDS: bool>(
     }
 }
 
-impl<T: Float, L: Label + Load, const KEYWORDS: bool> RowOp<5> for SoftmaxLabels<T, L, KEYWORDS> {
+impl<T: Float, L: Label + Load> RowOp<5> for SoftmaxLabels<T, L> {
     type State = Lse;
     /// Gather buffers for logits and weights; the exponentials and their references;
     /// `w · (r - x)`; per-row sums (two per row).
@@ -393,7 +379,7 @@ impl<T: Float, L: Label + Load, const KEYWORDS: bool> RowOp<5> for SoftmaxLabels
         let (sums, ks) = bs.scratch(2 * rows).split_at_mut(rows);
         let shift = bm.scratch(rows * n);
         batch_lse::<A, T>(x, n, be.scratch(rows * n), shift, sums, states);
-        if KEYWORDS && self.nan != NanPolicy::Propagate {
+        if self.nan != NanPolicy::Propagate {
             nan_rows(x, n, states);
         }
         if self.classes.smoothing > 0.0 {
@@ -432,13 +418,13 @@ impl<T: Float, L: Label + Load, const KEYWORDS: bool> RowOp<5> for SoftmaxLabels
                 row.write(out, T::from_f64(loss));
             }
         };
-        let sw = match sample_weight::<T, KEYWORDS>(row, &self.sample_weight) {
+        let sw = match sample_weight(row, &self.sample_weight) {
             Ok(sw) => sw,
             Err(bad) => return bad,
         };
         // `raise` looks at every row, ignored ones too.
-        if KEYWORDS && self.nan == NanPolicy::Raise {
-            if let Some(bad) = nan_row::<KEYWORDS>(self.nan, st.flags, sw) {
+        if self.nan == NanPolicy::Raise {
+            if let Some(bad) = nan_row(self.nan, st.flags, sw) {
                 return bad;
             }
         }
@@ -470,7 +456,7 @@ impl<T: Float, L: Label + Load, const KEYWORDS: bool> RowOp<5> for SoftmaxLabels
             Some(sw) => (sw * loss, sw),
         };
         write(loss);
-        if let Some(omitted) = nan_row::<KEYWORDS>(self.nan, st.flags, sw) {
+        if let Some(omitted) = nan_row(self.nan, st.flags, sw) {
             return omitted;
         }
         Partial {
@@ -485,8 +471,7 @@ impl<T: Float, L: Label + Load, const KEYWORDS: bool> RowOp<5> for SoftmaxLabels
 /// Softmax cross-entropy against class probabilities, over rows of operands
 /// `[logits, target, weight, out, sample_weight]` (target: the logits' shape; out and sample
 /// weights: stride 0 along classes).
-/// `KEYWORDS` as for [`SoftmaxLabels`].
-pub struct SoftmaxProbs<T, const KEYWORDS: bool> {
+pub struct SoftmaxProbs<T> {
     pub logits: In<T>,
     /// Read as `T` whatever float type it is stored in ([`super::strided::Src`]).
     pub target: In<T>,
@@ -498,7 +483,7 @@ pub struct SoftmaxProbs<T, const KEYWORDS: bool> {
     pub nan: NanPolicy,
 }
 
-impl<T: Float, const KEYWORDS: bool> RowOp<5> for SoftmaxProbs<T, KEYWORDS> {
+impl<T: Float> RowOp<5> for SoftmaxProbs<T> {
     type State = Lse;
     /// Gather buffers for logits, targets and weights; the exponentials and their references;
     /// `w t'` and `w t' (r - x)`; per-row sums.
@@ -554,7 +539,7 @@ impl<T: Float, const KEYWORDS: bool> RowOp<5> for SoftmaxProbs<T, KEYWORDS> {
             s.b = sb[r];
             s.flags = if negative && r == 0 { flags::TARGET } else { 0 };
         }
-        if KEYWORDS && self.nan != NanPolicy::Propagate {
+        if self.nan != NanPolicy::Propagate {
             nan_rows(x, n, states);
             nan_rows(t, n, states);
         }
@@ -567,7 +552,7 @@ impl<T: Float, const KEYWORDS: bool> RowOp<5> for SoftmaxProbs<T, KEYWORDS> {
 
     #[inline(always)]
     fn finish<A: Arch>(&self, row: &Row<5>, st: Lse) -> Partial {
-        let sw = match sample_weight::<T, KEYWORDS>(row, &self.sample_weight) {
+        let sw = match sample_weight(row, &self.sample_weight) {
             Ok(sw) => sw,
             Err(bad) => return bad,
         };
@@ -587,7 +572,7 @@ impl<T: Float, const KEYWORDS: bool> RowOp<5> for SoftmaxProbs<T, KEYWORDS> {
         }
         // The domain errors stay (a negative target raises whatever the policy).
         let errors = st.flags & !flags::NAN;
-        if let Some(omitted) = nan_row::<KEYWORDS>(self.nan, st.flags, sw) {
+        if let Some(omitted) = nan_row(self.nan, st.flags, sw) {
             return Partial {
                 flags: omitted.flags | errors,
                 ..omitted
@@ -644,7 +629,7 @@ mod tests {
         );
         // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0 to 3).
         let op = unsafe {
-            SoftmaxLabels::<_, _, true> {
+            SoftmaxLabels {
                 logits: In::new(x.as_ptr(), 0),
                 labels: In::new(labels.as_ptr(), 1),
                 classes: Classes {
@@ -732,7 +717,7 @@ mod tests {
         );
         // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0 to 3).
         let op = unsafe {
-            SoftmaxProbs::<_, true> {
+            SoftmaxProbs {
                 logits: In::new(x32.as_ptr(), 0),
                 target: In::new(t.as_ptr(), 1),
                 classes: Classes {
@@ -784,7 +769,7 @@ mod tests {
             );
             // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0 to 4).
             let op = unsafe {
-                SoftmaxLabels::<_, _, true> {
+                SoftmaxLabels {
                     logits: In::new(x.as_ptr(), 0),
                     labels: In::new(labels.as_ptr(), 1),
                     classes: Classes {

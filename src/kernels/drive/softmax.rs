@@ -169,62 +169,35 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
             )
         };
         let n = shape.iter().product::<usize>();
-        // The rows' finish without the checks of sample weights and NaN policy when the call
-        // has neither (see `SoftmaxLabels`).
-        let keywords = sample_weight.is_some() || self.nan != NanPolicy::Propagate;
         Ok(match &self.target {
             Target::Labels(y) => {
                 // SAFETY: as above, operands 0 and 1.
-                let (logits, labels) =
-                    unsafe { (In::new(self.logits.src(), 0), In::new(y.src(), 1)) };
-                macro_rules! labels {
-                    ($keywords:literal) => {
-                        run.run(
-                            n,
-                            &rows,
-                            &SoftmaxLabels::<T, L, $keywords> {
-                                logits,
-                                labels,
-                                classes,
-                                ignore_index: self.params.ignore_index,
-                                out,
-                                sample_weight,
-                                nan: self.nan,
-                            },
-                        )
-                    };
-                }
-                if keywords {
-                    labels!(true)
-                } else {
-                    labels!(false)
-                }
+                let op = unsafe {
+                    SoftmaxLabels {
+                        logits: In::new(self.logits.src(), 0),
+                        labels: In::new(y.src(), 1),
+                        classes,
+                        ignore_index: self.params.ignore_index,
+                        out,
+                        sample_weight,
+                        nan: self.nan,
+                    }
+                };
+                run.run(n, &rows, &op)
             }
             Target::Probabilities(y) => {
                 // SAFETY: as above, operands 0 and 1.
-                let (logits, target) =
-                    unsafe { (In::new(self.logits.src(), 0), In::new(y.src(), 1)) };
-                macro_rules! probs {
-                    ($keywords:literal) => {
-                        run.run(
-                            n,
-                            &rows,
-                            &SoftmaxProbs::<T, $keywords> {
-                                logits,
-                                target,
-                                classes,
-                                out,
-                                sample_weight,
-                                nan: self.nan,
-                            },
-                        )
-                    };
-                }
-                if keywords {
-                    probs!(true)
-                } else {
-                    probs!(false)
-                }
+                let op = unsafe {
+                    SoftmaxProbs {
+                        logits: In::new(self.logits.src(), 0),
+                        target: In::new(y.src(), 1),
+                        classes,
+                        out,
+                        sample_weight,
+                        nan: self.nan,
+                    }
+                };
+                run.run(n, &rows, &op)
             }
         })
     }
