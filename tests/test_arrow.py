@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support import same_bits
 
 import crossent
 from crossent import _arrow
@@ -319,11 +320,6 @@ def with_nan(values: Any, nulls: Any) -> Any:
     out = np.array(values, dtype=np.float64)
     out[nulls] = np.nan
     return out
-
-
-def same_bits(a: Any, b: Any) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    return bool(a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes())
 
 
 def test_float_nulls_are_read_as_nan_in_every_layout() -> None:

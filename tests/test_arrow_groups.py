@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from support import same_bits
 
 import crossent
 
@@ -75,11 +76,6 @@ def logits_f64(x: Any, y: Any, c: float) -> Any:
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     log_sig = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
     return (1 - y) * x - (1 + (c - 1) * y) * log_sig
-
-
-def same_bits(a: Any, b: Any) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    return bool(a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes())
 
 
 def data(seed: int, dtype: Any = np.float32) -> tuple[Any, ...]:

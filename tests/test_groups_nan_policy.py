@@ -9,34 +9,18 @@ from __future__ import annotations
 
 import itertools
 import pickle
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from support import same_bits, threads
 
 import crossent
 
 F64 = np.float64
 N = 2 * crossent.BLOCK + 777  # two blocks of the flat reduction and a partial one
 G = 17
-
-
-@contextmanager
-def threads(n: int) -> Iterator[None]:
-    before = crossent.get_num_threads()
-    crossent.set_num_threads(n)
-    try:
-        yield
-    finally:
-        crossent.set_num_threads(before)
-
-
-def same_bits(a: Any, b: Any) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    return bool(a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes())
 
 
 def with_nan(a: np.ndarray, rng: np.random.Generator, rate: float) -> np.ndarray:

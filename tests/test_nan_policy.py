@@ -5,12 +5,12 @@ and float64 references of the rows with their NaN pairs removed."""
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from support import threads
 
 import crossent
 
@@ -25,16 +25,6 @@ ACCUMULATORS: dict[str, Any] = {
     "kl_divergence": crossent.KLDivergenceAccumulator,
     "jensen_shannon": crossent.JensenShannonAccumulator,
 }
-
-
-@contextmanager
-def threads(n: int) -> Iterator[None]:
-    before = crossent.get_num_threads()
-    crossent.set_num_threads(n)
-    try:
-        yield
-    finally:
-        crossent.set_num_threads(before)
 
 
 def _one(kind: str, p: np.ndarray, q: np.ndarray | None) -> float:

@@ -6,27 +6,16 @@ from __future__ import annotations
 
 import itertools
 import pickle
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pytest
+from support import threads
 
 import crossent
 
 F64 = np.float64
 N = crossent.BLOCK * 3 + 101  # several blocks of the flat reduction, and a partial one
-
-
-@contextmanager
-def threads(n: int) -> Iterator[None]:
-    before = crossent.get_num_threads()
-    crossent.set_num_threads(n)
-    try:
-        yield
-    finally:
-        crossent.set_num_threads(before)
 
 
 def with_nan(a: np.ndarray, rng: np.random.Generator, rate: float) -> np.ndarray:
