@@ -66,7 +66,7 @@ use super::float::Float;
 use super::isa::{self, Arch, Kernel};
 use super::lanes::{max_lanes, row_sums, LANES};
 use super::math;
-use super::nan::{self, NanPolicy};
+use super::nan::{self, NanPolicy, Policy};
 use super::reduce::{flags, Partial};
 use super::rows::{
     fold_row, run, then, In, Out, PerRow, Row, RowBatch, RowOp, Rows, Tile, BATCH_ROWS,
@@ -375,6 +375,61 @@ fn omit_nan<'b, T: Float>(
     cp
 }
 
+/// The buffers [`NanPolicy::Omit`] adds to a divergence's tile scratch: the copies of `p` and
+/// `q` without their NaN pairs, the pairs' keep marks ([`omit_pairs`]) and the rows' counts.
+pub struct OmitBufs<T> {
+    cp: TileBuf<T>,
+    cq: TileBuf<T>,
+    ck: TileBuf<T>,
+    kept: TileBuf<f64>,
+}
+
+impl<T: Float> Default for OmitBufs<T> {
+    #[inline(always)]
+    fn default() -> Self {
+        OmitBufs {
+            cp: TileBuf::default(),
+            cq: TileBuf::default(),
+            ck: TileBuf::default(),
+            kept: TileBuf::default(),
+        }
+    }
+}
+
+/// The omit buffers a NaN policy's divergence scratch holds: [`OmitBufs`] under
+/// [`NanPolicy::Omit`], nothing (`()`) under the others, so that a call without `omit` does
+/// not make (nor copy) 10 KiB of buffers it never touches each time a block starts.
+pub trait OmitScratch<T> {
+    /// `OmitBufs<T>` or `()`.
+    type Bufs: Default;
+    /// The buffers, where the policy has them.
+    fn get(bufs: &mut Self::Bufs) -> Option<&mut OmitBufs<T>>;
+}
+
+impl<T: Float> OmitScratch<T> for Policy<{ nan::OMIT }> {
+    type Bufs = OmitBufs<T>;
+    #[inline(always)]
+    fn get(bufs: &mut OmitBufs<T>) -> Option<&mut OmitBufs<T>> {
+        Some(bufs)
+    }
+}
+
+impl<T: Float> OmitScratch<T> for Policy<{ nan::PROPAGATE }> {
+    type Bufs = ();
+    #[inline(always)]
+    fn get(_: &mut ()) -> Option<&mut OmitBufs<T>> {
+        None
+    }
+}
+
+impl<T: Float> OmitScratch<T> for Policy<{ nan::RAISE }> {
+    type Bufs = ();
+    #[inline(always)]
+    fn get(_: &mut ()) -> Option<&mut OmitBufs<T>> {
+        None
+    }
+}
+
 /// `x · ln(x / y)` with `0 · ln(0 / y) = 0` (branch-free), for `x`, `y` computed from values
 /// read as `T`: from `f32` values (widened, scaled by a row's `1/P`, or averaged) the ratio is
 /// never subnormal in `f64`.
@@ -507,7 +562,10 @@ fn top_log_fix<A: Arch, T: Float>(x: &[T], mass: f64, k: f64) -> Option<(T, f64)
     })
 }
 
-impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN> {
+impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN>
+where
+    Policy<NAN>: OmitScratch<T>,
+{
     type State = Partial;
     /// Gather buffers for `p` and `q`; the element terms; Jensen-Shannon's scale factors;
     /// the per-row sums; under [`NanPolicy::Omit`], the copies of `p` and `q` without their
@@ -519,7 +577,7 @@ impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN> {
         TileBuf<f64>,
         TileBuf<f64>,
         TileBuf<f64>,
-        (TileBuf<T>, TileBuf<T>, TileBuf<T>, TileBuf<f64>),
+        <Policy<NAN> as OmitScratch<T>>::Bufs,
     );
 
     fn empty(&self) -> Partial {
@@ -529,7 +587,7 @@ impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN> {
     #[inline(always)]
     fn tile<A: Arch>(
         &self,
-        (bp, bq, bt, bfa, bfb, bs, (cp, cq, ck, bk)): &mut Self::Scratch,
+        (bp, bq, bt, bfa, bfb, bs, omit): &mut Self::Scratch,
         tile: &Tile<3>,
         states: &mut [Partial],
     ) {
@@ -553,8 +611,8 @@ impl<T: Float, const NAN: u8> RowOp<3> for Divergence<'_, T, NAN> {
                 0
             };
         // Under `omit`, the rows without their NaN pairs from here on.
-        let (p, q, kept) = if NAN == nan::OMIT {
-            let kept = bk.scratch(rows);
+        let (p, q, kept) = if let Some(OmitBufs { cp, cq, ck, kept }) = Policy::<NAN>::get(omit) {
+            let kept = kept.scratch(rows);
             let len = rows * n;
             let (cp, ck) = (cp.scratch(len), ck.scratch(len));
             let (p, q) = if self.kind == Kind::Entropy {
@@ -772,7 +830,10 @@ pub struct JsMasses<'a, T, const NAN: u8> {
     pub norms: &'a PerRow<[f64; 2]>,
 }
 
-impl<T: Float, const NAN: u8> RowOp<3> for JsMasses<'_, T, NAN> {
+impl<T: Float, const NAN: u8> RowOp<3> for JsMasses<'_, T, NAN>
+where
+    Policy<NAN>: OmitScratch<T>,
+{
     type State = Partial;
     /// Gather buffers for `p` and `q`; the per-row sums; under [`NanPolicy::Omit`], the
     /// copies without NaN pairs and the counts kept ([`omit_pairs`]).
@@ -780,7 +841,7 @@ impl<T: Float, const NAN: u8> RowOp<3> for JsMasses<'_, T, NAN> {
         TileBuf<T>,
         TileBuf<T>,
         TileBuf<f64>,
-        (TileBuf<T>, TileBuf<T>, TileBuf<T>, TileBuf<f64>),
+        <Policy<NAN> as OmitScratch<T>>::Bufs,
     );
 
     fn empty(&self) -> Partial {
@@ -790,7 +851,7 @@ impl<T: Float, const NAN: u8> RowOp<3> for JsMasses<'_, T, NAN> {
     #[inline(always)]
     fn tile<A: Arch>(
         &self,
-        (bp, bq, bs, (cp, cq, ck, bk)): &mut Self::Scratch,
+        (bp, bq, bs, omit): &mut Self::Scratch,
         tile: &Tile<3>,
         states: &mut [Partial],
     ) {
@@ -806,10 +867,10 @@ impl<T: Float, const NAN: u8> RowOp<3> for JsMasses<'_, T, NAN> {
         } else {
             0
         };
-        let (p, q) = if NAN == nan::OMIT {
+        let (p, q) = if let Some(OmitBufs { cp, cq, ck, kept }) = Policy::<NAN>::get(omit) {
             let len = rows * n;
             let (cp, cq, ck) = (cp.scratch(len), cq.scratch(len), ck.scratch(len));
-            omit_pairs(p, q, n, (cp, cq, ck), bk.scratch(rows))
+            omit_pairs(p, q, n, (cp, cq, ck), kept.scratch(rows))
         } else {
             (p, q)
         };
@@ -901,7 +962,10 @@ unsafe fn divergence_with<T: Float, const NAN: u8>(
     q: Src<T>,
     out: Dst<T>,
     pool: Option<&rayon::ThreadPool>,
-) -> Partial {
+) -> Partial
+where
+    Policy<NAN>: OmitScratch<T>,
+{
     let Options {
         kind,
         normalize,
@@ -1014,7 +1078,10 @@ unsafe fn whole_with<T: Float, const NAN: u8>(
     q: Src<T>,
     init: Partial,
     pool: Option<&rayon::ThreadPool>,
-) -> Partial {
+) -> Partial
+where
+    Policy<NAN>: OmitScratch<T>,
+{
     // SAFETY: `p` and `q` are the operands 0 and 1 of `rows`, valid along them (the caller's
     // contract). Without normalisation Jensen-Shannon's factors are 1.
     let op = unsafe {

@@ -30,6 +30,10 @@ pub const OMIT: u8 = 1;
 /// [`NanPolicy::Raise`]'s code.
 pub const RAISE: u8 = 2;
 
+/// A policy's code as a type, for kernels whose types depend on the policy (e.g. scratch
+/// space only [`NanPolicy::Omit`] uses): `Policy<{ OMIT }>`.
+pub struct Policy<const NAN: u8>;
+
 impl NanPolicy {
     /// Every policy, in the order their names are listed in messages.
     pub const ALL: [NanPolicy; 3] = [NanPolicy::Propagate, NanPolicy::Omit, NanPolicy::Raise];
