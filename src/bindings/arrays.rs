@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use crate::kernels::memory::{self, Access, Conflict, Held, Region};
-use crate::kernels::strided::{Load, Store};
+use crate::kernels::strided::{Dims, Load, Store};
 use crate::kernels::view;
 
 /// The `numpy` module, imported once.
@@ -290,9 +290,9 @@ pub struct View<'py, E: Element> {
     array: Bound<'py, PyArrayDyn<E>>,
     _claim: Option<Held>,
     pub ptr: *const E,
-    pub shape: Vec<usize>,
+    pub shape: Dims<usize>,
     /// Element strides, one per dimension of `shape`.
-    pub strides: Vec<isize>,
+    pub strides: Dims<isize>,
 }
 
 impl<'py, E: Element> View<'py, E> {
@@ -304,8 +304,8 @@ impl<'py, E: Element> View<'py, E> {
         let itemsize = std::mem::size_of::<E>() as isize;
         Ok(View {
             ptr: typed.data(),
-            shape: arr.shape().to_vec(),
-            strides: arr.strides().iter().map(|s| s / itemsize).collect(),
+            shape: Dims::from_slice(arr.shape(), 0),
+            strides: Dims::collect(arr.strides().iter().map(|s| s / itemsize), 0),
             array: typed.clone(),
             _claim: claim,
         })
@@ -357,7 +357,7 @@ pub struct ViewMut<'py, E: Element> {
     array: Bound<'py, PyUntypedArray>,
     _claim: Option<Held>,
     pub ptr: *mut E,
-    pub strides: Vec<isize>,
+    pub strides: Dims<isize>,
 }
 
 impl<'py, E: Element> ViewMut<'py, E> {
@@ -408,7 +408,7 @@ impl<'py, E: Element> ViewMut<'py, E> {
                 "'out' must be aligned and in native byte order",
             ));
         }
-        let strides: Vec<isize> = arr.strides().iter().map(|s| s / itemsize).collect();
+        let strides = Dims::collect(arr.strides().iter().map(|s| s / itemsize), 0);
         if overlaps_itself(shape, &strides) {
             return Err(PyValueError::new_err(
                 "'out' must not have overlapping elements (e.g. a zero stride)",
@@ -482,7 +482,7 @@ impl<'py, E: Element> ViewMut<'py, E> {
         let itemsize = std::mem::size_of::<E>() as isize;
         Ok(ViewMut {
             ptr: data_of(arr).cast::<E>(),
-            strides: arr.strides().iter().map(|s| s / itemsize).collect(),
+            strides: Dims::collect(arr.strides().iter().map(|s| s / itemsize), 0),
             array: arr.clone(),
             _claim: None,
         })

@@ -33,7 +33,7 @@ use rayon::ThreadPool;
 use super::isa::{self, Arch, Isa, Kernel};
 use super::reduce::{for_each_ordered, reduce_from, Partial};
 use super::strided::{
-    gather_converted, Dims, Dst, Layout, Load, Src, Store, Stored, TileBuf, TILE,
+    gather_converted, offsets, Dims, Dst, Layout, Load, Src, Store, TileBuf, TILE,
 };
 
 /// Elements of a row reduced as one unit of parallel work (a multiple of [`TILE`]).
@@ -150,7 +150,7 @@ impl<const K: usize> Tile<K> {
         Tile {
             first_row: self.first_row + r,
             rows: 1,
-            at: std::array::from_fn(|k| self.at[k] + r as isize * self.rs[k]),
+            at: offsets(self.at, r, &self.rs),
             ..*self
         }
     }
@@ -260,7 +260,7 @@ impl<const K: usize> RowBatch<K> {
     pub fn row(&self, r: usize) -> Row<K> {
         Row {
             index: self.first + r,
-            base: std::array::from_fn(|k| self.base[k] + r as isize * self.step[k]),
+            base: offsets(self.base, r, &self.step),
             st: self.st,
             len: self.len,
         }
@@ -392,7 +392,7 @@ unsafe fn view_rows<E: Load>(
         return unsafe { buf.view_src(src, st, len) };
     }
     let out = buf.scratch(len);
-    if src.stored() != Stored::Native {
+    if !src.stored().is_native() {
         // SAFETY: forwarded from the caller.
         unsafe { gather_converted(out, src, rows, n, rs, st) };
         return out;
@@ -634,9 +634,7 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
     fn run<A: Arch>(self) -> Partial {
         let (op, n) = (self.op, self.rows.row_len());
         let mut part = Partial::EMPTY;
-        let base_of = |i: usize| -> [isize; K] {
-            std::array::from_fn(|k| self.off[k] + i as isize * self.ost[k])
-        };
+        let base_of = |i: usize| offsets(self.off, i, &self.ost);
         if self.rows.whole_rows_per_tile() {
             // Short rows: batches of whole rows, one tile each.
             let st = self.rows.inner.strides()[0];
@@ -683,7 +681,7 @@ impl<const K: usize, O: RowOp<K>> Kernel for RunOfRows<'_, K, O> {
                         rows: 1,
                         len: m,
                         start,
-                        at: std::array::from_fn(|k| base[k] + at[k]),
+                        at: offsets(base, 1, &at),
                         rs: [0; K],
                         st,
                     };
@@ -750,7 +748,7 @@ impl<const K: usize, O: RowOp<K>> Kernel for ChunkOfRow<'_, K, O> {
                 rows: 1,
                 len: m,
                 start,
-                at: std::array::from_fn(|k| self.base[k] + at[k]),
+                at: offsets(self.base, 1, &at),
                 rs: [0; K],
                 st,
             };

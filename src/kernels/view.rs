@@ -11,7 +11,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use super::strided::{find_first, Dims, Dst, Load, Src, Store, Stored};
+use super::strided::{find_first, Dims, Dst, Load, Src, Store};
 
 /// An operand read as `E`: where its first element lies, its shape and its element strides
 /// (in elements of the type it is stored in), valid for `'a`.
@@ -68,7 +68,7 @@ impl<'a, E: Load> View<'a, E> {
     /// that turns a kernel's domain-error flag into a message naming the position. For an
     /// operand stored as `E` (not converted on load); `None` for one that is not.
     pub fn first(&self, bad: impl Fn(E) -> bool) -> Option<(Vec<usize>, E)> {
-        if self.src.stored() != Stored::Native {
+        if !self.src.stored().is_native() {
             return None;
         }
         // SAFETY: `View::new`'s contract: valid, aligned, initialised `E`s along the shape and
