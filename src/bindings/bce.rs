@@ -338,8 +338,7 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
     args: &Args<'_, 'py>,
 ) -> PyResult<Computed<'py>> {
     let py = x.py();
-    let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?
-        .with_sample_weight(args.sample_weight)?;
+    let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight, args.sample_weight)?;
     let given = args.out.is_some();
     // The output array and its view, held until the driver has run. A float16 or bfloat16
     // input gets an output of its own dtype, each loss rounded to it as it is written.

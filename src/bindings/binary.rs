@@ -75,12 +75,14 @@ pub struct BinaryOperands<'py, T: Element, E: Element> {
 }
 
 impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, T, E> {
-    /// Borrows the operands: `input` in place in any dtype [`LoadView`] reads as `T`.
+    /// Borrows the operands: `input` in place in any dtype [`LoadView`] reads as `T`, and the
+    /// sample weights `sample_weight` (`None`: none).
     pub fn new(
         x: &Bound<'py, PyUntypedArray>,
         y: &Bound<'py, PyUntypedArray>,
         weight: Option<&Bound<'py, PyAny>>,
         pos_weight: Option<&Bound<'py, PyAny>>,
+        sample_weight: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let parameter = |obj: Option<&Bound<'py, PyAny>>, arg| {
             obj.map(|obj| LoadView::<T>::new(&ndarray(obj, arg)?, arg))
@@ -95,19 +97,8 @@ impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, 
             y,
             w: parameter(weight, "weight")?,
             pw: parameter(pos_weight, "pos_weight")?,
-            sw: None,
+            sw: parameter(sample_weight, "sample_weight")?,
         })
-    }
-
-    /// These operands with the sample weights `sample_weight` (`None`: none).
-    pub fn with_sample_weight(
-        mut self,
-        sample_weight: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Self> {
-        self.sw = sample_weight
-            .map(|obj| LoadView::<T>::new(&ndarray(obj, "sample_weight")?, "sample_weight"))
-            .transpose()?;
-        Ok(self)
     }
 
     /// Whether sample weights were given (the mean then divides by their sum).

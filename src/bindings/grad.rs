@@ -149,7 +149,7 @@ fn compute<'py, T: Float + Element + Reported, E: Element, Y: Target + Load + Re
     args: &Args<'_, 'py>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let py = x.py();
-    let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?;
+    let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight, None)?;
     // A float16 or bfloat16 input gets outputs of its own dtype.
     let half = ops.x.half().map(|h| (h, x));
     let mut held = None;

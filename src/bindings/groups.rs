@@ -267,8 +267,7 @@ where
     Y: Target + Load + Reported,
     C: CodeType + Load + Element + Reported,
 {
-    let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight)?
-        .with_sample_weight(args.sample_weight)?;
+    let ops = BinaryOperands::<T, E>::new(x, y, args.weight, args.pos_weight, args.sample_weight)?;
     let codes = View::<C>::new(g, "groups")?;
     let call = drive::bce::Loss {
         kind: args.kind,

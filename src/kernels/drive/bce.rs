@@ -111,11 +111,14 @@ pub fn loss<'a, T: Float, Y: Target + Load, D: Detach>(
         layout: Layout::new(shape, [xs, ys, &ws, &pws, out_strides, &sws]),
     };
     let (kind, init) = (args.kind, args.init);
+    // Borrowed, not moved into the pool's closure: operands and layout are a few hundred
+    // bytes, copied twice on the way otherwise.
+    let ops = &ops;
     execute(detach, ops.layout.len(), move |pool| {
         // SAFETY: every pointer comes from a view, valid along its own shape and strides for
         // the call (`View::new`'s contract), broadcast here to the input's shape, from which
         // the layout is built; `out` overlaps neither itself nor an input (`ViewMut::new`).
-        unsafe { bce::binary_cross_entropy_from(init, &ops, kind, pool) }
+        unsafe { bce::binary_cross_entropy_from(init, ops, kind, pool) }
     })
 }
 

@@ -99,12 +99,14 @@ pub fn rowwise<'a, T: Float, D: Detach>(
         nan: args.nan,
     };
     let (p, q) = (b.p, b.q);
+    // Borrowed, not moved (as in the other drivers).
+    let rows = &rows;
     execute(detach, n, move |pool| {
         // SAFETY: `p` and `q` come from views valid along their own shapes and strides for
         // the call, broadcast here to `rows`' shape; `out`'s strides are widened from its own
         // over the kept dimensions, and it overlaps neither itself nor an input
         // (`ViewMut::new`).
-        unsafe { divergence::divergence(opts, &rows, p, q, out_dst, pool) }
+        unsafe { divergence::divergence(opts, rows, p, q, out_dst, pool) }
     })
 }
 
@@ -128,9 +130,10 @@ pub fn fold<T: Float, D: Detach>(args: &Fold<'_, T>, detach: &D) -> Result<Parti
         &vec![true; nd],
     );
     let (kind, nan, init, p, q) = (args.kind, args.nan, args.init, b.p, b.q);
+    let rows = &rows;
     execute(detach, rows.row_len(), move |pool| {
         // SAFETY: `p` and `q` come from views valid along their own shapes and strides for
         // the call, broadcast here to `rows`' shape; nothing is written.
-        unsafe { divergence::whole(kind, nan, &rows, p, q, init, pool) }
+        unsafe { divergence::whole(kind, nan, rows, p, q, init, pool) }
     })
 }
