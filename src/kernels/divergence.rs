@@ -569,7 +569,8 @@ where
     type State = Partial;
     /// Gather buffers for `p` and `q`; the element terms; Jensen-Shannon's scale factors;
     /// the per-row sums; under [`NanPolicy::Omit`], the copies of `p` and `q` without their
-    /// NaN pairs and the rows' counts of pairs kept ([`omit_pairs`]; untouched otherwise).
+    /// NaN pairs and the rows' counts of pairs kept ([`omit_pairs`]; `()` under the other
+    /// policies, see [`OmitScratch`]).
     type Scratch = (
         TileBuf<T>,
         TileBuf<T>,
