@@ -2,7 +2,7 @@
 //! gradient): `input`, `target`, `weight` and `pos_weight`, turned into borrowed views and
 //! checked once, and the errors their domain checks report.
 
-use numpy::{Element, PyUntypedArray};
+use numpy::{Element, PyArrayDyn, PyUntypedArray};
 use pyo3::prelude::*;
 
 use super::arrays::{ndarray, Operand, View};
@@ -88,9 +88,13 @@ impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, 
             obj.map(|obj| LoadView::<T>::new(&ndarray(obj, arg)?, arg))
                 .transpose()
         };
-        let y = match half_of(y) {
-            Some(half) => TargetView::Half(View::new(&bits(y)?, "target")?, half),
-            None => TargetView::Own(View::<E>::new(y, "target")?),
+        // The target's own dtype first (the dispatch has just found it), then 16-bit floats.
+        let y = match y.cast::<PyArrayDyn<E>>() {
+            Ok(own) => TargetView::Own(View::typed(own, "target")?),
+            Err(_) => match half_of(y) {
+                Some(half) => TargetView::Half(View::new(&bits(y)?, "target")?, half),
+                None => TargetView::Own(View::<E>::new(y, "target")?),
+            },
         };
         Ok(BinaryOperands {
             x: LoadView::<T>::new(x, "input")?,

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use numpy::{Element, PyUntypedArray};
+use numpy::{Element, PyArrayDyn, PyUntypedArray};
 use pyo3::prelude::*;
 
 use super::arrays::{is, ndarray_as, Operand, View};
@@ -53,8 +53,8 @@ impl<'py, E: Load + Element> LoadView<'py, E> {
     /// type; any other real dtype is converted to `E` (copied) first.
     pub fn new(arr: &Bound<'py, PyUntypedArray>, arg: &str) -> PyResult<Self> {
         let float = E::STORED != Stored::Native;
-        let held = if is::<E>(arr) {
-            Held::Own(View::new(arr, arg)?)
+        let held = if let Ok(own) = arr.cast::<PyArrayDyn<E>>() {
+            Held::Own(View::typed(own, arg)?)
         } else if float && is::<f32>(arr) {
             Held::F32(View::new(arr, arg)?)
         } else if float && is::<f64>(arr) {
