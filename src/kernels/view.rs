@@ -36,8 +36,8 @@ impl<'a, E: Load> View<'a, E> {
         debug_assert_eq!(shape.len(), strides.len());
         View {
             src: src.into(),
-            shape: dims(shape, 0),
-            strides: dims(strides, 0),
+            shape: Dims::from_slice(shape, 0),
+            strides: Dims::from_slice(strides, 0),
             _life: PhantomData,
         }
     }
@@ -114,7 +114,7 @@ impl<'a, E: Store> ViewMut<'a, E> {
     pub unsafe fn new(dst: impl Into<Dst<E>>, strides: &[isize]) -> Self {
         ViewMut {
             dst: dst.into(),
-            strides: dims(strides, 0),
+            strides: Dims::from_slice(strides, 0),
             _life: PhantomData,
         }
     }
@@ -351,15 +351,6 @@ impl fmt::Display for ShapeStr<'_> {
             }
         }
     }
-}
-
-/// `values` as [`Dims`] (`blank` fills unused inline slots).
-fn dims<T: Copy>(values: &[T], blank: T) -> Dims<T> {
-    let mut d = Dims::empty(blank);
-    for &v in values {
-        d.push(v);
-    }
-    d
 }
 
 /// The strides with which an array of `shape` and `strides` reads as an array of `to`, by the
