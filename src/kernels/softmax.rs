@@ -72,7 +72,7 @@ use super::lanes::{max_lanes, row_sums, LANES};
 use super::math;
 use super::nan::NanPolicy;
 use super::reduce::{flags, Partial};
-use super::rows::{In, Out, Row, RowOp, Tile};
+use super::rows::{In, Out, Row, RowBatch, RowOp, Tile, BATCH_ROWS};
 use super::strided::{Load, TileBuf};
 
 /// An integer class-label element type (the class-index targets of the loss and, through
@@ -307,15 +307,15 @@ fn nan_rows<T: Float>(x: &[T], n: usize, states: &mut [Lse]) {
 }
 
 /// What [`NanPolicy`] `nan` makes of a row that [`nan_rows`] marked in `st_flags`, or whose
-/// sample weight `sw` is NaN: `None` when it is not such a row (or NaN propagates), else the
-/// row's contribution: nothing (`omit`; its loss, written, is NaN), or the [`flags::NAN`]
-/// error (`raise`).
+/// sample weight `sw` (1 without sample weights) is NaN: `None` when it is not such a row (or
+/// NaN propagates), else the row's contribution: nothing (`omit`; its loss, written, is NaN),
+/// or the [`flags::NAN`] error (`raise`).
 #[inline(always)]
-fn nan_row(nan: NanPolicy, st_flags: u32, sw: Option<f64>) -> Option<Partial> {
+fn nan_row(nan: NanPolicy, st_flags: u32, sw: f64) -> Option<Partial> {
     if nan == NanPolicy::Propagate {
         return None;
     }
-    if st_flags & flags::NAN == 0 && !sw.is_some_and(f64::is_nan) {
+    if st_flags & flags::NAN == 0 && !sw.is_nan() {
         return None;
     }
     Some(match nan {
@@ -327,12 +327,17 @@ fn nan_row(nan: NanPolicy, st_flags: u32, sw: Option<f64>) -> Option<Partial> {
     })
 }
 
-/// A row's sample weight (`None` without sample weights), or the [`flags::WEIGHT`] error of a
-/// negative one.
+/// A row's sample weight, 1 without sample weights (`loss · 1` is `loss`, bit for bit), or
+/// the [`flags::WEIGHT`] error of a negative one.
+///
+/// A number in both cases, not an `Option`: the compiler computes `sw · loss` before it
+/// selects between the cases, and with `None` that multiply read whatever the register held;
+/// when that was a subnormal, every row paid a microcode assist (about 150 cycles; a softmax
+/// call over short rows ran twice as slow, and how often depended on what the stack held).
 #[inline(always)]
-fn sample_weight<T: Float>(row: &Row<5>, sw: &Option<In<T>>) -> Result<Option<f64>, Partial> {
+fn sample_weight<T: Float>(row: &Row<5>, sw: &Option<In<T>>) -> Result<f64, Partial> {
     match sw {
-        None => Ok(None),
+        None => Ok(1.0),
         Some(sw) => {
             let v = row.value(sw).to_f64();
             if v < 0.0 {
@@ -341,10 +346,46 @@ fn sample_weight<T: Float>(row: &Row<5>, sw: &Option<In<T>>) -> Result<Option<f6
                     ..Partial::EMPTY
                 })
             } else {
-                Ok(Some(v))
+                Ok(v)
             }
         }
     }
+}
+
+/// What [`RowOp::finish_rows`]' default gives for the rows of `batch` (states `states`),
+/// with `finish(row, state, ln_s)` the op's [`RowOp::finish`] given the state's `ln S`: the
+/// logarithms, the longest chain of a short row's finish (a scalar `f64` log), are taken a
+/// batch of rows at a time in vector lanes, on the same operations per row, so every row gets
+/// the same bits.
+#[inline(always)]
+fn finish_batch<A: Arch, O: RowOp<5, State = Lse>>(
+    op: &O,
+    batch: &RowBatch<5>,
+    states: &[Lse],
+    mut part: Partial,
+    finish: impl Fn(&Row<5>, Lse, f64) -> Partial,
+) -> Partial {
+    // The two fields the logarithm needs, an array each (a state is 48 bytes: read field by
+    // field, the loop would not vectorise).
+    let (mut k, mut s, mut ln_s) = ([0.0; BATCH_ROWS], [0.0; BATCH_ROWS], [0.0; BATCH_ROWS]);
+    for (c, states) in states.chunks(BATCH_ROWS).enumerate() {
+        let n = states.len();
+        for ((k, s), st) in k.iter_mut().zip(s.iter_mut()).zip(states) {
+            (*k, *s) = (st.k, st.s);
+        }
+        for ((l, &k), &s) in ln_s[..n].iter_mut().zip(&k).zip(&s) {
+            *l = math::ln_1p_nonneg_f64::<A>((k - 1.0) + s);
+        }
+        for (r, (&st, &ln_s)) in states.iter().zip(&ln_s).enumerate() {
+            let row = batch.row(c * BATCH_ROWS + r);
+            let mut p = finish(&row, op.merge(op.empty(), st), ln_s);
+            if p.flags != 0 {
+                p.first_bad = row.index() as u64;
+            }
+            part = part.merge(p);
+        }
+    }
+    part
 }
 
 impl<T: Float, L: Label + Load> RowOp<5> for SoftmaxLabels<T, L> {
@@ -410,8 +451,24 @@ impl<T: Float, L: Label + Load> RowOp<5> for SoftmaxLabels<T, L> {
         a.merge(b, false)
     }
 
+    /// [`finish`](Self::finish) row after row, their `ln S` a batch at a time ([`finish_batch`]).
+    #[inline(always)]
+    fn finish_rows<A: Arch>(&self, batch: &RowBatch<5>, states: &[Lse], part: Partial) -> Partial {
+        finish_batch::<A, _>(self, batch, states, part, |row, st, ln_s| {
+            self.finish_ln::<A>(row, st, ln_s)
+        })
+    }
+
     #[inline(always)]
     fn finish<A: Arch>(&self, row: &Row<5>, st: Lse) -> Partial {
+        self.finish_ln::<A>(row, st, st.ln_s::<A>())
+    }
+}
+
+impl<T: Float, L: Label + Load> SoftmaxLabels<T, L> {
+    /// [`RowOp::finish`] of a row whose `ln S` ([`Lse::ln_s`]) is `ln_s`.
+    #[inline(always)]
+    fn finish_ln<A: Arch>(&self, row: &Row<5>, st: Lse, ln_s: f64) -> Partial {
         let y = row.value(&self.labels).index();
         let write = |loss: f64| {
             if let Some(out) = &self.out {
@@ -439,7 +496,7 @@ impl<T: Float, L: Label + Load> RowOp<5> for SoftmaxLabels<T, L> {
                 ..Partial::EMPTY
             };
         }
-        let (r, ln_s) = (reference(st.m), st.ln_s::<A>());
+        let r = reference(st.m);
         // 0 <= y < C: class y of the row.
         let xy = row.get(&self.logits, y as usize).to_f64();
         let wy = row.get(&classes.weight, y as usize).to_f64();
@@ -451,10 +508,8 @@ impl<T: Float, L: Label + Load> RowOp<5> for SoftmaxLabels<T, L> {
             let smooth = classes.weight_total.mul_add_on::<A>(ln_s, st.a);
             loss = (1.0 - eps) * loss + eps / classes.count as f64 * smooth;
         }
-        let (loss, weight) = match sw {
-            None => (loss, wy),
-            Some(sw) => (sw * loss, sw),
-        };
+        let weight = if self.sample_weight.is_some() { sw } else { wy };
+        let loss = sw * loss;
         write(loss);
         if let Some(omitted) = nan_row(self.nan, st.flags, sw) {
             return omitted;
@@ -550,8 +605,24 @@ impl<T: Float> RowOp<5> for SoftmaxProbs<T> {
         a.merge(b, true)
     }
 
+    /// [`finish`](Self::finish) row after row, their `ln S` a batch at a time ([`finish_batch`]).
+    #[inline(always)]
+    fn finish_rows<A: Arch>(&self, batch: &RowBatch<5>, states: &[Lse], part: Partial) -> Partial {
+        finish_batch::<A, _>(self, batch, states, part, |row, st, ln_s| {
+            self.finish_ln::<A>(row, st, ln_s)
+        })
+    }
+
     #[inline(always)]
     fn finish<A: Arch>(&self, row: &Row<5>, st: Lse) -> Partial {
+        self.finish_ln::<A>(row, st, st.ln_s::<A>())
+    }
+}
+
+impl<T: Float> SoftmaxProbs<T> {
+    /// [`RowOp::finish`] of a row whose `ln S` ([`Lse::ln_s`]) is `ln_s`.
+    #[inline(always)]
+    fn finish_ln<A: Arch>(&self, row: &Row<5>, st: Lse, ln_s: f64) -> Partial {
         let sw = match sample_weight(row, &self.sample_weight) {
             Ok(sw) => sw,
             Err(bad) => return bad,
@@ -561,12 +632,9 @@ impl<T: Float> RowOp<5> for SoftmaxProbs<T> {
             0.0
         } else {
             // `Σ w t' (lse - x)` as a sum of two non-negative terms.
-            st.a.mul_add_on::<A>(st.ln_s::<A>(), st.b)
+            st.a.mul_add_on::<A>(ln_s, st.b)
         };
-        let (loss, weight) = match sw {
-            None => (loss, 1.0),
-            Some(sw) => (sw * loss, sw),
-        };
+        let loss = sw * loss;
         if let Some(out) = &self.out {
             row.write(out, T::from_f64(loss));
         }
@@ -580,7 +648,8 @@ impl<T: Float> RowOp<5> for SoftmaxProbs<T> {
         }
         Partial {
             sum: loss,
-            weight,
+            // The row count's share without sample weights (`sw` is then 1).
+            weight: sw,
             count: 1,
             flags: errors,
             ..Partial::EMPTY
@@ -830,5 +899,109 @@ mod tests {
         assert_eq!((part.flags, part.first_bad), (flags::TARGET, 1));
         let (_, part) = labels_loss(&[0.0; 6], &[-1, 0], &w, 0.0, 3, 1);
         assert_eq!((part.flags, part.first_bad), (flags::TARGET, 0));
+    }
+
+    /// The batched finish of short rows ([`finish_batch`]: logarithms in vector lanes) gives
+    /// each row the bits the row gets alone (one row per call, the lanes' scalar tail), for
+    /// rows of every kind: ordinary, confident, ignored, all `-inf`, with a NaN, with and
+    /// without sample weights and smoothing, with either target form; and the batch's
+    /// denominator and count are those of the rows one by one.
+    #[test]
+    fn batched_finish_gives_each_row_its_own_bits() {
+        let (r, c) = (300, 10);
+        let mut x = logits(r, c);
+        for (i, row) in x.chunks_mut(c).enumerate() {
+            match i % 11 {
+                3 => row.fill(f64::NEG_INFINITY),
+                5 => row[2] = f64::NAN,
+                7 => row[1] = 1e3,
+                _ => {}
+            }
+        }
+        let labels: Vec<i64> = (0..r)
+            .map(|i| {
+                if i % 13 == 4 {
+                    -100
+                } else {
+                    (i * 7 % c) as i64
+                }
+            })
+            .collect();
+        let t: Vec<f64> = (0..r * c).map(|i| ((i * 37 % 11) as f64) / 50.0).collect();
+        let sw: Vec<f64> = (0..r).map(|i| (i % 5) as f64 * 0.75).collect();
+        let w: Vec<f64> = (0..c).map(|i| 0.5 + i as f64 / 4.0).collect();
+        // Rows `first..first + n`: per-row losses and the call's (weight, count).
+        let call = |first: usize, n: usize, probs: bool, eps: f64, weighted: bool| {
+            let mut out = vec![0.0; n];
+            let ci = c as isize;
+            let sws: isize = if weighted { 1 } else { 0 };
+            let rows = Rows::new(
+                &[n, c],
+                [
+                    &[ci, 1],
+                    &[if probs { ci } else { 1 }, if probs { 1 } else { 0 }],
+                    &[0, 1],
+                    &[1, 0],
+                    &[sws, 0],
+                ],
+                &[false, true],
+            );
+            let classes = || Classes {
+                count: c,
+                // SAFETY: `w` holds the `c` class weights (stride 1 along classes).
+                weight: unsafe { In::new(w.as_ptr(), 2) },
+                weight_total: w.iter().sum(),
+                smoothing: eps,
+            };
+            // SAFETY: `rows` is built from these buffers' shapes and strides (operands 0 to 4);
+            // they outlive the call, and each row writes its own element of `out`.
+            let part = unsafe {
+                let x = In::new(x[first * c..].as_ptr(), 0);
+                let out = Some(Out::new(out.as_mut_ptr(), 3));
+                let sample_weight = weighted.then(|| In::new(sw[first..].as_ptr(), 4));
+                if probs {
+                    let op = SoftmaxProbs {
+                        logits: x,
+                        target: In::new(t[first * c..].as_ptr(), 1),
+                        classes: classes(),
+                        out,
+                        sample_weight,
+                        nan: NanPolicy::Propagate,
+                    };
+                    run(&rows, &op, None)
+                } else {
+                    let op = SoftmaxLabels {
+                        logits: x,
+                        labels: In::new(labels[first..].as_ptr(), 1),
+                        classes: classes(),
+                        ignore_index: -100,
+                        out,
+                        sample_weight,
+                        nan: NanPolicy::Propagate,
+                    };
+                    run(&rows, &op, None)
+                }
+            };
+            (out, part.weight, part.count)
+        };
+        for probs in [false, true] {
+            for eps in [0.0, 0.1] {
+                for weighted in [false, true] {
+                    let (batch, weight, count) = call(0, r, probs, eps, weighted);
+                    let (mut weights, mut counts) = (0.0, 0);
+                    for (i, &got) in batch.iter().enumerate() {
+                        let (alone, w1, n1) = call(i, 1, probs, eps, weighted);
+                        assert_eq!(
+                            got.to_bits(),
+                            alone[0].to_bits(),
+                            "row {i} (probs {probs}, eps {eps}, weighted {weighted}): {got} vs {}",
+                            alone[0]
+                        );
+                        (weights, counts) = (weights + w1, counts + n1);
+                    }
+                    assert_eq!((weight, count), (weights, counts));
+                }
+            }
+        }
     }
 }
