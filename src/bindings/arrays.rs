@@ -286,13 +286,14 @@ fn in_use(arg: &str, access: Access, conflict: Conflict) -> PyErr {
 /// A read-only view of an array's elements where they lie. Holding it holds a claim to read
 /// that memory ([`memory::claim`]): a call of another thread that would write any of its
 /// bytes, through whatever object, is refused until the view is dropped.
+///
+/// Its shape and strides are the array's own, read from it when asked for, not copied: a view
+/// is moved a few times per call (into the operand structs, out of results), and each copy of
+/// shape and strides held inline made those moves four times larger.
 pub struct View<'py, E: Element> {
     array: Bound<'py, PyArrayDyn<E>>,
     _claim: Option<Held>,
     pub ptr: *const E,
-    pub shape: Dims<usize>,
-    /// Element strides, one per dimension of `shape`.
-    pub strides: Dims<isize>,
 }
 
 impl<'py, E: Element> View<'py, E> {
@@ -308,14 +309,23 @@ impl<'py, E: Element> View<'py, E> {
         let arr = typed.as_untyped();
         let claim = memory::claim(region_of(arr), Access::Read, None)
             .map_err(|c| in_use(arg, Access::Read, c))?;
-        let itemsize = std::mem::size_of::<E>() as isize;
         Ok(View {
             ptr: typed.data(),
-            shape: Dims::from_slice(arr.shape(), 0),
-            strides: Dims::collect(arr.strides().iter().map(|s| s / itemsize), 0),
             array: typed.clone(),
             _claim: claim,
         })
+    }
+
+    /// The array's shape.
+    pub fn shape(&self) -> &[usize] {
+        self.array.shape()
+    }
+
+    /// Its element strides, one per dimension of the shape (`ndarray` accepts only arrays
+    /// whose byte strides are multiples of the item size).
+    pub fn strides(&self) -> Dims<isize> {
+        let itemsize = std::mem::size_of::<E>() as isize;
+        Dims::collect(self.array.strides().iter().map(|s| s / itemsize), 0)
     }
 
     /// The interpreter the viewed array belongs to.
@@ -340,7 +350,7 @@ impl<E: Element + Load> View<'_, E> {
         // the returned view borrows it; `ptr`, `shape` and `strides` are the array's own, its
         // elements `E`, aligned (see `ndarray`), and no call of this crate writes them while
         // the claim is held.
-        unsafe { view::View::new(self.ptr, &self.shape, &self.strides) }
+        unsafe { view::View::new(self.ptr, self.shape(), &self.strides()) }
     }
 }
 
@@ -353,7 +363,7 @@ impl<E: Element> View<'_, E> {
     pub unsafe fn kernel_as<Y: Load>(&self) -> view::View<'_, Y> {
         const { assert!(std::mem::size_of::<E>() == std::mem::size_of::<Y>()) };
         // SAFETY: as in `kernel`, with the caller's promise that every `E` is a valid `Y`.
-        unsafe { view::View::new(self.ptr.cast::<Y>(), &self.shape, &self.strides) }
+        unsafe { view::View::new(self.ptr.cast::<Y>(), self.shape(), &self.strides()) }
     }
 }
 

@@ -145,7 +145,7 @@ impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, 
             // SAFETY: the bits of a 16-bit float array, valid along the view's shape and
             // strides while it is held (`View::kernel`'s argument); `Src::half` reads them so.
             TargetView::Half(v, half) => unsafe {
-                view::View::new(Src::half(v.ptr, *half), &v.shape, &v.strides)
+                view::View::new(Src::half(v.ptr, *half), v.shape(), &v.strides())
             },
             // SAFETY: `with_target_dtype` pairs each NumPy dtype `E` with the type `Y` of its
             // size that reads every bit pattern of it (bool bytes as `Bool`).
@@ -167,7 +167,7 @@ impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, 
         let bad = match &self.y {
             // SAFETY: as in `target`, the target's bits along its own shape and strides.
             TargetView::Half(v, half) => unsafe {
-                find_first(v.ptr, &v.shape, &v.strides, |b| {
+                find_first(v.ptr, v.shape(), &v.strides(), |b| {
                     !f32::from_half(b, *half).in_range()
                 })
             }
@@ -198,7 +198,7 @@ impl<'py, T: Float + Load + Element + Reported, E: Element> BinaryOperands<'py, 
             let bad = match &self.y {
                 // SAFETY: as in `target`, the target's bits along its own shape and strides.
                 TargetView::Half(v, half) => unsafe {
-                    find_first(v.ptr, &v.shape, &v.strides, |b| {
+                    find_first(v.ptr, v.shape(), &v.strides(), |b| {
                         f32::from_half(b, *half).is_nan()
                     })
                 }

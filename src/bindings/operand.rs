@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use super::arrays::{is, ndarray_as, Operand, View};
 use super::half::{bits, half_of};
 use crate::kernels::half::{Half, HalfConvert};
-use crate::kernels::strided::{find_first, Load, Src, Stored};
+use crate::kernels::strided::{find_first, Dims, Load, Src, Stored};
 use crate::kernels::view;
 
 /// The view of an operand, by its stored dtype.
@@ -69,12 +69,12 @@ impl<'py, E: Load + Element> LoadView<'py, E> {
 
     /// The operand's shape.
     pub fn shape(&self) -> &[usize] {
-        on_view!(&self.held, |v| &v.shape)
+        on_view!(&self.held, |v| v.shape())
     }
 
     /// Its element strides (in elements of its own dtype), one per dimension.
-    pub fn strides(&self) -> &[isize] {
-        on_view!(&self.held, |v| &v.strides)
+    pub fn strides(&self) -> Dims<isize> {
+        on_view!(&self.held, |v| v.strides())
     }
 
     /// Where the kernels read it, and how it is stored.
@@ -92,7 +92,7 @@ impl<'py, E: Load + Element> LoadView<'py, E> {
         // SAFETY: the held view keeps the array alive and claimed for reading while the result
         // borrows it; `src` says how its elements are stored, and shape and strides are its
         // own (see `View::kernel`).
-        unsafe { view::View::new(self.src(), self.shape(), self.strides()) }
+        unsafe { view::View::new(self.src(), self.shape(), &self.strides()) }
     }
 
     /// The 16-bit float format it is stored in, if any.
@@ -116,7 +116,7 @@ impl<'py, E: Load + Element> LoadView<'py, E> {
     /// The C-order index of the first element that is `bad` (as read by the kernels, i.e.
     /// as `E`), and its value as stored.
     pub fn first_bad(&self, bad: impl Fn(E) -> bool) -> Option<(Vec<usize>, Value<E>)> {
-        let (shape, strides) = (self.shape(), self.strides());
+        let (shape, strides) = (self.shape(), &self.strides());
         // SAFETY: each view is alive and describes valid elements of its own type.
         unsafe {
             match &self.held {
