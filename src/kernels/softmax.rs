@@ -72,7 +72,7 @@ use super::lanes::{max_lanes, row_sums, LANES};
 use super::math;
 use super::nan::NanPolicy;
 use super::reduce::{flags, Partial};
-use super::rows::{In, Out, Row, RowBatch, RowOp, Tile, BATCH_ROWS};
+use super::rows::{In, Out, Row, RowBatch, RowOp, Tile};
 use super::strided::{Load, TileBuf};
 
 /// An integer class-label element type (the class-index targets of the loss and, through
@@ -366,18 +366,20 @@ fn finish_batch<A: Arch, O: RowOp<5, State = Lse>>(
     finish: impl Fn(&Row<5>, Lse, f64) -> Partial,
 ) -> Partial {
     // The two fields the logarithm needs, an array each (a state is 48 bytes: read field by
-    // field, the loop would not vectorise).
-    let (mut k, mut s, mut ln_s) = ([0.0; BATCH_ROWS], [0.0; BATCH_ROWS], [0.0; BATCH_ROWS]);
-    for (c, states) in states.chunks(BATCH_ROWS).enumerate() {
+    // field, the loop would not vectorise); `ln S` replaces `k - 1 + s` in place. Chunks of
+    // 64 rows: enough for the vector lanes, and the arrays are zeroed on every call.
+    const CHUNK: usize = 64;
+    let (mut ln_s, mut s) = ([0.0; CHUNK], [0.0; CHUNK]);
+    for (c, states) in states.chunks(CHUNK).enumerate() {
         let n = states.len();
-        for ((k, s), st) in k.iter_mut().zip(s.iter_mut()).zip(states) {
+        for ((k, s), st) in ln_s.iter_mut().zip(s.iter_mut()).zip(states) {
             (*k, *s) = (st.k, st.s);
         }
-        for ((l, &k), &s) in ln_s[..n].iter_mut().zip(&k).zip(&s) {
-            *l = math::ln_1p_nonneg_f64::<A>((k - 1.0) + s);
+        for (l, &s) in ln_s[..n].iter_mut().zip(&s) {
+            *l = math::ln_1p_nonneg_f64::<A>((*l - 1.0) + s);
         }
         for (r, (&st, &ln_s)) in states.iter().zip(&ln_s).enumerate() {
-            let row = batch.row(c * BATCH_ROWS + r);
+            let row = batch.row(c * CHUNK + r);
             let mut p = finish(&row, op.merge(op.empty(), st), ln_s);
             if p.flags != 0 {
                 p.first_bad = row.index() as u64;
@@ -908,7 +910,13 @@ mod tests {
     /// denominator and count are those of the rows one by one.
     #[test]
     fn batched_finish_gives_each_row_its_own_bits() {
-        let (r, c) = (300, 10);
+        // 4 classes: 128 rows per tile, finished in more than one chunk.
+        for c in [4, 10] {
+            batched_finish_case(300, c);
+        }
+    }
+
+    fn batched_finish_case(r: usize, c: usize) {
         let mut x = logits(r, c);
         for (i, row) in x.chunks_mut(c).enumerate() {
             match i % 11 {
