@@ -403,75 +403,70 @@ pub fn normalize_axis(axis: isize, ndim: usize) -> Result<usize, ShapeError> {
 }
 
 /// A reduction of an array of `shape` along one axis (or all of them): which dimensions it
-/// removes, and the shape of what remains (the rows' shape: one result per row).
+/// removes, and the shape of what remains (the rows' shape: one result per row). Its lists,
+/// and the strides its methods make, are [`Dims`]: inline for up to four dimensions, so that
+/// a call allocates none of them.
 pub struct Reduced {
     /// One flag per dimension of the array: true where the reduction removes it.
-    pub mask: Vec<bool>,
+    pub mask: Dims<bool>,
     /// The shape without the removed dimensions.
-    pub kept: Vec<usize>,
+    pub kept: Dims<usize>,
 }
 
 impl Reduced {
     /// Along `axis` (normalised against `shape`; an out-of-range axis is an error).
     pub fn along(axis: Axis, shape: &[usize]) -> Result<Self, ShapeError> {
         Ok(match axis {
-            Axis::All => Self::from_mask(vec![true; shape.len()], shape),
+            Axis::All => Self::from_mask(Dims::filled(shape.len(), true), shape),
             Axis::Along(axis) => Self::axis(normalize_axis(axis, shape.len())?, shape),
         })
     }
 
     /// Along `axis`, a dimension of `shape` (see [`normalize_axis`]).
     pub fn axis(axis: usize, shape: &[usize]) -> Self {
-        Self::from_mask((0..shape.len()).map(|d| d == axis).collect(), shape)
+        Self::from_mask(
+            Dims::collect((0..shape.len()).map(|d| d == axis), false),
+            shape,
+        )
     }
 
-    fn from_mask(mask: Vec<bool>, shape: &[usize]) -> Self {
-        let kept = shape
-            .iter()
-            .zip(&mask)
-            .filter(|(_, &r)| !r)
-            .map(|(&n, _)| n)
-            .collect();
+    fn from_mask(mask: Dims<bool>, shape: &[usize]) -> Self {
+        let mut kept = Dims::empty(0);
+        for (&n, _) in shape.iter().zip(mask.iter()).filter(|(_, &r)| !r) {
+            kept.push(n);
+        }
         Reduced { mask, kept }
     }
 
     /// The strides of an array of the kept shape (one per kept dimension) as strides over the
     /// whole shape: 0 along the removed dimensions, so that every element of a row reads (or
     /// writes) its row's one element.
-    pub fn widen(&self, strides: &[isize]) -> Vec<isize> {
+    pub fn widen(&self, strides: &[isize]) -> Dims<isize> {
         let mut it = strides.iter().copied();
-        self.mask
+        let widened = self
+            .mask
             .iter()
-            .map(|&r| if r { 0 } else { it.next().unwrap_or(0) })
-            .collect()
+            .map(|&r| if r { 0 } else { it.next().unwrap_or(0) });
+        Dims::collect(widened, 0)
     }
 
     /// `shape` with the removed dimensions kept with length 1 (NumPy's `keepdims=True`).
-    pub fn kept_dims(&self, shape: &[usize]) -> Vec<usize> {
-        shape
-            .iter()
-            .zip(&self.mask)
-            .map(|(&n, &r)| if r { 1 } else { n })
-            .collect()
+    pub fn kept_dims(&self, shape: &[usize]) -> Dims<usize> {
+        let dims = shape.iter().zip(self.mask.iter());
+        Dims::collect(dims.map(|(&n, &r)| if r { 1 } else { n }), 0)
     }
 
     /// The strides of an array of the [`kept_dims`](Self::kept_dims) shape (one per dimension)
     /// with 0 along the removed dimensions: as [`widen`](Self::widen) does for the kept shape.
-    pub fn widen_kept(&self, strides: &[isize]) -> Vec<isize> {
-        strides
-            .iter()
-            .zip(&self.mask)
-            .map(|(&s, &r)| if r { 0 } else { s })
-            .collect()
+    pub fn widen_kept(&self, strides: &[isize]) -> Dims<isize> {
+        let dims = strides.iter().zip(self.mask.iter());
+        Dims::collect(dims.map(|(&s, &r)| if r { 0 } else { s }), 0)
     }
 
     /// Strides that step by `stride` along the removed dimension and stay put along the
     /// others: one value per class (the class weights), the same for every row.
-    pub fn along_removed(&self, stride: isize) -> Vec<isize> {
-        self.mask
-            .iter()
-            .map(|&r| if r { stride } else { 0 })
-            .collect()
+    pub fn along_removed(&self, stride: isize) -> Dims<isize> {
+        Dims::collect(self.mask.iter().map(|&r| if r { stride } else { 0 }), 0)
     }
 }
 
@@ -509,15 +504,15 @@ mod tests {
     fn reduced_dimensions_and_widened_strides() {
         let r = Reduced::along(Axis::Along(-2), &[2, 3, 4]).unwrap();
         assert_eq!(r.mask, Reduced::axis(1, &[2, 3, 4]).mask);
-        assert_eq!(r.mask, [false, true, false]);
-        assert_eq!(r.kept, [2, 4]);
-        assert_eq!(r.widen(&[4, 1]), [4, 0, 1]);
-        assert_eq!(r.along_removed(7), [0, 7, 0]);
-        assert_eq!(r.kept_dims(&[2, 3, 4]), [2, 1, 4]);
-        assert_eq!(r.widen_kept(&[4, 9, 1]), [4, 0, 1]);
+        assert_eq!(r.mask[..], [false, true, false]);
+        assert_eq!(r.kept[..], [2, 4]);
+        assert_eq!(r.widen(&[4, 1])[..], [4, 0, 1]);
+        assert_eq!(r.along_removed(7)[..], [0, 7, 0]);
+        assert_eq!(r.kept_dims(&[2, 3, 4])[..], [2, 1, 4]);
+        assert_eq!(r.widen_kept(&[4, 9, 1])[..], [4, 0, 1]);
         let all = Reduced::along(Axis::All, &[2, 3]).unwrap();
-        assert_eq!(all.kept_dims(&[2, 3]), [1, 1]);
-        assert_eq!((all.mask, all.kept), (vec![true, true], vec![]));
+        assert_eq!(all.kept_dims(&[2, 3])[..], [1, 1]);
+        assert_eq!((&all.mask[..], &all.kept[..]), (&[true, true][..], &[][..]));
         assert_eq!(
             Reduced::along(Axis::Along(2), &[2, 3])
                 .err()

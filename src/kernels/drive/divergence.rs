@@ -84,7 +84,7 @@ pub fn rowwise<'a, T: Float, D: Detach>(
     let (out_dst, out_strides) = match &out {
         Some(v) if args.keepdims => (v.dst(), reduced.widen_kept(v.strides())),
         Some(v) => (v.dst(), reduced.widen(v.strides())),
-        None => (Dst::null(), vec![0; b.shape.len()]),
+        None => (Dst::null(), Dims::filled(b.shape.len(), 0)),
     };
     let rows = Rows::new(
         &b.shape,
@@ -126,8 +126,8 @@ pub fn fold<T: Float, D: Detach>(args: &Fold<'_, T>, detach: &D) -> Result<Parti
     let nd = b.shape.len();
     let rows = Rows::new(
         &b.shape,
-        [&b.p_strides, &b.q_strides, &vec![0; nd]],
-        &vec![true; nd],
+        [&b.p_strides, &b.q_strides, &Dims::filled(nd, 0)],
+        &Dims::filled(nd, true),
     );
     let (kind, nan, init, p, q) = (args.kind, args.nan, args.init, b.p, b.q);
     let rows = &rows;

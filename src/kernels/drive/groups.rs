@@ -122,11 +122,11 @@ pub fn softmax_cross_entropy<T: Float, L: Label + Load, C: CodeType + Load, D: D
     let reject = |e| detach.reject(e);
     let p = args.prepare().map_err(reject)?;
     let codes = &grouping.codes;
-    if codes.shape() != p.reduced.kept {
+    if codes.shape() != &p.reduced.kept[..] {
         return Err(reject(ShapeError::GroupsRows {
             logits: args.logits.shape().to_vec(),
             axis: p.axis,
-            rows: p.reduced.kept.clone(),
+            rows: p.reduced.kept.to_vec(),
             got: codes.shape().to_vec(),
         }));
     }

@@ -9,7 +9,7 @@ use crate::reduce::Partial;
 use crate::rows::{run_from, In, Out, RowOp, Rows};
 use crate::softmax::grad::{self as softmax_grad, ClassTarget, SoftmaxGrad};
 use crate::softmax::{Classes, Label, SoftmaxLabels, SoftmaxProbs};
-use crate::strided::{Dst, Load, Src};
+use crate::strided::{Dims, Dst, Load, Src};
 use crate::view::{normalize_axis, Reduced, ShapeError, View, ViewMut};
 
 /// What the loss is measured against: one class index per row (read as `L`), or class
@@ -74,7 +74,7 @@ pub(super) struct Prepared<T> {
     classes: usize,
     weight: Src<T>,
     weight_total: f64,
-    weight_strides: Vec<isize>,
+    weight_strides: Dims<isize>,
 }
 
 impl<T: Float, L: Label + Load> Loss<'_, T, L> {
@@ -98,13 +98,13 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
 
     /// Checks the target's shape against the rows (class indices) or the logits
     /// (probabilities), and gives its strides over the logits' shape.
-    fn target_strides(&self, p: &Prepared<T>) -> Result<Vec<isize>, ShapeError> {
+    fn target_strides(&self, p: &Prepared<T>) -> Result<Dims<isize>, ShapeError> {
         let shape = self.logits.shape();
         match &self.target {
-            Target::Labels(y) if y.shape() != p.reduced.kept => Err(ShapeError::Labels {
+            Target::Labels(y) if y.shape() != &p.reduced.kept[..] => Err(ShapeError::Labels {
                 logits: shape.to_vec(),
                 axis: p.axis,
-                rows: p.reduced.kept.clone(),
+                rows: p.reduced.kept.to_vec(),
                 got: y.shape().to_vec(),
             }),
             Target::Labels(y) => Ok(p.reduced.widen(y.strides())),
@@ -112,7 +112,7 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
                 logits: shape.to_vec(),
                 got: y.shape().to_vec(),
             }),
-            Target::Probabilities(y) => Ok(y.strides().to_vec()),
+            Target::Probabilities(y) => Ok(Dims::from_slice(y.strides(), 0)),
         }
     }
 
@@ -134,7 +134,7 @@ impl<T: Float, L: Label + Load> Loss<'_, T, L> {
         let target_strides = self.target_strides(p)?;
         let shape = self.logits.shape();
         let (sample_weight, sw_strides) = match &self.sample_weight {
-            None => (None, vec![0; shape.len()]),
+            None => (None, Dims::filled(shape.len(), 0)),
             Some(v) => {
                 let strides = v.broadcast_strides(&p.reduced.kept, "sample_weight")?;
                 (Some(v.src()), p.reduced.widen(&strides))
@@ -250,7 +250,7 @@ pub fn loss<'a, T: Float, L: Label + Load, D: Detach>(
     let (out_ptr, out_strides) = match &out {
         Some(v) if keepdims => (Some(v.dst()), p.reduced.widen_kept(v.strides())),
         Some(v) => (Some(v.dst()), p.reduced.widen(v.strides())),
-        None => (None, vec![0; args.logits.shape().len()]),
+        None => (None, Dims::filled(args.logits.shape().len(), 0)),
     };
     let run = Plain {
         init: args.init,
@@ -290,11 +290,11 @@ pub fn grad<'a, T: Float, Y: ClassTarget, D: Detach>(
     let reduced = Reduced::axis(axis, shape);
     let y = &args.target;
     let target_strides = if Y::HARD {
-        if y.shape() != reduced.kept {
+        if y.shape() != &reduced.kept[..] {
             return Err(reject(ShapeError::Labels {
                 logits: shape.to_vec(),
                 axis,
-                rows: reduced.kept.clone(),
+                rows: reduced.kept.to_vec(),
                 got: y.shape().to_vec(),
             }));
         }
@@ -306,7 +306,7 @@ pub fn grad<'a, T: Float, Y: ClassTarget, D: Detach>(
                 got: y.shape().to_vec(),
             }));
         }
-        y.strides().to_vec()
+        Dims::from_slice(y.strides(), 0)
     };
     let (w_src, w_stride, w_total) = class_weights(&args.weight, classes).map_err(reject)?;
     let weight_strides = reduced.along_removed(w_stride);
