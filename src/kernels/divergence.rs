@@ -787,16 +787,12 @@ where
                     row.write(out, T::from_f64(value));
                 }
                 // `finish`'s contribution, with `finish_rows`' `first_bad`.
-                let mut p = Partial {
+                part = part.merge(row.located(Partial {
                     sum: value,
                     count: 1,
                     flags: s.flags,
                     ..Partial::EMPTY
-                };
-                if p.flags != 0 {
-                    p.first_bad = row.index() as u64;
-                }
-                part = part.merge(p);
+                }));
             }
         }
         part

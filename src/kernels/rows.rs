@@ -234,6 +234,16 @@ impl<const K: usize> Row<K> {
         unsafe { x.src.read(self.base[x.k]) }
     }
 
+    /// `p`, what this row contributes, with the row's index as `first_bad` when its flags
+    /// are set (see [`RowOp::finish_rows`]).
+    #[inline(always)]
+    pub fn located(&self, mut p: Partial) -> Partial {
+        if p.flags != 0 {
+            p.first_bad = self.index as u64;
+        }
+        p
+    }
+
     /// Writes the row's result to `out` (an operand holding one element per row).
     #[inline(always)]
     pub fn write<E: Store>(&self, out: &Out<E>, value: E) {
@@ -784,11 +794,7 @@ fn finish_row<A: Arch, const K: usize, O: RowOp<K>>(
     row: &Row<K>,
     state: O::State,
 ) -> Partial {
-    let mut p = op.finish::<A>(row, state);
-    if p.flags != 0 {
-        p.first_bad = row.index as u64;
-    }
-    p
+    row.located(op.finish::<A>(row, state))
 }
 
 /// Reduces the whole rows `range` with `op` on the calling thread, finishing each in row

@@ -204,7 +204,14 @@ impl Lse {
     /// it is. `-inf` for a row without a finite logit (`k = s = 0`), NaN with `s`.
     #[inline(always)]
     pub(crate) fn ln_s<A: Arch>(&self) -> f64 {
-        math::ln_1p_nonneg_f64::<A>((self.k - 1.0) + self.s)
+        Self::ln_s_of::<A>(self.k, self.s)
+    }
+
+    /// [`Lse::ln_s`] of a state with these `k` and `s`: one formula for the row-by-row and the
+    /// batched finish ([`finish_batch`]), which must give a row the same bits.
+    #[inline(always)]
+    fn ln_s_of<A: Arch>(k: f64, s: f64) -> f64 {
+        math::ln_1p_nonneg_f64::<A>((k - 1.0) + s)
     }
 }
 
@@ -376,15 +383,11 @@ fn finish_batch<A: Arch, O: RowOp<5, State = Lse>>(
             (*k, *s) = (st.k, st.s);
         }
         for (l, &s) in ln_s[..n].iter_mut().zip(&s) {
-            *l = math::ln_1p_nonneg_f64::<A>((*l - 1.0) + s);
+            *l = Lse::ln_s_of::<A>(*l, s);
         }
         for (r, (&st, &ln_s)) in states.iter().zip(&ln_s).enumerate() {
             let row = batch.row(c * CHUNK + r);
-            let mut p = finish(&row, op.merge(op.empty(), st), ln_s);
-            if p.flags != 0 {
-                p.first_bad = row.index() as u64;
-            }
-            part = part.merge(p);
+            part = part.merge(row.located(finish(&row, op.merge(op.empty(), st), ln_s)));
         }
     }
     part
