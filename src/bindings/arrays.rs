@@ -288,8 +288,8 @@ fn in_use(arg: &str, access: Access, conflict: Conflict) -> PyErr {
 /// bytes, through whatever object, is refused until the view is dropped.
 ///
 /// Its shape and strides are the array's own, read from it when asked for, not copied: a view
-/// is moved a few times per call (into the operand structs, out of results), and each copy of
-/// shape and strides held inline made those moves four times larger.
+/// is moved a few times per call (into the operand structs, out of results), so it stays at
+/// four words.
 pub struct View<'py, E: Element> {
     array: Bound<'py, PyArrayDyn<E>>,
     _claim: Option<Held>,
