@@ -41,8 +41,13 @@ pub fn sum_lanes_of<T: Float>(x: &[T], f: impl Fn(T) -> f64) -> f64 {
             *a += f(v);
         }
     }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a += f(v);
+    // The remainder into its lanes, +0.0 into the others, which leaves their bits as they are
+    // (a lane starts at +0.0, so it is never -0.0). No lane is indexed at run time, so the
+    // lanes stay in registers: with a loop over the remainder's length they were kept in
+    // memory, and the loop above, storing each lane back, no longer vectorised (`f32` rows).
+    let rest = chunks.remainder();
+    for (i, a) in acc.iter_mut().enumerate() {
+        *a += if i < rest.len() { f(rest[i]) } else { 0.0 };
     }
     fold_tree(&mut acc)
 }
@@ -61,8 +66,14 @@ pub fn sum_lanes2_of<T: Float>(x: &[T], f: impl Fn(T) -> (f64, f64)) -> (f64, f6
             *b += fb;
         }
     }
-    for ((a, b), &v) in acc.iter_mut().zip(bcc.iter_mut()).zip(chunks.remainder()) {
-        let (fa, fb) = f(v);
+    // As in `sum_lanes_of`: no lane indexed at run time.
+    let rest = chunks.remainder();
+    for (i, (a, b)) in acc.iter_mut().zip(bcc.iter_mut()).enumerate() {
+        let (fa, fb) = if i < rest.len() {
+            f(rest[i])
+        } else {
+            (0.0, 0.0)
+        };
         *a += fa;
         *b += fb;
     }
@@ -133,6 +144,38 @@ mod tests {
         assert!((sum_lanes(&x) - x.iter().sum::<f64>()).abs() <= 1e-12 * total);
         assert_eq!(sum_lanes::<f32>(&[]), 0.0);
         assert_eq!(sum_lanes(&[1f32; 37]), 37.0);
+    }
+
+    /// Element `i` into lane `i mod 16`, lanes folded pairwise: the order every tile sum
+    /// promises, whatever the length of the last, partial group of lanes.
+    #[test]
+    fn sums_have_the_bits_of_the_lane_order_for_every_remainder() {
+        let reference = |x: &[f64]| {
+            let mut acc = [0f64; LANES];
+            for (i, &v) in x.iter().enumerate() {
+                acc[i % LANES] += v;
+            }
+            fold_tree(&mut acc)
+        };
+        for n in 0..80 {
+            let mut x = data(n);
+            assert_eq!(sum_lanes(&x).to_bits(), reference(&x).to_bits(), "n = {n}");
+            if n > 3 {
+                // Zeros of either sign, in the remainder and in the first lane.
+                (x[n - 1], x[n - 2]) = (-0.0, 0.0);
+                x[0] = -0.0;
+                assert_eq!(sum_lanes(&x).to_bits(), reference(&x).to_bits(), "n = {n}");
+                x[n - 3] = f64::NAN;
+                assert!(sum_lanes(&x).is_nan(), "n = {n}");
+            }
+            let y: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let wide: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+            assert_eq!(
+                sum_lanes(&y).to_bits(),
+                reference(&wide).to_bits(),
+                "f32, n = {n}"
+            );
+        }
     }
 
     #[test]
