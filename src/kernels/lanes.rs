@@ -121,8 +121,10 @@ pub fn max_lanes<T: Float>(x: &[T]) -> T {
             *a = max(*a, v);
         }
     }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a = max(*a, v);
+    // As in `sum_lanes_of`: no lane indexed at run time (`max(a, -inf)` is `a`).
+    let rest = chunks.remainder();
+    for (i, a) in acc.iter_mut().enumerate() {
+        *a = max(*a, if i < rest.len() { rest[i] } else { neg_inf });
     }
     acc.into_iter().fold(neg_inf, max)
 }
