@@ -62,6 +62,8 @@
 //! returned as a Python float (`axis=None`, the streaming accumulators) keeps `f64` terms. KL
 //! cannot take this route: its terms cancel when `p ≈ q`, so its logs of `p / q` need `f64`.
 
+use std::iter;
+
 use super::float::Float;
 use super::isa::{self, Arch, Kernel};
 use super::lanes::{max_lanes, row_sums, LANES};
@@ -522,6 +524,50 @@ fn ln_for_f32<A: Arch, T: Float>(y: T, k: f64) -> f64 {
     math::ln_nonneg_f32_wide_shifted::<A>(y.to_f64() as f32, k)
 }
 
+/// The element terms of entropy, cross-entropy or KL divergence (`kind`) of `p`, `q` and the
+/// per-element reference exponents `ks` into `terms`, with the `f32`-accurate logs where
+/// `f32_rows` (entropy and cross-entropy; see the module doc).
+#[inline(always)]
+fn element_terms<A: Arch, T: Float>(
+    kind: Kind,
+    f32_rows: bool,
+    terms: &mut [f64],
+    p: &[T],
+    q: &[T],
+    ks: impl Iterator<Item = f64>,
+) {
+    match kind {
+        Kind::Entropy if f32_rows => {
+            for ((t, &x), k) in terms.iter_mut().zip(p).zip(ks) {
+                *t = x_ln_x_for_f32::<A, T>(x, k);
+            }
+        }
+        Kind::Entropy => {
+            for ((t, &x), k) in terms.iter_mut().zip(p).zip(ks) {
+                *t = x_ln_x::<A, T>(x, k);
+            }
+        }
+        Kind::CrossEntropy if f32_rows => neg_x_ln_y(terms, p, q, ks, ln_for_f32::<A, T>),
+        Kind::CrossEntropy => {
+            neg_x_ln_y(terms, p, q, ks, |y: T, k| ln_nonneg::<A, T>(y.to_f64(), k))
+        }
+        // The quotient, unless one might overflow or underflow somewhere in the tile.
+        Kind::KlDivergence if quotients_normal(p, q) => {
+            for (((t, &x), &y), k) in terms.iter_mut().zip(p).zip(q).zip(ks) {
+                *t = kl_term_fast::<A, T>(x, y, k);
+            }
+        }
+        Kind::KlDivergence => {
+            for (((t, &x), &y), k) in terms.iter_mut().zip(p).zip(q).zip(ks) {
+                *t = kl_term::<A, T>(x, y, k);
+            }
+        }
+        Kind::JensenShannon => {
+            unreachable!("Jensen-Shannon's terms are not taken against a reference")
+        }
+    }
+}
+
 /// The cross-entropy terms `-x (ln y - k ln2)` (0 where `x = 0`) of `p`, `q` and the
 /// per-element reference exponents `ks` into `terms`.
 #[inline(always)]
@@ -529,10 +575,10 @@ fn neg_x_ln_y<T: Float>(
     terms: &mut [f64],
     p: &[T],
     q: &[T],
-    ks: &[f64],
+    ks: impl Iterator<Item = f64>,
     ln: impl Fn(T, f64) -> f64,
 ) {
-    for (((t, &x), &y), &k) in terms.iter_mut().zip(p).zip(q).zip(ks) {
+    for (((t, &x), &y), k) in terms.iter_mut().zip(p).zip(q).zip(ks) {
         let x = x.to_f64();
         let l = -(x * ln(y, k));
         *t = if x == 0.0 { 0.0 } else { l };
@@ -567,8 +613,9 @@ where
     Policy<NAN>: OmitScratch<T>,
 {
     type State = Partial;
-    /// Gather buffers for `p` and `q`; the element terms; Jensen-Shannon's scale factors;
-    /// the per-row sums; under [`NanPolicy::Omit`], the copies of `p` and `q` without their
+    /// Gather buffers for `p` and `q`; the element terms; Jensen-Shannon's scale factors
+    /// (the second buffer also holds the other kinds' per-element reference exponents of a
+    /// batch of short rows); the per-row sums; under [`NanPolicy::Omit`], the copies of `p` and `q` without their
     /// NaN pairs and the rows' counts of pairs kept ([`omit_pairs`]; `()` under the other
     /// policies, see [`OmitScratch`]).
     type Scratch = (
@@ -641,43 +688,26 @@ where
             // The second pass of Jensen-Shannon reads its factors instead.
             row_sums(q, n, sq);
         }
-        // Each row's reference exponent, and a copy per element for the term loops.
-        let ks = bfb.scratch(rows * n);
+        // Each row's reference exponent; the term loops take it per element: the one value
+        // repeated for a tile of one row (a piece of a long row), a copy filled row by row
+        // for a batch of short rows.
         for ((k, &p), &q) in kr.iter_mut().zip(&*sp).zip(&*sq) {
             *k = reference(self.kind, p, q);
         }
-        for (r, &k) in kr.iter().enumerate() {
-            ks[seg(r)].fill(k);
-        }
         let terms = bt.scratch(rows * n);
         match self.kind {
-            Kind::Entropy if f32_rows => {
-                for ((t, &x), &k) in terms.iter_mut().zip(p).zip(&*ks) {
-                    *t = x_ln_x_for_f32::<A, T>(x, k);
-                }
+            kind @ (Kind::Entropy | Kind::CrossEntropy | Kind::KlDivergence) if rows == 1 => {
+                element_terms::<A, T>(kind, f32_rows, terms, p, q, iter::repeat(kr[0]))
             }
-            Kind::Entropy => {
-                for ((t, &x), &k) in terms.iter_mut().zip(p).zip(&*ks) {
-                    *t = x_ln_x::<A, T>(x, k);
+            kind @ (Kind::Entropy | Kind::CrossEntropy | Kind::KlDivergence) => {
+                let ks = bfb.scratch(rows * n);
+                for (r, &k) in kr.iter().enumerate() {
+                    ks[seg(r)].fill(k);
                 }
-            }
-            Kind::CrossEntropy if f32_rows => neg_x_ln_y(terms, p, q, ks, ln_for_f32::<A, T>),
-            Kind::CrossEntropy => {
-                neg_x_ln_y(terms, p, q, ks, |y: T, k| ln_nonneg::<A, T>(y.to_f64(), k))
-            }
-            // The quotient, unless one might overflow or underflow somewhere in the tile.
-            Kind::KlDivergence if quotients_normal(p, q) => {
-                for (((t, &x), &y), &k) in terms.iter_mut().zip(p).zip(q).zip(&*ks) {
-                    *t = kl_term_fast::<A, T>(x, y, k);
-                }
-            }
-            Kind::KlDivergence => {
-                for (((t, &x), &y), &k) in terms.iter_mut().zip(p).zip(q).zip(&*ks) {
-                    *t = kl_term::<A, T>(x, y, k);
-                }
+                element_terms::<A, T>(kind, f32_rows, terms, p, q, ks.iter().copied())
             }
             Kind::JensenShannon => {
-                let (fa, fb) = (bfa.scratch(rows * n), ks);
+                let (fa, fb) = (bfa.scratch(rows * n), bfb.scratch(rows * n));
                 for r in 0..rows {
                     let [a, b] = if let Some(norms) = self.norms {
                         norms.get(first_row + r)
