@@ -696,16 +696,6 @@ where
         }
         let terms = bt.scratch(rows * n);
         match self.kind {
-            kind @ (Kind::Entropy | Kind::CrossEntropy | Kind::KlDivergence) if rows == 1 => {
-                element_terms::<A, T>(kind, f32_rows, terms, p, q, iter::repeat(kr[0]))
-            }
-            kind @ (Kind::Entropy | Kind::CrossEntropy | Kind::KlDivergence) => {
-                let ks = bfb.scratch(rows * n);
-                for (r, &k) in kr.iter().enumerate() {
-                    ks[seg(r)].fill(k);
-                }
-                element_terms::<A, T>(kind, f32_rows, terms, p, q, ks.iter().copied())
-            }
             Kind::JensenShannon => {
                 let (fa, fb) = (bfa.scratch(rows * n), bfb.scratch(rows * n));
                 for r in 0..rows {
@@ -727,6 +717,16 @@ where
                     let m = (a + b) * 0.5;
                     *t = rel_entr::<A, T>(a, m) + rel_entr::<A, T>(b, m);
                 }
+            }
+            kind if rows == 1 => {
+                element_terms::<A, T>(kind, f32_rows, terms, p, q, iter::repeat(kr[0]))
+            }
+            kind => {
+                let ks = bfb.scratch(rows * n);
+                for (r, &k) in kr.iter().enumerate() {
+                    ks[seg(r)].fill(k);
+                }
+                element_terms::<A, T>(kind, f32_rows, terms, p, q, ks.iter().copied())
             }
         }
         row_sums(terms, n, sl);
